@@ -1,0 +1,68 @@
+# nkvm — build, test, demo. `make` builds ./nkvm; `make check` runs every test; `make demo` boots
+# the default guest. See README.md.
+CC      ?= gcc
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -Isrc -I.
+LDLIBS  += -lpthread
+SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+SRCS    := $(sort $(wildcard src/*.c src/*/*.c src/*/*/*.c))
+ASMS    := src/guest_blob.S
+OBJS    := $(SRCS:%.c=build/%.o) $(ASMS:%.S=build/%.o)
+LIBOBJS := $(filter-out build/src/main.o,$(OBJS))
+SANOBJS := $(filter-out build/san/src/main.o,$(SRCS:%.c=build/san/%.o)) build/san/src/guest_blob.o
+UNIT    := $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/test_*.c))
+
+.PHONY: all check unit integration deps demo fuzz bench clean format
+all: nkvm
+
+nkvm: $(OBJS)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+build/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+build/san/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SAN) -MMD -MP -c -o $@ $<
+
+# The guest's init is a static binary embedded in nkvm, so `nkvm setup` needs no other file.
+guest/init: guest/init.c guest/abi.h
+	$(CC) -static -Os -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ guest/init.c
+
+build/src/guest_blob.o build/san/src/guest_blob.o: src/guest_blob.S guest/init
+	@mkdir -p $(dir $@)
+	$(CC) -c -o $@ $<
+
+build/tests/%: tests/unit/%.c $(SANOBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS) -lcmocka
+
+deps:
+	@scripts/install-deps.sh
+
+# Unit tests (no KVM) under ASan/UBSan, then the integration suite on a real /dev/kvm (inside the
+# nested test host when this host's KVM cannot run a standard guest).
+check: deps nkvm $(UNIT)
+	@tests/run-all $(UNIT)
+
+unit: nkvm $(UNIT)
+	@tests/run-unit $(UNIT)
+
+integration: nkvm
+	@tests/integration/run
+
+demo: deps nkvm
+	@scripts/demo.sh
+
+bench: deps nkvm
+	@bench/boot.sh
+
+clean:
+	rm -rf build nkvm guest/init
+
+format:
+	clang-format -i $(SRCS) $(wildcard src/*.h src/*/*.h src/*/*/*.h guest/*.c guest/*.h tests/*/*.c)
+
+-include $(shell find build -name '*.d' 2>/dev/null)

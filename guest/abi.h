@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The contract between nkvm and the guest it boots: shared by the monitor (src/) and the
+ * guest's init (guest/init.c). Keep it free of host-only or guest-only includes.
+ */
+#ifndef NKVM_GUEST_ABI_H
+#define NKVM_GUEST_ABI_H
+
+/*
+ * Debug-exit port. The guest's init writes one byte, its command's exit status, with `outb`;
+ * the monitor stops the VM and exits with that status. A port no PC device uses.
+ */
+#define NKVM_EXIT_PORT 0x0f4
+
+/*
+ * Files that `nkvm run` adds to the guest's initramfs at boot, in a small cpio archive
+ * appended after the initrd (the kernel unpacks concatenated archives in order).
+ * NKVM_CMD_FILE holds the command's argv, each argument terminated by a NUL byte. When it is
+ * absent, init starts an interactive shell.
+ */
+#define NKVM_CMD_FILE "/etc/nkvm/cmd"
+
+/* One module path per line (relative to /lib/modules/<version>/), dependencies first. */
+#define NKVM_MODULES_FILE "/etc/nkvm/modules"
+
+#endif

@@ -1,0 +1,35 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Installs the Debian packages nkvm needs to build, test and boot its default guest. Safe to run
+# again: it asks apt only for what is missing, and says nothing when everything is there.
+set -eu
+
+# gcc make: the build. libcmocka-dev: unit tests. busybox-static kmod cpio zstd xz-utils:
+# `nkvm setup` (a static busybox for the guest, depmod, module decompression, checking archives).
+# qemu-system-x86 qemu-utils: the nested test host and qcow2 images. fio: benchmarks.
+# clang: fuzzers.
+PACKAGES="gcc make libcmocka-dev busybox-static kmod cpio qemu-system-x86 qemu-utils fio clang
+zstd xz-utils"
+
+installed() {
+	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+missing=""
+for p in $PACKAGES; do
+	installed "$p" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "nkvm: missing packages:$missing" >&2
+	echo "nkvm: run: sudo apt-get update && sudo apt-get install -y$missing" >&2
+	exit 1
+fi
+
+echo "nkvm: installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+# The lists may be missing (fresh container) or stale: refresh them only when installing.
+apt-get update -q
+# shellcheck disable=SC2086 # one word per package
+apt-get install -y -q --no-install-recommends $missing

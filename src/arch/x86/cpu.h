@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+/* x86 vCPU state at power-on: CPUID, MSRs, LAPIC, and the long-mode entry of the boot CPU. */
+#ifndef NKVM_ARCH_X86_CPU_H
+#define NKVM_ARCH_X86_CPU_H
+
+#include <linux/kvm.h>
+#include <stdint.h>
+
+#include "vmm/memory.h"
+
+struct vcpu;
+
+/* KVM_GET_SUPPORTED_CPUID, malloc'ed. Returns NULL with errno set on failure. */
+struct kvm_cpuid2 *cpu_supported_cpuid(int kvm_fd);
+
+/*
+ * Rewrites the topology leaves of a CPUID table for vCPU `apic_id` of `nr_cpus`, each vCPU one
+ * core of one socket. Pure: edits the table only.
+ */
+void cpu_cpuid_set_topology(struct kvm_cpuid2 *cpuid, unsigned int apic_id, unsigned int nr_cpus);
+
+/* Writes the boot GDT and identity page tables into guest RAM. Returns 0 or -ENOSPC. */
+int cpu_write_boot_tables(struct guest_memory *mem);
+
+/* CPUID, MSRs and LAPIC for any vCPU. Returns 0 or a negative errno with *why. */
+int cpu_init_vcpu(struct vcpu *vcpu, const struct kvm_cpuid2 *supported, unsigned int nr_cpus,
+		  const char **why);
+
+/* Puts the boot vCPU at the kernel's 64-bit entry in long mode, boot_params in RSI. */
+int cpu_set_boot_state(struct vcpu *vcpu, uint64_t entry, uint64_t boot_params,
+		       const char **why);
+
+#endif

@@ -1,0 +1,10 @@
+/* SPDX-License-Identifier: MIT */
+/* The subcommands: each is `nkvm NAME ARGS...`, returns the process exit status. */
+#ifndef NKVM_CMD_CMD_H
+#define NKVM_CMD_CMD_H
+
+int cmd_run(int argc, char **argv);
+int cmd_setup(int argc, char **argv);
+int cmd_version(int argc, char **argv);
+
+#endif

@@ -1,0 +1,361 @@
+// SPDX-License-Identifier: MIT
+/* `nkvm run`: build the machine, boot the kernel, run until the guest stops. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include "arch/x86/acpi.h"
+#include "arch/x86/boot.h"
+#include "arch/x86/cpu.h"
+#include "arch/x86/i8042.h"
+#include "cmd/cmd.h"
+#include "cmd/run_options.h"
+#include "guest/abi.h"
+#include "hw/debug_exit.h"
+#include "hw/pci.h"
+#include "hw/serial.h"
+#include "lib/cpio.h"
+#include "lib/log.h"
+#include "lib/paths.h"
+#include "lib/util.h"
+#include "vmm/console.h"
+#include "vmm/loop.h"
+#include "vmm/term.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm.h"
+
+/*
+ * Always on the command line: the console on the UART, reboot through the i8042 (which ends
+ * nkvm), no reboot loop after a panic, and an i8042 probe that asks only what nkvm emulates.
+ */
+#define RUN_BASE_CMDLINE                                                                       \
+	"console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.dumbkbd quiet"
+
+struct machine {
+	struct vm vm;
+	struct serial uart;
+	struct i8042 i8042;
+	struct acpi_pm acpi_pm;
+	struct pci_bus pci;
+	struct loop loop;
+	struct console console;
+	struct loop_source signals;
+};
+
+struct boot_files {
+	uint8_t *kernel, *initrd;
+	size_t kernel_len, initrd_len;
+	struct cpio extra;	/* the command for the guest's init, appended to the initrd */
+	char cmdline[BOOT_CMDLINE_MAX];
+	char kernel_path[4096], initrd_path[4096];
+};
+
+static int host_ram_check(uint64_t mem, const char *arg)
+{
+	struct sysinfo si;
+	uint64_t total;
+
+	if (sysinfo(&si) < 0)
+		return 0;
+	total = (uint64_t)si.totalram * si.mem_unit;
+	if (mem > total) {
+		nkvm_err("-m %s: more than this host's memory (%llu MiB)", arg,
+			 (unsigned long long)(total >> 20));
+		return -1;
+	}
+	return 0;
+}
+
+static int resolve_guest_paths(const struct run_options *o, struct boot_files *f)
+{
+	if (o->kernel) {
+		snprintf(f->kernel_path, sizeof(f->kernel_path), "%s", o->kernel);
+		if (o->initrd)
+			snprintf(f->initrd_path, sizeof(f->initrd_path), "%s", o->initrd);
+		return 0;
+	}
+	if (nkvm_cache_path(f->kernel_path, sizeof(f->kernel_path), NKVM_GUEST_KERNEL) ||
+	    nkvm_cache_path(f->initrd_path, sizeof(f->initrd_path), NKVM_GUEST_INITRD)) {
+		nkvm_err("cannot find the default guest: set HOME or XDG_CACHE_HOME");
+		return -1;
+	}
+	if (access(f->kernel_path, R_OK) || access(f->initrd_path, R_OK)) {
+		nkvm_err("no default guest in %s: run `nkvm setup` first (or pass -k)",
+			 f->kernel_path);
+		return -1;
+	}
+	if (o->initrd)
+		snprintf(f->initrd_path, sizeof(f->initrd_path), "%s", o->initrd);
+	return 0;
+}
+
+/* The guest's command goes in a tiny cpio archive, so no argument is limited or mangled. */
+static int build_command_archive(const struct run_options *o, struct cpio *c)
+{
+	size_t len = 0;
+	char *argv_blob, *p;
+	int err;
+
+	if (!o->cmd)
+		return 0;
+	for (char **a = o->cmd; *a; a++)
+		len += strlen(*a) + 1;
+	argv_blob = malloc(len ? len : 1);
+	if (!argv_blob)
+		return -ENOMEM;
+	p = argv_blob;
+	for (char **a = o->cmd; *a; a++)
+		p = stpcpy(p, *a) + 1;
+	err = cpio_add_dir(c, "etc", 0755);
+	if (!err)
+		err = cpio_add_dir(c, "etc/nkvm", 0755);
+	if (!err)
+		err = cpio_add_file(c, NKVM_CMD_FILE, 0644, argv_blob, len);
+	if (!err)
+		err = cpio_finish(c);
+	free(argv_blob);
+	return err;
+}
+
+static int load_boot_files(const struct run_options *o, struct boot_files *f)
+{
+	int err;
+
+	if (resolve_guest_paths(o, f))
+		return -1;
+	err = read_file(f->kernel_path, &f->kernel, &f->kernel_len);
+	if (err) {
+		nkvm_err("%s: cannot read kernel: %s", f->kernel_path, strerror(-err));
+		return -1;
+	}
+	if (f->initrd_path[0]) {
+		err = read_file(f->initrd_path, &f->initrd, &f->initrd_len);
+		if (err) {
+			nkvm_err("%s: cannot read initrd: %s", f->initrd_path, strerror(-err));
+			return -1;
+		}
+	}
+	if (build_command_archive(o, &f->extra)) {
+		nkvm_err("out of memory building the guest's command");
+		return -1;
+	}
+	if ((size_t)snprintf(f->cmdline, sizeof(f->cmdline), "%s%s%s", RUN_BASE_CMDLINE,
+			     o->params ? " " : "", o->params ? o->params : "") >=
+	    sizeof(f->cmdline)) {
+		nkvm_err("-p: kernel command line too long");
+		return -1;
+	}
+	return 0;
+}
+
+static void free_boot_files(struct boot_files *f)
+{
+	free(f->kernel);
+	free(f->initrd);
+	cpio_free(&f->extra);
+}
+
+static int create_devices(struct machine *m)
+{
+	int err;
+
+	err = serial_init(&m->uart, &m->vm, SERIAL_COM1_PORT, SERIAL_COM1_IRQ);
+	if (!err)
+		err = i8042_init(&m->i8042, &m->vm);
+	if (!err)
+		err = debug_exit_init(&m->vm);
+	if (!err)
+		err = acpi_pm_init(&m->acpi_pm, &m->vm);
+	if (!err)
+		err = pci_init(&m->pci, &m->vm);
+	if (err)
+		nkvm_err("cannot create devices: %s", strerror(-err));
+	return err;
+}
+
+static int load_guest(struct machine *m, const struct bzimage *k, struct boot_files *f)
+{
+	static const uint8_t zeros[4];
+	/* Archives must start 4-byte aligned, so pad the initrd before appending ours. */
+	struct boot_blob parts[] = {
+		{ f->initrd, f->initrd_len },
+		{ zeros, f->extra.len ? ALIGN_UP(f->initrd_len, 4) - f->initrd_len : 0 },
+		{ f->extra.buf, f->extra.len },
+	};
+	uint8_t *acpi = guest_ptr(&m->vm.mem, BOOT_ACPI_ADDR, BOOT_ACPI_SIZE);
+	const char *why;
+	int err;
+
+	if (!acpi || acpi_build_tables(acpi, BOOT_ACPI_SIZE, BOOT_ACPI_ADDR, m->vm.nr_vcpus) < 0 ||
+	    cpu_write_boot_tables(&m->vm.mem)) {
+		nkvm_err("cannot write ACPI tables or boot page tables");
+		return -1;
+	}
+	err = boot_load(&m->vm.mem, k, f->cmdline, parts, ARRAY_SIZE(parts), BOOT_ACPI_ADDR, &why);
+	if (err) {
+		nkvm_err("%s: %s", f->kernel_path, why);
+		return -1;
+	}
+	return 0;
+}
+
+static int create_vcpus(struct machine *m)
+{
+	struct vm *vm = &m->vm;
+	struct kvm_cpuid2 *cpuid = cpu_supported_cpuid(vm->kvm_fd);
+	const char *why = "KVM_GET_SUPPORTED_CPUID";
+	int err = cpuid ? 0 : -errno;
+
+	vm->vcpus = calloc(vm->nr_vcpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus && !err)
+		err = -ENOMEM;
+	for (unsigned int i = 0; i < vm->nr_vcpus && !err; i++) {
+		why = "KVM_CREATE_VCPU";
+		err = vcpu_create(vm, &vm->vcpus[i], i);
+		if (!err)
+			err = cpu_init_vcpu(&vm->vcpus[i], cpuid, vm->nr_vcpus, &why);
+	}
+	if (!err)
+		err = cpu_set_boot_state(&vm->vcpus[0], BOOT_KERNEL_ENTRY64, BOOT_PARAMS_ADDR, &why);
+	free(cpuid);
+	if (err)
+		nkvm_err("cannot set up vCPUs: %s: %s", why, strerror(-err));
+	return err;
+}
+
+static void on_signal(struct loop_source *src, uint32_t events)
+{
+	struct machine *m = src->opaque;
+	struct signalfd_siginfo si;
+
+	if (read(src->fd, &si, sizeof(si)) != sizeof(si))
+		return;
+	vm_request_stop(&m->vm, 128 + si.ssi_signo);
+}
+
+static void on_stop(struct loop_source *src, uint32_t events)
+{
+	/* Nothing to do: loop_run sees vm->stopping and returns. */
+}
+
+static int run_machine(struct machine *m)
+{
+	struct loop_source stop_src = { .fd = m->vm.stop_fd, .fn = on_stop, .opaque = m };
+	sigset_t sigs;
+	int err;
+
+	/* Termination signals arrive through the loop; every thread inherits the mask. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGQUIT);
+	sigaddset(&sigs, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	sigdelset(&sigs, SIGUSR1);
+	signal(SIGPIPE, SIG_IGN);
+	m->signals = (struct loop_source){ .fd = signalfd(-1, &sigs, SFD_CLOEXEC), .fn = on_signal,
+					   .opaque = m };
+	err = loop_init(&m->loop);
+	if (!err && m->signals.fd < 0)
+		err = -errno;
+	if (!err)
+		err = loop_add(&m->loop, &m->signals, EPOLLIN);
+	if (!err)
+		err = loop_add(&m->loop, &stop_src, EPOLLIN);
+	if (!err)
+		err = console_init(&m->console, &m->vm, &m->uart, &m->loop, STDIN_FILENO,
+				   STDOUT_FILENO);
+	if (err) {
+		nkvm_err("cannot set up the main loop: %s", strerror(-err));
+		return 1;
+	}
+	term_raw(STDIN_FILENO);
+	err = vcpus_start(&m->vm);
+	if (err) {
+		nkvm_err("cannot start vCPU threads: %s", strerror(-err));
+		vm_request_stop(&m->vm, 1);
+	} else {
+		loop_run(&m->loop, &m->vm.stopping);
+	}
+	vcpus_stop(&m->vm);
+	console_flush(&m->console);
+	term_restore();
+	return m->vm.exit_status;
+}
+
+static int check_vcpus(struct vm *vm, const struct run_options *o)
+{
+	unsigned int max = vm_max_vcpus(vm->kvm_fd);
+
+	if (o->cpus > max) {
+		nkvm_err("-c %u: KVM on this host allows at most %u vCPUs", o->cpus, max);
+		return -1;
+	}
+	return 0;
+}
+
+static int boot(const struct run_options *o, const char *mem_arg)
+{
+	struct boot_files *f = calloc(1, sizeof(*f));
+	struct machine *m = calloc(1, sizeof(*m));
+	const char *why, *unusable;
+	struct bzimage k;
+	int status = 1, err;
+
+	if (!f || !m)
+		die("out of memory");
+	if (host_ram_check(o->mem, mem_arg) || load_boot_files(o, f))
+		goto out;
+	if (bzimage_parse(f->kernel, f->kernel_len, &k, &why)) {
+		nkvm_err("%s: not a bootable kernel: %s", f->kernel_path, why);
+		goto out;
+	}
+	unusable = getenv("NKVM_ALLOW_PVM") ? NULL : kvm_host_unusable();
+	if (unusable) {
+		nkvm_err("%s", unusable);
+		goto out;
+	}
+	err = vm_create(&m->vm, o->mem, o->cpus, &why);
+	if (err) {
+		nkvm_err("cannot create the VM: %s: %s", why, strerror(-err));
+		goto out;
+	}
+	if (check_vcpus(&m->vm, o) || create_devices(m) || load_guest(m, &k, f) ||
+	    create_vcpus(m))
+		goto out;
+	free_boot_files(f);
+	memset(f, 0, sizeof(*f));
+	status = run_machine(m);
+out:
+	free_boot_files(f);
+	free(f);
+	/* The process exits next; the kernel reclaims the VM, its vCPUs and RAM at once. */
+	return status;
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct run_options o;
+	char err[256];
+	const char *mem_arg = "256M";
+
+	if (run_parse_options(argc, argv, &o, err, sizeof(err))) {
+		nkvm_err("%s", err);
+		return 2;
+	}
+	if (o.help) {
+		fputs(run_usage, stdout);
+		return 0;
+	}
+	for (int i = 1; i < argc - 1; i++)
+		if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--mem"))
+			mem_arg = argv[i + 1];
+	return boot(&o, mem_arg);
+}

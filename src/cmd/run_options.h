@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: MIT */
+/* `nkvm run` options: parsed and checked without touching KVM, so tests can drive them. */
+#ifndef NKVM_CMD_RUN_OPTIONS_H
+#define NKVM_CMD_RUN_OPTIONS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RUN_DEFAULT_MEM (256ULL << 20)
+#define RUN_MIN_MEM (32ULL << 20)
+#define RUN_MAX_CPUS 254	/* xAPIC IDs in the MADT, one left for the IOAPIC */
+#define RUN_NAME_MAX 64
+
+struct run_options {
+	const char *kernel;
+	const char *initrd;
+	const char *params;
+	const char *name;
+	uint64_t mem;
+	unsigned int cpus;
+	char **cmd;		/* NULL-terminated, or NULL for an interactive shell */
+	int help;
+};
+
+/*
+ * Parses `run` arguments (argv[0] is "run"). Returns 0, or -1 with a one-line reason in err.
+ * Limits that depend on the host (RAM, KVM's vCPU limit) are checked later, by run.
+ */
+int run_parse_options(int argc, char **argv, struct run_options *o, char *err, size_t errlen);
+
+/* The usage text of `nkvm run`. */
+extern const char run_usage[];
+
+#endif

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+/* Small helpers several modules need. */
+#ifndef NKVM_LIB_UTIL_H
+#define NKVM_LIB_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define KiB (1024ULL)
+#define MiB (1024ULL * KiB)
+#define GiB (1024ULL * MiB)
+#define ALIGN_UP(x, a) (((x) + (a)-1) & ~((__typeof__(x))(a)-1))
+#define ALIGN_DOWN(x, a) ((x) & ~((__typeof__(x))(a)-1))
+
+/*
+ * Parses a size such as "512M", "2G", "1T", "4096K" or a bare number, which counts
+ * default_unit bytes (MiB for -m, as in QEMU and kvmtool). Returns 0 or -EINVAL/-ERANGE.
+ */
+int parse_size(const char *s, uint64_t default_unit, uint64_t *out);
+/* Parses a decimal unsigned int in [min, max]. Returns 0 or -EINVAL/-ERANGE. */
+int parse_uint(const char *s, unsigned int min, unsigned int max, unsigned int *out);
+
+/* Reads a whole file into a malloc'ed buffer. Returns 0 or a negative errno. */
+int read_file(const char *path, uint8_t **buf, size_t *len);
+/* Writes all of buf to fd, retrying short writes and EINTR. Returns 0 or a negative errno. */
+int write_all(int fd, const void *buf, size_t len);
+
+#endif

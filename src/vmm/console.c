@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "hw/serial.h"
+#include "lib/util.h"
+#include "vmm/console.h"
+#include "vmm/vm.h"
+
+/* While input waits for room in the UART FIFO, poll at this period for the guest to read. */
+#define CONSOLE_RETRY_MS 5
+
+static void console_push_pending(struct console *c)
+{
+	size_t n = serial_receive(c->uart, c->pending, c->pending_len);
+
+	memmove(c->pending, c->pending + n, c->pending_len - n);
+	c->pending_len -= n;
+	c->loop->timeout_ms = c->pending_len ? CONSOLE_RETRY_MS : -1;
+}
+
+static void console_retry(void *opaque)
+{
+	console_push_pending(opaque);
+}
+
+static void console_on_input(struct loop_source *src, uint32_t events)
+{
+	struct console *c = src->opaque;
+	size_t len;
+	ssize_t n;
+
+	if (c->pending_len) {
+		console_push_pending(c);
+		if (c->pending_len)
+			return;
+	}
+	n = read(src->fd, c->pending, sizeof(c->pending));
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) {
+		/* End of input (or a dead terminal): the guest keeps running without it. */
+		loop_del(c->loop, src);
+		c->in_active = 0;
+		return;
+	}
+	len = n;
+	if (term_filter_input(&c->esc, c->pending, &len)) {
+		/* Ctrl-A x: the user's way out; like QEMU, not an error. */
+		vm_request_stop(c->vm, 0);
+		return;
+	}
+	c->pending_len = len;
+	console_push_pending(c);
+}
+
+void console_flush(struct console *c)
+{
+	uint8_t buf[4096];
+	size_t n;
+
+	while ((n = serial_take_output(c->uart, buf, sizeof(buf))) > 0) {
+		if (write_all(c->out_fd, buf, n) < 0) {
+			/* Nobody reads our output any more: stop rather than run blind. */
+			vm_request_stop(c->vm, 1);
+			return;
+		}
+	}
+}
+
+static void console_on_output(struct loop_source *src, uint32_t events)
+{
+	struct console *c = src->opaque;
+	uint64_t count;
+
+	if (read(src->fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+		return;
+	console_flush(c);
+}
+
+int console_init(struct console *c, struct vm *vm, struct serial *uart, struct loop *loop,
+		 int in_fd, int out_fd)
+{
+	int err;
+
+	memset(c, 0, sizeof(*c));
+	c->vm = vm;
+	c->uart = uart;
+	c->loop = loop;
+	c->out_fd = out_fd;
+	loop->on_timeout = console_retry;
+	loop->timeout_opaque = c;
+	c->out_src = (struct loop_source){ .fd = uart->tx_fd, .fn = console_on_output, .opaque = c };
+	err = loop_add(loop, &c->out_src, EPOLLIN);
+	if (err || in_fd < 0)
+		return err;
+	c->in_src = (struct loop_source){ .fd = in_fd, .fn = console_on_input, .opaque = c };
+	/* A regular file or /dev/null cannot be polled; such input is simply not forwarded. */
+	if (loop_add(loop, &c->in_src, EPOLLIN) == 0)
+		c->in_active = 1;
+	return 0;
+}

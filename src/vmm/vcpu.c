@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm.h"
+
+/* Sent to a vCPU thread to make KVM_RUN return; its handler does nothing. */
+#define VCPU_KICK_SIGNAL SIGUSR1
+
+int vcpu_create(struct vm *vm, struct vcpu *vcpu, unsigned int id)
+{
+	void *run;
+
+	memset(vcpu, 0, sizeof(*vcpu));
+	vcpu->vm = vm;
+	vcpu->id = id;
+	vcpu->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, id);
+	if (vcpu->fd < 0)
+		return -errno;
+	run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd, 0);
+	if (run == MAP_FAILED) {
+		int err = -errno;
+
+		close(vcpu->fd);
+		vcpu->fd = -1;
+		return err;
+	}
+	vcpu->run = run;
+	return 0;
+}
+
+void vcpu_destroy(struct vcpu *vcpu)
+{
+	if (vcpu->run)
+		munmap(vcpu->run, vcpu->vm->run_size);
+	if (vcpu->fd >= 0)
+		close(vcpu->fd);
+	vcpu->run = NULL;
+	vcpu->fd = -1;
+}
+
+static void vcpu_handle_io(struct vcpu *vcpu, struct kvm_run *run)
+{
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+
+	/* String I/O (rep ins/outs) arrives as `count` accesses laid out back to back. */
+	for (uint32_t i = 0; i < run->io.count; i++, data += run->io.size) {
+		if (run->io.direction == KVM_EXIT_IO_OUT)
+			bus_write(&vcpu->vm->pio, run->io.port, data, run->io.size);
+		else
+			bus_read(&vcpu->vm->pio, run->io.port, data, run->io.size);
+	}
+}
+
+static void vcpu_handle_mmio(struct vcpu *vcpu, struct kvm_run *run)
+{
+	unsigned int len = run->mmio.len;
+
+	if (len > sizeof(run->mmio.data))
+		return;
+	if (run->mmio.is_write)
+		bus_write(&vcpu->vm->mmio, run->mmio.phys_addr, run->mmio.data, len);
+	else
+		bus_read(&vcpu->vm->mmio, run->mmio.phys_addr, run->mmio.data, len);
+}
+
+enum vcpu_exit_action vcpu_handle_exit(struct vcpu *vcpu, struct kvm_run *run)
+{
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		vcpu_handle_io(vcpu, run);
+		return VCPU_CONTINUE;
+	case KVM_EXIT_MMIO:
+		vcpu_handle_mmio(vcpu, run);
+		return VCPU_CONTINUE;
+	case KVM_EXIT_INTR:
+		return VCPU_CONTINUE;
+	case KVM_EXIT_SHUTDOWN:
+		/* A triple fault: what a PC does on reset when all else fails. A clean stop. */
+		vm_request_stop(vcpu->vm, 0);
+		return VCPU_STOP;
+	case KVM_EXIT_SYSTEM_EVENT:
+		if (run->system_event.type == KVM_SYSTEM_EVENT_CRASH) {
+			nkvm_err("vcpu %u: the guest reported a crash", vcpu->id);
+			vm_request_stop(vcpu->vm, 1);
+			return VCPU_FAIL;
+		}
+		vm_request_stop(vcpu->vm, 0);
+		return VCPU_STOP;
+	case KVM_EXIT_FAIL_ENTRY:
+		nkvm_err("vcpu %u: KVM could not enter the guest (hardware reason 0x%llx)", vcpu->id,
+			 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		vm_request_stop(vcpu->vm, 1);
+		return VCPU_FAIL;
+	case KVM_EXIT_INTERNAL_ERROR:
+		nkvm_err("vcpu %u: KVM internal error (suberror %u)", vcpu->id,
+			 run->internal.suberror);
+		vm_request_stop(vcpu->vm, 1);
+		return VCPU_FAIL;
+	default:
+		nkvm_err("vcpu %u: unexpected KVM exit reason %u", vcpu->id, run->exit_reason);
+		vm_request_stop(vcpu->vm, 1);
+		return VCPU_FAIL;
+	}
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *vcpu = arg;
+	struct vm *vm = vcpu->vm;
+	sigset_t kick;
+
+	sigemptyset(&kick);
+	sigaddset(&kick, VCPU_KICK_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+
+	while (!atomic_load(&vm->stopping)) {
+		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			nkvm_err("vcpu %u: KVM_RUN: %s", vcpu->id, strerror(errno));
+			vm_request_stop(vm, 1);
+			break;
+		}
+		if (vcpu_handle_exit(vcpu, vcpu->run) != VCPU_CONTINUE)
+			break;
+	}
+	return NULL;
+}
+
+static void vcpu_kick_handler(int sig)
+{
+	(void)sig;
+}
+
+int vcpus_start(struct vm *vm)
+{
+	struct sigaction sa = { .sa_handler = vcpu_kick_handler };
+	pthread_attr_t attr;
+	int err = 0;
+
+	/* No SA_RESTART: the point of the signal is to make KVM_RUN return EINTR. */
+	sigaction(VCPU_KICK_SIGNAL, &sa, NULL);
+	pthread_attr_init(&attr);
+	/* The loop needs little stack; keep the monitor's footprint small. */
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	for (unsigned int i = 0; i < vm->nr_vcpus && !err; i++) {
+		err = -pthread_create(&vm->vcpus[i].thread, &attr, vcpu_thread, &vm->vcpus[i]);
+		vm->vcpus[i].started = !err;
+	}
+	pthread_attr_destroy(&attr);
+	return err;
+}
+
+void vcpus_stop(struct vm *vm)
+{
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *vcpu = &vm->vcpus[i];
+
+		if (!vcpu->started)
+			continue;
+		/*
+		 * immediate_exit closes the race where the signal lands just before KVM_RUN:
+		 * KVM then returns EINTR at once instead of entering the guest.
+		 */
+		vcpu->run->immediate_exit = 1;
+		pthread_kill(vcpu->thread, VCPU_KICK_SIGNAL);
+	}
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		if (vm->vcpus[i].started)
+			pthread_join(vm->vcpus[i].thread, NULL);
+		vm->vcpus[i].started = false;
+	}
+}

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+/* A vCPU: its KVM fd, its kvm_run page, its thread, and the exit dispatch. */
+#ifndef NKVM_VMM_VCPU_H
+#define NKVM_VMM_VCPU_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	unsigned int id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool started;
+};
+
+enum vcpu_exit_action {
+	VCPU_CONTINUE,	/* handled: run the guest again */
+	VCPU_STOP,	/* the VM is stopping (guest reset, power-off or exit port) */
+	VCPU_FAIL,	/* KVM reported an error: the VM stops with a failure status */
+};
+
+/* Creates vCPU `id` of vm and maps its kvm_run. Returns 0 or a negative errno. */
+int vcpu_create(struct vm *vm, struct vcpu *vcpu, unsigned int id);
+void vcpu_destroy(struct vcpu *vcpu);
+
+/*
+ * Decides what one exit means, dispatching I/O to the VM's buses. Pure with respect to KVM (no
+ * ioctl), so tests can feed it exits they made up.
+ */
+enum vcpu_exit_action vcpu_handle_exit(struct vcpu *vcpu, struct kvm_run *run);
+
+/* Starts every vCPU thread, and stops them (kick out of KVM_RUN, join). */
+int vcpus_start(struct vm *vm);
+void vcpus_stop(struct vm *vm);
+
+#endif

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+/* A virtual machine: the KVM VM, its RAM, its buses and vCPUs, and how it stops. */
+#ifndef NKVM_VMM_VM_H
+#define NKVM_VMM_VM_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/bus.h"
+#include "vmm/memory.h"
+
+struct vcpu;
+
+struct vm {
+	int kvm_fd, vm_fd;
+	size_t run_size;		/* size of each vCPU's kvm_run mapping */
+	struct guest_memory mem;
+	struct bus pio, mmio;
+	unsigned int nr_vcpus;
+	struct vcpu *vcpus;
+
+	/* The first stop request wins; the main loop sees stop_fd and winds everything down. */
+	atomic_int stopping;
+	int exit_status;
+	int stop_fd;
+};
+
+/*
+ * Why this host's /dev/kvm cannot run a standard guest, as one sentence; NULL when it can.
+ * PVM (a software KVM for PVM-aware kernels only) and a missing /dev/kvm are the cases.
+ */
+const char *kvm_host_unusable(void);
+
+/* Opens /dev/kvm, creates the VM, its irqchip, PIT and RAM. Returns 0 or a negative errno; *why
+ * names the step that failed. */
+int vm_create(struct vm *vm, uint64_t ram_size, unsigned int nr_vcpus, const char **why);
+void vm_destroy(struct vm *vm);
+
+/* Largest vCPU count KVM allows for this VM. */
+unsigned int vm_max_vcpus(int kvm_fd);
+
+/* Ask the VM to stop and nkvm to exit with status. Safe from any thread; the first call wins. */
+void vm_request_stop(struct vm *vm, int status);
+
+/* Raise or lower a GSI on the in-kernel irqchip. Returns 0 or a negative errno. */
+int vm_irq_line(struct vm *vm, unsigned int gsi, int level);
+
+#endif

@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: MIT
+/* `nkvm run` option parsing: defaults, sizes, limits and each malformed input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "cmd/run_options.h"
+
+static int parse(struct run_options *o, char *err, ...)
+{
+	static char *argv[32];	/* o->cmd points into it after we return */
+	int argc = 0;
+	va_list ap;
+
+	va_start(ap, err);
+	argv[argc++] = "run";
+	while ((argv[argc] = va_arg(ap, char *)))
+		argc++;
+	va_end(ap);
+	return run_parse_options(argc, argv, o, err, 256);
+}
+
+static void test_defaults_are_256M_one_cpu_shell(void **state)
+{
+	struct run_options o;
+	char err[256];
+
+	assert_int_equal(parse(&o, err, NULL), 0);
+	assert_int_equal(o.mem, 256ULL << 20);
+	assert_int_equal(o.cpus, 1);
+	assert_null(o.cmd);
+	assert_null(o.kernel);
+}
+
+static void test_all_options_and_command(void **state)
+{
+	struct run_options o;
+	char err[256];
+
+	assert_int_equal(parse(&o, err, "-k", "bz", "-i", "rd", "-p", "a=1 b", "-m", "2G", "-c", "4",
+			       "--name", "web-1", "--", "sh", "-c", "exit 7", NULL),
+			 0);
+	assert_string_equal(o.kernel, "bz");
+	assert_string_equal(o.initrd, "rd");
+	assert_string_equal(o.params, "a=1 b");
+	assert_int_equal(o.mem, 2ULL << 30);
+	assert_int_equal(o.cpus, 4);
+	assert_string_equal(o.name, "web-1");
+	assert_string_equal(o.cmd[0], "sh");
+	assert_string_equal(o.cmd[2], "exit 7");
+	assert_null(o.cmd[3]);
+}
+
+static void test_mem_units(void **state)
+{
+	struct run_options o;
+	char err[256];
+
+	assert_int_equal(parse(&o, err, "-m", "512", NULL), 0);
+	assert_int_equal(o.mem, 512ULL << 20);
+	assert_int_equal(parse(&o, err, "--mem", "1024M", NULL), 0);
+	assert_int_equal(o.mem, 1ULL << 30);
+	assert_int_equal(parse(&o, err, "-m", "1T", NULL), 0);	/* host limit checked later */
+	assert_int_equal(o.mem, 1ULL << 40);
+}
+
+static void test_mem_zero_rejected(void **state)
+{
+	struct run_options o;
+	char err[256];
+
+	assert_int_equal(parse(&o, err, "-m", "0", NULL), -1);
+	assert_non_null(strstr(err, "-m 0"));
+	assert_non_null(strstr(err, "at least"));
+}
+
+static void test_mem_garbage_rejected(void **state)
+{
+	struct run_options o;
+	char err[256];
+
+	assert_int_equal(parse(&o, err, "-m", "lots", NULL), -1);
+	assert_non_null(strstr(err, "not a size"));
+	assert_int_equal(parse(&o, err, "-m", "12Q", NULL), -1);
+	assert_int_equal(parse(&o, err, "-m", "-5", NULL), -1);
+	assert_int_equal(parse(&o, err, "-m", "99999999999999999999", NULL), -1);
+	assert_int_equal(parse(&o, err, "-m", "99999999999T", NULL), -1);
+	assert_non_null(strstr(err, "too large"));
+}
+
+static void test_cpus_zero_and_too_many_rejected(void **state)
+{
+	struct run_options o;
+	char err[256];
+
+	assert_int_equal(parse(&o, err, "-c", "0", NULL), -1);
+	assert_non_null(strstr(err, "between 1 and"));
+	assert_int_equal(parse(&o, err, "-c", "1000", NULL), -1);
+	assert_non_null(strstr(err, "-c 1000"));
+	assert_int_equal(parse(&o, err, "-c", "two", NULL), -1);
+	assert_non_null(strstr(err, "not a number"));
+	assert_int_equal(parse(&o, err, "-c", "254", NULL), 0);
+}
+
+static void test_unknown_option_and_missing_value(void **state)
+{
+	struct run_options o;
+	char err[256];
+
+	assert_int_equal(parse(&o, err, "--bogus", NULL), -1);
+	assert_non_null(strstr(err, "unknown option"));
+	assert_int_equal(parse(&o, err, "-m", NULL), -1);
+	assert_non_null(strstr(err, "needs a value"));
+}
+
+static void test_stray_argument_needs_double_dash(void **state)
+{
+	struct run_options o;
+	char err[256];
+
+	assert_int_equal(parse(&o, err, "ls", NULL), -1);
+	assert_non_null(strstr(err, "after --"));
+}
+
+static void test_bad_names_rejected(void **state)
+{
+	struct run_options o;
+	char err[256];
+
+	assert_int_equal(parse(&o, err, "--name", "a/b", NULL), -1);
+	assert_int_equal(parse(&o, err, "--name", "", NULL), -1);
+	assert_int_equal(parse(&o, err, "--name", "../x", NULL), -1);
+	assert_int_equal(parse(&o, err, "--name", "ok.name_1", NULL), 0);
+}
+
+static void test_help(void **state)
+{
+	struct run_options o;
+	char err[256];
+
+	assert_int_equal(parse(&o, err, "--help", NULL), 0);
+	assert_true(o.help);
+	assert_non_null(strstr(run_usage, "--kernel"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults_are_256M_one_cpu_shell),
+		cmocka_unit_test(test_all_options_and_command),
+		cmocka_unit_test(test_mem_units),
+		cmocka_unit_test(test_mem_zero_rejected),
+		cmocka_unit_test(test_mem_garbage_rejected),
+		cmocka_unit_test(test_cpus_zero_and_too_many_rejected),
+		cmocka_unit_test(test_unknown_option_and_missing_value),
+		cmocka_unit_test(test_stray_argument_needs_double_dash),
+		cmocka_unit_test(test_bad_names_rejected),
+		cmocka_unit_test(test_help),
+	};
+
+	return cmocka_run_group_tests_name("run_options", tests, NULL, NULL);
+}

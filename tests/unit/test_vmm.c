@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: MIT
+/* The VMM core without KVM: guest memory bounds, the bus, exit dispatch, the console escape. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "guest/abi.h"
+#include "hw/debug_exit.h"
+#include "lib/util.h"
+#include "vmm/term.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm.h"
+
+static void test_guest_ptr_checks_range_and_overflow(void **state)
+{
+	struct guest_memory mem;
+
+	assert_int_equal(memory_init(&mem, 64 * MiB), 0);
+	assert_ptr_equal(guest_ptr(&mem, 0, 64 * MiB), mem.base);
+	assert_ptr_equal(guest_ptr(&mem, 64 * MiB - 1, 1), mem.base + 64 * MiB - 1);
+	assert_ptr_equal(guest_ptr(&mem, 64 * MiB, 0), mem.base + 64 * MiB);
+	assert_null(guest_ptr(&mem, 64 * MiB - 1, 2));
+	assert_null(guest_ptr(&mem, 64 * MiB, 1));
+	assert_null(guest_ptr(&mem, 1, UINT64_MAX));
+	assert_null(guest_ptr(&mem, UINT64_MAX, 2));
+	memory_free(&mem);
+}
+
+static void test_guest_memory_split_around_pci_hole(void **state)
+{
+	struct guest_memory mem;
+
+	memory_layout(&mem, 4 * GiB);
+	assert_int_equal(mem.nr_regions, 2);
+	assert_int_equal(mem.regions[0].size, MEM_HOLE_START);
+	assert_int_equal(mem.regions[1].gpa, MEM_HOLE_END);
+	assert_int_equal(mem.regions[1].size, 4 * GiB - MEM_HOLE_START);
+	/* Nothing in the hole is RAM, and no range may straddle the two regions. */
+	mem.regions[0].host = (uint8_t *)0x1000;
+	mem.regions[1].host = (uint8_t *)0x1000 + MEM_HOLE_START;
+	assert_null(guest_ptr(&mem, MEM_HOLE_START, 1));
+	assert_null(guest_ptr(&mem, MEM_HOLE_START - 1, 2));
+	assert_non_null(guest_ptr(&mem, MEM_HOLE_END, 4096));
+}
+
+struct probe {
+	uint64_t last_off;
+	uint8_t last_val;
+	int writes;
+};
+
+static void probe_read(void *opaque, uint64_t off, void *data, unsigned int len)
+{
+	memset(data, 0x42, len);
+}
+
+static void probe_write(void *opaque, uint64_t off, const void *data, unsigned int len)
+{
+	struct probe *p = opaque;
+
+	p->last_off = off;
+	p->last_val = *(const uint8_t *)data;
+	p->writes++;
+}
+
+static const struct bus_ops probe_ops = { .read = probe_read, .write = probe_write };
+
+static void test_bus_rejects_overlap_and_dispatches(void **state)
+{
+	struct bus *bus = calloc(1, sizeof(*bus));
+	struct probe p = { 0 };
+	uint8_t v;
+
+	assert_int_equal(bus_register(bus, 0x100, 8, &probe_ops, &p), 0);
+	assert_int_equal(bus_register(bus, 0x104, 8, &probe_ops, &p), -EEXIST);
+	assert_int_equal(bus_register(bus, 0xfc, 8, &probe_ops, &p), -EEXIST);
+	assert_int_equal(bus_register(bus, 0x108, 0, &probe_ops, &p), -EINVAL);
+	assert_int_equal(bus_register(bus, UINT64_MAX - 2, 8, &probe_ops, &p), -EINVAL);
+	assert_int_equal(bus_register(bus, 0x108, 8, &probe_ops, &p), 0);
+	assert_true(bus_write(bus, 0x103, "\x7", 1));
+	assert_int_equal(p.last_off, 3);
+	assert_int_equal(p.last_val, 7);
+	assert_true(bus_read(bus, 0x100, &v, 1));
+	assert_int_equal(v, 0x42);
+	/* Nothing there: all ones, and a write is dropped. */
+	assert_false(bus_read(bus, 0x200, &v, 1));
+	assert_int_equal(v, 0xff);
+	assert_false(bus_write(bus, 0x200, "\x1", 1));
+	/* An access straddling the end of a region belongs to no device. */
+	{
+		uint16_t w;
+
+		assert_false(bus_read(bus, 0x10f, &w, 2));
+	}
+	free(bus);
+}
+
+struct fake_vm {
+	struct vm vm;
+	struct vcpu vcpu;
+	union {
+		struct kvm_run run;
+		uint8_t page[4096];
+	};
+};
+
+static struct fake_vm *fake_vm_new(void)
+{
+	struct fake_vm *f = calloc(1, sizeof(*f));
+
+	f->vm.stop_fd = eventfd(0, EFD_NONBLOCK);
+	f->vcpu.vm = &f->vm;
+	assert_int_equal(debug_exit_init(&f->vm), 0);
+	return f;
+}
+
+static void fake_vm_free(struct fake_vm *f)
+{
+	close(f->vm.stop_fd);
+	free(f);
+}
+
+static void set_io(struct kvm_run *run, uint8_t dir, uint16_t port, uint8_t size, uint32_t count)
+{
+	run->exit_reason = KVM_EXIT_IO;
+	run->io.direction = dir;
+	run->io.port = port;
+	run->io.size = size;
+	run->io.count = count;
+	run->io.data_offset = 1024;
+}
+
+static void test_exit_port_stops_vm_with_guest_status(void **state)
+{
+	struct fake_vm *f = fake_vm_new();
+
+	set_io(&f->run, KVM_EXIT_IO_OUT, NKVM_EXIT_PORT, 1, 1);
+	f->page[1024] = 7;
+	assert_int_equal(vcpu_handle_exit(&f->vcpu, &f->run), VCPU_CONTINUE);
+	assert_int_equal(atomic_load(&f->vm.stopping), 1);
+	assert_int_equal(f->vm.exit_status, 7);
+	/* The first stop wins: a later request does not change the status. */
+	vm_request_stop(&f->vm, 3);
+	assert_int_equal(f->vm.exit_status, 7);
+	fake_vm_free(f);
+}
+
+static void test_unknown_port_reads_all_ones(void **state)
+{
+	struct fake_vm *f = fake_vm_new();
+
+	set_io(&f->run, KVM_EXIT_IO_IN, 0x2f8, 2, 3);
+	memset(f->page + 1024, 0, 6);
+	assert_int_equal(vcpu_handle_exit(&f->vcpu, &f->run), VCPU_CONTINUE);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(f->page[1024 + i], 0xff);
+	assert_int_equal(atomic_load(&f->vm.stopping), 0);
+	fake_vm_free(f);
+}
+
+static void test_string_io_dispatches_each_element(void **state)
+{
+	struct fake_vm *f = fake_vm_new();
+	struct probe p = { 0 };
+
+	assert_int_equal(bus_register(&f->vm.pio, 0x500, 1, &probe_ops, &p), 0);
+	set_io(&f->run, KVM_EXIT_IO_OUT, 0x500, 1, 5);
+	memcpy(f->page + 1024, "hello", 5);
+	assert_int_equal(vcpu_handle_exit(&f->vcpu, &f->run), VCPU_CONTINUE);
+	assert_int_equal(p.writes, 5);
+	assert_int_equal(p.last_val, 'o');
+	fake_vm_free(f);
+}
+
+static void test_mmio_read_of_nothing_is_all_ones(void **state)
+{
+	struct fake_vm *f = fake_vm_new();
+
+	f->run.exit_reason = KVM_EXIT_MMIO;
+	f->run.mmio.phys_addr = 0xd0000000;
+	f->run.mmio.len = 4;
+	f->run.mmio.is_write = 0;
+	assert_int_equal(vcpu_handle_exit(&f->vcpu, &f->run), VCPU_CONTINUE);
+	assert_memory_equal(f->run.mmio.data, "\xff\xff\xff\xff", 4);
+	/* A length the exit cannot carry is ignored, not trusted. */
+	f->run.mmio.len = 100;
+	assert_int_equal(vcpu_handle_exit(&f->vcpu, &f->run), VCPU_CONTINUE);
+	fake_vm_free(f);
+}
+
+static void test_triple_fault_is_clean_reset(void **state)
+{
+	struct fake_vm *f = fake_vm_new();
+
+	f->run.exit_reason = KVM_EXIT_SHUTDOWN;
+	assert_int_equal(vcpu_handle_exit(&f->vcpu, &f->run), VCPU_STOP);
+	assert_int_equal(f->vm.exit_status, 0);
+	fake_vm_free(f);
+}
+
+static void test_entry_failure_and_unknown_exit_fail(void **state)
+{
+	struct fake_vm *f = fake_vm_new();
+
+	f->run.exit_reason = KVM_EXIT_FAIL_ENTRY;
+	assert_int_equal(vcpu_handle_exit(&f->vcpu, &f->run), VCPU_FAIL);
+	assert_int_equal(f->vm.exit_status, 1);
+	fake_vm_free(f);
+	f = fake_vm_new();
+	f->run.exit_reason = 9999;
+	assert_int_equal(vcpu_handle_exit(&f->vcpu, &f->run), VCPU_FAIL);
+	assert_int_equal(f->vm.exit_status, 1);
+	fake_vm_free(f);
+}
+
+static void test_console_escape(void **state)
+{
+	struct term_escape esc = { 0 };
+	uint8_t buf[16];
+	size_t len;
+
+	memcpy(buf, "ab\001\001c", 5);
+	len = 5;
+	assert_int_equal(term_filter_input(&esc, buf, &len), 0);
+	assert_int_equal(len, 4);
+	assert_memory_equal(buf, "ab\001c", 4);
+	/* Ctrl-A split across two reads still quits. */
+	memcpy(buf, "z\001", 2);
+	len = 2;
+	assert_int_equal(term_filter_input(&esc, buf, &len), 0);
+	assert_int_equal(len, 1);
+	buf[0] = 'x';
+	len = 1;
+	assert_int_equal(term_filter_input(&esc, buf, &len), 1);
+	assert_int_equal(len, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_guest_ptr_checks_range_and_overflow),
+		cmocka_unit_test(test_guest_memory_split_around_pci_hole),
+		cmocka_unit_test(test_bus_rejects_overlap_and_dispatches),
+		cmocka_unit_test(test_exit_port_stops_vm_with_guest_status),
+		cmocka_unit_test(test_unknown_port_reads_all_ones),
+		cmocka_unit_test(test_string_io_dispatches_each_element),
+		cmocka_unit_test(test_mmio_read_of_nothing_is_all_ones),
+		cmocka_unit_test(test_triple_fault_is_clean_reset),
+		cmocka_unit_test(test_entry_failure_and_unknown_exit_fail),
+		cmocka_unit_test(test_console_escape),
+	};
+
+	return cmocka_run_group_tests_name("vmm", tests, NULL, NULL);
+}
