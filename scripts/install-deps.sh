@@ -7,8 +7,9 @@ set -eu
 # gcc make: the build. libcmocka-dev: unit tests. busybox-static kmod cpio zstd xz-utils:
 # `nkvm setup` (a static busybox for the guest, depmod, module decompression, checking archives).
 # qemu-system-x86 qemu-utils: the nested test host and qcow2 images. fio: benchmarks.
-# clang: fuzzers.
+# clang libclang-rt-14-dev: fuzzers (libFuzzer lives in the runtime package).
 PACKAGES="gcc make libcmocka-dev busybox-static kmod cpio qemu-system-x86 qemu-utils fio clang
+libclang-rt-14-dev
 zstd xz-utils"
 
 installed() {

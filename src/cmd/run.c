@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: MIT
 /* `nkvm run`: build the machine, boot the kernel, run until the guest stops. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
@@ -49,8 +53,10 @@ struct machine {
 };
 
 struct boot_files {
-	uint8_t *kernel, *initrd;
-	size_t kernel_len, initrd_len;
+	int kernel_fd, initrd_fd;
+	uint8_t kernel_hdr[BZIMAGE_HEADER_MAX];	/* the setup part; the rest is read into RAM */
+	uint64_t kernel_len, initrd_len;
+	size_t hdr_len;
 	struct cpio extra;	/* the command for the guest's init, appended to the initrd */
 	char cmdline[BOOT_CMDLINE_MAX];
 	char kernel_path[4096], initrd_path[4096];
@@ -123,21 +129,48 @@ static int build_command_archive(const struct run_options *o, struct cpio *c)
 	return err;
 }
 
+/* Opens a regular file for reading; its size in *size. Returns fd or a negative errno. */
+static int open_input(const char *path, uint64_t *size)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		int err = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+
+		close(fd);
+		return err;
+	}
+	*size = st.st_size;
+	return fd;
+}
+
 static int load_boot_files(const struct run_options *o, struct boot_files *f)
 {
+	size_t want;
 	int err;
 
 	if (resolve_guest_paths(o, f))
 		return -1;
-	err = read_file(f->kernel_path, &f->kernel, &f->kernel_len);
+	f->kernel_fd = open_input(f->kernel_path, &f->kernel_len);
+	if (f->kernel_fd < 0) {
+		nkvm_err("%s: cannot read kernel: %s", f->kernel_path, strerror(-f->kernel_fd));
+		return -1;
+	}
+	want = f->kernel_len < sizeof(f->kernel_hdr) ? f->kernel_len : sizeof(f->kernel_hdr);
+	err = pread_full(f->kernel_fd, f->kernel_hdr, want, 0);
 	if (err) {
 		nkvm_err("%s: cannot read kernel: %s", f->kernel_path, strerror(-err));
 		return -1;
 	}
+	f->hdr_len = want;
 	if (f->initrd_path[0]) {
-		err = read_file(f->initrd_path, &f->initrd, &f->initrd_len);
-		if (err) {
-			nkvm_err("%s: cannot read initrd: %s", f->initrd_path, strerror(-err));
+		f->initrd_fd = open_input(f->initrd_path, &f->initrd_len);
+		if (f->initrd_fd < 0) {
+			nkvm_err("%s: cannot read initrd: %s", f->initrd_path,
+				 strerror(-f->initrd_fd));
 			return -1;
 		}
 	}
@@ -156,8 +189,11 @@ static int load_boot_files(const struct run_options *o, struct boot_files *f)
 
 static void free_boot_files(struct boot_files *f)
 {
-	free(f->kernel);
-	free(f->initrd);
+	if (f->kernel_fd >= 0)
+		close(f->kernel_fd);
+	if (f->initrd_fd >= 0)
+		close(f->initrd_fd);
+	f->kernel_fd = f->initrd_fd = -1;
 	cpio_free(&f->extra);
 }
 
@@ -184,9 +220,9 @@ static int load_guest(struct machine *m, const struct bzimage *k, struct boot_fi
 	static const uint8_t zeros[4];
 	/* Archives must start 4-byte aligned, so pad the initrd before appending ours. */
 	struct boot_blob parts[] = {
-		{ f->initrd, f->initrd_len },
-		{ zeros, f->extra.len ? ALIGN_UP(f->initrd_len, 4) - f->initrd_len : 0 },
-		{ f->extra.buf, f->extra.len },
+		{ NULL, f->initrd_len, f->initrd_fd },
+		{ zeros, f->extra.len ? ALIGN_UP(f->initrd_len, 4) - f->initrd_len : 0, -1 },
+		{ f->extra.buf, f->extra.len, -1 },
 	};
 	uint8_t *acpi = guest_ptr(&m->vm.mem, BOOT_ACPI_ADDR, BOOT_ACPI_SIZE);
 	const char *why;
@@ -290,6 +326,28 @@ static int run_machine(struct machine *m)
 	return m->vm.exit_status;
 }
 
+/*
+ * With NKVM_STATS set, one line on stderr at exit for benchmarks: the monitor's peak RSS and
+ * how much of it is guest RAM the guest touched (resident pages of the RAM mapping).
+ */
+static void report_stats(const struct vm *vm)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	size_t pages = vm->mem.ram_size / page, resident = 0;
+	unsigned char *vec;
+	struct rusage ru;
+
+	if (!getenv("NKVM_STATS") || getrusage(RUSAGE_SELF, &ru) < 0)
+		return;
+	vec = malloc(pages ? pages : 1);
+	if (vec && mincore(vm->mem.base, vm->mem.ram_size, vec) == 0)
+		for (size_t i = 0; i < pages; i++)
+			resident += vec[i] & 1;
+	free(vec);
+	fprintf(stderr, "nkvm: stats: peak_rss_kib=%ld guest_resident_kib=%zu overhead_kib=%ld\n",
+		ru.ru_maxrss, resident * (page / 1024), ru.ru_maxrss - (long)(resident * (page / 1024)));
+}
+
 static int check_vcpus(struct vm *vm, const struct run_options *o)
 {
 	unsigned int max = vm_max_vcpus(vm->kvm_fd);
@@ -311,12 +369,14 @@ static int boot(const struct run_options *o, const char *mem_arg)
 
 	if (!f || !m)
 		die("out of memory");
+	f->kernel_fd = f->initrd_fd = -1;
 	if (host_ram_check(o->mem, mem_arg) || load_boot_files(o, f))
 		goto out;
-	if (bzimage_parse(f->kernel, f->kernel_len, &k, &why)) {
+	if (bzimage_parse(f->kernel_hdr, f->hdr_len, f->kernel_len, &k, &why)) {
 		nkvm_err("%s: not a bootable kernel: %s", f->kernel_path, why);
 		goto out;
 	}
+	k.fd = f->kernel_fd;
 	unusable = getenv("NKVM_ALLOW_PVM") ? NULL : kvm_host_unusable();
 	if (unusable) {
 		nkvm_err("%s", unusable);
@@ -331,8 +391,8 @@ static int boot(const struct run_options *o, const char *mem_arg)
 	    create_vcpus(m))
 		goto out;
 	free_boot_files(f);
-	memset(f, 0, sizeof(*f));
 	status = run_machine(m);
+	report_stats(&m->vm);
 out:
 	free_boot_files(f);
 	free(f);

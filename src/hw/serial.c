@@ -238,7 +238,11 @@ size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len)
 	size_t n = 0;
 
 	pthread_mutex_lock(&s->lock);
-	while (n < len && s->rx_count < SERIAL_RX_SIZE)
+	/*
+	 * Until the guest's driver enables receive interrupts nobody is listening, and Linux
+	 * clears the FIFO when it opens the port: hold input back rather than lose it.
+	 */
+	while (n < len && s->rx_count < SERIAL_RX_SIZE && (s->ier & IER_RDI))
 		rx_push(s, buf[n++]);
 	serial_update_irq(s);
 	pthread_mutex_unlock(&s->lock);

@@ -39,7 +39,10 @@ void serial_free(struct serial *s);
 
 /* Main loop side: take up to len transmitted bytes; returns how many were copied. */
 size_t serial_take_output(struct serial *s, uint8_t *buf, size_t len);
-/* Main loop side: offer host input; returns how many bytes the receive FIFO accepted. */
+/*
+ * Main loop side: offer host input; returns how many bytes the receive FIFO accepted (none
+ * until the guest enables receive interrupts).
+ */
 size_t serial_receive(struct serial *s, const uint8_t *buf, size_t len);
 
 /* Register-level access, for the bus and for tests. */

@@ -122,3 +122,23 @@ int write_all(int fd, const void *buf, size_t len)
 	}
 	return 0;
 }
+
+int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t r = pread(fd, p, len, off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -EIO;
+		p += r;
+		off += r;
+		len -= r;
+	}
+	return 0;
+}

@@ -23,6 +23,8 @@ int parse_uint(const char *s, unsigned int min, unsigned int max, unsigned int *
 
 /* Reads a whole file into a malloc'ed buffer. Returns 0 or a negative errno. */
 int read_file(const char *path, uint8_t **buf, size_t *len);
+/* Reads exactly len bytes at off; -EIO when the file ends first. Returns 0 or a negative errno. */
+int pread_full(int fd, void *buf, size_t len, uint64_t off);
 /* Writes all of buf to fd, retrying short writes and EINTR. Returns 0 or a negative errno. */
 int write_all(int fd, const void *buf, size_t len);
 

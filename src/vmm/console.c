@@ -12,6 +12,10 @@
 /* While input waits for room in the UART FIFO, poll at this period for the guest to read. */
 #define CONSOLE_RETRY_MS 5
 
+/*
+ * Moves held input into the UART. While some is left, stdin is out of the loop (it would stay
+ * readable and spin the loop) and a short timer retries; once all is in, stdin comes back.
+ */
 static void console_push_pending(struct console *c)
 {
 	size_t n = serial_receive(c->uart, c->pending, c->pending_len);
@@ -19,6 +23,12 @@ static void console_push_pending(struct console *c)
 	memmove(c->pending, c->pending + n, c->pending_len - n);
 	c->pending_len -= n;
 	c->loop->timeout_ms = c->pending_len ? CONSOLE_RETRY_MS : -1;
+	if (c->pending_len && c->in_active == 1) {
+		loop_del(c->loop, &c->in_src);
+		c->in_active = 2;
+	} else if (!c->pending_len && c->in_active == 2) {
+		c->in_active = loop_add(c->loop, &c->in_src, EPOLLIN) == 0;
+	}
 }
 
 static void console_retry(void *opaque)
@@ -32,11 +42,6 @@ static void console_on_input(struct loop_source *src, uint32_t events)
 	size_t len;
 	ssize_t n;
 
-	if (c->pending_len) {
-		console_push_pending(c);
-		if (c->pending_len)
-			return;
-	}
 	n = read(src->fd, c->pending, sizeof(c->pending));
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return;

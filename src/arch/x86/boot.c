@@ -15,14 +15,16 @@
 #define E820_TYPE_RAM 1
 #define E820_TYPE_RESERVED 2
 
-int bzimage_parse(const uint8_t *data, size_t size, struct bzimage *k, const char **why)
+int bzimage_parse(const uint8_t *data, size_t len, uint64_t file_size, struct bzimage *k,
+		  const char **why)
 {
 	size_t hdr_end, setup_size;
 	unsigned int setup_sects;
 
 	memset(k, 0, sizeof(*k));
+	k->fd = -1;
 	*why = "file too small to hold a setup header";
-	if (size < SETUP_HDR_OFFSET + sizeof(k->hdr))
+	if (len > file_size || len < SETUP_HDR_OFFSET + sizeof(k->hdr))
 		return -EINVAL;
 	memcpy(&k->hdr, data + SETUP_HDR_OFFSET, sizeof(k->hdr));
 	*why = "no Linux boot signature (not a bzImage)";
@@ -45,10 +47,11 @@ int bzimage_parse(const uint8_t *data, size_t size, struct bzimage *k, const cha
 	setup_sects = k->hdr.setup_sects ? k->hdr.setup_sects : 4;
 	setup_size = (size_t)(setup_sects + 1) * 512;
 	*why = "truncated: file shorter than its setup and kernel sizes";
-	if (setup_size >= size || (uint64_t)k->hdr.syssize * 16 > size - setup_size)
+	if (setup_size >= file_size || (uint64_t)k->hdr.syssize * 16 > file_size - setup_size)
 		return -EINVAL;
-	k->kernel = data + setup_size;
-	k->kernel_size = size - setup_size;
+	k->kernel = len == file_size ? data + setup_size : NULL;
+	k->kernel_offset = setup_size;
+	k->kernel_size = file_size - setup_size;
 	k->initrd_max = k->hdr.initrd_addr_max ? k->hdr.initrd_addr_max : 0x37ffffff;
 	*why = NULL;
 	return 0;
@@ -111,6 +114,16 @@ int boot_place_initrd(const struct bzimage *k, const struct guest_memory *mem, u
 	return 0;
 }
 
+/* Copies len bytes from src, or from fd at off when src is NULL, to dst. */
+static int copy_in(uint8_t *dst, const uint8_t *src, int fd, uint64_t off, size_t len)
+{
+	if (src) {
+		memcpy(dst, src, len);
+		return 0;
+	}
+	return pread_full(fd, dst, len, off);
+}
+
 int boot_load(struct guest_memory *mem, const struct bzimage *k, const char *cmdline,
 	      const struct boot_blob *initrd, unsigned int nr_initrd, uint64_t rsdp_addr,
 	      const char **why)
@@ -129,7 +142,9 @@ int boot_load(struct guest_memory *mem, const struct bzimage *k, const char *cmd
 	p = guest_ptr(mem, BOOT_KERNEL_ADDR, k->kernel_size);
 	if (!p)
 		return -ENOSPC;
-	memcpy(p, k->kernel, k->kernel_size);
+	*why = "cannot read the kernel";
+	if (copy_in(p, k->kernel, k->fd, k->kernel_offset, k->kernel_size))
+		return -EIO;
 
 	*why = "kernel command line longer than the kernel accepts";
 	if (cmdline_len > cmdline_max || cmdline_len > BOOT_CMDLINE_MAX)
@@ -143,8 +158,10 @@ int boot_load(struct guest_memory *mem, const struct bzimage *k, const char *cmd
 		if (boot_place_initrd(k, mem, layout.initrd_size, &layout.initrd_addr))
 			return -ENOSPC;
 		p = guest_ptr(mem, layout.initrd_addr, layout.initrd_size);
+		*why = "cannot read the initrd";
 		for (unsigned int i = 0; i < nr_initrd; i++) {
-			memcpy(p, initrd[i].data, initrd[i].len);
+			if (copy_in(p, initrd[i].data, initrd[i].fd, 0, initrd[i].len))
+				return -EIO;
 			p += initrd[i].len;
 		}
 	}

@@ -24,13 +24,23 @@
 
 struct bzimage {
 	struct setup_header hdr;	/* copied out of the file */
-	const uint8_t *kernel;		/* protected-mode part, loaded at 1 MiB */
+	/* The protected-mode part, loaded at 1 MiB: in memory, or else in file fd at offset. */
+	const uint8_t *kernel;
+	int fd;
+	uint64_t kernel_offset;
 	size_t kernel_size;
 	uint64_t initrd_max;		/* highest address the initrd may end at, inclusive */
 };
 
-/* Validates a bzImage. Returns 0, or -EINVAL with *why naming the failed check. */
-int bzimage_parse(const uint8_t *data, size_t size, struct bzimage *k, const char **why);
+/*
+ * Validates a bzImage of file_size bytes whose first len bytes are in data (the whole file, or
+ * at least its setup part: BZIMAGE_HEADER_MAX covers any). Returns 0, or -EINVAL with *why
+ * naming the failed check. k->kernel points into data when the whole file is there; otherwise
+ * the caller sets k->fd for boot_load to read the kernel from.
+ */
+#define BZIMAGE_HEADER_MAX ((255 + 1) * 512)
+int bzimage_parse(const uint8_t *data, size_t len, uint64_t file_size, struct bzimage *k,
+		  const char **why);
 
 /* Fills the e820 map of bp from the memory layout. */
 void boot_build_e820(struct boot_params *bp, const struct guest_memory *mem);
@@ -54,11 +64,13 @@ int boot_place_initrd(const struct bzimage *k, const struct guest_memory *mem, u
 
 /*
  * Loads kernel, command line, initrd parts (concatenated in order) and boot_params into guest
- * RAM. Returns 0 or a negative errno with *why.
+ * RAM. Parts from files are read straight into guest RAM, with no copy in the monitor.
+ * Returns 0 or a negative errno with *why.
  */
 struct boot_blob {
-	const uint8_t *data;
+	const uint8_t *data;	/* the bytes, or NULL to read len bytes of fd from offset 0 */
 	size_t len;
+	int fd;
 };
 int boot_load(struct guest_memory *mem, const struct bzimage *k, const char *cmdline,
 	      const struct boot_blob *initrd, unsigned int nr_initrd, uint64_t rsdp_addr,

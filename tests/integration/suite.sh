@@ -1,0 +1,265 @@
+#!/bin/sh
+# The integration suite: boots the real default guest with ./nkvm on a real /dev/kvm and checks
+# what the guest sees. Runs on the host when its KVM can run a standard guest, else inside the
+# nested test host (tests/integration/run decides). POSIX sh: the test host has only busybox.
+#
+# Each test prints "ok NAME" or "FAIL NAME" with what it saw; the last line is the summary.
+# shellcheck disable=SC2016 # guest commands are single-quoted on purpose
+NKVM=${NKVM:-./nkvm}
+passed=0
+failed=0
+failures=""
+tmp=${TMPDIR:-/tmp}/nkvm-it.$$
+mkdir -p "$tmp"
+trap 'rm -rf "$tmp"' EXIT
+
+# run_guest OUT -- nkvm run arguments...: output (stdout+stderr, CRs stripped) to OUT, status in $rc
+run_guest() {
+	out=$1
+	shift
+	timeout 300 "$NKVM" run "$@" </dev/null >"$out.raw" 2>&1
+	rc=$?
+	tr -d '\r' <"$out.raw" >"$out"
+}
+
+pass() {
+	passed=$((passed + 1))
+	echo "ok $1"
+}
+
+fail() {
+	failed=$((failed + 1))
+	failures="$failures $1"
+	echo "FAIL $1: $2"
+	if [ -n "${3:-}" ] && [ -f "$3" ]; then
+		sed 's/^/    | /' "$3" | tail -n 30
+	fi
+}
+
+# expect_line NAME FILE LINE: FILE has LINE exactly as one of its lines
+has_line() {
+	grep -qxF -- "$2" "$1"
+}
+
+test_command_output_and_status() {
+	run_guest "$tmp/o" -- sh -c 'echo hello from the guest; exit 0'
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" "hello from the guest"; then
+		pass command_output_and_status
+	else
+		fail command_output_and_status "status $rc" "$tmp/o"
+	fi
+}
+
+test_command_output_is_clean() {
+	# With the default guest, the command's output is all there is on stdout.
+	timeout 300 "$NKVM" run -- echo only-this </dev/null >"$tmp/clean.raw" 2>"$tmp/clean.err"
+	rc=$?
+	tr -d '\r' <"$tmp/clean.raw" >"$tmp/clean"
+	if [ "$rc" -eq 0 ] && [ "$(cat "$tmp/clean")" = "only-this" ]; then
+		pass command_output_is_clean
+	else
+		fail command_output_is_clean "status $rc, stdout differs" "$tmp/clean"
+	fi
+}
+
+test_exit_status_propagates() {
+	run_guest "$tmp/o" -- sh -c 'exit 7'
+	if [ "$rc" -eq 7 ]; then pass exit_status_propagates; else fail exit_status_propagates "status $rc, want 7" "$tmp/o"; fi
+}
+
+test_missing_command_is_127() {
+	run_guest "$tmp/o" -- no-such-command
+	if [ "$rc" -eq 127 ] && grep -q "no-such-command" "$tmp/o"; then
+		pass missing_command_is_127
+	else
+		fail missing_command_is_127 "status $rc, want 127" "$tmp/o"
+	fi
+}
+
+test_arguments_survive_quoting() {
+	run_guest "$tmp/o" -- sh -c 'printf "[%s]\n" "$@"' sh "a b" "it's" '$HOME' ""
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" "[a b]" && has_line "$tmp/o" "[it's]" &&
+		has_line "$tmp/o" '[$HOME]' && has_line "$tmp/o" "[]"; then
+		pass arguments_survive_quoting
+	else
+		fail arguments_survive_quoting "status $rc" "$tmp/o"
+	fi
+}
+
+test_nproc_matches_cpus() {
+	for n in 1 2 4; do
+		run_guest "$tmp/o" -c "$n" -- nproc
+		if [ "$rc" -ne 0 ] || ! has_line "$tmp/o" "$n"; then
+			fail "nproc_matches_cpus_$n" "status $rc, want nproc $n" "$tmp/o"
+			return
+		fi
+	done
+	pass nproc_matches_cpus
+}
+
+test_every_cpu_online() {
+	run_guest "$tmp/o" -c 3 -- cat /sys/devices/system/cpu/online
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" "0-2"; then
+		pass every_cpu_online
+	else
+		fail every_cpu_online "status $rc, want 0-2" "$tmp/o"
+	fi
+}
+
+# MemTotal is RAM less what the kernel keeps for itself: between 75% and 100% of -m.
+check_memtotal() {
+	mib=$1
+	run_guest "$tmp/o" -m "${mib}M" -- grep MemTotal /proc/meminfo
+	kb=$(sed -n 's/^MemTotal: *\([0-9]*\) kB$/\1/p' "$tmp/o")
+	if [ "$rc" -ne 0 ] || [ -z "$kb" ]; then
+		fail "memtotal_${mib}M" "status $rc, no MemTotal" "$tmp/o"
+		return 1
+	fi
+	if [ "$kb" -gt $((mib * 1024)) ] || [ "$kb" -lt $((mib * 1024 * 3 / 4)) ]; then
+		fail "memtotal_${mib}M" "MemTotal $kb kB for -m ${mib}M" "$tmp/o"
+		return 1
+	fi
+}
+
+test_memtotal_matches_mem() {
+	check_memtotal 256 && check_memtotal 1024 && pass memtotal_matches_mem
+}
+
+test_memory_above_4g() {
+	# More than 3 GiB: RAM continues above the PCI hole at 4 GiB.
+	run_guest "$tmp/o" -m 3584M -- grep MemTotal /proc/meminfo
+	kb=$(sed -n 's/^MemTotal: *\([0-9]*\) kB$/\1/p' "$tmp/o")
+	if [ "$rc" -eq 0 ] && [ -n "$kb" ] && [ "$kb" -gt $((3200 * 1024)) ]; then
+		pass memory_above_4g
+	else
+		fail memory_above_4g "status $rc, MemTotal ${kb:-none} kB for 3584M" "$tmp/o"
+	fi
+}
+
+test_params_reach_cmdline() {
+	run_guest "$tmp/o" -p "nkvm.test=hello-42" -- cat /proc/cmdline
+	if [ "$rc" -eq 0 ] && grep -q "nkvm.test=hello-42" "$tmp/o"; then
+		pass params_reach_cmdline
+	else
+		fail params_reach_cmdline "status $rc" "$tmp/o"
+	fi
+}
+
+test_kernel_version() {
+	want=$(cat "${XDG_CACHE_HOME:-$HOME/.cache}/nkvm/kernel-version" 2>/dev/null)
+	run_guest "$tmp/o" -- uname -r
+	if [ "$rc" -eq 0 ] && [ -n "$want" ] && has_line "$tmp/o" "$want"; then
+		pass kernel_version
+	else
+		fail kernel_version "status $rc, want $want" "$tmp/o"
+	fi
+}
+
+test_pci_host_bridge_found() {
+	run_guest "$tmp/o" -- cat /sys/bus/pci/devices/0000:00:00.0/vendor /sys/bus/pci/devices/0000:00:00.0/class
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" "0x1b36" && has_line "$tmp/o" "0x060000"; then
+		pass pci_host_bridge_found
+	else
+		fail pci_host_bridge_found "status $rc" "$tmp/o"
+	fi
+}
+
+test_reboot_ends_cleanly() {
+	for how in "reboot" "reboot -f"; do
+		run_guest "$tmp/o" -c 2 -- sh -c "$how; sleep 30; echo not-reached"
+		if [ "$rc" -ne 0 ] || grep -q not-reached "$tmp/o"; then
+			fail reboot_ends_cleanly "'$how': status $rc" "$tmp/o"
+			return
+		fi
+	done
+	pass reboot_ends_cleanly
+}
+
+test_poweroff_ends_cleanly() {
+	for how in "poweroff" "poweroff -f"; do
+		run_guest "$tmp/o" -c 2 -- sh -c "$how; sleep 30; echo not-reached"
+		if [ "$rc" -ne 0 ] || grep -q not-reached "$tmp/o"; then
+			fail poweroff_ends_cleanly "'$how': status $rc" "$tmp/o"
+			return
+		fi
+	done
+	pass poweroff_ends_cleanly
+}
+
+test_timers_tick() {
+	# sleep needs working timer interrupts; a broken PIT/LAPIC route hangs here.
+	run_guest "$tmp/o" -- sh -c 'a=$(cut -d. -f1 /proc/uptime); sleep 2; b=$(cut -d. -f1 /proc/uptime); echo "slept $((b - a))"'
+	if [ "$rc" -eq 0 ] && (has_line "$tmp/o" "slept 2" || has_line "$tmp/o" "slept 3"); then
+		pass timers_tick
+	else
+		fail timers_tick "status $rc" "$tmp/o"
+	fi
+}
+
+test_stdin_reaches_guest() {
+	# Typed before the guest is ready: nkvm holds it until the guest's UART listens.
+	printf 'line-from-host\n' | timeout 300 "$NKVM" run -- sh -c 'read l; echo "got $l"' \
+		>"$tmp/o.raw" 2>&1
+	rc=$?
+	tr -d '\r' <"$tmp/o.raw" >"$tmp/o"
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" "got line-from-host"; then
+		pass stdin_reaches_guest
+	else
+		fail stdin_reaches_guest "status $rc" "$tmp/o"
+	fi
+}
+
+test_sigterm_stops_nkvm() {
+	"$NKVM" run -- sleep 600 </dev/null >"$tmp/o" 2>&1 &
+	pid=$!
+	sleep 3
+	kill -TERM "$pid"
+	wait "$pid"
+	rc=$?
+	if [ "$rc" -eq 143 ]; then pass sigterm_stops_nkvm; else fail sigterm_stops_nkvm "status $rc, want 143" "$tmp/o"; fi
+}
+
+# One line on stderr starting "nkvm:", a status that is not 0 and not a signal, no stdout.
+expect_error() {
+	name=$1
+	want=$2
+	shift 2
+	timeout 60 "$NKVM" run "$@" </dev/null >"$tmp/e.out" 2>"$tmp/e.err"
+	rc=$?
+	lines=$(wc -l <"$tmp/e.err")
+	if [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ] && [ "$lines" -eq 1 ] &&
+		grep -q "^nkvm: .*$want" "$tmp/e.err" && [ ! -s "$tmp/e.out" ]; then
+		pass "$name"
+	else
+		fail "$name" "status $rc, $lines stderr lines, want one matching '$want'" "$tmp/e.err"
+	fi
+}
+
+test_bad_input() {
+	kernel="${XDG_CACHE_HOME:-$HOME/.cache}/nkvm/vmlinuz"
+	head -c 1048576 "$kernel" >"$tmp/truncated"
+	printf 'not a kernel at all\n' >"$tmp/text"
+	expect_error error_missing_kernel "No such file" -k "$tmp/does-not-exist" -- true
+	expect_error error_not_a_bzimage "not a bootable kernel" -k "$tmp/text" -- true
+	expect_error error_truncated_bzimage "truncated" -k "$tmp/truncated" -- true
+	expect_error error_kernel_is_directory "kernel" -k "$tmp" -- true
+	expect_error error_missing_initrd "initrd" -i "$tmp/does-not-exist" -- true
+	expect_error error_mem_zero "-m 0" -m 0 -- true
+	expect_error error_mem_beyond_host "more than this host" -m 1T -- true
+	expect_error error_cpus_zero "-c 0" -c 0 -- true
+	expect_error error_cpus_1000 "-c 1000" -c 1000 -- true
+	expect_error error_unknown_option "unknown option" --frobnicate -- true
+}
+
+echo "integration: nkvm $("$NKVM" version), kernel $(uname -r) on $(grep -c ^processor /proc/cpuinfo) CPUs"
+for t in ${TESTS:-test_bad_input test_command_output_and_status test_command_output_is_clean \
+	test_exit_status_propagates test_missing_command_is_127 test_arguments_survive_quoting \
+	test_kernel_version test_nproc_matches_cpus test_every_cpu_online test_memtotal_matches_mem \
+	test_memory_above_4g test_params_reach_cmdline test_pci_host_bridge_found test_timers_tick \
+	test_stdin_reaches_guest test_reboot_ends_cleanly test_poweroff_ends_cleanly \
+	test_sigterm_stops_nkvm}; do
+	"$t"
+done
+[ -n "$failures" ] && echo "failed:$failures"
+echo "integration: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
