@@ -60,14 +60,20 @@ void pci_config_write(struct pci_bus *bus, uint32_t addr, uint32_t val, unsigned
 	pthread_mutex_unlock(&bus->lock);
 }
 
-static void pci_addr_read(void *opaque, uint64_t off, void *data, unsigned int len)
+static uint32_t pci_latched_addr(struct pci_bus *bus)
 {
-	struct pci_bus *bus = opaque;
-	uint32_t v;
+	uint32_t addr;
 
 	pthread_mutex_lock(&bus->lock);
-	v = bus->addr;
+	addr = bus->addr;
 	pthread_mutex_unlock(&bus->lock);
+	return addr;
+}
+
+static void pci_addr_read(void *opaque, uint64_t off, void *data, unsigned int len)
+{
+	uint32_t v = pci_latched_addr(opaque);
+
 	if (len == 4 && off == 0)
 		memcpy(data, &v, 4);
 	else
@@ -87,10 +93,11 @@ static void pci_addr_write(void *opaque, uint64_t off, const void *data, unsigne
 	pthread_mutex_unlock(&bus->lock);
 }
 
+
 static void pci_data_read(void *opaque, uint64_t off, void *data, unsigned int len)
 {
 	struct pci_bus *bus = opaque;
-	uint32_t v = pci_config_read(bus, bus->addr + off, len);
+	uint32_t v = pci_config_read(bus, pci_latched_addr(bus) + off, len);
 
 	memcpy(data, &v, len);
 }
@@ -101,7 +108,7 @@ static void pci_data_write(void *opaque, uint64_t off, const void *data, unsigne
 	uint32_t v = 0;
 
 	memcpy(&v, data, len);
-	pci_config_write(bus, bus->addr + off, v, len);
+	pci_config_write(bus, pci_latched_addr(bus) + off, v, len);
 }
 
 static const struct bus_ops pci_addr_ops = { .read = pci_addr_read, .write = pci_addr_write };

@@ -55,7 +55,10 @@ static uint8_t serial_iir(const struct serial *s)
 	return fifo | IIR_NO_INT;
 }
 
-/* Called with the lock held. On a PC, OUT2 gates the UART's interrupt onto the ISA bus. */
+/*
+ * Called with the lock held, so that line changes reach KVM in the order the state changed;
+ * KVM_IRQ_LINE is a short ioctl that never sleeps. On a PC, OUT2 gates the UART's interrupt.
+ */
 static void serial_update_irq(struct serial *s)
 {
 	int level = !(serial_iir(s) & IIR_NO_INT) && (s->mcr & MCR_OUT2);
