@@ -14,6 +14,8 @@ SANOBJS := $(filter-out build/san/src/main.o,$(SRCS:%.c=build/san/%.o)) build/sa
 UNIT    := $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/test_*.c))
 
 .PHONY: all check unit integration deps demo fuzz bench clean format
+# Keep the sanitizer objects between runs (they are intermediates of the test binaries).
+.SECONDARY:
 all: nkvm
 
 nkvm: $(OBJS)
@@ -52,6 +54,9 @@ unit: nkvm $(UNIT)
 
 integration: nkvm
 	@tests/integration/run
+
+fuzz: deps
+	@tests/fuzz/run
 
 demo: deps nkvm
 	@scripts/demo.sh
