@@ -219,6 +219,49 @@ test_sigterm_stops_nkvm() {
 	if [ "$rc" -eq 143 ]; then pass sigterm_stops_nkvm; else fail sigterm_stops_nkvm "status $rc, want 143" "$tmp/o"; fi
 }
 
+# On a terminal (a pty from script(1)): the interactive shell, and Ctrl-A x.
+test_interactive_shell_on_terminal() {
+	if ! command -v script >/dev/null; then
+		fail interactive_shell_on_terminal "script(1) not available"
+		return
+	fi
+	# Typed early: it waits until the guest's shell reads it. The feeder stays open a while,
+	# since an end of input on the pty would end the shell before it ran the lines.
+	(sleep 1; printf 'echo hi-$((6 * 7))\nexit 5\n'; sleep 15) |
+		timeout 300 script -qec "$NKVM run" /dev/null >"$tmp/o.raw" 2>&1
+	rc=$?
+	tr -d '\r' <"$tmp/o.raw" >"$tmp/o"
+	if [ "$rc" -eq 5 ] && has_line "$tmp/o" "hi-42"; then
+		pass interactive_shell_on_terminal
+	else
+		fail interactive_shell_on_terminal "status $rc, want 5 and hi-42" "$tmp/o"
+	fi
+}
+
+test_ctrl_a_x_quits() {
+	if ! command -v script >/dev/null; then
+		fail ctrl_a_x_quits "script(1) not available"
+		return
+	fi
+	(sleep 2; printf '\001x'; sleep 5) |
+		timeout 300 script -qec "$NKVM run -- sleep 600" /dev/null >"$tmp/o.raw" 2>&1
+	rc=$?
+	if [ "$rc" -eq 0 ]; then pass ctrl_a_x_quits; else fail ctrl_a_x_quits "status $rc, want 0" "$tmp/o.raw"; fi
+}
+
+test_terminal_restored_after_exit() {
+	# nkvm puts the terminal in raw mode while the guest runs; it must come back cooked.
+	(sleep 20) | timeout 300 script -qec "$NKVM run -- true; stty -a" /dev/null >"$tmp/o.raw" 2>&1
+	rc=$?
+	tr -d '\r' <"$tmp/o.raw" >"$tmp/o"
+	if [ "$rc" -eq 0 ] && grep -q -- " icanon" "$tmp/o" && grep -q -- " echo " "$tmp/o" &&
+		! grep -q -- "-icanon" "$tmp/o"; then
+		pass terminal_restored_after_exit
+	else
+		fail terminal_restored_after_exit "status $rc, terminal still raw?" "$tmp/o"
+	fi
+}
+
 # One line on stderr starting "nkvm:", a status that is not 0 and not a signal, no stdout.
 expect_error() {
 	name=$1
@@ -257,7 +300,8 @@ for t in ${TESTS:-test_bad_input test_command_output_and_status test_command_out
 	test_kernel_version test_nproc_matches_cpus test_every_cpu_online test_memtotal_matches_mem \
 	test_memory_above_4g test_params_reach_cmdline test_pci_host_bridge_found test_timers_tick \
 	test_stdin_reaches_guest test_reboot_ends_cleanly test_poweroff_ends_cleanly \
-	test_sigterm_stops_nkvm}; do
+	test_sigterm_stops_nkvm test_interactive_shell_on_terminal test_ctrl_a_x_quits \
+	test_terminal_restored_after_exit}; do
 	"$t"
 done
 [ -n "$failures" ] && echo "failed:$failures"
