@@ -5,8 +5,9 @@ set -uo pipefail
 runs=$1
 initrd=$2
 kernel=${XDG_CACHE_HOME:-$HOME/.cache}/nkvm/vmlinuz
-# nkvm's own kernel parameters, given to QEMU too.
-append="console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.dumbkbd quiet"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+append=$NKVM_APPEND
 mem=256
 # shellcheck disable=SC2054 # the commas are inside QEMU option values
 qemu_common=(-enable-kvm -cpu host -m "$mem" -smp 1 -nographic -nodefaults -no-reboot
@@ -39,7 +40,6 @@ measure() {
 
 ms() { echo $(( (${2/./} - ${1/./}) / 1000 )); }
 
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "-" }'; }
 
 echo "bench: $runs boots each of ${!cmd[*]}, interleaved; kernel $(cat "${kernel%/*}/kernel-version")" >&2
 measure qemu-microvm

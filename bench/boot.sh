@@ -9,19 +9,13 @@ cd "$(dirname "$0")/.."
 runs=${1:-7}
 make -s nkvm
 ./nkvm setup >/dev/null
-cache=${XDG_CACHE_HOME:-$HOME/.cache}/nkvm
 
 # One initramfs for every VMM: the default guest's, plus the command its init runs (the same
 # archive `nkvm run -- CMD` appends), so that QEMU boots exactly what nkvm boots.
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/cmd/etc/nkvm"
-printf 'echo\0BENCH-READY\0' >"$work/cmd/etc/nkvm/cmd"
-(cd "$work/cmd" && find etc | cpio -o -H newc --quiet) >"$work/cmd.cpio"
-size=$(stat -c %s "$cache/initrd.cpio")
-{ cat "$cache/initrd.cpio"; head -c $(((4 - size % 4) % 4)) /dev/zero; cat "$work/cmd.cpio"; } \
-	>bench/boot-initrd.cpio
-trap 'rm -rf "$work" bench/boot-initrd.cpio' EXIT
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+cmd_initrd bench/boot-initrd.cpio echo BENCH-READY
+trap 'rm -f bench/boot-initrd.cpio' EXIT
 
 if tests/nested/needed; then
 	echo "bench: this host's KVM cannot run a standard guest: measuring inside the nested test host" >&2

@@ -28,7 +28,12 @@
 #include "lib/log.h"
 #include "lib/paths.h"
 #include "lib/util.h"
+#include "block/disk.h"
+#include "virtio/blk.h"
+#include "virtio/console.h"
+#include "virtio/rng.h"
 #include "vmm/console.h"
+#include "vmm/irq.h"
 #include "vmm/loop.h"
 #include "vmm/term.h"
 #include "vmm/vcpu.h"
@@ -38,8 +43,10 @@
  * Always on the command line: the console on the UART, reboot through the i8042 (which ends
  * nkvm), no reboot loop after a panic, and an i8042 probe that asks only what nkvm emulates.
  */
-#define RUN_BASE_CMDLINE                                                                       \
-	"console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.dumbkbd quiet"
+#define RUN_BASE_CMDLINE "reboot=k panic=-1 i8042.noaux i8042.nomux i8042.dumbkbd quiet"
+/* With --console virtio, hvc0 is /dev/console once the guest's init loaded virtio_console. */
+#define RUN_CONSOLE_SERIAL "console=ttyS0"
+#define RUN_CONSOLE_VIRTIO "console=ttyS0 console=hvc0"
 
 struct machine {
 	struct vm vm;
@@ -47,6 +54,8 @@ struct machine {
 	struct i8042 i8042;
 	struct acpi_pm acpi_pm;
 	struct pci_bus pci;
+	struct irq_routing irq;
+	struct virtio_console *vcon;
 	struct loop loop;
 	struct console console;
 	struct loop_source signals;
@@ -178,8 +187,9 @@ static int load_boot_files(const struct run_options *o, struct boot_files *f)
 		nkvm_err("out of memory building the guest's command");
 		return -1;
 	}
-	if ((size_t)snprintf(f->cmdline, sizeof(f->cmdline), "%s%s%s", RUN_BASE_CMDLINE,
-			     o->params ? " " : "", o->params ? o->params : "") >=
+	if ((size_t)snprintf(f->cmdline, sizeof(f->cmdline), "%s %s%s%s",
+			     o->virtio_console ? RUN_CONSOLE_VIRTIO : RUN_CONSOLE_SERIAL,
+			     RUN_BASE_CMDLINE, o->params ? " " : "", o->params ? o->params : "") >=
 	    sizeof(f->cmdline)) {
 		nkvm_err("-p: kernel command line too long");
 		return -1;
@@ -197,11 +207,32 @@ static void free_boot_files(struct boot_files *f)
 	cpio_free(&f->extra);
 }
 
-static int create_devices(struct machine *m)
+static int create_disk(struct machine *m, const struct run_disk *d, unsigned int cpus)
+{
+	struct disk_options dopt = { .path = d->path, .readonly = d->readonly, .direct = d->direct };
+	struct virtio_blk_options bopt = { .serial = d->serial, .queues = d->queues ? d->queues : cpus };
+	struct disk *disk;
+	const char *why;
+	int err;
+
+	err = disk_open(&disk, &dopt, &why);
+	if (err) {
+		nkvm_err("%s: %s", d->path, why);
+		return err;
+	}
+	err = virtio_blk_create(&m->vm, &m->pci, &m->irq, disk, &bopt);
+	if (err)
+		nkvm_err("%s: cannot create its virtio-blk device: %s", d->path, strerror(-err));
+	return err;
+}
+
+static int create_devices(struct machine *m, const struct run_options *o)
 {
 	int err;
 
-	err = serial_init(&m->uart, &m->vm, SERIAL_COM1_PORT, SERIAL_COM1_IRQ);
+	err = irq_routing_init(&m->irq, &m->vm);
+	if (!err)
+		err = serial_init(&m->uart, &m->vm, SERIAL_COM1_PORT, SERIAL_COM1_IRQ);
 	if (!err)
 		err = i8042_init(&m->i8042, &m->vm);
 	if (!err)
@@ -210,9 +241,18 @@ static int create_devices(struct machine *m)
 		err = acpi_pm_init(&m->acpi_pm, &m->vm);
 	if (!err)
 		err = pci_init(&m->pci, &m->vm);
-	if (err)
+	if (!err && o->rng)
+		err = virtio_rng_create(&m->vm, &m->pci, &m->irq);
+	if (!err && o->virtio_console)
+		err = virtio_console_create(&m->vcon, &m->vm, &m->pci, &m->irq, STDOUT_FILENO);
+	if (err) {
 		nkvm_err("cannot create devices: %s", strerror(-err));
-	return err;
+		return err;
+	}
+	for (unsigned int i = 0; i < o->nr_disks; i++)
+		if (create_disk(m, &o->disks[i], o->cpus))
+			return -1;
+	return 0;
 }
 
 static int load_guest(struct machine *m, const struct bzimage *k, struct boot_files *f)
@@ -312,6 +352,8 @@ static int run_machine(struct machine *m)
 		nkvm_err("cannot set up the main loop: %s", strerror(-err));
 		return 1;
 	}
+	if (m->vcon)
+		console_set_input(&m->console, virtio_console_receive, m->vcon);
 	term_raw(STDIN_FILENO);
 	err = vcpus_start(&m->vm);
 	if (err) {
@@ -387,7 +429,7 @@ static int boot(const struct run_options *o, const char *mem_arg)
 		nkvm_err("cannot create the VM: %s: %s", why, strerror(-err));
 		goto out;
 	}
-	if (check_vcpus(&m->vm, o) || create_devices(m) || load_guest(m, &k, f) ||
+	if (check_vcpus(&m->vm, o) || create_devices(m, o) || load_guest(m, &k, f) ||
 	    create_vcpus(m))
 		goto out;
 	free_boot_files(f);
@@ -405,9 +447,11 @@ int cmd_run(int argc, char **argv)
 	struct run_options o;
 	char err[256];
 	const char *mem_arg = "256M";
+	int status;
 
 	if (run_parse_options(argc, argv, &o, err, sizeof(err))) {
 		nkvm_err("%s", err);
+		run_options_free(&o);
 		return 2;
 	}
 	if (o.help) {
@@ -417,5 +461,7 @@ int cmd_run(int argc, char **argv)
 	for (int i = 1; i < argc - 1; i++)
 		if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--mem"))
 			mem_arg = argv[i + 1];
-	return boot(&o, mem_arg);
+	status = boot(&o, mem_arg);
+	run_options_free(&o);
+	return status;
 }

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cmd/run_options.h"
@@ -17,7 +18,13 @@ const char run_usage[] =
 	"  -p, --params TEXT    kernel parameters added to nkvm's own\n"
 	"  -m, --mem SIZE       guest RAM: 512M, 2G, or a number of MiB (default 256M)\n"
 	"  -c, --cpus N         vCPUs (default 1)\n"
+	"  -d, --disk FILE[,ro][,serial=ID][,cache=writeback|none][,queues=N]\n"
+	"                       a virtio-blk disk on a raw image or block device (repeatable;\n"
+	"                       queues default to one per vCPU)\n"
 	"      --name NAME      name of this guest\n"
+	"      --rng            a virtio-rng device: the guest's /dev/hwrng\n"
+	"      --console serial|virtio\n"
+	"                       the guest's console: ttyS0 (default) or virtio-console hvc0\n"
 	"  -h, --help           this text\n"
 	"\n"
 	"Console: the serial port on stdin/stdout; Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A.\n";
@@ -67,6 +74,51 @@ static int parse_cpus(const char *arg, struct run_options *o, char *err, size_t 
 	return 0;
 }
 
+static int parse_disk(const char *arg, struct run_options *o, char *err, size_t errlen)
+{
+	struct run_disk *d;
+	char *field, *save;
+
+	if (o->nr_disks == RUN_MAX_DISKS)
+		return fail(err, errlen, "-d %s: at most 8 disks", arg);
+	d = &o->disks[o->nr_disks];
+	memset(d, 0, sizeof(*d));
+	d->spec = strdup(arg);
+	if (!d->spec)
+		return fail(err, errlen, "-d %s: out of memory", arg);
+	o->nr_disks++;
+	d->path = strtok_r(d->spec, ",", &save);
+	if (!d->path || !*arg || *arg == ',')
+		return fail(err, errlen, "-d %s: no image file given", arg);
+	while ((field = strtok_r(NULL, ",", &save))) {
+		if (!strcmp(field, "ro")) {
+			d->readonly = 1;
+		} else if (!strncmp(field, "serial=", 7)) {
+			d->serial = field + 7;
+			if (strlen(d->serial) > 20)
+				return fail(err, errlen, "-d %s: serial is at most 20 characters", arg);
+		} else if (!strcmp(field, "cache=none")) {
+			d->direct = 1;
+		} else if (!strcmp(field, "cache=writeback")) {
+			d->direct = 0;
+		} else if (!strncmp(field, "queues=", 7)) {
+			if (parse_uint(field + 7, 1, 63, &d->queues))
+				return fail(err, errlen, "-d %s: queues must be 1 to 63", arg);
+		} else {
+			snprintf(err, errlen, "-d %s: unknown disk option '%s'", arg, field);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void run_options_free(struct run_options *o)
+{
+	for (unsigned int i = 0; i < o->nr_disks; i++)
+		free(o->disks[i].spec);
+	o->nr_disks = 0;
+}
+
 int run_parse_options(int argc, char **argv, struct run_options *o, char *err, size_t errlen)
 {
 	static const struct option longopts[] = {
@@ -76,6 +128,9 @@ int run_parse_options(int argc, char **argv, struct run_options *o, char *err, s
 		{ "mem", required_argument, NULL, 'm' },
 		{ "cpus", required_argument, NULL, 'c' },
 		{ "name", required_argument, NULL, 'N' },
+		{ "rng", no_argument, NULL, 'R' },
+		{ "console", required_argument, NULL, 'C' },
+		{ "disk", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -86,7 +141,7 @@ int run_parse_options(int argc, char **argv, struct run_options *o, char *err, s
 	o->cpus = 1;
 	optind = 0;	/* GNU getopt: start over, so the parser can run more than once */
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "+:k:i:p:m:c:h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+:k:i:p:m:c:d:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'k':
 			o->kernel = optarg;
@@ -111,6 +166,19 @@ int run_parse_options(int argc, char **argv, struct run_options *o, char *err, s
 					    "--name %s: use up to 64 letters, digits, '-', '_', '.'",
 					    optarg);
 			o->name = optarg;
+			break;
+		case 'd':
+			if (parse_disk(optarg, o, err, errlen))
+				return -1;
+			break;
+		case 'C':
+			if (!strcmp(optarg, "virtio"))
+				o->virtio_console = 1;
+			else if (strcmp(optarg, "serial"))
+				return fail(err, errlen, "--console %s: serial or virtio", optarg);
+			break;
+		case 'R':
+			o->rng = 1;
 			break;
 		case 'h':
 			o->help = 1;

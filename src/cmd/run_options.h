@@ -11,6 +11,18 @@
 #define RUN_MAX_CPUS 254	/* xAPIC IDs in the MADT, one left for the IOAPIC */
 #define RUN_NAME_MAX 64
 
+#define RUN_MAX_DISKS 8
+
+/* -d FILE[,ro][,serial=ID][,cache=writeback|none][,queues=N] */
+struct run_disk {
+	char *spec;		/* a copy of the argument, cut into the fields below */
+	const char *path;
+	const char *serial;
+	int readonly;
+	int direct;		/* cache=none */
+	unsigned int queues;	/* 0: one per vCPU */
+};
+
 struct run_options {
 	const char *kernel;
 	const char *initrd;
@@ -18,6 +30,10 @@ struct run_options {
 	const char *name;
 	uint64_t mem;
 	unsigned int cpus;
+	int rng;		/* --rng: a virtio-rng device */
+	int virtio_console;	/* --console virtio: hvc0 instead of ttyS0 */
+	unsigned int nr_disks;
+	struct run_disk disks[RUN_MAX_DISKS];
 	char **cmd;		/* NULL-terminated, or NULL for an interactive shell */
 	int help;
 };
@@ -27,6 +43,8 @@ struct run_options {
  * Limits that depend on the host (RAM, KVM's vCPU limit) are checked later, by run.
  */
 int run_parse_options(int argc, char **argv, struct run_options *o, char *err, size_t errlen);
+
+void run_options_free(struct run_options *o);
 
 /* The usage text of `nkvm run`. */
 extern const char run_usage[];

@@ -1,20 +1,123 @@
 // SPDX-License-Identifier: MIT
-/* PCI Local Bus 3.0 §3.2.2.3.2: configuration mechanism #1. */
+/* PCI Local Bus 3.0: configuration mechanism #1 (§3.2.2.3.2), BARs (§6.2.5), capabilities. */
 #include <errno.h>
 #include <string.h>
 
+#include "arch/x86/acpi.h"
 #include "hw/pci.h"
 #include "vmm/bus.h"
+#include "vmm/memory.h"
 #include "vmm/vm.h"
 
 #define PCI_CONFIG_ADDRESS 0xcf8
 #define PCI_CONFIG_DATA 0xcfc
 #define PCI_ENABLE 0x80000000u
+#define PCI_BAR_MEM_64 0x04
+#define PCI_CFG_CAPS_START 0x40
 
 static void put16(uint8_t *p, uint16_t v)
 {
 	p[0] = v;
 	p[1] = v >> 8;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	put16(p, v);
+	put16(p + 2, v >> 16);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+void pci_device_init(struct pci_device *dev, uint16_t vendor, uint16_t device, uint32_t class_code,
+		     uint16_t subsys_vendor, uint16_t subsys_id, const struct pci_device_ops *ops)
+{
+	memset(dev, 0, sizeof(*dev));
+	dev->ops = ops;
+	put16(dev->cfg + 0x00, vendor);
+	put16(dev->cfg + 0x02, device);
+	dev->cfg[0x09] = class_code;
+	dev->cfg[0x0a] = class_code >> 8;
+	dev->cfg[0x0b] = class_code >> 16;
+	put16(dev->cfg + 0x2c, subsys_vendor);
+	put16(dev->cfg + 0x2e, subsys_id);
+	put16(dev->wmask + PCI_COMMAND,
+	      PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE);
+	dev->wmask[PCI_INTERRUPT_LINE] = 0xff;
+	dev->next_cap_off = PCI_CFG_CAPS_START;
+}
+
+int pci_device_add_bar(struct pci_device *dev, unsigned int bar, uint64_t size)
+{
+	uint64_t mask = ~(size - 1);
+
+	if (bar + 1 >= PCI_MAX_BARS || (bar & 1) || size < 4096 || (size & (size - 1)))
+		return -EINVAL;
+	dev->bar_size[bar] = size;
+	/* Low dword: address bits above the size are writable, the type bits read-only. */
+	dev->cfg[PCI_BAR0 + 4 * bar] = PCI_BAR_MEM_64;
+	put32(dev->wmask + PCI_BAR0 + 4 * bar, (uint32_t)mask & ~0xfu);
+	put32(dev->wmask + PCI_BAR0 + 4 * bar + 4, (uint32_t)(mask >> 32));
+	return 0;
+}
+
+int pci_device_add_cap(struct pci_device *dev, uint8_t id, unsigned int len)
+{
+	unsigned int off = dev->next_cap_off;
+
+	if (len < 2 || off + len > PCI_CFG_SIZE)
+		return -ENOSPC;
+	dev->cfg[off] = id;
+	dev->cfg[off + 1] = 0;
+	if (dev->last_cap)
+		dev->cfg[dev->last_cap + 1] = off;
+	else
+		dev->cfg[PCI_CAP_PTR] = off;
+	dev->cfg[PCI_STATUS] |= PCI_STATUS_CAP_LIST;
+	dev->last_cap = off;
+	dev->next_cap_off = (off + len + 3) & ~3u;
+	return off;
+}
+
+unsigned int pci_slot_gsi(unsigned int slot)
+{
+	return ACPI_PCI_GSI_BASE + slot % ACPI_PCI_GSI_COUNT;
+}
+
+static uint64_t bar_value(const struct pci_device *dev, unsigned int bar)
+{
+	uint64_t lo = get32(dev->cfg + PCI_BAR0 + 4 * bar);
+	uint64_t hi = get32(dev->cfg + PCI_BAR0 + 4 * bar + 4);
+
+	return (hi << 32 | lo) & ~0xfULL;
+}
+
+/*
+ * Recomputes where each BAR answers after a config write; returns a bit per BAR that moved.
+ * A BAR answers only with memory decoding on and while it is not being sized (all ones).
+ */
+static unsigned int pci_update_bars(struct pci_device *dev)
+{
+	bool decode = dev->cfg[PCI_COMMAND] & PCI_COMMAND_MEMORY;
+	unsigned int moved = 0;
+
+	for (unsigned int bar = 0; bar < PCI_MAX_BARS; bar++) {
+		uint64_t size = dev->bar_size[bar], addr = 0;
+
+		if (!size)
+			continue;
+		addr = bar_value(dev, bar);
+		if (!decode || addr == ~(size - 1) || addr + size < addr)
+			addr = 0;
+		if (addr != dev->bar_addr[bar]) {
+			dev->bar_addr[bar] = addr;
+			moved |= 1u << bar;
+		}
+	}
+	return moved;
 }
 
 /* The device at a CONFIG_ADDRESS value, or NULL (only bus 0, function 0 exist). */
@@ -47,17 +150,64 @@ uint32_t pci_config_read(struct pci_bus *bus, uint32_t addr, unsigned int len)
 void pci_config_write(struct pci_bus *bus, uint32_t addr, uint32_t val, unsigned int len)
 {
 	struct pci_device *dev;
-	unsigned int off = addr & 0xff;
+	unsigned int off = addr & 0xff, moved = 0;
 
 	pthread_mutex_lock(&bus->lock);
 	dev = pci_lookup(bus, addr);
-	if (dev && off + len <= PCI_CFG_SIZE)
-		for (unsigned int i = 0; i < len; i++) {
-			uint8_t m = dev->wmask[off + i];
+	if (!dev || off + len > PCI_CFG_SIZE) {
+		pthread_mutex_unlock(&bus->lock);
+		return;
+	}
+	for (unsigned int i = 0; i < len; i++) {
+		uint8_t m = dev->wmask[off + i];
 
-			dev->cfg[off + i] = (dev->cfg[off + i] & ~m) | ((val >> (8 * i)) & m);
-		}
+		dev->cfg[off + i] = (dev->cfg[off + i] & ~m) | ((val >> (8 * i)) & m);
+	}
+	moved = pci_update_bars(dev);
 	pthread_mutex_unlock(&bus->lock);
+	/* Callbacks run without the bus lock: they take the device's own. */
+	for (unsigned int bar = 0; bar < PCI_MAX_BARS; bar++)
+		if ((moved & (1u << bar)) && dev->ops && dev->ops->bar_moved)
+			dev->ops->bar_moved(dev, bar, dev->bar_addr[bar]);
+	if (dev->ops && dev->ops->config_written)
+		dev->ops->config_written(dev, off, len);
+}
+
+bool pci_mmio_access(struct pci_bus *bus, uint64_t addr, void *data, unsigned int len, bool write)
+{
+	struct pci_device *dev = NULL;
+	unsigned int bar = 0;
+	uint64_t off = 0;
+
+	pthread_mutex_lock(&bus->lock);
+	for (unsigned int s = 0; s < PCI_MAX_SLOTS && !dev; s++) {
+		struct pci_device *d = bus->slots[s];
+
+		for (unsigned int b = 0; d && b < PCI_MAX_BARS; b++) {
+			uint64_t base = d->bar_addr[b];
+
+			if (base && addr >= base && addr - base < d->bar_size[b] &&
+			    len <= d->bar_size[b] - (addr - base)) {
+				dev = d;
+				bar = b;
+				off = addr - base;
+				break;
+			}
+		}
+	}
+	pthread_mutex_unlock(&bus->lock);
+	if (!dev || !dev->ops) {
+		if (!write)
+			memset(data, 0xff, len);
+		return false;
+	}
+	if (write && dev->ops->bar_write)
+		dev->ops->bar_write(dev, bar, off, data, len);
+	else if (!write && dev->ops->bar_read)
+		dev->ops->bar_read(dev, bar, off, data, len);
+	else if (!write)
+		memset(data, 0xff, len);
+	return true;
 }
 
 static uint32_t pci_latched_addr(struct pci_bus *bus)
@@ -93,7 +243,6 @@ static void pci_addr_write(void *opaque, uint64_t off, const void *data, unsigne
 	pthread_mutex_unlock(&bus->lock);
 }
 
-
 static void pci_data_read(void *opaque, uint64_t off, void *data, unsigned int len)
 {
 	struct pci_bus *bus = opaque;
@@ -111,18 +260,54 @@ static void pci_data_write(void *opaque, uint64_t off, const void *data, unsigne
 	pci_config_write(bus, pci_latched_addr(bus) + off, v, len);
 }
 
+static void pci_hole_read(void *opaque, uint64_t off, void *data, unsigned int len)
+{
+	pci_mmio_access(opaque, MEM_HOLE_START + off, data, len, false);
+}
+
+static void pci_hole_write(void *opaque, uint64_t off, const void *data, unsigned int len)
+{
+	pci_mmio_access(opaque, MEM_HOLE_START + off, (void *)data, len, true);
+}
+
 static const struct bus_ops pci_addr_ops = { .read = pci_addr_read, .write = pci_addr_write };
 static const struct bus_ops pci_data_ops = { .read = pci_data_read, .write = pci_data_write };
+static const struct bus_ops pci_hole_ops = { .read = pci_hole_read, .write = pci_hole_write };
 
 int pci_register_device(struct pci_bus *bus, struct pci_device *dev)
 {
-	for (int slot = 0; slot < PCI_MAX_SLOTS; slot++) {
-		if (!bus->slots[slot]) {
-			bus->slots[slot] = dev;
-			return slot;
+	int slot = -ENOSPC;
+
+	pthread_mutex_lock(&bus->lock);
+	for (int s = 0; s < PCI_MAX_SLOTS; s++) {
+		if (!bus->slots[s]) {
+			slot = s;
+			break;
 		}
 	}
-	return -ENOSPC;
+	for (unsigned int bar = 0; slot >= 0 && bar < PCI_MAX_BARS; bar++) {
+		uint64_t size = dev->bar_size[bar], addr;
+
+		if (!size)
+			continue;
+		/* Naturally aligned, as the BAR's read-only low bits force anyway. */
+		addr = (bus->mmio_next + size - 1) & ~(size - 1);
+		if (addr + size > bus->mmio_end) {
+			slot = -ENOSPC;
+			break;
+		}
+		bus->mmio_next = addr + size;
+		put32(dev->cfg + PCI_BAR0 + 4 * bar, (uint32_t)addr | PCI_BAR_MEM_64);
+		put32(dev->cfg + PCI_BAR0 + 4 * bar + 4, (uint32_t)(addr >> 32));
+	}
+	if (slot >= 0) {
+		dev->slot = slot;
+		if (dev->cfg[PCI_INTERRUPT_PIN])
+			dev->cfg[PCI_INTERRUPT_LINE] = pci_slot_gsi(slot);
+		bus->slots[slot] = dev;
+	}
+	pthread_mutex_unlock(&bus->lock);
+	return slot;
 }
 
 int pci_init(struct pci_bus *bus, struct vm *vm)
@@ -132,14 +317,18 @@ int pci_init(struct pci_bus *bus, struct vm *vm)
 
 	memset(bus, 0, sizeof(*bus));
 	pthread_mutex_init(&bus->lock, NULL);
-	put16(hb->cfg + 0x00, 0x1b36);	/* vendor: Red Hat, Inc. (QEMU's device IDs) */
-	put16(hb->cfg + 0x02, 0x0008);	/* device: PCIe host bridge */
-	hb->cfg[0x0b] = 0x06;		/* class: bridge */
-	hb->cfg[0x0a] = 0x00;		/* subclass: host bridge */
-	hb->wmask[0x04] = 0x06;		/* command: memory and bus-master enable */
+	bus->mmio_next = MEM_HOLE_START;
+	bus->mmio_end = IOAPIC_ADDR;
+	/* Red Hat's (QEMU's) PCIe host bridge IDs: Linux has no driver to bind to it. */
+	pci_device_init(hb, 0x1b36, 0x0008, 0x060000, 0, 0, NULL);
+	put16(hb->wmask + PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	hb->wmask[PCI_INTERRUPT_LINE] = 0;
 	pci_register_device(bus, hb);
 	err = bus_register(&vm->pio, PCI_CONFIG_ADDRESS, 4, &pci_addr_ops, bus);
-	if (err)
-		return err;
-	return bus_register(&vm->pio, PCI_CONFIG_DATA, 4, &pci_data_ops, bus);
+	if (!err)
+		err = bus_register(&vm->pio, PCI_CONFIG_DATA, 4, &pci_data_ops, bus);
+	if (!err)
+		err = bus_register(&vm->mmio, MEM_HOLE_START, IOAPIC_ADDR - MEM_HOLE_START,
+				   &pci_hole_ops, bus);
+	return err;
 }

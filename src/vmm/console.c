@@ -18,7 +18,7 @@
  */
 static void console_push_pending(struct console *c)
 {
-	size_t n = serial_receive(c->uart, c->pending, c->pending_len);
+	size_t n = c->receive(c->receive_opaque, c->pending, c->pending_len);
 
 	memmove(c->pending, c->pending + n, c->pending_len - n);
 	c->pending_len -= n;
@@ -85,6 +85,18 @@ static void console_on_output(struct loop_source *src, uint32_t events)
 	console_flush(c);
 }
 
+static size_t console_uart_receive(void *uart, const uint8_t *buf, size_t len)
+{
+	return serial_receive(uart, buf, len);
+}
+
+void console_set_input(struct console *c, size_t (*receive)(void *, const uint8_t *, size_t),
+		       void *opaque)
+{
+	c->receive = receive;
+	c->receive_opaque = opaque;
+}
+
 int console_init(struct console *c, struct vm *vm, struct serial *uart, struct loop *loop,
 		 int in_fd, int out_fd)
 {
@@ -93,6 +105,7 @@ int console_init(struct console *c, struct vm *vm, struct serial *uart, struct l
 	memset(c, 0, sizeof(*c));
 	c->vm = vm;
 	c->uart = uart;
+	console_set_input(c, console_uart_receive, uart);
 	c->loop = loop;
 	c->out_fd = out_fd;
 	loop->on_timeout = console_retry;

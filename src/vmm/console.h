@@ -15,6 +15,9 @@ struct vm;
 struct console {
 	struct vm *vm;
 	struct serial *uart;
+	/* Where host input goes: the UART unless console_set_input chose another device. */
+	size_t (*receive)(void *opaque, const uint8_t *buf, size_t len);
+	void *receive_opaque;
 	struct loop *loop;
 	int out_fd;
 	struct loop_source in_src, out_src;
@@ -27,6 +30,9 @@ struct console {
 /* Hooks in_fd (may be -1 for none) and out_fd to uart through loop. */
 int console_init(struct console *c, struct vm *vm, struct serial *uart, struct loop *loop,
 		 int in_fd, int out_fd);
+/* Sends host input to another device (virtio-console) instead of the UART. */
+void console_set_input(struct console *c, size_t (*receive)(void *, const uint8_t *, size_t),
+		       void *opaque);
 /* Writes whatever the guest transmitted and nobody has written yet. */
 void console_flush(struct console *c);
 

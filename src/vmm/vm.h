@@ -43,6 +43,11 @@ unsigned int vm_max_vcpus(int kvm_fd);
 /* Ask the VM to stop and nkvm to exit with status. Safe from any thread; the first call wins. */
 void vm_request_stop(struct vm *vm, int status);
 
+static inline const struct guest_memory *vm_memory(const struct vm *vm)
+{
+	return &vm->mem;
+}
+
 /* Raise or lower a GSI on the in-kernel irqchip. Returns 0 or a negative errno. */
 int vm_irq_line(struct vm *vm, unsigned int gsi, int level);
 

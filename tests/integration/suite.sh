@@ -262,6 +262,121 @@ test_terminal_restored_after_exit() {
 	fi
 }
 
+# --- virtio-blk, virtio-rng ---------------------------------------------------------------
+
+test_blk_size_serial_and_queues() {
+	truncate -s 64M "$tmp/a.img"
+	run_guest "$tmp/o" -c 4 -d "$tmp/a.img,serial=NKVM-SER-123" -- \
+		sh -c 'cat /sys/block/vda/size /sys/block/vda/serial; echo; ls /sys/block/vda/mq | wc -l'
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" 131072 && grep -q "^NKVM-SER-123" "$tmp/o" &&
+		has_line "$tmp/o" 4; then
+		pass blk_size_serial_and_queues
+	else
+		fail blk_size_serial_and_queues "status $rc, want 131072 sectors, the serial, 4 queues" "$tmp/o"
+	fi
+}
+
+test_blk_data_both_ways() {
+	truncate -s 64M "$tmp/a.img"
+	printf 'host-wrote-this' | dd of="$tmp/a.img" bs=1 seek=1048576 conv=notrunc 2>/dev/null
+	run_guest "$tmp/o" -d "$tmp/a.img" -- sh -c \
+		'dd if=/dev/vda bs=1 skip=1048576 count=15 2>/dev/null; echo;
+		 printf guest-wrote-this | dd of=/dev/vda bs=512 seek=8192 conv=fsync 2>/dev/null'
+	got=$(dd if="$tmp/a.img" bs=512 skip=8192 count=1 2>/dev/null | head -c 16)
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" host-wrote-this && [ "$got" = guest-wrote-this ]; then
+		pass blk_data_both_ways
+	else
+		fail blk_data_both_ways "status $rc, host file has '$got'" "$tmp/o"
+	fi
+}
+
+test_blk_readonly_refuses_writes() {
+	truncate -s 16M "$tmp/ro.img"
+	printf 'keep' | dd of="$tmp/ro.img" bs=1 conv=notrunc 2>/dev/null
+	before=$(md5sum <"$tmp/ro.img")
+	run_guest "$tmp/o" -d "$tmp/ro.img,ro" -- sh -c \
+		'cat /sys/block/vda/ro; if echo x | dd of=/dev/vda conv=fsync 2>/dev/null; then echo WROTE; fi'
+	after=$(md5sum <"$tmp/ro.img")
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" 1 && ! grep -q WROTE "$tmp/o" && [ "$before" = "$after" ]; then
+		pass blk_readonly_refuses_writes
+	else
+		fail blk_readonly_refuses_writes "status $rc, image changed or write accepted" "$tmp/o"
+	fi
+}
+
+test_blk_flush_reaches_file() {
+	if ! command -v strace >/dev/null; then
+		fail blk_flush_reaches_file "strace not available"
+		return
+	fi
+	truncate -s 16M "$tmp/f.img"
+	timeout 300 strace -f -qq -e trace=fdatasync -o "$tmp/strace" "$NKVM" run -d "$tmp/f.img" -- \
+		sh -c 'echo data | dd of=/dev/vda conv=fsync 2>/dev/null' </dev/null >"$tmp/o" 2>&1
+	rc=$?
+	n=$(grep -c 'fdatasync(' "$tmp/strace")
+	if [ "$rc" -eq 0 ] && [ "$n" -ge 1 ]; then
+		pass blk_flush_reaches_file
+	else
+		fail blk_flush_reaches_file "status $rc, $n fdatasync calls" "$tmp/o"
+	fi
+}
+
+test_blk_discard_punches_holes() {
+	dd if=/dev/urandom of="$tmp/d.img" bs=1M count=32 2>/dev/null
+	before=$(du -k "$tmp/d.img" | cut -f1)
+	run_guest "$tmp/o" -d "$tmp/d.img" -- blkdiscard /dev/vda
+	after=$(du -k "$tmp/d.img" | cut -f1)
+	zero=$(dd if="$tmp/d.img" bs=1M count=1 2>/dev/null | tr -d '\0' | wc -c)
+	if [ "$rc" -eq 0 ] && [ "$after" -lt $((before / 2)) ] && [ "$zero" -eq 0 ]; then
+		pass blk_discard_punches_holes
+	else
+		fail blk_discard_punches_holes "status $rc, du ${before}K -> ${after}K, $zero non-zero bytes" "$tmp/o"
+	fi
+}
+
+test_blk_two_disks() {
+	truncate -s 8M "$tmp/one.img"
+	truncate -s 24M "$tmp/two.img"
+	run_guest "$tmp/o" -d "$tmp/one.img" -d "$tmp/two.img" -- cat /sys/block/vda/size /sys/block/vdb/size
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" 16384 && has_line "$tmp/o" 49152; then
+		pass blk_two_disks
+	else
+		fail blk_two_disks "status $rc" "$tmp/o"
+	fi
+}
+
+test_blk_image_locked_by_another_nkvm() {
+	truncate -s 8M "$tmp/l.img"
+	"$NKVM" run -d "$tmp/l.img" -- sleep 600 </dev/null >"$tmp/first" 2>&1 &
+	first=$!
+	# The lock is taken before the guest boots: a second or two is plenty.
+	sleep 2
+	expect_error blk_image_locked_by_another_nkvm "in use" -d "$tmp/l.img" -- true
+	kill -TERM "$first"
+	wait "$first"
+}
+
+test_blk_bad_input() {
+	mkdir -p "$tmp/adir"
+	expect_error blk_error_missing_image "No such file" -d "$tmp/nope.img" -- true
+	expect_error blk_error_directory "directory" -d "$tmp/adir" -- true
+	truncate -s 8M "$tmp/x.img"
+	expect_error blk_error_unknown_option "unknown disk option" -d "$tmp/x.img,bogus=1" -- true
+}
+
+test_rng_output_does_not_repeat() {
+	run_guest "$tmp/o" --rng -- sh -c \
+		'cat /sys/devices/virtual/misc/hw_random/rng_current;
+		 a=$(head -c 64 /dev/hwrng | md5sum); b=$(head -c 64 /dev/hwrng | md5sum);
+		 [ "$a" != "$b" ] && echo DIFFERENT; head -c 65536 /dev/hwrng | wc -c'
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" virtio_rng.0 && has_line "$tmp/o" DIFFERENT &&
+		has_line "$tmp/o" 65536; then
+		pass rng_output_does_not_repeat
+	else
+		fail rng_output_does_not_repeat "status $rc" "$tmp/o"
+	fi
+}
+
 # One line on stderr starting "nkvm:", a status that is not 0 and not a signal, no stdout.
 expect_error() {
 	name=$1
@@ -271,7 +386,7 @@ expect_error() {
 	rc=$?
 	lines=$(wc -l <"$tmp/e.err")
 	if [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ] && [ "$lines" -eq 1 ] &&
-		grep -q "^nkvm: .*$want" "$tmp/e.err" && [ ! -s "$tmp/e.out" ]; then
+		grep -qi "^nkvm: .*$want" "$tmp/e.err" && [ ! -s "$tmp/e.out" ]; then
 		pass "$name"
 	else
 		fail "$name" "status $rc, $lines stderr lines, want one matching '$want'" "$tmp/e.err"
@@ -301,7 +416,10 @@ for t in ${TESTS:-test_bad_input test_command_output_and_status test_command_out
 	test_memory_above_4g test_params_reach_cmdline test_pci_host_bridge_found test_timers_tick \
 	test_stdin_reaches_guest test_reboot_ends_cleanly test_poweroff_ends_cleanly \
 	test_sigterm_stops_nkvm test_interactive_shell_on_terminal test_ctrl_a_x_quits \
-	test_terminal_restored_after_exit}; do
+	test_terminal_restored_after_exit test_blk_size_serial_and_queues test_blk_data_both_ways \
+	test_blk_readonly_refuses_writes test_blk_flush_reaches_file test_blk_discard_punches_holes \
+	test_blk_two_disks test_blk_image_locked_by_another_nkvm test_blk_bad_input \
+	test_rng_output_does_not_repeat}; do
 	"$t"
 done
 [ -n "$failures" ] && echo "failed:$failures"

@@ -136,6 +136,69 @@ static void test_bad_names_rejected(void **state)
 	assert_int_equal(parse(&o, err, "--name", "ok.name_1", NULL), 0);
 }
 
+static void test_disk_options(void **state)
+{
+	struct run_options o;
+	char err[256];
+
+	assert_int_equal(parse(&o, err, "-d", "a.img", "--disk", "b.img,ro,serial=SN1,cache=none,queues=3",
+			       NULL), 0);
+	assert_int_equal(o.nr_disks, 2);
+	assert_string_equal(o.disks[0].path, "a.img");
+	assert_false(o.disks[0].readonly);
+	assert_int_equal(o.disks[0].queues, 0);
+	assert_string_equal(o.disks[1].path, "b.img");
+	assert_true(o.disks[1].readonly);
+	assert_true(o.disks[1].direct);
+	assert_string_equal(o.disks[1].serial, "SN1");
+	assert_int_equal(o.disks[1].queues, 3);
+	run_options_free(&o);
+}
+
+static void test_disk_option_errors(void **state)
+{
+	static const char *const bad[][2] = {
+		{ "a.img,bogus", "unknown disk option" },
+		{ "a.img,serial=123456789012345678901", "at most 20" },
+		{ "a.img,queues=0", "queues" },
+		{ "a.img,queues=64", "queues" },
+		{ ",ro", "no image" },
+		{ "", "no image" },
+	};
+
+	for (unsigned int i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct run_options o;
+		char err[256];
+
+		assert_int_equal(parse(&o, err, "-d", bad[i][0], NULL), -1);
+		assert_non_null(strstr(err, bad[i][1]));
+		run_options_free(&o);
+	}
+}
+
+static void test_too_many_disks(void **state)
+{
+	struct run_options o;
+	char err[256];
+
+	assert_int_equal(parse(&o, err, "-d", "1", "-d", "2", "-d", "3", "-d", "4", "-d", "5", "-d",
+			       "6", "-d", "7", "-d", "8", "-d", "9", NULL), -1);
+	assert_non_null(strstr(err, "at most 8"));
+	run_options_free(&o);
+}
+
+static void test_console_choice(void **state)
+{
+	struct run_options o;
+	char err[256];
+
+	assert_int_equal(parse(&o, err, "--console", "virtio", "--rng", NULL), 0);
+	assert_true(o.virtio_console);
+	assert_true(o.rng);
+	assert_int_equal(parse(&o, err, "--console", "tty7", NULL), -1);
+	assert_non_null(strstr(err, "serial or virtio"));
+}
+
 static void test_help(void **state)
 {
 	struct run_options o;
@@ -158,6 +221,10 @@ int main(void)
 		cmocka_unit_test(test_unknown_option_and_missing_value),
 		cmocka_unit_test(test_stray_argument_needs_double_dash),
 		cmocka_unit_test(test_bad_names_rejected),
+		cmocka_unit_test(test_disk_options),
+		cmocka_unit_test(test_disk_option_errors),
+		cmocka_unit_test(test_too_many_disks),
+		cmocka_unit_test(test_console_choice),
 		cmocka_unit_test(test_help),
 	};
 

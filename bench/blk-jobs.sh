@@ -1,0 +1,21 @@
+#!/bin/sh
+# The fio jobs of bench/blk.sh, run against FILE for SECONDS each; one line per job:
+# "NAME IOPS KiB/s". Runs in the guest (FILE a virtio-blk disk, DIRECT 1) and on the host (FILE
+# the image; DIRECT 0 where its file system refuses O_DIRECT, e.g. tmpfs).
+#   blk-jobs.sh FILE SECONDS DIRECT
+file=$1
+secs=$2
+direct=$3
+run() {
+	name=$1
+	shift
+	# terse format v3: field 8 read IOPS, 7 read KiB/s, 49 write IOPS, 48 write KiB/s
+	fio --name="$name" --filename="$file" --ioengine=libaio --direct="$direct" --time_based \
+		--runtime="$secs" --ramp_time=1 --size=512M --output-format=terse "$@" |
+		awk -F';' -v n="$name" '{ printf "%s %d %d\n", n, $8 + $49, $7 + $48 }'
+}
+run randread-4k-qd1 --rw=randread --bs=4k --iodepth=1
+run randread-4k-qd32 --rw=randread --bs=4k --iodepth=32
+run randwrite-4k-qd32 --rw=randwrite --bs=4k --iodepth=32
+run seqread-1m --rw=read --bs=1M --iodepth=8
+run seqwrite-1m --rw=write --bs=1M --iodepth=8

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Block benchmark: the same fio jobs inside the guest for nkvm and for QEMU (virtio-blk-pci,
+# aio=threads) on the same raw image, and fio on the host against the same file as the limit,
+# side by side in one run (inside the nested test host where this host's KVM cannot run a
+# standard guest). Prints a markdown table of IOPS / MB/s per job.
+#   bench/blk.sh [SECONDS_PER_JOB]      (default 8)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-8}
+make -s nkvm
+./nkvm setup >/dev/null
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+# The guest runs the job script from its command line: it has no other way to get it.
+cmd_initrd bench/blk-initrd.cpio sh -c "$(cat bench/blk-jobs.sh)" sh /dev/vda "$secs" 1
+trap 'rm -f bench/blk-initrd.cpio' EXIT
+if tests/nested/needed; then
+	echo "bench: measuring inside the nested test host" >&2
+	tests/nested/run --mem 6144 --timeout 3000 --bin "$(command -v qemu-system-x86_64)" \
+		--bin "$(command -v fio)" \
+		--file /usr/share/qemu --file /usr/share/seabios --file /usr/lib/ipxe/qemu \
+		-- bash bench/blk-inside.sh "$secs"
+else
+	bash bench/blk-inside.sh "$secs"
+fi

@@ -1,0 +1,27 @@
+# shellcheck shell=bash
+# Shared by the benchmarks (sourced by bash scripts).
+
+# cmd_initrd OUT ARG...: the default guest's initramfs with the command ARG... appended as
+# /etc/nkvm/cmd, exactly as `nkvm run -- ARG...` does it, so that another VMM boots the same.
+cmd_initrd() {
+	local out=$1 dir size
+	shift
+	dir=$(mktemp -d)
+	mkdir -p "$dir/etc/nkvm"
+	printf '%s\0' "$@" >"$dir/etc/nkvm/cmd"
+	size=$(stat -c %s "${XDG_CACHE_HOME:-$HOME/.cache}/nkvm/initrd.cpio")
+	{
+		cat "${XDG_CACHE_HOME:-$HOME/.cache}/nkvm/initrd.cpio"
+		head -c $(((4 - size % 4) % 4)) /dev/zero
+		(cd "$dir" && find etc | cpio -o -H newc --quiet)
+	} >"$out"
+	rm -rf "$dir"
+}
+
+# median: the median of the numbers on stdin, one per line ("-" when there are none).
+median() {
+	sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "-" }'
+}
+
+# The kernel parameters nkvm gives its guests, for other VMMs booting the same guest.
+export NKVM_APPEND="console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.dumbkbd quiet"

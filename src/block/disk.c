@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: MIT
+/*
+ * A disk: the image opened and locked, its size, and the checks every request passes before the
+ * format driver and the engine see it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "block/disk.h"
+#include "block/engine.h"
+#include "block/format.h"
+
+static const char *disk_open_why(int err, bool direct)
+{
+	switch (err) {
+	case -ENOENT:
+		return "no such file";
+	case -EACCES:
+	case -EPERM:
+		return "permission denied";
+	case -EISDIR:
+		return "is a directory";
+	case -EROFS:
+		return "on a read-only file system (open it read-only)";
+	case -EINVAL:
+		/* open(2): the one EINVAL an existing path can give is O_DIRECT being refused. */
+		if (direct)
+			return "the file system does not support direct I/O (O_DIRECT)";
+		break;
+	}
+	return "cannot open";
+}
+
+/* Type and size of the image; block devices also give the unit of BLKDISCARD/BLKZEROOUT. */
+static int disk_probe_file(struct disk *d, const char **why)
+{
+	struct stat st;
+	int bs;
+
+	if (fstat(d->file.fd, &st)) {
+		*why = "cannot stat";
+		return -errno;
+	}
+	if (S_ISREG(st.st_mode)) {
+		d->file_size = st.st_size;
+		return 0;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		*why = "is a directory";
+		return -EISDIR;
+	}
+	if (!S_ISBLK(st.st_mode)) {
+		*why = "not a regular file or block device";
+		return -EINVAL;
+	}
+	d->file.blockdev = true;
+	if (ioctl(d->file.fd, BLKGETSIZE64, &d->file_size)) {
+		*why = "cannot read the block device's size (BLKGETSIZE64)";
+		return -errno;
+	}
+	if (ioctl(d->file.fd, BLKSSZGET, &bs)) {
+		*why = "cannot read the block device's sector size (BLKSSZGET)";
+		return -errno;
+	}
+	d->file.dev_block_size = bs;
+	return 0;
+}
+
+/*
+ * An OFD lock over the whole file (l_len 0 reaches past any end): exclusive for a writer,
+ * shared for readers, so a second nkvm cannot write an image another one uses, nor read one
+ * another is writing. OFD rather than classic POSIX locks because they belong to this open file,
+ * so two disks in one process conflict too, and closing some other descriptor of the same file
+ * does not drop them. The kernel releases it when the descriptor closes, even on a crash.
+ */
+static int disk_lock(struct disk *d, const char **why)
+{
+	struct flock fl = {
+		.l_type = d->readonly ? F_RDLCK : F_WRLCK,
+		.l_whence = SEEK_SET,
+	};
+
+	if (fcntl(d->file.fd, F_OFD_SETLK, &fl) == 0)
+		return 0;
+	if (errno == EAGAIN || errno == EACCES) {
+		*why = "image is in use by another process (locked)";
+		return -EAGAIN;
+	}
+	*why = "cannot lock the image";
+	return -errno;
+}
+
+/*
+ * O_DIRECT moves bytes between the device and the buffers themselves, so offsets, lengths and
+ * addresses must meet the device's alignment. Kernels since 6.1 state it (STATX_DIOALIGN);
+ * otherwise a block device's logical block size, or 512 for a file, the common case.
+ */
+static void disk_dio_align(struct disk *d)
+{
+	struct statx stx;
+	uint32_t off_align = 0, mem_align = 0;
+
+	if (statx(d->file.fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
+	    (stx.stx_mask & STATX_DIOALIGN)) {
+		off_align = stx.stx_dio_offset_align;
+		mem_align = stx.stx_dio_mem_align;
+	}
+	if (!off_align)
+		off_align = d->file.blockdev ? d->file.dev_block_size : 512;
+	d->block_size = off_align > 512 ? off_align : 512;
+	d->dio_mem_align = mem_align ? mem_align : d->block_size;
+}
+
+int disk_open(struct disk **dp, const struct disk_options *o, const char **why)
+{
+	struct io_engine_config cfg = { .threads = o->threads };
+	struct disk *d;
+	int flags, err;
+
+	*dp = NULL;
+	*why = NULL;
+	if (o->threads > DISK_THREADS_MAX) {
+		*why = "too many I/O threads";
+		return -EINVAL;
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		*why = "out of memory";
+		return -ENOMEM;
+	}
+	d->readonly = o->readonly;
+	d->direct = o->direct;
+	d->block_size = 512;
+	d->dio_mem_align = 1;
+
+	/*
+	 * O_NONBLOCK so that a FIFO named by mistake is refused below instead of hanging here
+	 * waiting for a writer (cleared again once the type is known); O_NOCTTY likewise so a
+	 * terminal cannot become ours.
+	 */
+	flags = (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+	if (o->direct)
+		flags |= O_DIRECT;
+	d->file.fd = open(o->path, flags);
+	if (d->file.fd < 0) {
+		err = -errno;
+		*why = disk_open_why(err, o->direct);
+		free(d);
+		return err;
+	}
+	err = disk_probe_file(d, why);
+	if (!err && fcntl(d->file.fd, F_SETFL, flags & ~O_NONBLOCK)) {
+		err = -errno;
+		*why = "cannot clear O_NONBLOCK";
+	}
+	/* Locked before the format reads a byte: its header could be changing under a writer. */
+	if (!err)
+		err = disk_lock(d, why);
+	if (!err && d->direct)
+		disk_dio_align(d);
+
+	d->format = &disk_format_raw;
+	if (!err)
+		err = d->format->open(d, why);
+	/* One engine for now; aio and io_uring will be chosen here from the options. */
+	d->engine_ops = &io_engine_threads;
+	if (!err) {
+		err = d->engine_ops->create(&d->engine, &d->file, &cfg, why);
+		if (err)
+			d->format->close(d);
+	}
+	if (err) {
+		close(d->file.fd);
+		free(d);
+		return err;
+	}
+	*dp = d;
+	return 0;
+}
+
+void disk_close(struct disk *d)
+{
+	if (!d)
+		return;
+	d->engine_ops->destroy(d->engine);
+	d->format->close(d);
+	close(d->file.fd);
+	free(d);
+}
+
+uint64_t disk_size(const struct disk *d)
+{
+	return d->size;
+}
+
+uint32_t disk_block_size(const struct disk *d)
+{
+	return d->block_size;
+}
+
+bool disk_readonly(const struct disk *d)
+{
+	return d->readonly;
+}
+
+/*
+ * What every format needs: a known op, a writable disk for ops that change data, and a range
+ * inside the disk, its end computed without overflow. Returns the status to fail req with.
+ */
+static int disk_check(const struct disk *d, const struct disk_request *req)
+{
+	uint64_t len = 0;
+
+	switch (req->op) {
+	case DISK_READ:
+	case DISK_WRITE:
+		if (req->iovcnt && !req->iov)
+			return -EINVAL;
+		for (unsigned int i = 0; i < req->iovcnt; i++) {
+			if (req->iov[i].iov_len > UINT64_MAX - len)
+				return -EINVAL;
+			len += req->iov[i].iov_len;
+		}
+		break;
+	case DISK_DISCARD:
+	case DISK_WRITE_ZEROES:
+		len = req->len;
+		break;
+	case DISK_FLUSH:
+		return 0;
+	default:
+		return -EOPNOTSUPP;
+	}
+	if (req->op != DISK_READ && d->readonly)
+		return -EROFS;
+	if (req->offset > d->size || len > d->size - req->offset)
+		return -EINVAL;
+	return 0;
+}
+
+void disk_submit(struct disk *d, struct disk_request *req)
+{
+	int ret = disk_check(d, req);
+
+	/* Nothing was written through a read-only disk: a flush has nothing to make durable. */
+	if (!ret && !(req->op == DISK_FLUSH && d->readonly))
+		ret = d->format->submit(d, req);
+	/* Queued requests complete from the engine and may already be gone: req is not touched. */
+	if (ret != IO_QUEUED)
+		req->done(req, ret);
+}

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * I/O engines: what moves bytes between a disk's requests and its image file. A format driver
+ * (format.h) hands an engine requests whose offsets are already file offsets; the engine
+ * performs them and reports the result. Engines know neither formats nor virtio.
+ *
+ * One completion path for every engine: submit either queues the request, and the engine later
+ * calls req->done(req, status) exactly once from one of its threads, or performs it on the spot
+ * and returns the status without calling done. The caller (disk.c) then calls done itself, so a
+ * device sees one callback whichever engine runs. Internal to src/block/.
+ */
+#ifndef NKVM_BLOCK_ENGINE_H
+#define NKVM_BLOCK_ENGINE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "block/disk.h"
+
+/* submit's answer when the request was queued; any other value is a finished request's status. */
+#define IO_QUEUED 1
+
+/* The image file as the engine sees it: where the bytes go and how its type changes the calls. */
+struct io_file {
+	int fd;
+	bool blockdev;			/* BLKDISCARD/BLKZEROOUT instead of fallocate */
+	uint32_t dev_block_size;	/* block devices: logical block size, those ioctls' unit */
+	/*
+	 * Set once the file system answered EOPNOTSUPP, so later requests go straight to the
+	 * fallback instead of paying a failing system call each time. Workers share them.
+	 */
+	atomic_bool no_zero_range;
+	atomic_bool no_punch_hole;
+};
+
+struct io_engine_config {
+	unsigned int threads;		/* worker threads, for engines that have them; 0: default */
+};
+
+struct io_engine;
+
+struct io_engine_ops {
+	const char *name;
+	/*
+	 * Creates an engine for one file, which must outlive it. Returns 0 or a negative errno
+	 * with *why for a person.
+	 */
+	int (*create)(struct io_engine **e, struct io_file *f, const struct io_engine_config *cfg,
+		      const char **why);
+	/*
+	 * Starts req, whose offset and lengths the format has already checked against the file.
+	 * Returns IO_QUEUED (done will follow, possibly before submit returns, from an engine
+	 * thread) or the status of a request performed now (0 or a negative errno; done is not
+	 * called). Safe from any thread, including from inside a done callback.
+	 */
+	int (*submit)(struct io_engine *e, struct disk_request *req);
+	/* Completes every queued request (their done callbacks run), then frees the engine. */
+	void (*destroy)(struct io_engine *e);
+};
+
+extern const struct io_engine_ops io_engine_threads;
+
+/*
+ * Performs req synchronously on the calling thread and returns its status: READ/WRITE with
+ * preadv/pwritev until every byte moved (-EIO when the file ends first), FLUSH with fdatasync,
+ * DISCARD with a hole punch (or BLKDISCARD; 0 where the file system cannot punch, as discard
+ * only may deallocate), WRITE_ZEROES with FALLOC_FL_ZERO_RANGE, else a hole punch, else written
+ * zeroes (or BLKZEROOUT). Slow: run it only on an engine's worker threads. Engines use it for
+ * whatever they cannot submit asynchronously.
+ */
+int io_execute(struct io_file *f, const struct disk_request *req);
+
+#endif

@@ -1,0 +1,306 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The thread-pool engine: a FIFO of requests under a mutex, and worker threads that each take
+ * one, perform it with blocking system calls and call its done. Also io_execute, the blocking
+ * body of every operation, which later engines reuse for what they cannot do asynchronously.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "block/engine.h"
+#include "lib/util.h"
+
+/* Written zeroes go out in pieces of this size, from a buffer on the worker's stack. */
+#define ZERO_CHUNK (64 * KiB)
+
+struct io_engine {
+	struct io_file *file;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	struct disk_request *head, *tail;	/* FIFO, linked through req->next */
+	bool stopping;
+	unsigned int nr_threads;
+	pthread_t threads[];
+};
+
+/*
+ * preadv/pwritev until every byte has moved. The iovec is the caller's and const, so a segment
+ * the kernel transferred only in part is finished on its own with pread/pwrite, and the vector
+ * call resumes at the next segment.
+ */
+static int io_rw(int fd, const struct disk_request *req, bool write)
+{
+	const struct iovec *iov = req->iov;
+	unsigned int cnt = req->iovcnt;
+	uint64_t off = req->offset;
+	size_t partial = 0;		/* bytes of iov[0] already transferred */
+	ssize_t n;
+
+	for (;;) {
+		while (cnt && partial >= iov->iov_len) {
+			partial -= iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (!cnt)
+			return 0;
+		if (partial) {
+			uint8_t *p = (uint8_t *)iov->iov_base + partial;
+			size_t len = iov->iov_len - partial;
+
+			n = write ? pwrite(fd, p, len, off) : pread(fd, p, len, off);
+		} else {
+			int nr = cnt < IOV_MAX ? (int)cnt : IOV_MAX;
+
+			n = write ? pwritev(fd, iov, nr, off) : preadv(fd, iov, nr, off);
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		/* The range was checked against the size at open: the file has shrunk since. */
+		if (n == 0)
+			return -EIO;
+		off += n;
+		partial += n;
+	}
+}
+
+static int io_fallocate(int fd, int mode, uint64_t off, uint64_t len)
+{
+	while (fallocate(fd, mode, off, len)) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	return 0;
+}
+
+static int io_write_zero_buffers(int fd, uint64_t off, uint64_t len)
+{
+	/* Page-aligned, so that O_DIRECT takes it too. */
+	uint8_t zero[ZERO_CHUNK] __attribute__((aligned(4096)));
+
+	memset(zero, 0, sizeof(zero));
+	while (len) {
+		size_t chunk = len < sizeof(zero) ? len : sizeof(zero);
+		ssize_t n = pwrite(fd, zero, chunk, off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Discard only may deallocate: where the file cannot, leaving the data is a correct answer. */
+static int io_discard(struct io_file *f, uint64_t off, uint64_t len)
+{
+	int err;
+
+	if (f->blockdev) {
+		/* BLKDISCARD takes whole device blocks: discard those inside the range. */
+		uint64_t start = ALIGN_UP(off, (uint64_t)f->dev_block_size);
+		uint64_t end = ALIGN_DOWN(off + len, (uint64_t)f->dev_block_size);
+		uint64_t range[2] = { start, end - start };
+
+		if (end <= start)
+			return 0;
+		if (ioctl(f->fd, BLKDISCARD, range) == 0)
+			return 0;
+		return errno == EOPNOTSUPP ? 0 : -errno;
+	}
+	if (atomic_load_explicit(&f->no_punch_hole, memory_order_relaxed))
+		return 0;
+	err = io_fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
+	if (err == -EOPNOTSUPP) {
+		atomic_store_explicit(&f->no_punch_hole, true, memory_order_relaxed);
+		return 0;
+	}
+	return err;
+}
+
+/* Cheapest first: zeroed extents without I/O, then a hole (reads back as zeroes), then writes. */
+static int io_write_zeroes(struct io_file *f, uint64_t off, uint64_t len)
+{
+	int err;
+
+	if (f->blockdev) {
+		uint64_t range[2] = { off, len };
+
+		/* BLKZEROOUT takes whole device blocks; an odd range is written out instead. */
+		if (!((off | len) & (f->dev_block_size - 1))) {
+			if (ioctl(f->fd, BLKZEROOUT, range) == 0)
+				return 0;
+			if (errno != EOPNOTSUPP)
+				return -errno;
+		}
+		return io_write_zero_buffers(f->fd, off, len);
+	}
+	if (!atomic_load_explicit(&f->no_zero_range, memory_order_relaxed)) {
+		err = io_fallocate(f->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len);
+		if (err != -EOPNOTSUPP)
+			return err;
+		atomic_store_explicit(&f->no_zero_range, true, memory_order_relaxed);
+	}
+	if (!atomic_load_explicit(&f->no_punch_hole, memory_order_relaxed)) {
+		err = io_fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
+		if (err != -EOPNOTSUPP)
+			return err;
+		atomic_store_explicit(&f->no_punch_hole, true, memory_order_relaxed);
+	}
+	return io_write_zero_buffers(f->fd, off, len);
+}
+
+int io_execute(struct io_file *f, const struct disk_request *req)
+{
+	switch (req->op) {
+	case DISK_READ:
+		return io_rw(f->fd, req, false);
+	case DISK_WRITE:
+		return io_rw(f->fd, req, true);
+	case DISK_FLUSH:
+		return fdatasync(f->fd) ? -errno : 0;
+	case DISK_DISCARD:
+		/* fallocate and the ioctls refuse an empty range; there is nothing to do. */
+		return req->len ? io_discard(f, req->offset, req->len) : 0;
+	case DISK_WRITE_ZEROES:
+		return req->len ? io_write_zeroes(f, req->offset, req->len) : 0;
+	}
+	return -EOPNOTSUPP;
+}
+
+static void *threads_worker(void *arg)
+{
+	struct io_engine *e = arg;
+	struct disk_request *req;
+
+	pthread_mutex_lock(&e->lock);
+	for (;;) {
+		while (!e->head && !e->stopping)
+			pthread_cond_wait(&e->wake, &e->lock);
+		/* Stopping still drains: a worker leaves only once the queue is empty. */
+		req = e->head;
+		if (!req)
+			break;
+		e->head = req->next;
+		if (!e->head)
+			e->tail = NULL;
+		pthread_mutex_unlock(&e->lock);
+		/* Unlocked, as done may submit again; done may also free req: not used after. */
+		req->done(req, io_execute(e->file, req));
+		pthread_mutex_lock(&e->lock);
+	}
+	pthread_mutex_unlock(&e->lock);
+	return NULL;
+}
+
+static int threads_submit(struct io_engine *e, struct disk_request *req)
+{
+	req->next = NULL;
+	pthread_mutex_lock(&e->lock);
+	if (e->tail)
+		e->tail->next = req;
+	else
+		e->head = req;
+	e->tail = req;
+	pthread_cond_signal(&e->wake);
+	pthread_mutex_unlock(&e->lock);
+	return IO_QUEUED;
+}
+
+static void threads_destroy(struct io_engine *e)
+{
+	pthread_mutex_lock(&e->lock);
+	e->stopping = true;
+	pthread_cond_broadcast(&e->wake);
+	pthread_mutex_unlock(&e->lock);
+	for (unsigned int i = 0; i < e->nr_threads; i++)
+		pthread_join(e->threads[i], NULL);
+	pthread_cond_destroy(&e->wake);
+	pthread_mutex_destroy(&e->lock);
+	free(e);
+}
+
+/*
+ * Workers spend their time blocked in the kernel, not on a CPU, so their number is the queue
+ * depth the image sees. Two per online CPU keeps the device busy while every vCPU of a guest as
+ * large as the host has I/O outstanding; at least 4, so that one slow fdatasync or hole punch
+ * cannot hold up every read on a small host; at most 16, beyond which blocking threads add
+ * wake-ups and stacks more than throughput (deep queues are the io_uring engine's job).
+ */
+static unsigned int threads_default(void)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (cpus <= 2)
+		return 4;	/* also when the count is unknown (-1) */
+	return cpus >= 8 ? 16 : (unsigned int)cpus * 2;
+}
+
+static int threads_create(struct io_engine **ep, struct io_file *f,
+			  const struct io_engine_config *cfg, const char **why)
+{
+	unsigned int n = cfg->threads ? cfg->threads : threads_default();
+	struct io_engine *e;
+	sigset_t mask, old;
+	int err = 0;
+
+	*ep = NULL;
+	e = calloc(1, sizeof(*e) + n * sizeof(e->threads[0]));
+	if (!e) {
+		*why = "out of memory";
+		return -ENOMEM;
+	}
+	e->file = f;
+	pthread_mutex_init(&e->lock, NULL);
+	pthread_cond_init(&e->wake, NULL);
+
+	/*
+	 * Workers inherit the creator's signal mask: block everything a signalfd on the main
+	 * thread may want, but not the faults, which would otherwise kill the process without a
+	 * handler (or a sanitizer) getting to report them.
+	 */
+	sigfillset(&mask);
+	sigdelset(&mask, SIGSEGV);
+	sigdelset(&mask, SIGBUS);
+	sigdelset(&mask, SIGFPE);
+	sigdelset(&mask, SIGILL);
+	sigdelset(&mask, SIGTRAP);
+	pthread_sigmask(SIG_SETMASK, &mask, &old);
+	for (; e->nr_threads < n; e->nr_threads++) {
+		err = -pthread_create(&e->threads[e->nr_threads], NULL, threads_worker, e);
+		if (err)
+			break;
+		pthread_setname_np(e->threads[e->nr_threads], "nkvm-disk-io");
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err) {
+		*why = "cannot start I/O threads";
+		threads_destroy(e);
+		return err;
+	}
+	*ep = e;
+	return 0;
+}
+
+const struct io_engine_ops io_engine_threads = {
+	.name = "threads",
+	.create = threads_create,
+	.submit = threads_submit,
+	.destroy = threads_destroy,
+};

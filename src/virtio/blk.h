@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MIT */
+/* virtio-blk (virtio 1.2 §5.2) over a disk of the block layer. */
+#ifndef NKVM_VIRTIO_BLK_H
+#define NKVM_VIRTIO_BLK_H
+
+#include <stdbool.h>
+
+struct vm;
+struct pci_bus;
+struct irq_routing;
+struct disk;
+
+#define VIRTIO_BLK_ID_BYTES 20
+
+struct virtio_blk_options {
+	const char *serial;		/* GET_ID answer, at most 20 bytes; NULL: none */
+	unsigned int queues;		/* request queues (F_MQ when > 1) */
+};
+
+/* Plugs a virtio-blk device serving disk into bus; the device owns the disk from then on. */
+int virtio_blk_create(struct vm *vm, struct pci_bus *bus, struct irq_routing *irq,
+		      struct disk *disk, const struct virtio_blk_options *o);
+
+#endif

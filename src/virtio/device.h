@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A virtio device as its transport (virtio-pci) sees it: data plus ops. The transport does
+ * feature negotiation, status, queues, notifications and interrupts; a device only handles the
+ * requests on its queues and its configuration space, and never knows about PCI.
+ */
+#ifndef NKVM_VIRTIO_DEVICE_H
+#define NKVM_VIRTIO_DEVICE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "virtio/queue.h"
+
+/* Feature bits (virtio 1.2 §6). */
+#define VIRTIO_F_INDIRECT_DESC 28
+#define VIRTIO_F_EVENT_IDX 29
+#define VIRTIO_F_VERSION_1 32
+#define VIRTIO_F_ACCESS_PLATFORM 33
+
+#define VIRTIO_ID_NET 1
+#define VIRTIO_ID_BLOCK 2
+#define VIRTIO_ID_CONSOLE 3
+#define VIRTIO_ID_RNG 4
+
+#define VIRTIO_MAX_QUEUES 64
+
+struct virtio_device;
+struct virtio_pci;
+
+struct virtio_device_ops {
+	/* Queue q was kicked (or started): handle what is available. Runs on q's I/O thread. */
+	void (*queue_kick)(struct virtio_device *vdev, unsigned int q);
+	/* Device configuration space (§4.1.4.6); reads and writes inside config_size only. */
+	void (*config_read)(struct virtio_device *vdev, uint64_t off, void *data, unsigned int len);
+	void (*config_write)(struct virtio_device *vdev, uint64_t off, const void *data,
+			     unsigned int len);
+	/* DRIVER_OK: vdev->features holds what was negotiated. Returns 0 or a negative errno. */
+	int (*start)(struct virtio_device *vdev);
+	/* Reset: the queue threads are stopped; wait for requests in flight and forget state. */
+	void (*reset)(struct virtio_device *vdev);
+};
+
+struct virtio_device {
+	const struct virtio_device_ops *ops;
+	const char *name;		/* for messages: "virtio-blk (disk.img)" */
+	uint16_t device_id;
+	uint64_t host_features;		/* offered, VERSION_1 and ring features included */
+	uint64_t features;		/* negotiated */
+	unsigned int nr_queues;
+	uint16_t queue_max_size;
+	uint32_t config_size;
+	struct virtio_pci *transport;	/* set by virtio_pci_create */
+};
+
+/*
+ * Services the transport gives devices. Pop and push on one queue may come from different
+ * threads (the queue's I/O thread pops, I/O engine threads push completions): the transport
+ * serializes them.
+ */
+/* As virtq_pop. A malformed ring or chain (< 0) puts the device in DEVICE_NEEDS_RESET. */
+int virtio_pop(struct virtio_device *vdev, unsigned int q, struct virtq_chain *c);
+/* Returns head with len bytes written, and interrupts the driver if it asked to be. */
+void virtio_push(struct virtio_device *vdev, unsigned int q, uint16_t head, uint32_t len);
+/* Marks the device broken (DEVICE_NEEDS_RESET) and tells the driver with a config interrupt. */
+void virtio_needs_reset(struct virtio_device *vdev, const char *why);
+/* Guest memory, for devices that read or write through chains (already checked by pop). */
+const struct guest_memory *virtio_memory(struct virtio_device *vdev);
+
+#endif

@@ -1,0 +1,759 @@
+// SPDX-License-Identifier: MIT
+/* virtio 1.2 §4.1: the modern virtio-pci transport. */
+#include <errno.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "hw/pci.h"
+#include "lib/log.h"
+#include "virtio/device.h"
+#include "virtio/pci.h"
+#include "vmm/irq.h"
+#include "vmm/vm.h"
+
+#define PCI_VENDOR_REDHAT_QUMRANET 0x1af4
+#define VIRTIO_PCI_DEVICE_BASE 0x1040	/* + device id: a modern-only device (§4.1.2) */
+#define PCI_CAP_ID_VNDR 0x09
+#define PCI_CAP_ID_MSIX 0x11
+
+enum { CAP_COMMON = 1, CAP_NOTIFY = 2, CAP_ISR = 3, CAP_DEVICE = 4 };
+
+/* Layout of BAR 0. */
+#define BAR_SIZE 0x8000
+#define OFF_COMMON 0x0000
+#define OFF_ISR 0x1000
+#define OFF_DEVICE 0x2000
+#define OFF_NOTIFY 0x3000
+#define OFF_MSIX_TABLE 0x4000
+#define OFF_MSIX_PBA 0x6000
+#define COMMON_SIZE 0x40
+#define NOTIFY_MULTIPLIER 4
+
+#define MSIX_ENTRY_SIZE 16
+#define MSIX_CTRL_MASKED 1
+#define MSIX_FLAG_ENABLE 0x8000
+#define MSIX_FLAG_MASKALL 0x4000
+#define VIRTIO_MSI_NO_VECTOR 0xffff
+
+/* Device status bits (§2.1). */
+#define STATUS_ACKNOWLEDGE 1
+#define STATUS_DRIVER 2
+#define STATUS_DRIVER_OK 4
+#define STATUS_FEATURES_OK 8
+#define STATUS_NEEDS_RESET 0x40
+#define STATUS_FAILED 0x80
+
+#define ISR_QUEUE 1
+#define ISR_CONFIG 2
+
+struct vp_queue {
+	struct virtio_pci *vp;
+	unsigned int index;
+	pthread_mutex_t lock;		/* pop/push and the ring state */
+	struct virtq vq;
+	bool ready;			/* mapped at DRIVER_OK */
+	/* Driver-visible registers. */
+	uint16_t size, msix_vector, enable;
+	uint64_t desc, driver, device;
+	/* The kick path: an ioeventfd on the notify address, read by the queue's thread. */
+	int kick_fd;
+	uint64_t ioeventfd_addr;	/* 0 when not registered */
+	pthread_t thread;
+	bool thread_running;
+	atomic_bool stop;
+};
+
+struct msix_vector {
+	uint64_t addr;
+	uint32_t data, ctrl;
+	int gsi;
+	int irqfd;
+	bool pending;
+};
+
+struct virtio_pci {
+	struct pci_device pci;
+	struct vm *vm;
+	struct irq_routing *irq;
+	struct virtio_device *vdev;
+	pthread_mutex_t lock;		/* transport registers, MSI-X, ISR */
+	uint32_t dfselect, gfselect;
+	uint64_t driver_features;
+	uint8_t status, config_generation, isr;
+	uint16_t queue_select, msix_config;
+	int intx_level;
+	unsigned int msix_cap, nr_vectors;
+	struct msix_vector *vectors;
+	struct vp_queue queues[VIRTIO_MAX_QUEUES];
+};
+
+static struct virtio_pci *to_vp(struct pci_device *dev)
+{
+	return (struct virtio_pci *)((char *)dev - offsetof(struct virtio_pci, pci));
+}
+
+static uint16_t msix_flags(struct virtio_pci *vp)
+{
+	return vp->pci.cfg[vp->msix_cap + 2] | vp->pci.cfg[vp->msix_cap + 3] << 8;
+}
+
+static bool msix_enabled(struct virtio_pci *vp)
+{
+	return msix_flags(vp) & MSIX_FLAG_ENABLE;
+}
+
+/* Raise the interrupt of `vector` (or INTx with isr_bit). Called with vp->lock held. */
+static void vp_interrupt_locked(struct virtio_pci *vp, uint16_t vector, uint8_t isr_bit)
+{
+	uint64_t one = 1;
+
+	if (!msix_enabled(vp)) {
+		vp->isr |= isr_bit;
+		if (!vp->intx_level &&
+		    !(vp->pci.cfg[PCI_COMMAND + 1] & (PCI_COMMAND_INTX_DISABLE >> 8))) {
+			vp->intx_level = 1;
+			vm_irq_line(vp->vm, pci_slot_gsi(vp->pci.slot), 1);
+		}
+		return;
+	}
+	if (vector >= vp->nr_vectors)
+		return;
+	if ((msix_flags(vp) & MSIX_FLAG_MASKALL) || (vp->vectors[vector].ctrl & MSIX_CTRL_MASKED)) {
+		/* §6.8.2 of PCI: a masked vector's message waits as a pending bit. */
+		vp->vectors[vector].pending = true;
+		return;
+	}
+	if (write(vp->vectors[vector].irqfd, &one, sizeof(one)) < 0)
+		nkvm_err("%s: irqfd: %s", vp->vdev->name, strerror(errno));
+}
+
+/* Delivers messages that waited while their vector or the function was masked. */
+static void vp_msix_deliver_pending(struct virtio_pci *vp)
+{
+	for (unsigned int v = 0; v < vp->nr_vectors; v++) {
+		if (vp->vectors[v].pending && !(vp->vectors[v].ctrl & MSIX_CTRL_MASKED) &&
+		    !(msix_flags(vp) & MSIX_FLAG_MASKALL) && msix_enabled(vp)) {
+			vp->vectors[v].pending = false;
+			vp_interrupt_locked(vp, v, 0);
+		}
+	}
+}
+
+static void vp_msix_update_route(struct virtio_pci *vp, unsigned int v)
+{
+	struct msix_vector *m = &vp->vectors[v];
+
+	irq_msi_set(vp->irq, m->gsi, msix_enabled(vp), m->addr, m->data);
+}
+
+/* --- queue I/O threads -------------------------------------------------------------------- */
+
+static void *vp_queue_thread(void *arg)
+{
+	struct vp_queue *q = arg;
+	struct virtio_device *vdev = q->vp->vdev;
+	uint64_t count;
+
+	/* A first pass: buffers may have been queued before the kick path existed. */
+	vdev->ops->queue_kick(vdev, q->index);
+	while (!atomic_load(&q->stop)) {
+		if (read(q->kick_fd, &count, sizeof(count)) < 0 && errno != EINTR)
+			break;
+		if (atomic_load(&q->stop))
+			break;
+		vdev->ops->queue_kick(vdev, q->index);
+	}
+	return NULL;
+}
+
+static void vp_stop_queue_threads(struct virtio_pci *vp)
+{
+	uint64_t one = 1;
+
+	for (unsigned int i = 0; i < vp->vdev->nr_queues; i++) {
+		struct vp_queue *q = &vp->queues[i];
+
+		if (!q->thread_running)
+			continue;
+		atomic_store(&q->stop, true);
+		if (write(q->kick_fd, &one, sizeof(one)) < 0)
+			nkvm_err("%s: cannot wake queue %u", vp->vdev->name, i);
+		pthread_join(q->thread, NULL);
+		q->thread_running = false;
+	}
+}
+
+/* --- ioeventfd: kicks without an exit to nkvm ---------------------------------------------- */
+
+static void vp_ioeventfd(struct virtio_pci *vp, struct vp_queue *q, uint64_t addr, bool assign)
+{
+	struct kvm_ioeventfd ev = {
+		.addr = addr,
+		.len = 2,	/* Linux writes the queue index as 16 bits */
+		.fd = q->kick_fd,
+		.flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN,
+	};
+
+	if (ioctl(vp->vm->vm_fd, KVM_IOEVENTFD, &ev) < 0) {
+		/* Kicks then come through an MMIO exit instead: slower, still correct. */
+		if (assign)
+			nkvm_err("%s: KVM_IOEVENTFD: %s", vp->vdev->name, strerror(errno));
+		return;
+	}
+	q->ioeventfd_addr = assign ? addr : 0;
+}
+
+static void vp_bar_moved(struct pci_device *dev, unsigned int bar, uint64_t addr)
+{
+	struct virtio_pci *vp = to_vp(dev);
+
+	if (bar != 0)
+		return;
+	pthread_mutex_lock(&vp->lock);
+	for (unsigned int i = 0; i < vp->vdev->nr_queues; i++) {
+		struct vp_queue *q = &vp->queues[i];
+
+		if (q->ioeventfd_addr)
+			vp_ioeventfd(vp, q, q->ioeventfd_addr, false);
+		if (addr)
+			vp_ioeventfd(vp, q, addr + OFF_NOTIFY + i * NOTIFY_MULTIPLIER, true);
+	}
+	pthread_mutex_unlock(&vp->lock);
+}
+
+/* --- reset and start ----------------------------------------------------------------------- */
+
+/* §2.4: back to the state at power-on. Called with vp->lock held; drops it meanwhile. */
+static void vp_reset_locked(struct virtio_pci *vp)
+{
+	struct virtio_device *vdev = vp->vdev;
+
+	pthread_mutex_unlock(&vp->lock);
+	vp_stop_queue_threads(vp);
+	if (vdev->ops->reset)
+		vdev->ops->reset(vdev);
+	pthread_mutex_lock(&vp->lock);
+	vp->status = 0;
+	vp->dfselect = vp->gfselect = 0;
+	vp->driver_features = 0;
+	vdev->features = 0;
+	vp->queue_select = 0;
+	vp->msix_config = VIRTIO_MSI_NO_VECTOR;
+	vp->isr = 0;
+	if (vp->intx_level) {
+		vp->intx_level = 0;
+		vm_irq_line(vp->vm, pci_slot_gsi(vp->pci.slot), 0);
+	}
+	for (unsigned int i = 0; i < vdev->nr_queues; i++) {
+		struct vp_queue *q = &vp->queues[i];
+
+		pthread_mutex_lock(&q->lock);
+		q->ready = false;
+		q->size = vdev->queue_max_size;
+		q->msix_vector = VIRTIO_MSI_NO_VECTOR;
+		q->enable = 0;
+		q->desc = q->driver = q->device = 0;
+		pthread_mutex_unlock(&q->lock);
+	}
+}
+
+/* DRIVER_OK: map every enabled queue, start the device and the queue threads. */
+static void vp_start_locked(struct virtio_pci *vp)
+{
+	struct virtio_device *vdev = vp->vdev;
+	bool event_idx = vdev->features & (1ULL << VIRTIO_F_EVENT_IDX);
+	bool indirect = vdev->features & (1ULL << VIRTIO_F_INDIRECT_DESC);
+
+	for (unsigned int i = 0; i < vdev->nr_queues; i++) {
+		struct vp_queue *q = &vp->queues[i];
+
+		if (!q->enable)
+			continue;
+		if (virtq_init(&q->vq, vm_memory(vp->vm), q->size, q->desc, q->driver, q->device,
+			       event_idx, indirect)) {
+			vp->status |= STATUS_NEEDS_RESET;
+			nkvm_err("%s: queue %u: rings outside guest RAM or misaligned", vdev->name, i);
+			return;
+		}
+		q->ready = true;
+	}
+	if (vdev->ops->start && vdev->ops->start(vdev)) {
+		vp->status |= STATUS_NEEDS_RESET;
+		return;
+	}
+	for (unsigned int i = 0; i < vdev->nr_queues; i++) {
+		struct vp_queue *q = &vp->queues[i];
+
+		if (!q->ready)
+			continue;
+		atomic_store(&q->stop, false);
+		q->thread_running = pthread_create(&q->thread, NULL, vp_queue_thread, q) == 0;
+		if (!q->thread_running)
+			vp->status |= STATUS_NEEDS_RESET;
+	}
+}
+
+static void vp_write_status_locked(struct virtio_pci *vp, uint8_t status)
+{
+	struct virtio_device *vdev = vp->vdev;
+	uint8_t old = vp->status;
+
+	if (status == 0) {
+		vp_reset_locked(vp);
+		return;
+	}
+	if ((status & STATUS_FEATURES_OK) && !(old & STATUS_FEATURES_OK)) {
+		/* §3.1.1: accept only a subset of what was offered, and only modern drivers. */
+		if ((vp->driver_features & ~vdev->host_features) ||
+		    !(vp->driver_features & (1ULL << VIRTIO_F_VERSION_1)))
+			status &= ~STATUS_FEATURES_OK;
+		else
+			vdev->features = vp->driver_features;
+	}
+	vp->status = status | (old & STATUS_NEEDS_RESET);
+	if ((status & STATUS_DRIVER_OK) && !(old & STATUS_DRIVER_OK) &&
+	    (status & STATUS_FEATURES_OK))
+		vp_start_locked(vp);
+}
+
+/* --- common configuration (§4.1.4.3) ------------------------------------------------------ */
+
+static void put_le(uint8_t *p, uint64_t v, unsigned int n)
+{
+	for (unsigned int i = 0; i < n; i++)
+		p[i] = v >> (8 * i);
+}
+
+static uint64_t get_le(const uint8_t *p, unsigned int n)
+{
+	uint64_t v = 0;
+
+	while (n--)
+		v = (v << 8) | p[n];
+	return v;
+}
+
+static struct vp_queue *vp_selected(struct virtio_pci *vp)
+{
+	return vp->queue_select < vp->vdev->nr_queues ? &vp->queues[vp->queue_select] : NULL;
+}
+
+static void vp_common_snapshot(struct virtio_pci *vp, uint8_t *r)
+{
+	struct vp_queue *q = vp_selected(vp);
+	uint64_t f = vp->vdev->host_features;
+
+	memset(r, 0, COMMON_SIZE);
+	put_le(r + 0x00, vp->dfselect, 4);
+	put_le(r + 0x04, vp->dfselect < 2 ? (uint32_t)(f >> (32 * vp->dfselect)) : 0, 4);
+	put_le(r + 0x08, vp->gfselect, 4);
+	put_le(r + 0x0c, vp->gfselect < 2 ? (uint32_t)(vp->driver_features >> (32 * vp->gfselect))
+					  : 0, 4);
+	put_le(r + 0x10, vp->msix_config, 2);
+	put_le(r + 0x12, vp->vdev->nr_queues, 2);
+	r[0x14] = vp->status;
+	r[0x15] = vp->config_generation;
+	put_le(r + 0x16, vp->queue_select, 2);
+	if (!q)
+		return;	/* a queue that does not exist reads as size 0 */
+	put_le(r + 0x18, q->size, 2);
+	put_le(r + 0x1a, q->msix_vector, 2);
+	put_le(r + 0x1c, q->enable, 2);
+	put_le(r + 0x1e, q->index, 2);
+	put_le(r + 0x20, q->desc, 8);
+	put_le(r + 0x28, q->driver, 8);
+	put_le(r + 0x30, q->device, 8);
+}
+
+static bool covers(uint64_t off, unsigned int len, unsigned int field, unsigned int size)
+{
+	return off < field + size && field < off + len;
+}
+
+/* Applies the registers a write touched; r holds the snapshot with the written bytes in. */
+static void vp_common_apply(struct virtio_pci *vp, const uint8_t *r, uint64_t off, unsigned int len)
+{
+	struct vp_queue *q;
+	bool live = vp->status & STATUS_DRIVER_OK;
+
+	if (covers(off, len, 0x00, 4))
+		vp->dfselect = get_le(r + 0x00, 4);
+	if (covers(off, len, 0x08, 4))
+		vp->gfselect = get_le(r + 0x08, 4);
+	if (covers(off, len, 0x0c, 4) && vp->gfselect < 2 && !(vp->status & STATUS_FEATURES_OK)) {
+		uint64_t mask = 0xffffffffULL << (32 * vp->gfselect);
+
+		vp->driver_features = (vp->driver_features & ~mask) |
+				      (get_le(r + 0x0c, 4) << (32 * vp->gfselect));
+	}
+	if (covers(off, len, 0x10, 2)) {
+		uint16_t v = get_le(r + 0x10, 2);
+
+		/* §4.1.5.1.2.1: a vector the device cannot map reads back as NO_VECTOR. */
+		vp->msix_config = v < vp->nr_vectors ? v : VIRTIO_MSI_NO_VECTOR;
+	}
+	if (covers(off, len, 0x16, 2))
+		vp->queue_select = get_le(r + 0x16, 2);
+	q = vp_selected(vp);
+	/* Queue registers change only while the queue is off and the device not running. */
+	if (q && !live && !q->enable) {
+		pthread_mutex_lock(&q->lock);
+		if (covers(off, len, 0x18, 2)) {
+			uint16_t size = get_le(r + 0x18, 2);
+
+			/* A size the driver may not pick is refused by keeping the old one. */
+			if (size && size <= vp->vdev->queue_max_size && !(size & (size - 1)))
+				q->size = size;
+		}
+		if (covers(off, len, 0x20, 8))
+			q->desc = get_le(r + 0x20, 8);
+		if (covers(off, len, 0x28, 8))
+			q->driver = get_le(r + 0x28, 8);
+		if (covers(off, len, 0x30, 8))
+			q->device = get_le(r + 0x30, 8);
+		pthread_mutex_unlock(&q->lock);
+	}
+	if (q && covers(off, len, 0x1a, 2)) {
+		uint16_t v = get_le(r + 0x1a, 2);
+
+		q->msix_vector = v < vp->nr_vectors ? v : VIRTIO_MSI_NO_VECTOR;
+	}
+	if (q && covers(off, len, 0x1c, 2) && !live && get_le(r + 0x1c, 2) == 1)
+		q->enable = 1;	/* §4.1.4.3.2: the driver never writes 0 */
+	if (covers(off, len, 0x14, 1))
+		vp_write_status_locked(vp, r[0x14]);
+}
+
+static void vp_common_read(struct virtio_pci *vp, uint64_t off, void *data, unsigned int len)
+{
+	uint8_t r[COMMON_SIZE];
+
+	pthread_mutex_lock(&vp->lock);
+	vp_common_snapshot(vp, r);
+	pthread_mutex_unlock(&vp->lock);
+	memcpy(data, r + off, len);
+}
+
+static void vp_common_write(struct virtio_pci *vp, uint64_t off, const void *data, unsigned int len)
+{
+	uint8_t r[COMMON_SIZE];
+
+	pthread_mutex_lock(&vp->lock);
+	vp_common_snapshot(vp, r);
+	memcpy(r + off, data, len);
+	vp_common_apply(vp, r, off, len);
+	pthread_mutex_unlock(&vp->lock);
+}
+
+/* --- MSI-X table and PBA (PCI 3.0 §6.8.2) -------------------------------------------------- */
+
+static void vp_msix_read(struct virtio_pci *vp, uint64_t off, void *data, unsigned int len)
+{
+	uint8_t e[MSIX_ENTRY_SIZE];
+	unsigned int v = off / MSIX_ENTRY_SIZE;
+
+	memset(data, 0, len);
+	if (v >= vp->nr_vectors || off % MSIX_ENTRY_SIZE + len > MSIX_ENTRY_SIZE)
+		return;
+	pthread_mutex_lock(&vp->lock);
+	put_le(e, vp->vectors[v].addr, 8);
+	put_le(e + 8, vp->vectors[v].data, 4);
+	put_le(e + 12, vp->vectors[v].ctrl, 4);
+	pthread_mutex_unlock(&vp->lock);
+	memcpy(data, e + off % MSIX_ENTRY_SIZE, len);
+}
+
+static void vp_msix_write(struct virtio_pci *vp, uint64_t off, const void *data, unsigned int len)
+{
+	unsigned int v = off / MSIX_ENTRY_SIZE, at = off % MSIX_ENTRY_SIZE;
+	struct msix_vector *m;
+	uint8_t e[MSIX_ENTRY_SIZE];
+
+	if (v >= vp->nr_vectors || at + len > MSIX_ENTRY_SIZE)
+		return;
+	pthread_mutex_lock(&vp->lock);
+	m = &vp->vectors[v];
+	put_le(e, m->addr, 8);
+	put_le(e + 8, m->data, 4);
+	put_le(e + 12, m->ctrl, 4);
+	memcpy(e + at, data, len);
+	m->addr = get_le(e, 8);
+	m->data = get_le(e + 8, 4);
+	m->ctrl = get_le(e + 12, 4) & MSIX_CTRL_MASKED;
+	vp_msix_update_route(vp, v);
+	vp_msix_deliver_pending(vp);
+	pthread_mutex_unlock(&vp->lock);
+}
+
+static void vp_pba_read(struct virtio_pci *vp, uint64_t off, void *data, unsigned int len)
+{
+	uint8_t bits[(VIRTIO_MAX_QUEUES + 1 + 7) / 8 + 8] = { 0 };
+
+	memset(data, 0, len);
+	pthread_mutex_lock(&vp->lock);
+	for (unsigned int v = 0; v < vp->nr_vectors; v++)
+		if (vp->vectors[v].pending)
+			bits[v / 8] |= 1 << (v % 8);
+	pthread_mutex_unlock(&vp->lock);
+	if (off < sizeof(bits))
+		memcpy(data, bits + off, len < sizeof(bits) - off ? len : sizeof(bits) - off);
+}
+
+static void vp_config_written(struct pci_device *dev, unsigned int off, unsigned int len)
+{
+	struct virtio_pci *vp = to_vp(dev);
+
+	if (off >= vp->msix_cap + 4 || off + len <= vp->msix_cap + 2)
+		return;
+	/* MSI-X enable or function mask changed: routes follow enable, pending bits the mask. */
+	pthread_mutex_lock(&vp->lock);
+	for (unsigned int v = 0; v < vp->nr_vectors; v++)
+		vp_msix_update_route(vp, v);
+	vp_msix_deliver_pending(vp);
+	pthread_mutex_unlock(&vp->lock);
+}
+
+/* --- BAR 0 dispatch ------------------------------------------------------------------------- */
+
+static void vp_bar_read(struct pci_device *dev, unsigned int bar, uint64_t off, void *data,
+			unsigned int len)
+{
+	struct virtio_pci *vp = to_vp(dev);
+	struct virtio_device *vdev = vp->vdev;
+
+	memset(data, 0, len);
+	if (off + len <= OFF_COMMON + COMMON_SIZE) {	/* OFF_COMMON is 0 */
+		vp_common_read(vp, off - OFF_COMMON, data, len);
+	} else if (off == OFF_ISR) {
+		/* §4.1.4.5: reading the ISR clears it and lowers INTx. */
+		pthread_mutex_lock(&vp->lock);
+		*(uint8_t *)data = vp->isr;
+		vp->isr = 0;
+		if (vp->intx_level) {
+			vp->intx_level = 0;
+			vm_irq_line(vp->vm, pci_slot_gsi(vp->pci.slot), 0);
+		}
+		pthread_mutex_unlock(&vp->lock);
+	} else if (off >= OFF_DEVICE && off + len <= OFF_DEVICE + vdev->config_size) {
+		if (vdev->ops->config_read)
+			vdev->ops->config_read(vdev, off - OFF_DEVICE, data, len);
+	} else if (off >= OFF_MSIX_TABLE && off < OFF_MSIX_PBA) {
+		vp_msix_read(vp, off - OFF_MSIX_TABLE, data, len);
+	} else if (off >= OFF_MSIX_PBA) {
+		vp_pba_read(vp, off - OFF_MSIX_PBA, data, len);
+	}
+}
+
+static void vp_bar_write(struct pci_device *dev, unsigned int bar, uint64_t off, const void *data,
+			 unsigned int len)
+{
+	struct virtio_pci *vp = to_vp(dev);
+	struct virtio_device *vdev = vp->vdev;
+	uint64_t one = 1;
+
+	if (off + len <= OFF_COMMON + COMMON_SIZE) {	/* OFF_COMMON is 0 */
+		vp_common_write(vp, off - OFF_COMMON, data, len);
+	} else if (off >= OFF_DEVICE && off + len <= OFF_DEVICE + vdev->config_size) {
+		if (vdev->ops->config_write)
+			vdev->ops->config_write(vdev, off - OFF_DEVICE, data, len);
+	} else if (off >= OFF_NOTIFY && off < OFF_NOTIFY + vdev->nr_queues * NOTIFY_MULTIPLIER) {
+		/* A kick that did not match the ioeventfd (other width, or none registered). */
+		struct vp_queue *q = &vp->queues[(off - OFF_NOTIFY) / NOTIFY_MULTIPLIER];
+
+		if (write(q->kick_fd, &one, sizeof(one)) < 0)
+			nkvm_err("%s: kick: %s", vdev->name, strerror(errno));
+	} else if (off >= OFF_MSIX_TABLE && off < OFF_MSIX_PBA) {
+		vp_msix_write(vp, off - OFF_MSIX_TABLE, data, len);
+	}
+}
+
+static const struct pci_device_ops vp_pci_ops = {
+	.bar_read = vp_bar_read,
+	.bar_write = vp_bar_write,
+	.bar_moved = vp_bar_moved,
+	.config_written = vp_config_written,
+};
+
+/* --- services for devices ------------------------------------------------------------------ */
+
+int virtio_pop(struct virtio_device *vdev, unsigned int qi, struct virtq_chain *c)
+{
+	struct vp_queue *q = &vdev->transport->queues[qi];
+	int r;
+
+	pthread_mutex_lock(&q->lock);
+	r = q->ready ? virtq_pop(&q->vq, c) : 0;
+	/* A hostile ring: stop serving the queue until the driver resets the device. */
+	if (r < 0)
+		q->ready = false;
+	if (r == 0 && q->ready) {
+		/*
+		 * Empty: ask the driver to kick for the next buffer (with EVENT_IDX that is
+		 * avail_event = the next index), then look once more, since the driver may have
+		 * added one before it could see the request (§2.7.10).
+		 */
+		virtq_set_notify(&q->vq, true);
+		if (virtq_has_avail(&q->vq))
+			r = virtq_pop(&q->vq, c);
+	}
+	pthread_mutex_unlock(&q->lock);
+	if (r < 0)
+		virtio_needs_reset(vdev, "malformed descriptor chain");
+	return r;
+}
+
+void virtio_push(struct virtio_device *vdev, unsigned int qi, uint16_t head, uint32_t len)
+{
+	struct virtio_pci *vp = vdev->transport;
+	struct vp_queue *q = &vp->queues[qi];
+	bool notify;
+
+	pthread_mutex_lock(&q->lock);
+	if (!q->ready) {
+		pthread_mutex_unlock(&q->lock);
+		return;
+	}
+	virtq_push(&q->vq, head, len);
+	notify = virtq_need_notify(&q->vq);
+	pthread_mutex_unlock(&q->lock);
+	if (!notify)
+		return;
+	pthread_mutex_lock(&vp->lock);
+	vp_interrupt_locked(vp, q->msix_vector, ISR_QUEUE);
+	pthread_mutex_unlock(&vp->lock);
+}
+
+void virtio_needs_reset(struct virtio_device *vdev, const char *why)
+{
+	struct virtio_pci *vp = vdev->transport;
+
+	pthread_mutex_lock(&vp->lock);
+	if (!(vp->status & STATUS_NEEDS_RESET)) {
+		nkvm_err("%s: %s: device needs reset", vdev->name, why);
+		vp->status |= STATUS_NEEDS_RESET;
+		vp->config_generation++;
+		vp_interrupt_locked(vp, vp->msix_config, ISR_CONFIG);
+	}
+	pthread_mutex_unlock(&vp->lock);
+}
+
+const struct guest_memory *virtio_memory(struct virtio_device *vdev)
+{
+	return vm_memory(vdev->transport->vm);
+}
+
+/* --- creation ------------------------------------------------------------------------------- */
+
+static void vp_add_cap(struct virtio_pci *vp, uint8_t type, uint32_t off, uint32_t len,
+		       bool notify)
+{
+	int at = pci_device_add_cap(&vp->pci, PCI_CAP_ID_VNDR, notify ? 20 : 16);
+	uint8_t *c = vp->pci.cfg + at;
+
+	c[2] = notify ? 20 : 16;	/* cap_len */
+	c[3] = type;
+	c[4] = 0;			/* BAR 0 */
+	put_le(c + 8, off, 4);
+	put_le(c + 12, len, 4);
+	if (notify)
+		put_le(c + 16, NOTIFY_MULTIPLIER, 4);
+}
+
+static int vp_add_msix(struct virtio_pci *vp)
+{
+	int at = pci_device_add_cap(&vp->pci, PCI_CAP_ID_MSIX, 12);
+	uint8_t *c = vp->pci.cfg + at;
+
+	vp->msix_cap = at;
+	put_le(c + 2, vp->nr_vectors - 1, 2);
+	put_le(c + 4, OFF_MSIX_TABLE, 4);	/* BIR 0 */
+	put_le(c + 8, OFF_MSIX_PBA, 4);
+	/* Enable and function mask are the guest's to write. */
+	vp->pci.wmask[at + 3] = (MSIX_FLAG_ENABLE | MSIX_FLAG_MASKALL) >> 8;
+	vp->vectors = calloc(vp->nr_vectors, sizeof(*vp->vectors));
+	if (!vp->vectors)
+		return -ENOMEM;
+	for (unsigned int v = 0; v < vp->nr_vectors; v++) {
+		struct msix_vector *m = &vp->vectors[v];
+
+		m->ctrl = MSIX_CTRL_MASKED;	/* masked at reset */
+		m->gsi = irq_msi_alloc(vp->irq);
+		m->irqfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (m->gsi < 0 || m->irqfd < 0)
+			return m->gsi < 0 ? m->gsi : -errno;
+		if (irq_irqfd_assign(vp->vm, m->irqfd, m->gsi))
+			return -errno;
+	}
+	return 0;
+}
+
+int virtio_pci_create(struct virtio_pci **out, struct vm *vm, struct pci_bus *bus,
+		      struct irq_routing *irq, struct virtio_device *vdev)
+{
+	struct virtio_pci *vp = calloc(1, sizeof(*vp));
+	int err;
+
+	if (!vp)
+		return -ENOMEM;
+	if (!vdev->nr_queues || vdev->nr_queues > VIRTIO_MAX_QUEUES ||
+	    vdev->config_size > OFF_NOTIFY - OFF_DEVICE) {
+		free(vp);
+		return -EINVAL;
+	}
+	vp->vm = vm;
+	vp->irq = irq;
+	vp->vdev = vdev;
+	vdev->transport = vp;
+	pthread_mutex_init(&vp->lock, NULL);
+	vp->msix_config = VIRTIO_MSI_NO_VECTOR;
+	/* One vector per queue and one for configuration changes, as Linux prefers. */
+	vp->nr_vectors = vdev->nr_queues + 1;
+	pci_device_init(&vp->pci, PCI_VENDOR_REDHAT_QUMRANET, VIRTIO_PCI_DEVICE_BASE + vdev->device_id,
+			vdev->device_id == VIRTIO_ID_BLOCK ? 0x018000 : 0xff0000,
+			PCI_VENDOR_REDHAT_QUMRANET, 0x40, &vp_pci_ops);
+	vp->pci.cfg[0x08] = 1;			/* revision 1: modern only (§4.1.2.1) */
+	vp->pci.cfg[PCI_INTERRUPT_PIN] = 1;	/* INTA */
+	err = pci_device_add_bar(&vp->pci, 0, BAR_SIZE);
+	if (err)
+		return err;
+	vp_add_cap(vp, CAP_COMMON, OFF_COMMON, COMMON_SIZE, false);
+	vp_add_cap(vp, CAP_ISR, OFF_ISR, 1, false);
+	vp_add_cap(vp, CAP_DEVICE, OFF_DEVICE, vdev->config_size ? vdev->config_size : 1, false);
+	vp_add_cap(vp, CAP_NOTIFY, OFF_NOTIFY, vdev->nr_queues * NOTIFY_MULTIPLIER, true);
+	err = vp_add_msix(vp);
+	if (err)
+		return err;
+	for (unsigned int i = 0; i < vdev->nr_queues; i++) {
+		struct vp_queue *q = &vp->queues[i];
+
+		q->vp = vp;
+		q->index = i;
+		pthread_mutex_init(&q->lock, NULL);
+		q->size = vdev->queue_max_size;
+		q->msix_vector = VIRTIO_MSI_NO_VECTOR;
+		q->kick_fd = eventfd(0, EFD_CLOEXEC);
+		if (q->kick_fd < 0)
+			return -errno;
+	}
+	err = pci_register_device(bus, &vp->pci);
+	if (err < 0)
+		return err;
+	*out = vp;
+	return 0;
+}
+
+void virtio_pci_destroy(struct virtio_pci *vp)
+{
+	if (!vp)
+		return;
+	pthread_mutex_lock(&vp->lock);
+	vp_reset_locked(vp);
+	pthread_mutex_unlock(&vp->lock);
+}
