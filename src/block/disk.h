@@ -21,13 +21,14 @@ enum disk_op {
 
 struct disk_request;
 /*
- * Called exactly once per request; status 0 or a negative errno. Accepted requests complete on
- * an engine thread, possibly before disk_submit returns; requests that fail the checks complete
- * on the submitting thread, inside disk_submit. So a submitter must not hold, across
- * disk_submit, a lock that done takes. done may submit again and may free or reuse req.
+ * Called exactly once per request, with status 0 or a negative errno. Accepted requests
+ * complete on an engine thread, possibly before disk_submit returns, and the done callbacks of
+ * several requests may run at once on different threads. Requests that fail the checks
+ * complete on the submitting thread, inside disk_submit: a submitter must not hold across
+ * disk_submit a lock that done takes. done may submit again, and may free or reuse req.
  * Requests in flight together complete in any order: one is ordered after another only by
- * being submitted after the other's done. A FLUSH covers the writes completed before it was
- * submitted.
+ * being submitted after the other's done. A FLUSH makes durable the writes that completed
+ * before it was submitted.
  */
 typedef void (*disk_done_fn)(struct disk_request *req, int status);
 

@@ -107,7 +107,7 @@ static int io_write_zero_buffers(int fd, uint64_t off, uint64_t len)
 	return 0;
 }
 
-/* Discard only may deallocate: where the file cannot, leaving the data is a correct answer. */
+/* Discard is a hint (it may deallocate): where the file cannot, keeping the data is correct. */
 static int io_discard(struct io_file *f, uint64_t off, uint64_t len)
 {
 	int err;

@@ -873,19 +873,33 @@ static void test_disk_done_may_submit_while_closing(void **state)
 	free(file);
 }
 
-/* What a second nkvm would get: disk_open in a child process, its errno as the exit status. */
+/* The child's side of open_in_child: this binary run as `test_disk --open rw|ro PATH`. */
+static int child_open(const char *mode, const char *path)
+{
+	struct disk_options o = { .path = path, .readonly = !strcmp(mode, "ro") };
+	struct disk *d;
+	const char *why;
+	int err = disk_open(&d, &o, &why);
+
+	if (!err)
+		disk_close(d);
+	return -err;
+}
+
+/*
+ * What a second nkvm would get: disk_open in another process (this binary, exec'ed afresh: a
+ * forked copy of a process with threads may not start its own), as 0 or a negative errno.
+ */
 static int open_in_child(const char *path, bool ro)
 {
+	char *argv[] = { "/proc/self/exe", "--open", ro ? "ro" : "rw", (char *)path, NULL };
 	int status;
 	pid_t pid = fork();
 
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		struct disk_options o = { .path = path, .readonly = ro };
-		struct disk *d;
-		const char *why;
-
-		_exit(-disk_open(&d, &o, &why));
+		execv(argv[0], argv);
+		_exit(127);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
@@ -1233,7 +1247,7 @@ static void test_disk_block_device(void **state)
 	close(hold);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
 	const struct CMUnitTest tests[] = {
@@ -1261,5 +1275,7 @@ int main(void)
 	};
 #undef T
 
+	if (argc == 4 && !strcmp(argv[1], "--open"))
+		return child_open(argv[2], argv[3]);
 	return cmocka_run_group_tests_name("disk", tests, NULL, NULL);
 }
