@@ -217,7 +217,11 @@ static int create_disk(struct machine *m, const struct run_disk *d, unsigned int
 
 	err = disk_open(&disk, &dopt, &why);
 	if (err) {
-		nkvm_err("%s: %s", d->path, why);
+		/* The block layer's generic phrases ("cannot open ...") need the errno with them. */
+		if (!strncmp(why, "cannot", 6))
+			nkvm_err("%s: %s: %s", d->path, why, strerror(-err));
+		else
+			nkvm_err("%s: %s", d->path, why);
 		return err;
 	}
 	err = virtio_blk_create(&m->vm, &m->pci, &m->irq, disk, &bopt);
