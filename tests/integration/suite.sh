@@ -377,6 +377,36 @@ test_rng_output_does_not_repeat() {
 	fi
 }
 
+test_virtio_intx_fallback() {
+	# pci=nomsi: the drivers cannot enable MSI-X, so completions come through INTx.
+	truncate -s 16M "$tmp/i.img"
+	printf 'intx-pattern' | dd of="$tmp/i.img" bs=1 conv=notrunc 2>/dev/null
+	run_guest "$tmp/o" -p pci=nomsi --rng -d "$tmp/i.img" -- sh -c \
+		'dd if=/dev/vda bs=512 count=1 2>/dev/null | head -c 12; echo;
+		 head -c 4096 /dev/hwrng | wc -c; echo "msi=$(grep -c -i msi /proc/interrupts)"'
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" intx-pattern && has_line "$tmp/o" 4096 && has_line "$tmp/o" msi=0; then
+		pass virtio_intx_fallback
+	else
+		fail virtio_intx_fallback "status $rc" "$tmp/o"
+	fi
+}
+
+test_virtio_driver_rebind() {
+	# Unbinding resets the device; binding again must find no stale queue state.
+	truncate -s 16M "$tmp/r.img"
+	printf 'rebind-pattern' | dd of="$tmp/r.img" bs=1 conv=notrunc 2>/dev/null
+	run_guest "$tmp/o" -d "$tmp/r.img" -- sh -c \
+		'd=$(basename "$(readlink -f /sys/block/vda/device/..)");
+		 echo $d > /sys/bus/pci/drivers/virtio-pci/unbind; [ -e /dev/vda ] || echo GONE;
+		 echo $d > /sys/bus/pci/drivers/virtio-pci/bind; sleep 1;
+		 dd if=/dev/vda bs=512 count=1 2>/dev/null | head -c 14; echo'
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" GONE && has_line "$tmp/o" rebind-pattern; then
+		pass virtio_driver_rebind
+	else
+		fail virtio_driver_rebind "status $rc" "$tmp/o"
+	fi
+}
+
 # One line on stderr starting "nkvm:", a status that is not 0 and not a signal, no stdout.
 expect_error() {
 	name=$1
@@ -419,7 +449,7 @@ for t in ${TESTS:-test_bad_input test_command_output_and_status test_command_out
 	test_terminal_restored_after_exit test_blk_size_serial_and_queues test_blk_data_both_ways \
 	test_blk_readonly_refuses_writes test_blk_flush_reaches_file test_blk_discard_punches_holes \
 	test_blk_two_disks test_blk_image_locked_by_another_nkvm test_blk_bad_input \
-	test_rng_output_does_not_repeat}; do
+	test_rng_output_does_not_repeat test_virtio_intx_fallback test_virtio_driver_rebind}; do
 	"$t"
 done
 [ -n "$failures" ] && echo "failed:$failures"
