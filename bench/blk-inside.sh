@@ -14,7 +14,7 @@ dd if=/dev/zero of="$img" bs=4096 count=1 oflag=direct conv=notrunc 2>/dev/null 
 echo "bench: host fio on $img (direct=$direct)" >&2
 sh bench/blk-jobs.sh "$img" "$secs" "$direct" >"$out/host"
 echo "bench: nkvm" >&2
-timeout 900 ./nkvm run -c 2 -m 1G -d "$img" -- sh -c "$(cat bench/blk-jobs.sh)" sh /dev/vda \
+timeout 900 ./nkvm run -c 2 -m 1G -i "$NKVM_INITRD_FULL" -d "$img" -- sh -c "$(cat bench/blk-jobs.sh)" sh /dev/vda \
 	"$secs" 1 </dev/null 2>&1 | tr -d '\r' | grep -E '^[a-z0-9-]+ [0-9]+ [0-9]+$' >"$out/nkvm"
 echo "bench: qemu (virtio-blk-pci, aio=threads)" >&2
 timeout 900 qemu-system-x86_64 -M pc -enable-kvm -cpu host -m 1G -smp 2 -nographic -nodefaults \

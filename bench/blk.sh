@@ -12,12 +12,13 @@ make -s nkvm
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 # The guest runs the job script from its command line: it has no other way to get it.
-cmd_initrd bench/blk-initrd.cpio sh -c "$(cat bench/blk-jobs.sh)" sh /dev/vda "$secs" 1
+cmd_initrd bench/blk-initrd.cpio "$NKVM_INITRD_FULL" sh -c "$(cat bench/blk-jobs.sh)" sh /dev/vda \
+	"$secs" 1
 trap 'rm -f bench/blk-initrd.cpio' EXIT
 if tests/nested/needed; then
 	echo "bench: measuring inside the nested test host" >&2
 	tests/nested/run --mem 6144 --timeout 3000 --bin "$(command -v qemu-system-x86_64)" \
-		--bin "$(command -v fio)" \
+		--bin "$(command -v fio)" --file "$NKVM_INITRD_FULL:/cache/nkvm/initrd-full.cpio" \
 		--file /usr/share/qemu --file /usr/share/seabios --file /usr/lib/ipxe/qemu \
 		-- bash bench/blk-inside.sh "$secs"
 else

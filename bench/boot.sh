@@ -14,7 +14,7 @@ make -s nkvm
 # archive `nkvm run -- CMD` appends), so that QEMU boots exactly what nkvm boots.
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
-cmd_initrd bench/boot-initrd.cpio echo BENCH-READY
+cmd_initrd bench/boot-initrd.cpio "$NKVM_INITRD" echo BENCH-READY
 trap 'rm -f bench/boot-initrd.cpio' EXIT
 
 if tests/nested/needed; then

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
  * The default guest's init, PID 1 of the initramfs that `nkvm setup` builds. It mounts the
- * usual filesystems, loads the modules nkvm's devices need, runs either the command that
- * `nkvm run` put in NKVM_CMD_FILE or an interactive shell, and then powers the VM off through
- * the exit port so that the command's exit status becomes nkvm's (see abi.h).
+ * usual filesystems, loads the modules nkvm's devices need, switches to a disk as the root
+ * filesystem when the kernel command line has root=, runs either the command that `nkvm run`
+ * put in NKVM_CMD_FILE or an interactive shell, and then powers the VM off through the exit
+ * port so that the command's exit status becomes nkvm's (see abi.h).
  *
  * In command mode it prints nothing unless something fails: the console is the command's.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -21,11 +23,14 @@
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
+#include <linux/magic.h>
 
 #include "abi.h"
 
@@ -40,6 +45,30 @@ struct mount_point {
 	unsigned long flags;
 	const char *data;
 };
+
+/* What the kernel command line asks of us about the root filesystem. */
+struct root_request {
+	const char *dev;		/* root=, NULL: stay in the initramfs */
+	const char *fstypes;		/* rootfstype=, comma-separated, NULL: root_fstypes */
+	const char *data;		/* rootflags=, options for the filesystem */
+	bool rw;			/* the last of "ro" and "rw"; read-only by default */
+};
+
+/* The kernel's own choice for an unnamed root filesystem type: try each (init/do_mounts.c). */
+static const char *const root_fstypes[] = { "ext4", "ext2", "ext3", "vfat" };
+
+/*
+ * virtio_blk's probe usually creates the node while its module loads, but a disk may still be
+ * on its way (or a partition being scanned): wait this long before saying it is not there.
+ */
+#define ROOT_WAIT_MS 5000
+#define ROOT_POLL_MS 10
+
+/* Where the disk is mounted before it becomes "/". */
+#define NEW_ROOT "/newroot"
+
+/* The mounts that follow us into the new root; /dev/pts and /dev/shm move with /dev. */
+static const char *const moved_mounts[] = { "/dev", "/proc", "/sys", "/run", "/tmp" };
 
 /* /dev comes first: the other mounts and the console need it. */
 static const struct mount_point mount_points[] = {
@@ -198,6 +227,265 @@ static void load_modules(void)
 	free(list);
 }
 
+/*
+ * The next parameter of a kernel command line, in place: split at spaces except inside double
+ * quotes, which are dropped (the kernel's own rules, lib/cmdline.c next_arg()).
+ */
+static char *next_param(char **cursor)
+{
+	char *p = *cursor, *start, *out;
+	bool quoted = false;
+
+	p += strspn(p, " \t\n");
+	if (!*p)
+		return NULL;
+	start = out = p;
+	for (; *p && (quoted || !strchr(" \t\n", *p)); p++) {
+		if (*p == '"')
+			quoted = !quoted;
+		else
+			*out++ = *p;
+	}
+	if (*p)
+		p++;
+	*out = '\0';
+	*cursor = p;
+	return start;
+}
+
+/* Fills rq from /proc/cmdline, whose buffer it keeps (*cmdline, for the caller to free). */
+static void read_root_request(struct root_request *rq, char **cmdline)
+{
+	char *cursor, *param;
+	size_t len;
+
+	memset(rq, 0, sizeof(*rq));
+	*cmdline = NULL;
+	if (read_file("/proc/cmdline", cmdline, &len) < 0)
+		return;
+	cursor = *cmdline;
+	/* What follows "--" is init's arguments, not the kernel's parameters. */
+	while ((param = next_param(&cursor)) && strcmp(param, "--")) {
+		/* As in the kernel, a parameter given twice takes its last value. */
+		if (!strncmp(param, "root=", 5))
+			rq->dev = param[5] ? param + 5 : NULL;
+		else if (!strncmp(param, "rootfstype=", 11))
+			rq->fstypes = param[11] ? param + 11 : NULL;
+		else if (!strncmp(param, "rootflags=", 10))
+			rq->data = param + 10;
+		else if (!strcmp(param, "ro"))
+			rq->rw = false;
+		else if (!strcmp(param, "rw"))
+			rq->rw = true;
+	}
+}
+
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The guest's disks, "vda vdb", for the message that root= is none of them. */
+static void list_block_devices(char *buf, size_t len)
+{
+	DIR *d = opendir("/sys/class/block");
+	struct dirent *e;
+	size_t n = 0;
+
+	buf[0] = '\0';
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.' || !strncmp(e->d_name, "loop", 4) ||
+		    !strncmp(e->d_name, "ram", 3))
+			continue;
+		if (n + strlen(e->d_name) + 2 > len)
+			break;
+		n += snprintf(buf + n, len - n, "%s%s", n ? " " : "", e->d_name);
+	}
+	if (d)
+		closedir(d);
+}
+
+/* devtmpfs creates the node when the driver registers the disk: poll for it. */
+static void wait_for_root(const char *dev)
+{
+	long deadline = now_ms() + ROOT_WAIT_MS;
+	char disks[256];
+	struct stat st;
+
+	while (stat(dev, &st) < 0) {
+		if (errno != ENOENT)
+			fatal("root=%s: %s", dev, strerror(errno));
+		if (now_ms() >= deadline) {
+			list_block_devices(disks, sizeof(disks));
+			fatal("root=%s: no such device after %d s (%s%s)", dev, ROOT_WAIT_MS / 1000,
+			      disks[0] ? "the guest has " : "the guest has no disks",
+			      disks[0] ? disks : "");
+		}
+		usleep(ROOT_POLL_MS * 1000);
+	}
+	if (!S_ISBLK(st.st_mode))
+		fatal("root=%s: not a block device", dev);
+}
+
+/*
+ * Tries each filesystem type until one takes the device, as the kernel does with root=:
+ * EINVAL (not this filesystem) and ENODEV (no such driver) move on to the next. MS_SILENT
+ * keeps the wrong guesses out of the console.
+ */
+static int mount_root_as(const struct root_request *rq, unsigned long flags)
+{
+	char types[256], *save = NULL, *t;
+	size_t i;
+	int err = EINVAL;
+
+	if (rq->fstypes) {
+		snprintf(types, sizeof(types), "%s", rq->fstypes);
+		for (t = strtok_r(types, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+			if (!mount(rq->dev, NEW_ROOT, t, flags, rq->data))
+				return 0;
+			/* A real failure says more than "not this type" from the others. */
+			if (err == EINVAL || err == ENODEV)
+				err = errno;
+		}
+		return err;
+	}
+	for (i = 0; i < sizeof(root_fstypes) / sizeof(root_fstypes[0]); i++) {
+		if (!mount(rq->dev, NEW_ROOT, root_fstypes[i], flags, rq->data))
+			return 0;
+		if (err == EINVAL || err == ENODEV)
+			err = errno;
+	}
+	return err;
+}
+
+static void mount_root(const struct root_request *rq)
+{
+	unsigned long flags = MS_SILENT | (rq->rw ? 0 : MS_RDONLY);
+	char tried[256] = "";
+	size_t i, n = 0;
+	int err;
+
+	if (mkdir(NEW_ROOT, 0755) < 0 && errno != EEXIST)
+		fatal("mkdir %s: %s", NEW_ROOT, strerror(errno));
+	err = mount_root_as(rq, flags);
+	/* A read-only disk asked for rw: the kernel mounts it read-only then, and so do we. */
+	if ((err == EACCES || err == EROFS) && rq->rw) {
+		err = mount_root_as(rq, flags | MS_RDONLY);
+		if (!err)
+			fprintf(stderr, "nkvm-init: root=%s: the disk is read-only, mounted so\n",
+				rq->dev);
+	}
+	if (!err)
+		return;
+	if (rq->fstypes) {
+		snprintf(tried, sizeof(tried), "%s", rq->fstypes);
+	} else {
+		for (i = 0; i < sizeof(root_fstypes) / sizeof(root_fstypes[0]); i++)
+			n += snprintf(tried + n, sizeof(tried) - n, "%s%s", i ? "," : "",
+				      root_fstypes[i]);
+	}
+	fatal("root=%s: cannot mount it (tried %s): %s", rq->dev, tried,
+	      err == EINVAL ? "no such filesystem on it, or bad rootflags=" : strerror(err));
+}
+
+/*
+ * rm -rf of the initramfs, which would otherwise keep its RAM for the rest of the boot. It
+ * stays on the initramfs's own device: the new root and the moved mounts are on others.
+ */
+static void delete_tree(int dirfd, dev_t dev)
+{
+	DIR *d = fdopendir(dirfd);
+	struct dirent *e;
+	struct stat st;
+	int fd;
+
+	if (!d) {
+		close(dirfd);
+		return;
+	}
+	while ((e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_dev != dev)
+			continue;
+		if (S_ISDIR(st.st_mode)) {
+			fd = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (fd >= 0)
+				delete_tree(fd, dev);
+			unlinkat(dirfd, e->d_name, AT_REMOVEDIR);
+		} else {
+			unlinkat(dirfd, e->d_name, 0);
+		}
+	}
+	closedir(d);
+}
+
+static void delete_initramfs(void)
+{
+	struct statfs sfs;
+	struct stat st;
+	int fd;
+
+	/* Never anything but the initramfs: a ramfs or tmpfs root, not the new one. */
+	if (statfs("/", &sfs) < 0 || (sfs.f_type != RAMFS_MAGIC && sfs.f_type != TMPFS_MAGIC))
+		return;
+	fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) < 0) {
+		close(fd);
+		return;
+	}
+	delete_tree(fd, st.st_dev);
+}
+
+/*
+ * switch_root(8): the pseudo filesystems move into the disk's tree, which then moves onto "/"
+ * and becomes our root. A disk without one of their directories loses that mount.
+ */
+static void switch_root(const struct root_request *rq)
+{
+	char dir[PATH_MAX];
+	size_t i;
+
+	for (i = 0; i < sizeof(moved_mounts) / sizeof(moved_mounts[0]); i++) {
+		snprintf(dir, sizeof(dir), "%s%s", NEW_ROOT, moved_mounts[i]);
+		if (!mount(moved_mounts[i], dir, NULL, MS_MOVE, NULL))
+			continue;
+		/* Commands expect /dev, /proc and /sys; /run and /tmp are only conveniences. */
+		if (i < 3)
+			fprintf(stderr, "nkvm-init: root=%s: no %s there (%s), so none\n", rq->dev,
+				moved_mounts[i], strerror(errno));
+		umount2(moved_mounts[i], MNT_DETACH);
+	}
+	if (chdir(NEW_ROOT) < 0)
+		fatal("root=%s: chdir %s: %s", rq->dev, NEW_ROOT, strerror(errno));
+	delete_initramfs();
+	if (mount(".", "/", NULL, MS_MOVE, NULL) < 0)
+		fatal("root=%s: moving it onto /: %s", rq->dev, strerror(errno));
+	if (chroot(".") < 0)
+		fatal("root=%s: chroot: %s", rq->dev, strerror(errno));
+	if (chdir("/") < 0)
+		fatal("root=%s: chdir /: %s", rq->dev, strerror(errno));
+}
+
+/*
+ * Before power-off: no process may still hold a file open for writing, then the remount
+ * writes everything back and marks the filesystem clean, so that the disk needs no journal
+ * replay or fsck next time. A failure leaves what sync() wrote, which is all the data.
+ */
+static void release_root(void)
+{
+	kill(-1, SIGKILL);
+	while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
+		;
+	sync();
+	mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY, NULL);
+}
+
 static void set_environment(void)
 {
 	setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin", 1);
@@ -238,11 +526,15 @@ static char **read_command(void)
 	return argv;
 }
 
-static _Noreturn void exec_command(char **argv)
+/* root: the root= device we switched to, NULL in the initramfs. */
+static _Noreturn void exec_command(char **argv, const char *root)
 {
 	execvp(argv[0], argv);
 	/* The statuses a shell uses for a command it found but could not run, or did not find. */
-	fprintf(stderr, "nkvm-init: %s: %s\n", argv[0], strerror(errno));
+	if (errno == ENOENT && root)
+		fprintf(stderr, "nkvm-init: %s: not found in root=%s\n", argv[0], root);
+	else
+		fprintf(stderr, "nkvm-init: %s: %s\n", argv[0], strerror(errno));
 	_exit(errno == EACCES ? 126 : 127);
 }
 
@@ -291,7 +583,7 @@ static _Noreturn void exec_shell(void)
 }
 
 /* The child gets a session of its own, so that ^C and job control reach it and not PID 1. */
-static pid_t start(char **argv)
+static pid_t start(char **argv, const char *root)
 {
 	sigset_t none;
 	pid_t pid = fork();
@@ -307,7 +599,7 @@ static pid_t start(char **argv)
 		exec_shell();
 	/* Fails harmlessly when the console cannot be a controlling tty. */
 	ioctl(STDIN_FILENO, TIOCSCTTY, 0);
-	exec_command(argv);
+	exec_command(argv, root);
 }
 
 static int exit_status(int st)
@@ -349,9 +641,10 @@ static struct outcome wait_for(pid_t child, const sigset_t *set)
 
 int main(void)
 {
+	struct root_request rq;
 	struct outcome end;
+	char **argv, *cmdline;
 	sigset_t set;
-	char **argv;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
@@ -363,8 +656,21 @@ int main(void)
 	mount_all();
 	set_environment();
 	load_modules();
+	/* The command is a file of the initramfs, which a switch of root leaves behind. */
 	argv = read_command();
-	end = wait_for(start(argv), &set);
+	read_root_request(&rq, &cmdline);
+	if (rq.dev) {
+		wait_for_root(rq.dev);
+		mount_root(&rq);
+		switch_root(&rq);
+		/* Where a login shell starts, as in the initramfs. */
+		if (chdir("/root") < 0 && chdir("/") < 0)
+			fatal("chdir /: %s", strerror(errno));
+	}
+	end = wait_for(start(argv, rq.dev), &set);
+	if (rq.dev)
+		release_root();
+	free(cmdline);
 	if (end.reboot)
 		restart();
 	power_off(end.status);

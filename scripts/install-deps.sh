@@ -7,10 +7,11 @@ set -eu
 # gcc make: the build. libcmocka-dev: unit tests. busybox-static kmod cpio zstd xz-utils:
 # `nkvm setup` (a static busybox for the guest, depmod, module decompression, checking archives).
 # qemu-system-x86 qemu-utils: the nested test host and qcow2 images. fio: benchmarks.
-# clang libclang-rt-14-dev: fuzzers (libFuzzer lives in the runtime package).
+# clang libclang-rt-14-dev: fuzzers (libFuzzer lives in the runtime package). e2fsprogs: mkfs.ext4
+# and e2fsck for the guest and the disk tests. strace: the test that sees flushes reach the file.
 PACKAGES="gcc make libcmocka-dev busybox-static kmod cpio qemu-system-x86 qemu-utils fio clang
 libclang-rt-14-dev
-zstd xz-utils"
+zstd xz-utils e2fsprogs strace"
 
 installed() {
 	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'

@@ -9,6 +9,8 @@
 #define SETUP_KERNEL_TREE "kernel"		/* the unpacked kernel package */
 #define SETUP_KERNEL_VERSION "kernel-version"	/* its release, "6.1.0-56-cloud-amd64\n" */
 #define SETUP_INITRD_STAMP "initrd.stamp"	/* what the initrd was built from */
+/* The default initramfs plus tools too big for it (fio), when the host has them. */
+#define SETUP_INITRD_FULL "initrd-full.cpio"
 
 /*
  * spawn_run() that explains itself: when the program is missing or fails, prints one line
@@ -27,5 +29,20 @@ int setup_build_initrd(const char *dir, const char *version);
  * init, another kernel) is rebuilt. Returns 0 or -ENAMETOOLONG.
  */
 int setup_initrd_stamp(const char *version, char *buf, size_t len);
+
+/* The files a dynamically linked program loads. */
+struct setup_libs {
+	char **paths;		/* absolute, as the loader opens them; the loader itself included */
+	size_t n;
+};
+
+/*
+ * Reads the output of `ldd PROGRAM` into *libs, each path once. Returns 0, -ENOMEM, -ENOENT
+ * when ldd found no file for a library, or -EINVAL for a path the initramfs cannot hold (not
+ * absolute, or with "." or ".." components); both write the library's name into why (len
+ * bytes). On error *libs is empty.
+ */
+int setup_ldd_parse(const char *text, struct setup_libs *libs, char *why, size_t len);
+void setup_libs_free(struct setup_libs *libs);
 
 #endif

@@ -1,17 +1,20 @@
 // SPDX-License-Identifier: MIT
 /*
  * The default guest's initramfs: nkvm's own init as /init, a static busybox for everything a
- * shell user expects, and the kernel modules for nkvm's devices with the order to load them in.
- * The kernel unpacks it into a tmpfs that stays the root filesystem.
+ * shell user expects, the host's copies of a few tools busybox lacks (with their shared
+ * libraries), and the kernel modules for nkvm's devices with the order to load them in.
+ * The kernel unpacks it into a tmpfs that stays the root filesystem (unless root= names a disk).
  */
 #include <elf.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cmd/setup.h"
 #include "guest/abi.h"
@@ -20,10 +23,11 @@
 #include "lib/log.h"
 #include "lib/moddep.h"
 #include "lib/paths.h"
+#include "lib/spawn.h"
 #include "lib/util.h"
 
 /* Bumped when what the initrd holds changes, so that `nkvm setup` rebuilds an older one. */
-#define INITRD_REVISION 1
+#define INITRD_REVISION 2
 
 #define BUSYBOX "/bin/busybox"
 
@@ -32,8 +36,8 @@ extern const unsigned char nkvm_guest_init_start[], nkvm_guest_init_end[];
 
 struct initrd {
 	struct cpio cpio;
-	char **dirs;			/* directories already in the archive */
-	size_t n_dirs;
+	char **names;			/* every path already in the archive, without the leading / */
+	size_t n_names;
 	const char *version;
 	char moddir[PATH_MAX];		/* the host's copy of /lib/modules/VERSION */
 };
@@ -46,6 +50,44 @@ static const char *const guest_modules[] = {
 	"vsock", "9p", "9pnet", "9pnet_virtio", "netfs", "fscache", "fuse", "virtiofs",
 	"overlay", "ext4", "jbd2", "mbcache", "crc16", "crc32c_generic", "libcrc32c",
 };
+
+/*
+ * In the archive but not loaded at boot: the kernel asks busybox modprobe for them (through
+ * modules.alias) on first use, so they cost a boot nothing. A vfat root= disk needs the driver
+ * and the code pages of its default codepage= and iocharset= (the kernel's config).
+ */
+static const char *const guest_modules_on_demand[] = { "vfat", "nls_cp437", "nls_ascii" };
+
+/*
+ * Host programs the integration tests and benchmarks run inside the guest, where busybox has
+ * nothing like them. Each goes in at its real path with every shared library it loads (and the
+ * dynamic loader), and is linked under its names in whichever of tool_dirs the host has them.
+ * A host without one only gets a notice: the guest is still worth building.
+ */
+static const struct guest_tool {
+	const char *name;		/* looked up in tool_dirs */
+	const char *package;		/* for the notice when the host lacks it */
+	const char *aliases[2];		/* other names it goes by */
+	/*
+	 * Only in SETUP_INITRD_FULL, added after busybox (so no applet may share its names): too
+	 * big for the default guest, whose initramfs every boot unpacks into RAM.
+	 */
+	bool full_only;
+} guest_tools[] = {
+	/* Disk tests format their disks; busybox's mke2fs makes only ext2, without a journal. */
+	{ "mkfs.ext4", "e2fsprogs", { "mke2fs" }, false },
+	/* ...and check them after the guest wrote to them; busybox has no fsck for ext*. */
+	{ "e2fsck", "e2fsprogs", { "fsck.ext4" }, false },
+	/*
+	 * The block benchmarks' load generator. Debian links every engine in (no plugins to
+	 * dlopen), and with them ceph, gluster, ICU...: 84 MB of libraries, with which a 256 MiB
+	 * guest runs out of memory unpacking its initramfs.
+	 */
+	{ "fio", "fio", { NULL }, true },
+};
+
+/* Where guest_tools are looked up on the host; the guest's PATH has the same directories. */
+static const char *const tool_dirs[] = { "/usr/sbin", "/usr/bin", "/sbin", "/bin" };
 
 static const struct {
 	const char *path;
@@ -80,24 +122,41 @@ static int report(int ret, const char *what)
 	return ret;
 }
 
-static int initrd_mkdir(struct initrd *r, const char *path, mode_t perm)
+static bool initrd_has(const struct initrd *r, const char *name)
 {
-	char **dirs;
 	size_t i;
 
-	for (i = 0; i < r->n_dirs; i++) {
-		if (!strcmp(r->dirs[i], path))
-			return 0;
+	for (i = 0; i < r->n_names; i++) {
+		if (!strcmp(r->names[i], name))
+			return true;
 	}
-	dirs = realloc(r->dirs, (r->n_dirs + 1) * sizeof(*dirs));
-	if (!dirs)
+	return false;
+}
+
+/* The kernel's unpacker fails on a second entry of the same name, so each is noted once added. */
+static int initrd_note(struct initrd *r, const char *name)
+{
+	char **names;
+
+	names = realloc(r->names, (r->n_names + 1) * sizeof(*names));
+	if (!names)
 		return -ENOMEM;
-	r->dirs = dirs;
-	dirs[r->n_dirs] = strdup(path);
-	if (!dirs[r->n_dirs])
+	r->names = names;
+	names[r->n_names] = strdup(name);
+	if (!names[r->n_names])
 		return -ENOMEM;
-	r->n_dirs++;
-	return cpio_add_dir(&r->cpio, path, perm);
+	r->n_names++;
+	return 0;
+}
+
+static int initrd_mkdir(struct initrd *r, const char *path, mode_t perm)
+{
+	int ret;
+
+	if (initrd_has(r, path))
+		return 0;
+	ret = cpio_add_dir(&r->cpio, path, perm);
+	return ret ? ret : initrd_note(r, path);
 }
 
 /* The kernel's unpacker does not create missing parents, so every one gets an entry first. */
@@ -122,11 +181,38 @@ static int initrd_mkdir_parents(struct initrd *r, const char *path)
 	return 0;
 }
 
+/* A symlink at name (no leading /), unless something has that name already. */
+static int initrd_symlink(struct initrd *r, const char *name, const char *target)
+{
+	int ret;
+
+	if (initrd_has(r, name))
+		return 0;
+	ret = initrd_mkdir_parents(r, name);
+	if (!ret)
+		ret = cpio_add_symlink(&r->cpio, name, target);
+	return ret ? ret : initrd_note(r, name);
+}
+
+/* A regular file at name (no leading /), unless something has that name already. */
+static int initrd_file(struct initrd *r, const char *name, mode_t perm, const void *data,
+		       size_t len)
+{
+	int ret;
+
+	if (initrd_has(r, name))
+		return 0;
+	ret = initrd_mkdir_parents(r, name);
+	if (!ret)
+		ret = cpio_add_file(&r->cpio, name, perm, data, len);
+	return ret ? ret : initrd_note(r, name);
+}
+
 static void initrd_free(struct initrd *r)
 {
-	while (r->n_dirs)
-		free(r->dirs[--r->n_dirs]);
-	free(r->dirs);
+	while (r->n_names)
+		free(r->names[--r->n_names]);
+	free(r->names);
 	cpio_free(&r->cpio);
 }
 
@@ -143,11 +229,11 @@ static int add_skeleton(struct initrd *r)
 	if (!ret)
 		ret = cpio_add_node(&r->cpio, "dev/null", S_IFCHR | 0666, 1, 3);
 	for (i = 0; !ret && i < ARRAY_SIZE(etc_files); i++)
-		ret = cpio_add_file(&r->cpio, etc_files[i].path, 0644, etc_files[i].text,
-				    strlen(etc_files[i].text));
+		ret = initrd_file(r, etc_files[i].path, 0644, etc_files[i].text,
+				  strlen(etc_files[i].text));
 	if (!ret)
-		ret = cpio_add_file(&r->cpio, "init", 0755, nkvm_guest_init_start,
-				    nkvm_guest_init_end - nkvm_guest_init_start);
+		ret = initrd_file(r, "init", 0755, nkvm_guest_init_start,
+				  nkvm_guest_init_end - nkvm_guest_init_start);
 	return ret;
 }
 
@@ -176,13 +262,11 @@ static int elf_check_static(const uint8_t *data, size_t len)
 /* An applet path from `busybox --list-full`, such as "usr/bin/awk", that stays in its place. */
 static int add_applet(struct initrd *r, const char *path)
 {
-	int ret;
-
 	if (!path[0] || path[0] == '/' || strstr(path, "..") || !strcmp(path, "init") ||
 	    !strcmp(path, "bin/busybox"))
 		return 0;
-	ret = initrd_mkdir_parents(r, path);
-	return ret ? ret : cpio_add_symlink(&r->cpio, path, BUSYBOX);
+	/* A guest tool of the same name (mke2fs) is the real thing: it stays. */
+	return initrd_symlink(r, path, BUSYBOX);
 }
 
 static int add_applets(struct initrd *r)
@@ -210,7 +294,7 @@ static int add_busybox(struct initrd *r)
 	if (!ret)
 		ret = elf_check_static(data, len);
 	if (!ret)
-		ret = cpio_add_file(&r->cpio, "bin/busybox", 0755, data, len);
+		ret = initrd_file(r, "bin/busybox", 0755, data, len);
 	free(data);
 	if (ret == -ENOENT || ret == -ELIBEXEC || ret == -ENOEXEC) {
 		nkvm_err("%s is %s; the guest needs a static one: apt-get install busybox-static",
@@ -221,6 +305,256 @@ static int add_busybox(struct initrd *r)
 	if (ret)
 		return report(ret, BUSYBOX);
 	return add_applets(r);
+}
+
+void setup_libs_free(struct setup_libs *libs)
+{
+	while (libs->n)
+		free(libs->paths[--libs->n]);
+	free(libs->paths);
+	libs->paths = NULL;
+}
+
+/* The archive keeps paths as the loader asks for them: "..", "." or "//" would not unpack. */
+static bool lib_path_valid(const char *p, size_t len)
+{
+	size_t i;
+
+	if (len < 2 || len >= PATH_MAX || p[0] != '/' || p[len - 1] == '/')
+		return false;
+	for (i = 0; i < len; i++) {
+		if (p[i] != '/')
+			continue;
+		if (p[i + 1] == '/' || (p[i + 1] == '.' && (i + 2 == len || p[i + 2] == '/')) ||
+		    (p[i + 1] == '.' && p[i + 2] == '.' && (i + 3 == len || p[i + 3] == '/')))
+			return false;
+	}
+	return true;
+}
+
+static int libs_add(struct setup_libs *libs, const char *p, size_t len)
+{
+	char **paths;
+	size_t i;
+
+	for (i = 0; i < libs->n; i++) {
+		if (strlen(libs->paths[i]) == len && !strncmp(libs->paths[i], p, len))
+			return 0;
+	}
+	paths = realloc(libs->paths, (libs->n + 1) * sizeof(*paths));
+	if (!paths)
+		return -ENOMEM;
+	libs->paths = paths;
+	paths[libs->n] = strndup(p, len);
+	if (!paths[libs->n])
+		return -ENOMEM;
+	libs->n++;
+	return 0;
+}
+
+/*
+ * ldd's lines are "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)", the loader as
+ * "\t/lib64/ld-linux-x86-64.so.2 (0x…)", the vDSO (which the kernel provides) as
+ * "\tlinux-vdso.so.1 (0x…)" or, from older versions, "linux-vdso.so.1 =>  (0x…)", and a library
+ * it could not find as "\tlibfoo.so.1 => not found".
+ */
+int setup_ldd_parse(const char *text, struct setup_libs *libs, char *why, size_t len)
+{
+	const char *line, *next, *p, *arrow, *end;
+	int ret = 0;
+
+	memset(libs, 0, sizeof(*libs));
+	for (line = text; !ret && *line; line = next) {
+		next = strchrnul(line, '\n');
+		end = next;
+		if (*next)
+			next++;
+		line += strspn(line, " \t");
+		arrow = memmem(line, end - line, " => ", 4);
+		if (arrow) {
+			p = arrow + 4;
+			p += strspn(p, " ");
+			if (!strncmp(p, "not found", 9)) {
+				snprintf(why, len, "%.*s", (int)(arrow - line), line);
+				ret = -ENOENT;
+				break;
+			}
+		} else {
+			p = line;
+		}
+		/* The vDSO, "statically linked", "not a dynamic executable": nothing to copy. */
+		if (*p != '/')
+			continue;
+		arrow = memmem(p, end - p, " (0x", 4);
+		if (arrow)
+			end = arrow;
+		while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		if (!lib_path_valid(p, end - p)) {
+			snprintf(why, len, "%.*s", (int)(end - p), p);
+			ret = -EINVAL;
+			break;
+		}
+		ret = libs_add(libs, p, end - p);
+	}
+	if (ret)
+		setup_libs_free(libs);
+	return ret;
+}
+
+/* The host's copy of a tool: the first of tool_dirs that has it. */
+static int tool_find(const struct guest_tool *t, char *path, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(tool_dirs); i++) {
+		if (!file_path(path, len, "%s/%s", tool_dirs[i], t->name) && !access(path, X_OK))
+			return 0;
+	}
+	return -ENOENT;
+}
+
+/* A host file, the content of a symlink's target stored under the link's own path. */
+static int add_host_file(struct initrd *r, const char *path)
+{
+	struct stat st;
+	uint8_t *data = NULL;
+	size_t len = 0;
+	int ret;
+
+	if (initrd_has(r, path + 1))
+		return 0;
+	ret = stat(path, &st) < 0 ? -errno : read_file(path, &data, &len);
+	/* The loader must keep its execute bits: the kernel refuses an interpreter without them. */
+	if (!ret)
+		ret = initrd_file(r, path + 1, st.st_mode & 0755, data, len);
+	free(data);
+	return report(ret, path);
+}
+
+/*
+ * Links each of the tool's names to it in every one of tool_dirs where the host has that name
+ * for the same file: a merged-/usr host reaches /usr/sbin/mke2fs as /sbin/mkfs.ext4 too, and
+ * the guest's /sbin is a directory of its own.
+ */
+static int add_tool_links(struct initrd *r, const struct guest_tool *t, const char *real)
+{
+	const char *names[ARRAY_SIZE(t->aliases) + 2] = { t->name, strrchr(real, '/') + 1 };
+	char link[PATH_MAX];
+	struct stat want, st;
+	size_t i, j;
+	int ret = 0;
+
+	memcpy(names + 2, t->aliases, sizeof(t->aliases));
+	if (stat(real, &want) < 0)
+		return report(-errno, real);
+	for (i = 0; !ret && i < ARRAY_SIZE(names); i++) {
+		for (j = 0; !ret && names[i] && j < ARRAY_SIZE(tool_dirs); j++) {
+			if (file_path(link, sizeof(link), "%s/%s", tool_dirs[j], names[i]) ||
+			    !strcmp(link, real) || stat(link, &st) < 0 || st.st_dev != want.st_dev ||
+			    st.st_ino != want.st_ino)
+				continue;
+			ret = report(initrd_symlink(r, link + 1, real), link);
+		}
+	}
+	return ret;
+}
+
+/*
+ * The libraries a dynamically linked tool loads, ldd's answer. Returns 0, 1 (after a notice)
+ * when the tool cannot go in, or a negative errno.
+ */
+static int tool_libs(const struct guest_tool *t, const char *real, struct setup_libs *libs)
+{
+	char *argv[] = { "ldd", (char *)real, NULL };
+	char why[PATH_MAX];
+	char *out;
+	int ret;
+
+	ret = spawn_run(argv, NULL, &out, NULL);
+	if (ret) {
+		printf("nkvm: notice: 'ldd %s' failed (%s), so the guest has no %s\n", real,
+		       ret < 0 ? strerror(-ret) : "non-zero status", t->name);
+		return 1;
+	}
+	ret = setup_ldd_parse(out, libs, why, sizeof(why));
+	free(out);
+	if (ret == -ENOENT)
+		printf("nkvm: notice: %s needs %s, which ldd cannot find, so the guest has no %s\n",
+		       real, why, t->name);
+	else if (ret == -EINVAL)
+		printf("nkvm: notice: ldd gives %s the library path '%s', so the guest has no %s\n",
+		       real, why, t->name);
+	else
+		return report(ret, real);
+	return 1;
+}
+
+/* The tool's file, its libraries, its links. Returns 0 (also after a notice) or -errno. */
+static int add_tool(struct initrd *r, const struct guest_tool *t)
+{
+	struct setup_libs libs = { 0 };
+	char found[PATH_MAX], real[PATH_MAX];
+	uint8_t *data = NULL;
+	struct stat st;
+	size_t len = 0, i;
+	int ret;
+
+	if (tool_find(t, found, sizeof(found))) {
+		printf("nkvm: notice: no %s on this host, so the guest has none (apt-get install %s)\n",
+		       t->name, t->package);
+		return 0;
+	}
+	if (!realpath(found, real))
+		return report(-errno, found);
+	ret = stat(real, &st) < 0 ? -errno : read_file(real, &data, &len);
+	if (ret)
+		return report(ret, real);
+	ret = elf_check_static(data, len);
+	if (ret == -ELIBEXEC)
+		ret = tool_libs(t, real, &libs);
+	else if (ret == -ENOEXEC)
+		printf("nkvm: notice: %s is not an x86-64 program, so the guest has no %s\n", real,
+		       t->name);
+	if (ret == 1 || ret == -ENOEXEC)
+		ret = 0;
+	else if (!ret) {
+		for (i = 0; !ret && i < libs.n; i++)
+			ret = add_host_file(r, libs.paths[i]);
+		if (!ret)
+			ret = report(initrd_file(r, real + 1, st.st_mode & 0755, data, len), real);
+		if (!ret)
+			ret = add_tool_links(r, t, real);
+	}
+	setup_libs_free(&libs);
+	free(data);
+	return ret;
+}
+
+/* The tools of the default initramfs (full_only false), or those only the full one has. */
+static int add_tools(struct initrd *r, bool full_only)
+{
+	size_t i;
+	int ret = 0;
+
+	for (i = 0; !ret && i < ARRAY_SIZE(guest_tools); i++) {
+		if (guest_tools[i].full_only == full_only)
+			ret = add_tool(r, &guest_tools[i]);
+	}
+	return ret;
+}
+
+/* Whether the host has a tool that only the full initramfs holds: else there is none. */
+static bool want_full_initrd(void)
+{
+	char path[PATH_MAX];
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(guest_tools); i++) {
+		if (guest_tools[i].full_only && !tool_find(&guest_tools[i], path, sizeof(path)))
+			return true;
+	}
+	return false;
 }
 
 /* "kernel/x/y.ko.xz" -> the decompressor, or NULL for a plain module. */
@@ -279,7 +613,7 @@ static int module_read(struct initrd *r, const char *rel, char **data, size_t *l
 	return setup_run_tool(argv, NULL, data, len);
 }
 
-/* Adds lib/modules/VERSION/rel and appends its plain name to the load list. */
+/* Adds lib/modules/VERSION/rel and appends its plain name to the load list, if there is one. */
 static int add_module(struct initrd *r, const char *rel, FILE *list)
 {
 	char name[PATH_MAX], *data;
@@ -290,13 +624,16 @@ static int add_module(struct initrd *r, const char *rel, FILE *list)
 		return report(-ENAMETOOLONG, rel);
 	prefix = strlen(name) - strlen(rel);
 	strip_compression(name);
+	/* An on-demand module that the boot list loads anyway. */
+	if (!list && initrd_has(r, name))
+		return 0;
 	ret = module_read(r, rel, &data, &len);
 	if (ret)
 		return ret;
-	ret = initrd_mkdir_parents(r, name);
-	if (!ret)
-		ret = cpio_add_file(&r->cpio, name, 0644, data, len);
+	ret = initrd_file(r, name, 0644, data, len);
 	free(data);
+	if (!ret && !list)
+		return 0;
 	if (!ret && fprintf(list, "%s\n", name + prefix) < 0)
 		ret = -ENOMEM;
 	return report(ret, name);
@@ -349,6 +686,21 @@ static int add_module_list(struct initrd *r, const struct moddep_result *mods)
 	return ret;
 }
 
+/* guest_modules_on_demand with their dependencies, after the boot list has its own. */
+static int add_modules_on_demand(struct initrd *r, const char *dep, const char *builtin)
+{
+	struct moddep_result mods = { 0 };
+	size_t i;
+	int ret;
+
+	ret = report(moddep_resolve(dep, builtin, guest_modules_on_demand,
+				    ARRAY_SIZE(guest_modules_on_demand), &mods), "modules.dep");
+	for (i = 0; !ret && i < mods.n_paths; i++)
+		ret = add_module(r, mods.paths[i], NULL);
+	moddep_result_free(&mods);
+	return ret;
+}
+
 static int add_modules(struct initrd *r)
 {
 	struct moddep_result mods = { 0 };
@@ -364,6 +716,8 @@ static int add_modules(struct initrd *r)
 					    &mods), "modules.dep");
 	if (!ret)
 		ret = add_module_list(r, &mods);
+	if (!ret)
+		ret = add_modules_on_demand(r, dep, builtin);
 	if (!ret)
 		ret = add_module_indexes(r, dep, builtin);
 	moddep_result_free(&mods);
@@ -382,13 +736,23 @@ static uint64_t fnv1a(const unsigned char *p, size_t len)
 	return h;
 }
 
+/* The stamp names the guest tools the host has, so that installing one later rebuilds. */
 int setup_initrd_stamp(const char *version, char *buf, size_t len)
 {
 	uint64_t h = fnv1a(nkvm_guest_init_start, nkvm_guest_init_end - nkvm_guest_init_start);
-	int n = snprintf(buf, len, "%d %s %016llx\n", INITRD_REVISION, version,
-			 (unsigned long long)h);
+	char path[PATH_MAX];
+	size_t i, n;
+	int ret;
 
-	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+	ret = snprintf(buf, len, "%d %s %016llx", INITRD_REVISION, version, (unsigned long long)h);
+	for (i = 0; ret >= 0 && (size_t)ret < len && i < ARRAY_SIZE(guest_tools); i++) {
+		n = ret;
+		if (!tool_find(&guest_tools[i], path, sizeof(path)))
+			ret = n + snprintf(buf + n, len - n, " %s", guest_tools[i].name);
+	}
+	if (ret >= 0 && (size_t)ret < len)
+		ret += snprintf(buf + ret, len - ret, "\n");
+	return ret < 0 || (size_t)ret >= len ? -ENAMETOOLONG : 0;
 }
 
 static int write_cache_file(const char *dir, const char *name, const void *data, size_t len)
@@ -402,15 +766,51 @@ static int write_cache_file(const char *dir, const char *name, const void *data,
 	return report(ret, path);
 }
 
+/* Writes the archive as it stands to dir/name, and leaves it open for more entries. */
+static int write_archive(const char *dir, const char *name, struct cpio *c)
+{
+	size_t len = c->len;
+	int ret;
+
+	ret = report(cpio_finish(c), name);
+	if (!ret)
+		ret = write_cache_file(dir, name, c->buf, c->len);
+	/* Drops the trailer again; it took no inode number (cpio.c). */
+	c->len = len;
+	return ret;
+}
+
+/*
+ * The full initramfs is the default one plus the full_only tools. Without any of them on the
+ * host there is none, and an older one goes: it would hold an older init.
+ */
+static int write_full_initrd(const char *dir, struct initrd *r)
+{
+	char path[PATH_MAX];
+	int ret;
+
+	if (!want_full_initrd()) {
+		ret = file_path(path, sizeof(path), "%s/%s", dir, SETUP_INITRD_FULL);
+		if (!ret && unlink(path) < 0 && errno != ENOENT)
+			ret = -errno;
+		return report(ret, path);
+	}
+	printf("nkvm: building %s/%s (with fio, for `nkvm run -m 512M -i FILE`)\n", dir,
+	       SETUP_INITRD_FULL);
+	fflush(stdout);
+	ret = add_tools(r, true);
+	return ret ? ret : write_archive(dir, SETUP_INITRD_FULL, &r->cpio);
+}
+
 /* The stamp goes last: an initrd without a matching one is rebuilt by the next setup. */
 static int write_initrd(const char *dir, struct initrd *r)
 {
 	char stamp[PATH_MAX];
 	int ret;
 
-	ret = report(cpio_finish(&r->cpio), "initramfs");
+	ret = write_archive(dir, NKVM_GUEST_INITRD, &r->cpio);
 	if (!ret)
-		ret = write_cache_file(dir, NKVM_GUEST_INITRD, r->cpio.buf, r->cpio.len);
+		ret = write_full_initrd(dir, r);
 	if (!ret)
 		ret = report(setup_initrd_stamp(r->version, stamp, sizeof(stamp)), "stamp");
 	if (!ret)
@@ -429,6 +829,9 @@ int setup_build_initrd(const char *dir, const char *version)
 	printf("nkvm: building %s/%s\n", dir, NKVM_GUEST_INITRD);
 	fflush(stdout);
 	ret = report(add_skeleton(&r), "initramfs");
+	/* Before busybox: where an applet has a tool's name, the tool wins. */
+	if (!ret)
+		ret = add_tools(&r, false);
 	if (!ret)
 		ret = add_busybox(&r);
 	if (!ret)

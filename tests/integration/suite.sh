@@ -407,6 +407,58 @@ test_virtio_driver_rebind() {
 	fi
 }
 
+test_blk_ext4_made_in_guest_checks_clean_on_host() {
+	if ! command -v e2fsck >/dev/null; then
+		fail blk_ext4_made_in_guest_checks_clean_on_host "e2fsck not available"
+		return
+	fi
+	truncate -s 128M "$tmp/fs.img"
+	run_guest "$tmp/o" -d "$tmp/fs.img" -- sh -c \
+		'mkfs.ext4 -q /dev/vda && mkdir -p /mnt && mount -t ext4 /dev/vda /mnt &&
+		 i=0; while [ $i -lt 50 ]; do head -c 65536 /dev/urandom >/mnt/f$i; i=$((i + 1)); done;
+		 md5sum /mnt/f7 | cut -d" " -f1; umount /mnt && echo UNMOUNTED'
+	e2fsck -fn "$tmp/fs.img" >"$tmp/fsck" 2>&1
+	frc=$?
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" UNMOUNTED && [ "$frc" -eq 0 ]; then
+		pass blk_ext4_made_in_guest_checks_clean_on_host
+	else
+		cat "$tmp/fsck" >>"$tmp/o"
+		fail blk_ext4_made_in_guest_checks_clean_on_host "status $rc, e2fsck $frc" "$tmp/o"
+	fi
+}
+
+test_blk_fio_verify_one_queue_per_vcpu() {
+	full="${XDG_CACHE_HOME:-$HOME/.cache}/nkvm/initrd-full.cpio"
+	if [ ! -r "$full" ]; then
+		fail blk_fio_verify_one_queue_per_vcpu "no $full (nkvm setup builds it when fio is installed)"
+		return
+	fi
+	truncate -s 64M "$tmp/fio.img"
+	# 4 vCPUs, 4 queues, 4 writers pinned one per CPU, each verifying its own region.
+	run_guest "$tmp/o" -c 4 -m 768M -i "$full" -d "$tmp/fio.img" -- sh -c \
+		'ls /sys/block/vda/mq | wc -l;
+		 fio --name=v --filename=/dev/vda --ioengine=libaio --direct=1 --rw=randwrite --bs=4k \
+		     --iodepth=8 --numjobs=4 --cpus_allowed_policy=split --cpus_allowed=0-3 --size=4M \
+		     --offset_increment=8M --verify=crc32c --verify_fatal=1 --group_reporting \
+		     --output-format=terse >/tmp/fio.out && echo FIO-OK || { tail -5 /tmp/fio.out; echo FIO-FAILED; }'
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" 4 && has_line "$tmp/o" FIO-OK; then
+		pass blk_fio_verify_one_queue_per_vcpu
+	else
+		fail blk_fio_verify_one_queue_per_vcpu "status $rc" "$tmp/o"
+	fi
+}
+
+test_console_on_hvc0() {
+	# hvc0 is the preferred console ("C" in /proc/consoles), and bytes written to it reach us.
+	run_guest "$tmp/o" --console virtio -- sh -c \
+		'grep -q "^hvc0 .*(.C" /proc/consoles && echo HVC0-IS-CONSOLE; echo via-hvc0 >/dev/hvc0'
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" via-hvc0 && has_line "$tmp/o" HVC0-IS-CONSOLE; then
+		pass console_on_hvc0
+	else
+		fail console_on_hvc0 "status $rc" "$tmp/o"
+	fi
+}
+
 # One line on stderr starting "nkvm:", a status that is not 0 and not a signal, no stdout.
 expect_error() {
 	name=$1
@@ -449,7 +501,9 @@ for t in ${TESTS:-test_bad_input test_command_output_and_status test_command_out
 	test_terminal_restored_after_exit test_blk_size_serial_and_queues test_blk_data_both_ways \
 	test_blk_readonly_refuses_writes test_blk_flush_reaches_file test_blk_discard_punches_holes \
 	test_blk_two_disks test_blk_image_locked_by_another_nkvm test_blk_bad_input \
-	test_rng_output_does_not_repeat test_virtio_intx_fallback test_virtio_driver_rebind}; do
+	test_rng_output_does_not_repeat test_virtio_intx_fallback test_virtio_driver_rebind \
+	test_blk_ext4_made_in_guest_checks_clean_on_host test_blk_fio_verify_one_queue_per_vcpu \
+	test_console_on_hvc0}; do
 	"$t"
 done
 [ -n "$failures" ] && echo "failed:$failures"
