@@ -448,6 +448,38 @@ test_blk_fio_verify_one_queue_per_vcpu() {
 	fi
 }
 
+test_blk_root_on_disk() {
+	# First boot: build a root file system on the disk (busybox, a marker). Second boot: use
+	# it as root= and run the command there, writing to it. Then check the image on the host.
+	truncate -s 64M "$tmp/root.img"
+	run_guest "$tmp/o" -d "$tmp/root.img" -- sh -c \
+		'mkfs.ext4 -q /dev/vda && mkdir -p /mnt && mount /dev/vda /mnt &&
+		 mkdir -p /mnt/bin /mnt/etc /mnt/dev /mnt/proc /mnt/sys /mnt/tmp /mnt/run &&
+		 cp /bin/busybox /mnt/bin/ && ln -s busybox /mnt/bin/sh && ln -s busybox /mnt/bin/cat &&
+		 ln -s busybox /mnt/bin/touch && echo root-from-disk >/mnt/etc/marker && umount /mnt &&
+		 echo PREPARED'
+	if [ "$rc" -ne 0 ] || ! has_line "$tmp/o" PREPARED; then
+		fail blk_root_on_disk "preparing the root image: status $rc" "$tmp/o"
+		return
+	fi
+	run_guest "$tmp/o" -d "$tmp/root.img" -p "root=/dev/vda rw" -- \
+		sh -c 'cat /etc/marker; touch /written-in-root; echo DONE'
+	if [ "$rc" -ne 0 ] || ! has_line "$tmp/o" root-from-disk || ! has_line "$tmp/o" DONE; then
+		fail blk_root_on_disk "booting root=/dev/vda: status $rc" "$tmp/o"
+		return
+	fi
+	if command -v e2fsck >/dev/null && ! e2fsck -fn "$tmp/root.img" >"$tmp/fsck" 2>&1; then
+		fail blk_root_on_disk "e2fsck found errors after the root=/dev/vda boot" "$tmp/fsck"
+		return
+	fi
+	run_guest "$tmp/o" -d "$tmp/root.img" -p root=/dev/vdz -- true
+	if [ "$rc" -eq 1 ] && grep -q "nkvm-init: root=/dev/vdz" "$tmp/o"; then
+		pass blk_root_on_disk
+	else
+		fail blk_root_on_disk "root=/dev/vdz: status $rc, want 1 and a one-line reason" "$tmp/o"
+	fi
+}
+
 test_console_on_hvc0() {
 	# hvc0 is the preferred console ("C" in /proc/consoles), and bytes written to it reach us.
 	run_guest "$tmp/o" --console virtio -- sh -c \
@@ -503,7 +535,7 @@ for t in ${TESTS:-test_bad_input test_command_output_and_status test_command_out
 	test_blk_two_disks test_blk_image_locked_by_another_nkvm test_blk_bad_input \
 	test_rng_output_does_not_repeat test_virtio_intx_fallback test_virtio_driver_rebind \
 	test_blk_ext4_made_in_guest_checks_clean_on_host test_blk_fio_verify_one_queue_per_vcpu \
-	test_console_on_hvc0}; do
+	test_blk_root_on_disk test_console_on_hvc0}; do
 	"$t"
 done
 [ -n "$failures" ] && echo "failed:$failures"
