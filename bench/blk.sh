@@ -3,10 +3,11 @@
 # aio=threads) on the same raw image, and fio on the host against the same file as the limit,
 # side by side in one run (inside the nested test host where this host's KVM cannot run a
 # standard guest). Prints a markdown table of IOPS / MB/s per job.
-#   bench/blk.sh [SECONDS_PER_JOB]      (default 8)
+#   bench/blk.sh [SECONDS_PER_JOB [ROUNDS]]      (default 6 s, 3 rounds; medians reported)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs=${1:-8}
+secs=${1:-6}
+rounds=${2:-3}
 make -s nkvm
 ./nkvm setup >/dev/null
 # shellcheck source=bench/lib.sh
@@ -20,7 +21,7 @@ if tests/nested/needed; then
 	tests/nested/run --mem 6144 --timeout 3000 --bin "$(command -v qemu-system-x86_64)" \
 		--bin "$(command -v fio)" --file "$NKVM_INITRD_FULL:/cache/nkvm/initrd-full.cpio" \
 		--file /usr/share/qemu --file /usr/share/seabios --file /usr/lib/ipxe/qemu \
-		-- bash bench/blk-inside.sh "$secs"
+		-- bash bench/blk-inside.sh "$secs" "$rounds"
 else
-	bash bench/blk-inside.sh "$secs"
+	bash bench/blk-inside.sh "$secs" "$rounds"
 fi
