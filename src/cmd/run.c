@@ -405,7 +405,7 @@ static int check_vcpus(struct vm *vm, const struct run_options *o)
 	return 0;
 }
 
-static int boot(const struct run_options *o, const char *mem_arg)
+static int boot(const struct run_options *o)
 {
 	struct boot_files *f = calloc(1, sizeof(*f));
 	struct machine *m = calloc(1, sizeof(*m));
@@ -416,7 +416,7 @@ static int boot(const struct run_options *o, const char *mem_arg)
 	if (!f || !m)
 		die("out of memory");
 	f->kernel_fd = f->initrd_fd = -1;
-	if (host_ram_check(o->mem, mem_arg) || load_boot_files(o, f))
+	if (host_ram_check(o->mem, o->mem_arg) || load_boot_files(o, f))
 		goto out;
 	if (bzimage_parse(f->kernel_hdr, f->hdr_len, f->kernel_len, &k, &why)) {
 		nkvm_err("%s: not a bootable kernel: %s", f->kernel_path, why);
@@ -450,7 +450,6 @@ int cmd_run(int argc, char **argv)
 {
 	struct run_options o;
 	char err[256];
-	const char *mem_arg = "256M";
 	int status;
 
 	if (run_parse_options(argc, argv, &o, err, sizeof(err))) {
@@ -462,10 +461,7 @@ int cmd_run(int argc, char **argv)
 		fputs(run_usage, stdout);
 		return 0;
 	}
-	for (int i = 1; i < argc - 1; i++)
-		if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--mem"))
-			mem_arg = argv[i + 1];
-	status = boot(&o, mem_arg);
+	status = boot(&o);
 	run_options_free(&o);
 	return status;
 }

@@ -138,6 +138,7 @@ int run_parse_options(int argc, char **argv, struct run_options *o, char *err, s
 
 	memset(o, 0, sizeof(*o));
 	o->mem = RUN_DEFAULT_MEM;
+	o->mem_arg = "256M";
 	o->cpus = 1;
 	optind = 0;	/* GNU getopt: start over, so the parser can run more than once */
 	opterr = 0;
@@ -155,6 +156,7 @@ int run_parse_options(int argc, char **argv, struct run_options *o, char *err, s
 		case 'm':
 			if (parse_mem(optarg, o, err, errlen))
 				return -1;
+			o->mem_arg = optarg;
 			break;
 		case 'c':
 			if (parse_cpus(optarg, o, err, errlen))

@@ -29,6 +29,7 @@ struct run_options {
 	const char *params;
 	const char *name;
 	uint64_t mem;
+	const char *mem_arg;	/* -m as the user wrote it, for messages */
 	unsigned int cpus;
 	int rng;		/* --rng: a virtio-rng device */
 	int virtio_console;	/* --console virtio: hvc0 instead of ttyS0 */

@@ -516,9 +516,9 @@ static int add_tool(struct initrd *r, const struct guest_tool *t)
 	else if (ret == -ENOEXEC)
 		printf("nkvm: notice: %s is not an x86-64 program, so the guest has no %s\n", real,
 		       t->name);
-	if (ret == 1 || ret == -ENOEXEC)
+	if (ret == 1 || ret == -ENOEXEC) {
 		ret = 0;
-	else if (!ret) {
+	} else if (!ret) {
 		for (i = 0; !ret && i < libs.n; i++)
 			ret = add_host_file(r, libs.paths[i]);
 		if (!ret)

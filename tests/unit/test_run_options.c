@@ -65,6 +65,9 @@ static void test_mem_units(void **state)
 	assert_int_equal(o.mem, 1ULL << 30);
 	assert_int_equal(parse(&o, err, "-m", "1T", NULL), 0);	/* host limit checked later */
 	assert_int_equal(o.mem, 1ULL << 40);
+	assert_string_equal(o.mem_arg, "1T");	/* as written, for that message */
+	assert_int_equal(parse(&o, err, "--mem=2G", NULL), 0);
+	assert_string_equal(o.mem_arg, "2G");
 }
 
 static void test_mem_zero_rejected(void **state)
