@@ -361,6 +361,18 @@ static int mount_root_as(const struct root_request *rq, unsigned long flags)
 	return err;
 }
 
+static bool device_read_only(const char *dev)
+{
+	int fd = open(dev, O_RDONLY | O_CLOEXEC), ro = 0;
+
+	if (fd < 0)
+		return false;
+	if (ioctl(fd, BLKROGET, &ro) < 0)
+		ro = 0;
+	close(fd);
+	return ro;
+}
+
 static void mount_root(const struct root_request *rq)
 {
 	unsigned long flags = MS_SILENT | (rq->rw ? 0 : MS_RDONLY);
@@ -370,14 +382,16 @@ static void mount_root(const struct root_request *rq)
 
 	if (mkdir(NEW_ROOT, 0755) < 0 && errno != EEXIST)
 		fatal("mkdir %s: %s", NEW_ROOT, strerror(errno));
-	err = mount_root_as(rq, flags);
-	/* A read-only disk asked for rw: the kernel mounts it read-only then, and so do we. */
-	if ((err == EACCES || err == EROFS) && rq->rw) {
-		err = mount_root_as(rq, flags | MS_RDONLY);
-		if (!err)
-			fprintf(stderr, "nkvm-init: root=%s: the disk is read-only, mounted so\n",
-				rq->dev);
+	/*
+	 * A read-only disk asked for rw: the kernel mounts it read-only then, and so do we. Asking
+	 * first keeps a "Can't open blockdev" per filesystem type off the console.
+	 */
+	if (rq->rw && device_read_only(rq->dev)) {
+		fprintf(stderr, "nkvm-init: root=%s: the disk is read-only, so is the mount\n",
+			rq->dev);
+		flags |= MS_RDONLY;
 	}
+	err = mount_root_as(rq, flags);
 	if (!err)
 		return;
 	if (rq->fstypes) {
