@@ -32,7 +32,7 @@ int setup_initrd_stamp(const char *version, char *buf, size_t len);
 
 /* The files a dynamically linked program loads. */
 struct setup_libs {
-	char **paths;		/* absolute, as the loader opens them; the loader itself included */
+	char **paths;		/* absolute, as the loader opens them; the loader included */
 	size_t n;
 };
 

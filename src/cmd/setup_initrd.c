@@ -36,7 +36,7 @@ extern const unsigned char nkvm_guest_init_start[], nkvm_guest_init_end[];
 
 struct initrd {
 	struct cpio cpio;
-	char **names;			/* every path already in the archive, without the leading / */
+	char **names;			/* every path in the archive so far, without the "/" */
 	size_t n_names;
 	const char *version;
 	char moddir[PATH_MAX];		/* the host's copy of /lib/modules/VERSION */
@@ -451,8 +451,8 @@ static int add_tool_links(struct initrd *r, const struct guest_tool *t, const ch
 	for (i = 0; !ret && i < ARRAY_SIZE(names); i++) {
 		for (j = 0; !ret && names[i] && j < ARRAY_SIZE(tool_dirs); j++) {
 			if (file_path(link, sizeof(link), "%s/%s", tool_dirs[j], names[i]) ||
-			    !strcmp(link, real) || stat(link, &st) < 0 || st.st_dev != want.st_dev ||
-			    st.st_ino != want.st_ino)
+			    !strcmp(link, real) || stat(link, &st) < 0 ||
+			    st.st_dev != want.st_dev || st.st_ino != want.st_ino)
 				continue;
 			ret = report(initrd_symlink(r, link + 1, real), link);
 		}
@@ -501,8 +501,8 @@ static int add_tool(struct initrd *r, const struct guest_tool *t)
 	int ret;
 
 	if (tool_find(t, found, sizeof(found))) {
-		printf("nkvm: notice: no %s on this host, so the guest has none (apt-get install %s)\n",
-		       t->name, t->package);
+		printf("nkvm: notice: no %s on this host, so the guest has none "
+		       "(apt-get install %s)\n", t->name, t->package);
 		return 0;
 	}
 	if (!realpath(found, real))
