@@ -225,9 +225,13 @@ test_interactive_shell_on_terminal() {
 		fail interactive_shell_on_terminal "script(1) not available"
 		return
 	fi
-	# Typed early: it waits until the guest's shell reads it. The feeder stays open a while,
-	# since an end of input on the pty would end the shell before it ran the lines.
-	(sleep 1; printf 'echo hi-$((6 * 7))\nexit 5\n'; sleep 15) |
+	# Typed once the shell's prompt shows (input typed earlier can be eaten by the shell's
+	# start-up terminal query). The feeder stays open a while, since an end of input on the
+	# pty would end the shell before it ran the lines.
+	: >"$tmp/o.raw"
+	# shellcheck disable=SC2094 # the feeder reads what script writes: that is the point
+	(n=0; while [ $n -lt 120 ] && ! grep -q '# ' "$tmp/o.raw"; do sleep 1; n=$((n + 1)); done
+	 sleep 1; printf 'echo hi-$((6 * 7))\nexit 5\n'; sleep 15) |
 		timeout 300 script -qec "$NKVM run" /dev/null >"$tmp/o.raw" 2>&1
 	rc=$?
 	tr -d '\r' <"$tmp/o.raw" >"$tmp/o"
