@@ -585,22 +585,69 @@ static int open_shell_tty(void)
 	return fd;
 }
 
+/* The shell's terminal becomes the session's controlling tty and its stdin, stdout, stderr. */
+static void take_shell_tty(void)
+{
+	int fd = open_shell_tty();
+
+	if (fd < 0)
+		return;
+	ioctl(fd, TIOCSCTTY, 0);
+	dup2(fd, STDIN_FILENO);
+	dup2(fd, STDOUT_FILENO);
+	dup2(fd, STDERR_FILENO);
+	if (fd > STDERR_FILENO)
+		close(fd);
+}
+
 static _Noreturn void exec_shell(void)
 {
 	char *argv[] = { "-sh", NULL };
-	int fd = open_shell_tty();
 
-	if (fd >= 0) {
-		ioctl(fd, TIOCSCTTY, 0);
-		dup2(fd, STDIN_FILENO);
-		dup2(fd, STDOUT_FILENO);
-		dup2(fd, STDERR_FILENO);
-		if (fd > STDERR_FILENO)
-			close(fd);
-	}
 	execv("/bin/sh", argv);
 	fprintf(stderr, "nkvm-init: /bin/sh: %s\n", strerror(errno));
 	_exit(errno == EACCES ? 126 : 127);
+}
+
+static int exit_status(int st)
+{
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return WEXITSTATUS(st);
+}
+
+/*
+ * When a session leader exits, the kernel hangs up its controlling tty, and a hangup throws away
+ * what still waits in the UART's transmit buffer: the last line a command printed could be lost
+ * on a slow host. So the session leader is this small process, not the command: it waits for
+ * the command, drains the terminal, and only then exits with the command's status. It ignores
+ * the job-control signals (^C is for the command) and SIGTTOU, which tcdrain from a background
+ * process group would otherwise raise once a shell has taken the terminal's foreground.
+ */
+static void lead_session(void)
+{
+	static const int ignored[] = { SIGINT, SIGQUIT, SIGTSTP, SIGTTIN, SIGTTOU, SIGHUP };
+	sigset_t none;
+	pid_t pid;
+	int st;
+
+	pid = fork();
+	if (pid < 0)
+		fatal("fork: %s", strerror(errno));
+	if (pid == 0)
+		return;
+	for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
+		signal(ignored[i], SIG_IGN);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			_exit(1);
+	while (tcdrain(STDOUT_FILENO) < 0 && errno == EINTR)
+		;
+	while (tcdrain(STDERR_FILENO) < 0 && errno == EINTR)
+		;
+	_exit(exit_status(st));
 }
 
 /* The child gets a session of its own, so that ^C and job control reach it and not PID 1. */
@@ -616,18 +663,16 @@ static pid_t start(char **argv, const char *root)
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	setsid();
+	if (argv) {
+		/* Fails harmlessly when the console cannot be a controlling tty. */
+		ioctl(STDIN_FILENO, TIOCSCTTY, 0);
+	} else {
+		take_shell_tty();
+	}
+	lead_session();
 	if (!argv)
 		exec_shell();
-	/* Fails harmlessly when the console cannot be a controlling tty. */
-	ioctl(STDIN_FILENO, TIOCSCTTY, 0);
 	exec_command(argv, root);
-}
-
-static int exit_status(int st)
-{
-	if (WIFSIGNALED(st))
-		return 128 + WTERMSIG(st);
-	return WEXITSTATUS(st);
 }
 
 /*
