@@ -3,7 +3,7 @@
 CC      ?= gcc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -Isrc -I.
-LDLIBS  += -lpthread
+LDLIBS  += -lpthread -lz -lzstd -laio -luring
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 SRCS    := $(sort $(wildcard src/*.c src/*/*.c src/*/*/*.c))
@@ -13,7 +13,7 @@ LIBOBJS := $(filter-out build/src/main.o,$(OBJS))
 SANOBJS := $(filter-out build/san/src/main.o,$(SRCS:%.c=build/san/%.o)) build/san/src/guest_blob.o
 UNIT    := $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all check unit integration deps demo fuzz bench clean format
+.PHONY: all check unit integration deps demo fuzz crash bench clean format
 # Keep the sanitizer objects between runs (they are intermediates of the test binaries).
 .SECONDARY:
 all: nkvm
@@ -41,6 +41,11 @@ build/tests/%: tests/unit/%.c $(SANOBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS) -lcmocka
 
+# The crash-consistency writer (tests/crash/run): the block layer as nkvm builds it, no sanitizers.
+build/tests/crash_writer: tests/crash/writer.c $(filter build/src/block/% build/src/lib/%,$(OBJS))
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
 deps:
 	@scripts/install-deps.sh
 
@@ -57,6 +62,9 @@ integration: nkvm
 
 fuzz: deps
 	@tests/fuzz/run
+
+crash: nkvm build/tests/crash_writer
+	@tests/crash/run
 
 demo: deps nkvm
 	@scripts/demo.sh

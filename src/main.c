@@ -13,6 +13,7 @@ struct command {
 
 static const struct command commands[] = {
 	{ "run", cmd_run, "boot a Linux guest (nkvm run --help)" },
+	{ "img", cmd_img, "create, inspect and check disk images (nkvm img --help)" },
 	{ "setup", cmd_setup, "prepare the default guest: kernel and initramfs" },
 	{ "version", cmd_version, "print nkvm's version" },
 };

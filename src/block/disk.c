@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -14,6 +15,7 @@
 #include "block/disk.h"
 #include "block/engine.h"
 #include "block/format.h"
+#include "block/qcow2_header.h"
 
 static const char *disk_open_why(int err, bool direct)
 {
@@ -116,6 +118,96 @@ static void disk_dio_align(struct disk *d)
 	d->dio_mem_align = mem_align ? mem_align : d->block_size;
 }
 
+/*
+ * Whether the image starts with the qcow2 magic. The first block is read through an aligned
+ * buffer so that O_DIRECT takes it; a file too short to hold the magic is not qcow2.
+ */
+static int disk_probe_qcow2(struct disk *d, bool *qcow2)
+{
+	size_t len = d->block_size > 4096 ? d->block_size : 4096;
+	uint8_t *buf;
+	ssize_t n;
+	int err = 0;
+
+	if (posix_memalign((void **)&buf, len, len))
+		return -ENOMEM;
+	do
+		n = pread(d->file.fd, buf, len, 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		err = -errno;
+	*qcow2 = n >= 4 && qcow2_be32(buf) == QCOW2_MAGIC;
+	free(buf);
+	return err;
+}
+
+/*
+ * The format driver for the image: the one the user named, else probed from its first bytes.
+ * A format's open reads what it was asked through d->opts.
+ */
+static int disk_choose_format(struct disk *d, const struct disk_options *o, const char **why)
+{
+	bool qcow2 = false;
+	int err;
+
+	d->opts = o;
+	switch (o->format) {
+	case DISK_FORMAT_RAW:
+		d->format = &disk_format_raw;
+		return 0;
+	case DISK_FORMAT_QCOW2:
+		d->format = &disk_format_qcow2;
+		return 0;
+	case DISK_FORMAT_PROBE:
+		err = disk_probe_qcow2(d, &qcow2);
+		if (err) {
+			*why = "cannot read the image's first block";
+			return err;
+		}
+		d->format = qcow2 ? &disk_format_qcow2 : &disk_format_raw;
+		return 0;
+	}
+	*why = "unknown image format";
+	return -EINVAL;
+}
+
+/*
+ * An engine that cannot run here (no io_uring in the kernel, a sysctl or a sandbox refusing it,
+ * aio on a buffered disk, where it would block) is not an error: the threads engine runs
+ * instead, and d->notice says so for the caller to print.
+ */
+static void disk_engine_or_threads(struct disk *d, const struct io_engine_ops *ops)
+{
+	char why[120] = "";
+
+	d->engine_ops = ops;
+	if (!ops->probe || ops->probe(&d->file, why, sizeof(why)) == 0)
+		return;
+	snprintf(d->notice, sizeof(d->notice), "%s unavailable (%s); using the threads engine",
+		 ops->name, why);
+	d->engine_ops = &io_engine_threads;
+}
+
+/* The engine the user named, else the default that docs/performance.md chose. */
+static int disk_choose_engine(struct disk *d, const struct disk_options *o, const char **why)
+{
+	switch (o->engine) {
+	case DISK_ENGINE_DEFAULT:
+	case DISK_ENGINE_THREADS:
+		d->engine_ops = &io_engine_threads;
+		return 0;
+	case DISK_ENGINE_AIO:
+		disk_engine_or_threads(d, &io_engine_aio);
+		return 0;
+	case DISK_ENGINE_IO_URING:
+		disk_engine_or_threads(d, &io_engine_uring);
+		return 0;
+	default:
+		*why = "this I/O engine is not available";
+		return -ENOTSUP;
+	}
+}
+
 int disk_open(struct disk **dp, const struct disk_options *o, const char **why)
 {
 	struct io_engine_config cfg = { .threads = o->threads };
@@ -164,11 +256,12 @@ int disk_open(struct disk **dp, const struct disk_options *o, const char **why)
 	if (!err && d->direct)
 		disk_dio_align(d);
 
-	d->format = &disk_format_raw;
+	if (!err)
+		err = disk_choose_engine(d, o, why);
+	if (!err)
+		err = disk_choose_format(d, o, why);
 	if (!err)
 		err = d->format->open(d, why);
-	/* One engine for now; aio and io_uring will be chosen here from the options. */
-	d->engine_ops = &io_engine_threads;
 	if (!err) {
 		err = d->engine_ops->create(&d->engine, &d->file, &cfg, why);
 		if (err)
@@ -206,6 +299,16 @@ uint32_t disk_block_size(const struct disk *d)
 bool disk_readonly(const struct disk *d)
 {
 	return d->readonly;
+}
+
+const char *disk_engine_name(const struct disk *d)
+{
+	return d->engine_ops->name;
+}
+
+const char *disk_notice(const struct disk *d)
+{
+	return d->notice[0] ? d->notice : NULL;
 }
 
 /*
@@ -253,4 +356,67 @@ void disk_submit(struct disk *d, struct disk_request *req)
 	/* Queued requests complete from the engine and may already be gone: req is not touched. */
 	if (ret != IO_QUEUED)
 		req->done(req, ret);
+}
+
+/*
+ * A queue context: the disk, and the engine's context when both the engine and the format can
+ * submit per queue; without one, requests take disk_submit's path.
+ */
+struct disk_queue {
+	struct disk *d;
+	struct io_queue *q;
+};
+
+int disk_queue_open(struct disk *d, struct disk_queue **qp, int *poll_fd, const char **why)
+{
+	struct disk_queue *dq = calloc(1, sizeof(*dq));
+	int err;
+
+	*qp = NULL;
+	*poll_fd = -1;
+	if (!dq) {
+		*why = "out of memory";
+		return -ENOMEM;
+	}
+	dq->d = d;
+	if (d->engine_ops->queue_open && d->format->queue_submit) {
+		err = d->engine_ops->queue_open(d->engine, &dq->q, poll_fd, why);
+		if (err) {
+			free(dq);
+			return err;
+		}
+	}
+	*qp = dq;
+	return 0;
+}
+
+void disk_queue_submit(struct disk_queue *dq, struct disk_request *req)
+{
+	struct disk *d = dq->d;
+	int ret;
+
+	if (!dq->q) {
+		disk_submit(d, req);
+		return;
+	}
+	ret = disk_check(d, req);
+	if (!ret && !(req->op == DISK_FLUSH && d->readonly))
+		ret = d->format->queue_submit(d, dq->q, req);
+	if (ret != IO_QUEUED)
+		req->done(req, ret);
+}
+
+void disk_queue_poll(struct disk_queue *dq)
+{
+	if (dq->q)
+		dq->d->engine_ops->queue_poll(dq->q);
+}
+
+void disk_queue_close(struct disk_queue *dq)
+{
+	if (!dq)
+		return;
+	if (dq->q)
+		dq->d->engine_ops->queue_close(dq->q);
+	free(dq);
 }

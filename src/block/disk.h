@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The block layer: a disk is a format driver (raw now, qcow2 later) over an I/O engine (a
- * thread pool now, aio and io_uring later). Requests are asynchronous and iovec-based; the
+ * thread pool, native AIO or io_uring). Requests are asynchronous and iovec-based; the
  * format turns guest offsets into file I/O, the engine moves the bytes. Neither knows virtio.
  */
 #ifndef NKVM_BLOCK_DISK_H
@@ -43,11 +43,29 @@ struct disk_request {
 	struct disk_request *next;	/* engine-private queue link */
 };
 
+/* The image format: probed from the file's first bytes unless the user names one. */
+enum disk_format_kind {
+	DISK_FORMAT_PROBE,
+	DISK_FORMAT_RAW,
+	DISK_FORMAT_QCOW2,
+};
+
+/* What moves the bytes (engine.h); DEFAULT is the one docs/performance.md chose. */
+enum disk_engine_kind {
+	DISK_ENGINE_DEFAULT,
+	DISK_ENGINE_THREADS,
+	DISK_ENGINE_AIO,
+	DISK_ENGINE_IO_URING,
+};
+
 struct disk_options {
 	const char *path;
 	bool readonly;
 	bool direct;			/* cache=none: O_DIRECT */
 	unsigned int threads;		/* engine threads, at most DISK_THREADS_MAX; 0: default */
+	enum disk_format_kind format;
+	enum disk_engine_kind engine;
+	uint64_t cache_size;		/* qcow2 metadata cache, bytes; 0: the format's default */
 };
 
 #define DISK_THREADS_MAX 64
@@ -73,6 +91,14 @@ uint64_t disk_size(const struct disk *d);	/* bytes */
 /* Logical block size: 512 unless O_DIRECT needs more. */
 uint32_t disk_block_size(const struct disk *d);
 bool disk_readonly(const struct disk *d);
+/* The engine that moves the bytes: "threads", "aio" or "io_uring". */
+const char *disk_engine_name(const struct disk *d);
+/*
+ * NULL, or one line on how disk_open deviated from the options without failing: the engine
+ * asked for cannot run here, so the threads engine runs ("io_uring unavailable (not in this
+ * kernel); using the threads engine"). For the caller to print: "nkvm: <path>: <notice>".
+ */
+const char *disk_notice(const struct disk *d);
 
 /*
  * Submits a request; completion arrives through req->done, possibly before this returns.
@@ -82,5 +108,37 @@ bool disk_readonly(const struct disk *d);
  * (page-aligned buffers always qualify). Safe from several threads at once.
  */
 void disk_submit(struct disk *d, struct disk_request *req);
+
+/*
+ * Per-queue submission: a context owned by one thread (a virtqueue's I/O thread), through which
+ * that thread submits and on which it reaps, without a hop to an engine thread either way, when
+ * the engine and the format support it (io_uring over raw: a ring per context).
+ *
+ * disk_queue_open, on the owner thread, creates a context; *poll_fd is then a descriptor to wait
+ * on (readable: call disk_queue_poll), or -1 when the disk has no per-queue path, in which case
+ * the context passes requests to disk_submit and disk_queue_poll does nothing. Returns 0 or a
+ * negative errno with *why (the engine could not set a context up; disk_submit still works).
+ *
+ * Only the owner calls disk_queue_submit, disk_queue_poll and disk_queue_close. Requests follow
+ * disk_submit's rules, done included (it may still run on another thread: a format's own work,
+ * such as qcow2 allocating, completes there), except that with a per-queue path (*poll_fd >= 0)
+ * what the engine does on the context completes on the owner thread, inside disk_queue_submit
+ * or disk_queue_poll, and a request may wait to be started until the next disk_queue_poll, so
+ * that one system call starts a batch: the owner calls it after submitting and whenever
+ * *poll_fd is readable. It never blocks. done may submit to the context again when it runs on
+ * the owner.
+ *
+ * disk_queue_close waits for the requests the engine runs on the context (and those their done
+ * callbacks submit to it), then frees it. Requests the disk completes elsewhere (all of them
+ * without a per-queue path; a format's own work) are not waited for: the owner closes the
+ * context only once none of their done callbacks can submit through it any more. A context
+ * with a per-queue path is closed before disk_close; one without may also be closed after.
+ */
+struct disk_queue;
+
+int disk_queue_open(struct disk *d, struct disk_queue **q, int *poll_fd, const char **why);
+void disk_queue_submit(struct disk_queue *q, struct disk_request *req);
+void disk_queue_poll(struct disk_queue *q);
+void disk_queue_close(struct disk_queue *q);
 
 #endif

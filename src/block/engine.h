@@ -14,6 +14,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "block/disk.h"
@@ -39,9 +40,17 @@ struct io_engine_config {
 };
 
 struct io_engine;
+/* A per-queue submission context (see the queue_* ops below and disk_queue_open in disk.h). */
+struct io_queue;
 
 struct io_engine_ops {
 	const char *name;
+	/*
+	 * Optional: whether the engine can run on this host for f, asked before create. Returns 0,
+	 * or a negative errno with a reason for a person in why[len] ("not in this kernel"); the
+	 * disk then runs the threads engine instead and says so (disk_notice).
+	 */
+	int (*probe)(const struct io_file *f, char *why, size_t len);
 	/*
 	 * Creates an engine for one file, which must outlive it. Returns 0 or a negative errno
 	 * with *why for a person.
@@ -55,11 +64,32 @@ struct io_engine_ops {
 	 * called). Safe from any thread, including from inside a done callback.
 	 */
 	int (*submit)(struct io_engine *e, struct disk_request *req);
-	/* Completes every queued request (their done callbacks run), then frees the engine. */
+	/*
+	 * Completes every queued request (their done callbacks run), then frees the engine. Its
+	 * queues must be closed first.
+	 */
 	void (*destroy)(struct io_engine *e);
+
+	/*
+	 * Optional per-queue contexts, for engines that can submit and reap on the thread that
+	 * owns a device queue (NULL in engines without them). queue_open runs on that owner thread
+	 * and creates a context; *poll_fd is a descriptor that becomes readable when queue_poll
+	 * has work. Only the owner calls queue_submit, queue_poll and queue_close.
+	 *
+	 * queue_submit has the contract of submit, except that done runs on the owner thread,
+	 * inside queue_submit or queue_poll, and that a queued request may wait to be started
+	 * until the owner's next queue_poll (several submissions, one system call).
+	 * queue_poll starts what waits and completes what finished; it never blocks.
+	 * queue_close waits for the context's requests (done callbacks run on the owner, and the
+	 * requests they submit to the context too), then frees it.
+	 */
+	int (*queue_open)(struct io_engine *e, struct io_queue **q, int *poll_fd, const char **why);
+	int (*queue_submit)(struct io_queue *q, struct disk_request *req);
+	void (*queue_poll)(struct io_queue *q);
+	void (*queue_close)(struct io_queue *q);
 };
 
-extern const struct io_engine_ops io_engine_threads;
+extern const struct io_engine_ops io_engine_threads, io_engine_aio, io_engine_uring;
 
 /*
  * Performs req synchronously on the calling thread and returns its status: READ/WRITE with

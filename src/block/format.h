@@ -31,6 +31,13 @@ struct disk {
 	void *format_priv;
 	const struct io_engine_ops *engine_ops;
 	struct io_engine *engine;
+	/* How disk_open deviated from the options without failing, for disk_notice(); or "". */
+	char notice[160];
+	/*
+	 * What disk_open was asked (qcow2: the path, to find backing files; the cache size; the
+	 * threads), for a format's open: the caller's, valid only until disk_open returns.
+	 */
+	const struct disk_options *opts;
 };
 
 struct disk_format_ops {
@@ -47,8 +54,16 @@ struct disk_format_ops {
 	 * the caller calls done: the contract of io_engine_ops.submit, one level up.
 	 */
 	int (*submit)(struct disk *d, struct disk_request *req);
+	/*
+	 * Optional: submit through an engine queue context (engine.h queue_submit), on the thread
+	 * that owns q. The contract of submit; file I/O for req goes to q with queue_submit (its
+	 * done then runs on the owner), other work may complete on the format's own threads, which
+	 * must never touch q. NULL: disk_queue_submit takes the submit path instead.
+	 */
+	int (*queue_submit)(struct disk *d, struct io_queue *q, struct disk_request *req);
 };
 
 extern const struct disk_format_ops disk_format_raw;
+extern const struct disk_format_ops disk_format_qcow2;
 
 #endif

@@ -57,9 +57,17 @@ static int raw_submit(struct disk *d, struct disk_request *req)
 	return d->engine_ops->submit(d->engine, req);
 }
 
+static int raw_queue_submit(struct disk *d, struct io_queue *q, struct disk_request *req)
+{
+	if (d->direct && !raw_dio_aligned(d, req))
+		return -EINVAL;
+	return d->engine_ops->queue_submit(q, req);
+}
+
 const struct disk_format_ops disk_format_raw = {
 	.name = "raw",
 	.open = raw_open,
 	.close = raw_close,
 	.submit = raw_submit,
+	.queue_submit = raw_queue_submit,
 };

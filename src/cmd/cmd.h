@@ -3,6 +3,7 @@
 #ifndef NKVM_CMD_CMD_H
 #define NKVM_CMD_CMD_H
 
+int cmd_img(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_setup(int argc, char **argv);
 int cmd_version(int argc, char **argv);

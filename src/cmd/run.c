@@ -31,6 +31,8 @@
 #include "block/disk.h"
 #include "virtio/blk.h"
 #include "virtio/console.h"
+#include "virtio/device.h"
+#include "virtio/pci.h"
 #include "virtio/rng.h"
 #include "vmm/console.h"
 #include "vmm/irq.h"
@@ -207,10 +209,17 @@ static void free_boot_files(struct boot_files *f)
 	cpio_free(&f->extra);
 }
 
-static int create_disk(struct machine *m, const struct run_disk *d, unsigned int cpus)
+static int create_disk(struct machine *m, const struct run_disk *d, const struct run_options *o)
 {
-	struct disk_options dopt = { .path = d->path, .readonly = d->readonly, .direct = d->direct };
-	struct virtio_blk_options bopt = { .serial = d->serial, .queues = d->queues ? d->queues : cpus };
+	struct disk_options dopt = {
+		.path = d->path,
+		.readonly = d->readonly,
+		.direct = d->direct,
+		.format = (enum disk_format_kind)d->format,
+		.engine = (enum disk_engine_kind)(d->engine ? d->engine : o->engine),
+		.cache_size = d->cache_size,
+	};
+	struct virtio_blk_options bopt = { .serial = d->serial, .queues = d->queues ? d->queues : o->cpus };
 	struct disk *disk;
 	const char *why;
 	int err;
@@ -224,6 +233,9 @@ static int create_disk(struct machine *m, const struct run_disk *d, unsigned int
 			nkvm_err("%s: %s", d->path, why);
 		return err;
 	}
+	/* Not an error: e.g. the engine asked for is unavailable here and another one runs. */
+	if (disk_notice(disk))
+		nkvm_err("%s: %s", d->path, disk_notice(disk));
 	err = virtio_blk_create(&m->vm, &m->pci, &m->irq, disk, &bopt);
 	if (err)
 		nkvm_err("%s: cannot create its virtio-blk device: %s", d->path, strerror(-err));
@@ -254,7 +266,7 @@ static int create_devices(struct machine *m, const struct run_options *o)
 		return err;
 	}
 	for (unsigned int i = 0; i < o->nr_disks; i++)
-		if (create_disk(m, &o->disks[i], o->cpus))
+		if (create_disk(m, &o->disks[i], o))
 			return -1;
 	return 0;
 }
@@ -324,6 +336,23 @@ static void on_stop(struct loop_source *src, uint32_t events)
 	/* Nothing to do: loop_run sees vm->stopping and returns. */
 }
 
+/*
+ * The guest is stopped: close every disk, so formats that keep metadata in memory (qcow2's
+ * tables and refcounts) write it back, as a guest's last FLUSH would. Raw disks have nothing
+ * left to write. Each device waits for its requests in flight first.
+ */
+static void close_disks(struct machine *m)
+{
+	for (unsigned int i = 0; i < PCI_MAX_SLOTS; i++) {
+		struct virtio_device *vdev = virtio_pci_device(m->pci.slots[i]);
+
+		if (!vdev || vdev->device_id != VIRTIO_ID_BLOCK)
+			continue;
+		m->pci.slots[i] = NULL;
+		virtio_blk_destroy(vdev);
+	}
+}
+
 static int run_machine(struct machine *m)
 {
 	struct loop_source stop_src = { .fd = m->vm.stop_fd, .fn = on_stop, .opaque = m };
@@ -368,6 +397,7 @@ static int run_machine(struct machine *m)
 	}
 	vcpus_stop(&m->vm);
 	console_flush(&m->console);
+	close_disks(m);
 	term_restore();
 	return m->vm.exit_status;
 }

@@ -18,9 +18,14 @@ const char run_usage[] =
 	"  -p, --params TEXT    kernel parameters added to nkvm's own\n"
 	"  -m, --mem SIZE       guest RAM: 512M, 2G, or a number of MiB (default 256M)\n"
 	"  -c, --cpus N         vCPUs (default 1)\n"
-	"  -d, --disk FILE[,ro][,serial=ID][,cache=writeback|none][,queues=N]\n"
-	"                       a virtio-blk disk on a raw image or block device (repeatable;\n"
-	"                       queues default to one per vCPU)\n"
+	"  -d, --disk FILE[,OPTION]...\n"
+	"                       a virtio-blk disk on a raw or qcow2 image or a block device\n"
+	"                       (repeatable). OPTIONs: ro, serial=ID, cache=writeback|none,\n"
+	"                       queues=N (default one per vCPU), format=raw|qcow2 (default:\n"
+	"                       probed), engine=threads|aio|io_uring, cache-size=SIZE (qcow2\n"
+	"                       metadata cache, like QEMU's l2-cache-size)\n"
+	"      --engine threads|aio|io_uring\n"
+	"                       the I/O engine of disks that name none\n"
 	"      --name NAME      name of this guest\n"
 	"      --rng            a virtio-rng device: the guest's /dev/hwrng\n"
 	"      --console serial|virtio\n"
@@ -74,6 +79,17 @@ static int parse_cpus(const char *arg, struct run_options *o, char *err, size_t 
 	return 0;
 }
 
+/* Returns the enum disk_engine_kind value of name, or -1. */
+static int engine_kind(const char *name)
+{
+	static const char *const names[] = { "threads", "aio", "io_uring" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(name, names[i]))
+			return (int)i + 1;
+	return -1;
+}
+
 static int parse_disk(const char *arg, struct run_options *o, char *err, size_t errlen)
 {
 	struct run_disk *d;
@@ -104,6 +120,19 @@ static int parse_disk(const char *arg, struct run_options *o, char *err, size_t 
 		} else if (!strncmp(field, "queues=", 7)) {
 			if (parse_uint(field + 7, 1, 63, &d->queues))
 				return fail(err, errlen, "-d %s: queues must be 1 to 63", arg);
+		} else if (!strcmp(field, "format=raw")) {
+			d->format = 1;
+		} else if (!strcmp(field, "format=qcow2")) {
+			d->format = 2;
+		} else if (!strncmp(field, "format=", 7)) {
+			return fail(err, errlen, "-d %s: format must be raw or qcow2", arg);
+		} else if (!strncmp(field, "engine=", 7)) {
+			d->engine = engine_kind(field + 7);
+			if (d->engine < 0)
+				return fail(err, errlen, "-d %s: engine must be threads, aio or io_uring", arg);
+		} else if (!strncmp(field, "cache-size=", 11)) {
+			if (parse_size(field + 11, 1, &d->cache_size) || !d->cache_size)
+				return fail(err, errlen, "-d %s: cache-size is a size (try 1M)", arg);
 		} else {
 			snprintf(err, errlen, "-d %s: unknown disk option '%s'", arg, field);
 			return -1;
@@ -130,6 +159,7 @@ int run_parse_options(int argc, char **argv, struct run_options *o, char *err, s
 		{ "name", required_argument, NULL, 'N' },
 		{ "rng", no_argument, NULL, 'R' },
 		{ "console", required_argument, NULL, 'C' },
+		{ "engine", required_argument, NULL, 'E' },
 		{ "disk", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -181,6 +211,11 @@ int run_parse_options(int argc, char **argv, struct run_options *o, char *err, s
 			break;
 		case 'R':
 			o->rng = 1;
+			break;
+		case 'E':
+			o->engine = engine_kind(optarg);
+			if (o->engine < 0)
+				return fail(err, errlen, "--engine %s: threads, aio or io_uring", optarg);
 			break;
 		case 'h':
 			o->help = 1;

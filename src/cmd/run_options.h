@@ -13,7 +13,10 @@
 
 #define RUN_MAX_DISKS 8
 
-/* -d FILE[,ro][,serial=ID][,cache=writeback|none][,queues=N] */
+/*
+ * -d FILE[,ro][,serial=ID][,cache=writeback|none][,queues=N][,format=raw|qcow2]
+ *        [,engine=threads|aio|io_uring][,cache-size=SIZE]
+ */
 struct run_disk {
 	char *spec;		/* a copy of the argument, cut into the fields below */
 	const char *path;
@@ -21,6 +24,9 @@ struct run_disk {
 	int readonly;
 	int direct;		/* cache=none */
 	unsigned int queues;	/* 0: one per vCPU */
+	int format;		/* enum disk_format_kind; 0: probe */
+	int engine;		/* enum disk_engine_kind; 0: --engine, else the default */
+	uint64_t cache_size;	/* qcow2 metadata cache bytes; 0: default */
 };
 
 struct run_options {
@@ -33,6 +39,7 @@ struct run_options {
 	unsigned int cpus;
 	int rng;		/* --rng: a virtio-rng device */
 	int virtio_console;	/* --console virtio: hvc0 instead of ttyS0 */
+	int engine;		/* --engine: enum disk_engine_kind for disks that name none */
 	unsigned int nr_disks;
 	struct run_disk disks[RUN_MAX_DISKS];
 	char **cmd;		/* NULL-terminated, or NULL for an interactive shell */

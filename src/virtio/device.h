@@ -39,6 +39,16 @@ struct virtio_device_ops {
 	int (*start)(struct virtio_device *vdev);
 	/* Reset: the queue threads are stopped; wait for requests in flight and forget state. */
 	void (*reset)(struct virtio_device *vdev);
+	/*
+	 * Optional, on q's I/O thread: queue_start as the thread starts, before its first
+	 * queue_kick. It may set *fd (preset to -1) to a descriptor the thread then waits on as
+	 * well as on kicks, calling queue_event when it is readable (completions of I/O the device
+	 * reaps on this thread). queue_stop as the thread ends: what the device started on the
+	 * thread must be finished by then.
+	 */
+	void (*queue_start)(struct virtio_device *vdev, unsigned int q, int *fd);
+	void (*queue_event)(struct virtio_device *vdev, unsigned int q);
+	void (*queue_stop)(struct virtio_device *vdev, unsigned int q);
 };
 
 struct virtio_device {
@@ -62,6 +72,12 @@ struct virtio_device {
 int virtio_pop(struct virtio_device *vdev, unsigned int q, struct virtq_chain *c);
 /* Returns head with len bytes written, and interrupts the driver if it asked to be. */
 void virtio_push(struct virtio_device *vdev, unsigned int q, uint16_t head, uint32_t len);
+/*
+ * As virtio_push, but without the interrupt: a virtio_notify after several of them sends at most
+ * one for all (a batch of completions, one interrupt).
+ */
+void virtio_push_batched(struct virtio_device *vdev, unsigned int q, uint16_t head, uint32_t len);
+void virtio_notify(struct virtio_device *vdev, unsigned int q);
 /* Marks the device broken (DEVICE_NEEDS_RESET) and tells the driver with a config interrupt. */
 void virtio_needs_reset(struct virtio_device *vdev, const char *why);
 /* Guest memory, for devices that read or write through chains (already checked by pop). */

@@ -2,6 +2,7 @@
 /* virtio 1.2 §4.1: the modern virtio-pci transport. */
 #include <errno.h>
 #include <linux/kvm.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -155,21 +156,43 @@ static void vp_msix_update_route(struct virtio_pci *vp, unsigned int v)
 
 /* --- queue I/O threads -------------------------------------------------------------------- */
 
+/*
+ * Waits for kicks, and for the device's own descriptor if it has one (completions it reaps on
+ * this thread, e.g. a disk's io_uring), and hands each to the device.
+ */
 static void *vp_queue_thread(void *arg)
 {
 	struct vp_queue *q = arg;
 	struct virtio_device *vdev = q->vp->vdev;
+	struct pollfd pfd[2] = {
+		{ .fd = q->kick_fd, .events = POLLIN },
+		{ .fd = -1, .events = POLLIN },	/* poll skips a negative fd */
+	};
 	uint64_t count;
 
+	if (vdev->ops->queue_start)
+		vdev->ops->queue_start(vdev, q->index, &pfd[1].fd);
 	/* A first pass: buffers may have been queued before the kick path existed. */
 	vdev->ops->queue_kick(vdev, q->index);
 	while (!atomic_load(&q->stop)) {
-		if (read(q->kick_fd, &count, sizeof(count)) < 0 && errno != EINTR)
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
 			break;
+		}
 		if (atomic_load(&q->stop))
 			break;
-		vdev->ops->queue_kick(vdev, q->index);
+		/* Completions first: they free what new requests may need. */
+		if (pfd[1].revents)
+			vdev->ops->queue_event(vdev, q->index);
+		if (pfd[0].revents) {
+			if (read(q->kick_fd, &count, sizeof(count)) < 0 && errno != EINTR)
+				break;
+			vdev->ops->queue_kick(vdev, q->index);
+		}
 	}
+	if (vdev->ops->queue_stop)
+		vdev->ops->queue_stop(vdev, q->index);
 	return NULL;
 }
 
@@ -609,25 +632,42 @@ int virtio_pop(struct virtio_device *vdev, unsigned int qi, struct virtq_chain *
 	return r;
 }
 
-void virtio_push(struct virtio_device *vdev, unsigned int qi, uint16_t head, uint32_t len)
+/* Pushes head (when push) and, when notify, interrupts the driver if it asked to be. */
+static void vp_push(struct virtio_device *vdev, unsigned int qi, bool push, uint16_t head,
+		    uint32_t len, bool notify)
 {
 	struct virtio_pci *vp = vdev->transport;
 	struct vp_queue *q = &vp->queues[qi];
-	bool notify;
 
 	pthread_mutex_lock(&q->lock);
 	if (!q->ready) {
 		pthread_mutex_unlock(&q->lock);
 		return;
 	}
-	virtq_push(&q->vq, head, len);
-	notify = virtq_need_notify(&q->vq);
+	if (push)
+		virtq_push(&q->vq, head, len);
+	notify = notify && virtq_need_notify(&q->vq);
 	pthread_mutex_unlock(&q->lock);
 	if (!notify)
 		return;
 	pthread_mutex_lock(&vp->lock);
 	vp_interrupt_locked(vp, q->msix_vector, ISR_QUEUE);
 	pthread_mutex_unlock(&vp->lock);
+}
+
+void virtio_push(struct virtio_device *vdev, unsigned int qi, uint16_t head, uint32_t len)
+{
+	vp_push(vdev, qi, true, head, len, true);
+}
+
+void virtio_push_batched(struct virtio_device *vdev, unsigned int qi, uint16_t head, uint32_t len)
+{
+	vp_push(vdev, qi, true, head, len, false);
+}
+
+void virtio_notify(struct virtio_device *vdev, unsigned int qi)
+{
+	vp_push(vdev, qi, false, 0, 0, true);
 }
 
 void virtio_needs_reset(struct virtio_device *vdev, const char *why)
@@ -756,4 +796,36 @@ void virtio_pci_destroy(struct virtio_pci *vp)
 	pthread_mutex_lock(&vp->lock);
 	vp_reset_locked(vp);
 	pthread_mutex_unlock(&vp->lock);
+}
+
+/* --- a driver in this process instead of a guest (nkvm img bench) ---------------------------- */
+
+struct virtio_device *virtio_pci_device(struct pci_device *dev)
+{
+	return dev && dev->ops == &vp_pci_ops ? to_vp(dev)->vdev : NULL;
+}
+
+int virtio_pci_vector_fd(struct virtio_pci *vp, unsigned int vector)
+{
+	return vector < vp->nr_vectors ? vp->vectors[vector].irqfd : -1;
+}
+
+void virtio_pci_free(struct virtio_pci *vp)
+{
+	if (!vp)
+		return;
+	virtio_pci_destroy(vp);
+	for (unsigned int v = 0; v < vp->nr_vectors; v++) {
+		/* Closing an irqfd also detaches it from KVM (KVM sees the eventfd hang up). */
+		if (vp->vectors[v].irqfd >= 0)
+			close(vp->vectors[v].irqfd);
+	}
+	for (unsigned int i = 0; i < vp->vdev->nr_queues; i++) {
+		if (vp->queues[i].kick_fd >= 0)
+			close(vp->queues[i].kick_fd);
+		pthread_mutex_destroy(&vp->queues[i].lock);
+	}
+	pthread_mutex_destroy(&vp->lock);
+	free(vp->vectors);
+	free(vp);
 }

@@ -20,4 +20,19 @@ int virtio_pci_create(struct virtio_pci **vp, struct vm *vm, struct pci_bus *bus
 /* Stops the queue threads (resetting the device), then frees the transport. */
 void virtio_pci_destroy(struct virtio_pci *vp);
 
+/*
+ * For a driver in this process instead of a guest (nkvm img bench), on a struct vm without KVM
+ * (vm_fd -1: no irqfd or ioeventfd is bound): it reaches the function through pci_config_read/
+ * write and the device's bar_read/bar_write, as a vCPU's exits would, so a kick is the notify
+ * register's write to the queue's eventfd, and an interrupt of MSI-X vector v is a write to the
+ * eventfd virtio_pci_vector_fd returns (-1 for a vector the function does not have).
+ * virtio_pci_device: the virtio device behind a PCI function, NULL for any other function.
+ * virtio_pci_free: virtio_pci_destroy, then closes the transport's eventfds and frees it; the
+ * device's own state is the device's to free, and the function must leave the bus first.
+ */
+struct pci_device;
+struct virtio_device *virtio_pci_device(struct pci_device *dev);
+int virtio_pci_vector_fd(struct virtio_pci *vp, unsigned int vector);
+void virtio_pci_free(struct virtio_pci *vp);
+
 #endif

@@ -17,7 +17,8 @@ trap 'rm -rf "$tmp"' EXIT
 run_guest() {
 	out=$1
 	shift
-	timeout 300 "$NKVM" run "$@" </dev/null >"$out.raw" 2>&1
+	# -k: a monitor that ignored SIGTERM must not hold up the whole suite.
+	timeout -k 10 300 "$NKVM" run "$@" </dev/null >"$out.raw" 2>&1
 	rc=$?
 	tr -d '\r' <"$out.raw" >"$out"
 }
@@ -442,7 +443,7 @@ test_blk_fio_verify_one_queue_per_vcpu() {
 	run_guest "$tmp/o" -c 4 -m 768M -i "$full" -d "$tmp/fio.img" -- sh -c \
 		'ls /sys/block/vda/mq | wc -l;
 		 fio --name=v --filename=/dev/vda --ioengine=libaio --direct=1 --rw=randwrite --bs=4k \
-		     --iodepth=8 --numjobs=4 --cpus_allowed_policy=split --cpus_allowed=0-3 --size=4M \
+		     --iodepth=8 --numjobs=4 --cpus_allowed_policy=split --cpus_allowed=0-3 --size=2M \
 		     --offset_increment=8M --verify=crc32c --verify_fatal=1 --group_reporting \
 		     --output-format=terse >/tmp/fio.out && echo FIO-OK || { tail -5 /tmp/fio.out; echo FIO-FAILED; }'
 	if [ "$rc" -eq 0 ] && has_line "$tmp/o" 4 && has_line "$tmp/o" FIO-OK; then
@@ -527,8 +528,151 @@ test_bad_input() {
 	expect_error error_unknown_option "unknown option" --frobnicate -- true
 }
 
-echo "integration: nkvm $("$NKVM" version), kernel $(uname -r) on $(grep -c ^processor /proc/cpuinfo) CPUs"
-for t in ${TESTS:-test_bad_input test_command_output_and_status test_command_output_is_clean \
+# need TOOL NAME: fails test NAME when TOOL is missing; the runner copies them into the test host.
+need() {
+	command -v "$1" >/dev/null && return 0
+	fail "$2" "$1 not available"
+	return 1
+}
+
+test_qcow2_ext4_in_guest_checks_clean() {
+	need qemu-img qcow2_ext4_in_guest_checks_clean || return
+	need e2fsck qcow2_ext4_in_guest_checks_clean || return
+	qemu-img create -q -f qcow2 "$tmp/fs.qcow2" 128M
+	# Files written and one removed, so the image sees allocation, overwrite and free space.
+	run_guest "$tmp/o" -d "$tmp/fs.qcow2" -- sh -c \
+		'mkfs.ext4 -q /dev/vda && mkdir -p /mnt && mount -t ext4 /dev/vda /mnt &&
+		 i=0; while [ $i -lt 40 ]; do head -c 65536 /dev/urandom >/mnt/f$i; i=$((i + 1)); done;
+		 rm /mnt/f3; sync; head -c 100000 /dev/urandom >/mnt/f5; umount /mnt && echo UNMOUNTED'
+	qemu-img check "$tmp/fs.qcow2" >"$tmp/chk" 2>&1
+	crc=$?
+	qemu-img convert -O raw "$tmp/fs.qcow2" "$tmp/fs.raw" && e2fsck -fn "$tmp/fs.raw" >>"$tmp/chk" 2>&1
+	frc=$?
+	rm -f "$tmp/fs.raw" "$tmp/fs.qcow2"
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" UNMOUNTED && [ "$crc" -eq 0 ] && [ "$frc" -eq 0 ]; then
+		pass qcow2_ext4_in_guest_checks_clean
+	else
+		cat "$tmp/chk" >>"$tmp/o"
+		fail qcow2_ext4_in_guest_checks_clean "status $rc, qemu-img check $crc, e2fsck $frc" "$tmp/o"
+	fi
+}
+
+test_qcow2_overlay_on_raw_base() {
+	need qemu-img qcow2_overlay_on_raw_base || return
+	mkdir -p "$tmp/chain"
+	truncate -s 32M "$tmp/chain/base.raw"
+	printf 'base-data' | dd of="$tmp/chain/base.raw" bs=1 seek=1048576 conv=notrunc 2>/dev/null
+	# A relative backing path: resolved against the overlay's directory, not ours.
+	(cd "$tmp/chain" && qemu-img create -q -f qcow2 -b base.raw -F raw overlay.qcow2)
+	before=$(md5sum <"$tmp/chain/base.raw")
+	# One byte inside the base's cluster (copy-on-write keeps its neighbours) and a new cluster.
+	run_guest "$tmp/o" -d "$tmp/chain/overlay.qcow2" -- sh -c \
+		'dd if=/dev/vda bs=1 skip=1048576 count=9 2>/dev/null; echo;
+		 printf X | dd of=/dev/vda bs=1 seek=1048580 conv=notrunc,fsync 2>/dev/null;
+		 printf overlay-data | dd of=/dev/vda bs=512 seek=8192 conv=fsync 2>/dev/null && echo WROTE;
+		 printf no-flush | dd of=/dev/vda bs=512 seek=16384 2>/dev/null'
+	after=$(md5sum <"$tmp/chain/base.raw")
+	qemu-img check "$tmp/chain/overlay.qcow2" >"$tmp/chk" 2>&1
+	crc=$?
+	qemu-img convert -O raw "$tmp/chain/overlay.qcow2" "$tmp/chain/flat.raw"
+	got1=$(dd if="$tmp/chain/flat.raw" bs=1 skip=1048576 count=9 2>/dev/null)
+	got2=$(dd if="$tmp/chain/flat.raw" bs=512 skip=8192 count=1 2>/dev/null | head -c 12)
+	# Written without a flush: nkvm writes the qcow2 metadata back when the guest stops.
+	got3=$(dd if="$tmp/chain/flat.raw" bs=512 skip=16384 count=1 2>/dev/null | head -c 8)
+	rm -rf "$tmp/chain"
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" base-data && has_line "$tmp/o" WROTE &&
+		[ "$before" = "$after" ] && [ "$crc" -eq 0 ] && [ "$got1" = baseXdata ] &&
+		[ "$got2" = overlay-data ] && [ "$got3" = no-flush ]; then
+		pass qcow2_overlay_on_raw_base
+	else
+		cat "$tmp/chk" >>"$tmp/o"
+		fail qcow2_overlay_on_raw_base \
+			"status $rc, check $crc, base changed: $([ "$before" = "$after" ] && echo no || echo yes), read '$got1' '$got2' '$got3'" \
+			"$tmp/o"
+	fi
+}
+
+# Every engine under every format: a verified random-write pass, then a discard of it all.
+test_engines_verify_and_discard() {
+	need qemu-img engines_verify_and_discard || return
+	full="${XDG_CACHE_HOME:-$HOME/.cache}/nkvm/initrd-full.cpio"
+	[ -r "$full" ] || { fail engines_verify_and_discard "no $full"; return; }
+	set --
+	for e in threads aio io_uring; do
+		truncate -s 32M "$tmp/$e.raw"
+		qemu-img create -q -f qcow2 "$tmp/$e.qcow2" 32M
+		# Native AIO is asynchronous only with O_DIRECT (buffered, nkvm falls back to threads).
+		o=engine=$e
+		[ $e = aio ] && o=$o,cache=none
+		set -- "$@" -d "$tmp/$e.raw,$o" -d "$tmp/$e.qcow2,$o"
+	done
+	run_guest "$tmp/o" -c 2 -m 512M -i "$full" "$@" -- sh -c \
+		'for d in vda vdb vdc vdd vde vdf; do
+		   fio --name=$d --filename=/dev/$d --ioengine=libaio --direct=1 --rw=randwrite \
+		       --bs=4k --iodepth=16 --size=4M --verify=crc32c --verify_fatal=1 \
+		       --output-format=terse >/tmp/fio.out && echo $d-VERIFIED ||
+		       tail -3 /tmp/fio.out;
+		   blkdiscard /dev/$d && echo $d-DISCARDED;
+		 done'
+	bad=""
+	for d in vda vdb vdc vdd vde vdf; do
+		has_line "$tmp/o" $d-VERIFIED || bad="$bad $d-verify"
+		has_line "$tmp/o" $d-DISCARDED || bad="$bad $d-discard"
+	done
+	for e in threads aio io_uring; do
+		qemu-img check "$tmp/$e.qcow2" >>"$tmp/o" 2>&1 || bad="$bad $e.qcow2-check"
+		for f in "$tmp/$e.raw" "$tmp/$e.qcow2"; do
+			# 4M were written; after the discard at most the qcow2 metadata remains.
+			[ "$(du -k "$f" | cut -f1)" -le 1024 ] || bad="$bad $(basename "$f")-not-punched"
+		done
+	done
+	grep -q unavailable "$tmp/o" && bad="$bad engine-fell-back"
+	if [ "$rc" -eq 0 ] && [ -z "$bad" ]; then
+		pass engines_verify_and_discard
+	else
+		fail engines_verify_and_discard "status $rc:$bad" "$tmp/o"
+	fi
+}
+
+# A full host file system reaches the guest as an I/O error of that disk only, on every engine.
+test_enospc_reaches_guest_as_ioerr() {
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "skip enospc_reaches_guest_as_ioerr: needs root to mount small file systems"
+		return
+	fi
+	need mkfs.ext4 enospc_reaches_guest_as_ioerr || return
+	# A 16M disk on an 8M ext4 each (ext4, not tmpfs: aio needs O_DIRECT).
+	set --
+	for e in threads aio io_uring; do
+		mkdir -p "$tmp/small-$e"
+		truncate -s 8M "$tmp/small-$e.fs"
+		if ! mkfs.ext4 -q "$tmp/small-$e.fs" || ! mount -o loop "$tmp/small-$e.fs" "$tmp/small-$e"; then
+			fail enospc_reaches_guest_as_ioerr "cannot make and mount a small ext4"
+			return
+		fi
+		truncate -s 16M "$tmp/small-$e/disk.img"
+		set -- "$@" -d "$tmp/small-$e/disk.img,engine=$e,cache=none"
+	done
+	truncate -s 16M "$tmp/healthy.img"
+	run_guest "$tmp/o" "$@" -d "$tmp/healthy.img" -- sh -c \
+		'for d in vda vdb vdc; do
+		   if dd if=/dev/zero of=/dev/$d bs=1M count=12 conv=fsync 2>/dev/null; then
+		     echo $d-WROTE; else echo $d-FAILED; fi
+		 done;
+		 printf healthy | dd of=/dev/vdd conv=fsync 2>/dev/null;
+		 echo 3 >/proc/sys/vm/drop_caches; dd if=/dev/vdd bs=7 count=1 2>/dev/null; echo'
+	for e in threads aio io_uring; do
+		umount "$tmp/small-$e"
+	done
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" vda-FAILED && has_line "$tmp/o" vdb-FAILED &&
+		has_line "$tmp/o" vdc-FAILED && has_line "$tmp/o" healthy && ! grep -q unavailable "$tmp/o"; then
+		pass enospc_reaches_guest_as_ioerr
+	else
+		fail enospc_reaches_guest_as_ioerr "status $rc" "$tmp/o"
+	fi
+}
+
+all_tests="test_bad_input test_command_output_and_status test_command_output_is_clean \
 	test_exit_status_propagates test_missing_command_is_127 test_arguments_survive_quoting \
 	test_kernel_version test_nproc_matches_cpus test_every_cpu_online test_memtotal_matches_mem \
 	test_memory_above_4g test_params_reach_cmdline test_pci_host_bridge_found test_timers_tick \
@@ -539,7 +683,17 @@ for t in ${TESTS:-test_bad_input test_command_output_and_status test_command_out
 	test_blk_two_disks test_blk_image_locked_by_another_nkvm test_blk_bad_input \
 	test_rng_output_does_not_repeat test_virtio_intx_fallback test_virtio_driver_rebind \
 	test_blk_ext4_made_in_guest_checks_clean_on_host test_blk_fio_verify_one_queue_per_vcpu \
-	test_blk_root_on_disk test_console_on_hvc0}; do
+	test_blk_root_on_disk test_console_on_hvc0 test_qcow2_ext4_in_guest_checks_clean \
+	test_qcow2_overlay_on_raw_base test_engines_verify_and_discard test_enospc_reaches_guest_as_ioerr"
+if [ "${1:-}" = --list ]; then
+	echo $all_tests
+	exit 0
+fi
+
+echo "integration: nkvm $("$NKVM" version), kernel $(uname -r) on $(grep -c ^processor /proc/cpuinfo) CPUs"
+for t in ${TESTS:-$all_tests}; do
+	# The runner resumes from here if the test host freezes (tests/integration/run).
+	echo "-- $t"
 	"$t"
 done
 [ -n "$failures" ] && echo "failed:$failures"

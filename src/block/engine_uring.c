@@ -1,0 +1,686 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The io_uring engine (liburing). READ/WRITE become IORING_OP_READV/WRITEV, FLUSH an
+ * IORING_OP_FSYNC with IORING_FSYNC_DATASYNC, DISCARD and WRITE_ZEROES an IORING_OP_FALLOCATE
+ * (punch hole, zero range) where the kernel has it. What a ring cannot do — the block device
+ * ioctls (BLKDISCARD, BLKZEROOUT), zeroes written out where the file system can neither zero nor
+ * punch a range — goes to two helper threads running io_execute, whose results come back to the
+ * ring's owner to complete.
+ *
+ * A ring belongs to one thread, which alone submits to it and reaps it, so that it can be set
+ * up with IORING_SETUP_SINGLE_ISSUER and IORING_SETUP_COOP_TASKRUN (no interrupting IPIs) where
+ * the kernel has them, and so that no request is ever tied to a thread that exits (io_uring
+ * cancels the pending work of an exiting submitter):
+ * - the engine's shared ring, owned by its ring thread: submit (any thread) queues the request
+ *   on a list and wakes the thread through the ring's eventfd; the thread starts it, and
+ *   completes requests when the eventfd, registered with the ring, says completions arrived;
+ * - one ring per device queue (queue_open), owned by that queue's I/O thread, which submits to
+ *   it directly and reaps it when the ring's eventfd, which it polls, is readable: no thread
+ *   hop on the way in or out, and the completions of one wakeup come together.
+ *
+ * A request in flight holds one of the ring's URING_SLOTS slots: its progress and its single SQE
+ * or CQE. The SQ has a place per slot and the CQ twice that, so neither can overflow; requests
+ * beyond wait for a slot in a FIFO. A short read or write (io_uring may move fewer bytes than
+ * asked) is resubmitted for the rest, -EAGAIN and -EINTR are retried, and a transfer that meets
+ * the end of the file is -EIO, as in io_execute.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/falloc.h>
+#include <liburing.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "block/engine.h"
+#include "block/engine_helpers.h"
+
+#define URING_SLOTS 128
+#define URING_HELPERS 2
+
+/* fallocate modes a ring submits; and the two answers that are not a mode. */
+#define FALLOC_PUNCH (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)
+#define FALLOC_ZERO (FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE)
+#define FALLOC_NOTHING 0	/* a discard where holes cannot be punched: done */
+#define FALLOC_HELPER (-1)	/* io_execute on a helper thread */
+
+struct uring_ring;
+
+struct uring_slot {
+	struct uring_ring *r;
+	struct disk_request *req;
+	uint64_t done, total;		/* READ/WRITE: bytes moved so far, and in all */
+	struct iovec one;		/* the rest of a partly moved segment */
+	int mode;			/* the fallocate mode in flight */
+	int status;			/* a helper's result */
+	struct io_helper_job job;
+	struct uring_slot *next;	/* the free list, or the helped list */
+};
+
+/* A ring and the requests it carries; every field but lock/helped is its owner thread's. */
+struct uring_ring {
+	struct io_engine *e;
+	struct io_uring ring;
+	bool ring_ok;
+	int efd;			/* registered: counts CQEs; written to wake the owner too */
+	int fd;				/* in SQEs: 0 if IOSQE_FIXED_FILE, else the file's */
+	uint8_t sqe_flags;
+	unsigned int used;		/* slots taken */
+	unsigned int unsubmitted;	/* SQEs prepared and not yet given to the kernel */
+	struct uring_slot *free;
+	struct disk_request *wait_head, *wait_tail;	/* no slot yet */
+	pthread_mutex_t lock;
+	struct uring_slot *helped;	/* finished by a helper, to complete on the owner */
+	struct uring_slot slots[URING_SLOTS];
+};
+
+struct io_queue {
+	struct uring_ring r;
+};
+
+struct io_engine {
+	struct io_file *file;
+	bool fallocate_op;		/* the kernel has IORING_OP_FALLOCATE */
+	struct io_helpers *helpers;
+	struct uring_ring shared;	/* owned by thread */
+	pthread_t thread;
+	bool thread_running;
+	pthread_mutex_t lock;
+	pthread_cond_t started_cond;
+	struct disk_request *in_head, *in_tail;	/* submitted, for the ring thread to start */
+	bool started, stopping;
+	int start_err;
+	const char *start_why;
+};
+
+/* SINGLE_ISSUER needs Linux 6.0, COOP_TASKRUN 5.19; older kernels refuse them with EINVAL. */
+static const unsigned int ring_setup_flags[] = {
+	IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN,
+	IORING_SETUP_COOP_TASKRUN,
+	0,
+};
+
+/* Sets a ring up on its owner thread. On failure the caller still calls ring_exit. */
+static int ring_init(struct uring_ring *r, struct io_engine *e, bool nonblock, const char **why)
+{
+	int err = -EINVAL;
+
+	r->e = e;
+	r->efd = -1;
+	pthread_mutex_init(&r->lock, NULL);
+	for (unsigned int i = 0; i < URING_SLOTS; i++) {
+		r->slots[i].r = r;
+		r->slots[i].next = r->free;
+		r->free = &r->slots[i];
+	}
+	for (unsigned int i = 0; i < sizeof(ring_setup_flags) / sizeof(ring_setup_flags[0]); i++) {
+		struct io_uring_params p = { .flags = ring_setup_flags[i] };
+
+		err = io_uring_queue_init_params(URING_SLOTS, &r->ring, &p);
+		if (err != -EINVAL)
+			break;
+	}
+	if (err) {
+		*why = "cannot set up an io_uring";
+		return err;
+	}
+	r->ring_ok = true;
+	r->efd = eventfd(0, EFD_CLOEXEC | (nonblock ? EFD_NONBLOCK : 0));
+	if (r->efd < 0) {
+		*why = "cannot create an eventfd";
+		return -errno;
+	}
+	err = io_uring_register_eventfd(&r->ring, r->efd);
+	if (err) {
+		*why = "cannot register an eventfd with the io_uring";
+		return err;
+	}
+	/* A registered file spares the kernel a descriptor lookup per request; optional. */
+	if (io_uring_register_files(&r->ring, &e->file->fd, 1) == 0) {
+		r->fd = 0;
+		r->sqe_flags = IOSQE_FIXED_FILE;
+	} else {
+		r->fd = e->file->fd;
+	}
+	return 0;
+}
+
+static void ring_exit(struct uring_ring *r)
+{
+	/*
+	 * A registered file holds the image's open file description, and with it the disk's OFD
+	 * lock, until the ring's (asynchronous) teardown ends: unregister it first, so that the
+	 * image is free again when disk_close returns.
+	 */
+	if (r->ring_ok && r->sqe_flags & IOSQE_FIXED_FILE)
+		io_uring_unregister_files(&r->ring);
+	if (r->ring_ok)
+		io_uring_queue_exit(&r->ring);
+	if (r->efd >= 0)
+		close(r->efd);
+	pthread_mutex_destroy(&r->lock);
+}
+
+static void ring_help(struct io_helper_job *job)
+{
+	struct uring_slot *s = (struct uring_slot *)((char *)job -
+						      offsetof(struct uring_slot, job));
+	struct uring_ring *r = s->r;
+	uint64_t one = 1;
+
+	s->status = io_execute_rest(r->e->file, s->req, s->done);
+	pthread_mutex_lock(&r->lock);
+	s->next = r->helped;
+	r->helped = s;
+	/* Under the lock: once the owner can see s, it may finish and close the eventfd. */
+	if (write(r->efd, &one, sizeof(one)) < 0)
+		abort();	/* our own eventfd: fails only at a counter of 2^64 - 1 */
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void ring_to_helper(struct uring_slot *s)
+{
+	s->job.run = ring_help;
+	io_helpers_queue(s->r->e->helpers, &s->job);
+}
+
+/* What a DISCARD or WRITE_ZEROES becomes: a fallocate mode, FALLOC_NOTHING or FALLOC_HELPER. */
+static int ring_falloc_mode(const struct io_engine *e, const struct disk_request *req)
+{
+	struct io_file *f = e->file;
+	bool no_punch = atomic_load_explicit(&f->no_punch_hole, memory_order_relaxed);
+
+	/* Block devices take BLKDISCARD/BLKZEROOUT in io_execute's whole-block rules. */
+	if (f->blockdev || !e->fallocate_op)
+		return FALLOC_HELPER;
+	if (req->op == DISK_DISCARD)
+		return no_punch ? FALLOC_NOTHING : FALLOC_PUNCH;
+	/* Cheapest first, as io_execute: a zeroed range, a hole, then written zeroes. */
+	if (!atomic_load_explicit(&f->no_zero_range, memory_order_relaxed))
+		return FALLOC_ZERO;
+	return no_punch ? FALLOC_HELPER : FALLOC_PUNCH;
+}
+
+/*
+ * Prepares the SQE for what is left of the slot's request. Returns IO_QUEUED (a CQE or a helper
+ * will follow) or the status of a request that needs nothing more.
+ */
+static int ring_issue(struct uring_slot *s)
+{
+	struct uring_ring *r = s->r;
+	struct disk_request *req = s->req;
+	struct io_uring_sqe *sqe;
+	const struct iovec *iov;
+	unsigned int cnt;
+	uint64_t len;
+
+	switch (req->op) {
+	case DISK_READ:
+	case DISK_WRITE:
+		if (s->done >= s->total)
+			return 0;
+		break;
+	case DISK_FLUSH:
+		break;
+	case DISK_DISCARD:
+	case DISK_WRITE_ZEROES:
+		/* fallocate refuses an empty range; there is nothing to do. */
+		if (!req->len)
+			return 0;
+		s->mode = ring_falloc_mode(r->e, req);
+		if (s->mode == FALLOC_NOTHING)
+			return 0;
+		if (s->mode == FALLOC_HELPER) {
+			ring_to_helper(s);
+			return IO_QUEUED;
+		}
+		break;
+	default:
+		return -EOPNOTSUPP;
+	}
+	/* Never NULL while the SQ has a place per slot; were it, the blocking path still works. */
+	sqe = io_uring_get_sqe(&r->ring);
+	if (!sqe) {
+		ring_to_helper(s);
+		return IO_QUEUED;
+	}
+	switch (req->op) {
+	case DISK_READ:
+	case DISK_WRITE:
+		cnt = io_rest(req, s->done, IOV_MAX, &s->one, &iov, &len);
+		if (req->op == DISK_READ)
+			io_uring_prep_readv(sqe, r->fd, iov, cnt, req->offset + s->done);
+		else
+			io_uring_prep_writev(sqe, r->fd, iov, cnt, req->offset + s->done);
+		break;
+	case DISK_FLUSH:
+		io_uring_prep_fsync(sqe, r->fd, IORING_FSYNC_DATASYNC);
+		break;
+	default:
+		io_uring_prep_fallocate(sqe, r->fd, s->mode, req->offset, req->len);
+		break;
+	}
+	sqe->flags |= r->sqe_flags;
+	io_uring_sqe_set_data(sqe, s);
+	r->unsubmitted++;
+	return IO_QUEUED;
+}
+
+static void ring_slot_reset(struct uring_slot *s, struct disk_request *req)
+{
+	s->req = req;
+	s->done = 0;
+	s->total = req->op == DISK_READ || req->op == DISK_WRITE ? io_request_bytes(req) : 0;
+}
+
+/*
+ * Starts req on the ring, or queues it for a slot. Returns IO_QUEUED or the status of a request
+ * that needed no I/O (done not called).
+ */
+static int ring_start(struct uring_ring *r, struct disk_request *req)
+{
+	struct uring_slot *s = r->free;
+	int status;
+
+	if (!s) {
+		req->next = NULL;
+		if (r->wait_tail)
+			r->wait_tail->next = req;
+		else
+			r->wait_head = req;
+		r->wait_tail = req;
+		return IO_QUEUED;
+	}
+	r->free = s->next;
+	r->used++;
+	ring_slot_reset(s, req);
+	status = ring_issue(s);
+	if (status != IO_QUEUED) {
+		/* A free slot means nobody waits for one: it simply goes back. */
+		s->next = r->free;
+		r->free = s;
+		r->used--;
+	}
+	return status;
+}
+
+/*
+ * Completes the slot's request and gives the slot to the oldest waiting request, if any; a loop
+ * rather than recursion when those need no I/O either.
+ */
+static void ring_complete(struct uring_slot *s, int status)
+{
+	struct uring_ring *r = s->r;
+
+	for (;;) {
+		struct disk_request *req = s->req, *next = r->wait_head;
+
+		if (next) {
+			r->wait_head = next->next;
+			if (!r->wait_head)
+				r->wait_tail = NULL;
+			ring_slot_reset(s, next);
+		} else {
+			s->next = r->free;
+			r->free = s;
+			r->used--;
+		}
+		/* done may submit to this ring again, and may free req: not used after. */
+		req->done(req, status);
+		if (!next)
+			return;
+		status = ring_issue(s);
+		if (status == IO_QUEUED)
+			return;
+	}
+}
+
+static void ring_cqe(struct uring_slot *s, int res)
+{
+	struct io_file *f = s->r->e->file;
+	int status;
+
+	if (res == -EINTR || res == -EAGAIN)
+		goto again;
+	switch (s->req->op) {
+	case DISK_READ:
+	case DISK_WRITE:
+		if (res < 0)
+			break;
+		/* Nothing moved although bytes remain: the file ends before the request. */
+		if (res == 0) {
+			res = -EIO;
+			break;
+		}
+		s->done += res;
+		if (s->done < s->total)
+			goto again;
+		res = 0;
+		break;
+	case DISK_DISCARD:
+	case DISK_WRITE_ZEROES:
+		/* Remembered for every ring of the file, as io_execute does: the next way then. */
+		if (res == -EOPNOTSUPP) {
+			atomic_store_explicit(s->mode == FALLOC_ZERO ? &f->no_zero_range
+								     : &f->no_punch_hole,
+					      true, memory_order_relaxed);
+			goto again;
+		}
+		break;
+	default:
+		break;
+	}
+	ring_complete(s, res);
+	return;
+again:
+	status = ring_issue(s);
+	if (status != IO_QUEUED)
+		ring_complete(s, status);
+}
+
+/* Gives the prepared SQEs to the kernel. */
+static void ring_submit(struct uring_ring *r)
+{
+	while (r->unsubmitted) {
+		int n = io_uring_submit(&r->ring);
+
+		if (n > 0) {
+			r->unsubmitted -= (unsigned int)n < r->unsubmitted ? (unsigned int)n
+									   : r->unsubmitted;
+			continue;
+		}
+		if (n == -EINTR)
+			continue;
+		/*
+		 * Short of memory (-EAGAIN) or of CQ room (-EBUSY): completions in flight will
+		 * bring the owner back to try again; with none, wait a little here.
+		 */
+		if ((n == -EAGAIN || n == -EBUSY) && r->used == r->unsubmitted) {
+			usleep(1000);
+			continue;
+		}
+		/* Anything else would be a broken ring: the SQEs stay for the next poll. */
+		return;
+	}
+}
+
+/* Submits what was prepared and completes what finished, until neither is left. */
+static void ring_poll(struct uring_ring *r)
+{
+	struct io_uring_cqe *cqe;
+	struct uring_slot *helped, *s;
+
+	do {
+		ring_submit(r);
+		while (io_uring_peek_cqe(&r->ring, &cqe) == 0) {
+			int res = cqe->res;
+
+			s = io_uring_cqe_get_data(cqe);
+			io_uring_cqe_seen(&r->ring, cqe);
+			ring_cqe(s, res);
+		}
+		pthread_mutex_lock(&r->lock);
+		helped = r->helped;
+		r->helped = NULL;
+		pthread_mutex_unlock(&r->lock);
+		while (helped) {
+			s = helped;
+			helped = s->next;
+			ring_complete(s, s->status);
+		}
+		/* done callbacks above may have prepared more. */
+	} while (r->unsubmitted);
+}
+
+/* --- the shared ring and its thread ----------------------------------------------------------- */
+
+static void *uring_thread(void *arg)
+{
+	struct io_engine *e = arg;
+	struct uring_ring *r = &e->shared;
+	struct io_uring_probe *probe;
+	const char *why = NULL;
+	struct disk_request *in, *req;
+	uint64_t count;
+	bool stop;
+	int err;
+
+	err = ring_init(r, e, false, &why);
+	if (!err) {
+		probe = io_uring_get_probe_ring(&r->ring);
+		e->fallocate_op = probe && io_uring_opcode_supported(probe, IORING_OP_FALLOCATE);
+		if (probe)
+			io_uring_free_probe(probe);
+	}
+	pthread_mutex_lock(&e->lock);
+	e->start_err = err;
+	e->start_why = why;
+	e->started = true;
+	pthread_cond_broadcast(&e->started_cond);
+	pthread_mutex_unlock(&e->lock);
+
+	while (!err) {
+		pthread_mutex_lock(&e->lock);
+		in = e->in_head;
+		e->in_head = e->in_tail = NULL;
+		stop = e->stopping;
+		pthread_mutex_unlock(&e->lock);
+		while (in) {
+			int status;
+
+			req = in;
+			in = in->next;
+			status = ring_start(r, req);
+			if (status != IO_QUEUED)
+				req->done(req, status);
+		}
+		ring_poll(r);
+		if (stop && !r->used) {
+			pthread_mutex_lock(&e->lock);
+			stop = !e->in_head;
+			pthread_mutex_unlock(&e->lock);
+			if (stop)
+				break;
+		}
+		/* Submissions, completions and helpers all count here; a read clears them. */
+		if (read(r->efd, &count, sizeof(count)) < 0 && errno != EINTR)
+			break;
+	}
+	ring_exit(r);
+	return NULL;
+}
+
+static int uring_submit(struct io_engine *e, struct disk_request *req)
+{
+	uint64_t one = 1;
+
+	if ((req->op == DISK_READ || req->op == DISK_WRITE) && !io_request_bytes(req))
+		return 0;
+	req->next = NULL;
+	pthread_mutex_lock(&e->lock);
+	if (e->in_tail)
+		e->in_tail->next = req;
+	else
+		e->in_head = req;
+	e->in_tail = req;
+	pthread_mutex_unlock(&e->lock);
+	if (write(e->shared.efd, &one, sizeof(one)) < 0)
+		abort();	/* our own eventfd: fails only at a counter of 2^64 - 1 */
+	return IO_QUEUED;
+}
+
+static void uring_destroy(struct io_engine *e)
+{
+	uint64_t one = 1;
+
+	if (e->thread_running) {
+		pthread_mutex_lock(&e->lock);
+		e->stopping = true;
+		pthread_mutex_unlock(&e->lock);
+		/* The thread is past its start: the eventfd exists until it has drained. */
+		if (!e->start_err && write(e->shared.efd, &one, sizeof(one)) < 0)
+			abort();
+		pthread_join(e->thread, NULL);
+	}
+	/* Only after the ring: its requests at a helper hold slots, so it waited for them. */
+	io_helpers_destroy(e->helpers);
+	pthread_cond_destroy(&e->started_cond);
+	pthread_mutex_destroy(&e->lock);
+	free(e);
+}
+
+static int uring_create(struct io_engine **ep, struct io_file *f,
+			const struct io_engine_config *cfg, const char **why)
+{
+	struct io_engine *e;
+	int err;
+
+	*ep = NULL;
+	e = calloc(1, sizeof(*e));
+	if (!e) {
+		*why = "out of memory";
+		return -ENOMEM;
+	}
+	e->file = f;
+	pthread_mutex_init(&e->lock, NULL);
+	pthread_cond_init(&e->started_cond, NULL);
+	err = io_helpers_create(&e->helpers, cfg->threads ? cfg->threads : URING_HELPERS,
+				"nkvm-disk-help", why);
+	if (err)
+		goto fail;
+	err = io_thread_start(&e->thread, uring_thread, e, "nkvm-disk-uring");
+	if (err) {
+		*why = "cannot start the io_uring thread";
+		goto fail;
+	}
+	e->thread_running = true;
+	/* The thread makes the ring (a single issuer's ring is its creator's): wait for it. */
+	pthread_mutex_lock(&e->lock);
+	while (!e->started)
+		pthread_cond_wait(&e->started_cond, &e->lock);
+	err = e->start_err;
+	*why = e->start_why;
+	pthread_mutex_unlock(&e->lock);
+	if (err)
+		goto fail;
+	*ep = e;
+	return 0;
+fail:
+	uring_destroy(e);
+	return err;
+}
+
+/* --- queue contexts --------------------------------------------------------------------------- */
+
+static int uring_queue_open(struct io_engine *e, struct io_queue **qp, int *poll_fd,
+			    const char **why)
+{
+	struct io_queue *q = calloc(1, sizeof(*q));
+	int err;
+
+	*qp = NULL;
+	*poll_fd = -1;
+	if (!q) {
+		*why = "out of memory";
+		return -ENOMEM;
+	}
+	err = ring_init(&q->r, e, true, why);
+	if (err) {
+		ring_exit(&q->r);
+		free(q);
+		return err;
+	}
+	*qp = q;
+	*poll_fd = q->r.efd;
+	return 0;
+}
+
+static int uring_queue_submit(struct io_queue *q, struct disk_request *req)
+{
+	return ring_start(&q->r, req);
+}
+
+static void uring_queue_poll(struct io_queue *q)
+{
+	uint64_t count;
+
+	/* Cleared before looking, so that what arrives meanwhile makes it readable again. */
+	if (read(q->r.efd, &count, sizeof(count)) < 0 && errno != EAGAIN && errno != EINTR)
+		return;
+	ring_poll(&q->r);
+}
+
+static void uring_queue_close(struct io_queue *q)
+{
+	struct pollfd p = { .fd = q->r.efd, .events = POLLIN };
+
+	ring_poll(&q->r);
+	while (q->r.used) {
+		if (poll(&p, 1, -1) < 0 && errno != EINTR)
+			break;
+		uring_queue_poll(q);
+	}
+	ring_exit(&q->r);
+	free(q);
+}
+
+/* --- availability ----------------------------------------------------------------------------- */
+
+/* kernel.io_uring_disabled (Linux 6.6): 0 allowed, 1 only for kernel.io_uring_group, 2 never. */
+static int uring_sysctl_disabled(void)
+{
+	char buf[16] = "";
+	int fd = open("/proc/sys/kernel/io_uring_disabled", O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 ? atoi(buf) : 0;
+}
+
+static int uring_probe(const struct io_file *f, char *why, size_t len)
+{
+	struct io_uring ring;
+	int disabled, err;
+
+	/* For testing the fallback: as if the kernel had no io_uring. */
+	if (io_env_set("NKVM_IO_URING_DISABLE")) {
+		snprintf(why, len, "disabled by NKVM_IO_URING_DISABLE");
+		return -ENOSYS;
+	}
+	disabled = uring_sysctl_disabled();
+	if (disabled == 2) {
+		snprintf(why, len, "disabled by the sysctl kernel.io_uring_disabled=2");
+		return -EPERM;
+	}
+	err = io_uring_queue_init(2, &ring, 0);
+	if (!err) {
+		io_uring_queue_exit(&ring);
+		return 0;
+	}
+	if (err == -ENOSYS)
+		snprintf(why, len, "not in this kernel");
+	else if (err == -EPERM && disabled == 1)
+		snprintf(why, len, "kernel.io_uring_disabled=1 and not in kernel.io_uring_group");
+	else
+		snprintf(why, len, "io_uring_setup: %s", strerror(-err));
+	return err;
+}
+
+const struct io_engine_ops io_engine_uring = {
+	.name = "io_uring",
+	.probe = uring_probe,
+	.create = uring_create,
+	.submit = uring_submit,
+	.destroy = uring_destroy,
+	.queue_open = uring_queue_open,
+	.queue_submit = uring_queue_submit,
+	.queue_poll = uring_queue_poll,
+	.queue_close = uring_queue_close,
+};

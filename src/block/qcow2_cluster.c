@@ -1,0 +1,383 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The worker's side of qcow2 requests, one guest cluster at a time: mapping through L1 and L2
+ * (loading tables), reads of every kind of cluster, writes that allocate or copy on write, and
+ * zeroing. Order within a write: the new cluster's data (guest bytes plus what it keeps of the
+ * old content) is written before its L2 entry is published, and the old cluster's refcount drops
+ * only after a flush made the new entry durable (qcow2_free_later).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/qcow2.h"
+
+static uint64_t l2_index(const struct qcow2 *s, uint64_t gc)
+{
+	return gc & ((1ULL << s->l2_bits) - 1);
+}
+
+static void l1_set(struct qcow2 *s, uint64_t i, uint64_t e)
+{
+	pthread_mutex_lock(&s->lock);
+	s->l1[i] = e;
+	/* The dirty range is empty when lo > hi (UINT32_MAX, 0). */
+	if (i < s->l1_dirty_lo)
+		s->l1_dirty_lo = (uint32_t)i;
+	if (i > s->l1_dirty_hi)
+		s->l1_dirty_hi = (uint32_t)i;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void l2_set(struct qcow2 *s, uint8_t *t, uint64_t gc, uint64_t e)
+{
+	pthread_mutex_lock(&s->lock);
+	qcow2_put_be64(t + 8 * l2_index(s, gc), e);
+	pthread_mutex_unlock(&s->lock);
+	qcow2_cache_dirty(s->l2_cache, t);
+}
+
+/*
+ * The L2 table for guest cluster gc, pinned; *t is NULL when none is allocated and !alloc. With
+ * alloc, a missing table is created and a shared one (COPIED clear in its L1 entry: a snapshot
+ * uses it too) is copied, and the L1 entry points at the result.
+ */
+static int l2_table(struct qcow2 *s, uint64_t gc, bool alloc, uint8_t **t)
+{
+	uint64_t i = gc >> s->l2_bits, l2_off, new_off;
+	uint8_t *old, *nt;
+	bool copied;
+	int err;
+
+	*t = NULL;
+	if (qcow2_l1e_decode(s, s->l1[i], &l2_off, &copied))
+		return qcow2_corrupt(s, "L1 entry %llu (%#llx) is misaligned, past the end of the "
+				     "file or over other metadata", (unsigned long long)i,
+				     (unsigned long long)s->l1[i]);
+	if (l2_off && (copied || !alloc))
+		return qcow2_cache_get(s, s->l2_cache, l2_off, true, t);
+	if (!alloc)
+		return 0;
+	err = qcow2_alloc_cluster(s, &new_off);
+	if (err)
+		return err;
+	err = qcow2_cache_get(s, s->l2_cache, new_off, false, &nt);
+	if (err) {
+		qcow2_free_later(s, new_off, s->cluster_size);
+		return err;
+	}
+	if (l2_off) {
+		err = qcow2_cache_get(s, s->l2_cache, l2_off, true, &old);
+		if (err) {
+			qcow2_cache_put(s->l2_cache, nt);
+			qcow2_free_later(s, new_off, s->cluster_size);
+			return err;
+		}
+		memcpy(nt, old, s->cluster_size);
+		qcow2_cache_put(s->l2_cache, old);
+	}
+	l1_set(s, i, new_off | QCOW2_OFLAG_COPIED);
+	if (l2_off)
+		qcow2_free_later(s, l2_off, s->cluster_size);
+	*t = nt;
+	return 0;
+}
+
+static int entry_corrupt(struct qcow2 *s, uint64_t gc, uint64_t e)
+{
+	return qcow2_corrupt(s, "L2 entry %#llx for guest offset %#llx is invalid (misaligned, "
+			     "reserved bits, past the end of the file or over metadata)",
+			     (unsigned long long)e, (unsigned long long)(gc << s->cluster_bits));
+}
+
+static int map_cluster(struct qcow2 *s, uint64_t gc, struct qcow2_map *m)
+{
+	uint8_t *t;
+	uint64_t e;
+	int err = l2_table(s, gc, false, &t);
+
+	memset(m, 0, sizeof(*m));
+	m->kind = QCOW2_UNALLOCATED;
+	if (err || !t)
+		return err;
+	e = qcow2_be64(t + 8 * l2_index(s, gc));
+	qcow2_cache_put(s->l2_cache, t);
+	if (qcow2_l2e_decode(s, e, m))
+		return entry_corrupt(s, gc, e);
+	return 0;
+}
+
+/* The decompressed cluster in s->zbuf, kept for the next request that wants it. */
+static int decompress(struct qcow2 *s, const struct qcow2_map *m)
+{
+	int err;
+
+	if (s->zbuf_host == m->host)
+		return 0;
+	s->zbuf_host = 0;
+	err = qcow2_pread(s, s->mfd, s->cbuf, m->csize, m->host);
+	if (err)
+		return err;
+	if (qcow2_decompress(s, s->cbuf, m->csize, s->zbuf))
+		return qcow2_corrupt(s, "compressed cluster at %#llx (%llu bytes) does not "
+				     "decompress", (unsigned long long)m->host,
+				     (unsigned long long)m->csize);
+	s->zbuf_host = m->host;
+	return 0;
+}
+
+/* A whole cluster of the image into buf, zeroes where the file ends inside it. */
+static int read_host_cluster(struct qcow2 *s, uint64_t host, uint8_t *buf)
+{
+	uint64_t n = s->file_end - host < s->cluster_size ? s->file_end - host : s->cluster_size;
+
+	memset(buf + n, 0, s->cluster_size - n);
+	return qcow2_pread(s, s->mfd, buf, n, host);
+}
+
+/* What guest cluster gc reads as now, into buf. */
+static int cluster_content(struct qcow2 *s, uint64_t gc, const struct qcow2_map *m, uint8_t *buf)
+{
+	int err;
+
+	switch (m->kind) {
+	case QCOW2_UNALLOCATED:
+		return qcow2_backing_read(s, gc << s->cluster_bits, buf, s->cluster_size);
+	case QCOW2_ZERO:
+		memset(buf, 0, s->cluster_size);
+		return 0;
+	case QCOW2_NORMAL:
+		return read_host_cluster(s, m->host, buf);
+	case QCOW2_COMPRESSED:
+		err = decompress(s, m);
+		if (!err)
+			memcpy(buf, s->zbuf, s->cluster_size);
+		return err;
+	}
+	return -EIO;
+}
+
+static uint64_t request_len(const struct disk_request *req)
+{
+	uint64_t len = 0;
+
+	for (unsigned int i = 0; i < req->iovcnt; i++)
+		len += req->iov[i].iov_len;
+	return len;
+}
+
+static int rw_iter(struct qcow2 *s, enum disk_op op, struct qcow2_iter *it, uint64_t len,
+		   uint64_t host, struct iovec *slice, unsigned int max)
+{
+	struct disk_request r = { .op = op, .offset = host, .iov = slice };
+
+	r.iovcnt = qcow2_iter_slice(it, len, slice, max);
+	return io_execute(&s->d->file, &r);
+}
+
+int qcow2_do_read(struct qcow2 *s, struct disk_request *req)
+{
+	struct qcow2_iter it = { req->iov, req->iovcnt, 0 };
+	uint64_t off = req->offset, len = request_len(req);
+	struct iovec *slice = malloc((req->iovcnt + 1) * sizeof(*slice));
+	int err = 0;
+
+	if (!slice)
+		return -ENOMEM;
+	while (len && !err) {
+		uint64_t gc = off >> s->cluster_bits, in = off & (s->cluster_size - 1);
+		uint64_t n = s->cluster_size - in < len ? s->cluster_size - in : len;
+		struct qcow2_map m;
+
+		err = map_cluster(s, gc, &m);
+		if (err)
+			break;
+		switch (m.kind) {
+		case QCOW2_UNALLOCATED:
+			if (s->backing) {
+				err = qcow2_backing_read(s, off, s->buf, n);
+				if (!err)
+					qcow2_iter_from_buf(&it, s->buf, n);
+			} else {
+				qcow2_iter_zero(&it, n);
+			}
+			break;
+		case QCOW2_ZERO:
+			qcow2_iter_zero(&it, n);
+			break;
+		case QCOW2_NORMAL:
+			if (!m.partial) {
+				err = rw_iter(s, DISK_READ, &it, n, m.host + in, slice,
+					      req->iovcnt + 1);
+				qcow2_iter_advance(&it, n);
+			} else {
+				err = read_host_cluster(s, m.host, s->buf);
+				if (!err)
+					qcow2_iter_from_buf(&it, s->buf + in, n);
+			}
+			break;
+		case QCOW2_COMPRESSED:
+			err = decompress(s, &m);
+			if (!err)
+				qcow2_iter_from_buf(&it, s->zbuf + in, n);
+			break;
+		}
+		off += n;
+		len -= n;
+	}
+	free(slice);
+	return err;
+}
+
+/*
+ * Writes n bytes at in of guest cluster gc: the next n bytes of it, or zeroes without it.
+ * In place when the cluster is this image's alone (COPIED); else into a new cluster that also
+ * receives what the guest cluster held outside the range.
+ */
+static int write_chunk(struct qcow2 *s, uint64_t gc, uint64_t in, uint64_t n,
+		       struct qcow2_iter *it, struct iovec *slice, unsigned int max)
+{
+	struct qcow2_map m;
+	uint8_t *t;
+	uint64_t e, host;
+	bool reuse;
+	int err = l2_table(s, gc, true, &t);
+
+	if (err)
+		return err;
+	e = qcow2_be64(t + 8 * l2_index(s, gc));
+	if (qcow2_l2e_decode(s, e, &m)) {
+		qcow2_cache_put(s->l2_cache, t);
+		return entry_corrupt(s, gc, e);
+	}
+	if (m.kind == QCOW2_NORMAL && m.copied && !m.partial) {
+		qcow2_cache_put(s->l2_cache, t);
+		if (it) {
+			err = rw_iter(s, DISK_WRITE, it, n, m.host + in, slice, max);
+			qcow2_iter_advance(it, n);
+			return err;
+		}
+		memset(s->buf, 0, n);
+		return qcow2_pwrite(s, s->dfd, s->buf, n, m.host + in);
+	}
+
+	/* An allocated zero cluster of ours is rewritten where it is. */
+	reuse = m.kind == QCOW2_ZERO && m.host && m.copied && !m.partial;
+	if (in || n != s->cluster_size)
+		err = cluster_content(s, gc, &m, s->buf);
+	if (!err) {
+		if (it)
+			qcow2_iter_to_buf(it, s->buf + in, n);
+		else
+			memset(s->buf + in, 0, n);
+	}
+	host = m.host;
+	if (!err && !reuse)
+		err = qcow2_alloc_cluster(s, &host);
+	if (!err) {
+		err = qcow2_pwrite(s, s->dfd, s->buf, s->cluster_size, host);
+		if (err && !reuse)
+			qcow2_free_later(s, host, s->cluster_size);
+	}
+	if (!err)
+		l2_set(s, t, gc, host | QCOW2_OFLAG_COPIED);
+	qcow2_cache_put(s->l2_cache, t);
+	if (err || reuse)
+		return err;
+	/* The old reference is gone (in memory): its refcount drops after the next flush. */
+	if (m.kind == QCOW2_COMPRESSED)
+		qcow2_free_later(s, m.host, m.csize);
+	else if (m.host)
+		qcow2_free_later(s, m.host, s->cluster_size);
+	return 0;
+}
+
+int qcow2_do_write(struct qcow2 *s, struct disk_request *req)
+{
+	struct qcow2_iter it = { req->iov, req->iovcnt, 0 };
+	uint64_t off = req->offset, len = request_len(req);
+	struct iovec *slice = malloc((req->iovcnt + 1) * sizeof(*slice));
+	int err = 0;
+
+	if (!slice)
+		return -ENOMEM;
+	while (len && !err) {
+		uint64_t gc = off >> s->cluster_bits, in = off & (s->cluster_size - 1);
+		uint64_t n = s->cluster_size - in < len ? s->cluster_size - in : len;
+
+		err = write_chunk(s, gc, in, n, &it, slice, req->iovcnt + 1);
+		off += n;
+		len -= n;
+	}
+	free(slice);
+	return err;
+}
+
+static bool reads_zero(const struct qcow2 *s, const struct qcow2_map *m)
+{
+	return m->kind == QCOW2_ZERO || (m->kind == QCOW2_UNALLOCATED && !s->backing);
+}
+
+/*
+ * A whole guest cluster discarded or zeroed. Version 3: the zero flag, the cluster freed.
+ * Version 2 has no zero flag: without a backing file an unallocated cluster reads as zeroes;
+ * with one, discard keeps the data (it only may deallocate) and write-zeroes writes them.
+ */
+static int zero_cluster(struct qcow2 *s, uint64_t gc, enum disk_op op)
+{
+	struct qcow2_map m;
+	uint64_t e;
+	uint8_t *t;
+	int err = map_cluster(s, gc, &m);
+
+	if (err)
+		return err;
+	if ((m.kind == QCOW2_ZERO && !m.host) || (m.kind == QCOW2_UNALLOCATED && !s->backing))
+		return 0;
+	if (s->h.version < 3 && s->backing) {
+		if (op == DISK_DISCARD)
+			return 0;
+		return write_chunk(s, gc, 0, s->cluster_size, NULL, NULL, 0);
+	}
+	err = l2_table(s, gc, true, &t);
+	if (err)
+		return err;
+	e = s->h.version >= 3 ? QCOW2_OFLAG_ZERO : 0;
+	l2_set(s, t, gc, e);
+	qcow2_cache_put(s->l2_cache, t);
+	if (m.kind == QCOW2_COMPRESSED)
+		return qcow2_free_later(s, m.host, m.csize);
+	if (m.host)
+		return qcow2_free_later(s, m.host, s->cluster_size);
+	return 0;
+}
+
+int qcow2_do_zero(struct qcow2 *s, struct disk_request *req)
+{
+	uint64_t off = req->offset, len = req->len;
+	int err = 0;
+
+	while (len && !err) {
+		uint64_t gc = off >> s->cluster_bits, in = off & (s->cluster_size - 1);
+		uint64_t n = s->cluster_size - in < len ? s->cluster_size - in : len;
+		uint64_t l1i = gc >> s->l2_bits;
+		struct qcow2_map m;
+
+		/* No L2 table and no backing file: reads as zeroes up to the next L1 entry. */
+		if (!s->backing && !(s->l1[l1i] & QCOW2_L1E_OFFSET_MASK)) {
+			uint64_t next = (l1i + 1) << (s->l2_bits + s->cluster_bits);
+
+			n = next - off < len ? next - off : len;
+		} else if (!in && (n == s->cluster_size || off + n == s->d->size)) {
+			/* Whole clusters (the last may end with the disk). */
+			err = zero_cluster(s, gc, req->op);
+		} else if (req->op == DISK_WRITE_ZEROES) {
+			err = map_cluster(s, gc, &m);
+			if (!err && !reads_zero(s, &m))
+				err = write_chunk(s, gc, in, n, NULL, NULL, 0);
+		}
+		off += n;
+		len -= n;
+	}
+	return err;
+}

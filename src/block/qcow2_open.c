@@ -1,0 +1,444 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Opening and closing a qcow2 image: the header and its feature bits judged, the L1 and
+ * refcount tables read whole, the caches sized, the backing chain opened read-only (with the
+ * format the image records, never a guess), the worker and the engine started. Closing drains,
+ * then writes back the metadata twice (the second time for refcounts that the first one lowered).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "block/qcow2.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+/*
+ * The images being opened on this thread, outermost first: a backing file already among them
+ * is a loop. Opens of a chain recurse on one thread (disk_open of the backing file from inside
+ * qcow2_open), so thread-local state follows the recursion exactly.
+ */
+static __thread struct {
+	unsigned int depth;
+	dev_t dev[QCOW2_MAX_CHAIN];
+	ino_t ino[QCOW2_MAX_CHAIN];
+} chain;
+
+/* disk_open's *why for messages with values in them. */
+static __thread char why_buf[1200];
+
+static const char *whyf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *whyf(const char *fmt, ...)
+{
+	char tmp[sizeof(why_buf)];	/* an argument may be why_buf itself (a backing file's) */
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	memcpy(why_buf, tmp, sizeof(why_buf));
+	return why_buf;
+}
+
+static void qcow2_free(struct qcow2 *s)
+{
+	if (s->mfd >= 0)
+		close(s->mfd);
+	qcow2_cache_destroy(s->l2_cache);
+	qcow2_cache_destroy(s->rb_cache);
+	qcow2_header_free(&s->h);
+	ZSTD_freeDCtx(s->zstd);
+	free(s->l1);
+	free(s->reftable);
+	free(s->pending);
+	free(s->buf);
+	free(s->cbuf);
+	free(s->zbuf);
+	free(s->path);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->qlock);
+	pthread_cond_destroy(&s->qcond);
+	free(s);
+}
+
+/*
+ * Metadata goes through a second descriptor of the same file without O_DIRECT, so that tables
+ * need no aligned buffers. /proc/self/fd reopens exactly the file that is locked; the path is
+ * the fallback where /proc is missing.
+ */
+static int reopen(struct qcow2 *s)
+{
+	int flags = (s->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY;
+	char proc[64];
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", s->dfd);
+	s->mfd = open(proc, flags);
+	if (s->mfd < 0 && s->path[0])
+		s->mfd = open(s->path, flags);
+	return s->mfd < 0 ? -errno : 0;
+}
+
+static int read_header(struct qcow2 *s, const char **why)
+{
+	size_t len = s->d->file_size < 2 * MiB ? s->d->file_size : 2 * MiB;
+	uint8_t *buf = malloc(len ? len : 1);
+	char msg[256];
+	int err;
+
+	if (!buf) {
+		*why = "out of memory";
+		return -ENOMEM;
+	}
+	err = qcow2_pread(s, s->mfd, buf, len, 0);
+	if (err) {
+		free(buf);
+		*why = "cannot read the qcow2 header";
+		return err;
+	}
+	err = qcow2_header_parse(&s->h, buf, len, s->d->file_size, msg, sizeof(msg));
+	free(buf);
+	if (err)
+		*why = whyf("%s", msg);
+	return err;
+}
+
+/* Feature bits the parser leaves to the driver, and what the driver needs of the geometry. */
+static int check_image(struct qcow2 *s, const char **why)
+{
+	uint64_t inc = s->h.incompatible_features;
+
+	if (!s->readonly && (inc & QCOW2_INCOMPAT_CORRUPT)) {
+		*why = whyf("image is marked corrupt; open it read-only, or repair it with "
+			    "`qemu-img check -r all %s`", s->path);
+		return -EINVAL;
+	}
+	if (!s->readonly && (inc & QCOW2_INCOMPAT_DIRTY)) {
+		*why = whyf("image was not closed cleanly (dirty, lazy refcounts); repair it with "
+			    "`qemu-img check -r all %s`, or open it read-only", s->path);
+		return -EINVAL;
+	}
+	if (s->d->direct && s->cluster_size < s->d->block_size) {
+		*why = whyf("clusters of %llu bytes are smaller than the %u-byte blocks direct I/O "
+			    "needs here", (unsigned long long)s->cluster_size, s->d->block_size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int load_tables(struct qcow2 *s, const char **why)
+{
+	uint64_t rt_bytes = (uint64_t)s->h.refcount_table_clusters << s->cluster_bits;
+	uint8_t *buf;
+	int err;
+
+	s->l1_size = s->h.l1_size;
+	s->l1 = calloc(s->l1_size ? s->l1_size : 1, sizeof(*s->l1));
+	s->reftable_size = rt_bytes / 8;
+	s->reftable = calloc(s->reftable_size, sizeof(*s->reftable));
+	buf = malloc(rt_bytes > (uint64_t)s->l1_size * 8 ? rt_bytes : (uint64_t)s->l1_size * 8);
+	if (!s->l1 || !s->reftable || !buf) {
+		free(buf);
+		*why = "out of memory";
+		return -ENOMEM;
+	}
+	err = qcow2_pread(s, s->mfd, buf, (size_t)s->l1_size * 8, s->h.l1_table_offset);
+	for (uint32_t i = 0; !err && i < s->l1_size; i++)
+		s->l1[i] = qcow2_be64(buf + 8 * i);
+	if (!err)
+		err = qcow2_pread(s, s->mfd, buf, rt_bytes, s->h.refcount_table_offset);
+	for (uint64_t i = 0; !err && i < s->reftable_size; i++)
+		s->reftable[i] = qcow2_be64(buf + 8 * i) & QCOW2_REFT_OFFSET_MASK;
+	free(buf);
+	if (err)
+		*why = "cannot read the L1 or refcount table";
+	return err;
+}
+
+/*
+ * L2 tables: as given (cache_size, like QEMU's l2-cache-size), else enough to map the whole
+ * disk, up to QCOW2_DEFAULT_CACHE_MAX. Refcount blocks: a quarter of that when given, else
+ * enough for the file or the disk, whichever is larger, within a quarter of the maximum.
+ */
+static int make_caches(struct qcow2 *s, uint64_t cache_size, const char **why)
+{
+	uint64_t cs = s->cluster_size;
+	uint64_t l2_cover = cs << s->l2_bits, rb_cover = cs << s->rb_bits;
+	uint64_t big = s->h.size > s->d->file_size ? s->h.size : s->d->file_size;
+	uint64_t l2_bytes, rb_bytes;
+
+	if (cache_size) {
+		l2_bytes = cache_size;
+		rb_bytes = cache_size / 4;
+	} else {
+		l2_bytes = (s->h.size + l2_cover - 1) / l2_cover * cs;
+		if (l2_bytes > QCOW2_DEFAULT_CACHE_MAX)
+			l2_bytes = QCOW2_DEFAULT_CACHE_MAX;
+		rb_bytes = (big + rb_cover - 1) / rb_cover * cs + 2 * cs;
+		if (rb_bytes > QCOW2_DEFAULT_CACHE_MAX / 4)
+			rb_bytes = QCOW2_DEFAULT_CACHE_MAX / 4;
+	}
+	s->l2_cache = qcow2_cache_create((uint32_t)(l2_bytes / cs), s->cluster_bits);
+	s->rb_cache = qcow2_cache_create((uint32_t)(rb_bytes / cs), s->cluster_bits);
+	if (!s->l2_cache || !s->rb_cache) {
+		*why = "out of memory for the metadata cache";
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* The backing file's path: as written when absolute, else beside the image. */
+static int backing_path(const struct qcow2 *s, char *out, size_t len)
+{
+	const char *name = s->h.backing_file, *slash = strrchr(s->path, '/');
+	int n;
+
+	if (name[0] == '/' || !slash)
+		n = snprintf(out, len, "%s", name);
+	else
+		n = snprintf(out, len, "%.*s/%s", (int)(slash - s->path), s->path, name);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static int open_backing(struct qcow2 *s, const char **why)
+{
+	const char *name = s->h.backing_file, *fmt = s->h.backing_format, *bwhy = NULL;
+	struct disk_options bo = { .readonly = true, .threads = 2 };
+	char path[PATH_MAX];
+	struct stat st, self;
+	int err;
+
+	if (!name[0])
+		return 0;
+	/* Probing would let a guest's raw disk pass for qcow2 (and name any file as backing). */
+	if (!fmt[0]) {
+		*why = whyf("backing file %s: the image does not say its format; record it with "
+			    "`qemu-img rebase -u -F raw -b %s %s` (or -F qcow2)", name, name,
+			    s->path);
+		return -EINVAL;
+	}
+	if (!strcmp(fmt, "raw")) {
+		bo.format = DISK_FORMAT_RAW;
+	} else if (!strcmp(fmt, "qcow2")) {
+		bo.format = DISK_FORMAT_QCOW2;
+	} else {
+		*why = whyf("backing file %s: format %s is not supported (raw or qcow2)", name,
+			    fmt);
+		return -ENOTSUP;
+	}
+	if (backing_path(s, path, sizeof(path))) {
+		*why = whyf("backing file %s: path too long", name);
+		return -ENAMETOOLONG;
+	}
+	if (chain.depth >= QCOW2_MAX_CHAIN) {
+		*why = whyf("backing file %s: chain of more than %d images", name, QCOW2_MAX_CHAIN);
+		return -ELOOP;
+	}
+	if (fstat(s->dfd, &self)) {
+		*why = "cannot stat";
+		return -errno;
+	}
+	chain.dev[chain.depth] = self.st_dev;
+	chain.ino[chain.depth] = self.st_ino;
+	chain.depth++;
+	/* Before opening: the open would only meet our own lock and say "in use". */
+	if (stat(path, &st) == 0) {
+		for (unsigned int i = 0; i < chain.depth; i++) {
+			if (chain.dev[i] == st.st_dev && chain.ino[i] == st.st_ino) {
+				chain.depth--;
+				*why = whyf("backing file %s: loop in the backing chain", path);
+				return -ELOOP;
+			}
+		}
+	}
+	bo.path = path;
+	bo.cache_size = s->d->opts ? s->d->opts->cache_size : 0;
+	err = disk_open(&s->backing, &bo, &bwhy);
+	chain.depth--;
+	if (err) {
+		/* Deeper in the chain, the message already names the file that failed. */
+		if (bwhy && !strncmp(bwhy, "backing file ", 13))
+			*why = bwhy;
+		else
+			*why = whyf("backing file %s: %s", path, bwhy ? bwhy : "cannot open");
+		return err;
+	}
+	s->backing_size = disk_size(s->backing);
+	return 0;
+}
+
+/*
+ * Autoclear bits (docs/interop/qcow2.txt): a writer that does not maintain what a bit stands
+ * for clears it. nkvm maintains none of them (bitmaps, raw external data), so a read-write open
+ * clears them all, rewriting the header with its unknown extensions kept.
+ */
+static int clear_autoclear(struct qcow2 *s, const char **why)
+{
+	uint8_t *buf, field[8] = { 0 };
+	long n;
+	int err;
+
+	if (s->readonly || !s->h.autoclear_features)
+		return 0;
+	buf = malloc(s->cluster_size);
+	if (!buf) {
+		*why = "out of memory";
+		return -ENOMEM;
+	}
+	s->h.autoclear_features = 0;
+	n = qcow2_header_encode(&s->h, buf, s->cluster_size);
+	if (n > 0)
+		err = qcow2_pwrite(s, s->mfd, buf, n, 0);
+	else	/* the rewritten header would not fit: the field alone */
+		err = qcow2_pwrite(s, s->mfd, field, sizeof(field), 88);
+	free(buf);
+	if (!err)
+		err = qcow2_sync(s);
+	if (err)
+		*why = "cannot rewrite the header to clear its autoclear bits";
+	return err;
+}
+
+static int start(struct qcow2 *s, const char **why)
+{
+	struct io_engine_config cfg = { .threads = s->d->opts ? s->d->opts->threads : 0 };
+	size_t align = s->d->dio_mem_align > 4096 ? s->d->dio_mem_align : 4096;
+	sigset_t mask, old;
+	int err;
+
+	if (posix_memalign((void **)&s->buf, align, s->cluster_size))
+		s->buf = NULL;
+	s->cbuf = malloc(2 * s->cluster_size);
+	s->zbuf = malloc(s->cluster_size);
+	if (!s->buf || !s->cbuf || !s->zbuf) {
+		*why = "out of memory";
+		return -ENOMEM;
+	}
+	s->engine_ops = s->d->engine_ops;
+	err = s->engine_ops->create(&s->engine, &s->d->file, &cfg, why);
+	if (err)
+		return err;
+	/* Like engine threads: signals are the main thread's, faults stay deliverable. */
+	sigfillset(&mask);
+	sigdelset(&mask, SIGSEGV);
+	sigdelset(&mask, SIGBUS);
+	sigdelset(&mask, SIGFPE);
+	sigdelset(&mask, SIGILL);
+	sigdelset(&mask, SIGTRAP);
+	pthread_sigmask(SIG_SETMASK, &mask, &old);
+	err = -pthread_create(&s->worker, NULL, qcow2_worker, s);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err) {
+		s->engine_ops->destroy(s->engine);
+		s->engine = NULL;
+		*why = "cannot start the qcow2 worker thread";
+		return err;
+	}
+	pthread_setname_np(s->worker, "nkvm-qcow2");
+	s->worker_started = true;
+	return 0;
+}
+
+int qcow2_open(struct disk *d, const char **why)
+{
+	struct qcow2 *s = calloc(1, sizeof(*s));
+	int err;
+
+	if (!s) {
+		*why = "out of memory";
+		return -ENOMEM;
+	}
+	s->d = d;
+	s->mfd = -1;
+	s->dfd = d->file.fd;
+	s->readonly = d->readonly;
+	s->l1_dirty_lo = UINT32_MAX;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	pthread_mutex_init(&s->qlock, NULL);
+	pthread_cond_init(&s->qcond, NULL);
+	s->path = strdup(d->opts && d->opts->path ? d->opts->path : "");
+	if (!s->path) {
+		free(s);
+		*why = "out of memory";
+		return -ENOMEM;
+	}
+	err = reopen(s);
+	if (err) {
+		*why = "cannot open the image a second time (for metadata)";
+		goto fail;
+	}
+	err = read_header(s, why);
+	if (err)
+		goto fail;
+	s->cluster_bits = s->h.cluster_bits;
+	s->cluster_size = 1ULL << s->cluster_bits;
+	s->l2_bits = s->cluster_bits - 3;
+	s->refcount_order = s->h.refcount_order;
+	s->rb_bits = s->cluster_bits + 3 - s->refcount_order;
+	s->refcount_max = s->refcount_order == 6 ? UINT64_MAX :
+						   (1ULL << (1U << s->refcount_order)) - 1;
+	s->file_end = d->file_size;
+	s->free_hint = 1;
+	err = check_image(s, why);
+	if (!err)
+		err = load_tables(s, why);
+	if (!err)
+		err = make_caches(s, d->opts ? d->opts->cache_size : 0, why);
+	if (!err)
+		err = open_backing(s, why);
+	if (!err)
+		err = clear_autoclear(s, why);
+	if (!err)
+		err = start(s, why);
+	if (err)
+		goto fail;
+	d->format_priv = s;
+	d->size = s->h.size;
+	return 0;
+fail:
+	if (s->backing)
+		disk_close(s->backing);
+	qcow2_free(s);
+	return err;
+}
+
+void qcow2_close(struct disk *d)
+{
+	struct qcow2 *s = d->format_priv;
+	int err = 0;
+
+	if (!s)
+		return;
+	/* Requests in flight, and those their done callbacks submit, finish first. */
+	pthread_mutex_lock(&s->lock);
+	while (s->outstanding)
+		pthread_cond_wait(&s->cond, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_lock(&s->qlock);
+	s->stopping = true;
+	pthread_cond_signal(&s->qcond);
+	pthread_mutex_unlock(&s->qlock);
+	pthread_join(s->worker, NULL);
+	/* Twice: the first flush lowers the refcounts of freed clusters, the second writes them. */
+	if (!s->readonly) {
+		err = qcow2_flush_metadata(s);
+		if (!err)
+			err = qcow2_flush_metadata(s);
+	}
+	if (err)
+		nkvm_err("%s: writing back qcow2 metadata at close: %s", s->path, strerror(-err));
+	s->engine_ops->destroy(s->engine);
+	if (s->backing)
+		disk_close(s->backing);
+	d->format_priv = NULL;
+	qcow2_free(s);
+}
