@@ -300,8 +300,14 @@ struct parent {
 	struct child children[];	/* then their iovecs */
 };
 
-int qcow2_engine_submit(struct qcow2 *s, struct disk_request *req)
+/*
+ * The one place the fast path hands file I/O to an engine: to the submitting virtqueue's own
+ * context (its io_uring ring) when there is one, else to the engine every thread shares.
+ */
+int qcow2_engine_submit(struct qcow2 *s, struct io_queue *q, struct disk_request *req)
 {
+	if (q)
+		return s->d->engine_ops->queue_submit(q, req);
 	return s->engine_ops->submit(s->engine, req);
 }
 
@@ -457,7 +463,8 @@ static void worker_queue(struct qcow2 *s, struct disk_request *req)
 	pthread_mutex_unlock(&s->qlock);
 }
 
-int qcow2_submit(struct disk *d, struct disk_request *req)
+/* q: the submitting thread's engine context, or NULL. The worker never sees q. */
+static int submit_on(struct disk *d, struct io_queue *q, struct disk_request *req)
 {
 	struct qcow2 *s = d->format_priv;
 	struct extent x[QCOW2_FAST_MAX_EXTENTS];
@@ -546,13 +553,23 @@ int qcow2_submit(struct disk *d, struct disk_request *req)
 			disk_submit(s->backing, &ch->req);
 			continue;
 		}
-		ret = qcow2_engine_submit(s, &ch->req);
+		ret = qcow2_engine_submit(s, q, &ch->req);
 		if (ret != IO_QUEUED)
 			child_done(&ch->req, ret);
 	}
 	/* Completed already (by the engine or on this thread)? Then done has run: not again. */
 	parent_put(p, 0);
 	return IO_QUEUED;
+}
+
+int qcow2_submit(struct disk *d, struct disk_request *req)
+{
+	return submit_on(d, NULL, req);
+}
+
+static int qcow2_queue_submit(struct disk *d, struct io_queue *q, struct disk_request *req)
+{
+	return submit_on(d, q, req);
 }
 
 /* The worker */
@@ -603,4 +620,5 @@ const struct disk_format_ops disk_format_qcow2 = {
 	.open = qcow2_open,
 	.close = qcow2_close,
 	.submit = qcow2_submit,
+	.queue_submit = qcow2_queue_submit,
 };

@@ -131,7 +131,7 @@ int qcow2_sync(struct qcow2 *s);
 /* Reads len bytes at guest offset off from the backing file (zeroes past its end), waiting. */
 int qcow2_backing_read(struct qcow2 *s, uint64_t off, void *buf, size_t len);
 /* The fast path's one door to the engine. */
-int qcow2_engine_submit(struct qcow2 *s, struct disk_request *req);
+int qcow2_engine_submit(struct qcow2 *s, struct io_queue *q, struct disk_request *req);
 /*
  * Decodes an L1 entry into the L2 table's offset (0: none) and COPIED; -EIO when it is
  * misaligned, past the end of the file or over the header, L1 or refcount table. Lock held or
