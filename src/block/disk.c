@@ -346,6 +346,32 @@ static int disk_check(const struct disk *d, const struct disk_request *req)
 	return 0;
 }
 
+bool disk_dio_aligned(const struct disk *d, const struct disk_request *req)
+{
+	uint64_t mask = d->block_size - 1;
+	uintptr_t mem_mask = d->dio_mem_align - 1;
+
+	switch (req->op) {
+	case DISK_READ:
+	case DISK_WRITE:
+		if (req->offset & mask)
+			return false;
+		for (unsigned int i = 0; i < req->iovcnt; i++) {
+			const struct iovec *v = &req->iov[i];
+
+			if ((v->iov_len & mask) || ((uintptr_t)v->iov_base & mem_mask))
+				return false;
+		}
+		return true;
+	case DISK_DISCARD:
+	case DISK_WRITE_ZEROES:
+		/* Their fallback writes zero buffers, which O_DIRECT holds to the same rule. */
+		return !((req->offset | req->len) & mask);
+	default:
+		return true;
+	}
+}
+
 void disk_submit(struct disk *d, struct disk_request *req)
 {
 	int ret = disk_check(d, req);

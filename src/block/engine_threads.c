@@ -10,7 +10,6 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -18,6 +17,7 @@
 #include <unistd.h>
 
 #include "block/engine.h"
+#include "block/engine_helpers.h"
 #include "lib/util.h"
 
 /* Written zeroes go out in pieces of this size, from a buffer on the worker's stack. */
@@ -257,7 +257,6 @@ static int threads_create(struct io_engine **ep, struct io_file *f,
 {
 	unsigned int n = cfg->threads ? cfg->threads : threads_default();
 	struct io_engine *e;
-	sigset_t mask, old;
 	int err = 0;
 
 	*ep = NULL;
@@ -270,25 +269,11 @@ static int threads_create(struct io_engine **ep, struct io_file *f,
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->wake, NULL);
 
-	/*
-	 * Workers inherit the creator's signal mask: block everything a signalfd on the main
-	 * thread may want, but not the faults, which would otherwise kill the process without a
-	 * handler (or a sanitizer) getting to report them.
-	 */
-	sigfillset(&mask);
-	sigdelset(&mask, SIGSEGV);
-	sigdelset(&mask, SIGBUS);
-	sigdelset(&mask, SIGFPE);
-	sigdelset(&mask, SIGILL);
-	sigdelset(&mask, SIGTRAP);
-	pthread_sigmask(SIG_SETMASK, &mask, &old);
 	for (; e->nr_threads < n; e->nr_threads++) {
-		err = -pthread_create(&e->threads[e->nr_threads], NULL, threads_worker, e);
+		err = io_thread_start(&e->threads[e->nr_threads], threads_worker, e, "nkvm-disk-io");
 		if (err)
 			break;
-		pthread_setname_np(e->threads[e->nr_threads], "nkvm-disk-io");
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err) {
 		*why = "cannot start I/O threads";
 		threads_destroy(e);

@@ -64,6 +64,14 @@ struct disk_format_ops {
 };
 
 extern const struct disk_format_ops disk_format_raw;
+
+/*
+ * O_DIRECT: whether req is in whole blocks with suitably aligned buffers. Formats that hand the
+ * caller's buffers to the kernel check it before any byte moves: file systems differ in what
+ * they check and when (a misaligned third segment could fail after the first two were written),
+ * so the rule is enforced the same way on every file system.
+ */
+bool disk_dio_aligned(const struct disk *d, const struct disk_request *req);
 extern const struct disk_format_ops disk_format_qcow2;
 
 #endif

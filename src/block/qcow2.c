@@ -422,31 +422,6 @@ static bool fast_map(struct qcow2 *s, bool write, uint64_t off, uint64_t len, st
 	return true;
 }
 
-/* O_DIRECT: the rule raw enforces, so that every extent of the request is aligned too. */
-static bool dio_aligned(const struct disk *d, const struct disk_request *req)
-{
-	uint64_t mask = d->block_size - 1;
-	uintptr_t mem_mask = d->dio_mem_align - 1;
-
-	switch (req->op) {
-	case DISK_READ:
-	case DISK_WRITE:
-		if (req->offset & mask)
-			return false;
-		for (unsigned int i = 0; i < req->iovcnt; i++) {
-			if ((req->iov[i].iov_len & mask) ||
-			    ((uintptr_t)req->iov[i].iov_base & mem_mask))
-				return false;
-		}
-		return true;
-	case DISK_DISCARD:
-	case DISK_WRITE_ZEROES:
-		return !((req->offset | req->len) & mask);
-	default:
-		return true;
-	}
-}
-
 static void worker_queue(struct qcow2 *s, struct disk_request *req)
 {
 	pthread_mutex_lock(&s->lock);
@@ -474,7 +449,7 @@ static int submit_on(struct disk *d, struct io_queue *q, struct disk_request *re
 	struct parent *p;
 	struct iovec *iov;
 
-	if (d->direct && !dio_aligned(d, req))
+	if (d->direct && !disk_dio_aligned(d, req))
 		return -EINVAL;
 	if (req->op != DISK_READ && req->op != DISK_WRITE) {
 		worker_queue(s, req);

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "block/engine_helpers.h"
 #include "block/qcow2.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -311,7 +311,6 @@ static int start(struct qcow2 *s, const char **why)
 {
 	struct io_engine_config cfg = { .threads = s->d->opts ? s->d->opts->threads : 0 };
 	size_t align = s->d->dio_mem_align > 4096 ? s->d->dio_mem_align : 4096;
-	sigset_t mask, old;
 	int err;
 
 	if (posix_memalign((void **)&s->buf, align, s->cluster_size))
@@ -327,22 +326,13 @@ static int start(struct qcow2 *s, const char **why)
 	if (err)
 		return err;
 	/* Like engine threads: signals are the main thread's, faults stay deliverable. */
-	sigfillset(&mask);
-	sigdelset(&mask, SIGSEGV);
-	sigdelset(&mask, SIGBUS);
-	sigdelset(&mask, SIGFPE);
-	sigdelset(&mask, SIGILL);
-	sigdelset(&mask, SIGTRAP);
-	pthread_sigmask(SIG_SETMASK, &mask, &old);
-	err = -pthread_create(&s->worker, NULL, qcow2_worker, s);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	err = io_thread_start(&s->worker, qcow2_worker, s, "nkvm-qcow2");
 	if (err) {
 		s->engine_ops->destroy(s->engine);
 		s->engine = NULL;
 		*why = "cannot start the qcow2 worker thread";
 		return err;
 	}
-	pthread_setname_np(s->worker, "nkvm-qcow2");
 	s->worker_started = true;
 	return 0;
 }
