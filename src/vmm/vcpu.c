@@ -83,7 +83,12 @@ enum vcpu_exit_action vcpu_handle_exit(struct vcpu *vcpu, struct kvm_run *run)
 	case KVM_EXIT_INTR:
 		return VCPU_CONTINUE;
 	case KVM_EXIT_SHUTDOWN:
-		/* A triple fault: what a PC does on reset when all else fails. A clean stop. */
+		/*
+		 * A triple fault: what a PC does on reset when all else fails, so a stop like a
+		 * reboot; but Linux (reboot=k) resets through the i8042, so say it: here it means
+		 * the guest crashed without a word.
+		 */
+		nkvm_err("vcpu %u: the guest reset itself (triple fault)", vcpu->id);
 		vm_request_stop(vcpu->vm, 0);
 		return VCPU_STOP;
 	case KVM_EXIT_SYSTEM_EVENT:
