@@ -1028,13 +1028,12 @@ static unsigned int io_threads_settle(unsigned int want)
 }
 
 /*
- * Each disk has its own pool, of the size asked for, gone when the disk closes. Counted from
- * what runs already, in case an earlier test failed with a disk open.
+ * Each disk has its own pool, starting with two workers (growing while requests wait, up to the
+ * size asked for), gone when the disk closes. Counted from what runs already, in case an
+ * earlier test failed with a disk open.
  */
 static void test_disk_each_disk_has_its_own_pool(void **state)
 {
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned int dflt = cpus <= 2 ? 4 : cpus >= 8 ? 16 : cpus * 2;
 	unsigned int base = io_threads_now();
 	char pa[PATH_MAX], pb[PATH_MAX];
 	uint8_t x[4096], y[4096];
@@ -1046,10 +1045,10 @@ static void test_disk_each_disk_has_its_own_pool(void **state)
 	img_make(fx_path(*state, "b.img", pb), 64 * KiB, 0);
 	sigemptyset(&none);
 	pthread_sigmask(SIG_SETMASK, &none, NULL);
-	a = t_open(pa, false, false, 3);
-	assert_int_equal(io_threads_now(), base + 3);
+	a = t_open(pa, false, false, 1);
+	assert_int_equal(io_threads_now(), base + 1);
 	b = t_open(pb, false, false, 5);
-	assert_int_equal(io_threads_now(), base + 8);
+	assert_int_equal(io_threads_now(), base + 3);
 	/* Starting workers leaves the caller's own signal mask as it was. */
 	pthread_sigmask(SIG_BLOCK, NULL, &after);
 	assert_false(sigismember(&after, SIGINT));
@@ -1058,7 +1057,7 @@ static void test_disk_each_disk_has_its_own_pool(void **state)
 	fill(x, sizeof(x), 71);
 	assert_int_equal(t_write(a, 0, x, sizeof(x), NULL), 0);
 	disk_close(a);
-	assert_int_equal(io_threads_settle(base + 5), base + 5);
+	assert_int_equal(io_threads_settle(base + 2), base + 2);
 	/* b is unaffected by a's pool going away. */
 	assert_int_equal(t_write(b, 4096, x, sizeof(x), NULL), 0);
 	assert_int_equal(t_read(b, 4096, y, sizeof(y), NULL), 0);
@@ -1084,11 +1083,48 @@ static void test_disk_each_disk_has_its_own_pool(void **state)
 	assert_int_equal(io_threads_settle(base), base);
 
 	c = t_open(pa, false, false, 0);
-	assert_int_equal(io_threads_now(), base + dflt);
+	assert_int_equal(io_threads_now(), base + 2);
 	disk_close(c);
 	assert_int_equal(io_threads_settle(base), base);
 	pthread_cond_destroy(&io.cond);
 	pthread_mutex_destroy(&io.lock);
+}
+
+/*
+ * Requests waiting for a worker grow the pool, but never past the size asked for: 64 flushes
+ * submitted at once to a pool of two, limited to 4, leave exactly 4 workers.
+ */
+static void test_disk_pool_grows_to_its_limit(void **state)
+{
+	unsigned int base = io_threads_now();
+	struct io ios[64];
+	char path[PATH_MAX];
+	struct disk *d;
+
+	img_make(fx_path(*state, "grow.img", path), 64 * KiB, 0);
+	d = t_open(path, false, false, 4);
+	assert_int_equal(io_threads_now(), base + 2);
+	for (int i = 0; i < 64; i++) {
+		memset(&ios[i], 0, sizeof(ios[i]));
+		ios[i].req = (struct disk_request){ .op = DISK_FLUSH, .done = io_done, .opaque = &ios[i] };
+		pthread_mutex_init(&ios[i].lock, NULL);
+		pthread_cond_init(&ios[i].cond, NULL);
+		disk_submit(d, &ios[i].req);
+	}
+	for (int i = 0; i < 64; i++) {
+		pthread_mutex_lock(&ios[i].lock);
+		while (!ios[i].calls)
+			pthread_cond_wait(&ios[i].cond, &ios[i].lock);
+		pthread_mutex_unlock(&ios[i].lock);
+		assert_int_equal(ios[i].status, 0);
+	}
+	assert_int_equal(io_threads_now(), base + 4);
+	disk_close(d);
+	assert_int_equal(io_threads_settle(base), base);
+	for (int i = 0; i < 64; i++) {
+		pthread_cond_destroy(&ios[i].cond);
+		pthread_mutex_destroy(&ios[i].lock);
+	}
 }
 
 static void test_disk_direct_io(void **state)
@@ -1270,6 +1306,7 @@ int main(int argc, char **argv)
 		T(test_disk_open_rejects_what_is_not_an_image),
 		T(test_disk_read_past_shrunk_file_is_eio),
 		T(test_disk_each_disk_has_its_own_pool),
+		T(test_disk_pool_grows_to_its_limit),
 		T(test_disk_direct_io),
 		T(test_disk_block_device),
 	};
