@@ -7,6 +7,7 @@
 # Several rounds, each running every combination once; the tables give the medians.
 #   bench/engines.sh [--quick] [--rounds N] [--seconds S] [--dir DIR] [--out FILE]
 #   bench/engines.sh --from SAMPLES.tsv [--out FILE]   (tables and plot again, no measuring)
+# The samples (one line per run) are kept beside the tables, as FILE-samples.tsv.
 # Default: 3 rounds of 1 s per run (about 12 minutes), images in /var/tmp/nkvm-engines, tables
 # to docs/engines.md and the plot to docs/engines.png. --quick: one round of 0.5 s, printed and
 # written under DIR only.
@@ -33,29 +34,9 @@ scripts/install-deps.sh
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 
-# The image lives on a disk: tmpfs refuses O_DIRECT and would measure memory copies.
-mkdir -p "$dir"
-if [[ $(stat -f -c %T "$dir") == tmpfs ]]; then
-	echo "bench: $dir is on tmpfs; give --dir a directory on a disk" >&2
-	exit 1
-fi
-raw=$dir/disk.raw
-qcow=$dir/disk.qcow2
-size_mb=1024
-# Random bytes, every block written: no sparse extents or zero clusters that a read could skip.
-if [[ -z $from ]] && [[ ! -f $raw || $(stat -c %s "$raw") -ne $((size_mb << 20)) ]]; then
-	echo "bench: writing a ${size_mb} MiB raw image at $raw" >&2
-	dd if=/dev/urandom of="$raw" bs=1M count=$size_mb oflag=direct status=none
-	rm -f "$qcow"
-fi
-# Every cluster allocated (random data has no zero clusters), so writes never allocate.
-if [[ -z $from ]]; then
-	[[ -f $qcow ]] || qemu-img convert -f raw -O qcow2 "$raw" "$qcow"
-	sync
-	if [[ -w /proc/sys/vm/drop_caches ]]; then echo 3 >/proc/sys/vm/drop_caches; fi
-fi
-
 engines="threads aio io_uring"
+formats="raw qcow2"
+queues="1 2"
 # name, buffer size, fio's rw, depth per queue
 workloads=(
 	"4k-randread-qd1 4k randread 1"
@@ -65,15 +46,147 @@ workloads=(
 	"1m-seqread-qd8 1M read 8"
 	"1m-seqwrite-qd8 1M write 8"
 )
-formats="raw qcow2"
-queues="1 2"
+rows=$((${#workloads[@]} * 4))
 qemu_aio() { case $1 in aio) echo native ;; *) echo "$1" ;; esac; }
 fio_engine() { case $1 in threads) echo psync ;; aio) echo libaio ;; *) echo io_uring ;; esac; }
 # qemu-img bench has no random mode: random rows stride by 65537 blocks (wrapping inside the
 # image), which spreads requests over the whole image without ever repeating a neighbour.
 stride=$((65537 * 4096))
-# fio takes whole seconds or a unit.
-runtime_ms=$(awk -v s="$secs" 'BEGIN { printf "%d", s * 1000 }')
+size_mb=1024
+raw=$dir/disk.raw
+qcow=$dir/disk.qcow2
+# Limits on the threads engine's pool tried beside its default (its own table).
+sweep="4 16 32"
+
+# --- the images ------------------------------------------------------------------------------
+
+prepare_images() {
+	# The image lives on a disk: tmpfs refuses O_DIRECT and would measure memory copies.
+	mkdir -p "$dir"
+	if [[ $(stat -f -c %T "$dir") == tmpfs ]]; then
+		echo "bench: $dir is on tmpfs; give --dir a directory on a disk" >&2
+		exit 1
+	fi
+	# Random bytes, every block written: no sparse extent or zero cluster a read could skip.
+	if [[ ! -f $raw || $(stat -c %s "$raw") -ne $((size_mb << 20)) ]]; then
+		echo "bench: writing a ${size_mb} MiB raw image at $raw" >&2
+		dd if=/dev/urandom of="$raw" bs=1M count=$size_mb oflag=direct status=none
+		rm -f "$qcow"
+	fi
+	# Every cluster allocated (random data has no zero clusters), so writes never allocate.
+	[[ -f $qcow ]] || qemu-img convert -f raw -O qcow2 "$raw" "$qcow"
+	sync
+	if [[ -w /proc/sys/vm/drop_caches ]]; then echo 3 >/proc/sys/vm/drop_caches; fi
+	# The binary measured is this one, even if the tree is rebuilt meanwhile.
+	cp nkvm "$dir/nkvm"
+}
+
+# --- measuring: one line of $data per run ----------------------------------------------------
+
+record() {
+	local IFS=$'\t'
+	echo "$*" >>"$data"
+}
+jfield() { sed -nE "s/.*\"$1\": \"?([0-9.a-z_]+).*/\1/p" <<<"$2"; }
+
+# run_nkvm ROUND TOOL ENGINE FORMAT NAME QUEUES ARGS...: records the run, prints its op count.
+run_nkvm() {
+	local r=$1 tool=$2 e=$3 f=$4 name=$5 q=$6 img=$raw j ran
+	shift 6
+	[[ $f == qcow2 ]] && img=$qcow
+	j=$("$dir/nkvm" img bench -f "$f" -i "$(qemu_aio "$e")" --queues "$q" "$@" --json \
+		"$img" 2>>"$dir/errors.log") || j=
+	ran=$(jfield engine "$j")
+	if [[ -z $(jfield ops "$j") || $ran != "$e" ]]; then
+		echo "bench: nkvm $e $f $name x$q: failed or fell back (${ran:-no result});" \
+			"see $dir/errors.log" >&2
+		record "$r" "$tool" "$e" "$f" "$name" "$q" - - - -
+		return
+	fi
+	record "$r" "$tool" "$e" "$f" "$name" "$q" "$(jfield iops "$j")" \
+		"$(jfield cpu_us_per_io "$j")" "$(jfield p99 "$j")" \
+		"$(jfield interrupts_per_io "$j")"
+	jfield ops "$j"
+}
+
+# run_qemu ROUND ENGINE FORMAT NAME QUEUES DEPTH COUNT ARGS...: qemu-img bench, COUNT requests
+# with every queue's depth in its one queue; its CPU time from the shell's `time`.
+run_qemu() {
+	local r=$1 e=$2 f=$3 name=$4 q=$5 depth=$6 count=$7 img=$raw t s
+	shift 7
+	[[ $f == qcow2 ]] && img=$qcow
+	if [[ -z $count ]]; then
+		record "$r" qemu-img "$e" "$f" "$name" "$q" - - - -
+		return
+	fi
+	t=$( { TIMEFORMAT='%U %S' && time qemu-img bench -f "$f" -i "$(qemu_aio "$e")" \
+		-d $((depth * q)) -c "$count" "$@" "$img"; } 2>&1) || t=
+	s=$(sed -nE 's/^Run completed in ([0-9.]+) seconds.*/\1/p' <<<"$t")
+	if [[ -z $s ]]; then
+		echo "bench: qemu-img $e $f $name x$q failed: $t" >&2
+		record "$r" qemu-img "$e" "$f" "$name" "$q" - - - -
+		return
+	fi
+	record "$r" qemu-img "$e" "$f" "$name" "$q" \
+		"$(awk -v n="$count" -v s="$s" 'BEGIN { printf "%.1f", n / s }')" \
+		"$(awk -v n="$count" -v c="$(tail -1 <<<"$t")" \
+			'BEGIN { split(c, a, " "); printf "%.2f", (a[1] + a[2]) * 1e6 / n }')" - -
+}
+
+# run_fio ROUND ENGINE NAME QUEUES BS RW DEPTH: fio on the raw file, one job per queue (psync:
+# one thread per request in flight, as a thread pool), several jobs each in its own slice.
+run_fio() {
+	local r=$1 e=$2 name=$3 q=$4 bs=$5 rw=$6 depth=$7 fe jobs iodepth line iops
+	local ms
+	fe=$(fio_engine "$e")
+	jobs=$q iodepth=$depth
+	[[ $fe == psync ]] && jobs=$((q * depth)) iodepth=1
+	local args=(--numjobs="$jobs" --iodepth="$iodepth")
+	((jobs > 1)) && args+=(--size=$((size_mb / jobs))M --offset_increment=$((size_mb / jobs))M)
+	# fio's runtime takes whole seconds or a unit.
+	ms=$(awk -v s="$secs" 'BEGIN { printf "%d", s * 1000 }')
+	line=$(fio --name="$name" --filename="$raw" --ioengine="$fe" --direct=1 --rw="$rw" \
+		--bs="$bs" --time_based --runtime="$ms"ms --thread --group_reporting \
+		--output-format=terse "${args[@]}" 2>>"$dir/errors.log") || line=
+	# terse v3: field 8 read IOPS, 49 write IOPS
+	iops=$(awk -F';' 'NF > 49 { printf "%.1f", $8 + $49 }' <<<"$line")
+	record "$r" fio "$e" raw "$name" "$q" "${iops:--}" - - -
+}
+
+# One round: every workload, queue count and engine: nkvm and qemu-img on both formats, fio.
+run_round() {
+	local r=$1 wl name bs rw depth q e f ops n_args q_args w
+	for wl in "${workloads[@]}"; do
+		read -r name bs rw depth <<<"$wl"
+		n_args=(-t none -s "$bs" -d "$depth" --time "$secs")
+		q_args=(-t none -s "$bs")
+		w=(-w --pattern=165)
+		case $rw in
+		randread) n_args+=(--random) q_args+=(-S "$stride") ;;
+		randwrite) n_args+=(--random "${w[@]}") q_args+=(-S "$stride" "${w[@]}") ;;
+		write) n_args+=("${w[@]}") q_args+=("${w[@]}") ;;
+		esac
+		for q in $queues; do
+			for e in $engines; do
+				for f in $formats; do
+					ops=$(run_nkvm "$r" nkvm "$e" "$f" "$name" "$q" "${n_args[@]}")
+					# The same number of requests as nkvm completed.
+					run_qemu "$r" "$e" "$f" "$name" "$q" "$depth" "$ops" \
+						"${q_args[@]}"
+				done
+				run_fio "$r" "$e" "$name" "$q" "$bs" "$rw" "$depth"
+			done
+		done
+	done
+	# The threads engine with its pool limited below its default.
+	for wl in "4k-randread-qd32 32" "4k-randread-qd128 128"; do
+		read -r name depth <<<"$wl"
+		for n in $sweep; do
+			run_nkvm "$r" "nkvm-threads-$n" threads raw "$name" 1 -t none -d "$depth" \
+				--random --engine-threads "$n" --time "$secs" >/dev/null
+		done
+	done
+}
 
 data=$dir/engines-$(date +%Y%m%d-%H%M%S).tsv
 if [[ $from ]]; then
@@ -82,83 +195,27 @@ if [[ $from ]]; then
 	secs=$(sed -n 's/^# seconds=//p' "$data")
 	quick=$(sed -n 's/^# quick=//p' "$data")
 else
+	prepare_images
 	{
 		echo "# seconds=$secs"
 		echo "# quick=$quick"
+		echo "# nkvm=$(git describe --always --dirty 2>/dev/null || echo unknown)"
+		echo "# date=$(date +%F)"
+		echo "# load-before=$(cut -d' ' -f1-3 /proc/loadavg)"
 		printf 'round\ttool\tengine\tformat\tworkload\tqueues\tiops\tcpu_us\tp99_us\t'
 		printf 'irq_per_io\n'
 	} >"$data"
-fi
-record() {
-	local IFS=$'\t'
-	echo "$*" >>"$data"
-}
-jfield() { sed -nE "s/.*\"$1\": \"?([0-9.a-z_]+).*/\1/p" <<<"$2"; }
-
-for ((r = 1; r <= rounds; r++)); do
-	[[ $from ]] && break
-	echo "bench: round $r of $rounds (${secs} s per run)" >&2
-	for wl in "${workloads[@]}"; do
-		read -r name bs rw depth <<<"$wl"
-		nargs=(-t none -s "$bs" -d "$depth" --time "$secs" --json)
-		qargs=(-t none -s "$bs")
-		case $rw in
-		randread) nargs+=(--random) && qargs+=(-S "$stride") ;;
-		randwrite) nargs+=(--random -w --pattern=165) && qargs+=(-S "$stride" -w --pattern=165) ;;
-		write) nargs+=(-w --pattern=165) && qargs+=(-w --pattern=165) ;;
-		esac
-		for q in $queues; do
-			for e in $engines; do
-				for f in $formats; do
-					img=$raw
-					[[ $f == qcow2 ]] && img=$qcow
-					j=$(./nkvm img bench -f "$f" -i "$(qemu_aio "$e")" --queues "$q" \
-						"${nargs[@]}" "$img" 2>>"$dir/errors.log") || j=
-					ops=$(jfield ops "$j")
-					ran=$(jfield engine "$j")
-					if [[ -z $ops || $ran != "$e" ]]; then
-						echo "bench: nkvm $e $f $name x$q: failed or fell back" \
-							"(${ran:-no result}); see $dir/errors.log" >&2
-						record "$r" nkvm "$e" "$f" "$name" "$q" - - - -
-						continue
-					fi
-					record "$r" nkvm "$e" "$f" "$name" "$q" "$(jfield iops "$j")" \
-						"$(jfield cpu_us_per_io "$j")" "$(jfield p99 "$j")" \
-						"$(jfield interrupts_per_io "$j")"
-					# The same number of requests, all queues' depth in one queue.
-					t=$( { TIMEFORMAT='%U %S' && time qemu-img bench -f "$f" \
-						-i "$(qemu_aio "$e")" -d $((depth * q)) -c "$ops" \
-						"${qargs[@]}" "$img"; } 2>&1) || t=
-					s=$(sed -nE 's/^Run completed in ([0-9.]+) seconds.*/\1/p' <<<"$t")
-					cpu=$(tail -1 <<<"$t")
-					if [[ -z $s ]]; then
-						echo "bench: qemu-img $e $f $name x$q failed: $t" >&2
-						record "$r" qemu-img "$e" "$f" "$name" "$q" - - - -
-						continue
-					fi
-					record "$r" qemu-img "$e" "$f" "$name" "$q" \
-						"$(awk -v n="$ops" -v s="$s" 'BEGIN { printf "%.1f", n / s }')" \
-						"$(awk -v n="$ops" -v c="$cpu" 'BEGIN { split(c, a, " ");
-							printf "%.2f", (a[1] + a[2]) * 1e6 / n }')" - -
-				done
-				# fio on the raw file: one job per queue (psync: one thread per request
-				# in flight, as a thread pool), each sequential job in its own slice.
-				fe=$(fio_engine "$e")
-				jobs=$q iodepth=$depth
-				[[ $fe == psync ]] && jobs=$((q * depth)) iodepth=1
-				fargs=(--numjobs="$jobs" --iodepth="$iodepth")
-				((jobs > 1)) && fargs+=(--size=$((size_mb / jobs))M
-					--offset_increment=$((size_mb / jobs))M)
-				line=$(fio --name="$name" --filename="$raw" --ioengine="$fe" --direct=1 \
-					--rw="$rw" --bs="$bs" --time_based --runtime="$runtime_ms"ms \
-					--thread --group_reporting --output-format=terse "${fargs[@]}" \
-					2>>"$dir/errors.log") || line=
-				iops=$(awk -F';' 'NF > 49 { printf "%.1f", $8 + $49 }' <<<"$line")
-				record "$r" fio "$e" raw "$name" "$q" "${iops:--}" - - -
-			done
-		done
+	for ((r = 1; r <= rounds; r++)); do
+		echo "bench: round $r of $rounds (${secs} s per run)" >&2
+		run_round "$r"
 	done
-done
+	echo "# load-after=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$data"
+	# The samples stay beside the tables, so that the medians can be checked and redone.
+	cp "$data" "${out%.md}-samples.tsv"
+	data=${out%.md}-samples.tsv
+fi
+
+# --- the tables --------------------------------------------------------------------------------
 
 # med TOOL ENGINE FORMAT WORKLOAD QUEUES COLUMN: the median over the rounds ("-" if none)
 med() {
@@ -167,56 +224,44 @@ med() {
 		"$data" | median
 }
 # div A B: A / B to 2 decimals, "-" when either is missing
-div() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-";
-	else printf "%.2f", a / b }'; }
+div() {
+	awk -v a="$1" -v b="$2" \
+		'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'
+}
 int() { awk -v a="$1" 'BEGIN { if (a == "-") print "-"; else printf "%.0f", a }'; }
+# less A B: A < B, both numbers
+less() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "-" && b != "-" && b != "" && a < b) }'; }
 
-machine="$(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(free -g |
-	awk '/^Mem:/ { print $2 }') GiB RAM, kernel $(uname -r), image file system $(stat -f -c %T \
-	"$dir") on $(df --output=source "$dir" | tail -1)"
-{
-	echo "# I/O engines: nkvm img bench, qemu-img bench, fio"
+engine_table() {
+	local e=$1 wl name rw mark f q n qi fi_
 	echo
-	echo "Command: \`bench/engines.sh$( ((quick)) && echo " --quick")\` ($(date +%F)), $rounds" \
-		"round(s) of ${secs} s per run; medians. Machine: $machine."
-	echo "Images: ${size_mb} MiB of random data, raw, and qcow2 converted from it (every cluster"
-	echo "allocated). Everything O_DIRECT (nkvm and qemu-img \`-t none\`, fio \`--direct=1\`): the"
-	echo "page cache plays no part. nkvm: \`nkvm img bench -t none -i ENGINE --queues Q --time S\`"
-	echo "(a driver thread per queue plays the guest; per-request latency and interrupts"
-	echo "counted at the driver; CPU is the whole process's, driver included). qemu-img"
-	echo "$(qemu-img --version | head -1 | sed 's/ (.*//'): the same number of requests as nkvm"
-	echo "completed, \`-d\` = queues x depth (it has one queue); its CPU per I/O includes its"
-	echo "start-up. fio $(fio --version): on the raw file, one job per queue (psync: one job per"
-	echo "request in flight, as a thread pool), the limit of the host; the same numbers stand in"
-	echo "the qcow2 rows. ~: qemu-img bench has no random mode; on random rows it strides by"
-	echo "65537 blocks (\`-S $stride\`) instead. Raw samples: \`$data\`."
-	for e in $engines; do
-		echo
-		echo "## $e (qemu-img -i $(qemu_aio "$e"), fio --ioengine=$(fio_engine "$e"))"
-		echo
-		echo "| workload | format | queues | nkvm IOPS | qemu-img IOPS | nkvm ÷ qemu-img |" \
-			"fio IOPS | nkvm ÷ fio | nkvm CPU µs/IO | qemu-img CPU µs/IO | nkvm p99 µs |" \
-			"interrupts/IO |"
-		echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
-		for wl in "${workloads[@]}"; do
-			read -r name _ rw _ <<<"$wl"
-			mark=
-			[[ $rw == rand* ]] && mark="~"
-			for f in $formats; do
-				for q in $queues; do
-					n=$(med nkvm "$e" "$f" "$name" "$q" 7)
-					qi=$(med qemu-img "$e" "$f" "$name" "$q" 7)
-					fi_=$(med fio "$e" raw "$name" "$q" 7)
-					echo "| $name | $f | $q | $(int "$n") | $mark$(int "$qi") |" \
-						"$mark$(div "$n" "$qi") | $(int "$fi_") | $(div "$n" "$fi_") |" \
-						"$(med nkvm "$e" "$f" "$name" "$q" 8) |" \
-						"$(med qemu-img "$e" "$f" "$name" "$q" 8) |" \
-						"$(int "$(med nkvm "$e" "$f" "$name" "$q" 9)") |" \
-						"$(med nkvm "$e" "$f" "$name" "$q" 10) |"
-				done
+	echo "## $e (qemu-img -i $(qemu_aio "$e"), fio --ioengine=$(fio_engine "$e"))"
+	echo
+	echo "| workload | format | queues | nkvm IOPS | qemu-img IOPS | nkvm ÷ qemu-img | fio IOPS |" \
+		"nkvm ÷ fio | nkvm CPU µs/IO | qemu-img CPU µs/IO | nkvm p99 µs | interrupts/IO |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+	for wl in "${workloads[@]}"; do
+		read -r name _ rw _ <<<"$wl"
+		mark=
+		[[ $rw == rand* ]] && mark="~"
+		for f in $formats; do
+			for q in $queues; do
+				n=$(med nkvm "$e" "$f" "$name" "$q" 7)
+				qi=$(med qemu-img "$e" "$f" "$name" "$q" 7)
+				fi_=$(med fio "$e" raw "$name" "$q" 7)
+				echo "| $name | $f | $q | $(int "$n") | $mark$(int "$qi") |" \
+					"$mark$(div "$n" "$qi") | $(int "$fi_") | $(div "$n" "$fi_") |" \
+					"$(med nkvm "$e" "$f" "$name" "$q" 8) |" \
+					"$(med qemu-img "$e" "$f" "$name" "$q" 8) |" \
+					"$(int "$(med nkvm "$e" "$f" "$name" "$q" 9)") |" \
+					"$(med nkvm "$e" "$f" "$name" "$q" 10) |"
 			done
 		done
 	done
+}
+
+side_by_side() {
+	local wl name f q e i c p
 	echo
 	echo "## The engines side by side (nkvm)"
 	echo
@@ -238,15 +283,43 @@ machine="$(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1
 			done
 		done
 	done
+}
+
+sweep_table() {
+	local name n line head="| workload | default |" rule="|---|---|"
+	echo
+	echo "## The threads engine's pool limited (raw, 1 queue; --engine-threads N)"
+	echo
+	for n in $sweep; do
+		head+=" at most $n workers |"
+		rule+="---|"
+	done
+	echo "$head"
+	echo "$rule"
+	for name in 4k-randread-qd32 4k-randread-qd128; do
+		line="| $name | $(int "$(med nkvm threads raw "$name" 1 7)") IOPS,"
+		line+=" $(med nkvm threads raw "$name" 1 8) µs CPU |"
+		for n in $sweep; do
+			line+=" $(int "$(med "nkvm-threads-$n" threads raw "$name" 1 7)") IOPS,"
+			line+=" $(med "nkvm-threads-$n" threads raw "$name" 1 8) µs CPU |"
+		done
+		echo "$line"
+	done
+}
+
+targets() {
+	local best e n wl name f q ratio below worse t b
 	echo
 	echo "## The issue's targets, from the medians above"
 	echo
-	best=$(for e in $engines; do med fio "$e" raw 4k-randread-qd32 1 7; done | sort -g | tail -1)
+	best=$(for e in $engines; do med fio "$e" raw 4k-randread-qd32 1 7; done | sort -g |
+		tail -1)
 	for e in $engines; do
 		n=$(med nkvm "$e" raw 4k-randread-qd32 1 7)
-		echo "- 4k random read QD32, raw, 1 queue, nkvm $e ÷ host fio: $(div "$n" \
-			"$(med fio "$e" raw 4k-randread-qd32 1 7)") against fio $(fio_engine "$e")," \
-			"$(div "$n" "$best") against the best fio engine (target ≥ 0.90)"
+		echo "- 4k random read QD32, raw, 1 queue, nkvm $e ÷ host fio:" \
+			"$(div "$n" "$(med fio "$e" raw 4k-randread-qd32 1 7)") against fio" \
+			"$(fio_engine "$e"), $(div "$n" "$best") against the best fio engine" \
+			"(target ≥ 0.90)"
 	done
 	for e in $engines; do
 		below=()
@@ -256,13 +329,14 @@ machine="$(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1
 				for q in $queues; do
 					ratio=$(div "$(med nkvm "$e" "$f" "$name" "$q" 7)" \
 						"$(med qemu-img "$e" "$f" "$name" "$q" 7)")
-					awk -v r="$ratio" 'BEGIN { exit !(r != "-" && r < 1) }' &&
+					if less "$ratio" 1; then
 						below+=("$name $f x$q ($ratio)")
+					fi
 				done
 			done
 		done
-		echo "- nkvm $e ≥ qemu-img -i $(qemu_aio "$e") on every row: ${#below[@]} of" \
-			"$((${#workloads[@]} * 4)) rows below${below:+: $(printf "%s; " "${below[@]}")}"
+		echo "- nkvm $e ≥ qemu-img -i $(qemu_aio "$e") on every row: ${#below[@]} of $rows" \
+			"rows below${below:+: $(printf "%s; " "${below[@]}")}"
 	done
 	worse=()
 	for wl in "${workloads[@]}"; do
@@ -272,28 +346,64 @@ machine="$(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1
 				t=$(med nkvm threads "$f" "$name" "$q" 8)
 				b=$(for e in aio io_uring; do med nkvm "$e" "$f" "$name" "$q" 8; done |
 					grep -v -- - | sort -g | head -1)
-				awk -v t="$t" -v b="$b" 'BEGIN { exit !(t != "-" && b != "" && t > 1.1 * b) }' &&
+				[[ -n $b ]] || continue
+				if less "$(awk -v b="$b" 'BEGIN { print 1.1 * b }')" "$t"; then
 					worse+=("$name $f x$q ($t vs $b)")
+				fi
 			done
 		done
 	done
-	echo "- CPU per I/O of the default (threads) within 10% of the best alternative: ${#worse[@]}" \
-		"of $((${#workloads[@]} * 4)) rows worse${worse:+: $(printf "%s; " "${worse[@]}")}"
+	echo "- CPU per I/O of the default (threads) within 10% of the best alternative:" \
+		"${#worse[@]} of $rows rows worse${worse:+: $(printf "%s; " "${worse[@]}")}"
+}
+
+header() {
+	local machine
+	machine="$(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)),"
+	machine+=" $(free -g | awk '/^Mem:/ { print $2 }') GiB RAM, kernel $(uname -r), image on"
+	machine+=" $(findmnt -no FSTYPE -T "$dir") ($(df --output=source "$dir" | tail -1))"
+	echo "# I/O engines: nkvm img bench, qemu-img bench, fio"
+	echo
+	echo "Command: \`bench/engines.sh$( ((quick)) && echo " --quick")\`" \
+		"($(sed -n 's/^# date=//p' "$data"), nkvm" \
+		"$(sed -n 's/^# nkvm=//p' "$data")), $rounds round(s) of ${secs} s per run; medians." \
+		"Machine: $machine; load average $(sed -n 's/^# load-before=//p' "$data") before," \
+		"$(sed -n 's/^# load-after=//p' "$data") after."
+	echo
+	echo "Images: ${size_mb} MiB of random data, raw, and qcow2 converted from it (every"
+	echo "cluster allocated). Everything O_DIRECT (nkvm and qemu-img \`-t none\`, fio"
+	echo "\`--direct=1\`): the page cache plays no part. nkvm: \`nkvm img bench -t none -i ENGINE"
+	echo "--queues Q --time S\` (a driver thread per queue plays the guest; latency and"
+	echo "interrupts counted at the driver; CPU is the whole process's, driver included)."
+	echo "$(qemu-img --version | head -1 | sed 's/ (.*//'): the same number of requests as nkvm"
+	echo "completed, \`-d\` = queues x depth (it has one queue); its CPU per I/O includes its"
+	echo "start-up. $(fio --version) on the raw file, one job per queue (psync: one job per"
+	echo "request in flight, as a thread pool): the host's limit, repeated in the qcow2 rows."
+	echo "~: qemu-img bench has no random mode; on random rows it strides by 65537 blocks"
+	echo "(\`-S $stride\`) instead. Raw samples: \`$data\`."
+}
+
+{
+	header
+	for e in $engines; do engine_table "$e"; done
+	side_by_side
+	sweep_table
+	targets
 } >"$out"
 cat "$out"
 
-# The plot: raw image, one queue; IOPS of each tool and engine, and nkvm's CPU per I/O.
+# --- the plot: raw image, one queue; IOPS of each tool and engine, nkvm's CPU per I/O -------
+
 pdata=$dir/engines-plot.dat
 {
-	echo "# workload nkvm-threads nkvm-aio nkvm-io_uring qemu-threads qemu-native qemu-io_uring" \
-		"fio-psync fio-libaio fio-io_uring cpu-threads cpu-aio cpu-io_uring"
+	echo "# workload nkvm-threads nkvm-aio nkvm-io_uring qemu-threads qemu-native" \
+		"qemu-io_uring fio-psync fio-libaio fio-io_uring cpu-threads cpu-aio cpu-io_uring"
 	for wl in "${workloads[@]}"; do
 		read -r name _ <<<"$wl"
 		row=$name
 		for t in nkvm qemu-img fio; do
 			for e in $engines; do
-				f=raw
-				row+=" $(med "$t" "$e" "$f" "$name" 1 7 | sed 's/^-$/NaN/')"
+				row+=" $(med "$t" "$e" raw "$name" 1 7 | sed 's/^-$/NaN/')"
 			done
 		done
 		for e in $engines; do
@@ -304,10 +414,11 @@ pdata=$dir/engines-plot.dat
 } >"$pdata"
 gnuplot <<EOF
 set terminal pngcairo size 1200,900 font ",10" noenhanced
+set output "$plot"
 set lmargin 12
 set rmargin 28
-set output "$plot"
-set multiplot layout 2,1 title "I/O engines, raw image, 1 queue, O_DIRECT (medians of $rounds rounds)"
+set multiplot layout 2,1 title \
+	"I/O engines, raw image, 1 queue, O_DIRECT (medians of $rounds rounds)"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
@@ -317,8 +428,10 @@ set grid ytics
 set logscale y
 set ylabel "IOPS"
 plot "$pdata" using 2:xtic(1) title "nkvm threads" lc rgb "#1f77b4", \
-	'' using 3 title "nkvm aio" lc rgb "#ff7f0e", '' using 4 title "nkvm io_uring" lc rgb "#2ca02c", \
-	'' using 5 title "qemu-img threads" lc rgb "#9ecae1", '' using 6 title "qemu-img native" lc rgb "#fdd0a2", \
+	'' using 3 title "nkvm aio" lc rgb "#ff7f0e", \
+	'' using 4 title "nkvm io_uring" lc rgb "#2ca02c", \
+	'' using 5 title "qemu-img threads" lc rgb "#9ecae1", \
+	'' using 6 title "qemu-img native" lc rgb "#fdd0a2", \
 	'' using 7 title "qemu-img io_uring" lc rgb "#a1d99b", \
 	'' using 10 title "fio io_uring (limit)" lc rgb "#444444"
 unset logscale y

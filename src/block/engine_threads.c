@@ -252,19 +252,32 @@ static void threads_destroy(struct io_engine *e)
 }
 
 /*
- * Workers spend their time blocked in the kernel, not on a CPU, so their number is the queue
- * depth the image sees: a pool that stops at a few threads caps a guest's QD32 at that few
- * (measured: 4 workers gave 0.47 of host fio's 4k QD32 random reads). So the pool starts small
- * and grows while requests wait for a worker, up to 64 (QEMU's thread pool stops at 64 too);
- * an explicit thread count sets that limit instead.
+ * With O_DIRECT, workers spend their time blocked in the kernel, not on a CPU, so their number
+ * is the queue depth the image sees: 4 workers capped a guest's QD32 at 4 in flight (0.47 of
+ * host fio's 4k random reads; 16 workers: 0.87). Through the page cache most requests are
+ * copies that finish on the CPU, and more workers than CPUs only contend: 64 made 4k QD32 reads
+ * 2.7x slower than 4 on 2 CPUs (docs/performance.md). So the pool starts with two workers and
+ * grows while requests wait, up to 8 per CPU (16 to 64) with O_DIRECT, 2 per CPU (4 to 16)
+ * through the page cache; an explicit thread count sets the limit instead.
  */
 #define THREADS_START 2
-#define THREADS_MAX_DEFAULT 64
+
+static unsigned int threads_default_max(const struct io_file *f)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned int per_cpu = io_file_direct(f) ? 8 : 2;
+	unsigned int lo = per_cpu * 2, hi = per_cpu * 8;
+
+	if (cpus < 1)
+		return lo;
+	return (unsigned long)cpus * per_cpu < lo ? lo
+	       : (unsigned long)cpus * per_cpu > hi ? hi : (unsigned int)cpus * per_cpu;
+}
 
 static int threads_create(struct io_engine **ep, struct io_file *f,
 			  const struct io_engine_config *cfg, const char **why)
 {
-	unsigned int max = cfg->threads ? cfg->threads : THREADS_MAX_DEFAULT;
+	unsigned int max = cfg->threads ? cfg->threads : threads_default_max(f);
 	unsigned int n = max < THREADS_START ? max : THREADS_START;
 	struct io_engine *e;
 	int err = 0;

@@ -48,7 +48,7 @@ static void bench_usage(FILE *f)
 		"  --queues N     N virtqueues, each with DEPTH requests and its own driver\n"
 		"                 thread; the device serves each on its own I/O thread\n"
 		"  --time SECONDS run this long instead of COUNT requests\n"
-		"  --engine-threads N  workers of the threads engine (default: its own)\n"
+		"  --engine-threads N  the threads engine's most workers (default: its own)\n"
 		"  --json         one line of JSON: ops, seconds, iops, mb_s (10^6 bytes),\n"
 		"                 latency percentiles (submission to used ring, us), CPU us\n"
 		"                 per I/O (process user+sys; device side apart), interrupts\n"

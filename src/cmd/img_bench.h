@@ -21,7 +21,7 @@ struct img_bench_options {
 	const char *path;
 	enum disk_format_kind format;	/* PROBE: from the image's first bytes */
 	enum disk_engine_kind engine;
-	unsigned int engine_threads;	/* the threads engine's workers; 0: its default */
+	unsigned int engine_threads;	/* the threads engine's most workers; 0: its default */
 	bool direct;			/* cache=none: O_DIRECT */
 	bool write;
 	bool random;			/* offsets drawn at random, aligned to bufsize */
