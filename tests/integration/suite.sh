@@ -592,6 +592,44 @@ test_qcow2_overlay_on_raw_base() {
 	fi
 }
 
+# An ext4 made and filled on a raw base, then grown through a qcow2 overlay: fsck inside the
+# guest and on the host; the base is never written.
+test_qcow2_overlay_fs_over_populated_base() {
+	need qemu-img qcow2_overlay_fs_over_populated_base || return
+	need e2fsck qcow2_overlay_fs_over_populated_base || return
+	mkdir -p "$tmp/pop"
+	truncate -s 64M "$tmp/pop/base.raw"
+	run_guest "$tmp/o" -d "$tmp/pop/base.raw" -- sh -c \
+		'mkfs.ext4 -q /dev/vda && mkdir -p /mnt && mount -t ext4 /dev/vda /mnt &&
+		 i=0; while [ $i -lt 20 ]; do head -c 32768 /dev/urandom >/mnt/base$i; i=$((i + 1)); done;
+		 md5sum /mnt/base7 >/mnt/base7.md5; umount /mnt && echo POPULATED'
+	if [ "$rc" -ne 0 ] || ! has_line "$tmp/o" POPULATED; then
+		fail qcow2_overlay_fs_over_populated_base "populating the base: status $rc" "$tmp/o"
+		return
+	fi
+	(cd "$tmp/pop" && qemu-img create -q -f qcow2 -b base.raw -F raw overlay.qcow2)
+	before=$(md5sum <"$tmp/pop/base.raw")
+	run_guest "$tmp/o" -d "$tmp/pop/overlay.qcow2" -- sh -c \
+		'mkdir -p /mnt && mount -t ext4 /dev/vda /mnt && cd /mnt && md5sum -c base7.md5 &&
+		 i=0; while [ $i -lt 20 ]; do head -c 49152 /dev/urandom >/mnt/over$i; i=$((i + 1)); done;
+		 rm /mnt/base3 && cd / && umount /mnt && e2fsck -fn /dev/vda >/dev/null 2>&1 &&
+		 echo GUEST-FSCK-CLEAN'
+	after=$(md5sum <"$tmp/pop/base.raw")
+	qemu-img check "$tmp/pop/overlay.qcow2" >"$tmp/chk" 2>&1
+	crc=$?
+	qemu-img convert -O raw "$tmp/pop/overlay.qcow2" "$tmp/pop/flat.raw" &&
+		e2fsck -fn "$tmp/pop/flat.raw" >>"$tmp/chk" 2>&1
+	frc=$?
+	rm -rf "$tmp/pop"
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" GUEST-FSCK-CLEAN && [ "$before" = "$after" ] &&
+		[ "$crc" -eq 0 ] && [ "$frc" -eq 0 ]; then
+		pass qcow2_overlay_fs_over_populated_base
+	else
+		cat "$tmp/chk" >>"$tmp/o"
+		fail qcow2_overlay_fs_over_populated_base "status $rc, check $crc, host e2fsck $frc" "$tmp/o"
+	fi
+}
+
 # Every engine under every format: a verified random-write pass, then a discard of it all.
 test_engines_verify_and_discard() {
 	need qemu-img engines_verify_and_discard || return
@@ -684,7 +722,8 @@ all_tests="test_bad_input test_command_output_and_status test_command_output_is_
 	test_rng_output_does_not_repeat test_virtio_intx_fallback test_virtio_driver_rebind \
 	test_blk_ext4_made_in_guest_checks_clean_on_host test_blk_fio_verify_one_queue_per_vcpu \
 	test_blk_root_on_disk test_console_on_hvc0 test_qcow2_ext4_in_guest_checks_clean \
-	test_qcow2_overlay_on_raw_base test_engines_verify_and_discard test_enospc_reaches_guest_as_ioerr"
+	test_qcow2_overlay_on_raw_base test_qcow2_overlay_fs_over_populated_base \
+	test_engines_verify_and_discard test_enospc_reaches_guest_as_ioerr"
 if [ "${1:-}" = --list ]; then
 	echo $all_tests
 	exit 0
