@@ -95,16 +95,12 @@ static int io_write_zero_buffers(int fd, uint64_t off, uint64_t len)
 	memset(zero, 0, sizeof(zero));
 	while (len) {
 		size_t chunk = len < sizeof(zero) ? len : sizeof(zero);
-		ssize_t n = pwrite(fd, zero, chunk, off);
+		int err = pwrite_full(fd, zero, chunk, off);
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		off += n;
-		len -= n;
+		if (err)
+			return err;
+		off += chunk;
+		len -= chunk;
 	}
 	return 0;
 }

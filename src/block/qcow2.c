@@ -44,22 +44,7 @@ int qcow2_pread(struct qcow2 *s, int fd, void *buf, size_t len, uint64_t off)
 
 int qcow2_pwrite(struct qcow2 *s, int fd, const void *buf, size_t len, uint64_t off)
 {
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		p += n;
-		off += n;
-		len -= n;
-	}
-	return 0;
+	return pwrite_full(fd, buf, len, off);
 }
 
 /* One file, two descriptors: fdatasync on either covers the data written through both. */

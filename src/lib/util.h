@@ -25,6 +25,8 @@ int parse_uint(const char *s, unsigned int min, unsigned int max, unsigned int *
 int read_file(const char *path, uint8_t **buf, size_t *len);
 /* Reads exactly len bytes at off; -EIO when the file ends first. Returns 0 or a negative errno. */
 int pread_full(int fd, void *buf, size_t len, uint64_t off);
+/* The same for pwrite: every byte written, or -errno (-EIO when nothing could be written). */
+int pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 /* Writes all of buf to fd, retrying short writes and EINTR. Returns 0 or a negative errno. */
 int write_all(int fd, const void *buf, size_t len);
 
