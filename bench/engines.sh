@@ -5,10 +5,12 @@
 # fio on the host file with the matching system calls (psync / libaio / io_uring) as the limit.
 # Everything is O_DIRECT (cache=none, fio --direct=1), so the page cache plays no part.
 # Several rounds, each running every combination once; the tables give the medians.
+# qemu-img bench has no random mode, so on random rows it strides instead; nkvm runs that same
+# stride too (tool nkvm-stride), and the nkvm ÷ qemu-img ratio compares like with like.
 #   bench/engines.sh [--quick] [--rounds N] [--seconds S] [--dir DIR] [--out FILE]
 #   bench/engines.sh --from SAMPLES.tsv [--out FILE]   (tables and plot again, no measuring)
 # The samples (one line per run) are kept beside the tables, as FILE-samples.tsv.
-# Default: 3 rounds of 1 s per run (about 12 minutes), images in /var/tmp/nkvm-engines, tables
+# Default: 3 rounds of 1 s per run (about 15 minutes), images in /var/tmp/nkvm-engines, tables
 # to docs/engines.md and the plot to docs/engines.png. --quick: one round of 0.5 s, printed and
 # written under DIR only.
 set -euo pipefail
@@ -73,12 +75,38 @@ prepare_images() {
 		dd if=/dev/urandom of="$raw" bs=1M count=$size_mb oflag=direct status=none
 		rm -f "$qcow"
 	fi
+	# A qcow2 left behind may have been damaged since (fio once ran on its bytes, and the next
+	# run measured a corrupt image): only a clean one is reused.
+	if [[ -f $qcow ]] && ! qemu-img check -q "$qcow" >>"$dir/errors.log" 2>&1; then
+		echo "bench: $qcow is not clean (qemu-img check); converting it again from $raw" >&2
+		rm -f "$qcow"
+	fi
 	# Every cluster allocated (random data has no zero clusters), so writes never allocate.
 	[[ -f $qcow ]] || qemu-img convert -f raw -O qcow2 "$raw" "$qcow"
 	sync
 	if [[ -w /proc/sys/vm/drop_caches ]]; then echo 3 >/proc/sys/vm/drop_caches; fi
 	# The binary measured is this one, even if the tree is rebuilt meanwhile.
 	cp nkvm "$dir/nkvm"
+}
+
+# check_qcow: after the run. The write workloads wrote the qcow2 through nkvm's (and qemu-img's)
+# qcow2 code; an image no longer clean is a correctness bug, so it is said on stderr and kept
+# in the samples (one "# qcow2-check=" line) for the tables' header, also with --from.
+check_qcow() {
+	local o sum rc=0
+	o=$(qemu-img check "$qcow" 2>&1) || rc=$?
+	if ((rc == 0)); then
+		echo "# qcow2-check=clean" >>"$data"
+		return
+	fi
+	printf 'qemu-img check %s after the run (exit %d):\n%s\n' "$qcow" "$rc" "$o" \
+		>>"$dir/errors.log"
+	# Its summary ("N errors were found on the image." and/or the leaks'), else its first line.
+	sum=$(grep -E 'were found on the image' <<<"$o" | paste -sd ' ' || true)
+	[[ -n $sum ]] || sum=$(head -1 <<<"$o")
+	echo "# qcow2-check=exit $rc: $sum" >>"$data"
+	echo "bench: WARNING: $qcow is not clean after the run (qemu-img check exit $rc: $sum);" \
+		"the write workloads corrupted it; see $dir/errors.log" >&2
 }
 
 # --- measuring: one line of $data per run ----------------------------------------------------
@@ -154,22 +182,35 @@ run_fio() {
 }
 
 # One round: every workload, queue count and engine: nkvm and qemu-img on both formats, fio.
+# On random rows nkvm also runs qemu-img's stride (nkvm-stride), with the same queues, depth
+# and time as its --random run: the one like-for-like comparison with qemu-img there.
 run_round() {
-	local r=$1 wl name bs rw depth q e f ops n_args q_args w
+	local r=$1 wl name bs rw depth q e f ops n_args s_args q_args w
 	for wl in "${workloads[@]}"; do
 		read -r name bs rw depth <<<"$wl"
 		n_args=(-t none -s "$bs" -d "$depth" --time "$secs")
 		q_args=(-t none -s "$bs")
 		w=(-w --pattern=165)
+		s_args=()
 		case $rw in
-		randread) n_args+=(--random) q_args+=(-S "$stride") ;;
-		randwrite) n_args+=(--random "${w[@]}") q_args+=(-S "$stride" "${w[@]}") ;;
+		randread)
+			s_args=("${n_args[@]}" -S "$stride")
+			n_args+=(--random) q_args+=(-S "$stride")
+			;;
+		randwrite)
+			s_args=("${n_args[@]}" -S "$stride" "${w[@]}")
+			n_args+=(--random "${w[@]}") q_args+=(-S "$stride" "${w[@]}")
+			;;
 		write) n_args+=("${w[@]}") q_args+=("${w[@]}") ;;
 		esac
 		for q in $queues; do
 			for e in $engines; do
 				for f in $formats; do
 					ops=$(run_nkvm "$r" nkvm "$e" "$f" "$name" "$q" "${n_args[@]}")
+					if ((${#s_args[@]})); then
+						run_nkvm "$r" nkvm-stride "$e" "$f" "$name" "$q" \
+							"${s_args[@]}" >/dev/null
+					fi
 					# The same number of requests as nkvm completed.
 					run_qemu "$r" "$e" "$f" "$name" "$q" "$depth" "$ops" \
 						"${q_args[@]}"
@@ -210,6 +251,7 @@ else
 		run_round "$r"
 	done
 	echo "# load-after=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$data"
+	check_qcow
 	# The samples stay beside the tables, so that the medians can be checked and redone.
 	cp "$data" "${out%.md}-samples.tsv"
 	data=${out%.md}-samples.tsv
@@ -229,28 +271,57 @@ div() {
 		'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'
 }
 int() { awk -v a="$1" 'BEGIN { if (a == "-") print "-"; else printf "%.0f", a }'; }
+# Samples from before nkvm-stride existed have no like-for-like run on the random rows: their
+# tables compare nkvm --random with qemu-img's stride, marked "~", as they did then.
+has_stride=0
+if awk -F'\t' '$2 == "nkvm-stride" { found = 1; exit } END { exit !found }' "$data"; then
+	has_stride=1
+fi
+# vs_qemu ENGINE FORMAT WORKLOAD RW QUEUES: the nkvm median to divide qemu-img's by, the run
+# with qemu-img's offsets: nkvm-stride on random rows (nkvm --random, marked "~", for old
+# samples), nkvm itself on sequential rows, where both already run the same sequence.
+vs_qemu() {
+	if [[ $4 == rand* ]] && ((has_stride)); then
+		med nkvm-stride "$1" "$2" "$3" "$5" 7
+	else
+		med nkvm "$1" "$2" "$3" "$5" 7
+	fi
+}
 # less A B: A < B, both numbers
 less() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "-" && b != "-" && b != "" && a < b) }'; }
 
 engine_table() {
-	local e=$1 wl name rw mark f q n qi fi_
+	local e=$1 wl name rw mark f q n s sc qi fi_ head rule
 	echo
 	echo "## $e (qemu-img -i $(qemu_aio "$e"), fio --ioengine=$(fio_engine "$e"))"
 	echo
-	echo "| workload | format | queues | nkvm IOPS | qemu-img IOPS | nkvm ÷ qemu-img | fio IOPS |" \
-		"nkvm ÷ fio | nkvm CPU µs/IO | qemu-img CPU µs/IO | nkvm p99 µs | interrupts/IO |"
-	echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+	head="| workload | format | queues | nkvm IOPS |"
+	rule="|---|---|---|---|"
+	if ((has_stride)); then
+		head+=" nkvm IOPS (qemu-img's offsets) |"
+		rule+="---|"
+	fi
+	echo "$head qemu-img IOPS | nkvm ÷ qemu-img | fio IOPS | nkvm ÷ fio | nkvm CPU µs/IO |" \
+		"qemu-img CPU µs/IO | nkvm p99 µs | interrupts/IO |"
+	echo "$rule---|---|---|---|---|---|---|---|"
 	for wl in "${workloads[@]}"; do
 		read -r name _ rw _ <<<"$wl"
 		mark=
-		[[ $rw == rand* ]] && mark="~"
+		[[ $rw == rand* ]] && ((!has_stride)) && mark="~"
 		for f in $formats; do
 			for q in $queues; do
 				n=$(med nkvm "$e" "$f" "$name" "$q" 7)
+				s=$(vs_qemu "$e" "$f" "$name" "$rw" "$q")
 				qi=$(med qemu-img "$e" "$f" "$name" "$q" 7)
 				fi_=$(med fio "$e" raw "$name" "$q" 7)
-				echo "| $name | $f | $q | $(int "$n") | $mark$(int "$qi") |" \
-					"$mark$(div "$n" "$qi") | $(int "$fi_") | $(div "$n" "$fi_") |" \
+				# Sequential rows: nkvm's own run already has qemu-img's offsets.
+				sc=
+				if ((has_stride)); then
+					sc=" same |"
+					[[ $rw == rand* ]] && sc=" $(int "$s") |"
+				fi
+				echo "| $name | $f | $q | $(int "$n") |$sc $mark$(int "$qi") |" \
+					"$mark$(div "$s" "$qi") | $(int "$fi_") | $(div "$n" "$fi_") |" \
 					"$(med nkvm "$e" "$f" "$name" "$q" 8) |" \
 					"$(med qemu-img "$e" "$f" "$name" "$q" 8) |" \
 					"$(int "$(med nkvm "$e" "$f" "$name" "$q" 9)") |" \
@@ -321,13 +392,16 @@ targets() {
 			"$(fio_engine "$e"), $(div "$n" "$best") against the best fio engine" \
 			"(target ≥ 0.90)"
 	done
+	# Like for like: on random rows nkvm with qemu-img's stride (vs_qemu).
+	local how="random rows: nkvm with qemu-img's stride"
+	((has_stride)) || how="random rows: nkvm --random against qemu-img's stride, not like for like"
 	for e in $engines; do
 		below=()
 		for wl in "${workloads[@]}"; do
-			read -r name _ <<<"$wl"
+			read -r name _ rw _ <<<"$wl"
 			for f in $formats; do
 				for q in $queues; do
-					ratio=$(div "$(med nkvm "$e" "$f" "$name" "$q" 7)" \
+					ratio=$(div "$(vs_qemu "$e" "$f" "$name" "$rw" "$q")" \
 						"$(med qemu-img "$e" "$f" "$name" "$q" 7)")
 					if less "$ratio" 1; then
 						below+=("$name $f x$q ($ratio)")
@@ -335,8 +409,8 @@ targets() {
 				done
 			done
 		done
-		echo "- nkvm $e ≥ qemu-img -i $(qemu_aio "$e") on every row: ${#below[@]} of $rows" \
-			"rows below${below:+: $(printf "%s; " "${below[@]}")}"
+		echo "- nkvm $e ≥ qemu-img -i $(qemu_aio "$e") on every row ($how):" \
+			"${#below[@]} of $rows rows below${below:+: $(printf "%s; " "${below[@]}")}"
 	done
 	# The default engine of a cache=none disk, which is what every row here is (disk.c).
 	local default=io_uring
@@ -362,12 +436,19 @@ targets() {
 }
 
 header() {
-	local machine
+	local machine check
 	machine="$(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)),"
 	machine+=" $(free -g | awk '/^Mem:/ { print $2 }') GiB RAM, kernel $(uname -r), image on"
 	machine+=" $(findmnt -no FSTYPE -T "$dir") ($(df --output=source "$dir" | tail -1))"
 	echo "# I/O engines: nkvm img bench, qemu-img bench, fio"
 	echo
+	# Said first: numbers measured on an image that ended up corrupt are suspect.
+	check=$(sed -n 's/^# qcow2-check=//p' "$data")
+	if [[ -n $check && $check != clean ]]; then
+		echo "**Warning: the qcow2 image was not clean after this run** (\`qemu-img check\`"
+		echo "$check): the write workloads corrupted it."
+		echo
+	fi
 	echo "Command: \`bench/engines.sh$( ((quick)) && echo " --quick")\`" \
 		"($(sed -n 's/^# date=//p' "$data"), nkvm" \
 		"$(sed -n 's/^# nkvm=//p' "$data")), $rounds round(s) of ${secs} s per run; medians." \
@@ -383,8 +464,18 @@ header() {
 	echo "completed, \`-d\` = queues x depth (it has one queue); its CPU per I/O includes its"
 	echo "start-up. $(fio --version) on the raw file, one job per queue (psync: one job per"
 	echo "request in flight, as a thread pool): the host's limit, repeated in the qcow2 rows."
-	echo "~: qemu-img bench has no random mode; on random rows it strides by 65537 blocks"
-	echo "(\`-S $stride\`) instead. Raw samples: \`$data\`."
+	echo "qemu-img bench has no random mode; on random rows it strides by 65537 blocks"
+	if ((has_stride)); then
+		echo "(\`-S $stride\`) instead. So on those rows the comparison with qemu-img"
+		echo "(nkvm ÷ qemu-img, and the targets) uses nkvm run with qemu-img's stride (same"
+		echo "queues, depth and time as its \`--random\` run; column \"qemu-img's offsets\"),"
+		echo "while nkvm IOPS, the comparison with fio and the engines side by side use nkvm"
+		echo "\`--random\`. Raw samples: \`$data\`."
+	else
+		echo "(\`-S $stride\`) instead. ~: these samples have no nkvm run with that stride, so"
+		echo "on random rows nkvm \`--random\` is compared with qemu-img's stride: not the same"
+		echo "workload. Raw samples: \`$data\`."
+	fi
 }
 
 {

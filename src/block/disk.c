@@ -451,6 +451,11 @@ void disk_queue_poll(struct disk_queue *dq)
 		dq->d->engine_ops->queue_poll(dq->q);
 }
 
+bool disk_queue_ready(struct disk_queue *dq)
+{
+	return dq->q && dq->d->engine_ops->queue_ready(dq->q);
+}
+
 void disk_queue_close(struct disk_queue *dq)
 {
 	if (!dq)

@@ -139,6 +139,11 @@ struct disk_queue;
 int disk_queue_open(struct disk *d, struct disk_queue **q, int *poll_fd, const char **why);
 void disk_queue_submit(struct disk_queue *q, struct disk_request *req);
 void disk_queue_poll(struct disk_queue *q);
+/*
+ * Whether disk_queue_poll may have work (true when unsure), found without a system call: for an
+ * owner that polls, or that would call disk_queue_poll only in case.
+ */
+bool disk_queue_ready(struct disk_queue *q);
 void disk_queue_close(struct disk_queue *q);
 
 #endif

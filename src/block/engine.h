@@ -80,12 +80,16 @@ struct io_engine_ops {
 	 * inside queue_submit or queue_poll, and that a queued request may wait to be started
 	 * until the owner's next queue_poll (several submissions, one system call).
 	 * queue_poll starts what waits and completes what finished; it never blocks.
+	 * queue_ready says, without a system call, whether queue_poll may have work (true when
+	 * unsure): an owner may spin on it for a while instead of sleeping on *poll_fd, and skips
+	 * queue_poll when it is false.
 	 * queue_close waits for the context's requests (done callbacks run on the owner, and the
 	 * requests they submit to the context too), then frees it.
 	 */
 	int (*queue_open)(struct io_engine *e, struct io_queue **q, int *poll_fd, const char **why);
 	int (*queue_submit)(struct io_queue *q, struct disk_request *req);
 	void (*queue_poll)(struct io_queue *q);
+	bool (*queue_ready)(struct io_queue *q);
 	void (*queue_close)(struct io_queue *q);
 };
 

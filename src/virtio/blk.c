@@ -218,8 +218,8 @@ static void blk_queue_kick(struct virtio_device *vdev, unsigned int q)
 	blk_batch_begin(blk, q);
 	while (virtio_pop(vdev, q, &bq->chain) > 0)
 		blk_handle(blk, q, &bq->chain);
-	/* One system call starts what was just submitted, and reaps what already finished. */
-	if (bq->dq)
+	/* Starts what may still wait, and reaps what already finished; no system call if neither. */
+	if (bq->dq && disk_queue_ready(bq->dq))
 		disk_queue_poll(bq->dq);
 	blk_batch_end(blk, q);
 }
