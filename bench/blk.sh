@@ -6,11 +6,27 @@
 #   bench/blk.sh [SECONDS_PER_JOB [ROUNDS]]      (default 6 s, 3 rounds; medians reported)
 # Environment: BENCH_FORMAT=raw|qcow2 (the image; qcow2 fully allocated, default raw),
 # BENCH_ENGINES="threads aio io_uring" (nkvm's engines to run, each a column; default threads),
-# BENCH_QEMU_AIO="threads io_uring" (QEMU's aio= modes, each a column; default threads).
+# BENCH_QEMU_AIO="threads io_uring" (QEMU's aio= modes, each a column; default threads; native
+# needs BENCH_CACHE=none), BENCH_CACHE=writeback|none (the disks' cache mode for nkvm and QEMU,
+# default writeback). With none everything is O_DIRECT (host fio direct=1 too), so the engines
+# differ for real (aio falls back to threads without O_DIRECT); in the nested test host the
+# image then goes on an ext4 on a loop device, since the test host's tmpfs refuses O_DIRECT.
+# Outside it, TMPDIR must be on a file system that takes O_DIRECT; the run stops if it is not.
+# Per-engine comparison:
+#   BENCH_CACHE=none BENCH_ENGINES="threads aio io_uring" BENCH_QEMU_AIO="threads io_uring" \
+#     bench/blk.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-6}
 rounds=${2:-3}
+# Whole numbers: the nested test host's time limit is worked out from them.
+[[ $secs =~ ^[1-9][0-9]*$ && $rounds =~ ^[1-9][0-9]*$ ]] ||
+	{ echo "usage: bench/blk.sh [SECONDS_PER_JOB [ROUNDS]] (whole numbers)" >&2; exit 2; }
+cache=${BENCH_CACHE:-writeback}
+case $cache in
+writeback | none) ;;
+*) echo "bench: BENCH_CACHE is writeback or none, not $cache" >&2; exit 2 ;;
+esac
 make -s nkvm
 ./nkvm setup >/dev/null
 # shellcheck source=bench/lib.sh
@@ -20,12 +36,25 @@ cmd_initrd bench/blk-initrd.cpio "$NKVM_INITRD_FULL" sh -c "$(cat bench/blk-jobs
 	"$secs" 1
 trap 'rm -f bench/blk-initrd.cpio' EXIT
 if tests/nested/needed; then
-	echo "bench: measuring inside the nested test host" >&2
-	tests/nested/run --mem 6144 --timeout 3000 --bin "$(command -v qemu-system-x86_64)" \
+	echo "bench: measuring inside the nested test host, cache=$cache" >&2
+	# cache=none needs O_DIRECT, which the test host's tmpfs (kernel 6.1) refuses: blk-inside.sh
+	# then makes an ext4 on a loop device for the image (as tests/integration/on-ext4.sh does),
+	# for which the test host needs mkfs.ext4 and the loop module.
+	ext4=()
+	[[ $cache == none ]] && ext4=(--bin "$(command -v mkfs.ext4)" --module loop)
+	# The test host's time limit grows with the columns: 3000 s held 3 rounds of host, one nkvm
+	# engine and one QEMU mode at 6 s per job, so about 285 s per run (a guest booted under TCG
+	# and its 5 jobs) and 600 s for the rest. Three engines and two QEMU modes take nearly twice.
+	read -ra e <<<"${BENCH_ENGINES:-threads}"
+	read -ra a <<<"${BENCH_QEMU_AIO:-threads}"
+	limit=$((600 + rounds * (1 + ${#e[@]} + ${#a[@]}) * (250 + 5 * (secs + 1))))
+	tests/nested/run --mem 6144 --timeout "$limit" --bin "$(command -v qemu-system-x86_64)" \
 		--bin "$(command -v fio)" --bin "$(command -v qemu-img)" --file "$NKVM_INITRD_FULL:/cache/nkvm/initrd-full.cpio" \
-		--file /usr/share/qemu --file /usr/share/seabios --file /usr/lib/ipxe/qemu \
+		--file /usr/share/qemu --file /usr/share/seabios --file /usr/lib/ipxe/qemu "${ext4[@]}" \
 		-- env BENCH_FORMAT="${BENCH_FORMAT:-raw}" BENCH_ENGINES="${BENCH_ENGINES:-threads}" \
-		BENCH_QEMU_AIO="${BENCH_QEMU_AIO:-threads}" bash bench/blk-inside.sh "$secs" "$rounds"
+		BENCH_QEMU_AIO="${BENCH_QEMU_AIO:-threads}" BENCH_CACHE="$cache" \
+		BENCH_LOOP_EXT4="$([[ $cache == none ]] && echo 1 || echo 0)" \
+		bash bench/blk-inside.sh "$secs" "$rounds"
 else
 	bash bench/blk-inside.sh "$secs" "$rounds"
 fi

@@ -81,8 +81,11 @@ prepare_images() {
 		echo "bench: $qcow is not clean (qemu-img check); converting it again from $raw" >&2
 		rm -f "$qcow"
 	fi
-	# Every cluster allocated (random data has no zero clusters), so writes never allocate.
-	[[ -f $qcow ]] || qemu-img convert -f raw -O qcow2 "$raw" "$qcow"
+	# Every cluster allocated and every block of the file written, so that writes never
+	# allocate and nothing reads as a hole. -S 0: convert otherwise skips zero 4 KiB chunks
+	# (a write benchmark with pattern 0 leaves some in the raw image), and QEMU's qcow2 leaves
+	# them as unwritten extents, which read without touching the disk.
+	[[ -f $qcow ]] || qemu-img convert -S 0 -f raw -O qcow2 "$raw" "$qcow"
 	sync
 	if [[ -w /proc/sys/vm/drop_caches ]]; then echo 3 >/proc/sys/vm/drop_caches; fi
 	# The binary measured is this one, even if the tree is rebuilt meanwhile.

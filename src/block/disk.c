@@ -456,6 +456,13 @@ bool disk_queue_ready(struct disk_queue *dq)
 	return dq->q && dq->d->engine_ops->queue_ready(dq->q);
 }
 
+int disk_queue_wait(struct disk_queue *dq, int fd)
+{
+	if (!dq->q || !dq->d->engine_ops->queue_wait)
+		return -EOPNOTSUPP;
+	return dq->d->engine_ops->queue_wait(dq->q, fd);
+}
+
 void disk_queue_close(struct disk_queue *dq)
 {
 	if (!dq)

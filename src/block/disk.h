@@ -144,6 +144,14 @@ void disk_queue_poll(struct disk_queue *q);
  * owner that polls, or that would call disk_queue_poll only in case.
  */
 bool disk_queue_ready(struct disk_queue *q);
+/*
+ * Instead of polling *poll_fd and fd (an eventfd of the owner's, e.g. its kicks): submits what
+ * waits, sleeps until there is work, does it as disk_queue_poll would, and returns 1 when fd was
+ * readable (its count read) or 0. One system call where polling makes several. The first call
+ * fails with -EOPNOTSUPP, changing nothing, where the engine cannot wait so; after one success
+ * the owner must not poll *poll_fd any more.
+ */
+int disk_queue_wait(struct disk_queue *q, int fd);
 void disk_queue_close(struct disk_queue *q);
 
 #endif

@@ -83,6 +83,11 @@ struct io_engine_ops {
 	 * queue_ready says, without a system call, whether queue_poll may have work (true when
 	 * unsure): an owner may spin on it for a while instead of sleeping on *poll_fd, and skips
 	 * queue_poll when it is false.
+	 * queue_wait (optional) lets the owner sleep in the engine instead of polling *poll_fd
+	 * and a descriptor of its own, fd: it submits what waits, sleeps until there is work
+	 * (completions, or fd readable), does it, and returns 1 when fd was readable (its
+	 * eventfd count has been read) or 0. Once it has succeeded, the owner must not poll
+	 * *poll_fd any more; -EOPNOTSUPP from the first call changes nothing.
 	 * queue_close waits for the context's requests (done callbacks run on the owner, and the
 	 * requests they submit to the context too), then frees it.
 	 */
@@ -90,6 +95,7 @@ struct io_engine_ops {
 	int (*queue_submit)(struct io_queue *q, struct disk_request *req);
 	void (*queue_poll)(struct io_queue *q);
 	bool (*queue_ready)(struct io_queue *q);
+	int (*queue_wait)(struct io_queue *q, int fd);
 	void (*queue_close)(struct io_queue *q);
 };
 

@@ -16,10 +16,13 @@
  *   completes requests when the eventfd, registered with the ring, says completions arrived;
  * - one ring per device queue (queue_open), owned by that queue's I/O thread, which submits to
  *   it directly and reaps it when the ring's eventfd, which it polls, is readable: no thread
- *   hop on the way in or out, and the completions of one wakeup come together.
+ *   hop on the way in or out, and the completions of one wakeup come together. Or, with
+ *   queue_wait, the thread sleeps in the ring itself, its kick eventfd read through the ring:
+ *   one io_uring_enter submits, sleeps and reaps.
  *
  * A request in flight holds one of the ring's URING_SLOTS slots: its progress and its single SQE
- * or CQE. The SQ has a place per slot and the CQ twice that, so neither can overflow; requests
+ * or CQE. The SQ has more places than slots (queue_wait adds two requests of its own) and the CQ
+ * twice that, so neither can overflow; requests
  * beyond wait for a slot in a FIFO. A short read or write (io_uring may move fewer bytes than
  * asked) is resubmitted for the rest, -EAGAIN and -EINTR are retried, and a transfer that meets
  * the end of the file is -EIO, as in io_execute.
@@ -40,6 +43,7 @@
 #include "block/engine_helpers.h"
 
 #define URING_SLOTS 128
+#define URING_SQ_ENTRIES (2 * URING_SLOTS)	/* a place per slot, and queue_wait's two */
 #define URING_HELPERS 2
 
 /* fallocate modes a ring submits; and the two answers that are not a mode. */
@@ -77,6 +81,14 @@ struct uring_ring {
 	struct disk_request *wait_head, *wait_tail;	/* no slot yet */
 	pthread_mutex_t lock;
 	struct uring_slot *helped;	/* finished by a helper, to complete on the owner */
+	/*
+	 * queue_wait: the owner sleeps in io_uring_enter, its own descriptor read through the ring
+	 * and the helpers' eventfd (no longer registered) polled through it; the tags' addresses
+	 * are those two requests' user_data.
+	 */
+	bool waits, fd_armed, fd_ready, help_armed;
+	uint64_t fd_buf;
+	char fd_tag, help_tag;
 	struct uring_slot slots[URING_SLOTS];
 };
 
@@ -129,7 +141,7 @@ static int ring_init(struct uring_ring *r, struct io_engine *e, bool nonblock, c
 	for (unsigned int i = 0; i < sizeof(ring_setup_flags) / sizeof(ring_setup_flags[0]); i++) {
 		struct io_uring_params p = { .flags = ring_setup_flags[i] };
 
-		err = io_uring_queue_init_params(URING_SLOTS, &r->ring, &p);
+		err = io_uring_queue_init_params(URING_SQ_ENTRIES, &r->ring, &p);
 		r->defer = p.flags & IORING_SETUP_DEFER_TASKRUN;
 		r->taskrun_flag = p.flags & IORING_SETUP_TASKRUN_FLAG;
 		if (err != -EINVAL)
@@ -440,7 +452,16 @@ static void ring_poll(struct uring_ring *r)
 
 			s = io_uring_cqe_get_data(cqe);
 			io_uring_cqe_seen(&r->ring, cqe);
-			ring_cqe(s, res);
+			if ((void *)s == &r->fd_tag) {
+				/* Read (the count consumed), or failed: either way, look. */
+				r->fd_armed = false;
+				r->fd_ready = true;
+			} else if ((void *)s == &r->help_tag) {
+				/* Only arms the poll again; the helped list is looked at below. */
+				r->help_armed = false;
+			} else {
+				ring_cqe(s, res);
+			}
 		}
 		pthread_mutex_lock(&r->lock);
 		helped = r->helped;
@@ -621,9 +642,9 @@ static int uring_queue_open(struct io_engine *e, struct io_queue **qp, int *poll
 /*
  * Requests a queue's owner gives the kernel together. Holding a whole kick's batch until
  * queue_poll made the host's device take them, and complete them, as one: the queue then went
- * idle while the driver refilled it (1 interrupt per 32 requests at QD32). Submitting every
- * 4 keeps it fed: 4k random reads at QD32 +14% (1: +17%, at 35% more CPU per I/O than 4),
- * docs/performance.md.
+ * idle while the driver refilled it (1 interrupt per 32 requests at QD32). Submitting each at
+ * once kept it fed (4k random reads at QD32 +14%); every 4 is within 4% of that at a quarter
+ * less CPU per I/O (docs/performance.md).
  */
 #define URING_SUBMIT_BATCH 4
 
@@ -659,12 +680,91 @@ static void uring_queue_poll(struct io_queue *q)
 	ring_poll(&q->r);
 }
 
+/* Prepares a request of queue_wait's own: a READ of fd, or (fd < 0) a POLL of the eventfd. */
+static bool ring_arm(struct uring_ring *r, int fd, void *tag)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+
+	if (!sqe)
+		return false;	/* not while the SQ has two places beyond the slots */
+	if (fd >= 0)
+		io_uring_prep_read(sqe, fd, &r->fd_buf, sizeof(r->fd_buf), 0);
+	else
+		io_uring_prep_poll_add(sqe, r->efd, POLLIN);
+	io_uring_sqe_set_data(sqe, tag);
+	r->unsubmitted++;
+	return true;
+}
+
+/*
+ * Sleeps in io_uring_enter (submitting what waits, in the same call) until a CQE is posted,
+ * unless there is work already, then does it. The helpers' eventfd is polled through the ring:
+ * a nonblocking eventfd cannot be read through it (it would answer -EAGAIN at once).
+ */
+static void ring_wait(struct uring_ring *r)
+{
+	uint64_t count;
+	int n;
+
+	if (!r->help_armed)
+		r->help_armed = ring_arm(r, -1, &r->help_tag);
+	if (!io_uring_cq_ready(&r->ring) &&
+	    !(IO_URING_READ_ONCE(*r->ring.sq.kflags) & IORING_SQ_TASKRUN) &&
+	    !__atomic_load_n(&r->helped, __ATOMIC_RELAXED)) {
+		n = io_uring_submit_and_wait(&r->ring, 1);
+		if (n >= 0)
+			r->unsubmitted -= (unsigned int)n < r->unsubmitted ? (unsigned int)n
+									   : r->unsubmitted;
+		else if (n == -EAGAIN || n == -EBUSY)
+			usleep(1000);	/* short of memory or CQ room: completions will make it */
+	}
+	ring_poll(r);
+	/*
+	 * The poll fired (or could not be armed): the eventfd is read before the helped list is
+	 * looked at once more, so that a helper finishing after the read makes it fire again.
+	 */
+	if (!r->help_armed) {
+		if (read(r->efd, &count, sizeof(count)) < 0 && errno != EAGAIN && errno != EINTR)
+			return;
+		ring_poll(r);
+	}
+}
+
+/*
+ * Instead of polling *poll_fd and fd: one system call submits, waits, and reaps. The first call
+ * turns the registered eventfd off for good (the owner no longer polls it); it fails with
+ * -EOPNOTSUPP, changing nothing, where that cannot be done.
+ */
+static int uring_queue_wait(struct io_queue *q, int fd)
+{
+	struct uring_ring *r = &q->r;
+
+	if (!r->waits) {
+		/* NKVM_IO_URING_POLL=1: the owner polls, as before queue_wait (for measuring). */
+		if (!r->taskrun_flag || io_env_set("NKVM_IO_URING_POLL") ||
+		    io_uring_unregister_eventfd(&r->ring))
+			return -EOPNOTSUPP;
+		r->waits = true;
+	}
+	if (!r->fd_armed)
+		r->fd_armed = ring_arm(r, fd, &r->fd_tag);
+	ring_wait(r);
+	if (!r->fd_ready)
+		return 0;
+	r->fd_ready = false;
+	return 1;
+}
+
 static void uring_queue_close(struct io_queue *q)
 {
 	struct pollfd p = { .fd = q->r.efd, .events = POLLIN };
 
 	ring_poll(&q->r);
 	while (q->r.used) {
+		if (q->r.waits) {
+			ring_wait(&q->r);
+			continue;
+		}
 		if (poll(&p, 1, -1) < 0 && errno != EINTR)
 			break;
 		uring_queue_poll(q);
@@ -728,5 +828,6 @@ const struct io_engine_ops io_engine_uring = {
 	.queue_submit = uring_queue_submit,
 	.queue_poll = uring_queue_poll,
 	.queue_ready = uring_queue_ready,
+	.queue_wait = uring_queue_wait,
 	.queue_close = uring_queue_close,
 };

@@ -38,6 +38,7 @@ struct blk_queue {
 	 */
 	struct disk_queue *dq;
 	bool pushed;			/* a batched completion waits for virtio_notify */
+	bool waits;			/* the thread sleeps in disk_queue_wait */
 };
 
 struct virtio_blk {
@@ -218,8 +219,11 @@ static void blk_queue_kick(struct virtio_device *vdev, unsigned int q)
 	blk_batch_begin(blk, q);
 	while (virtio_pop(vdev, q, &bq->chain) > 0)
 		blk_handle(blk, q, &bq->chain);
-	/* Starts what may still wait, and reaps what already finished; no system call if neither. */
-	if (bq->dq && disk_queue_ready(bq->dq))
+	/*
+	 * Starts what may still wait, and reaps what already finished; no system call if neither.
+	 * A thread that sleeps in disk_queue_wait does both there next, in the same system call.
+	 */
+	if (bq->dq && !bq->waits && disk_queue_ready(bq->dq))
 		disk_queue_poll(bq->dq);
 	blk_batch_end(blk, q);
 }
@@ -232,6 +236,22 @@ static void blk_queue_event(struct virtio_device *vdev, unsigned int q)
 	blk_batch_begin(blk, q);
 	disk_queue_poll(blk->queues[q].dq);
 	blk_batch_end(blk, q);
+}
+
+/* One system call per wakeup where the disk's engine can wait so (io_uring); see disk.h. */
+static int blk_queue_wait(struct virtio_device *vdev, unsigned int q, int kick_fd)
+{
+	struct virtio_blk *blk = (struct virtio_blk *)vdev;
+	int ret;
+
+	if (!blk->queues[q].dq)
+		return -EOPNOTSUPP;
+	blk_batch_begin(blk, q);
+	ret = disk_queue_wait(blk->queues[q].dq, kick_fd);
+	blk_batch_end(blk, q);
+	if (ret >= 0)
+		blk->queues[q].waits = true;
+	return ret;
 }
 
 static void blk_queue_start(struct virtio_device *vdev, unsigned int q, int *fd)
@@ -258,6 +278,7 @@ static void blk_queue_stop(struct virtio_device *vdev, unsigned int q)
 	blk_batch_begin(blk, q);
 	disk_queue_close(blk->queues[q].dq);
 	blk->queues[q].dq = NULL;
+	blk->queues[q].waits = false;
 	blk_batch_end(blk, q);
 }
 
@@ -283,6 +304,7 @@ static const struct virtio_device_ops blk_ops = {
 	.queue_start = blk_queue_start,
 	.queue_event = blk_queue_event,
 	.queue_stop = blk_queue_stop,
+	.queue_wait = blk_queue_wait,
 	.config_read = blk_config_read,
 	.reset = blk_reset,
 };

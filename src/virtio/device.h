@@ -49,6 +49,13 @@ struct virtio_device_ops {
 	void (*queue_start)(struct virtio_device *vdev, unsigned int q, int *fd);
 	void (*queue_event)(struct virtio_device *vdev, unsigned int q);
 	void (*queue_stop)(struct virtio_device *vdev, unsigned int q);
+	/*
+	 * Optional, on q's I/O thread: sleep in the device's own I/O wait instead of polling
+	 * kick_fd and the queue_start descriptor; returns 1 when kick_fd was readable (its count
+	 * read: the thread then calls queue_kick), 0 when only the device's own work was done, or
+	 * -EOPNOTSUPP (on the first call only) when the device cannot wait so.
+	 */
+	int (*queue_wait)(struct virtio_device *vdev, unsigned int q, int kick_fd);
 };
 
 struct virtio_device {

@@ -158,7 +158,8 @@ static void vp_msix_update_route(struct virtio_pci *vp, unsigned int v)
 
 /*
  * Waits for kicks, and for the device's own descriptor if it has one (completions it reaps on
- * this thread, e.g. a disk's io_uring), and hands each to the device.
+ * this thread, e.g. a disk's io_uring), and hands each to the device; or lets the device wait
+ * for both itself (queue_wait), where one system call then sleeps, submits and reaps.
  */
 static void *vp_queue_thread(void *arg)
 {
@@ -169,12 +170,23 @@ static void *vp_queue_thread(void *arg)
 		{ .fd = -1, .events = POLLIN },	/* poll skips a negative fd */
 	};
 	uint64_t count;
+	bool waits = vdev->ops->queue_wait;
+	int ret;
 
 	if (vdev->ops->queue_start)
 		vdev->ops->queue_start(vdev, q->index, &pfd[1].fd);
 	/* A first pass: buffers may have been queued before the kick path existed. */
 	vdev->ops->queue_kick(vdev, q->index);
 	while (!atomic_load(&q->stop)) {
+		/* A device that can sleep in its own I/O wait takes the kicks there too. */
+		if (waits) {
+			ret = vdev->ops->queue_wait(vdev, q->index, q->kick_fd);
+			if (ret == -EOPNOTSUPP)
+				waits = false;
+			else if (ret > 0 && !atomic_load(&q->stop))
+				vdev->ops->queue_kick(vdev, q->index);
+			continue;
+		}
 		if (poll(pfd, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -47,7 +48,8 @@
 
 /* --- variants ------------------------------------------------------------------------------ */
 
-enum via { VIA_DISK, VIA_QUEUE, VIA_ENGINE };
+/* VIA_QUEUE_WAIT: a queue context whose owner sleeps in disk_queue_wait instead of polling. */
+enum via { VIA_DISK, VIA_QUEUE, VIA_QUEUE_WAIT, VIA_ENGINE };
 
 struct variant {
 	const char *name;
@@ -66,6 +68,9 @@ static const struct variant variants[] = {
 	{ "io_uring, O_DIRECT", DISK_ENGINE_IO_URING, true, VIA_DISK },
 	{ "io_uring, queue ring", DISK_ENGINE_IO_URING, false, VIA_QUEUE },
 	{ "io_uring, O_DIRECT, queue ring", DISK_ENGINE_IO_URING, true, VIA_QUEUE },
+	{ "io_uring, queue ring, waiting in it", DISK_ENGINE_IO_URING, false, VIA_QUEUE_WAIT },
+	{ "io_uring, O_DIRECT, queue ring, waiting in it", DISK_ENGINE_IO_URING, true,
+	  VIA_QUEUE_WAIT },
 };
 
 static const struct io_engine_ops *engine_ops(enum disk_engine_kind k)
@@ -386,6 +391,7 @@ struct ctx {
 	struct tgt *t;
 	struct disk_queue *q;
 	int fd;				/* the context's poll descriptor, or -1 */
+	int wake_fd;			/* VIA_QUEUE_WAIT: the owner's own eventfd, or -1 */
 };
 
 struct tgt {
@@ -474,8 +480,13 @@ static void ctx_open(struct ctx *c, struct tgt *t)
 	c->t = t;
 	c->q = NULL;
 	c->fd = -1;
-	if (t->v->via != VIA_QUEUE)
+	c->wake_fd = -1;
+	if (t->v->via != VIA_QUEUE && t->v->via != VIA_QUEUE_WAIT)
 		return;
+	if (t->v->via == VIA_QUEUE_WAIT) {
+		c->wake_fd = eventfd(0, EFD_CLOEXEC);
+		assert_true(c->wake_fd >= 0);
+	}
 	err = disk_queue_open(t->d, &c->q, &c->fd, &why);
 	if (err)
 		fail_msg("disk_queue_open: %s: %s", why, strerror(-err));
@@ -492,6 +503,9 @@ static void ctx_close(struct ctx *c)
 	disk_queue_close(c->q);
 	c->q = NULL;
 	c->fd = -1;
+	if (c->wake_fd >= 0)
+		close(c->wake_fd);
+	c->wake_fd = -1;
 }
 
 static void ctx_submit(struct ctx *c, struct disk_request *req)
@@ -514,6 +528,12 @@ static void ctx_submit(struct ctx *c, struct disk_request *req)
 /* Waits until ty counts n; a queue context's owner reaps its completions meanwhile. */
 static void ctx_wait(struct ctx *c, struct tally *ty, unsigned int n)
 {
+	if (c->q && c->wake_fd >= 0) {
+		/* Sleeps in the ring; every request here went through it, so each ends a wait. */
+		while (tally_count(ty) < n)
+			assert_true(disk_queue_wait(c->q, c->wake_fd) >= 0);
+		return;
+	}
 	if (c->q && c->fd >= 0) {
 		struct pollfd p = { .fd = c->fd, .events = POLLIN };
 
@@ -1329,6 +1349,81 @@ static void test_queue_context_checks_requests(void **state)
 	tgt_close(&t);
 }
 
+static void *write_eventfd_later(void *arg)
+{
+	uint64_t one = 1;
+
+	usleep(20000);
+	if (write(*(int *)arg, &one, sizeof(one)) != sizeof(one))
+		abort();
+	return NULL;
+}
+
+/*
+ * disk_queue_wait: its owner's eventfd ends a wait (1, the count read), written before the wait
+ * or while it sleeps; a completion ends one too (0); engines without it refuse (-EOPNOTSUPP).
+ */
+static void test_queue_wait_wakes_on_fd_and_completions(void **state)
+{
+	struct fx *fx = *state;
+	struct disk_options o = { .engine = DISK_ENGINE_IO_URING };
+	struct variant v = { "io_uring, queue ring, waiting", DISK_ENGINE_IO_URING, false,
+			     VIA_QUEUE_WAIT };
+	struct tgt t = { .fx = fx, .align = 1 };
+	struct pollfd p;
+	struct tally ty;
+	struct io io;
+	pthread_t th;
+	uint8_t buf[4096];
+	uint64_t one = 1;
+	char path[PATH_MAX];
+	const char *why;
+
+	img_make(fx_path(fx, "w.img", path), 1 * MiB, NULL);
+	o.path = path;
+	assert_int_equal(disk_open(&t.d, &o, &why), 0);
+	if (disk_notice(t.d)) {
+		print_message("queue wait: skipped, %s\n", disk_notice(t.d));
+		disk_close(t.d);
+		skip();
+	}
+	t.v = &v;
+	ctx_open(&t.main, &t);
+	p = (struct pollfd){ .fd = t.main.wake_fd, .events = POLLIN };
+	/* Written before: the first wait returns at once, and the count is gone. */
+	assert_int_equal(write(t.main.wake_fd, &one, sizeof(one)), sizeof(one));
+	assert_int_equal(disk_queue_wait(t.main.q, t.main.wake_fd), 1);
+	assert_int_equal(poll(&p, 1, 0), 0);
+	/* Written while it sleeps. */
+	assert_int_equal(pthread_create(&th, NULL, write_eventfd_later, &t.main.wake_fd), 0);
+	assert_int_equal(disk_queue_wait(t.main.q, t.main.wake_fd), 1);
+	pthread_join(th, NULL);
+	/* A request's completion: done runs inside the wait, which then returns 0. */
+	tally_init(&ty);
+	io_init(&io, &ty, DISK_READ, 0, sizeof(buf));
+	io.iov[0] = (struct iovec){ buf, sizeof(buf) };
+	io.req.iov = io.iov;
+	io.req.iovcnt = 1;
+	disk_queue_submit(t.main.q, &io.req);
+	while (tally_count(&ty) < 1)
+		assert_int_equal(disk_queue_wait(t.main.q, t.main.wake_fd), 0);
+	assert_int_equal(io.status, 0);
+	tally_destroy(&ty);
+	tgt_close(&t);
+
+	/* The threads engine has no ring to wait in. */
+	o.engine = DISK_ENGINE_THREADS;
+	memset(&t, 0, sizeof(t));
+	t.fx = fx;
+	t.align = 1;
+	v.engine = DISK_ENGINE_THREADS;
+	assert_int_equal(disk_open(&t.d, &o, &why), 0);
+	t.v = &v;
+	ctx_open(&t.main, &t);
+	assert_int_equal(disk_queue_wait(t.main.q, t.main.wake_fd), -EOPNOTSUPP);
+	tgt_close(&t);
+}
+
 /* Resuming after a short transfer: inside a segment, at a segment's start, past empty ones. */
 static void test_io_rest_resumes_where_transfer_stopped(void **state)
 {
@@ -1414,6 +1509,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_aio_on_buffered_disk_falls_back_to_threads,
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_engines_run_when_available, fx_setup,
+						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_queue_wait_wakes_on_fd_and_completions, fx_setup,
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_queue_context_checks_requests, fx_setup,
 						fx_teardown),
