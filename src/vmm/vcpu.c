@@ -84,12 +84,12 @@ enum vcpu_exit_action vcpu_handle_exit(struct vcpu *vcpu, struct kvm_run *run)
 		return VCPU_CONTINUE;
 	case KVM_EXIT_SHUTDOWN:
 		/*
-		 * A triple fault: what a PC does on reset when all else fails, so a stop like a
-		 * reboot; but Linux (reboot=k) resets through the i8042, so say it: here it means
-		 * the guest crashed without a word.
+		 * A triple fault. A PC resets this way when all else fails, but Linux booted by
+		 * nkvm (reboot=k) reboots through the i8042: here it means the guest crashed
+		 * without a word, so it must not end with a command's status 0.
 		 */
 		nkvm_err("vcpu %u: the guest reset itself (triple fault)", vcpu->id);
-		vm_request_stop(vcpu->vm, 0);
+		vm_request_stop(vcpu->vm, 1);
 		return VCPU_STOP;
 	case KVM_EXIT_SYSTEM_EVENT:
 		if (run->system_event.type == KVM_SYSTEM_EVENT_CRASH) {

@@ -25,8 +25,16 @@ run_guest() {
 		# -k: a monitor that ignored SIGTERM must not hold up the whole suite.
 		timeout -k 10 300 "$NKVM" run "$@" </dev/null >"$out.raw" 2>&1
 		rc=$?
-		[ $(($(date +%s) - start)) -ge 300 ] && [ "$try" -eq 1 ] || break
-		echo "retry: the guest did not finish in 300 s (status $rc); running it once more"
+		[ "$try" -eq 1 ] || break
+		if [ $(($(date +%s) - start)) -ge 300 ]; then
+			echo "retry: the guest did not finish in 300 s (status $rc); running it once more"
+		elif grep -q 'the guest reset itself (triple fault)' "$out.raw"; then
+			# Seen twice, in different tests, with no trace: the emulated test host's SVM
+			# (QEMU TCG) also panics its own kernel now and then. Once more, and said.
+			echo "retry: the guest triple-faulted (status $rc); running it once more"
+		else
+			break
+		fi
 	done
 	tr -d '\r' <"$out.raw" >"$out"
 }
@@ -495,8 +503,11 @@ test_blk_root_on_disk() {
 
 test_console_on_hvc0() {
 	# hvc0 is the preferred console ("C" in /proc/consoles), and bytes written to it reach us.
+	# Both lines go straight to /dev/hvc0 from one process: the command's stdout is relayed
+	# by init, and a line on it could be cut by one written to hvc0 directly meanwhile.
 	run_guest "$tmp/o" --console virtio -- sh -c \
-		'grep -q "^hvc0 .*(.C" /proc/consoles && echo HVC0-IS-CONSOLE; echo via-hvc0 >/dev/hvc0'
+		'{ grep -q "^hvc0 .*(.C" /proc/consoles && echo HVC0-IS-CONSOLE; echo via-hvc0; } \
+		   >/dev/hvc0'
 	if [ "$rc" -eq 0 ] && has_line "$tmp/o" via-hvc0 && has_line "$tmp/o" HVC0-IS-CONSOLE; then
 		pass console_on_hvc0
 	else

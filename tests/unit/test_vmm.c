@@ -195,13 +195,14 @@ static void test_mmio_read_of_nothing_is_all_ones(void **state)
 	fake_vm_free(f);
 }
 
-static void test_triple_fault_is_clean_reset(void **state)
+/* A triple fault stops the guest as a crash: status 1, never a command's 0. */
+static void test_triple_fault_stops_as_crash(void **state)
 {
 	struct fake_vm *f = fake_vm_new();
 
 	f->run.exit_reason = KVM_EXIT_SHUTDOWN;
 	assert_int_equal(vcpu_handle_exit(&f->vcpu, &f->run), VCPU_STOP);
-	assert_int_equal(f->vm.exit_status, 0);
+	assert_int_equal(f->vm.exit_status, 1);
 	fake_vm_free(f);
 }
 
@@ -252,7 +253,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_port_reads_all_ones),
 		cmocka_unit_test(test_string_io_dispatches_each_element),
 		cmocka_unit_test(test_mmio_read_of_nothing_is_all_ones),
-		cmocka_unit_test(test_triple_fault_is_clean_reset),
+		cmocka_unit_test(test_triple_fault_stops_as_crash),
 		cmocka_unit_test(test_entry_failure_and_unknown_exit_fail),
 		cmocka_unit_test(test_console_escape),
 	};
