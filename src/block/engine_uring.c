@@ -405,6 +405,28 @@ again:
 		ring_complete(s, status);
 }
 
+/* What the kernel took of the prepared SQEs: io_uring_submit's count, or more (never negative). */
+static void ring_submitted(struct uring_ring *r, int n)
+{
+	r->unsubmitted -= (unsigned int)n < r->unsubmitted ? (unsigned int)n : r->unsubmitted;
+}
+
+/*
+ * Whether completions may wait in the kernel for a GETEVENTS to post them (true when unsure):
+ * with TASKRUN_FLAG the kernel says so in sq.kflags, with no system call.
+ */
+static bool ring_events_waiting(struct uring_ring *r)
+{
+	return !r->taskrun_flag || (IO_URING_READ_ONCE(*r->ring.sq.kflags) & IORING_SQ_TASKRUN);
+}
+
+/* Completions to reap, or slots back from a helper: found without a system call. */
+static bool ring_has_work(struct uring_ring *r)
+{
+	return io_uring_cq_ready(&r->ring) || ring_events_waiting(r) ||
+	       __atomic_load_n(&r->helped, __ATOMIC_RELAXED);
+}
+
 /*
  * Gives the prepared SQEs to the kernel and, when get_events, has a DEFER_TASKRUN ring post the
  * completions that are waiting: one system call for both.
@@ -418,8 +440,7 @@ static void ring_submit(struct uring_ring *r, bool get_events)
 
 		if (n >= 0) {
 			get_events = false;
-			r->unsubmitted -= (unsigned int)n < r->unsubmitted ? (unsigned int)n
-									   : r->unsubmitted;
+			ring_submitted(r, n);
 			continue;
 		}
 		if (n == -EINTR)
@@ -444,9 +465,7 @@ static void ring_poll(struct uring_ring *r)
 	struct uring_slot *helped, *s;
 
 	do {
-		/* TASKRUN_FLAG: no completion waits to be posted unless the kernel says so. */
-		ring_submit(r, !r->taskrun_flag ||
-				       (IO_URING_READ_ONCE(*r->ring.sq.kflags) & IORING_SQ_TASKRUN));
+		ring_submit(r, ring_events_waiting(r));
 		while (io_uring_peek_cqe(&r->ring, &cqe) == 0) {
 			int res = cqe->res;
 
@@ -657,17 +676,10 @@ static int uring_queue_submit(struct io_queue *q, struct disk_request *req)
 	return status;
 }
 
-/*
- * Completions posted, or (TASKRUN_FLAG) waiting for a GETEVENTS to post them, or back from a
- * helper: all visible in memory the kernel shares with us.
- */
+/* Work for queue_poll: completions (ring_has_work), or SQEs still to give the kernel. */
 static bool uring_queue_ready(struct io_queue *q)
 {
-	struct uring_ring *r = &q->r;
-
-	return io_uring_cq_ready(&r->ring) || !r->taskrun_flag ||
-	       (IO_URING_READ_ONCE(*r->ring.sq.kflags) & IORING_SQ_TASKRUN) ||
-	       __atomic_load_n(&r->helped, __ATOMIC_RELAXED) || r->unsubmitted;
+	return ring_has_work(&q->r) || q->r.unsubmitted;
 }
 
 static void uring_queue_poll(struct io_queue *q)
@@ -708,13 +720,10 @@ static void ring_wait(struct uring_ring *r)
 
 	if (!r->help_armed)
 		r->help_armed = ring_arm(r, -1, &r->help_tag);
-	if (!io_uring_cq_ready(&r->ring) &&
-	    !(IO_URING_READ_ONCE(*r->ring.sq.kflags) & IORING_SQ_TASKRUN) &&
-	    !__atomic_load_n(&r->helped, __ATOMIC_RELAXED)) {
+	if (!ring_has_work(r)) {
 		n = io_uring_submit_and_wait(&r->ring, 1);
 		if (n >= 0)
-			r->unsubmitted -= (unsigned int)n < r->unsubmitted ? (unsigned int)n
-									   : r->unsubmitted;
+			ring_submitted(r, n);
 		else if (n == -EAGAIN || n == -EBUSY)
 			usleep(1000);	/* short of memory or CQ room: completions will make it */
 	}

@@ -1320,6 +1320,28 @@ static void test_engines_run_when_available(void **state)
 	disk_close(d);
 }
 
+/*
+ * Opens a disk as o says (path filled in) with the test thread's context on it as v says; skips
+ * the test, saying what for, where the disk fell back to another engine.
+ */
+static void tgt_open_disk(struct tgt *t, struct fx *fx, const struct variant *v,
+			  const struct disk_options *o, const char *what)
+{
+	const char *why;
+
+	memset(t, 0, sizeof(*t));
+	t->fx = fx;
+	t->align = 1;
+	assert_int_equal(disk_open(&t->d, o, &why), 0);
+	if (disk_notice(t->d)) {
+		print_message("%s: skipped, %s\n", what, disk_notice(t->d));
+		disk_close(t->d);
+		skip();
+	}
+	t->v = v;
+	ctx_open(&t->main, t);
+}
+
 /* A read-only disk's queue context rejects writes and takes flushes, as disk_submit does. */
 static void test_queue_context_checks_requests(void **state)
 {
@@ -1327,20 +1349,12 @@ static void test_queue_context_checks_requests(void **state)
 	struct disk_options o = { .readonly = true, .engine = DISK_ENGINE_IO_URING };
 	uint8_t buf[4096];
 	char path[PATH_MAX];
-	const char *why;
-	struct tgt t = { .fx = fx, .align = 1 };
+	struct tgt t;
 	struct variant v = { "io_uring, read-only, queue", DISK_ENGINE_IO_URING, false, VIA_QUEUE };
 
 	img_make(fx_path(fx, "ro.img", path), 1 * MiB, NULL);
 	o.path = path;
-	assert_int_equal(disk_open(&t.d, &o, &why), 0);
-	if (disk_notice(t.d)) {
-		print_message("queue checks: skipped, %s\n", disk_notice(t.d));
-		disk_close(t.d);
-		skip();
-	}
-	t.v = &v;
-	ctx_open(&t.main, &t);
+	tgt_open_disk(&t, fx, &v, &o, "queue checks");
 	assert_int_equal(t_rw(&t, DISK_WRITE, 0, buf, sizeof(buf)), -EROFS);
 	assert_int_equal(t_rw(&t, DISK_READ, 1 * MiB - 512, buf, 1024), -EINVAL);
 	assert_int_equal(t_range(&t, DISK_FLUSH, 0, 0), 0);
@@ -1369,7 +1383,7 @@ static void test_queue_wait_wakes_on_fd_and_completions(void **state)
 	struct disk_options o = { .engine = DISK_ENGINE_IO_URING };
 	struct variant v = { "io_uring, queue ring, waiting", DISK_ENGINE_IO_URING, false,
 			     VIA_QUEUE_WAIT };
-	struct tgt t = { .fx = fx, .align = 1 };
+	struct tgt t;
 	struct pollfd p;
 	struct tally ty;
 	struct io io;
@@ -1377,18 +1391,10 @@ static void test_queue_wait_wakes_on_fd_and_completions(void **state)
 	uint8_t buf[4096];
 	uint64_t one = 1;
 	char path[PATH_MAX];
-	const char *why;
 
 	img_make(fx_path(fx, "w.img", path), 1 * MiB, NULL);
 	o.path = path;
-	assert_int_equal(disk_open(&t.d, &o, &why), 0);
-	if (disk_notice(t.d)) {
-		print_message("queue wait: skipped, %s\n", disk_notice(t.d));
-		disk_close(t.d);
-		skip();
-	}
-	t.v = &v;
-	ctx_open(&t.main, &t);
+	tgt_open_disk(&t, fx, &v, &o, "queue wait");
 	p = (struct pollfd){ .fd = t.main.wake_fd, .events = POLLIN };
 	/* Written before: the first wait returns at once, and the count is gone. */
 	assert_int_equal(write(t.main.wake_fd, &one, sizeof(one)), sizeof(one));
@@ -1413,13 +1419,8 @@ static void test_queue_wait_wakes_on_fd_and_completions(void **state)
 
 	/* The threads engine has no ring to wait in. */
 	o.engine = DISK_ENGINE_THREADS;
-	memset(&t, 0, sizeof(t));
-	t.fx = fx;
-	t.align = 1;
 	v.engine = DISK_ENGINE_THREADS;
-	assert_int_equal(disk_open(&t.d, &o, &why), 0);
-	t.v = &v;
-	ctx_open(&t.main, &t);
+	tgt_open_disk(&t, fx, &v, &o, "queue wait, threads");
 	assert_int_equal(disk_queue_wait(t.main.q, t.main.wake_fd), -EOPNOTSUPP);
 	tgt_close(&t);
 }
