@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * The I/O engines (threads, aio, io_uring) under one disk, through each path a device takes:
- * disk_submit, a per-queue context (disk_queue_*, a ring per queue with io_uring), and, for aio
- * on a buffered file, which disk_open does not choose, the engine itself. Every behaviour test
+ * disk_submit, a per-queue context (disk_queue_*: a ring per queue with io_uring, an AIO context
+ * with aio), and, for aio on a buffered file, which disk_open does not choose, the engine itself. Every behaviour test
  * runs once per variant (engine x buffered/O_DIRECT x path) on files in a temporary directory,
  * and some on small file systems mounted for the test in a private mount namespace when this
  * runs as root: tmpfs (ENOSPC), ext4 on a loop device (flushes reaching the device, I/O errors
@@ -64,6 +64,8 @@ static const struct variant variants[] = {
 	{ "threads, queue context", DISK_ENGINE_THREADS, false, VIA_QUEUE },
 	{ "aio engine on a buffered file", DISK_ENGINE_AIO, false, VIA_ENGINE },
 	{ "aio, O_DIRECT", DISK_ENGINE_AIO, true, VIA_DISK },
+	{ "aio, O_DIRECT, queue context", DISK_ENGINE_AIO, true, VIA_QUEUE },
+	{ "aio, O_DIRECT, queue context, waiting in it", DISK_ENGINE_AIO, true, VIA_QUEUE_WAIT },
 	{ "io_uring", DISK_ENGINE_IO_URING, false, VIA_DISK },
 	{ "io_uring, O_DIRECT", DISK_ENGINE_IO_URING, true, VIA_DISK },
 	{ "io_uring, queue ring", DISK_ENGINE_IO_URING, false, VIA_QUEUE },
@@ -491,8 +493,11 @@ static void ctx_open(struct ctx *c, struct tgt *t)
 	if (err)
 		fail_msg("disk_queue_open: %s: %s", why, strerror(-err));
 	assert_non_null(c->q);
-	/* io_uring has a ring per context; the threads engine passes requests to disk_submit. */
-	if (t->v->engine == DISK_ENGINE_IO_URING)
+	/*
+	 * io_uring has a ring per context, aio a kernel AIO context; the threads engine passes
+	 * requests to disk_submit.
+	 */
+	if (t->v->engine != DISK_ENGINE_THREADS)
 		assert_true(c->fd >= 0);
 	else
 		assert_int_equal(c->fd, -1);
@@ -1374,27 +1379,20 @@ static void *write_eventfd_later(void *arg)
 }
 
 /*
- * disk_queue_wait: its owner's eventfd ends a wait (1, the count read), written before the wait
- * or while it sleeps; a completion ends one too (0); engines without it refuse (-EOPNOTSUPP).
+ * disk_queue_wait on a disk opened as o and v say: its owner's eventfd ends a wait (1, the count
+ * read), written before the wait or while it sleeps; a completion ends one too (0).
  */
-static void test_queue_wait_wakes_on_fd_and_completions(void **state)
+static void check_queue_wait(struct fx *fx, const struct variant *v, struct disk_options *o)
 {
-	struct fx *fx = *state;
-	struct disk_options o = { .engine = DISK_ENGINE_IO_URING };
-	struct variant v = { "io_uring, queue ring, waiting", DISK_ENGINE_IO_URING, false,
-			     VIA_QUEUE_WAIT };
 	struct tgt t;
 	struct pollfd p;
 	struct tally ty;
 	struct io io;
 	pthread_t th;
-	uint8_t buf[4096];
+	uint8_t *buf = fx_alloc(fx, 4096);
 	uint64_t one = 1;
-	char path[PATH_MAX];
 
-	img_make(fx_path(fx, "w.img", path), 1 * MiB, NULL);
-	o.path = path;
-	tgt_open_disk(&t, fx, &v, &o, "queue wait");
+	tgt_open_disk(&t, fx, v, o, v->name);
 	p = (struct pollfd){ .fd = t.main.wake_fd, .events = POLLIN };
 	/* Written before: the first wait returns at once, and the count is gone. */
 	assert_int_equal(write(t.main.wake_fd, &one, sizeof(one)), sizeof(one));
@@ -1406,23 +1404,50 @@ static void test_queue_wait_wakes_on_fd_and_completions(void **state)
 	pthread_join(th, NULL);
 	/* A request's completion: done runs inside the wait, which then returns 0. */
 	tally_init(&ty);
-	io_init(&io, &ty, DISK_READ, 0, sizeof(buf));
-	io.iov[0] = (struct iovec){ buf, sizeof(buf) };
+	io_init(&io, &ty, DISK_READ, 0, 4096);
+	io.iov[0] = (struct iovec){ buf, 4096 };
 	io.req.iov = io.iov;
 	io.req.iovcnt = 1;
 	disk_queue_submit(t.main.q, &io.req);
 	while (tally_count(&ty) < 1)
 		assert_int_equal(disk_queue_wait(t.main.q, t.main.wake_fd), 0);
 	assert_int_equal(io.status, 0);
+	/* And the eventfd once more, now that the wait has re-armed its watch on it. */
+	assert_int_equal(write(t.main.wake_fd, &one, sizeof(one)), sizeof(one));
+	assert_int_equal(disk_queue_wait(t.main.q, t.main.wake_fd), 1);
 	tally_destroy(&ty);
 	tgt_close(&t);
+}
 
-	/* The threads engine has no ring to wait in. */
-	o.engine = DISK_ENGINE_THREADS;
-	v.engine = DISK_ENGINE_THREADS;
-	tgt_open_disk(&t, fx, &v, &o, "queue wait, threads");
+/* disk_queue_wait with io_uring and with aio (O_DIRECT); the threads engine refuses it. */
+static void test_queue_wait_wakes_on_fd_and_completions(void **state)
+{
+	struct fx *fx = *state;
+	struct disk_options o = { .engine = DISK_ENGINE_IO_URING };
+	struct variant v = { "queue wait, io_uring", DISK_ENGINE_IO_URING, false,
+			     VIA_QUEUE_WAIT };
+	char path[PATH_MAX];
+	struct tgt t;
+
+	img_make(fx_path(fx, "w.img", path), 1 * MiB, NULL);
+	o.path = path;
+	check_queue_wait(fx, &v, &o);
+
+	/* The threads engine has nothing to wait in. */
+	o.engine = v.engine = DISK_ENGINE_THREADS;
+	v.name = "queue wait, threads";
+	tgt_open_disk(&t, fx, &v, &o, v.name);
 	assert_int_equal(disk_queue_wait(t.main.q, t.main.wake_fd), -EOPNOTSUPP);
 	tgt_close(&t);
+
+	if (!dir_takes_direct(fx->dir)) {
+		print_message("queue wait, aio: skipped, %s takes no O_DIRECT\n", fx->dir);
+		return;
+	}
+	o.engine = v.engine = DISK_ENGINE_AIO;
+	o.direct = v.direct = true;
+	v.name = "queue wait, aio";
+	check_queue_wait(fx, &v, &o);
 }
 
 /* Resuming after a short transfer: inside a segment, at a segment's start, past empty ones. */
