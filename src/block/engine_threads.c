@@ -31,7 +31,9 @@ struct io_engine {
 	unsigned int queued;			/* requests on the FIFO */
 	unsigned int idle;			/* workers waiting for one */
 	bool stopping;
-	unsigned int nr_threads, max_threads;
+	unsigned int nr_threads;
+	unsigned int depth_threads;		/* up to this many, one per request waiting */
+	unsigned int max_threads;		/* beyond, one per request beyond the workers */
 	pthread_t threads[];
 };
 
@@ -213,6 +215,8 @@ static void *threads_worker(void *arg)
 
 static int threads_submit(struct io_engine *e, struct disk_request *req)
 {
+	bool grow, wake;
+
 	req->next = NULL;
 	pthread_mutex_lock(&e->lock);
 	if (e->tail)
@@ -222,15 +226,28 @@ static int threads_submit(struct io_engine *e, struct disk_request *req)
 	e->tail = req;
 	e->queued++;
 	/*
-	 * More requests waiting than workers to take them: one more worker, up to the limit.
-	 * The pool grows to the depth the guest actually keeps in flight (each worker holds one
-	 * request in the kernel) and no further; a failed start only leaves the pool as it is.
+	 * Up to depth_threads, the pool grows to the depth the guest keeps in flight: one more
+	 * worker whenever a request waits with no idle worker for it. Beyond, only while the
+	 * requests waiting outnumber the workers by more than depth_threads: a deep queue (QD128:
+	 * about 56 workers for 128 requests) keeps the disk busy while each worker still finds
+	 * the next request waiting, where one worker per request cost a sleep and a wakeup per
+	 * I/O; a QD32 queue, whose waiting requests are one more than the workers whenever one of
+	 * them is between two, stays at depth_threads (see THREADS_MAX_DIRECT). A failed start
+	 * only leaves the pool as it is.
 	 */
-	if (e->queued > e->idle && e->nr_threads < e->max_threads &&
+	grow = e->nr_threads < e->depth_threads ? e->queued > e->idle
+						: e->queued > e->nr_threads + e->depth_threads;
+	if (grow && e->nr_threads < e->max_threads &&
 	    !io_thread_start(&e->threads[e->nr_threads], threads_worker, e, "nkvm-disk-io"))
 		e->nr_threads++;
-	pthread_cond_signal(&e->wake);
+	/*
+	 * Only an idle worker needs waking: a busy one looks at the FIFO before it sleeps. And
+	 * after unlocking, or the woken worker only blocks on the lock we hold.
+	 */
+	wake = e->idle > 0;
 	pthread_mutex_unlock(&e->lock);
+	if (wake)
+		pthread_cond_signal(&e->wake);
 	return IO_QUEUED;
 }
 
@@ -253,12 +270,19 @@ static void threads_destroy(struct io_engine *e)
  * host fio's 4k random reads; 16 workers: 0.87). Through the page cache most requests are
  * copies that finish on the CPU, and more workers than CPUs only contend: 64 made 4k QD32 reads
  * 2.7x slower than 4 on 2 CPUs (docs/performance.md). So the pool starts with two workers and
- * grows while requests wait, up to 8 per CPU (16 to 64) with O_DIRECT, 2 per CPU (4 to 16)
- * through the page cache; an explicit thread count sets the limit instead.
+ * grows to the depth while requests wait, up to 8 per CPU (16 to 64) with O_DIRECT, 2 per CPU
+ * (4 to 16) through the page cache.
+ *
+ * Beyond that, with O_DIRECT only, it grows to half the depth, up to 64 (QEMU's pool size).
+ * On 2 CPUs, one worker per request made every worker sleep after each I/O and be woken for
+ * the next: 4k random reads at QD32 lost 10-15% to 16 workers at a third more CPU per I/O,
+ * while at QD128 16 workers left the disk idle (64: +26%). Half the depth was the best on
+ * every 4k row measured (docs/performance.md). An explicit thread count sets a plain limit.
  */
 #define THREADS_START 2
+#define THREADS_MAX_DIRECT 64
 
-static unsigned int threads_default_max(const struct io_file *f)
+static unsigned int threads_default_depth(const struct io_file *f)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned int per_cpu = io_file_direct(f) ? 8 : 2;
@@ -273,7 +297,8 @@ static unsigned int threads_default_max(const struct io_file *f)
 static int threads_create(struct io_engine **ep, struct io_file *f,
 			  const struct io_engine_config *cfg, const char **why)
 {
-	unsigned int max = cfg->threads ? cfg->threads : threads_default_max(f);
+	unsigned int depth = cfg->threads ? cfg->threads : threads_default_depth(f);
+	unsigned int max = cfg->threads || !io_file_direct(f) ? depth : THREADS_MAX_DIRECT;
 	unsigned int n = max < THREADS_START ? max : THREADS_START;
 	struct io_engine *e;
 	int err = 0;
@@ -285,6 +310,7 @@ static int threads_create(struct io_engine **ep, struct io_file *f,
 		return -ENOMEM;
 	}
 	e->file = f;
+	e->depth_threads = depth;
 	e->max_threads = max;
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->wake, NULL);

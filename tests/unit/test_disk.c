@@ -1127,6 +1127,88 @@ static void test_disk_pool_grows_to_its_limit(void **state)
 	}
 }
 
+/* A flush whose done holds its worker until the test lets every such done return. */
+struct held {
+	struct disk_request req;
+	pthread_mutex_t *lock;
+	pthread_cond_t *cond;
+	bool *release;
+	unsigned int *done;
+};
+
+static void held_done(struct disk_request *req, int status)
+{
+	struct held *h = (struct held *)req;
+
+	assert_int_equal(status, 0);
+	pthread_mutex_lock(h->lock);
+	while (!*h->release)
+		pthread_cond_wait(h->cond, h->lock);
+	(*h->done)++;
+	pthread_cond_broadcast(h->cond);
+	pthread_mutex_unlock(h->lock);
+}
+
+/*
+ * The default pool of an O_DIRECT disk: it grows to the depth up to 8 workers per CPU (16 to
+ * 64), and beyond only while the requests waiting outnumber the workers by more than that, up
+ * to 64. Every worker here is held in a done callback, so the count of those waiting is known:
+ * 2 x 16 requests leave 16 workers (a QD32 guest), 4 x 16 more than 16 (QD64) and at most 64.
+ */
+static void test_disk_pool_beyond_depth_for_a_deep_queue(void **state)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned int depth = cpus * 8 < 16 ? 16 : cpus * 8 > 64 ? 64 : (unsigned int)cpus * 8;
+	unsigned int base = io_threads_now(), done = 0, n;
+	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+	struct disk_options o = { .direct = true, .engine = DISK_ENGINE_THREADS };
+	struct held *hs = calloc(4 * depth, sizeof(*hs));
+	bool release = false;
+	char path[PATH_MAX];
+	const char *why;
+	struct disk *d;
+	int err;
+
+	assert_non_null(hs);
+	img_make(fx_path(*state, "deep.img", path), 64 * KiB, 0);
+	o.path = path;
+	err = disk_open(&d, &o, &why);
+	if (err == -EINVAL) {
+		free(hs);
+		print_message("deep pool: skipped, %s refuses O_DIRECT (%s)\n",
+			      ((struct fx *)*state)->dir, why);
+		skip();
+	}
+	assert_int_equal(err, 0);
+	assert_string_equal(disk_engine_name(d), "threads");
+	for (unsigned int i = 0; i < 4 * depth; i++) {
+		hs[i] = (struct held){ .req = { .op = DISK_FLUSH, .done = held_done },
+				       .lock = &lock, .cond = &cond, .release = &release,
+				       .done = &done };
+		disk_submit(d, &hs[i].req);
+		if (i + 1 == 2 * depth) {
+			/* Let the workers take what they can: each then holds one. */
+			usleep(100 * 1000);
+			assert_int_equal(io_threads_now(), base + depth);
+		}
+	}
+	usleep(100 * 1000);
+	n = io_threads_now() - base;
+	if (depth < 64)
+		assert_true(n > depth);
+	assert_true(n <= 64);
+	pthread_mutex_lock(&lock);
+	release = true;
+	pthread_cond_broadcast(&cond);
+	while (done < 4 * depth)
+		pthread_cond_wait(&cond, &lock);
+	pthread_mutex_unlock(&lock);
+	disk_close(d);
+	assert_int_equal(io_threads_settle(base), base);
+	free(hs);
+}
+
 static void test_disk_direct_io(void **state)
 {
 	char path[PATH_MAX];
@@ -1307,6 +1389,7 @@ int main(int argc, char **argv)
 		T(test_disk_read_past_shrunk_file_is_eio),
 		T(test_disk_each_disk_has_its_own_pool),
 		T(test_disk_pool_grows_to_its_limit),
+		T(test_disk_pool_beyond_depth_for_a_deep_queue),
 		T(test_disk_direct_io),
 		T(test_disk_block_device),
 	};
