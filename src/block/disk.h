@@ -112,7 +112,7 @@ void disk_submit(struct disk *d, struct disk_request *req);
 /*
  * Per-queue submission: a context owned by one thread (a virtqueue's I/O thread), through which
  * that thread submits and on which it reaps, without a hop to an engine thread either way, when
- * the engine and the format support it (io_uring over raw: a ring per context).
+ * the engine and the format support it (io_uring: a ring per context; aio: a kernel AIO context).
  *
  * disk_queue_open, on the owner thread, creates a context; *poll_fd is then a descriptor to wait
  * on (readable: call disk_queue_poll), or -1 when the disk has no per-queue path, in which case

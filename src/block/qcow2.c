@@ -287,7 +287,8 @@ struct parent {
 
 /*
  * The one place the fast path hands file I/O to an engine: to the submitting virtqueue's own
- * context (its io_uring ring) when there is one, else to the engine every thread shares.
+ * context (its io_uring ring or AIO context) when there is one, else to the engine every
+ * thread shares.
  */
 int qcow2_engine_submit(struct qcow2 *s, struct io_queue *q, struct disk_request *req)
 {

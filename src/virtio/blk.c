@@ -33,7 +33,7 @@
 struct blk_queue {
 	struct virtq_chain chain;
 	/*
-	 * The disk's context for this queue: with an engine that has them (io_uring), requests
+	 * The disk's context for this queue: with an engine that has them (io_uring, aio), requests
 	 * start and complete on this thread; otherwise it passes them to disk_submit.
 	 */
 	struct disk_queue *dq;
@@ -238,7 +238,7 @@ static void blk_queue_event(struct virtio_device *vdev, unsigned int q)
 	blk_batch_end(blk, q);
 }
 
-/* One system call per wakeup where the disk's engine can wait so (io_uring); see disk.h. */
+/* One system call per wakeup where the disk's engine can wait so (io_uring, aio); see disk.h. */
 static int blk_queue_wait(struct virtio_device *vdev, unsigned int q, int kick_fd)
 {
 	struct virtio_blk *blk = (struct virtio_blk *)vdev;

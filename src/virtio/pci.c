@@ -158,8 +158,9 @@ static void vp_msix_update_route(struct virtio_pci *vp, unsigned int v)
 
 /*
  * Waits for kicks, and for the device's own descriptor if it has one (completions it reaps on
- * this thread, e.g. a disk's io_uring), and hands each to the device; or lets the device wait
- * for both itself (queue_wait), where one system call then sleeps, submits and reaps.
+ * this thread, e.g. a disk's io_uring or AIO context), and hands each to the device; or lets
+ * the device wait for both itself (queue_wait), where one system call then sleeps, submits
+ * and reaps.
  */
 static void *vp_queue_thread(void *arg)
 {
