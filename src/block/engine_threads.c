@@ -32,8 +32,8 @@ struct io_engine {
 	unsigned int idle;			/* workers waiting for one */
 	bool stopping;
 	unsigned int nr_threads;
-	unsigned int depth_threads;		/* up to this many, one per request waiting */
-	unsigned int max_threads;		/* beyond, one per request beyond the workers */
+	unsigned int depth_threads;		/* up to this many, a worker per waiting request */
+	unsigned int max_threads;		/* the limit; beyond depth_threads, see submit */
 	pthread_t threads[];
 };
 
@@ -228,12 +228,8 @@ static int threads_submit(struct io_engine *e, struct disk_request *req)
 	/*
 	 * Up to depth_threads, the pool grows to the depth the guest keeps in flight: one more
 	 * worker whenever a request waits with no idle worker for it. Beyond, only while the
-	 * requests waiting outnumber the workers by more than depth_threads: a deep queue (QD128:
-	 * about 56 workers for 128 requests) keeps the disk busy while each worker still finds
-	 * the next request waiting, where one worker per request cost a sleep and a wakeup per
-	 * I/O; a QD32 queue, whose waiting requests are one more than the workers whenever one of
-	 * them is between two, stays at depth_threads (see THREADS_MAX_DIRECT). A failed start
-	 * only leaves the pool as it is.
+	 * requests waiting outnumber the workers by more than depth_threads (see
+	 * THREADS_MAX_DIRECT). A failed start only leaves the pool as it is.
 	 */
 	grow = e->nr_threads < e->depth_threads ? e->queued > e->idle
 						: e->queued > e->nr_threads + e->depth_threads;
@@ -273,11 +269,14 @@ static void threads_destroy(struct io_engine *e)
  * grows to the depth while requests wait, up to 8 per CPU (16 to 64) with O_DIRECT, 2 per CPU
  * (4 to 16) through the page cache.
  *
- * Beyond that, with O_DIRECT only, it grows to half the depth, up to 64 (QEMU's pool size).
- * On 2 CPUs, one worker per request made every worker sleep after each I/O and be woken for
- * the next: 4k random reads at QD32 lost 10-15% to 16 workers at a third more CPU per I/O,
- * while at QD128 16 workers left the disk idle (64: +26%). Half the depth was the best on
- * every 4k row measured (docs/performance.md). An explicit thread count sets a plain limit.
+ * Beyond that, with O_DIRECT only, it grows up to 64 (QEMU's pool size) while the waiting
+ * requests outnumber the workers by more than that first limit: to about half of a deep queue
+ * (QD128: 56 workers), not at all for a QD32 one. On 2 CPUs one worker per request made every
+ * worker sleep after each I/O and be woken for the next: at QD32, 32 or 64 workers lost 9-12%
+ * to 16, at a third more CPU per I/O, while at QD128 16 workers left the disk idle (64: +26%).
+ * The margin keeps a QD32 queue, whose waiting requests are one more than the workers whenever
+ * a worker is between two, from creeping past 16: without it, 4k random writes lost 20-30%
+ * (docs/performance.md). An explicit thread count sets a plain limit.
  */
 #define THREADS_START 2
 #define THREADS_MAX_DIRECT 64
