@@ -560,12 +560,16 @@ static void aio_queue_poll(struct io_queue *q)
 	ctx_work(&q->c);
 }
 
-/* Prepares one of queue_wait's polls, for the next submission. */
+/* Prepares one of queue_wait's polls (fd_cb or help_cb), armed from the next submission on. */
 static void ctx_arm(struct aio_ctx *c, struct iocb *cb, int fd)
 {
 	io_prep_poll(cb, fd, POLLIN);
 	cb->data = cb;
 	c->batch[c->batched++] = cb;
+	if (cb == &c->fd_cb)
+		c->fd_armed = true;
+	else
+		c->help_armed = true;
 }
 
 /*
@@ -579,10 +583,8 @@ static void ctx_wait(struct aio_ctx *c)
 	uint64_t count;
 	int n;
 
-	if (!c->help_armed) {
+	if (!c->help_armed)
 		ctx_arm(c, &c->help_cb, c->efd);
-		c->help_armed = true;
-	}
 	ctx_flush(c);
 	/* Without the kernel's ring to look at, io_getevents tells whether events wait. */
 	if (!c->fd_ready && !c->batched && !__atomic_load_n(&c->helped, __ATOMIC_RELAXED) &&
@@ -613,25 +615,21 @@ static void ctx_wait(struct aio_ctx *c)
 static int aio_queue_wait(struct io_queue *q, int fd)
 {
 	struct aio_ctx *c = &q->c;
-	struct iocb *cb = &c->fd_cb;
 	uint64_t count;
 
 	if (!c->waits) {
 		/* NKVM_AIO_POLL=1: the owner polls, as before queue_wait (for measuring). */
 		if (io_env_set("NKVM_AIO_POLL"))
 			return -EOPNOTSUPP;
+		/* At once: a kernel without POLL iocbs refuses it (ctx_io_submit unarms it). */
+		ctx_arm(c, &c->fd_cb, fd);
 		ctx_flush(c);
-		io_prep_poll(cb, fd, POLLIN);
-		cb->data = cb;
-		if (io_submit(c->ctx, 1, &cb) != 1)
+		if (!c->fd_armed)
 			return -EOPNOTSUPP;
-		c->fd_armed = true;
 		c->waits = true;
 	}
-	if (!c->fd_armed) {
-		ctx_arm(c, cb, fd);
-		c->fd_armed = true;
-	}
+	if (!c->fd_armed)
+		ctx_arm(c, &c->fd_cb, fd);
 	ctx_wait(c);
 	if (!c->fd_armed && !c->fd_ready) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
