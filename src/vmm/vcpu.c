@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "arch/x86/cpu.h"
 #include "lib/log.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
@@ -73,6 +74,8 @@ static void vcpu_handle_mmio(struct vcpu *vcpu, struct kvm_run *run)
 
 enum vcpu_exit_action vcpu_handle_exit(struct vcpu *vcpu, struct kvm_run *run)
 {
+	char state[256];
+
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		vcpu_handle_io(vcpu, run);
@@ -88,7 +91,10 @@ enum vcpu_exit_action vcpu_handle_exit(struct vcpu *vcpu, struct kvm_run *run)
 		 * nkvm (reboot=k) reboots through the i8042: here it means the guest crashed
 		 * without a word, so it must not end with a command's status 0.
 		 */
-		nkvm_err("vcpu %u: the guest reset itself (triple fault)", vcpu->id);
+		if (cpu_describe_state(vcpu, state, sizeof(state)) < 0)
+			state[0] = '\0';
+		nkvm_err("vcpu %u: the guest reset itself (triple fault)%s%s", vcpu->id,
+			 state[0] ? ": " : "", state);
 		vm_request_stop(vcpu->vm, 1);
 		return VCPU_STOP;
 	case KVM_EXIT_SYSTEM_EVENT:

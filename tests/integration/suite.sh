@@ -32,6 +32,8 @@ run_guest() {
 			# Seen twice, in different tests, with no trace: the emulated test host's SVM
 			# (QEMU TCG) also panics its own kernel now and then. Once more, and said.
 			echo "retry: the guest triple-faulted (status $rc); running it once more"
+			# Its last words and registers, for telling the test host's faults from ours.
+			grep -B6 'triple fault' "$out.raw" | tr -d '\r' | sed 's/^/    | /'
 		else
 			break
 		fi

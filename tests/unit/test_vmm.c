@@ -14,6 +14,7 @@
 #include "guest/abi.h"
 #include "hw/debug_exit.h"
 #include "lib/util.h"
+#include "arch/x86/cpu.h"
 #include "vmm/term.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
@@ -206,6 +207,29 @@ static void test_triple_fault_stops_as_crash(void **state)
 	fake_vm_free(f);
 }
 
+/* The registers a triple fault leaves, or word that KVM reset them (AMD) instead of a reset vector. */
+static void test_crash_state_line(void **state)
+{
+	struct kvm_regs regs = { .rip = 0xffffffff81000123ULL, .rsp = 0xffffc90000003f58ULL };
+	struct kvm_sregs sregs = { .cr0 = 0x80050033, .cr2 = 0xffffc90000002ff8ULL };
+	char line[256];
+
+	(void)state;
+	sregs.cs.selector = 0x10;
+	cpu_format_state(&regs, &sregs, line, sizeof(line));
+	assert_non_null(strstr(line, "rip=0xffffffff81000123 rsp=0xffffc90000003f58 "));
+	assert_non_null(strstr(line, "cr2=0xffffc90000002ff8"));
+	assert_non_null(strstr(line, "cs=0x10"));
+
+	memset(&regs, 0, sizeof(regs));
+	memset(&sregs, 0, sizeof(sregs));
+	regs.rip = 0xfff0;
+	sregs.cs.selector = 0xf000;
+	sregs.cr0 = 0x10;
+	cpu_format_state(&regs, &sregs, line, sizeof(line));
+	assert_string_equal(line, "registers not kept (KVM reset the vCPU, as it does on AMD)");
+}
+
 static void test_entry_failure_and_unknown_exit_fail(void **state)
 {
 	struct fake_vm *f = fake_vm_new();
@@ -254,6 +278,7 @@ int main(void)
 		cmocka_unit_test(test_string_io_dispatches_each_element),
 		cmocka_unit_test(test_mmio_read_of_nothing_is_all_ones),
 		cmocka_unit_test(test_triple_fault_stops_as_crash),
+		cmocka_unit_test(test_crash_state_line),
 		cmocka_unit_test(test_entry_failure_and_unknown_exit_fail),
 		cmocka_unit_test(test_console_escape),
 	};

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -191,6 +192,39 @@ int cpu_set_boot_state(struct vcpu *vcpu, uint64_t entry, uint64_t boot_params,
 	*why = "KVM_SET_REGS";
 	if (ioctl(vcpu->fd, KVM_SET_REGS, &regs) < 0)
 		return -errno;
+	return 0;
+}
+
+void cpu_format_state(const struct kvm_regs *regs, const struct kvm_sregs *sregs, char *buf,
+		      size_t len)
+{
+	/*
+	 * On AMD, KVM puts a vCPU that shut down through INIT (the VMCB is undefined after the
+	 * intercept): what is left is the reset vector, which says nothing about the crash.
+	 */
+	if (regs->rip == 0xfff0 && sregs->cs.selector == 0xf000 && !(sregs->cr0 & X86_CR0_PE)) {
+		snprintf(buf, len, "registers not kept (KVM reset the vCPU, as it does on AMD)");
+		return;
+	}
+	snprintf(buf, len,
+		 "rip=%#llx rsp=%#llx rflags=%#llx cr0=%#llx cr2=%#llx cr3=%#llx cr4=%#llx "
+		 "efer=%#llx idt=%#llx/%#x tr=%#x@%#llx cs=%#x",
+		 (unsigned long long)regs->rip, (unsigned long long)regs->rsp,
+		 (unsigned long long)regs->rflags, (unsigned long long)sregs->cr0,
+		 (unsigned long long)sregs->cr2, (unsigned long long)sregs->cr3,
+		 (unsigned long long)sregs->cr4, (unsigned long long)sregs->efer,
+		 (unsigned long long)sregs->idt.base, sregs->idt.limit, sregs->tr.selector,
+		 (unsigned long long)sregs->tr.base, sregs->cs.selector);
+}
+
+int cpu_describe_state(const struct vcpu *vcpu, char *buf, size_t len)
+{
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+
+	if (ioctl(vcpu->fd, KVM_GET_REGS, &regs) < 0 || ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) < 0)
+		return -errno;
+	cpu_format_state(&regs, &sregs, buf, len);
 	return 0;
 }
 

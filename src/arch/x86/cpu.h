@@ -4,6 +4,7 @@
 #define NKVM_ARCH_X86_CPU_H
 
 #include <linux/kvm.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "vmm/memory.h"
@@ -29,5 +30,16 @@ int cpu_init_vcpu(struct vcpu *vcpu, const struct kvm_cpuid2 *supported, unsigne
 /* Puts the boot vCPU at the kernel's 64-bit entry in long mode, boot_params in RSI. */
 int cpu_set_boot_state(struct vcpu *vcpu, uint64_t entry, uint64_t boot_params,
 		       const char **why);
+
+/*
+ * One line of the vCPU's registers as a crash leaves them (rip, rsp, rflags, cr0, cr2, cr3, cr4,
+ * efer, and the IDT and TSS a double fault goes through), for the report of a triple fault; or
+ * that they are gone, where KVM reset the vCPU on the shutdown (AMD). Returns 0 or a negative errno from KVM_GET_REGS/KVM_GET_SREGS.
+ */
+int cpu_describe_state(const struct vcpu *vcpu, char *buf, size_t len);
+
+/* The formatting of cpu_describe_state, on registers already read. Pure. */
+void cpu_format_state(const struct kvm_regs *regs, const struct kvm_sregs *sregs, char *buf,
+		      size_t len);
 
 #endif
