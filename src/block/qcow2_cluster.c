@@ -229,6 +229,11 @@ int qcow2_do_read(struct qcow2 *s, struct disk_request *req)
 	return err;
 }
 
+static bool reads_zero(const struct qcow2 *s, const struct qcow2_map *m)
+{
+	return m->kind == QCOW2_ZERO || (m->kind == QCOW2_UNALLOCATED && !s->backing);
+}
+
 /*
  * Writes n bytes at in of guest cluster gc: the next n bytes of it, or zeroes without it.
  * In place when the cluster is this image's alone (COPIED); else into a new cluster that also
@@ -263,6 +268,26 @@ static int write_chunk(struct qcow2 *s, uint64_t gc, uint64_t in, uint64_t n,
 
 	/* An allocated zero cluster of ours is rewritten where it is. */
 	reuse = m.kind == QCOW2_ZERO && m.host && m.copied && !m.partial;
+	host = m.host;
+	if (!reuse) {
+		uint64_t old_end = s->file_end;
+
+		err = qcow2_alloc_cluster(s, &host);
+		if (err)
+			goto out;
+		/*
+		 * A new cluster past the old end of the file is a hole, which reads as zeroes: where
+		 * the guest cluster read as zeroes too, only the guest's bytes need writing, from its
+		 * buffers, not a whole cluster of padding (a 4k first write is then 4k, not 64k).
+		 */
+		if (host >= old_end && reads_zero(s, &m)) {
+			if (it) {
+				err = rw_iter(s, DISK_WRITE, it, n, host + in, slice, max);
+				qcow2_iter_advance(it, n);
+			}
+			goto written;
+		}
+	}
 	if (in || n != s->cluster_size)
 		err = cluster_content(s, gc, &m, s->buf);
 	if (!err) {
@@ -271,16 +296,14 @@ static int write_chunk(struct qcow2 *s, uint64_t gc, uint64_t in, uint64_t n,
 		else
 			memset(s->buf + in, 0, n);
 	}
-	host = m.host;
-	if (!err && !reuse)
-		err = qcow2_alloc_cluster(s, &host);
-	if (!err) {
+	if (!err)
 		err = qcow2_pwrite(s, s->dfd, s->buf, s->cluster_size, host);
-		if (err && !reuse)
-			qcow2_free_later(s, host, s->cluster_size);
-	}
+written:
+	if (err && !reuse)
+		qcow2_free_later(s, host, s->cluster_size);
 	if (!err)
 		l2_set(s, t, gc, host | QCOW2_OFLAG_COPIED);
+out:
 	qcow2_cache_put(s->l2_cache, t);
 	if (err || reuse)
 		return err;
@@ -313,10 +336,6 @@ int qcow2_do_write(struct qcow2 *s, struct disk_request *req)
 	return err;
 }
 
-static bool reads_zero(const struct qcow2 *s, const struct qcow2_map *m)
-{
-	return m->kind == QCOW2_ZERO || (m->kind == QCOW2_UNALLOCATED && !s->backing);
-}
 
 /*
  * A whole guest cluster discarded or zeroed. Version 3: the zero flag, the cluster freed.

@@ -618,6 +618,62 @@ static void test_qcow2_writes_over_snapshot_and_compressed(void **state)
 	write_and_verify(fx, "c4.qcow2", &(struct topts){ 0 }, &w);
 }
 
+/*
+ * First writes of part of a cluster. A new cluster past the end of the file is a hole: only the
+ * guest's bytes are written into it. A free cluster inside the file may hold old bytes: it gets
+ * the rest of the cluster written as zeroes, as ever.
+ */
+static void test_qcow2_first_writes_into_new_and_reused_clusters(void **state)
+{
+	struct fx *fx = *state;
+	const uint64_t cs = 65536, size = 4 * MiB;
+	const char *path = fx_path(fx, "f.qcow2");
+	uint8_t *want = calloc(1, size), *junk = malloc(2 * cs), *got;
+	uint8_t a[4096], b[4096];
+	struct stat before, after;
+	struct disk *d;
+	int fd;
+
+	SKIP_WITHOUT_QEMU();
+	assert_non_null(want);
+	assert_non_null(junk);
+	/*
+	 * Header, refcount table and block, L1: clusters 0-3. Then two free clusters of old bytes
+	 * (refcount 0: free space, not a leak), which the L2 table and the first data cluster get.
+	 */
+	sh(fx, "qemu-img create -q -f qcow2 -o cluster_size=65536 f.qcow2 4M && "
+	       "truncate -s 262144 f.qcow2");
+	memset(junk, 0xa5, 2 * cs);
+	fd = open(path, O_WRONLY | O_APPEND);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, junk, 2 * cs), (ssize_t)(2 * cs));
+	close(fd);
+	assert_int_equal(stat(path, &before), 0);
+
+	memset(a, 0x11, sizeof(a));
+	memset(b, 0x22, sizeof(b));
+	d = t_open(path, &(struct topts){ 0 });
+	assert_int_equal(t_io(d, DISK_WRITE, 8192, a, sizeof(a)), 0);		/* cluster 5 */
+	assert_int_equal(t_io(d, DISK_WRITE, 5 * cs + 61440, b, sizeof(b)), 0);	/* new: 6 */
+	disk_close(d);
+	memcpy(want + 8192, a, sizeof(a));
+	memcpy(want + 5 * cs + 61440, b, sizeof(b));
+
+	assert_int_equal(stat(path, &after), 0);
+	assert_int_equal(after.st_size, 7 * cs);
+	/* The file system holds 4 KiB of the new cluster, not 64 (its blocks, in 512 bytes). */
+	assert_in_range((after.st_blocks - before.st_blocks) * 512, 4096, 16384);
+	d = t_open(path, &(struct topts){ .ro = true });
+	got = read_disk(d, true);
+	assert_memory_equal(got, want, size);
+	disk_close(d);
+	assert_qemu_check_clean(fx, "f.qcow2");
+	assert_qemu_compare(fx, "f.qcow2", want, size);
+	free(got);
+	free(junk);
+	free(want);
+}
+
 /* 512-byte clusters with 16-bit refcounts: a refcount table cluster covers only 8 MiB. */
 static void test_qcow2_grows_refcount_structures(void **state)
 {
@@ -1058,6 +1114,7 @@ int main(void)
 		T(test_qcow2_random_writes_pass_qemu_check),
 		T(test_qcow2_writes_over_backing_chain),
 		T(test_qcow2_writes_over_snapshot_and_compressed),
+		T(test_qcow2_first_writes_into_new_and_reused_clusters),
 		T(test_qcow2_grows_refcount_structures),
 		T(test_qcow2_tiny_cache_evicts),
 		T(test_qcow2_direct_io),
