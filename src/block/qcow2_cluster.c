@@ -3,8 +3,9 @@
  * The worker's side of qcow2 requests, one guest cluster at a time: mapping through L1 and L2
  * (loading tables), reads of every kind of cluster, writes that allocate or copy on write, and
  * zeroing. Order within a write: the new cluster's data (guest bytes plus what it keeps of the
- * old content) is written before its L2 entry is published, and the old cluster's refcount drops
- * only after a flush made the new entry durable (qcow2_free_later).
+ * old content, or zeroes left as a hole past the old end of the file) is written before its L2
+ * entry is published, and the old cluster's refcount drops only after a flush made the new entry
+ * durable (qcow2_free_later).
  */
 #include <errno.h>
 #include <stdlib.h>
