@@ -126,6 +126,16 @@ test_every_cpu_online() {
 	fi
 }
 
+# KVM emulates the LAPIC timer's TSC-deadline mode but leaves it for the VMM to announce.
+test_tsc_deadline_timer() {
+	run_guest "$tmp/o" -c 2 -- sh -c 'grep -c "^flags.* tsc_deadline_timer" /proc/cpuinfo'
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" 2; then
+		pass tsc_deadline_timer
+	else
+		fail tsc_deadline_timer "status $rc, want the flag on both CPUs" "$tmp/o"
+	fi
+}
+
 # MemTotal is RAM less what the kernel keeps for itself: between 75% and 100% of -m.
 check_memtotal() {
 	mib=$1
@@ -734,7 +744,8 @@ test_enospc_reaches_guest_as_ioerr() {
 
 all_tests="test_bad_input test_command_output_and_status test_command_output_is_clean \
 	test_exit_status_propagates test_missing_command_is_127 test_arguments_survive_quoting \
-	test_kernel_version test_nproc_matches_cpus test_every_cpu_online test_memtotal_matches_mem \
+	test_kernel_version test_nproc_matches_cpus test_every_cpu_online test_tsc_deadline_timer \
+	test_memtotal_matches_mem \
 	test_memory_above_4g test_params_reach_cmdline test_pci_host_bridge_found test_timers_tick \
 	test_stdin_reaches_guest test_reboot_ends_cleanly test_poweroff_ends_cleanly \
 	test_sigterm_stops_nkvm test_interactive_shell_on_terminal test_ctrl_a_x_quits \

@@ -230,6 +230,26 @@ static void test_crash_state_line(void **state)
 	assert_string_equal(line, "registers not kept (KVM reset the vCPU, as it does on AMD)");
 }
 
+/* The TSC-deadline bit goes into leaf 1 only, and only where KVM has the capability. */
+static void test_cpuid_tsc_deadline(void **state)
+{
+	struct {
+		struct kvm_cpuid2 hdr;
+		struct kvm_cpuid_entry2 e[3];
+	} t = { .hdr.nent = 3 };
+
+	(void)state;
+	t.e[0] = (struct kvm_cpuid_entry2){ .function = 0, .ecx = 0x444d4163 };
+	t.e[1] = (struct kvm_cpuid_entry2){ .function = 1, .ecx = 0x80000001 };
+	t.e[2] = (struct kvm_cpuid_entry2){ .function = 0x80000001, .ecx = 0x3 };
+	cpu_cpuid_add_tsc_deadline(&t.hdr, false);
+	assert_int_equal(t.e[1].ecx, 0x80000001);
+	cpu_cpuid_add_tsc_deadline(&t.hdr, true);
+	assert_int_equal(t.e[1].ecx, 0x81000001);
+	assert_int_equal(t.e[0].ecx, 0x444d4163);
+	assert_int_equal(t.e[2].ecx, 0x3);
+}
+
 static void test_entry_failure_and_unknown_exit_fail(void **state)
 {
 	struct fake_vm *f = fake_vm_new();
@@ -279,6 +299,7 @@ int main(void)
 		cmocka_unit_test(test_mmio_read_of_nothing_is_all_ones),
 		cmocka_unit_test(test_triple_fault_stops_as_crash),
 		cmocka_unit_test(test_crash_state_line),
+		cmocka_unit_test(test_cpuid_tsc_deadline),
 		cmocka_unit_test(test_entry_failure_and_unknown_exit_fail),
 		cmocka_unit_test(test_console_escape),
 	};

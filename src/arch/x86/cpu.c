@@ -29,6 +29,9 @@
 #define MSR_SYSCALL_MASK 0xc0000084
 #define MSR_KERNEL_GS_BASE 0xc0000102
 
+/* Leaf 1 ECX: the LAPIC timer's TSC-deadline mode. */
+#define CPUID_1_ECX_TSC_DEADLINE (1U << 24)
+
 #define APIC_LVT0 0x350
 #define APIC_LVT1 0x360
 #define APIC_MODE_NMI 0x4
@@ -54,7 +57,17 @@ struct kvm_cpuid2 *cpu_supported_cpuid(int kvm_fd)
 		errno = err;
 		return NULL;
 	}
+	cpu_cpuid_add_tsc_deadline(c, ioctl(kvm_fd, KVM_CHECK_EXTENSION,
+					    KVM_CAP_TSC_DEADLINE_TIMER) > 0);
 	return c;
+}
+
+void cpu_cpuid_add_tsc_deadline(struct kvm_cpuid2 *cpuid, bool supported)
+{
+	for (unsigned int i = 0; supported && i < cpuid->nent; i++) {
+		if (cpuid->entries[i].function == 1)
+			cpuid->entries[i].ecx |= CPUID_1_ECX_TSC_DEADLINE;
+	}
 }
 
 static unsigned int order_base_2(unsigned int n)

@@ -4,6 +4,7 @@
 #define NKVM_ARCH_X86_CPU_H
 
 #include <linux/kvm.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -11,8 +12,18 @@
 
 struct vcpu;
 
-/* KVM_GET_SUPPORTED_CPUID, malloc'ed. Returns NULL with errno set on failure. */
+/*
+ * KVM_GET_SUPPORTED_CPUID, malloc'ed, plus what KVM supports but leaves out of that table for
+ * userspace to add (the TSC-deadline timer). Returns NULL with errno set on failure.
+ */
 struct kvm_cpuid2 *cpu_supported_cpuid(int kvm_fd);
+
+/*
+ * Sets the TSC-deadline bit of leaf 1 when supported (KVM_CAP_TSC_DEADLINE_TIMER): KVM emulates
+ * the mode in its LAPIC but never reports it in KVM_GET_SUPPORTED_CPUID. Without it, Linux
+ * programs its timer through the LAPIC's one-shot count instead. Pure: edits the table only.
+ */
+void cpu_cpuid_add_tsc_deadline(struct kvm_cpuid2 *cpuid, bool supported);
 
 /*
  * Rewrites the topology leaves of a CPUID table for vCPU `apic_id` of `nr_cpus`, each vCPU one
