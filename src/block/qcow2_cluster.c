@@ -337,7 +337,6 @@ int qcow2_do_write(struct qcow2 *s, struct disk_request *req)
 	return err;
 }
 
-
 /*
  * A whole guest cluster discarded or zeroed. Version 3: the zero flag, the cluster freed.
  * Version 2 has no zero flag: without a backing file an unallocated cluster reads as zeroes;

@@ -74,8 +74,6 @@ static void vcpu_handle_mmio(struct vcpu *vcpu, struct kvm_run *run)
 
 enum vcpu_exit_action vcpu_handle_exit(struct vcpu *vcpu, struct kvm_run *run)
 {
-	char state[256];
-
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		vcpu_handle_io(vcpu, run);
@@ -91,10 +89,7 @@ enum vcpu_exit_action vcpu_handle_exit(struct vcpu *vcpu, struct kvm_run *run)
 		 * nkvm (reboot=k) reboots through the i8042: here it means the guest crashed
 		 * without a word, so it must not end with a command's status 0.
 		 */
-		if (cpu_describe_state(vcpu, state, sizeof(state)) < 0)
-			state[0] = '\0';
-		nkvm_err("vcpu %u: the guest reset itself (triple fault)%s%s", vcpu->id,
-			 state[0] ? ": " : "", state);
+		nkvm_err("vcpu %u: the guest reset itself (triple fault)", vcpu->id);
 		vm_request_stop(vcpu->vm, 1);
 		return VCPU_STOP;
 	case KVM_EXIT_SYSTEM_EVENT:
@@ -140,8 +135,15 @@ static void *vcpu_thread(void *arg)
 			vm_request_stop(vm, 1);
 			break;
 		}
-		if (vcpu_handle_exit(vcpu, vcpu->run) != VCPU_CONTINUE)
+		if (vcpu_handle_exit(vcpu, vcpu->run) != VCPU_CONTINUE) {
+			char state[256];
+
+			/* Here, not in vcpu_handle_exit, which makes no system call. */
+			if (vcpu->run->exit_reason == KVM_EXIT_SHUTDOWN &&
+			    !cpu_describe_state(vcpu, state, sizeof(state)))
+				nkvm_err("vcpu %u: %s", vcpu->id, state);
 			break;
+		}
 	}
 	return NULL;
 }

@@ -34,7 +34,7 @@ run_guest() {
 			# now and then. Once more, and said.
 			echo "retry: the guest triple-faulted (status $rc); running it once more"
 			# Its last words and registers, for telling the test host's faults from ours.
-			grep -B6 'triple fault' "$out.raw" | tr -d '\r' | sed 's/^/    | /'
+			grep -B6 -A1 'triple fault' "$out.raw" | tr -d '\r' | sed 's/^/    | /'
 		else
 			break
 		fi

@@ -45,7 +45,8 @@ int cpu_set_boot_state(struct vcpu *vcpu, uint64_t entry, uint64_t boot_params,
 /*
  * One line of the vCPU's registers as a crash leaves them (rip, rsp, rflags, cr0, cr2, cr3, cr4,
  * efer, and the IDT and TSS a double fault goes through), for the report of a triple fault; or
- * that they are gone, where KVM reset the vCPU on the shutdown (AMD). Returns 0 or a negative errno from KVM_GET_REGS/KVM_GET_SREGS.
+ * that they are gone, where KVM reset the vCPU on the shutdown (AMD). Returns 0 or a negative
+ * errno from KVM_GET_REGS/KVM_GET_SREGS.
  */
 int cpu_describe_state(const struct vcpu *vcpu, char *buf, size_t len);
 
