@@ -9,10 +9,11 @@ mkdir -p $t
 mount -o loop /scratch.img $t
 kernel=${XDG_CACHE_HOME:-$HOME/.cache}/nkvm/vmlinuz
 # KVM's own trace of exits and injected events, whose last lines are shown for a run that failed:
-# on AMD the registers at a triple fault are gone, this is what is left.
+# on AMD the registers at a triple fault are gone, this is what is left. RESETS_TRACE=0: off (it
+# slows every exit, which may hide what it looks for).
 tracing=/sys/kernel/tracing
 mount -t tracefs nodev $tracing 2>/dev/null
-if [[ -w $tracing/events/kvm/enable ]]; then
+if [[ ${RESETS_TRACE:-1} == 1 && -w $tracing/events/kvm/enable ]]; then
 	echo 4096 >$tracing/buffer_size_kb
 	for e in kvm_exit kvm_inj_exception kvm_inj_virq kvm_page_fault kvm_entry; do
 		echo 1 >$tracing/events/kvm/$e/enable
