@@ -167,12 +167,14 @@ static uint64_t request_len(const struct disk_request *req)
 	return len;
 }
 
+/* The next len bytes of it to or from the file at host, synchronously; it moves past them. */
 static int rw_iter(struct qcow2 *s, enum disk_op op, struct qcow2_iter *it, uint64_t len,
 		   uint64_t host, struct iovec *slice, unsigned int max)
 {
 	struct disk_request r = { .op = op, .offset = host, .iov = slice };
 
 	r.iovcnt = qcow2_iter_slice(it, len, slice, max);
+	qcow2_iter_advance(it, len);
 	return io_execute(&s->d->file, &r);
 }
 
@@ -210,7 +212,6 @@ int qcow2_do_read(struct qcow2 *s, struct disk_request *req)
 			if (!m.partial) {
 				err = rw_iter(s, DISK_READ, &it, n, m.host + in, slice,
 					      req->iovcnt + 1);
-				qcow2_iter_advance(&it, n);
 			} else {
 				err = read_host_cluster(s, m.host, s->buf);
 				if (!err)
@@ -258,11 +259,8 @@ static int write_chunk(struct qcow2 *s, uint64_t gc, uint64_t in, uint64_t n,
 	}
 	if (m.kind == QCOW2_NORMAL && m.copied && !m.partial) {
 		qcow2_cache_put(s->l2_cache, t);
-		if (it) {
-			err = rw_iter(s, DISK_WRITE, it, n, m.host + in, slice, max);
-			qcow2_iter_advance(it, n);
-			return err;
-		}
+		if (it)
+			return rw_iter(s, DISK_WRITE, it, n, m.host + in, slice, max);
 		memset(s->buf, 0, n);
 		return qcow2_pwrite(s, s->dfd, s->buf, n, m.host + in);
 	}
@@ -282,10 +280,8 @@ static int write_chunk(struct qcow2 *s, uint64_t gc, uint64_t in, uint64_t n,
 		 * buffers, not a whole cluster of padding (a 4k first write is then 4k, not 64k).
 		 */
 		if (host >= old_end && reads_zero(s, &m)) {
-			if (it) {
+			if (it)
 				err = rw_iter(s, DISK_WRITE, it, n, host + in, slice, max);
-				qcow2_iter_advance(it, n);
-			}
 			goto written;
 		}
 	}
