@@ -30,8 +30,8 @@ run_guest() {
 			echo "retry: the guest did not finish in 300 s (status $rc); running it once more"
 		elif grep -q 'the guest reset itself (triple fault)' "$out.raw"; then
 			# The emulated test host's SVM (QEMU TCG): under the same disk workload, QEMU's
-			# guests reset there too (1 in 7 runs, nkvm's 2 in 7), and its own kernel panics
-			# now and then. Once more, and said.
+			# guests reset there too (tests/nested/README.md, "Guest resets"), and its own
+			# kernel panics now and then. Once more, and said.
 			echo "retry: the guest triple-faulted (status $rc); running it once more"
 			# Its last words and registers, for telling the test host's faults from ours.
 			grep -B6 -A1 'triple fault' "$out.raw" | tr -d '\r' | sed 's/^/    | /'

@@ -11,10 +11,10 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "arch/x86/cpu.h"
 #include "guest/abi.h"
 #include "hw/debug_exit.h"
 #include "lib/util.h"
-#include "arch/x86/cpu.h"
 #include "vmm/term.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
