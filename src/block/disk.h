@@ -40,6 +40,12 @@ struct disk_request {
 	unsigned int iovcnt;
 	disk_done_fn done;
 	void *opaque;			/* the caller's */
+	/*
+	 * The submitter waits for this request and nothing else: an engine that would hand it to
+	 * another thread may instead perform it on the submitting thread, inside disk_submit
+	 * (done then runs there). A hint; engines without such a hand-off ignore it.
+	 */
+	bool may_wait;
 	struct disk_request *next;	/* engine-private queue link */
 };
 

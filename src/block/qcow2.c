@@ -500,8 +500,10 @@ static int submit_on(struct disk *d, struct io_queue *q, struct disk_request *re
 		cnt = qcow2_iter_slice(&it, x[i].len, iov, nr_iov);
 		ch->p = p;
 		ch->backing = x[i].kind == EXT_BACKING;
+		/* One child may run on this thread if the request may; several go on together. */
 		ch->req = (struct disk_request){ .op = req->op, .offset = x[i].pos, .iov = iov,
-						 .iovcnt = cnt, .done = child_done };
+						 .iovcnt = cnt, .done = child_done,
+						 .may_wait = req->may_wait && nr_io == 1 };
 		iov += cnt;
 		qcow2_iter_advance(&it, x[i].len);
 	}

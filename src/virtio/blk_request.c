@@ -115,3 +115,16 @@ int blk_request_parse(const struct virtq_chain *c, struct blk_request_parsed *p,
 	p->offset = hdr.sector << VIRTIO_BLK_SECTOR_SHIFT;
 	return VIRTIO_BLK_S_OK;
 }
+
+bool blk_alone_step(unsigned int *streak, bool alone)
+{
+	if (!alone) {
+		*streak = 0;
+		return false;
+	}
+	if (*streak < BLK_ALONE_STREAK) {
+		++*streak;
+		return false;
+	}
+	return true;
+}

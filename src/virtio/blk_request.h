@@ -6,6 +6,7 @@
 #ifndef NKVM_VIRTIO_BLK_REQUEST_H
 #define NKVM_VIRTIO_BLK_REQUEST_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -42,5 +43,14 @@ struct blk_request_parsed {
  * the chain has a writable byte, whatever the result.
  */
 int blk_request_parse(const struct virtq_chain *c, struct blk_request_parsed *p, struct iovec *iov);
+
+/*
+ * Whether a queue's guest waits for one request at a time, so that the request just taken may
+ * run on the queue's thread (see blk_may_wait in blk.c). alone: nothing else of the queue was
+ * in flight or in the ring. Counts lone requests in *streak (0 after any other) and says yes
+ * from the BLK_ALONE_STREAK + 1st in a row on.
+ */
+#define BLK_ALONE_STREAK 8
+bool blk_alone_step(unsigned int *streak, bool alone);
 
 #endif

@@ -85,6 +85,8 @@ void virtio_push(struct virtio_device *vdev, unsigned int q, uint16_t head, uint
  */
 void virtio_push_batched(struct virtio_device *vdev, unsigned int q, uint16_t head, uint32_t len);
 void virtio_notify(struct virtio_device *vdev, unsigned int q);
+/* Whether the driver has made buffers available that virtio_pop has not taken yet. */
+bool virtio_has_avail(struct virtio_device *vdev, unsigned int q);
 /* Marks the device broken (DEVICE_NEEDS_RESET) and tells the driver with a config interrupt. */
 void virtio_needs_reset(struct virtio_device *vdev, const char *why);
 /* Guest memory, for devices that read or write through chains (already checked by pop). */

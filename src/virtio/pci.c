@@ -645,6 +645,17 @@ int virtio_pop(struct virtio_device *vdev, unsigned int qi, struct virtq_chain *
 	return r;
 }
 
+bool virtio_has_avail(struct virtio_device *vdev, unsigned int qi)
+{
+	struct vp_queue *q = &vdev->transport->queues[qi];
+	bool avail;
+
+	pthread_mutex_lock(&q->lock);
+	avail = q->ready && virtq_has_avail(&q->vq);
+	pthread_mutex_unlock(&q->lock);
+	return avail;
+}
+
 /* Pushes head (when push) and, when notify, interrupts the driver if it asked to be. */
 static void vp_push(struct virtio_device *vdev, unsigned int qi, bool push, uint16_t head,
 		    uint32_t len, bool notify)

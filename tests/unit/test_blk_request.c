@@ -202,6 +202,28 @@ static void test_read_longer_than_used_length_is_ioerr(void **state)
 	free(f);
 }
 
+/* Lone requests run on the queue thread only after a streak of them; any other ends it. */
+static void test_alone_streak(void **state)
+{
+	unsigned int streak = 0;
+
+	(void)state;
+	for (int i = 0; i < BLK_ALONE_STREAK; i++)
+		assert_false(blk_alone_step(&streak, true));
+	assert_true(blk_alone_step(&streak, true));
+	assert_true(blk_alone_step(&streak, true));
+	/* A guest with two in flight: the streak starts over. */
+	assert_false(blk_alone_step(&streak, false));
+	assert_int_equal(streak, 0);
+	for (int i = 0; i < BLK_ALONE_STREAK; i++)
+		assert_false(blk_alone_step(&streak, true));
+	assert_true(blk_alone_step(&streak, true));
+	/* The count stays bounded however long the streak. */
+	for (int i = 0; i < 100000; i++)
+		blk_alone_step(&streak, true);
+	assert_int_equal(streak, BLK_ALONE_STREAK);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -216,6 +238,7 @@ int main(void)
 		cmocka_unit_test(test_discard_range_overflow_and_missing_range),
 		cmocka_unit_test(test_unknown_type_is_unsupp),
 		cmocka_unit_test(test_read_longer_than_used_length_is_ioerr),
+		cmocka_unit_test(test_alone_streak),
 	};
 
 	return cmocka_run_group_tests_name("blk_request", tests, NULL, NULL);

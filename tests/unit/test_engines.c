@@ -422,6 +422,7 @@ struct io {
 	struct iovec iov[4];
 	struct ctx *c;			/* for done to submit `next` through */
 	struct io *next;
+	pthread_t thread;		/* the one done ran on */
 };
 
 static void tally_init(struct tally *ty)
@@ -455,6 +456,7 @@ static void io_done(struct disk_request *req, int status)
 	struct tally *ty = io->ty;
 
 	io->status = status;
+	io->thread = pthread_self();
 	atomic_fetch_add(&io->calls, 1);
 	/* A chain: the next request goes out from inside this done. */
 	if (io->next)
@@ -1058,6 +1060,54 @@ static void test_engine_done_submits_next(void **state)
 }
 
 /*
+ * Requests marked may_wait (a virtqueue's lone request): each engine completes them correctly.
+ * The threads engine performs them on the submitting thread, so done has run, there, by the
+ * time the submission returns; engines that never hand a request to another thread ignore it.
+ */
+static void test_engine_may_wait_requests(void **state)
+{
+	enum { N = 16, BS = 4096 };
+	struct fx *fx = *state;
+	uint8_t *data = fx_alloc(fx, N * BS), *back = fx_alloc(fx, N * BS);
+	bool here = fx->v->engine == DISK_ENGINE_THREADS && fx->v->via != VIA_ENGINE;
+	char path[PATH_MAX];
+	struct tally ty;
+	struct tgt t;
+	struct io io;
+
+	img_make(fx_path(fx, "wait.img", path), N * BS, NULL);
+	tgt_open(&t, fx, path);
+	fill(data, N * BS, 23);
+	tally_init(&ty);
+	for (int i = 0; i < 3 * N + 1; i++) {
+		enum disk_op op = i < N ? DISK_WRITE : i == N ? DISK_FLUSH : DISK_READ;
+		int b = i < N ? N - 1 - i : (i - N - 1) % N;
+		uint8_t *buf = (op == DISK_WRITE ? data : back) + b * BS;
+
+		io_init(&io, &ty, op, (uint64_t)b * BS, 0);
+		if (op != DISK_FLUSH) {
+			io.iov[0] = (struct iovec){ buf, BS };
+			io.req.iov = io.iov;
+			io.req.iovcnt = 1;
+		}
+		io.req.may_wait = true;
+		ctx_submit(&t.main, &io.req);
+		if (here) {
+			assert_int_equal(atomic_load(&io.calls), 1);
+			assert_true(pthread_equal(io.thread, pthread_self()));
+		}
+		ctx_wait(&t.main, &ty, i + 1);
+		assert_int_equal(atomic_load(&io.calls), 1);
+		assert_int_equal(io.status, 0);
+		if (op == DISK_READ)
+			assert_memory_equal(back + b * BS, data + b * BS, BS);
+	}
+	tgt_close(&t);
+	img_assert_equals(path, data, N * BS);
+	tally_destroy(&ty);
+}
+
+/*
  * Closing with requests in flight, some of whose done callbacks submit more: close waits for
  * all of them, each completes once, and the data is in the file.
  */
@@ -1517,6 +1567,7 @@ static const struct {
 	P(test_engine_write_zeroes_without_fallocate),
 	P(test_engine_many_submitters_at_once),
 	P(test_engine_done_submits_next),
+	P(test_engine_may_wait_requests),
 	P(test_engine_close_drains_requests_in_flight),
 	P(test_engine_close_releases_the_image),
 	P(test_engine_enospc_then_recovers),

@@ -187,6 +187,46 @@ static void test_bench_write_leaves_the_pattern_in_qcow2(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/*
+ * Depth 1 with the threads engine: after a few requests the queue's thread performs each one
+ * itself (blk_may_wait), through raw and through qcow2's fast path. The data must land as with
+ * the pool, and the qcow2 image stay clean.
+ */
+static void test_bench_depth_one_writes_on_the_queue_thread(void **state)
+{
+	struct fx *fx = *state;
+	const char *paths[] = { fx->raw, fx->qcow2 }, *fmts[] = { "raw", "qcow2" };
+	char out[160], cmd[400];
+	uint8_t *img;
+	size_t len;
+
+	for (unsigned int i = 0; i < 2; i++) {
+		struct img_bench_options o = opts(paths[i]);
+		struct img_bench_result r;
+
+		o.engine = DISK_ENGINE_THREADS;
+		o.write = true;
+		o.pattern = 0x3c + i;
+		o.bufsize = o.step = 64 * KiB;
+		o.count = 4 * MiB / (64 * KiB) - 1;
+		o.depth = 1;
+		run_ok(&o, &r);
+		assert_int_equal(r.ops, o.count);
+		assert_string_equal(r.engine, "threads");
+		snprintf(out, sizeof(out), "%s/back.raw", fx->dir);
+		snprintf(cmd, sizeof(cmd), "qemu-img convert -f %s -O raw %s %s", fmts[i], paths[i],
+			 out);
+		assert_int_equal(system(cmd), 0);
+		assert_int_equal(read_file(out, &img, &len), 0);
+		assert_int_equal(len, 4 * MiB);
+		check_pattern(img, len, o.count * 64 * KiB, 0x3c + i);
+		free(img);
+	}
+	snprintf(cmd, sizeof(cmd), "qemu-img check -q %s", fx->qcow2);
+	assert_int_equal(system(cmd), 0);
+	make_raw(fx->raw, 4 * MiB);
+}
+
 /* Each engine, O_DIRECT, two queues with a driver thread each, random offsets. */
 static void bench_engine(const char *path, enum disk_engine_kind engine, const char *name)
 {
@@ -319,6 +359,7 @@ int main(void)
 		cmocka_unit_test(test_bench_reads_qcow2_completes_the_count),
 		cmocka_unit_test(test_bench_write_leaves_the_pattern_in_raw),
 		cmocka_unit_test(test_bench_write_leaves_the_pattern_in_qcow2),
+		cmocka_unit_test(test_bench_depth_one_writes_on_the_queue_thread),
 		cmocka_unit_test(test_bench_runs_every_engine_on_two_queues),
 		cmocka_unit_test(test_bench_time_mode_runs_for_the_time),
 		cmocka_unit_test(test_bench_flushes_every_interval),
