@@ -43,7 +43,8 @@ struct disk_request {
 	/*
 	 * The submitter waits for this request and nothing else: an engine that would hand it to
 	 * another thread may instead perform it on the submitting thread, inside disk_submit
-	 * (done then runs there). A hint; engines without such a hand-off ignore it.
+	 * (done then runs there). A hint: the threads engine takes it with O_DIRECT; the others,
+	 * which hand nothing off on a queue's context, ignore it.
 	 */
 	bool may_wait;
 	struct disk_request *next;	/* engine-private queue link */

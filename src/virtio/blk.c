@@ -222,10 +222,10 @@ static void blk_handle(struct virtio_blk *blk, unsigned int q, const struct virt
 /*
  * Whether the request just popped may run on this queue thread (disk_request.may_wait): when
  * the guest plainly waits for it alone, as a program doing one read at a time makes it. With
- * the threads engine a request otherwise costs a hand-off to a worker and a wakeup there, on
- * the path of every request at queue depth 1: running them here made 4k reads at QD1 about
- * 1.5x as fast (docs/performance.md). Engines with a context per queue submit from this
- * thread anyway and are not asked.
+ * the threads engine and O_DIRECT a request otherwise costs a hand-off to a worker and a wakeup
+ * there, on the path of every request at queue depth 1: running them here made 4k reads at QD1
+ * about 1.5x as fast (docs/performance.md; the engine decides, see threads_create). Engines
+ * with a context per queue submit from this thread anyway and are not asked.
  *
  * Alone means nothing else of the queue in flight and nothing more in the ring. Requests that
  * arrive while one runs here wait behind it, and a guest that keeps a few in flight still

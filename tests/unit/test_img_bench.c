@@ -188,9 +188,9 @@ static void test_bench_write_leaves_the_pattern_in_qcow2(void **state)
 }
 
 /*
- * Depth 1 with the threads engine: after a few requests the queue's thread performs each one
- * itself (blk_may_wait), through raw and through qcow2's fast path. The data must land as with
- * the pool, and the qcow2 image stay clean.
+ * Depth 1 with the threads engine and O_DIRECT: after a few requests the queue's thread
+ * performs each one itself (blk_may_wait), through raw and through qcow2's fast path. The data
+ * must land as with the pool, and the qcow2 image stay clean.
  */
 static void test_bench_depth_one_writes_on_the_queue_thread(void **state)
 {
@@ -205,6 +205,7 @@ static void test_bench_depth_one_writes_on_the_queue_thread(void **state)
 		struct img_bench_result r;
 
 		o.engine = DISK_ENGINE_THREADS;
+		o.direct = true;
 		o.write = true;
 		o.pattern = 0x3c + i;
 		o.bufsize = o.step = 64 * KiB;
