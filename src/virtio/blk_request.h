@@ -47,8 +47,8 @@ int blk_request_parse(const struct virtq_chain *c, struct blk_request_parsed *p,
 /*
  * Whether a queue's guest waits for one request at a time, so that the request just taken may
  * run on the queue's thread (see blk_may_wait in blk.c). alone: nothing else of the queue was
- * in flight or in the ring. Counts lone requests in *streak (0 after any other) and says yes
- * from the BLK_ALONE_STREAK + 1st in a row on.
+ * in flight or in the ring. Counts lone requests in *streak (back to 0 after any other) and
+ * says yes once BLK_ALONE_STREAK lone requests came right before this one.
  */
 #define BLK_ALONE_STREAK 8
 bool blk_alone_step(unsigned int *streak, bool alone);
