@@ -662,34 +662,37 @@ test_qcow2_overlay_fs_over_populated_base() {
 	fi
 }
 
-# Every engine under every format: a verified random-write pass, then a discard of it all.
+# Every engine under every format: a verified random-write pass, then a discard of it all. The
+# last two disks are threads with cache=none at depth 1, where the queue's thread performs each
+# request itself (blk_may_wait).
 test_engines_verify_and_discard() {
 	need qemu-img engines_verify_and_discard || return
 	full="${XDG_CACHE_HOME:-$HOME/.cache}/nkvm/initrd-full.cpio"
 	[ -r "$full" ] || { fail engines_verify_and_discard "no $full"; return; }
 	set --
-	for e in threads aio io_uring; do
+	for e in threads aio io_uring threads-direct; do
 		truncate -s 32M "$tmp/$e.raw"
 		qemu-img create -q -f qcow2 "$tmp/$e.qcow2" 32M
 		# Native AIO is asynchronous only with O_DIRECT (buffered, nkvm falls back to threads).
-		o=engine=$e
-		[ $e = aio ] && o=$o,cache=none
+		o=engine=${e%-direct}
+		[ $e = aio ] || [ $e = threads-direct ] && o=$o,cache=none
 		set -- "$@" -d "$tmp/$e.raw,$o" -d "$tmp/$e.qcow2,$o"
 	done
 	run_guest "$tmp/o" -c 2 -m 512M -i "$full" "$@" -- sh -c \
-		'for d in vda vdb vdc vdd vde vdf; do
+		'for d in vda vdb vdc vdd vde vdf vdg vdh; do
+		   qd=16; case $d in vdg|vdh) qd=1;; esac
 		   fio --name=$d --filename=/dev/$d --ioengine=libaio --direct=1 --rw=randwrite \
-		       --bs=4k --iodepth=16 --size=4M --verify=crc32c --verify_fatal=1 \
+		       --bs=4k --iodepth=$qd --size=4M --verify=crc32c --verify_fatal=1 \
 		       --output-format=terse >/tmp/fio.out && echo $d-VERIFIED ||
 		       tail -3 /tmp/fio.out;
 		   blkdiscard /dev/$d && echo $d-DISCARDED;
 		 done'
 	bad=""
-	for d in vda vdb vdc vdd vde vdf; do
+	for d in vda vdb vdc vdd vde vdf vdg vdh; do
 		has_line "$tmp/o" $d-VERIFIED || bad="$bad $d-verify"
 		has_line "$tmp/o" $d-DISCARDED || bad="$bad $d-discard"
 	done
-	for e in threads aio io_uring; do
+	for e in threads aio io_uring threads-direct; do
 		qemu-img check "$tmp/$e.qcow2" >>"$tmp/o" 2>&1 || bad="$bad $e.qcow2-check"
 		for f in "$tmp/$e.raw" "$tmp/$e.qcow2"; do
 			# 4M were written; after the discard at most the qcow2 metadata remains.
