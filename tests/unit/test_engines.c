@@ -1473,6 +1473,41 @@ static void check_queue_wait(struct fx *fx, const struct variant *v, struct disk
 	tgt_close(&t);
 }
 
+/*
+ * aio: a descriptor the kernel will not poll (IOCB_CMD_POLL refused at io_submit, as a kernel
+ * before 4.18 refuses every one): the first disk_queue_wait fails with -EOPNOTSUPP and changes
+ * nothing, so the owner polls the context's descriptor instead, and requests still complete.
+ */
+static void check_aio_wait_refused(struct fx *fx, const struct variant *v, struct disk_options *o)
+{
+	const int not_open = 999999;	/* beyond any descriptor this test has: EBADF */
+	struct pollfd p;
+	struct tally ty;
+	struct io io;
+	struct tgt t;
+	uint8_t *buf = fx_alloc(fx, 4096);
+
+	tgt_open_disk(&t, fx, v, o, "queue wait refused, aio");
+	assert_int_equal(disk_queue_wait(t.main.q, not_open), -EOPNOTSUPP);
+	tally_init(&ty);
+	io_init(&io, &ty, DISK_READ, 0, 4096);
+	io.iov[0] = (struct iovec){ buf, 4096 };
+	io.req.iov = io.iov;
+	io.req.iovcnt = 1;
+	disk_queue_submit(t.main.q, &io.req);
+	p = (struct pollfd){ .fd = t.main.fd, .events = POLLIN };
+	assert_true(p.fd >= 0);
+	while (tally_count(&ty) < 1) {
+		disk_queue_poll(t.main.q);
+		if (tally_count(&ty) < 1)
+			assert_true(poll(&p, 1, 10000) > 0);
+	}
+	assert_int_equal(atomic_load(&io.calls), 1);
+	assert_int_equal(io.status, 0);
+	tally_destroy(&ty);
+	tgt_close(&t);
+}
+
 /* disk_queue_wait with io_uring and with aio (O_DIRECT); the threads engine refuses it. */
 static void test_queue_wait_wakes_on_fd_and_completions(void **state)
 {
@@ -1502,6 +1537,7 @@ static void test_queue_wait_wakes_on_fd_and_completions(void **state)
 	o.direct = v.direct = true;
 	v.name = "queue wait, aio";
 	check_queue_wait(fx, &v, &o);
+	check_aio_wait_refused(fx, &v, &o);
 }
 
 /* Resuming after a short transfer: inside a segment, at a segment's start, past empty ones. */
