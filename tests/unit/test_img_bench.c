@@ -138,6 +138,23 @@ static void check_pattern(const uint8_t *img, uint64_t size, uint64_t written, u
 	}
 }
 
+/* The guest's view of image path (format fmt), through qemu-img: 4 MiB, pattern up to written. */
+static void check_image_pattern(struct fx *fx, const char *path, const char *fmt,
+				uint64_t written, uint8_t pattern)
+{
+	char out[160], cmd[400];
+	uint8_t *img;
+	size_t len;
+
+	snprintf(out, sizeof(out), "%s/back.raw", fx->dir);
+	snprintf(cmd, sizeof(cmd), "qemu-img convert -f %s -O raw %s %s", fmt, path, out);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(read_file(out, &img, &len), 0);
+	assert_int_equal(len, 4 * MiB);
+	check_pattern(img, len, written, pattern);
+	free(img);
+}
+
 static void test_bench_write_leaves_the_pattern_in_raw(void **state)
 {
 	struct fx *fx = *state;
@@ -165,9 +182,7 @@ static void test_bench_write_leaves_the_pattern_in_qcow2(void **state)
 	struct fx *fx = *state;
 	struct img_bench_options o = opts(fx->qcow2);
 	struct img_bench_result r;
-	char out[160], cmd[400];
-	uint8_t *img;
-	size_t len;
+	char cmd[400];
 
 	o.write = true;
 	o.pattern = 0xc3;
@@ -176,13 +191,7 @@ static void test_bench_write_leaves_the_pattern_in_qcow2(void **state)
 	o.depth = 4;
 	run_ok(&o, &r);
 	assert_int_equal(r.ops, o.count);
-	snprintf(out, sizeof(out), "%s/back.raw", fx->dir);
-	snprintf(cmd, sizeof(cmd), "qemu-img convert -f qcow2 -O raw %s %s", fx->qcow2, out);
-	assert_int_equal(system(cmd), 0);
-	assert_int_equal(read_file(out, &img, &len), 0);
-	assert_int_equal(len, 4 * MiB);
-	check_pattern(img, len, o.count * 64 * KiB, 0xc3);
-	free(img);
+	check_image_pattern(fx, fx->qcow2, "qcow2", o.count * 64 * KiB, 0xc3);
 	snprintf(cmd, sizeof(cmd), "qemu-img check -q %s", fx->qcow2);
 	assert_int_equal(system(cmd), 0);
 }
@@ -196,9 +205,7 @@ static void test_bench_depth_one_writes_on_the_queue_thread(void **state)
 {
 	struct fx *fx = *state;
 	const char *paths[] = { fx->raw, fx->qcow2 }, *fmts[] = { "raw", "qcow2" };
-	char out[160], cmd[400];
-	uint8_t *img;
-	size_t len;
+	char cmd[400];
 
 	for (unsigned int i = 0; i < 2; i++) {
 		struct img_bench_options o = opts(paths[i]);
@@ -214,14 +221,7 @@ static void test_bench_depth_one_writes_on_the_queue_thread(void **state)
 		run_ok(&o, &r);
 		assert_int_equal(r.ops, o.count);
 		assert_string_equal(r.engine, "threads");
-		snprintf(out, sizeof(out), "%s/back.raw", fx->dir);
-		snprintf(cmd, sizeof(cmd), "qemu-img convert -f %s -O raw %s %s", fmts[i], paths[i],
-			 out);
-		assert_int_equal(system(cmd), 0);
-		assert_int_equal(read_file(out, &img, &len), 0);
-		assert_int_equal(len, 4 * MiB);
-		check_pattern(img, len, o.count * 64 * KiB, 0x3c + i);
-		free(img);
+		check_image_pattern(fx, paths[i], fmts[i], o.count * 64 * KiB, 0x3c + i);
 	}
 	snprintf(cmd, sizeof(cmd), "qemu-img check -q %s", fx->qcow2);
 	assert_int_equal(system(cmd), 0);
