@@ -475,6 +475,14 @@ static void io_init(struct io *io, struct tally *ty, enum disk_op op, uint64_t o
 	io->status = 1;
 }
 
+/* Gives the request one buffer. */
+static void io_buf(struct io *io, void *buf, size_t len)
+{
+	io->iov[0] = (struct iovec){ buf, len };
+	io->req.iov = io->iov;
+	io->req.iovcnt = 1;
+}
+
 /* Opens the calling thread's context: a queue context with VIA_QUEUE (the thread owns it). */
 static void ctx_open(struct ctx *c, struct tgt *t)
 {
@@ -820,9 +828,7 @@ static void test_engine_flush_after_writes(void **state)
 	tally_init(&ty);
 	for (int i = 0; i < N; i++) {
 		io_init(&ios[i], &ty, DISK_WRITE, i * BS, 0);
-		ios[i].iov[0] = (struct iovec){ data + i * BS, BS };
-		ios[i].req.iov = ios[i].iov;
-		ios[i].req.iovcnt = 1;
+		io_buf(&ios[i], data + i * BS, BS);
 		ctx_submit(&t.main, &ios[i].req);
 	}
 	ctx_wait(&t.main, &ty, N);
@@ -974,9 +980,7 @@ static void *submitter_run(void *arg)
 			uint64_t block = i * SUBMITTERS + s->index;
 
 			io_init(&ios[i], &ty, op, block * MANY_BLOCK, 0);
-			ios[i].iov[0] = (struct iovec){ base + i * MANY_BLOCK, MANY_BLOCK };
-			ios[i].req.iov = ios[i].iov;
-			ios[i].req.iovcnt = 1;
+			io_buf(&ios[i], base + i * MANY_BLOCK, MANY_BLOCK);
 			ctx_submit(&c, &ios[i].req);
 		}
 		ctx_wait(&c, &ty, PER_SUBMITTER);
@@ -1042,9 +1046,7 @@ static void test_engine_done_submits_next(void **state)
 	tally_init(&ty);
 	for (int i = 0; i < N; i++) {
 		io_init(&ios[i], &ty, DISK_WRITE, (uint64_t)(N - 1 - i) * BS, 0);
-		ios[i].iov[0] = (struct iovec){ data + (N - 1 - i) * BS, BS };
-		ios[i].req.iov = ios[i].iov;
-		ios[i].req.iovcnt = 1;
+		io_buf(&ios[i], data + (N - 1 - i) * BS, BS);
 		ios[i].c = &t.main;
 		ios[i].next = i + 1 < N ? &ios[i + 1] : NULL;
 	}
@@ -1087,11 +1089,8 @@ static void test_engine_may_wait_requests(void **state)
 		uint8_t *buf = (op == DISK_WRITE ? data : back) + b * BS;
 
 		io_init(&io, &ty, op, (uint64_t)b * BS, 0);
-		if (op != DISK_FLUSH) {
-			io.iov[0] = (struct iovec){ buf, BS };
-			io.req.iov = io.iov;
-			io.req.iovcnt = 1;
-		}
+		if (op != DISK_FLUSH)
+			io_buf(&io, buf, BS);
 		io.req.may_wait = true;
 		ctx_submit(&t.main, &io.req);
 		if (here) {
@@ -1131,9 +1130,7 @@ static void test_engine_close_drains_requests_in_flight(void **state)
 	tally_init(&ty);
 	for (int i = 0; i < N; i++) {
 		io_init(&ios[i], &ty, DISK_WRITE, (uint64_t)i * BS, 0);
-		ios[i].iov[0] = (struct iovec){ data + i * BS, BS };
-		ios[i].req.iov = ios[i].iov;
-		ios[i].req.iovcnt = 1;
+		io_buf(&ios[i], data + i * BS, BS);
 		ios[i].c = &t.main;
 		/* The last CHAIN go out from the done of the one before. */
 		ios[i].next = i >= N - CHAIN - 1 && i + 1 < N ? &ios[i + 1] : NULL;
@@ -1459,9 +1456,7 @@ static void check_queue_wait(struct fx *fx, const struct variant *v, struct disk
 	/* A request's completion: done runs inside the wait, which then returns 0. */
 	tally_init(&ty);
 	io_init(&io, &ty, DISK_READ, 0, 4096);
-	io.iov[0] = (struct iovec){ buf, 4096 };
-	io.req.iov = io.iov;
-	io.req.iovcnt = 1;
+	io_buf(&io, buf, 4096);
 	disk_queue_submit(t.main.q, &io.req);
 	while (tally_count(&ty) < 1)
 		assert_int_equal(disk_queue_wait(t.main.q, t.main.wake_fd), 0);
@@ -1491,9 +1486,7 @@ static void check_aio_wait_refused(struct fx *fx, const struct variant *v, struc
 	assert_int_equal(disk_queue_wait(t.main.q, not_open), -EOPNOTSUPP);
 	tally_init(&ty);
 	io_init(&io, &ty, DISK_READ, 0, 4096);
-	io.iov[0] = (struct iovec){ buf, 4096 };
-	io.req.iov = io.iov;
-	io.req.iovcnt = 1;
+	io_buf(&io, buf, 4096);
 	disk_queue_submit(t.main.q, &io.req);
 	p = (struct pollfd){ .fd = t.main.fd, .events = POLLIN };
 	assert_true(p.fd >= 0);
