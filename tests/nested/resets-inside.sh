@@ -7,6 +7,7 @@ truncate -s 2G /scratch.img
 mkfs.ext4 -q -E lazy_itable_init=1 /scratch.img
 mkdir -p $t
 mount -o loop /scratch.img $t
+echo "npt: the test host's kvm_amd has npt=$(cat /sys/module/kvm_amd/parameters/npt)"
 kernel=${XDG_CACHE_HOME:-$HOME/.cache}/nkvm/vmlinuz
 # KVM's own trace of exits and injected events, whose last lines are shown for a run that failed:
 # on AMD the registers at a triple fault are gone, this is what is left. RESETS_TRACE=0: off (it
