@@ -22,7 +22,10 @@ static void console_push_pending(struct console *c)
 
 	memmove(c->pending, c->pending + n, c->pending_len - n);
 	c->pending_len -= n;
-	c->loop->timeout_ms = c->pending_len ? CONSOLE_RETRY_MS : -1;
+	if (c->pending_len)
+		loop_timer_arm(c->loop, &c->retry, CONSOLE_RETRY_MS);
+	else
+		loop_timer_cancel(c->loop, &c->retry);
 	if (c->pending_len && c->in_active == 1) {
 		loop_del(c->loop, &c->in_src);
 		c->in_active = 2;
@@ -31,9 +34,9 @@ static void console_push_pending(struct console *c)
 	}
 }
 
-static void console_retry(void *opaque)
+static void console_retry(struct loop_timer *t)
 {
-	console_push_pending(opaque);
+	console_push_pending(t->opaque);
 }
 
 static void console_on_input(struct loop_source *src, uint32_t events)
@@ -108,8 +111,7 @@ int console_init(struct console *c, struct vm *vm, struct serial *uart, struct l
 	console_set_input(c, console_uart_receive, uart);
 	c->loop = loop;
 	c->out_fd = out_fd;
-	loop->on_timeout = console_retry;
-	loop->timeout_opaque = c;
+	c->retry = (struct loop_timer){ .fn = console_retry, .opaque = c };
 	c->out_src = (struct loop_source){ .fd = uart->tx_fd, .fn = console_on_output, .opaque = c };
 	err = loop_add(loop, &c->out_src, EPOLLIN);
 	if (err || in_fd < 0)
