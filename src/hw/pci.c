@@ -120,6 +120,65 @@ static unsigned int pci_update_bars(struct pci_device *dev)
 	return moved;
 }
 
+/*
+ * Rebuilds the MMIO map from every slot's BARs. Called with bus->lock held; readers that run
+ * meanwhile see an odd sequence count, or a changed one afterwards, and look again.
+ */
+static void pci_map_rebuild_locked(struct pci_bus *bus)
+{
+	unsigned int seq = atomic_load_explicit(&bus->map_seq, memory_order_relaxed), nr = 0;
+
+	atomic_store_explicit(&bus->map_seq, seq + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	for (unsigned int s = 0; s < PCI_MAX_SLOTS; s++) {
+		struct pci_device *d = bus->slots[s];
+
+		for (unsigned int b = 0; d && b < PCI_MAX_BARS; b++) {
+			struct pci_bar_map_entry *e = &bus->map[nr];
+
+			if (!d->bar_addr[b])
+				continue;
+			atomic_store_explicit(&e->base, d->bar_addr[b], memory_order_relaxed);
+			atomic_store_explicit(&e->size, d->bar_size[b], memory_order_relaxed);
+			atomic_store_explicit(&e->dev, d, memory_order_relaxed);
+			atomic_store_explicit(&e->bar, b, memory_order_relaxed);
+			nr++;
+		}
+	}
+	atomic_store_explicit(&bus->map_nr, nr, memory_order_relaxed);
+	atomic_store_explicit(&bus->map_seq, seq + 2, memory_order_release);
+}
+
+/* The BAR holding [addr, addr + len) as the map says now: its device, BAR and offset. */
+static struct pci_device *pci_map_find(struct pci_bus *bus, uint64_t addr, unsigned int len,
+				       unsigned int *bar, uint64_t *off)
+{
+	struct pci_device *dev;
+	unsigned int seq;
+
+	do {
+		seq = atomic_load_explicit(&bus->map_seq, memory_order_acquire);
+		if (seq & 1)
+			continue;	/* a rebuild is under way: a few stores, look again */
+		dev = NULL;
+		for (unsigned int i = 0; i < atomic_load_explicit(&bus->map_nr, memory_order_relaxed);
+		     i++) {
+			struct pci_bar_map_entry *e = &bus->map[i];
+			uint64_t base = atomic_load_explicit(&e->base, memory_order_relaxed);
+			uint64_t size = atomic_load_explicit(&e->size, memory_order_relaxed);
+
+			if (addr >= base && addr - base < size && len <= size - (addr - base)) {
+				dev = atomic_load_explicit(&e->dev, memory_order_relaxed);
+				*bar = atomic_load_explicit(&e->bar, memory_order_relaxed);
+				*off = addr - base;
+				break;
+			}
+		}
+		atomic_thread_fence(memory_order_acquire);
+	} while ((seq & 1) || seq != atomic_load_explicit(&bus->map_seq, memory_order_relaxed));
+	return dev;
+}
+
 /* The device at a CONFIG_ADDRESS value, or NULL (only bus 0, function 0 exist). */
 static struct pci_device *pci_lookup(struct pci_bus *bus, uint32_t addr)
 {
@@ -164,6 +223,8 @@ void pci_config_write(struct pci_bus *bus, uint32_t addr, uint32_t val, unsigned
 		dev->cfg[off + i] = (dev->cfg[off + i] & ~m) | ((val >> (8 * i)) & m);
 	}
 	moved = pci_update_bars(dev);
+	if (moved)
+		pci_map_rebuild_locked(bus);
 	pthread_mutex_unlock(&bus->lock);
 	/* Callbacks run without the bus lock: they take the device's own. */
 	for (unsigned int bar = 0; bar < PCI_MAX_BARS; bar++)
@@ -173,29 +234,17 @@ void pci_config_write(struct pci_bus *bus, uint32_t addr, uint32_t val, unsigned
 		dev->ops->config_written(dev, off, len);
 }
 
+/*
+ * A vCPU's MMIO exit in the hole: no lock on the way to the device (the map is read under its
+ * sequence count), so vCPUs never wait for each other or for a config write here. Devices leave
+ * the bus only once the vCPUs are stopped, so a device found is still there.
+ */
 bool pci_mmio_access(struct pci_bus *bus, uint64_t addr, void *data, unsigned int len, bool write)
 {
-	struct pci_device *dev = NULL;
 	unsigned int bar = 0;
 	uint64_t off = 0;
+	struct pci_device *dev = pci_map_find(bus, addr, len, &bar, &off);
 
-	pthread_mutex_lock(&bus->lock);
-	for (unsigned int s = 0; s < PCI_MAX_SLOTS && !dev; s++) {
-		struct pci_device *d = bus->slots[s];
-
-		for (unsigned int b = 0; d && b < PCI_MAX_BARS; b++) {
-			uint64_t base = d->bar_addr[b];
-
-			if (base && addr >= base && addr - base < d->bar_size[b] &&
-			    len <= d->bar_size[b] - (addr - base)) {
-				dev = d;
-				bar = b;
-				off = addr - base;
-				break;
-			}
-		}
-	}
-	pthread_mutex_unlock(&bus->lock);
 	if (!dev || !dev->ops) {
 		if (!write)
 			memset(data, 0xff, len);
@@ -305,6 +354,8 @@ int pci_register_device(struct pci_bus *bus, struct pci_device *dev)
 		if (dev->cfg[PCI_INTERRUPT_PIN])
 			dev->cfg[PCI_INTERRUPT_LINE] = pci_slot_gsi(slot);
 		bus->slots[slot] = dev;
+		pci_update_bars(dev);	/* nothing answers until the guest turns decoding on */
+		pci_map_rebuild_locked(bus);
 	}
 	pthread_mutex_unlock(&bus->lock);
 	return slot;

@@ -9,6 +9,7 @@
 #define NKVM_HW_PCI_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -56,9 +57,24 @@ struct pci_device {
 	uint8_t next_cap_off;		/* where the next capability will go */
 };
 
+/* Where one BAR answers now: an entry of the bus's MMIO map. */
+struct pci_bar_map_entry {
+	_Atomic uint64_t base, size;
+	_Atomic(struct pci_device *) dev;
+	_Atomic unsigned int bar;
+};
+
 struct pci_bus {
-	pthread_mutex_t lock;
+	pthread_mutex_t lock;		/* config space, slots, the map's writers */
 	uint32_t addr;			/* the CONFIG_ADDRESS latch at 0xCF8 */
+	/*
+	 * The BARs that answer, for the vCPUs' MMIO exits to find without a lock: rebuilt under
+	 * lock when a BAR moves, read under a sequence count (odd while a rebuild is under way;
+	 * a reader that saw it change looks again).
+	 */
+	atomic_uint map_seq;
+	atomic_uint map_nr;
+	struct pci_bar_map_entry map[PCI_MAX_SLOTS * PCI_MAX_BARS];
 	struct pci_device *slots[PCI_MAX_SLOTS];
 	struct pci_device host_bridge;
 	uint64_t mmio_next;		/* BAR allocator: next free address in the hole */
