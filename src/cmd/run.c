@@ -402,6 +402,25 @@ static int run_machine(struct machine *m)
 	return m->vm.exit_status;
 }
 
+/* All vCPUs' exits by kind, and the mean time nkvm took to dispatch one of each kind. */
+static void report_exits(const struct vm *vm)
+{
+	static const char *const names[VCPU_EXIT_KINDS] = { "io", "mmio", "other" };
+	uint64_t n[VCPU_EXIT_KINDS] = { 0 }, ns[VCPU_EXIT_KINDS] = { 0 };
+
+	for (unsigned int i = 0; vm->vcpus && i < vm->nr_vcpus; i++) {
+		for (unsigned int k = 0; k < VCPU_EXIT_KINDS; k++) {
+			n[k] += vm->vcpus[i].stats.exits[k];
+			ns[k] += vm->vcpus[i].stats.dispatch_ns[k];
+		}
+	}
+	fprintf(stderr, "nkvm: exits:");
+	for (unsigned int k = 0; k < VCPU_EXIT_KINDS; k++)
+		fprintf(stderr, " %s=%llu %s_ns=%llu", names[k], (unsigned long long)n[k], names[k],
+			(unsigned long long)(n[k] ? ns[k] / n[k] : 0));
+	fputc('\n', stderr);
+}
+
 /*
  * With NKVM_STATS set, one line on stderr at exit for benchmarks: the monitor's peak RSS and
  * how much of it is guest RAM the guest touched (resident pages of the RAM mapping).
@@ -422,6 +441,7 @@ static void report_stats(const struct vm *vm)
 	free(vec);
 	fprintf(stderr, "nkvm: stats: peak_rss_kib=%ld guest_resident_kib=%zu overhead_kib=%ld\n",
 		ru.ru_maxrss, resident * (page / 1024), ru.ru_maxrss - (long)(resident * (page / 1024)));
+	report_exits(vm);
 }
 
 static int check_vcpus(struct vm *vm, const struct run_options *o)
@@ -459,6 +479,7 @@ static int boot(const struct run_options *o)
 		goto out;
 	}
 	err = vm_create(&m->vm, o->mem, o->cpus, &why);
+	m->vm.keep_stats = getenv("NKVM_STATS") != NULL;
 	if (err) {
 		nkvm_err("cannot create the VM: %s: %s", why, strerror(-err));
 		goto out;

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "arch/x86/cpu.h"
@@ -14,6 +15,14 @@
 
 /* Sent to a vCPU thread to make KVM_RUN return; its handler does nothing. */
 #define VCPU_KICK_SIGNAL SIGUSR1
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
 
 int vcpu_create(struct vm *vm, struct vcpu *vcpu, unsigned int id)
 {
@@ -72,8 +81,16 @@ static void vcpu_handle_mmio(struct vcpu *vcpu, struct kvm_run *run)
 		bus_read(&vcpu->vm->mmio, run->mmio.phys_addr, run->mmio.data, len);
 }
 
+static enum vcpu_exit_kind exit_kind(const struct kvm_run *run)
+{
+	return run->exit_reason == KVM_EXIT_IO	   ? VCPU_EXIT_IO
+	       : run->exit_reason == KVM_EXIT_MMIO ? VCPU_EXIT_MMIO
+						   : VCPU_EXIT_OTHER;
+}
+
 enum vcpu_exit_action vcpu_handle_exit(struct vcpu *vcpu, struct kvm_run *run)
 {
+	vcpu->stats.exits[exit_kind(run)]++;
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		vcpu_handle_io(vcpu, run);
@@ -128,6 +145,9 @@ static void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
 
 	while (!atomic_load(&vm->stopping)) {
+		enum vcpu_exit_action action;
+		uint64_t t0 = 0;
+
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -135,7 +155,12 @@ static void *vcpu_thread(void *arg)
 			vm_request_stop(vm, 1);
 			break;
 		}
-		if (vcpu_handle_exit(vcpu, vcpu->run) != VCPU_CONTINUE) {
+		if (vm->keep_stats)
+			t0 = now_ns();
+		action = vcpu_handle_exit(vcpu, vcpu->run);
+		if (vm->keep_stats)
+			vcpu->stats.dispatch_ns[exit_kind(vcpu->run)] += now_ns() - t0;
+		if (action != VCPU_CONTINUE) {
 			char state[256];
 
 			/* Here, not in vcpu_handle_exit, which makes no system call. */

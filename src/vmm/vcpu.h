@@ -9,6 +9,18 @@
 
 struct vm;
 
+enum vcpu_exit_kind { VCPU_EXIT_IO, VCPU_EXIT_MMIO, VCPU_EXIT_OTHER, VCPU_EXIT_KINDS };
+
+/*
+ * What one vCPU's exits cost nkvm: counted always (the vCPU thread alone writes them), and
+ * the time spent dispatching each (from KVM_RUN's return to the next entry) only when the VM
+ * keeps stats (NKVM_STATS), since reading the clock twice per exit is not free.
+ */
+struct vcpu_stats {
+	uint64_t exits[VCPU_EXIT_KINDS];
+	uint64_t dispatch_ns[VCPU_EXIT_KINDS];
+};
+
 struct vcpu {
 	struct vm *vm;
 	unsigned int id;
@@ -16,6 +28,7 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool started;
+	struct vcpu_stats stats;
 };
 
 enum vcpu_exit_action {

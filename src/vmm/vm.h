@@ -4,6 +4,7 @@
 #define NKVM_VMM_VM_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +25,7 @@ struct vm {
 	atomic_int stopping;
 	int exit_status;
 	int stop_fd;
+	bool keep_stats;	/* NKVM_STATS: time each vCPU's exits (struct vcpu_stats) */
 };
 
 /*
