@@ -35,6 +35,7 @@
 
 #include "block/engine.h"
 #include "block/engine_helpers.h"
+#include "lib/util.h"
 
 #define AIO_SLOTS 128
 #define AIO_CTX_IOCBS (AIO_SLOTS + 2)	/* the slots' and queue_wait's two polls */
@@ -285,7 +286,6 @@ static void aio_help(struct io_helper_job *job)
 	struct aio_slot *s = (struct aio_slot *)((char *)job - offsetof(struct aio_slot, job));
 	struct aio_ctx *c = s->c;
 	int status = io_execute_rest(c->e->file, s->req, s->done);
-	uint64_t one = 1;
 
 	if (!c->owned) {
 		aio_finish(s, status);
@@ -297,8 +297,7 @@ static void aio_help(struct io_helper_job *job)
 	s->next = c->helped;
 	c->helped = s;
 	/* Under the lock: once the owner can see s, it may finish and close the eventfd. */
-	if (write(c->efd, &one, sizeof(one)) < 0)
-		abort();	/* our own eventfd: fails only at a count of 2^64 - 1 */
+	eventfd_signal(c->efd);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -438,7 +437,6 @@ static int aio_submit(struct io_engine *e, struct disk_request *req)
 static void aio_destroy(struct io_engine *e)
 {
 	struct aio_ctx *c = &e->shared;
-	uint64_t one = 1;
 
 	/* No submitter is left but done callbacks, which may submit more: wait until none is. */
 	pthread_mutex_lock(&c->lock);
@@ -447,8 +445,7 @@ static void aio_destroy(struct io_engine *e)
 	e->stopping = true;
 	pthread_mutex_unlock(&c->lock);
 	if (e->reaper_running) {
-		if (write(c->efd, &one, sizeof(one)) < 0)
-			abort();	/* our own eventfd: fails only at a count of 2^64 - 1 */
+		eventfd_signal(c->efd);
 		pthread_join(e->reaper, NULL);
 	}
 	io_helpers_destroy(e->helpers);

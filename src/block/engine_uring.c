@@ -41,6 +41,7 @@
 
 #include "block/engine.h"
 #include "block/engine_helpers.h"
+#include "lib/util.h"
 
 #define URING_SLOTS 128
 #define URING_SQ_ENTRIES (2 * URING_SLOTS)	/* a place per slot, and queue_wait's two */
@@ -193,15 +194,13 @@ static void ring_help(struct io_helper_job *job)
 	struct uring_slot *s = (struct uring_slot *)((char *)job -
 						      offsetof(struct uring_slot, job));
 	struct uring_ring *r = s->r;
-	uint64_t one = 1;
 
 	s->status = io_execute_rest(r->e->file, s->req, s->done);
 	pthread_mutex_lock(&r->lock);
 	s->next = r->helped;
 	r->helped = s;
 	/* Under the lock: once the owner can see s, it may finish and close the eventfd. */
-	if (write(r->efd, &one, sizeof(one)) < 0)
-		abort();	/* our own eventfd: fails only at a counter of 2^64 - 1 */
+	eventfd_signal(r->efd);
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -555,7 +554,6 @@ static void *uring_thread(void *arg)
 
 static int uring_submit(struct io_engine *e, struct disk_request *req)
 {
-	uint64_t one = 1;
 
 	if ((req->op == DISK_READ || req->op == DISK_WRITE) && !io_request_bytes(req))
 		return 0;
@@ -567,22 +565,20 @@ static int uring_submit(struct io_engine *e, struct disk_request *req)
 		e->in_head = req;
 	e->in_tail = req;
 	pthread_mutex_unlock(&e->lock);
-	if (write(e->shared.efd, &one, sizeof(one)) < 0)
-		abort();	/* our own eventfd: fails only at a counter of 2^64 - 1 */
+	eventfd_signal(e->shared.efd);
 	return IO_QUEUED;
 }
 
 static void uring_destroy(struct io_engine *e)
 {
-	uint64_t one = 1;
 
 	if (e->thread_running) {
 		pthread_mutex_lock(&e->lock);
 		e->stopping = true;
 		pthread_mutex_unlock(&e->lock);
 		/* The thread is past its start: the eventfd exists until it has drained. */
-		if (!e->start_err && write(e->shared.efd, &one, sizeof(one)) < 0)
-			abort();
+		if (!e->start_err)
+			eventfd_signal(e->shared.efd);
 		pthread_join(e->thread, NULL);
 	}
 	/* Only after the ring: its requests at a helper hold slots, so it waited for them. */

@@ -123,6 +123,13 @@ int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+int eventfd_signal(int fd)
+{
+	uint64_t one = 1;
+
+	return write(fd, &one, sizeof(one)) < 0 ? -errno : 0;
+}
+
 int pread_full(int fd, void *buf, size_t len, uint64_t off)
 {
 	uint8_t *p = buf;

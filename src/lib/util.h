@@ -29,5 +29,11 @@ int pread_full(int fd, void *buf, size_t len, uint64_t off);
 int pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 /* Writes all of buf to fd, retrying short writes and EINTR. Returns 0 or a negative errno. */
 int write_all(int fd, const void *buf, size_t len);
+/*
+ * Adds 1 to an eventfd (a wakeup). Returns 0 or a negative errno; the only failure of an
+ * eventfd the caller made itself is a counter at 2^64 - 2 (EAGAIN), where the reader is due to
+ * wake anyway, so callers that own the eventfd may ignore it.
+ */
+int eventfd_signal(int fd);
 
 #endif
