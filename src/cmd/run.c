@@ -353,6 +353,19 @@ static void close_disks(struct machine *m)
 	}
 }
 
+/* The state of each vCPU that stopped on a triple fault, read once its thread has ended. */
+static void report_triple_faults(struct vm *vm)
+{
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *vcpu = &vm->vcpus[i];
+		char state[256];
+
+		if (vcpu->run->exit_reason == KVM_EXIT_SHUTDOWN &&
+		    !cpu_describe_state(vcpu, state, sizeof(state)))
+			nkvm_err("vcpu %u: %s", vcpu->id, state);
+	}
+}
+
 static int run_machine(struct machine *m)
 {
 	struct loop_source stop_src = { .fd = m->vm.stop_fd, .fn = on_stop, .opaque = m };
@@ -396,6 +409,7 @@ static int run_machine(struct machine *m)
 		loop_run(&m->loop, &m->vm.stopping);
 	}
 	vcpus_stop(&m->vm);
+	report_triple_faults(&m->vm);
 	console_flush(&m->console);
 	close_disks(m);
 	term_restore();

@@ -3,8 +3,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "arch/x86/acpi.h"
 #include "hw/pci.h"
+#include "vmm/board.h"
 #include "vmm/bus.h"
 #include "vmm/memory.h"
 #include "vmm/vm.h"
@@ -84,7 +84,7 @@ int pci_device_add_cap(struct pci_device *dev, uint8_t id, unsigned int len)
 
 unsigned int pci_slot_gsi(unsigned int slot)
 {
-	return ACPI_PCI_GSI_BASE + slot % ACPI_PCI_GSI_COUNT;
+	return PCI_INTX_GSI_BASE + slot % PCI_INTX_GSI_COUNT;
 }
 
 static uint64_t bar_value(const struct pci_device *dev, unsigned int bar)

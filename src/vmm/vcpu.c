@@ -8,7 +8,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "arch/x86/cpu.h"
 #include "lib/log.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
@@ -160,15 +159,8 @@ static void *vcpu_thread(void *arg)
 		action = vcpu_handle_exit(vcpu, vcpu->run);
 		if (vm->keep_stats)
 			vcpu->stats.dispatch_ns[exit_kind(vcpu->run)] += now_ns() - t0;
-		if (action != VCPU_CONTINUE) {
-			char state[256];
-
-			/* Here, not in vcpu_handle_exit, which makes no system call. */
-			if (vcpu->run->exit_reason == KVM_EXIT_SHUTDOWN &&
-			    !cpu_describe_state(vcpu, state, sizeof(state)))
-				nkvm_err("vcpu %u: %s", vcpu->id, state);
-			break;
-		}
+		if (action != VCPU_CONTINUE)
+			break;	/* kvm_run keeps the exit for run to report (a triple fault's state) */
 	}
 	return NULL;
 }

@@ -213,7 +213,7 @@ static void dsdt_pci_prt(struct aml *a)
 			aml_integer(a, ((uint64_t)slot << 16) | 0xffff);
 			aml_integer(a, pin);
 			aml_integer(a, 0);	/* no link device: the last field is a GSI */
-			aml_integer(a, ACPI_PCI_GSI_BASE + (slot + pin) % ACPI_PCI_GSI_COUNT);
+			aml_integer(a, PCI_INTX_GSI_BASE + (slot + pin) % PCI_INTX_GSI_COUNT);
 			aml_close(a, entry);
 		}
 	}

@@ -16,16 +16,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IOAPIC_ADDR 0xfec00000
-#define LAPIC_ADDR 0xfee00000
+#include "vmm/board.h"
 
 /* PM1a event (status, enable) and control blocks (ACPI §4.8.3), ports no PC device uses. */
 #define ACPI_PM1A_EVT_PORT 0x600
 #define ACPI_PM1A_CNT_PORT 0x604
 #define ACPI_S5_TYPE 5		/* SLP_TYP nkvm's \_S5 asks for */
-/* PCI INTx: slot s, pin p (0 = INTA) is wired to IOAPIC pin 16 + ((s + p) % 8). */
-#define ACPI_PCI_GSI_BASE 16
-#define ACPI_PCI_GSI_COUNT 8
 
 struct vm;
 
