@@ -13,7 +13,8 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 build() { # TREE OUT
 	cc -O2 -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -I"$1/src" \
-		-I"$1" -o "$2" bench/mmio.c "$1/src/hw/pci.c" "$1/src/vmm/bus.c" -lpthread
+		-I"$1" -o "$2" bench/mmio.c "$1/src/hw/pci.c" "$1/src/vmm/bus.c" \
+		"$1/src/lib/util.c" -lpthread
 }
 mkdir -p "$out/base"
 git archive "$base" src | tar -x -C "$out/base"

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "hw/pci.h"
+#include "lib/util.h"
 #include "vmm/board.h"
 #include "vmm/bus.h"
 #include "vmm/memory.h"
@@ -15,37 +16,20 @@
 #define PCI_BAR_MEM_64 0x04
 #define PCI_CFG_CAPS_START 0x40
 
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = v;
-	p[1] = v >> 8;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	put16(p, v);
-	put16(p + 2, v >> 16);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 void pci_device_init(struct pci_device *dev, uint16_t vendor, uint16_t device, uint32_t class_code,
 		     uint16_t subsys_vendor, uint16_t subsys_id, const struct pci_device_ops *ops)
 {
 	memset(dev, 0, sizeof(*dev));
 	dev->ops = ops;
-	put16(dev->cfg + 0x00, vendor);
-	put16(dev->cfg + 0x02, device);
+	put_le(dev->cfg + 0x00, vendor, 2);
+	put_le(dev->cfg + 0x02, device, 2);
 	dev->cfg[0x09] = class_code;
 	dev->cfg[0x0a] = class_code >> 8;
 	dev->cfg[0x0b] = class_code >> 16;
-	put16(dev->cfg + 0x2c, subsys_vendor);
-	put16(dev->cfg + 0x2e, subsys_id);
-	put16(dev->wmask + PCI_COMMAND,
-	      PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE);
+	put_le(dev->cfg + 0x2c, subsys_vendor, 2);
+	put_le(dev->cfg + 0x2e, subsys_id, 2);
+	put_le(dev->wmask + PCI_COMMAND,
+	       PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE, 2);
 	dev->wmask[PCI_INTERRUPT_LINE] = 0xff;
 	dev->next_cap_off = PCI_CFG_CAPS_START;
 }
@@ -59,8 +43,8 @@ int pci_device_add_bar(struct pci_device *dev, unsigned int bar, uint64_t size)
 	dev->bar_size[bar] = size;
 	/* Low dword: address bits above the size are writable, the type bits read-only. */
 	dev->cfg[PCI_BAR0 + 4 * bar] = PCI_BAR_MEM_64;
-	put32(dev->wmask + PCI_BAR0 + 4 * bar, (uint32_t)mask & ~0xfu);
-	put32(dev->wmask + PCI_BAR0 + 4 * bar + 4, (uint32_t)(mask >> 32));
+	put_le(dev->wmask + PCI_BAR0 + 4 * bar, (uint32_t)mask & ~0xfu, 4);
+	put_le(dev->wmask + PCI_BAR0 + 4 * bar + 4, (uint32_t)(mask >> 32), 4);
 	return 0;
 }
 
@@ -89,8 +73,8 @@ unsigned int pci_slot_gsi(unsigned int slot)
 
 static uint64_t bar_value(const struct pci_device *dev, unsigned int bar)
 {
-	uint64_t lo = get32(dev->cfg + PCI_BAR0 + 4 * bar);
-	uint64_t hi = get32(dev->cfg + PCI_BAR0 + 4 * bar + 4);
+	uint64_t lo = get_le(dev->cfg + PCI_BAR0 + 4 * bar, 4);
+	uint64_t hi = get_le(dev->cfg + PCI_BAR0 + 4 * bar + 4, 4);
 
 	return (hi << 32 | lo) & ~0xfULL;
 }
@@ -346,8 +330,8 @@ int pci_register_device(struct pci_bus *bus, struct pci_device *dev)
 			break;
 		}
 		bus->mmio_next = addr + size;
-		put32(dev->cfg + PCI_BAR0 + 4 * bar, (uint32_t)addr | PCI_BAR_MEM_64);
-		put32(dev->cfg + PCI_BAR0 + 4 * bar + 4, (uint32_t)(addr >> 32));
+		put_le(dev->cfg + PCI_BAR0 + 4 * bar, (uint32_t)addr | PCI_BAR_MEM_64, 4);
+		put_le(dev->cfg + PCI_BAR0 + 4 * bar + 4, (uint32_t)(addr >> 32), 4);
 	}
 	if (slot >= 0) {
 		dev->slot = slot;
@@ -372,7 +356,7 @@ int pci_init(struct pci_bus *bus, struct vm *vm)
 	bus->mmio_end = IOAPIC_ADDR;
 	/* Red Hat's (QEMU's) PCIe host bridge IDs: Linux has no driver to bind to it. */
 	pci_device_init(hb, 0x1b36, 0x0008, 0x060000, 0, 0, NULL);
-	put16(hb->wmask + PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	put_le(hb->wmask + PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
 	hb->wmask[PCI_INTERRUPT_LINE] = 0;
 	pci_register_device(bus, hb);
 	err = bus_register(&vm->pio, PCI_CONFIG_ADDRESS, 4, &pci_addr_ops, bus);

@@ -123,6 +123,21 @@ int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+void put_le(uint8_t *p, uint64_t v, unsigned int n)
+{
+	for (unsigned int i = 0; i < n; i++)
+		p[i] = v >> (8 * i);
+}
+
+uint64_t get_le(const uint8_t *p, unsigned int n)
+{
+	uint64_t v = 0;
+
+	while (n--)
+		v = (v << 8) | p[n];
+	return v;
+}
+
 int eventfd_signal(int fd)
 {
 	uint64_t one = 1;

@@ -35,5 +35,8 @@ int write_all(int fd, const void *buf, size_t len);
  * wake anyway, so callers that own the eventfd may ignore it.
  */
 int eventfd_signal(int fd);
+/* Little-endian fields of n (1 to 8) bytes in guest-visible structures (tables, registers). */
+void put_le(uint8_t *p, uint64_t v, unsigned int n);
+uint64_t get_le(const uint8_t *p, unsigned int n);
 
 #endif

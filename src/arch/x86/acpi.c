@@ -53,12 +53,6 @@ static uint8_t *acpi_put(struct acpi_buf *b, size_t n)
 	return p;
 }
 
-static void put_le(uint8_t *p, uint64_t v, unsigned int bytes)
-{
-	for (unsigned int i = 0; i < bytes; i++)
-		p[i] = v >> (8 * i);
-}
-
 uint8_t acpi_checksum(const uint8_t *p, size_t len)
 {
 	uint8_t sum = 0;
