@@ -42,7 +42,7 @@ static void seg(struct fixture *f, void *base, size_t len, int writable)
 		c->nr_out++;
 }
 
-static void test_read_request(void **state)
+static void test_blk_read_request_maps_header_data_and_status(void **state)
 {
 	struct fixture *f = request(VIRTIO_BLK_T_IN, 8);
 	struct blk_request_parsed p;
@@ -107,7 +107,7 @@ static void test_header_split_across_segments(void **state)
 	free(f);
 }
 
-static void test_discard_range(void **state)
+static void test_blk_discard_range_sectors_become_bytes(void **state)
 {
 	struct fixture *f = request(VIRTIO_BLK_T_DISCARD, 0);
 	struct blk_request_parsed p;
@@ -203,7 +203,7 @@ static void test_read_longer_than_used_length_is_ioerr(void **state)
 }
 
 /* Lone requests run on the queue thread only after a streak of them; any other ends it. */
-static void test_alone_streak(void **state)
+static void test_blk_lone_requests_run_inline_only_after_a_streak(void **state)
 {
 	unsigned int streak = 0;
 
@@ -227,18 +227,18 @@ static void test_alone_streak(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_read_request),
+		cmocka_unit_test(test_blk_read_request_maps_header_data_and_status),
 		cmocka_unit_test(test_read_with_status_in_data_segment),
 		cmocka_unit_test(test_write_with_header_and_data_in_one_segment),
 		cmocka_unit_test(test_header_split_across_segments),
-		cmocka_unit_test(test_discard_range),
+		cmocka_unit_test(test_blk_discard_range_sectors_become_bytes),
 		cmocka_unit_test(test_no_status_byte_is_ioerr_without_status),
 		cmocka_unit_test(test_short_header_is_ioerr),
 		cmocka_unit_test(test_sector_overflow_is_ioerr),
 		cmocka_unit_test(test_discard_range_overflow_and_missing_range),
 		cmocka_unit_test(test_unknown_type_is_unsupp),
 		cmocka_unit_test(test_read_longer_than_used_length_is_ioerr),
-		cmocka_unit_test(test_alone_streak),
+		cmocka_unit_test(test_blk_lone_requests_run_inline_only_after_a_streak),
 	};
 
 	return cmocka_run_group_tests_name("blk_request", tests, NULL, NULL);

@@ -169,7 +169,7 @@ static void test_moddep_compressed_modules_and_blank_lines(void **state)
 	moddep_result_free(&r);
 }
 
-static void test_moddep_name(void **state)
+static void test_moddep_name_drops_directory_and_suffixes(void **state)
 {
 	char buf[MODDEP_NAME_MAX];
 
@@ -197,7 +197,7 @@ int main(void)
 		cmocka_unit_test(test_moddep_self_dependency_is_eloop),
 		cmocka_unit_test(test_moddep_malformed_text_is_einval),
 		cmocka_unit_test(test_moddep_compressed_modules_and_blank_lines),
-		cmocka_unit_test(test_moddep_name),
+		cmocka_unit_test(test_moddep_name_drops_directory_and_suffixes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

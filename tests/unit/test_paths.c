@@ -18,7 +18,7 @@ static int clear_env(void **state)
 	return 0;
 }
 
-static void test_paths_home_cache(void **state)
+static void test_paths_cache_under_home_without_xdg(void **state)
 {
 	char buf[256];
 
@@ -57,7 +57,7 @@ static void test_paths_no_home_is_enoent(void **state)
 	assert_int_equal(nkvm_cache_path(buf, sizeof(buf), "x"), -ENOENT);
 }
 
-static void test_paths_too_long(void **state)
+static void test_paths_too_long_for_buffer_is_enametoolong(void **state)
 {
 	char buf[16];
 
@@ -68,11 +68,11 @@ static void test_paths_too_long(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(test_paths_home_cache, clear_env),
+		cmocka_unit_test_setup(test_paths_cache_under_home_without_xdg, clear_env),
 		cmocka_unit_test_setup(test_paths_xdg_wins_over_home, clear_env),
 		cmocka_unit_test_setup(test_paths_relative_xdg_is_ignored, clear_env),
 		cmocka_unit_test_setup(test_paths_no_home_is_enoent, clear_env),
-		cmocka_unit_test_setup(test_paths_too_long, clear_env),
+		cmocka_unit_test_setup(test_paths_too_long_for_buffer_is_enametoolong, clear_env),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -208,7 +208,7 @@ static void test_triple_fault_stops_as_crash(void **state)
 }
 
 /* The registers a triple fault leaves, or word that KVM reset them (AMD) instead of a reset vector. */
-static void test_crash_state_line(void **state)
+static void test_triple_fault_state_names_registers_or_amd_reset(void **state)
 {
 	struct kvm_regs regs = { .rip = 0xffffffff81000123ULL, .rsp = 0xffffc90000003f58ULL };
 	struct kvm_sregs sregs = { .cr0 = 0x80050033, .cr2 = 0xffffc90000002ff8ULL };
@@ -265,7 +265,7 @@ static void test_entry_failure_and_unknown_exit_fail(void **state)
 	fake_vm_free(f);
 }
 
-static void test_console_escape(void **state)
+static void test_console_ctrl_a_x_quits_ctrl_a_twice_sends_one(void **state)
 {
 	struct term_escape esc = { 0 };
 	uint8_t buf[16];
@@ -298,10 +298,10 @@ int main(void)
 		cmocka_unit_test(test_string_io_dispatches_each_element),
 		cmocka_unit_test(test_mmio_read_of_nothing_is_all_ones),
 		cmocka_unit_test(test_triple_fault_stops_as_crash),
-		cmocka_unit_test(test_crash_state_line),
+		cmocka_unit_test(test_triple_fault_state_names_registers_or_amd_reset),
 		cmocka_unit_test(test_cpuid_tsc_deadline),
 		cmocka_unit_test(test_entry_failure_and_unknown_exit_fail),
-		cmocka_unit_test(test_console_escape),
+		cmocka_unit_test(test_console_ctrl_a_x_quits_ctrl_a_twice_sends_one),
 	};
 
 	return cmocka_run_group_tests_name("vmm", tests, NULL, NULL);
