@@ -75,7 +75,8 @@ bench: deps nkvm
 clean:
 	rm -rf build nkvm guest/init
 
-format:
+# Kernel style at 100 columns (.clang-format).
+format: deps
 	clang-format -i $(SRCS) $(wildcard src/*.h src/*/*.h src/*/*/*.h guest/*.c guest/*.h tests/*/*.c)
 
 -include $(shell find build -name '*.d' 2>/dev/null)

@@ -10,9 +10,9 @@ set -eu
 # clang libclang-rt-14-dev: fuzzers (libFuzzer lives in the runtime package). e2fsprogs: mkfs.ext4
 # and e2fsck for the guest and the disk tests. strace: the test that sees flushes reach the file.
 # zlib1g-dev libzstd-dev: qcow2 compressed clusters. libaio-dev liburing-dev: the aio and
-# io_uring I/O engines. gnuplot-nox: the plot of bench/engines.sh.
+# io_uring I/O engines. gnuplot-nox: the plot of bench/engines.sh. clang-format: `make format`.
 PACKAGES="gcc make libcmocka-dev busybox-static kmod cpio qemu-system-x86 qemu-utils fio clang
-libclang-rt-14-dev
+libclang-rt-14-dev clang-format
 zstd xz-utils e2fsprogs strace zlib1g-dev libzstd-dev libaio-dev liburing-dev gnuplot-nox"
 
 installed() {
