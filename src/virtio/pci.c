@@ -717,7 +717,8 @@ int virtio_pop(struct virtio_device *vdev, unsigned int qi, struct virtq_chain *
 	}
 	pthread_mutex_unlock(&q->lock);
 	if (r < 0)
-		virtio_needs_reset(vdev, "malformed descriptor chain");
+		virtio_needs_reset(vdev, r == -ENOSPC ? "more requests in flight than the queue size"
+						      : "malformed descriptor chain");
 	return r;
 }
 

@@ -3,8 +3,8 @@
  * The virtio-pci transport without KVM, driven through its registers as a guest's driver would
  * (pci_config_read/write and the function's BAR 0 ops, as nkvm img bench does): the device
  * status only moves forward until a reset (virtio 1.2 §2.1, §3.1.1), so DRIVER_OK set again
- * starts nothing twice on any engine and features cannot be renegotiated; and no register
- * write interleaves with a reset.
+ * starts nothing twice on any engine and features cannot be renegotiated; no register write
+ * interleaves with a reset; and a queue never holds more chains than its size.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -548,6 +548,47 @@ static void test_driver_ok_during_reset_from_second_thread_starts_nothing(void *
 	assert_int_equal(atomic_load(&td->starts), 2);
 }
 
+/* --- the in-flight bound --------------------------------------------------------------------- */
+
+/*
+ * A driver that re-publishes head 0 without waiting for the device to use it (CVE-2016-5403's
+ * pattern), to a device that holds its chains: the device takes at most queue size chains, then
+ * the queue stops with DEVICE_NEEDS_RESET.
+ */
+static void test_queue_holds_at_most_its_size_then_needs_reset(void **state)
+{
+	struct fx *fx = *state;
+	struct tdev *td;
+	uint16_t *avail;
+	unsigned int published = 0;
+
+	add_test_device(fx);
+	td = fx->td;
+	driver_init(fx);
+	memcpy(guest_ptr(&fx->vm->mem, DESC_GPA, 16),
+	       &(struct { uint64_t a; uint32_t l; uint16_t f, n; }){ DATA_GPA, 16, 0, 0 }, 16);
+	avail = guest_ptr(&fx->vm->mem, AVAIL_GPA, 4 + 2 * TEST_QSIZE);
+	for (unsigned int i = 0; i < 100 && !(status_read(fx) & S_NEEDS_RESET); i++) {
+		uint64_t end = now_ms() + DEADLINE_MS;
+
+		avail[2 + i % TEST_QSIZE] = 0;
+		__atomic_store_n(&avail[1], (uint16_t)(i + 1), __ATOMIC_RELEASE);
+		published++;
+		bar_write(fx, fx->notify, 0, 2);
+		/* Wait until the device took it, or stopped the queue. */
+		while (atomic_load(&td->popped) < published && !(status_read(fx) & S_NEEDS_RESET) &&
+		       now_ms() < end)
+			usleep(100);
+	}
+	if (atomic_load(&td->popped) > TEST_QSIZE)
+		fail_msg("%u chains in flight on a queue of %u", atomic_load(&td->popped),
+			 TEST_QSIZE);
+	assert_int_equal(atomic_load(&td->popped), TEST_QSIZE);
+	assert_int_equal(atomic_load(&td->pop_errors), 1);
+	assert_true(status_read(fx) & S_NEEDS_RESET);
+	reset_within_deadline(fx);
+}
+
 #define VTEST(t) cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)
 
 int main(void)
@@ -560,6 +601,7 @@ int main(void)
 		VTEST(test_features_cannot_be_renegotiated_after_features_ok),
 		VTEST(test_status_that_skips_a_step_is_refused),
 		VTEST(test_driver_ok_during_reset_from_second_thread_starts_nothing),
+		VTEST(test_queue_holds_at_most_its_size_then_needs_reset),
 	};
 
 	return cmocka_run_group_tests_name("virtio_pci", tests, NULL, NULL);
