@@ -50,6 +50,8 @@ enum { CAP_COMMON = 1, CAP_NOTIFY = 2, CAP_ISR = 3, CAP_DEVICE = 4 };
 #define STATUS_FEATURES_OK 8
 #define STATUS_NEEDS_RESET 0x40
 #define STATUS_FAILED 0x80
+/* The driver's initialization steps, in the order §3.1.1 sets them. */
+#define STATUS_STEPS (STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK)
 
 #define ISR_QUEUE 1
 #define ISR_CONFIG 2
@@ -85,6 +87,7 @@ struct virtio_pci {
 	struct irq_routing *irq;
 	struct virtio_device *vdev;
 	pthread_mutex_t lock;		/* transport registers, MSI-X, ISR */
+	bool resetting;			/* vp_reset_locked runs, with the lock dropped */
 	uint32_t dfselect, gfselect;
 	uint64_t driver_features;
 	uint8_t status, config_generation, isr;
@@ -266,11 +269,16 @@ static void vp_bar_moved(struct pci_device *dev, unsigned int bar, uint64_t addr
 
 /* --- reset and start ----------------------------------------------------------------------- */
 
-/* §2.4: back to the state at power-on. Called with vp->lock held; drops it meanwhile. */
+/*
+ * §2.4: back to the state at power-on. Called with vp->lock held; drops it meanwhile, since the
+ * queue threads it waits for take it to interrupt the driver. While it is dropped, resetting
+ * keeps the common configuration from changing (vp_common_write).
+ */
 static void vp_reset_locked(struct virtio_pci *vp)
 {
 	struct virtio_device *vdev = vp->vdev;
 
+	vp->resetting = true;
 	pthread_mutex_unlock(&vp->lock);
 	vp_stop_queue_threads(vp);
 	if (vdev->ops->reset)
@@ -298,6 +306,21 @@ static void vp_reset_locked(struct virtio_pci *vp)
 		q->desc = q->driver = q->device = 0;
 		pthread_mutex_unlock(&q->lock);
 	}
+	vp->resetting = false;
+}
+
+/*
+ * §2.1.2: the device is in an error state a reset must clear; it tells a running driver with
+ * a configuration change interrupt. Called with vp->lock held.
+ */
+static void vp_needs_reset_locked(struct virtio_pci *vp, const char *why)
+{
+	if (vp->status & STATUS_NEEDS_RESET)
+		return;
+	nkvm_err("%s: %s: device needs reset", vp->vdev->name, why);
+	vp->status |= STATUS_NEEDS_RESET;
+	vp->config_generation++;
+	vp_interrupt_locked(vp, vp->msix_config, ISR_CONFIG);
 }
 
 /* DRIVER_OK: map every enabled queue, start the device and the queue threads. */
@@ -336,26 +359,72 @@ static void vp_start_locked(struct virtio_pci *vp)
 	}
 }
 
+/* Whether each step in s comes with all the steps before it (§3.1.1). */
+static bool status_steps_in_order(uint8_t s)
+{
+	static const uint8_t order[] = { STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_FEATURES_OK,
+					 STATUS_DRIVER_OK };
+	bool gap = false;
+
+	for (unsigned int i = 0; i < sizeof(order); i++) {
+		if (!(s & order[i]))
+			gap = true;
+		else if (gap)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * The status only moves forward until a reset: each step runs once, on the state the steps
+ * before it left. A write that clears a bit (§2.1.1: the driver never does), sets a step out of
+ * order (§3.1.1), or takes a step after FAILED (§2.1.1: the driver resets first) or
+ * DEVICE_NEEDS_RESET (§2.1.2: only a reset clears it) is refused and leaves the device needing
+ * a reset. Without this, DRIVER_OK cleared and set again started the queues a second time on a
+ * live device, and FEATURES_OK cleared and set again renegotiated the features under it.
+ */
 static void vp_write_status_locked(struct virtio_pci *vp, uint8_t status)
 {
 	struct virtio_device *vdev = vp->vdev;
-	uint8_t old = vp->status;
+	uint8_t old = vp->status & ~STATUS_NEEDS_RESET, added;
 
 	if (status == 0) {
 		vp_reset_locked(vp);
 		return;
 	}
-	if ((status & STATUS_FEATURES_OK) && !(old & STATUS_FEATURES_OK)) {
-		/* §3.1.1: accept only a subset of what was offered, and only modern drivers. */
+	/* DEVICE_NEEDS_RESET is the device's bit (a driver writes back what it read); 0x30 unused. */
+	status &= STATUS_STEPS | STATUS_FAILED;
+	added = status & ~old;
+	if (old & ~status) {
+		vp_needs_reset_locked(vp, "the driver cleared a device status bit");
+		return;
+	}
+	if (!(added & STATUS_STEPS)) {
+		vp->status |= added;	/* FAILED, or the same steps written again */
+		return;
+	}
+	if (!status_steps_in_order(status)) {
+		vp_needs_reset_locked(vp, "the driver skipped an initialization step");
+		return;
+	}
+	if ((vp->status & STATUS_NEEDS_RESET) || (status & STATUS_FAILED)) {
+		vp_needs_reset_locked(vp, "the driver went on without a reset");
+		return;
+	}
+	if (added & STATUS_FEATURES_OK) {
+		/*
+		 * §3.1.1: accept only a subset of what was offered, and only modern drivers. A
+		 * refusal leaves FEATURES_OK clear for the driver to read back, and any later step
+		 * of the same write undone.
+		 */
 		if ((vp->driver_features & ~vdev->host_features) ||
 		    !(vp->driver_features & (1ULL << VIRTIO_F_VERSION_1)))
-			status &= ~STATUS_FEATURES_OK;
+			status &= ~(STATUS_FEATURES_OK | STATUS_DRIVER_OK);
 		else
 			vdev->features = vp->driver_features;
 	}
-	vp->status = status | (old & STATUS_NEEDS_RESET);
-	if ((status & STATUS_DRIVER_OK) && !(old & STATUS_DRIVER_OK) &&
-	    (status & STATUS_FEATURES_OK))
+	vp->status = status;
+	if (status & added & STATUS_DRIVER_OK)
 		vp_start_locked(vp);
 }
 
@@ -482,9 +551,16 @@ static void vp_common_write(struct virtio_pci *vp, uint64_t off, const void *dat
 	uint8_t r[COMMON_SIZE];
 
 	pthread_mutex_lock(&vp->lock);
-	vp_common_snapshot(vp, r);
-	memcpy(r + off, data, len);
-	vp_common_apply(vp, r, off, len);
+	/*
+	 * A write while another vCPU resets the device is dropped: the reset clears all that it
+	 * could set (status, features, queues, vectors), so this is the write coming just before
+	 * the reset. Applied, it could start the device in the middle of its reset.
+	 */
+	if (!vp->resetting) {
+		vp_common_snapshot(vp, r);
+		memcpy(r + off, data, len);
+		vp_common_apply(vp, r, off, len);
+	}
 	pthread_mutex_unlock(&vp->lock);
 }
 
@@ -641,7 +717,8 @@ int virtio_pop(struct virtio_device *vdev, unsigned int qi, struct virtq_chain *
 	}
 	pthread_mutex_unlock(&q->lock);
 	if (r < 0)
-		virtio_needs_reset(vdev, "malformed descriptor chain");
+		virtio_needs_reset(vdev, r == -ENOSPC ? "more requests in flight than the queue size"
+						      : "malformed descriptor chain");
 	return r;
 }
 
@@ -699,12 +776,7 @@ void virtio_needs_reset(struct virtio_device *vdev, const char *why)
 	struct virtio_pci *vp = vdev->transport;
 
 	pthread_mutex_lock(&vp->lock);
-	if (!(vp->status & STATUS_NEEDS_RESET)) {
-		nkvm_err("%s: %s: device needs reset", vdev->name, why);
-		vp->status |= STATUS_NEEDS_RESET;
-		vp->config_generation++;
-		vp_interrupt_locked(vp, vp->msix_config, ISR_CONFIG);
-	}
+	vp_needs_reset_locked(vp, why);
 	pthread_mutex_unlock(&vp->lock);
 }
 

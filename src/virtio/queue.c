@@ -249,9 +249,19 @@ int virtq_pop(struct virtq *q, struct virtq_chain *c)
 	/* The ring holds size entries (§2.7.6): an idx further ahead than that is garbage. */
 	if ((uint16_t)(avail_idx - q->last_avail) > q->size)
 		return -EINVAL;
+	/*
+	 * §2.7: a chain made available is the device's until it is in the used ring, and each
+	 * holds at least its head of the size descriptors, so a driver cannot have more than size
+	 * chains in flight. One more means it re-published descriptors the device still holds:
+	 * without this bound, a guest re-publishing head 0 makes the device take requests without
+	 * end (CVE-2016-5403's pattern).
+	 */
+	if (q->inflight >= q->size)
+		return -ENOSPC;
 	head = __atomic_load_n(&q->avail->ring[q->last_avail & (q->size - 1)], __ATOMIC_RELAXED);
 	/* Consume the entry even if it is bad, so the device can fail just this request. */
 	q->last_avail++;
+	q->inflight++;
 	c->head = head;
 	if (head >= q->size)
 		return -EINVAL;
@@ -273,6 +283,9 @@ void virtq_push(struct virtq *q, uint16_t head, uint32_t len)
 	e->len = len;
 	/* §2.7.8.2: the element (and the data written to the buffers) before the new idx. */
 	__atomic_store_n(&q->used->idx, ++q->used_idx, __ATOMIC_RELEASE);
+	/* A device that pushes what it never popped is a bug of ours: not below zero, though. */
+	if (q->inflight)
+		q->inflight--;
 	/*
 	 * After 2^16 pushes without a notification check, signalled_used is ambiguous: the
 	 * used_event comparison would look at the wrong lap, so notify unconditionally next time.

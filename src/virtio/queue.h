@@ -35,6 +35,7 @@ struct virtq {
 	uint16_t used_idx;		/* our copy of used->idx */
 	uint16_t signalled_used;	/* used_idx when the driver was last notified */
 	bool signalled_valid;
+	uint16_t inflight;		/* chains taken by virtq_pop, not yet given to virtq_push */
 };
 
 /* One descriptor chain: device-readable segments first, then device-writable ones. */
@@ -59,15 +60,21 @@ int virtq_init(struct virtq *q, const struct guest_memory *mem, uint16_t size, u
  * an indirect descriptor without VIRTIO_F_INDIRECT_DESC or with NEXT, nested indirect table,
  * indirect table of bad length, a zero-length indirect), -EFAULT (a buffer or table outside guest
  * RAM, or a length that overflows), -ELOOP (a chain longer than the queue, i.e. a loop), -E2BIG
- * (more than VIRTQ_MAX_SEGS segments, or an indirect table of more than VIRTQ_MAX_SIZE entries).
- * After an error the head is consumed, except when avail idx itself is bad, and c->head is valid
- * when it could be read: a c->head < q->size may be pushed back (UINT16_MAX when no entry was
- * taken), so the device may fail just that request; a device may also treat any error as fatal
- * and set DEVICE_NEEDS_RESET. After an error the chain holds no segments.
+ * (more than VIRTQ_MAX_SEGS segments, or an indirect table of more than VIRTQ_MAX_SIZE entries),
+ * -ENOSPC (the device already holds q->size chains that it has not pushed: the driver made
+ * available descriptors it had not been given back).
+ * After an error the head is consumed, except when avail idx itself is bad or for -ENOSPC, and
+ * c->head is valid when it could be read: a c->head < q->size may be pushed back (UINT16_MAX
+ * when no entry was taken), so the device may fail just that request; a device may also treat
+ * any error as fatal and set DEVICE_NEEDS_RESET. After an error the chain holds no segments.
+ * A chain taken (even a malformed one) counts as in flight until virtq_push returns it.
  */
 int virtq_pop(struct virtq *q, struct virtq_chain *c);
 
-/* Returns chain `head` to the driver with `len` bytes written (release ordering on the index). */
+/*
+ * Returns chain `head` to the driver with `len` bytes written (release ordering on the index),
+ * and one chain fewer is in flight.
+ */
 void virtq_push(struct virtq *q, uint16_t head, uint32_t len);
 
 /*

@@ -555,6 +555,31 @@ static void test_pop_rejects_indirect_table_longer_than_max_queue(void **state)
 	assert_int_equal(virtq_pop(&f->q, &f->c), 1);
 }
 
+/*
+ * A driver that makes head 0 available again before the device used it: the device holds
+ * QSIZE chains, the next pop is refused and takes nothing, and a push makes room again.
+ */
+static void test_pop_rejects_more_chains_in_flight_than_queue_size(void **state)
+{
+	struct fixture *f = *state;
+
+	put_desc(f, DESC_GPA, 0, DATA_GPA, 1, 0, 0);
+	for (unsigned int i = 0; i < QSIZE; i++) {
+		avail_add(f, 0);
+		assert_int_equal(virtq_pop(&f->q, &f->c), 1);
+		assert_int_equal(f->c.head, 0);
+	}
+	avail_add(f, 0);
+	assert_pop_fails(f, -ENOSPC);
+	assert_int_equal(f->q.last_avail, QSIZE);
+	assert_true(f->c.head >= f->q.size);
+	virtq_push(&f->q, 0, 0);
+	assert_int_equal(virtq_pop(&f->q, &f->c), 1);
+	assert_int_equal(f->q.last_avail, QSIZE + 1);
+	avail_add(f, 0);
+	assert_pop_fails(f, -ENOSPC);
+}
+
 static void test_push_writes_used_element_then_idx(void **state)
 {
 	struct fixture *f = *state;
@@ -753,8 +778,10 @@ static void test_init_resets_indices(void **state)
 	f->q.used_idx = 7;
 	f->q.signalled_used = 7;
 	f->q.signalled_valid = true;
+	f->q.inflight = 3;
 	reinit(f, QSIZE, true, true);
 	assert_int_equal(f->q.last_avail, 0);
+	assert_int_equal(f->q.inflight, 0);
 	assert_int_equal(f->q.used_idx, 0);
 	assert_false(f->q.signalled_valid);
 	assert_true(f->q.event_idx);
@@ -794,6 +821,7 @@ int main(void)
 		QTEST(test_pop_rejects_indirect_next_out_of_range),
 		QTEST(test_pop_rejects_more_than_max_segments),
 		QTEST(test_pop_rejects_indirect_table_longer_than_max_queue),
+		QTEST(test_pop_rejects_more_chains_in_flight_than_queue_size),
 		QTEST(test_push_writes_used_element_then_idx),
 		QTEST(test_need_notify_respects_no_interrupt_without_event_idx),
 		QTEST(test_need_notify_with_event_idx_follows_used_event),

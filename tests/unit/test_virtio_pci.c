@@ -1,0 +1,608 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The virtio-pci transport without KVM, driven through its registers as a guest's driver would
+ * (pci_config_read/write and the function's BAR 0 ops, as nkvm img bench does): the device
+ * status only moves forward until a reset (virtio 1.2 §2.1, §3.1.1), so DRIVER_OK set again
+ * starts nothing twice on any engine and features cannot be renegotiated; no register write
+ * interleaves with a reset; and a queue never holds more chains than its size.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "block/disk.h"
+#include "hw/pci.h"
+#include "lib/file.h"
+#include "lib/util.h"
+#include "virtio/blk.h"
+#include "virtio/device.h"
+#include "virtio/pci.h"
+#include "vmm/irq.h"
+#include "vmm/memory.h"
+#include "vmm/vm.h"
+
+/* §2.1 status bits and the common configuration registers (§4.1.4.3), as a driver names them. */
+#define S_ACKNOWLEDGE 1
+#define S_DRIVER 2
+#define S_DRIVER_OK 4
+#define S_FEATURES_OK 8
+#define S_NEEDS_RESET 0x40
+#define S_READY (S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK)
+enum {
+	C_GFSELECT = 0x08, C_GF = 0x0c, C_STATUS = 0x14, C_Q_SELECT = 0x16, C_Q_SIZE = 0x18,
+	C_Q_ENABLE = 0x1c, C_Q_NOFF = 0x1e, C_Q_DESC = 0x20, C_Q_DRIVER = 0x28, C_Q_DEVICE = 0x30,
+};
+#define PCI_CAP_ID_VNDR 0x09
+#define CAP_COMMON 1
+#define CAP_NOTIFY 2
+
+#define RAM_SIZE (4 * MiB)
+#define DESC_GPA 0x10000ULL
+#define AVAIL_GPA 0x20000ULL
+#define USED_GPA 0x30000ULL
+#define DATA_GPA 0x40000ULL
+#define TEST_QSIZE 8
+#define DEADLINE_MS 10000
+
+/* A device of the test's own: counts what the transport makes it do, and holds chains. */
+struct tdev {
+	struct virtio_device vdev;
+	struct virtq_chain chain;
+	atomic_uint starts, queue_starts, queue_stops, popped, pop_errors;
+	/* While gate is set, reset waits in the device (as blk_reset waits for requests). */
+	atomic_bool gate, in_reset;
+};
+
+struct fx {
+	char dir[64], path[128];
+	struct vm *vm;
+	struct pci_bus *bus;
+	struct irq_routing *irq;
+	struct pci_device *dev;
+	struct virtio_device *vdev;
+	struct virtio_pci *vp;		/* the test device's transport; NULL for virtio-blk */
+	struct tdev *td;
+	uint32_t common, notify, notify_mult;
+	bool wedged;			/* a reset never returned: leave everything as it is */
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000ULL + ts.tv_nsec / 1000000;
+}
+
+/* --- the test device ------------------------------------------------------------------------ */
+
+static void tdev_queue_kick(struct virtio_device *vdev, unsigned int q)
+{
+	struct tdev *td = (struct tdev *)vdev;
+	int r;
+
+	/* Holds every chain: never pushes, as a device whose requests never complete. */
+	while ((r = virtio_pop(vdev, q, &td->chain)) > 0)
+		atomic_fetch_add(&td->popped, 1);
+	if (r < 0)
+		atomic_fetch_add(&td->pop_errors, 1);
+}
+
+static int tdev_start(struct virtio_device *vdev)
+{
+	atomic_fetch_add(&((struct tdev *)vdev)->starts, 1);
+	return 0;
+}
+
+static void tdev_reset(struct virtio_device *vdev)
+{
+	struct tdev *td = (struct tdev *)vdev;
+	uint64_t end = now_ms() + DEADLINE_MS;
+
+	atomic_store(&td->in_reset, true);
+	while (atomic_load(&td->gate) && now_ms() < end)
+		usleep(1000);
+	atomic_store(&td->in_reset, false);
+}
+
+static void tdev_queue_start(struct virtio_device *vdev, unsigned int q, int *fd)
+{
+	atomic_fetch_add(&((struct tdev *)vdev)->queue_starts, 1);
+}
+
+static void tdev_queue_stop(struct virtio_device *vdev, unsigned int q)
+{
+	atomic_fetch_add(&((struct tdev *)vdev)->queue_stops, 1);
+}
+
+static const struct virtio_device_ops tdev_ops = {
+	.queue_kick = tdev_queue_kick,
+	.start = tdev_start,
+	.reset = tdev_reset,
+	.queue_start = tdev_queue_start,
+	.queue_stop = tdev_queue_stop,
+};
+
+/* --- a VM without KVM, and a driver that reaches the function as a guest would ------------- */
+
+static uint32_t cfg_read(struct fx *fx, unsigned int off, unsigned int len)
+{
+	return pci_config_read(fx->bus, 0x80000000U | fx->dev->slot << 11 | off, len);
+}
+
+static void bar_write(struct fx *fx, uint64_t off, uint64_t v, unsigned int len)
+{
+	fx->dev->ops->bar_write(fx->dev, 0, off, &v, len);
+}
+
+static uint64_t bar_read(struct fx *fx, uint64_t off, unsigned int len)
+{
+	uint64_t v = 0;
+
+	fx->dev->ops->bar_read(fx->dev, 0, off, &v, len);
+	return v;
+}
+
+static void status_write(struct fx *fx, uint8_t s)
+{
+	bar_write(fx, fx->common + C_STATUS, s, 1);
+}
+
+static uint8_t status_read(struct fx *fx)
+{
+	return bar_read(fx, fx->common + C_STATUS, 1);
+}
+
+static void features_write(struct fx *fx, uint64_t f)
+{
+	bar_write(fx, fx->common + C_GFSELECT, 0, 4);
+	bar_write(fx, fx->common + C_GF, (uint32_t)f, 4);
+	bar_write(fx, fx->common + C_GFSELECT, 1, 4);
+	bar_write(fx, fx->common + C_GF, f >> 32, 4);
+}
+
+/* §4.1.4: where the common and notify structures are. */
+static void find_caps(struct fx *fx)
+{
+	unsigned int off = cfg_read(fx, PCI_CAP_PTR, 1), found = 0;
+
+	for (unsigned int n = 0; off && n < 48; n++) {
+		if (cfg_read(fx, off, 1) == PCI_CAP_ID_VNDR && cfg_read(fx, off + 3, 1) == CAP_COMMON) {
+			fx->common = cfg_read(fx, off + 8, 4);
+			found |= 1;
+		} else if (cfg_read(fx, off, 1) == PCI_CAP_ID_VNDR &&
+			   cfg_read(fx, off + 3, 1) == CAP_NOTIFY) {
+			fx->notify = cfg_read(fx, off + 8, 4);
+			fx->notify_mult = cfg_read(fx, off + 16, 4);
+			found |= 2;
+		}
+		off = cfg_read(fx, off + 1, 1);
+	}
+	assert_int_equal(found, 3);
+}
+
+/* The function of vdev on the bus. */
+static void find_function(struct fx *fx)
+{
+	for (unsigned int s = 0; s < PCI_MAX_SLOTS; s++) {
+		if (fx->bus->slots[s] && virtio_pci_device(fx->bus->slots[s]) == fx->vdev) {
+			fx->dev = fx->bus->slots[s];
+			find_caps(fx);
+			return;
+		}
+	}
+	fail_msg("the device is not on the bus");
+}
+
+static int fx_setup(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+	int fd;
+
+	if (!fx)
+		return -1;
+	/* /var/tmp, unlike a tmpfs /tmp, takes O_DIRECT (the aio engine needs it). */
+	snprintf(fx->dir, sizeof(fx->dir), "/var/tmp/nkvm-test-vpci-XXXXXX");
+	if (!mkdtemp(fx->dir))
+		return -1;
+	snprintf(fx->path, sizeof(fx->path), "%s/disk.raw", fx->dir);
+	fd = open(fx->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || ftruncate(fd, 1 * MiB))
+		return -1;
+	close(fd);
+	fx->vm = calloc(1, sizeof(*fx->vm));
+	fx->bus = calloc(1, sizeof(*fx->bus));
+	fx->irq = calloc(1, sizeof(*fx->irq));
+	if (!fx->vm || !fx->bus || !fx->irq || memory_init(&fx->vm->mem, RAM_SIZE))
+		return -1;
+	/* No KVM: no irqfd or ioeventfd is bound; MSI routes go nowhere. */
+	fx->vm->kvm_fd = fx->vm->vm_fd = fx->vm->stop_fd = -1;
+	irq_routing_init(fx->irq, NULL);
+	if (pci_init(fx->bus, fx->vm))
+		return -1;
+	*state = fx;
+	return 0;
+}
+
+static int fx_teardown(void **state)
+{
+	struct fx *fx = *state;
+
+	if (fx->wedged)
+		return 0;	/* threads still run in the device: freeing it would hang or crash */
+	if (fx->dev)
+		fx->bus->slots[fx->dev->slot] = NULL;
+	if (fx->vp) {
+		virtio_pci_free(fx->vp);
+		free(fx->td);
+	} else if (fx->vdev) {
+		virtio_blk_destroy(fx->vdev);
+	}
+	memory_free(&fx->vm->mem);
+	free(fx->irq);
+	free(fx->bus);
+	free(fx->vm);
+	file_remove_tree(fx->dir);
+	free(fx);
+	return 0;
+}
+
+static void add_test_device(struct fx *fx)
+{
+	fx->td = calloc(1, sizeof(*fx->td));
+	assert_non_null(fx->td);
+	fx->td->vdev = (struct virtio_device){
+		.ops = &tdev_ops,
+		.name = "virtio-test",
+		.device_id = VIRTIO_ID_RNG,
+		.host_features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_F_EVENT_IDX),
+		.nr_queues = 1,
+		.queue_max_size = TEST_QSIZE,
+	};
+	fx->vdev = &fx->td->vdev;
+	assert_int_equal(virtio_pci_create(&fx->vp, fx->vm, fx->bus, fx->irq, fx->vdev), 0);
+	find_function(fx);
+}
+
+/* virtio-blk on the fixture's image with engine; returns the engine that runs. */
+static const char *add_blk(struct fx *fx, enum disk_engine_kind engine)
+{
+	struct disk_options o = { .path = fx->path, .direct = true, .engine = engine };
+	struct virtio_blk_options bo = { .queues = 1 };
+	struct disk *disk;
+	const char *why = NULL, *name;
+
+	assert_int_equal(disk_open(&disk, &o, &why), 0);
+	name = disk_engine_name(disk);
+	assert_int_equal(virtio_blk_create(fx->vm, fx->bus, fx->irq, disk, &bo), 0);
+	for (unsigned int s = 0; s < PCI_MAX_SLOTS && !fx->vdev; s++)
+		if (fx->bus->slots[s])
+			fx->vdev = virtio_pci_device(fx->bus->slots[s]);
+	assert_non_null(fx->vdev);
+	find_function(fx);
+	return name;
+}
+
+/* §3.1.1 up to FEATURES_OK with VERSION_1 only, then queue 0's rings, then DRIVER_OK. */
+static void driver_init(struct fx *fx)
+{
+	status_write(fx, 0);
+	status_write(fx, S_ACKNOWLEDGE);
+	status_write(fx, S_ACKNOWLEDGE | S_DRIVER);
+	features_write(fx, 1ULL << VIRTIO_F_VERSION_1);
+	status_write(fx, S_READY);
+	assert_int_equal(status_read(fx), S_READY);
+	bar_write(fx, fx->common + C_Q_SELECT, 0, 2);
+	assert_true(bar_read(fx, fx->common + C_Q_SIZE, 2) > 0);
+	bar_write(fx, fx->common + C_Q_SIZE, TEST_QSIZE, 2);
+	bar_write(fx, fx->common + C_Q_DESC, DESC_GPA, 8);
+	bar_write(fx, fx->common + C_Q_DRIVER, AVAIL_GPA, 8);
+	bar_write(fx, fx->common + C_Q_DEVICE, USED_GPA, 8);
+	bar_write(fx, fx->common + C_Q_ENABLE, 1, 2);
+	status_write(fx, S_READY | S_DRIVER_OK);
+	assert_int_equal(status_read(fx), S_READY | S_DRIVER_OK);
+}
+
+static void *reset_thread(void *arg)
+{
+	status_write(arg, 0);
+	return NULL;
+}
+
+/* Writes 0 to the status from another thread; fails the test if that does not return. */
+static void reset_within_deadline(struct fx *fx)
+{
+	struct timespec ts;
+	pthread_t t;
+
+	assert_int_equal(pthread_create(&t, NULL, reset_thread, fx), 0);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += DEADLINE_MS / 1000;
+	if (pthread_timedjoin_np(t, NULL, &ts)) {
+		fx->wedged = true;
+		fail_msg("the reset did not return within %d s", DEADLINE_MS / 1000);
+	}
+	assert_int_equal(status_read(fx), 0);
+}
+
+/* Threads of this process, without io_uring's kernel workers (which come and go). */
+static unsigned int nr_threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	unsigned int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d))) {
+		char path[300], comm[32] = "";
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		f = fopen(path, "re");
+		if (!f)
+			continue;	/* it just ended */
+		if (!fgets(comm, sizeof(comm), f))
+			comm[0] = 0;
+		fclose(f);
+		if (strncmp(comm, "iou-", 4))
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* --- the status only moves forward ----------------------------------------------------------- */
+
+/*
+ * DRIVER_OK cleared without a reset (0x0B) and set again (0x0F), five times, on virtio-blk over
+ * engine: no second queue thread, no second queue context, and the reset then returns.
+ */
+static void driver_ok_set_again_starts_nothing(struct fx *fx, enum disk_engine_kind engine,
+					       const char *want)
+{
+	const char *name = add_blk(fx, engine);
+	unsigned int idle, running, after;
+	uint8_t status;
+
+	if (strcmp(name, want))
+		print_message("(%s unavailable here: testing %s)\n", want, name);
+	idle = nr_threads();
+	driver_init(fx);
+	running = nr_threads();
+	assert_int_equal(running, idle + 1);	/* the queue's thread */
+	for (int i = 0; i < 5; i++) {
+		status_write(fx, S_READY);
+		status_write(fx, S_READY | S_DRIVER_OK);
+	}
+	after = nr_threads();
+	status = status_read(fx);
+	/* The reset first: it must return whatever the cycles did. */
+	reset_within_deadline(fx);
+	if (after != running)
+		fail_msg("threads: %u after DRIVER_OK, %u after 5 clear/set cycles", running,
+			 after);
+	/* The clearing writes were refused: the device ran on, and said it needs a reset. */
+	assert_int_equal(status & ~S_NEEDS_RESET, S_READY | S_DRIVER_OK);
+	assert_true(status & S_NEEDS_RESET);
+	assert_int_equal(nr_threads(), idle);
+}
+
+static void test_driver_ok_set_again_starts_nothing_threads(void **state)
+{
+	driver_ok_set_again_starts_nothing(*state, DISK_ENGINE_THREADS, "threads");
+}
+
+static void test_driver_ok_set_again_starts_nothing_aio(void **state)
+{
+	driver_ok_set_again_starts_nothing(*state, DISK_ENGINE_AIO, "aio");
+}
+
+static void test_driver_ok_set_again_starts_nothing_io_uring(void **state)
+{
+	driver_ok_set_again_starts_nothing(*state, DISK_ENGINE_IO_URING, "io_uring");
+}
+
+/* The same cycles on a device that counts: one start, one queue thread, both ended by reset. */
+static void test_driver_ok_set_again_does_not_restart_the_device(void **state)
+{
+	struct fx *fx = *state;
+	struct tdev *td;
+
+	add_test_device(fx);
+	td = fx->td;
+	driver_init(fx);
+	for (int i = 0; i < 5; i++) {
+		status_write(fx, S_READY);
+		status_write(fx, S_READY | S_DRIVER_OK);
+	}
+	assert_int_equal(atomic_load(&td->starts), 1);
+	reset_within_deadline(fx);
+	assert_int_equal(atomic_load(&td->queue_starts), 1);
+	assert_int_equal(atomic_load(&td->queue_stops), 1);
+}
+
+/* §3.1.1 step 4: features are fixed at FEATURES_OK; only a reset lets the driver pick again. */
+static void test_features_cannot_be_renegotiated_after_features_ok(void **state)
+{
+	struct fx *fx = *state;
+	uint64_t more = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_F_EVENT_IDX);
+
+	add_test_device(fx);
+	status_write(fx, 0);
+	status_write(fx, S_ACKNOWLEDGE);
+	status_write(fx, S_ACKNOWLEDGE | S_DRIVER);
+	features_write(fx, 1ULL << VIRTIO_F_VERSION_1);
+	status_write(fx, S_READY);
+	assert_int_equal(fx->vdev->features, 1ULL << VIRTIO_F_VERSION_1);
+	/* Written while FEATURES_OK is set: ignored. */
+	features_write(fx, more);
+	/* FEATURES_OK cleared, new features, FEATURES_OK again: refused. */
+	status_write(fx, S_ACKNOWLEDGE | S_DRIVER);
+	features_write(fx, more);
+	status_write(fx, S_READY);
+	assert_int_equal(fx->vdev->features, 1ULL << VIRTIO_F_VERSION_1);
+	bar_write(fx, fx->common + C_GFSELECT, 0, 4);
+	assert_int_equal(bar_read(fx, fx->common + C_GF, 4), 0);
+	assert_true(status_read(fx) & S_FEATURES_OK);
+	assert_true(status_read(fx) & S_NEEDS_RESET);
+	/* After a reset, the driver may choose again. */
+	status_write(fx, 0);
+	status_write(fx, S_ACKNOWLEDGE | S_DRIVER);
+	features_write(fx, more);
+	status_write(fx, S_READY);
+	assert_int_equal(status_read(fx), S_READY);
+	assert_int_equal(fx->vdev->features, more);
+}
+
+/* §3.1.1: the steps come in order; a DRIVER_OK without the steps before it starts nothing. */
+static void test_status_that_skips_a_step_is_refused(void **state)
+{
+	struct fx *fx = *state;
+
+	add_test_device(fx);
+	features_write(fx, 1ULL << VIRTIO_F_VERSION_1);
+	bar_write(fx, fx->common + C_Q_SELECT, 0, 2);
+	bar_write(fx, fx->common + C_Q_DESC, DESC_GPA, 8);
+	bar_write(fx, fx->common + C_Q_DRIVER, AVAIL_GPA, 8);
+	bar_write(fx, fx->common + C_Q_DEVICE, USED_GPA, 8);
+	bar_write(fx, fx->common + C_Q_ENABLE, 1, 2);
+	/* No ACKNOWLEDGE, no DRIVER. */
+	status_write(fx, S_FEATURES_OK | S_DRIVER_OK);
+	assert_int_equal(atomic_load(&fx->td->starts), 0);
+	assert_int_equal(status_read(fx) & ~S_NEEDS_RESET, 0);
+	assert_true(status_read(fx) & S_NEEDS_RESET);
+	/* No FEATURES_OK: the whole write is refused. */
+	status_write(fx, 0);
+	status_write(fx, S_ACKNOWLEDGE | S_DRIVER | S_DRIVER_OK);
+	assert_int_equal(status_read(fx), S_NEEDS_RESET);
+	assert_int_equal(atomic_load(&fx->td->starts), 0);
+	/* Nor does anything but a reset move a device that needs one. */
+	status_write(fx, S_ACKNOWLEDGE);
+	assert_int_equal(status_read(fx), S_NEEDS_RESET);
+	/* Several steps in one write, in order, are fine (SeaBIOS writes ACKNOWLEDGE | DRIVER). */
+	status_write(fx, 0);
+	status_write(fx, S_ACKNOWLEDGE | S_DRIVER);
+	features_write(fx, 1ULL << VIRTIO_F_VERSION_1);
+	bar_write(fx, fx->common + C_Q_SELECT, 0, 2);
+	bar_write(fx, fx->common + C_Q_DESC, DESC_GPA, 8);
+	bar_write(fx, fx->common + C_Q_DRIVER, AVAIL_GPA, 8);
+	bar_write(fx, fx->common + C_Q_DEVICE, USED_GPA, 8);
+	bar_write(fx, fx->common + C_Q_ENABLE, 1, 2);
+	status_write(fx, S_READY | S_DRIVER_OK);
+	assert_int_equal(status_read(fx), S_READY | S_DRIVER_OK);
+	assert_int_equal(atomic_load(&fx->td->starts), 1);
+}
+
+/*
+ * One vCPU resets the device (which waits in the device's reset, as virtio-blk waits for its
+ * requests) while another sets it up again up to DRIVER_OK: nothing starts during the reset,
+ * and after it the device is reset, with no queue thread running.
+ */
+static void test_driver_ok_during_reset_from_second_thread_starts_nothing(void **state)
+{
+	struct fx *fx = *state;
+	struct tdev *td;
+	uint64_t end = now_ms() + DEADLINE_MS;
+	pthread_t t;
+
+	add_test_device(fx);
+	td = fx->td;
+	driver_init(fx);
+	atomic_store(&td->gate, true);
+	assert_int_equal(pthread_create(&t, NULL, reset_thread, fx), 0);
+	while (!atomic_load(&td->in_reset) && now_ms() < end)
+		usleep(1000);
+	assert_true(atomic_load(&td->in_reset));
+	status_write(fx, S_ACKNOWLEDGE);
+	status_write(fx, S_ACKNOWLEDGE | S_DRIVER);
+	features_write(fx, 1ULL << VIRTIO_F_VERSION_1);
+	status_write(fx, S_READY);
+	bar_write(fx, fx->common + C_Q_SELECT, 0, 2);
+	bar_write(fx, fx->common + C_Q_ENABLE, 1, 2);
+	status_write(fx, S_READY | S_DRIVER_OK);
+	atomic_store(&td->gate, false);
+	pthread_join(t, NULL);
+	assert_int_equal(status_read(fx), 0);
+	assert_int_equal(atomic_load(&td->starts), 1);
+	/* Let a queue thread that was started anyway show itself. */
+	usleep(100 * 1000);
+	if (atomic_load(&td->queue_starts) != atomic_load(&td->queue_stops))
+		fail_msg("after the reset: %u queue threads started, %u stopped",
+			 atomic_load(&td->queue_starts), atomic_load(&td->queue_stops));
+	/* The device works after that: set up again, it starts once. */
+	driver_init(fx);
+	assert_int_equal(atomic_load(&td->starts), 2);
+}
+
+/* --- the in-flight bound --------------------------------------------------------------------- */
+
+/*
+ * A driver that re-publishes head 0 without waiting for the device to use it (CVE-2016-5403's
+ * pattern), to a device that holds its chains: the device takes at most queue size chains, then
+ * the queue stops with DEVICE_NEEDS_RESET.
+ */
+static void test_queue_holds_at_most_its_size_then_needs_reset(void **state)
+{
+	struct fx *fx = *state;
+	struct tdev *td;
+	uint16_t *avail;
+	unsigned int published = 0;
+
+	add_test_device(fx);
+	td = fx->td;
+	driver_init(fx);
+	memcpy(guest_ptr(&fx->vm->mem, DESC_GPA, 16),
+	       &(struct { uint64_t a; uint32_t l; uint16_t f, n; }){ DATA_GPA, 16, 0, 0 }, 16);
+	avail = guest_ptr(&fx->vm->mem, AVAIL_GPA, 4 + 2 * TEST_QSIZE);
+	for (unsigned int i = 0; i < 100 && !(status_read(fx) & S_NEEDS_RESET); i++) {
+		uint64_t end = now_ms() + DEADLINE_MS;
+
+		avail[2 + i % TEST_QSIZE] = 0;
+		__atomic_store_n(&avail[1], (uint16_t)(i + 1), __ATOMIC_RELEASE);
+		published++;
+		bar_write(fx, fx->notify, 0, 2);
+		/* Wait until the device took it, or stopped the queue. */
+		while (atomic_load(&td->popped) < published && !(status_read(fx) & S_NEEDS_RESET) &&
+		       now_ms() < end)
+			usleep(100);
+	}
+	if (atomic_load(&td->popped) > TEST_QSIZE)
+		fail_msg("%u chains in flight on a queue of %u", atomic_load(&td->popped),
+			 TEST_QSIZE);
+	assert_int_equal(atomic_load(&td->popped), TEST_QSIZE);
+	assert_int_equal(atomic_load(&td->pop_errors), 1);
+	assert_true(status_read(fx) & S_NEEDS_RESET);
+	reset_within_deadline(fx);
+}
+
+#define VTEST(t) cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		VTEST(test_driver_ok_set_again_does_not_restart_the_device),
+		VTEST(test_driver_ok_set_again_starts_nothing_threads),
+		VTEST(test_driver_ok_set_again_starts_nothing_aio),
+		VTEST(test_driver_ok_set_again_starts_nothing_io_uring),
+		VTEST(test_features_cannot_be_renegotiated_after_features_ok),
+		VTEST(test_status_that_skips_a_step_is_refused),
+		VTEST(test_driver_ok_during_reset_from_second_thread_starts_nothing),
+		VTEST(test_queue_holds_at_most_its_size_then_needs_reset),
+	};
+
+	return cmocka_run_group_tests_name("virtio_pci", tests, NULL, NULL);
+}
