@@ -8,6 +8,7 @@
 
 #include "block/disk.h"
 #include "lib/log.h"
+#include "lib/util.h"
 #include "virtio/blk.h"
 #include "virtio/blk_request.h"
 #include "virtio/device.h"
@@ -67,12 +68,6 @@ struct blk_request {
 	unsigned int iovcnt;
 	struct iovec iov[];
 };
-
-static void put_le(uint8_t *p, uint64_t v, unsigned int n)
-{
-	for (unsigned int i = 0; i < n; i++)
-		p[i] = v >> (8 * i);
-}
 
 /*
  * The queue whose batch the calling thread is in, if any: completions that a queue's thread

@@ -14,6 +14,7 @@
 
 #include "hw/pci.h"
 #include "lib/log.h"
+#include "lib/util.h"
 #include "virtio/device.h"
 #include "virtio/pci.h"
 #include "vmm/irq.h"
@@ -240,6 +241,9 @@ static void vp_ioeventfd(struct virtio_pci *vp, struct vp_queue *q, uint64_t add
 		.flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN,
 	};
 
+	/* A driver in this process (vm_fd -1) kicks through the notify register. */
+	if (vp->vm->vm_fd < 0)
+		return;
 	if (ioctl(vp->vm->vm_fd, KVM_IOEVENTFD, &ev) < 0) {
 		/* Kicks then come through an MMIO exit instead: slower, still correct. */
 		if (assign)
@@ -429,21 +433,6 @@ static void vp_write_status_locked(struct virtio_pci *vp, uint8_t status)
 }
 
 /* --- common configuration (§4.1.4.3) ------------------------------------------------------ */
-
-static void put_le(uint8_t *p, uint64_t v, unsigned int n)
-{
-	for (unsigned int i = 0; i < n; i++)
-		p[i] = v >> (8 * i);
-}
-
-static uint64_t get_le(const uint8_t *p, unsigned int n)
-{
-	uint64_t v = 0;
-
-	while (n--)
-		v = (v << 8) | p[n];
-	return v;
-}
 
 static struct vp_queue *vp_selected(struct virtio_pci *vp)
 {
