@@ -851,7 +851,6 @@ static void bench_teardown(struct bench *b, struct disk *disk)
 	if (b->vdev) {
 		/* The driver resets the device, as Linux on unbind: threads end, requests finish. */
 		bar_write(b, b->common + COMMON_STATUS, 0, 1);
-		b->bus->slots[b->slot] = NULL;
 		virtio_blk_destroy(b->vdev);
 	} else if (disk) {
 		disk_close(disk);

@@ -348,7 +348,6 @@ static void close_disks(struct machine *m)
 
 		if (!vdev || vdev->device_id != VIRTIO_ID_BLOCK)
 			continue;
-		m->pci.slots[i] = NULL;
 		virtio_blk_destroy(vdev);
 	}
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "block/disk.h"
+#include "hw/pci.h"
 #include "lib/log.h"
 #include "virtio/blk.h"
 #include "virtio/blk_request.h"
@@ -399,6 +400,7 @@ int virtio_blk_create(struct vm *vm, struct pci_bus *bus, struct irq_routing *ir
 		.ops = &blk_ops,
 		.name = "virtio-blk",
 		.device_id = VIRTIO_ID_BLOCK,
+		.pci_class = PCI_CLASS_STORAGE_OTHER,
 		.host_features = features,
 		.nr_queues = queues,
 		.queue_max_size = BLK_QUEUE_SIZE,

@@ -22,9 +22,9 @@ int virtio_blk_create(struct vm *vm, struct pci_bus *bus, struct irq_routing *ir
 		      struct disk *disk, const struct virtio_blk_options *o);
 
 /*
- * Frees a device that virtio_blk_create made (found with virtio_pci_device), its transport and
- * its disk, once its PCI function has left the bus: nkvm run at exit, so that each disk is
- * closed (qcow2 writes back its metadata), and nkvm img bench between runs.
+ * Takes a device that virtio_blk_create made (found with virtio_pci_device) off the bus and
+ * frees it, its transport and its disk: nkvm run at exit, so that each disk is closed (qcow2
+ * writes back its metadata), and nkvm img bench between runs.
  */
 struct virtio_device;
 void virtio_blk_destroy(struct virtio_device *vdev);
