@@ -177,7 +177,8 @@ int kvopt_parse(const struct kvopt_set *set, char *text, void *out, char *err, s
 	int r;
 
 	if (set->positional) {
-		rest = strchr(text, ',');
+		/* Without keys the whole text is the value: "--console virtio,x" is no console. */
+		rest = set->keys ? strchr(text, ',') : NULL;
 		if (rest)
 			*rest++ = '\0';
 		r = store_value(set->positional, true, text, out, err, errlen);

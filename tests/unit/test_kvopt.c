@@ -214,6 +214,18 @@ static void test_enum_positional_lists_its_names(void **state)
 	assert_string_equal(err, "user or tap");
 }
 
+static void test_value_without_keys_is_the_whole_text(void **state)
+{
+	static const struct kvopt_set mode_only = { "net", &mode_spec, NULL };
+	struct cfg c;
+	char err[128];
+
+	assert_int_equal(parse(&mode_only, "tap", &c, err), 0);
+	assert_int_equal(c.mode, MODE_TAP);
+	assert_int_equal(parse(&mode_only, "tap,ro", &c, err), -EINVAL);
+	assert_string_equal(err, "user or tap");
+}
+
 static void test_repeated_key_beyond_its_array_rejected(void **state)
 {
 	struct cfg c;
@@ -254,6 +266,7 @@ int main(void)
 		cmocka_unit_test(test_size_above_max_rejected),
 		cmocka_unit_test(test_enum_key_lists_its_names),
 		cmocka_unit_test(test_enum_positional_lists_its_names),
+		cmocka_unit_test(test_value_without_keys_is_the_whole_text),
 		cmocka_unit_test(test_repeated_key_beyond_its_array_rejected),
 		cmocka_unit_test(test_arg_text_for_help),
 	};

@@ -273,6 +273,9 @@ static void test_console_choice(void **state)
 	assert_int_equal(parse(&o, err, "--console", "tty7", NULL), -1);
 	assert_non_null(strstr(err, "serial or virtio"));
 	run_options_free(&o);
+	assert_int_equal(parse(&o, err, "--console", "virtio,ro", NULL), -1);
+	assert_string_equal(err, "--console virtio,ro: serial or virtio");
+	run_options_free(&o);
 }
 
 static void test_console_and_rng_given_twice_keep_one_the_last(void **state)
