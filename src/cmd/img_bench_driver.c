@@ -851,7 +851,6 @@ static void bench_teardown(struct bench *b, struct disk *disk)
 	if (b->vdev) {
 		/* The driver resets the device, as Linux on unbind: threads end, requests finish. */
 		bar_write(b, b->common + COMMON_STATUS, 0, 1);
-		b->bus->slots[b->slot] = NULL;
 		virtio_blk_destroy(b->vdev);
 	} else if (disk) {
 		disk_close(disk);
@@ -970,7 +969,7 @@ int img_bench_run(const struct img_bench_options *o, struct img_bench_result *r,
 	irq_routing_init(b.irq, NULL);
 	err = pci_init(b.bus, b.vm);
 	if (!err)
-		err = virtio_blk_create(b.vm, b.bus, b.irq, disk, &bopt);
+		err = virtio_blk_create(NULL, b.vm, b.bus, b.irq, disk, &bopt);
 	if (err) {
 		snprintf(why, whylen, "cannot create the virtio-blk device: %s", strerror(-err));
 		goto out;

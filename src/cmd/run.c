@@ -19,6 +19,7 @@
 #include "arch/x86/cpu.h"
 #include "arch/x86/i8042.h"
 #include "cmd/cmd.h"
+#include "cmd/run_devices.h"
 #include "cmd/run_options.h"
 #include "guest/abi.h"
 #include "hw/debug_exit.h"
@@ -28,12 +29,6 @@
 #include "lib/log.h"
 #include "lib/paths.h"
 #include "lib/util.h"
-#include "block/disk.h"
-#include "virtio/blk.h"
-#include "virtio/console.h"
-#include "virtio/device.h"
-#include "virtio/pci.h"
-#include "virtio/rng.h"
 #include "vmm/console.h"
 #include "vmm/irq.h"
 #include "vmm/loop.h"
@@ -46,9 +41,8 @@
  * nkvm), no reboot loop after a panic, and an i8042 probe that asks only what nkvm emulates.
  */
 #define RUN_BASE_CMDLINE "reboot=k panic=-1 i8042.noaux i8042.nomux i8042.dumbkbd quiet"
-/* With --console virtio, hvc0 is /dev/console once the guest's init loaded virtio_console. */
+/* The UART is a console from the start; devices may add theirs after it (console=hvc0). */
 #define RUN_CONSOLE_SERIAL "console=ttyS0"
-#define RUN_CONSOLE_VIRTIO "console=ttyS0 console=hvc0"
 
 struct machine {
 	struct vm vm;
@@ -57,7 +51,8 @@ struct machine {
 	struct acpi_pm acpi_pm;
 	struct pci_bus pci;
 	struct irq_routing irq;
-	struct virtio_console *vcon;
+	struct device_context devctx;
+	struct device_list devices;	/* what -d, --rng... made, destroyed in reverse at exit */
 	struct loop loop;
 	struct console console;
 	struct loop_source signals;
@@ -158,6 +153,24 @@ static int open_input(const char *path, uint64_t *size)
 	return fd;
 }
 
+/* The UART console, what the devices need (console=hvc0), nkvm's own parameters, then -p. */
+static int build_cmdline(const struct run_options *o, char *buf, size_t len)
+{
+	size_t at = snprintf(buf, len, "%s", RUN_CONSOLE_SERIAL);
+
+	for (unsigned int i = 0; i < o->nr_devices && at < len; i++) {
+		const struct run_device *d = &o->devices[i];
+		const char *p = d->type->cmdline ? d->type->cmdline(d->cfg) : NULL;
+
+		if (p)
+			at += snprintf(buf + at, len - at, " %s", p);
+	}
+	if (at < len)
+		at += snprintf(buf + at, len - at, " %s%s%s", RUN_BASE_CMDLINE, o->params ? " " : "",
+			       o->params ? o->params : "");
+	return at < len ? 0 : -ENAMETOOLONG;
+}
+
 static int load_boot_files(const struct run_options *o, struct boot_files *f)
 {
 	size_t want;
@@ -189,10 +202,7 @@ static int load_boot_files(const struct run_options *o, struct boot_files *f)
 		nkvm_err("out of memory building the guest's command");
 		return -1;
 	}
-	if ((size_t)snprintf(f->cmdline, sizeof(f->cmdline), "%s %s%s%s",
-			     o->virtio_console ? RUN_CONSOLE_VIRTIO : RUN_CONSOLE_SERIAL,
-			     RUN_BASE_CMDLINE, o->params ? " " : "", o->params ? o->params : "") >=
-	    sizeof(f->cmdline)) {
+	if (build_cmdline(o, f->cmdline, sizeof(f->cmdline))) {
 		nkvm_err("-p: kernel command line too long");
 		return -1;
 	}
@@ -209,41 +219,9 @@ static void free_boot_files(struct boot_files *f)
 	cpio_free(&f->extra);
 }
 
-static int create_disk(struct machine *m, const struct run_disk *d, const struct run_options *o)
-{
-	struct disk_options dopt = {
-		.path = d->path,
-		.readonly = d->readonly,
-		.direct = d->direct,
-		.format = (enum disk_format_kind)d->format,
-		.engine = (enum disk_engine_kind)(d->engine ? d->engine : o->engine),
-		.cache_size = d->cache_size,
-	};
-	struct virtio_blk_options bopt = { .serial = d->serial, .queues = d->queues ? d->queues : o->cpus };
-	struct disk *disk;
-	const char *why;
-	int err;
-
-	err = disk_open(&disk, &dopt, &why);
-	if (err) {
-		/* The block layer's generic phrases ("cannot open ...") need the errno with them. */
-		if (!strncmp(why, "cannot", 6))
-			nkvm_err("%s: %s: %s", d->path, why, strerror(-err));
-		else
-			nkvm_err("%s: %s", d->path, why);
-		return err;
-	}
-	/* Not an error: e.g. the engine asked for is unavailable here and another one runs. */
-	if (disk_notice(disk))
-		nkvm_err("%s: %s", d->path, disk_notice(disk));
-	err = virtio_blk_create(&m->vm, &m->pci, &m->irq, disk, &bopt);
-	if (err)
-		nkvm_err("%s: cannot create its virtio-blk device: %s", d->path, strerror(-err));
-	return err;
-}
-
 static int create_devices(struct machine *m, const struct run_options *o)
 {
+	char why[4352];
 	int err;
 
 	err = irq_routing_init(&m->irq, &m->vm);
@@ -257,18 +235,22 @@ static int create_devices(struct machine *m, const struct run_options *o)
 		err = acpi_pm_init(&m->acpi_pm, &m->vm);
 	if (!err)
 		err = pci_init(&m->pci, &m->vm);
-	if (!err && o->rng)
-		err = virtio_rng_create(&m->vm, &m->pci, &m->irq);
-	if (!err && o->virtio_console)
-		err = virtio_console_create(&m->vcon, &m->vm, &m->pci, &m->irq, STDOUT_FILENO);
 	if (err) {
 		nkvm_err("cannot create devices: %s", strerror(-err));
 		return err;
 	}
-	for (unsigned int i = 0; i < o->nr_disks; i++)
-		if (create_disk(m, &o->disks[i], o))
-			return -1;
-	return 0;
+	m->devctx = (struct device_context){
+		.vm = &m->vm,
+		.pci = &m->pci,
+		.irq = &m->irq,
+		.cpus = o->cpus,
+		.engine = o->engine,
+		.out_fd = STDOUT_FILENO,
+	};
+	err = devices_create(&m->devices, &m->devctx, o->devices, o->nr_devices, why, sizeof(why));
+	if (err)
+		nkvm_err("%s", why);
+	return err;
 }
 
 static int load_guest(struct machine *m, const struct bzimage *k, struct boot_files *f)
@@ -336,23 +318,6 @@ static void on_stop(struct loop_source *src, uint32_t events)
 	/* Nothing to do: loop_run sees vm->stopping and returns. */
 }
 
-/*
- * The guest is stopped: close every disk, so formats that keep metadata in memory (qcow2's
- * tables and refcounts) write it back, as a guest's last FLUSH would. Raw disks have nothing
- * left to write. Each device waits for its requests in flight first.
- */
-static void close_disks(struct machine *m)
-{
-	for (unsigned int i = 0; i < PCI_MAX_SLOTS; i++) {
-		struct virtio_device *vdev = virtio_pci_device(m->pci.slots[i]);
-
-		if (!vdev || vdev->device_id != VIRTIO_ID_BLOCK)
-			continue;
-		m->pci.slots[i] = NULL;
-		virtio_blk_destroy(vdev);
-	}
-}
-
 /* The state of each vCPU that stopped on a triple fault, read once its thread has ended. */
 static void report_triple_faults(struct vm *vm)
 {
@@ -398,8 +363,9 @@ static int run_machine(struct machine *m)
 		nkvm_err("cannot set up the main loop: %s", strerror(-err));
 		return 1;
 	}
-	if (m->vcon)
-		console_set_input(&m->console, virtio_console_receive, m->vcon);
+	if (m->devctx.console_input)
+		console_set_input(&m->console, m->devctx.console_input,
+				  m->devctx.console_input_opaque);
 	term_raw(STDIN_FILENO);
 	err = vcpus_start(&m->vm);
 	if (err) {
@@ -411,7 +377,12 @@ static int run_machine(struct machine *m)
 	vcpus_stop(&m->vm);
 	report_triple_faults(&m->vm);
 	console_flush(&m->console);
-	close_disks(m);
+	/*
+	 * The guest is stopped: destroy every device, last made first. Each waits for its requests
+	 * in flight; a disk's close makes formats that keep metadata in memory (qcow2's tables and
+	 * refcounts) write it back, as a guest's last FLUSH would.
+	 */
+	devices_destroy(&m->devices);
 	term_restore();
 	return m->vm.exit_status;
 }
@@ -505,6 +476,8 @@ static int boot(const struct run_options *o)
 	status = run_machine(m);
 	report_stats(&m->vm);
 out:
+	/* Devices made before a failure: their files closed as at a normal exit. */
+	devices_destroy(&m->devices);
 	free_boot_files(f);
 	free(f);
 	/* The process exits next; the kernel reclaims the VM, its vCPUs and RAM at once. */
@@ -523,7 +496,8 @@ int cmd_run(int argc, char **argv)
 		return 2;
 	}
 	if (o.help) {
-		fputs(run_usage, stdout);
+		run_usage(stdout);
+		run_options_free(&o);
 		return 0;
 	}
 	status = boot(&o);

@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd/run_dev_disk.h"
 #include "cmd/run_options.h"
 #include "lib/util.h"
 
-const char run_usage[] =
+static const char usage_head[] =
 	"usage: nkvm run [options] [-- COMMAND [ARGS...]]\n"
 	"Boot a Linux guest. With COMMAND, the default guest runs it instead of a shell, its\n"
 	"output appears on stdout and nkvm exits with its status.\n"
@@ -18,21 +20,21 @@ const char run_usage[] =
 	"  -p, --params TEXT    kernel parameters added to nkvm's own\n"
 	"  -m, --mem SIZE       guest RAM: 512M, 2G, or a number of MiB (default 256M)\n"
 	"  -c, --cpus N         vCPUs (default 1)\n"
-	"  -d, --disk FILE[,OPTION]...\n"
-	"                       a virtio-blk disk on a raw or qcow2 image or a block device\n"
-	"                       (repeatable). OPTIONs: ro, serial=ID, cache=writeback|none,\n"
-	"                       queues=N (default one per vCPU), format=raw|qcow2 (default:\n"
-	"                       probed), engine=threads|aio|io_uring, cache-size=SIZE (qcow2\n"
-	"                       metadata cache, like QEMU's l2-cache-size)\n"
-	"      --engine threads|aio|io_uring\n"
-	"                       the I/O engine of disks that name none\n"
 	"      --name NAME      name of this guest\n"
-	"      --rng            a virtio-rng device: the guest's /dev/hwrng\n"
-	"      --console serial|virtio\n"
-	"                       the guest's console: ttyS0 (default) or virtio-console hvc0\n"
+	"      --engine threads|aio|io_uring\n"
+	"                       the I/O engine of disks that name none\n";
+
+static const char usage_tail[] =
 	"  -h, --help           this text\n"
 	"\n"
 	"Console: the serial port on stdin/stdout; Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A.\n";
+
+void run_usage(FILE *f)
+{
+	fputs(usage_head, f);
+	device_types_usage(f);
+	fputs(usage_tail, f);
+}
 
 static int fail(char *err, size_t errlen, const char *fmt, const char *arg)
 {
@@ -79,92 +81,128 @@ static int parse_cpus(const char *arg, struct run_options *o, char *err, size_t 
 	return 0;
 }
 
-/* Returns the enum disk_engine_kind value of name, or -1. */
-static int engine_kind(const char *name)
+static int parse_engine(const char *arg, struct run_options *o, char *err, size_t errlen)
 {
-	static const char *const names[] = { "threads", "aio", "io_uring" };
+	static const struct kvopt_spec engine = {
+		"engine", KVOPT_ENUM, KVOPT_AT(struct run_options, engine),
+		.names = disk_engine_names,
+	};
+	static const struct kvopt_set syntax = { .noun = "engine", .positional = &engine };
+	char text[32], why[128];
 
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (!strcmp(name, names[i]))
-			return (int)i + 1;
-	return -1;
-}
-
-static int parse_disk(const char *arg, struct run_options *o, char *err, size_t errlen)
-{
-	struct run_disk *d;
-	char *field, *save;
-
-	if (o->nr_disks == RUN_MAX_DISKS)
-		return fail(err, errlen, "-d %s: at most 8 disks", arg);
-	d = &o->disks[o->nr_disks];
-	memset(d, 0, sizeof(*d));
-	d->spec = strdup(arg);
-	if (!d->spec)
-		return fail(err, errlen, "-d %s: out of memory", arg);
-	o->nr_disks++;
-	d->path = strtok_r(d->spec, ",", &save);
-	if (!d->path || !*arg || *arg == ',')
-		return fail(err, errlen, "-d %s: no image file given", arg);
-	while ((field = strtok_r(NULL, ",", &save))) {
-		if (!strcmp(field, "ro")) {
-			d->readonly = 1;
-		} else if (!strncmp(field, "serial=", 7)) {
-			d->serial = field + 7;
-			if (strlen(d->serial) > 20)
-				return fail(err, errlen, "-d %s: serial is at most 20 characters", arg);
-		} else if (!strcmp(field, "cache=none")) {
-			d->direct = 1;
-		} else if (!strcmp(field, "cache=writeback")) {
-			d->direct = 0;
-		} else if (!strncmp(field, "queues=", 7)) {
-			if (parse_uint(field + 7, 1, 63, &d->queues))
-				return fail(err, errlen, "-d %s: queues must be 1 to 63", arg);
-		} else if (!strcmp(field, "format=raw")) {
-			d->format = 1;
-		} else if (!strcmp(field, "format=qcow2")) {
-			d->format = 2;
-		} else if (!strncmp(field, "format=", 7)) {
-			return fail(err, errlen, "-d %s: format must be raw or qcow2", arg);
-		} else if (!strncmp(field, "engine=", 7)) {
-			d->engine = engine_kind(field + 7);
-			if (d->engine < 0)
-				return fail(err, errlen, "-d %s: engine must be threads, aio or io_uring", arg);
-		} else if (!strncmp(field, "cache-size=", 11)) {
-			if (parse_size(field + 11, 1, &d->cache_size) || !d->cache_size)
-				return fail(err, errlen, "-d %s: cache-size is a size (try 1M)", arg);
-		} else {
-			snprintf(err, errlen, "-d %s: unknown disk option '%s'", arg, field);
-			return -1;
-		}
+	snprintf(text, sizeof(text), "%s", arg);
+	if (kvopt_parse(&syntax, text, o, why, sizeof(why))) {
+		snprintf(err, errlen, "--engine %s: %s", arg, why);
+		return -1;
 	}
 	return 0;
 }
 
+/*
+ * One device of type t, from its option's argument (NULL for an option without one). A type
+ * that may be given once keeps the last one given.
+ */
+static int parse_device(const struct device_type *t, const char *arg, struct run_options *o,
+			char *err, size_t errlen)
+{
+	struct run_device *d = NULL;
+	unsigned int count = 0;
+	char label[64], why[256];
+
+	device_type_label(t, label, sizeof(label));
+	for (unsigned int i = 0; i < o->nr_devices; i++) {
+		if (o->devices[i].type != t)
+			continue;
+		count++;
+		if (t->max == 1)
+			d = &o->devices[i];
+	}
+	if (d) {
+		free(d->cfg);
+		free(d->text);
+	} else if (count == t->max) {
+		snprintf(why, sizeof(why), "at most %u %ss", t->max, t->name);
+		goto fail;
+	} else if (o->nr_devices == RUN_MAX_DEVICES) {
+		snprintf(why, sizeof(why), "at most %u devices", RUN_MAX_DEVICES);
+		goto fail;
+	} else {
+		d = &o->devices[o->nr_devices++];
+	}
+	d->type = t;
+	d->cfg = calloc(1, t->cfg_size ? t->cfg_size : 1);
+	d->text = strdup(arg ? arg : "");
+	if (!d->cfg || !d->text) {
+		snprintf(why, sizeof(why), "out of memory");
+		goto fail;
+	}
+	if (arg && kvopt_parse(&t->syntax, d->text, d->cfg, why, sizeof(why)))
+		goto fail;
+	return 0;
+fail:
+	snprintf(err, errlen, "%s%s%s: %s", label, arg ? " " : "", arg ? arg : "", why);
+	return -1;
+}
+
 void run_options_free(struct run_options *o)
 {
-	for (unsigned int i = 0; i < o->nr_disks; i++)
-		free(o->disks[i].spec);
-	o->nr_disks = 0;
+	for (unsigned int i = 0; i < o->nr_devices; i++) {
+		free(o->devices[i].cfg);
+		free(o->devices[i].text);
+	}
+	o->nr_devices = 0;
+}
+
+/* Device options come after the generic ones in getopt's table, with these values. */
+#define OPT_DEVICE 0x100
+
+static const struct option generic_opts[] = {
+	{ "kernel", required_argument, NULL, 'k' },
+	{ "initrd", required_argument, NULL, 'i' },
+	{ "params", required_argument, NULL, 'p' },
+	{ "mem", required_argument, NULL, 'm' },
+	{ "cpus", required_argument, NULL, 'c' },
+	{ "name", required_argument, NULL, 'N' },
+	{ "engine", required_argument, NULL, 'E' },
+	{ "help", no_argument, NULL, 'h' },
+};
+
+static bool takes_arg(const struct device_type *t)
+{
+	return t->syntax.positional || t->syntax.keys;
+}
+
+/* The device type of a getopt value, NULL for '?' and the generic options. */
+static const struct device_type *device_of_opt(int opt)
+{
+	for (unsigned int i = 0; device_types[i]; i++) {
+		const struct device_type *t = device_types[i];
+
+		if (opt == (t->short_opt ? t->short_opt : OPT_DEVICE + (int)i))
+			return t;
+	}
+	return NULL;
 }
 
 int run_parse_options(int argc, char **argv, struct run_options *o, char *err, size_t errlen)
 {
-	static const struct option longopts[] = {
-		{ "kernel", required_argument, NULL, 'k' },
-		{ "initrd", required_argument, NULL, 'i' },
-		{ "params", required_argument, NULL, 'p' },
-		{ "mem", required_argument, NULL, 'm' },
-		{ "cpus", required_argument, NULL, 'c' },
-		{ "name", required_argument, NULL, 'N' },
-		{ "rng", no_argument, NULL, 'R' },
-		{ "console", required_argument, NULL, 'C' },
-		{ "engine", required_argument, NULL, 'E' },
-		{ "disk", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	struct option longopts[ARRAY_SIZE(generic_opts) + RUN_MAX_DEVICES + 1];
+	char shortopts[64] = "+:k:i:p:m:c:h";
+	unsigned int n = ARRAY_SIZE(generic_opts);
 	int opt;
+
+	memcpy(longopts, generic_opts, sizeof(generic_opts));
+	for (unsigned int i = 0; device_types[i]; i++) {
+		const struct device_type *t = device_types[i];
+
+		longopts[n++] = (struct option){ t->long_opt, takes_arg(t) ? required_argument
+									    : no_argument,
+						 NULL, t->short_opt ? t->short_opt : OPT_DEVICE + (int)i };
+		if (t->short_opt)
+			snprintf(shortopts + strlen(shortopts), sizeof(shortopts) - strlen(shortopts),
+				 "%c%s", t->short_opt, takes_arg(t) ? ":" : "");
+	}
+	longopts[n] = (struct option){ NULL, 0, NULL, 0 };
 
 	memset(o, 0, sizeof(*o));
 	o->mem = RUN_DEFAULT_MEM;
@@ -172,7 +210,7 @@ int run_parse_options(int argc, char **argv, struct run_options *o, char *err, s
 	o->cpus = 1;
 	optind = 0;	/* GNU getopt: start over, so the parser can run more than once */
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "+:k:i:p:m:c:d:h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'k':
 			o->kernel = optarg;
@@ -199,32 +237,25 @@ int run_parse_options(int argc, char **argv, struct run_options *o, char *err, s
 					    optarg);
 			o->name = optarg;
 			break;
-		case 'd':
-			if (parse_disk(optarg, o, err, errlen))
-				return -1;
-			break;
-		case 'C':
-			if (!strcmp(optarg, "virtio"))
-				o->virtio_console = 1;
-			else if (strcmp(optarg, "serial"))
-				return fail(err, errlen, "--console %s: serial or virtio", optarg);
-			break;
-		case 'R':
-			o->rng = 1;
-			break;
 		case 'E':
-			o->engine = engine_kind(optarg);
-			if (o->engine < 0)
-				return fail(err, errlen, "--engine %s: threads, aio or io_uring", optarg);
+			if (parse_engine(optarg, o, err, errlen))
+				return -1;
 			break;
 		case 'h':
 			o->help = 1;
 			return 0;
 		case ':':
 			return fail(err, errlen, "%s: option needs a value", argv[optind - 1]);
-		default:
-			return fail(err, errlen, "%s: unknown option (see nkvm run --help)",
-				    argv[optind - 1]);
+		default: {
+			const struct device_type *t = device_of_opt(opt);
+
+			if (!t)
+				return fail(err, errlen, "%s: unknown option (see nkvm run --help)",
+					    argv[optind - 1]);
+			if (parse_device(t, optarg, o, err, errlen))
+				return -1;
+			break;
+		}
 		}
 	}
 	if (optind < argc) {

@@ -5,29 +5,16 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+
+#include "block/disk.h"
+#include "cmd/run_devices.h"
 
 #define RUN_DEFAULT_MEM (256ULL << 20)
 #define RUN_MIN_MEM (32ULL << 20)
 #define RUN_MAX_CPUS 254	/* xAPIC IDs in the MADT, one left for the IOAPIC */
 #define RUN_NAME_MAX 64
-
-#define RUN_MAX_DISKS 8
-
-/*
- * -d FILE[,ro][,serial=ID][,cache=writeback|none][,queues=N][,format=raw|qcow2]
- *        [,engine=threads|aio|io_uring][,cache-size=SIZE]
- */
-struct run_disk {
-	char *spec;		/* a copy of the argument, cut into the fields below */
-	const char *path;
-	const char *serial;
-	int readonly;
-	int direct;		/* cache=none */
-	unsigned int queues;	/* 0: one per vCPU */
-	int format;		/* enum disk_format_kind; 0: probe */
-	int engine;		/* enum disk_engine_kind; 0: --engine, else the default */
-	uint64_t cache_size;	/* qcow2 metadata cache bytes; 0: default */
-};
+#define RUN_MAX_DEVICES 32	/* PCI slots */
 
 struct run_options {
 	const char *kernel;
@@ -37,11 +24,10 @@ struct run_options {
 	uint64_t mem;
 	const char *mem_arg;	/* -m as the user wrote it, for messages */
 	unsigned int cpus;
-	int rng;		/* --rng: a virtio-rng device */
-	int virtio_console;	/* --console virtio: hvc0 instead of ttyS0 */
-	int engine;		/* --engine: enum disk_engine_kind for disks that name none */
-	unsigned int nr_disks;
-	struct run_disk disks[RUN_MAX_DISKS];
+	enum disk_engine_kind engine;	/* --engine: for disks that name none */
+	/* The devices given (-d, --rng, ...), in command-line order; see run_devices.h. */
+	unsigned int nr_devices;
+	struct run_device devices[RUN_MAX_DEVICES];
 	char **cmd;		/* NULL-terminated, or NULL for an interactive shell */
 	int help;
 };
@@ -49,12 +35,13 @@ struct run_options {
 /*
  * Parses `run` arguments (argv[0] is "run"). Returns 0, or -1 with a one-line reason in err.
  * Limits that depend on the host (RAM, KVM's vCPU limit) are checked later, by run.
+ * run_options_free frees the devices' parsed arguments, also after an error.
  */
 int run_parse_options(int argc, char **argv, struct run_options *o, char *err, size_t errlen);
 
 void run_options_free(struct run_options *o);
 
-/* The usage text of `nkvm run`. */
-extern const char run_usage[];
+/* The usage text of `nkvm run`: the generic options, then each device type's lines. */
+void run_usage(FILE *f);
 
 #endif

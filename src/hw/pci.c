@@ -345,6 +345,30 @@ int pci_register_device(struct pci_bus *bus, struct pci_device *dev)
 	return slot;
 }
 
+void pci_unregister_device(struct pci_bus *bus, struct pci_device *dev)
+{
+	unsigned int moved = 0;
+
+	pthread_mutex_lock(&bus->lock);
+	if (dev->slot >= PCI_MAX_SLOTS || bus->slots[dev->slot] != dev) {
+		pthread_mutex_unlock(&bus->lock);
+		return;
+	}
+	bus->slots[dev->slot] = NULL;
+	for (unsigned int bar = 0; bar < PCI_MAX_BARS; bar++) {
+		if (dev->bar_addr[bar]) {
+			dev->bar_addr[bar] = 0;
+			moved |= 1u << bar;
+		}
+	}
+	pci_map_rebuild_locked(bus);
+	pthread_mutex_unlock(&bus->lock);
+	/* As when the guest turns decoding off: fast paths bound to the BAR's address go. */
+	for (unsigned int bar = 0; bar < PCI_MAX_BARS; bar++)
+		if ((moved & (1u << bar)) && dev->ops && dev->ops->bar_moved)
+			dev->ops->bar_moved(dev, bar, 0);
+}
+
 int pci_init(struct pci_bus *bus, struct vm *vm)
 {
 	struct pci_device *hb = &bus->host_bridge;

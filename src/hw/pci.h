@@ -20,6 +20,10 @@ struct pci_device;
 #define PCI_CFG_SIZE 256
 #define PCI_MAX_BARS 6
 
+/* Class codes (PCI Code and ID Assignment §1): base class, subclass, programming interface. */
+#define PCI_CLASS_STORAGE_OTHER 0x018000
+#define PCI_CLASS_OTHERS 0xff0000	/* a device that fits no defined class */
+
 #define PCI_COMMAND 0x04
 #define PCI_COMMAND_MEMORY 0x0002
 #define PCI_COMMAND_MASTER 0x0004
@@ -96,6 +100,14 @@ int pci_device_add_cap(struct pci_device *dev, uint8_t id, unsigned int len);
  * decoding left off until the guest turns it on). Returns the slot number or -ENOSPC.
  */
 int pci_register_device(struct pci_bus *bus, struct pci_device *dev);
+
+/*
+ * Takes dev off the bus, if it is on it: the guest finds its slot empty and its BARs answer no
+ * more (bar_moved to 0). Its BAR space is not given out again. pci_mmio_access calls a device
+ * without the bus lock, so the caller makes sure no vCPU can be inside dev's callbacks (nkvm
+ * run: the vCPUs have stopped).
+ */
+void pci_unregister_device(struct pci_bus *bus, struct pci_device *dev);
 
 /* The legacy INTx line of a slot: the GSI the DSDT's _PRT gives its INTA. */
 unsigned int pci_slot_gsi(unsigned int slot);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "block/disk.h"
+#include "hw/pci.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "virtio/blk.h"
@@ -24,6 +25,7 @@
 #define VIRTIO_BLK_F_WRITE_ZEROES 14
 
 #define BLK_QUEUE_SIZE 256
+_Static_assert(VIRTIO_BLK_MAX_QUEUES == VIRTIO_MAX_QUEUES - 1, "blk.h's queue limit");
 /* Data segments per request; the header and the status byte come on top. */
 #define BLK_SEG_MAX 254
 #define BLK_CONFIG_SIZE 60
@@ -362,8 +364,8 @@ static void blk_fill_config(struct virtio_blk *blk, unsigned int queues)
 	c[56] = 1;	/* write_zeroes_may_unmap */
 }
 
-int virtio_blk_create(struct vm *vm, struct pci_bus *bus, struct irq_routing *irq,
-		      struct disk *disk, const struct virtio_blk_options *o)
+int virtio_blk_create(struct virtio_device **vdev, struct vm *vm, struct pci_bus *bus,
+		      struct irq_routing *irq, struct disk *disk, const struct virtio_blk_options *o)
 {
 	struct virtio_blk *blk = calloc(1, sizeof(*blk));
 	unsigned int queues = o->queues ? o->queues : 1;
@@ -374,8 +376,8 @@ int virtio_blk_create(struct vm *vm, struct pci_bus *bus, struct irq_routing *ir
 
 	if (!blk)
 		return -ENOMEM;
-	if (queues > VIRTIO_MAX_QUEUES - 1)
-		queues = VIRTIO_MAX_QUEUES - 1;
+	if (queues > VIRTIO_BLK_MAX_QUEUES)
+		queues = VIRTIO_BLK_MAX_QUEUES;
 	blk->queues = calloc(queues, sizeof(*blk->queues));
 	if (!blk->queues)
 		return -ENOMEM;
@@ -394,11 +396,14 @@ int virtio_blk_create(struct vm *vm, struct pci_bus *bus, struct irq_routing *ir
 		.ops = &blk_ops,
 		.name = "virtio-blk",
 		.device_id = VIRTIO_ID_BLOCK,
+		.pci_class = PCI_CLASS_STORAGE_OTHER,
 		.host_features = features,
 		.nr_queues = queues,
 		.queue_max_size = BLK_QUEUE_SIZE,
 		.config_size = BLK_CONFIG_SIZE,
 	};
+	if (vdev)
+		*vdev = &blk->vdev;
 	return virtio_pci_create(&blk->transport, vm, bus, irq, &blk->vdev);
 }
 

@@ -11,22 +11,28 @@ struct irq_routing;
 struct disk;
 
 #define VIRTIO_BLK_ID_BYTES 20
+/* Request queues: the transport's VIRTIO_MAX_QUEUES less one (virtio_blk_create clamps). */
+#define VIRTIO_BLK_MAX_QUEUES 63
 
 struct virtio_blk_options {
 	const char *serial;		/* GET_ID answer, at most 20 bytes; NULL: none */
 	unsigned int queues;		/* request queues (F_MQ when > 1) */
 };
 
-/* Plugs a virtio-blk device serving disk into bus; the device owns the disk from then on. */
-int virtio_blk_create(struct vm *vm, struct pci_bus *bus, struct irq_routing *irq,
-		      struct disk *disk, const struct virtio_blk_options *o);
+struct virtio_device;
 
 /*
- * Frees a device that virtio_blk_create made (found with virtio_pci_device), its transport and
- * its disk, once its PCI function has left the bus: nkvm run at exit, so that each disk is
- * closed (qcow2 writes back its metadata), and nkvm img bench between runs.
+ * Plugs a virtio-blk device serving disk into bus; the device owns the disk from then on. The
+ * device in *vdev when vdev is not NULL (a caller may also find it with virtio_pci_device).
  */
-struct virtio_device;
+int virtio_blk_create(struct virtio_device **vdev, struct vm *vm, struct pci_bus *bus,
+		      struct irq_routing *irq, struct disk *disk, const struct virtio_blk_options *o);
+
+/*
+ * Takes a device that virtio_blk_create made off the bus and frees it, its transport and its
+ * disk: nkvm run at exit, so that each disk is closed (qcow2 writes back its metadata), and nkvm
+ * img bench between runs.
+ */
 void virtio_blk_destroy(struct virtio_device *vdev);
 
 #endif

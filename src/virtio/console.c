@@ -103,3 +103,12 @@ int virtio_console_create(struct virtio_console **out, struct vm *vm, struct pci
 	*out = con;
 	return virtio_pci_create(&con->transport, vm, bus, irq, &con->vdev);
 }
+
+void virtio_console_destroy(struct virtio_console *con)
+{
+	if (!con)
+		return;
+	virtio_pci_free(con->transport);
+	pthread_mutex_destroy(&con->rx_lock);
+	free(con);
+}

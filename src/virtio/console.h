@@ -16,6 +16,8 @@ struct virtio_console;
 
 int virtio_console_create(struct virtio_console **con, struct vm *vm, struct pci_bus *bus,
 			  struct irq_routing *irq, int out_fd);
+/* Takes the device off the bus, stops its queue threads and frees it. */
+void virtio_console_destroy(struct virtio_console *con);
 /* Host input into the guest's receive buffers; returns how many bytes were taken. */
 size_t virtio_console_receive(void *con, const uint8_t *buf, size_t len);
 

@@ -62,6 +62,7 @@ struct virtio_device {
 	const struct virtio_device_ops *ops;
 	const char *name;		/* for messages: "virtio-blk (disk.img)" */
 	uint16_t device_id;
+	uint32_t pci_class;		/* PCI class code (hw/pci.h); 0: PCI_CLASS_OTHERS */
 	uint64_t host_features;		/* offered, VERSION_1 and ring features included */
 	uint64_t features;		/* negotiated */
 	unsigned int nr_queues;

@@ -85,6 +85,7 @@ struct msix_vector {
 struct virtio_pci {
 	struct pci_device pci;
 	struct vm *vm;
+	struct pci_bus *bus;
 	struct irq_routing *irq;
 	struct virtio_device *vdev;
 	pthread_mutex_t lock;		/* transport registers, MSI-X, ISR */
@@ -833,6 +834,7 @@ int virtio_pci_create(struct virtio_pci **out, struct vm *vm, struct pci_bus *bu
 		return -EINVAL;
 	}
 	vp->vm = vm;
+	vp->bus = bus;
 	vp->irq = irq;
 	vp->vdev = vdev;
 	vdev->transport = vp;
@@ -841,7 +843,7 @@ int virtio_pci_create(struct virtio_pci **out, struct vm *vm, struct pci_bus *bu
 	/* One vector per queue and one for configuration changes, as Linux prefers. */
 	vp->nr_vectors = vdev->nr_queues + 1;
 	pci_device_init(&vp->pci, PCI_VENDOR_REDHAT_QUMRANET, VIRTIO_PCI_DEVICE_BASE + vdev->device_id,
-			vdev->device_id == VIRTIO_ID_BLOCK ? 0x018000 : 0xff0000,
+			vdev->pci_class ? vdev->pci_class : PCI_CLASS_OTHERS,
 			PCI_VENDOR_REDHAT_QUMRANET, 0x40, &vp_pci_ops);
 	vp->pci.cfg[0x08] = 1;			/* revision 1: modern only (§4.1.2.1) */
 	vp->pci.cfg[PCI_INTERRUPT_PIN] = 1;	/* INTA */
@@ -899,6 +901,7 @@ void virtio_pci_free(struct virtio_pci *vp)
 {
 	if (!vp)
 		return;
+	pci_unregister_device(vp->bus, &vp->pci);
 	virtio_pci_destroy(vp);
 	for (unsigned int v = 0; v < vp->nr_vectors; v++) {
 		/* Closing an irqfd also detaches it from KVM (KVM sees the eventfd hang up). */

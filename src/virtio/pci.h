@@ -27,8 +27,8 @@ void virtio_pci_destroy(struct virtio_pci *vp);
  * register's write to the queue's eventfd, and an interrupt of MSI-X vector v is a write to the
  * eventfd virtio_pci_vector_fd returns (-1 for a vector the function does not have).
  * virtio_pci_device: the virtio device behind a PCI function, NULL for any other function.
- * virtio_pci_free: virtio_pci_destroy, then closes the transport's eventfds and frees it; the
- * device's own state is the device's to free, and the function must leave the bus first.
+ * virtio_pci_free: takes the function off the bus (pci_unregister_device), virtio_pci_destroy,
+ * then closes the transport's eventfds and frees it; the device's own state is the device's.
  */
 struct pci_device;
 struct virtio_device *virtio_pci_device(struct pci_device *dev);

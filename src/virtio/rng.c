@@ -50,7 +50,8 @@ static const struct virtio_device_ops rng_ops = {
 	.queue_kick = rng_queue_kick,
 };
 
-int virtio_rng_create(struct vm *vm, struct pci_bus *bus, struct irq_routing *irq)
+int virtio_rng_create(struct virtio_rng **out, struct vm *vm, struct pci_bus *bus,
+		      struct irq_routing *irq)
 {
 	struct virtio_rng *rng = calloc(1, sizeof(*rng));
 
@@ -65,6 +66,14 @@ int virtio_rng_create(struct vm *vm, struct pci_bus *bus, struct irq_routing *ir
 		.nr_queues = 1,
 		.queue_max_size = RNG_QUEUE_SIZE,
 	};
-	/* The device lives as long as the VM: nkvm exits right after the guest. */
+	*out = rng;
 	return virtio_pci_create(&rng->transport, vm, bus, irq, &rng->vdev);
+}
+
+void virtio_rng_destroy(struct virtio_rng *rng)
+{
+	if (!rng)
+		return;
+	virtio_pci_free(rng->transport);
+	free(rng);
 }

@@ -201,6 +201,69 @@ static void test_pci_host_bridge_visible_and_empty_slots_absent(void **state)
 	fake_vm_free(f);
 }
 
+struct moved {
+	unsigned int calls;
+	uint64_t addr;
+};
+
+static struct moved *moved_of(struct pci_device *dev);
+
+static void record_bar_moved(struct pci_device *dev, unsigned int bar, uint64_t addr)
+{
+	moved_of(dev)->calls++;
+	moved_of(dev)->addr = addr;
+}
+
+static const struct pci_device_ops recording_ops = { .bar_moved = record_bar_moved };
+
+struct recording_dev {
+	struct pci_device pci;
+	struct moved moved;
+};
+
+static struct moved *moved_of(struct pci_device *dev)
+{
+	return &((struct recording_dev *)dev)->moved;
+}
+
+static void test_pci_unregistered_device_leaves_slot_empty_and_bar_silent(void **state)
+{
+	struct fake_vm *f = fake_vm_new();
+	struct pci_bus *bus = calloc(1, sizeof(*bus));
+	struct recording_dev *d = calloc(1, sizeof(*d));
+	uint64_t addr;
+	uint32_t v = 0;
+	int slot;
+
+	assert_int_equal(pci_init(bus, &f->vm), 0);
+	pci_device_init(&d->pci, 0x1af4, 0x1044, PCI_CLASS_OTHERS, 0x1af4, 0x40, &recording_ops);
+	assert_int_equal(pci_device_add_bar(&d->pci, 0, 0x1000), 0);
+	slot = pci_register_device(bus, &d->pci);
+	assert_int_equal(slot, 1);
+	assert_int_equal(pci_config_read(bus, 0x80000800, 4), 0x10441af4);
+	assert_int_equal(pci_config_read(bus, 0x80000808, 4) >> 8, PCI_CLASS_OTHERS);
+	/* The guest turns memory decoding on: the BAR answers at the address it was given. */
+	pci_config_write(bus, 0x80000804, PCI_COMMAND_MEMORY, 2);
+	assert_int_equal(d->moved.calls, 1);
+	addr = d->pci.bar_addr[0];
+	assert_true(addr != 0);
+	assert_true(pci_mmio_access(bus, addr, &v, 4, false));
+
+	pci_unregister_device(bus, &d->pci);
+	assert_int_equal(pci_config_read(bus, 0x80000800, 4), 0xffffffff);
+	assert_int_equal(d->moved.calls, 2);	/* its fast paths told to go */
+	assert_int_equal(d->moved.addr, 0);
+	assert_false(pci_mmio_access(bus, addr, &v, 4, false));
+	assert_int_equal(v, 0xffffffff);
+	/* Twice is harmless, and the slot is free for the next device. */
+	pci_unregister_device(bus, &d->pci);
+	assert_int_equal(d->moved.calls, 2);
+	assert_int_equal(pci_register_device(bus, &d->pci), 1);
+	free(d);
+	free(bus);
+	fake_vm_free(f);
+}
+
 static void test_acpi_pm1_enable_sticks_and_s5_powers_off(void **state)
 {
 	struct fake_vm *f = fake_vm_new();
@@ -250,6 +313,7 @@ int main(void)
 		cmocka_unit_test(test_uart_full_transmitter_reports_busy),
 		cmocka_unit_test(test_i8042_selftest_ctr_and_reset),
 		cmocka_unit_test(test_pci_host_bridge_visible_and_empty_slots_absent),
+		cmocka_unit_test(test_pci_unregistered_device_leaves_slot_empty_and_bar_silent),
 		cmocka_unit_test(test_acpi_pm1_enable_sticks_and_s5_powers_off),
 	};
 

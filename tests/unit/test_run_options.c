@@ -4,9 +4,12 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
+#include "cmd/run_dev_disk.h"
 #include "cmd/run_options.h"
 
 static int parse(struct run_options *o, char *err, ...)
@@ -21,6 +24,46 @@ static int parse(struct run_options *o, char *err, ...)
 		argc++;
 	va_end(ap);
 	return run_parse_options(argc, argv, o, err, 256);
+}
+
+/* The i-th device of type t given, NULL when there are fewer. */
+static const struct run_device *device(const struct run_options *o, const struct device_type *t,
+				       unsigned int i)
+{
+	for (unsigned int k = 0; k < o->nr_devices; k++)
+		if (o->devices[k].type == t && !i--)
+			return &o->devices[k];
+	return NULL;
+}
+
+static unsigned int count(const struct run_options *o, const struct device_type *t)
+{
+	unsigned int n = 0;
+
+	while (device(o, t, n))
+		n++;
+	return n;
+}
+
+static const struct run_disk *disk(const struct run_options *o, unsigned int i)
+{
+	const struct run_device *d = device(o, &disk_device_type, i);
+
+	assert_non_null(d);
+	return d->cfg;
+}
+
+/* `nkvm run --help` as text; the caller frees it. */
+static char *usage_text(void)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	assert_non_null(f);
+	run_usage(f);
+	fclose(f);
+	return text;
 }
 
 static void test_defaults_are_256M_one_cpu_shell(void **state)
@@ -146,16 +189,36 @@ static void test_disk_options(void **state)
 
 	assert_int_equal(parse(&o, err, "-d", "a.img", "--disk", "b.img,ro,serial=SN1,cache=none,queues=3",
 			       NULL), 0);
-	assert_int_equal(o.nr_disks, 2);
-	assert_string_equal(o.disks[0].path, "a.img");
-	assert_false(o.disks[0].readonly);
-	assert_int_equal(o.disks[0].queues, 0);
-	assert_string_equal(o.disks[1].path, "b.img");
-	assert_true(o.disks[1].readonly);
-	assert_true(o.disks[1].direct);
-	assert_string_equal(o.disks[1].serial, "SN1");
-	assert_int_equal(o.disks[1].queues, 3);
+	assert_int_equal(count(&o, &disk_device_type), 2);
+	assert_string_equal(disk(&o, 0)->path, "a.img");
+	assert_false(disk(&o, 0)->readonly);
+	assert_int_equal(disk(&o, 0)->queues, 0);
+	assert_string_equal(disk(&o, 1)->path, "b.img");
+	assert_true(disk(&o, 1)->readonly);
+	assert_true(disk(&o, 1)->direct);
+	assert_string_equal(disk(&o, 1)->serial, "SN1");
+	assert_int_equal(disk(&o, 1)->queues, 3);
 	run_options_free(&o);
+}
+
+static void test_disk_format_engine_and_cache_size_are_enum_values(void **state)
+{
+	struct run_options o;
+	char err[256];
+
+	assert_int_equal(parse(&o, err, "--engine", "aio", "-d",
+			       "a.img,format=qcow2,engine=io_uring,cache-size=2M,cache=writeback",
+			       "-d", "b.img,format=raw", NULL), 0);
+	assert_int_equal(o.engine, DISK_ENGINE_AIO);
+	assert_int_equal(disk(&o, 0)->format, DISK_FORMAT_QCOW2);
+	assert_int_equal(disk(&o, 0)->engine, DISK_ENGINE_IO_URING);
+	assert_int_equal(disk(&o, 0)->cache_size, 2 << 20);
+	assert_false(disk(&o, 0)->direct);
+	assert_int_equal(disk(&o, 1)->format, DISK_FORMAT_RAW);
+	assert_int_equal(disk(&o, 1)->engine, DISK_ENGINE_DEFAULT);	/* --engine applies later */
+	run_options_free(&o);
+	assert_int_equal(parse(&o, err, "--engine", "uring", NULL), -1);
+	assert_string_equal(err, "--engine uring: threads, aio or io_uring");
 }
 
 static void test_disk_option_errors(void **state)
@@ -167,6 +230,10 @@ static void test_disk_option_errors(void **state)
 		{ "a.img,queues=64", "queues" },
 		{ ",ro", "no image" },
 		{ "", "no image" },
+		{ "a.img,format=vmdk", "format must be raw or qcow2" },
+		{ "a.img,engine=posix", "engine must be threads, aio or io_uring" },
+		{ "a.img,cache-size=0", "cache-size is a size (try 1M)" },
+		{ "a.img,ro=1", "unknown disk option 'ro=1'" },
 	};
 
 	for (unsigned int i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -195,11 +262,35 @@ static void test_console_choice(void **state)
 	struct run_options o;
 	char err[256];
 
+	const struct run_device *con;
+
 	assert_int_equal(parse(&o, err, "--console", "virtio", "--rng", NULL), 0);
-	assert_true(o.virtio_console);
-	assert_true(o.rng);
+	con = device(&o, &console_device_type, 0);
+	assert_non_null(con);
+	assert_string_equal(con->type->cmdline(con->cfg), "console=hvc0");	/* virtio */
+	assert_int_equal(count(&o, &rng_device_type), 1);
+	run_options_free(&o);
 	assert_int_equal(parse(&o, err, "--console", "tty7", NULL), -1);
 	assert_non_null(strstr(err, "serial or virtio"));
+	run_options_free(&o);
+	assert_int_equal(parse(&o, err, "--console", "virtio,ro", NULL), -1);
+	assert_string_equal(err, "--console virtio,ro: serial or virtio");
+	run_options_free(&o);
+}
+
+static void test_console_and_rng_given_twice_keep_one_the_last(void **state)
+{
+	struct run_options o;
+	char err[256];
+	const struct run_device *con;
+
+	assert_int_equal(parse(&o, err, "--rng", "--console", "virtio", "--rng", "--console=serial",
+			       NULL), 0);
+	assert_int_equal(count(&o, &rng_device_type), 1);
+	assert_int_equal(count(&o, &console_device_type), 1);
+	con = device(&o, &console_device_type, 0);
+	assert_null(con->type->cmdline(con->cfg));	/* serial: no hvc0 */
+	run_options_free(&o);
 }
 
 static void test_help(void **state)
@@ -207,9 +298,41 @@ static void test_help(void **state)
 	struct run_options o;
 	char err[256];
 
+	char *text = usage_text();
+
 	assert_int_equal(parse(&o, err, "--help", NULL), 0);
 	assert_true(o.help);
-	assert_non_null(strstr(run_usage, "--kernel"));
+	assert_non_null(strstr(text, "--kernel"));
+	free(text);
+}
+
+static void test_help_has_every_device_option_and_key_from_the_table(void **state)
+{
+	char *text = usage_text(), line[160];
+
+	for (unsigned int i = 0; device_types[i]; i++) {
+		const struct device_type *t = device_types[i];
+		const struct kvopt_spec *k;
+
+		snprintf(line, sizeof(line), "--%s", t->long_opt);
+		assert_non_null(strstr(text, line));
+		assert_non_null(strstr(text, t->help));
+		for (k = t->syntax.keys; k && k->key; k++) {
+			char arg[64];
+
+			kvopt_arg_text(k, arg, sizeof(arg));
+			snprintf(line, sizeof(line), "\n  %*s%s%s%s", 23, "", k->key, *arg ? "=" : "",
+				 arg);
+			assert_non_null(strstr(text, line));
+			assert_non_null(strstr(text, k->help));
+		}
+	}
+	assert_non_null(strstr(text, "  -d, --disk FILE[,OPTION]...\n"));
+	assert_non_null(strstr(text, "      --console serial|virtio\n"));
+	assert_non_null(strstr(text, "      --rng            a virtio-rng device"));
+	assert_non_null(strstr(text, "(repeatable, up to 8). OPTIONs:"));
+	assert_non_null(strstr(text, "cache=writeback|none"));
+	free(text);
 }
 
 int main(void)
@@ -225,10 +348,13 @@ int main(void)
 		cmocka_unit_test(test_stray_argument_needs_double_dash),
 		cmocka_unit_test(test_bad_names_rejected),
 		cmocka_unit_test(test_disk_options),
+		cmocka_unit_test(test_disk_format_engine_and_cache_size_are_enum_values),
 		cmocka_unit_test(test_disk_option_errors),
 		cmocka_unit_test(test_too_many_disks),
 		cmocka_unit_test(test_console_choice),
+		cmocka_unit_test(test_console_and_rng_given_twice_keep_one_the_last),
 		cmocka_unit_test(test_help),
+		cmocka_unit_test(test_help_has_every_device_option_and_key_from_the_table),
 	};
 
 	return cmocka_run_group_tests_name("run_options", tests, NULL, NULL);
