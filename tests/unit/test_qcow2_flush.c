@@ -40,7 +40,7 @@
 #include "lib/file.h"
 #include "lib/util.h"
 
-#define WATCHDOG_SECONDS 240
+#define WATCHDOG_SECONDS 120
 
 /* ---- The recorder: the wrapped calls on one file, in the order they happened */
 
