@@ -10,7 +10,7 @@
  *   - an L2 entry points only at data that is synced and whose refcount is synced;
  *   - an L1 entry points only at an L2 table that is synced and whose refcount is synced (so
  *     L2 before L1), and the same for the refcount table and the header's table pointers;
- *   - a refcount drops below the number of synced references to the cluster never;
+ *   - no refcount drops below the number of synced tables that reference the cluster;
  *   - when a FLUSH completes, nothing written is left unsynced.
  * And right after a FLUSH, before close, the image file copied as it stands and the synced copy
  * both pass `qemu-img check` and read back (`qemu-img compare`) as what was written.
