@@ -41,6 +41,10 @@ build/tests/%: tests/unit/%.c $(SANOBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS) -lcmocka
 
+# test_qcow2_flush records the image's writes and syncs in order: it wraps the libc calls.
+build/tests/test_qcow2_flush: LDLIBS += -Wl,--wrap=pwrite,--wrap=pwritev,--wrap=fallocate \
+	-Wl,--wrap=ftruncate,--wrap=fdatasync,--wrap=fsync
+
 # The crash-consistency writer (tests/crash/run): the block layer as nkvm builds it, no sanitizers.
 build/tests/crash_writer: tests/crash/writer.c $(filter build/src/block/% build/src/lib/%,$(OBJS))
 	@mkdir -p $(dir $@)

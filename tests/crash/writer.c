@@ -7,19 +7,22 @@
  *	whose data the verifier recognises.
  *   crash_writer write IMAGE JOURNAL --gen-base N [--seed S] [--depth D] [--ops N]
  *	Opens IMAGE through the block layer (disk_open: raw or qcow2, a backing file if it has
- *	one) and writes at random until killed (or N operations): writes of 4 KiB blocks whose
- *	sectors carry (offset, generation) patterns, write-zeroes and discards, several in flight,
- *	never two on one block at once, and a FLUSH every few dozen completions.
+ *	one) and writes at random until killed (or N operations): writes whose sectors carry
+ *	(offset, generation) patterns, write-zeroes and discards, several in flight, never two on
+ *	one sector at once, and a FLUSH every few dozen completions. Half the operations cover
+ *	whole 4 KiB blocks; the other half any number of 512-byte sectors from any sector, so
+ *	that clusters are written in part and copy-on-write fills the rest of a new cluster, from
+ *	the backing file or with zeroes.
  *   crash_writer verify CONTENT JOURNAL STATE [--backing]
  *	CONTENT is the image read as raw bytes (qemu-img convert of the qcow2 image: QEMU's
  *	reading, not ours). Replays the journal over STATE, checks every sector, saves STATE
  *	and empties JOURNAL. Exit status 0 when every sector is one the guest may see.
  *
  * The journal is what makes the check strict. Before an operation is submitted, its intent
- * (generation, blocks, kind) is appended; when it completes, a DONE record; before a FLUSH is
+ * (generation, sectors, kind) is appended; when it completes, a DONE record; before a FLUSH is
  * submitted, a FLUSH record, and when that FLUSH completes, a FLUSHED record, then fsync. A
  * FLUSH makes durable the operations whose DONE precedes its FLUSH record (disk.h), so after a
- * crash each block must hold the result of its last durable operation or of an operation
+ * crash each sector must hold the result of its last durable operation or of an operation
  * submitted later: a write of at least that generation, zeroes if a later write-zeroes or
  * discard was submitted, the backing data (or anything older) if a later discard was. Data of an
  * older generation is a lost flushed write; a sector of no pattern at all is a torn or misplaced
@@ -55,8 +58,8 @@ struct record {
 	uint32_t type;
 	uint32_t kind;
 	uint64_t gen;			/* an operation's generation, or a flush's number */
-	uint64_t block;
-	uint64_t count;
+	uint64_t sector;		/* first 512-byte sector */
+	uint64_t count;			/* sectors */
 };
 
 static void fatal(const char *fmt, const char *arg)
@@ -144,15 +147,15 @@ struct op {
 	uint8_t *buf;
 	struct writer *w;
 	enum kind kind;
-	uint64_t gen, block, count;
+	uint64_t gen, sector, count;	/* in sectors */
 	bool busy;
 };
 
 struct writer {
 	struct disk *disk;
 	int journal;
-	uint64_t nblocks;
-	uint8_t *busy;			/* per block: an operation in flight covers it */
+	uint64_t nsectors;
+	uint8_t *busy;			/* per sector: an operation in flight covers it */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	unsigned int inflight, depth;
@@ -176,7 +179,7 @@ static void journal_append(struct writer *w, uint32_t type, const struct op *op,
 
 	if (op) {
 		r.kind = op->kind;
-		r.block = op->block;
+		r.sector = op->sector;
 		r.count = op->count;
 	}
 	if (write(w->journal, &r, sizeof(r)) != (ssize_t)sizeof(r))
@@ -190,13 +193,13 @@ static void op_done(struct disk_request *req, int status)
 
 	pthread_mutex_lock(&w->lock);
 	if (status) {
-		fprintf(stderr, "crash_writer: request at block %" PRIu64 " failed: %s\n",
-			op->block, strerror(-status));
+		fprintf(stderr, "crash_writer: request at sector %" PRIu64 " failed: %s\n",
+			op->sector, strerror(-status));
 		w->error = status;
 	} else {
 		journal_append(w, R_DONE, op, op->gen);
 	}
-	memset(w->busy + op->block, 0, op->count);
+	memset(w->busy + op->sector, 0, op->count);
 	op->busy = false;
 	w->inflight--;
 	w->completed++;
@@ -226,19 +229,27 @@ static void flush_done(struct disk_request *req, int status)
 	pthread_mutex_unlock(&w->lock);
 }
 
-/* A free range of blocks for the next operation; false when none was found. */
-static bool pick_range(struct writer *w, uint64_t *block, uint64_t *count)
+/* A free range of sectors for the next operation; false when none was found. */
+static bool pick_range(struct writer *w, uint64_t *sector, uint64_t *count)
 {
 	for (int tries = 0; tries < 16; tries++) {
 		/* Mostly small requests, some spanning several clusters. */
 		uint64_t n = rnd(w) % 4 ? 1 + rnd(w) % 4 : 1 + rnd(w) % MAX_BLOCKS_PER_OP;
-		uint64_t b;
+		bool odd = rnd(w) % 2;
+		uint64_t s;
 
-		if (n > w->nblocks)
-			n = w->nblocks;
-		b = rnd(w) % (w->nblocks - n + 1);
-		if (!memchr(w->busy + b, 1, n)) {
-			*block = b;
+		/* Whole 4 KiB blocks, or up to as many sectors from any sector. */
+		n *= SECTORS_PER_BLOCK;
+		if (odd)
+			n = 1 + rnd(w) % n;
+		if (n > w->nsectors)
+			n = w->nsectors;
+		if (odd)
+			s = rnd(w) % (w->nsectors - n + 1);
+		else
+			s = rnd(w) % ((w->nsectors - n) / SECTORS_PER_BLOCK + 1) * SECTORS_PER_BLOCK;
+		if (!memchr(w->busy + s, 1, n)) {
+			*sector = s;
 			*count = n;
 			return true;
 		}
@@ -290,10 +301,10 @@ static int cmd_write(int argc, char **argv)
 			strerror(-err));
 		return 2;
 	}
-	w.nblocks = disk_size(w.disk) / BLOCK;
+	w.nsectors = disk_size(w.disk) / SECTOR;
 	w.journal = open(argv[3], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	w.busy = calloc(w.nblocks, 1);
-	if (w.journal < 0 || !w.busy || !w.nblocks)
+	w.busy = calloc(w.nsectors, 1);
+	if (w.journal < 0 || !w.busy || !w.nsectors)
 		fatal("cannot set up the journal %s", argv[3]);
 	pthread_mutex_init(&w.lock, NULL);
 	pthread_cond_init(&w.cond, NULL);
@@ -305,7 +316,7 @@ static int cmd_write(int argc, char **argv)
 			fatal("%s", "out of memory");
 	}
 	/* Tells tests/crash/run that requests are about to flow. */
-	printf("writing %" PRIu64 " blocks from generation %" PRIu64 "\n", w.nblocks, gen + 1);
+	printf("writing %" PRIu64 " sectors from generation %" PRIu64 "\n", w.nsectors, gen + 1);
 	fflush(stdout);
 
 	for (n = 0; n < max_ops; n++) {
@@ -325,7 +336,7 @@ static int cmd_write(int argc, char **argv)
 			if (w.inflight < w.depth) {
 				for (unsigned int i = 0; i < w.depth && !op; i++)
 					op = ops[i].busy ? NULL : &ops[i];
-				if (pick_range(&w, &op->block, &op->count))
+				if (pick_range(&w, &op->sector, &op->count))
 					break;
 				op = NULL;
 			}
@@ -345,27 +356,27 @@ static int cmd_write(int argc, char **argv)
 		op->kind = r < 80 ? K_WRITE : r < 90 ? K_ZERO : K_DISCARD;
 		op->gen = ++gen;
 		op->busy = true;
-		memset(w.busy + op->block, 1, op->count);
+		memset(w.busy + op->sector, 1, op->count);
 		w.inflight++;
 		/* The intent goes first: a crash right after the submit may leave its effect. */
 		journal_append(&w, R_OP, op, op->gen);
 		pthread_mutex_unlock(&w.lock);
 
 		op->req = (struct disk_request){
-			.offset = op->block * BLOCK,
+			.offset = op->sector * SECTOR,
 			.done = op_done,
 			.opaque = op,
 		};
 		if (op->kind == K_WRITE) {
-			for (uint64_t s = 0; s < op->count * SECTORS_PER_BLOCK; s++)
+			for (uint64_t s = 0; s < op->count; s++)
 				pattern(op->buf + s * SECTOR, op->req.offset + s * SECTOR, op->gen);
-			op->iov = (struct iovec){ op->buf, op->count * BLOCK };
+			op->iov = (struct iovec){ op->buf, op->count * SECTOR };
 			op->req.op = DISK_WRITE;
 			op->req.iov = &op->iov;
 			op->req.iovcnt = 1;
 		} else {
 			op->req.op = op->kind == K_ZERO ? DISK_WRITE_ZEROES : DISK_DISCARD;
-			op->req.len = op->count * BLOCK;
+			op->req.len = op->count * SECTOR;
 		}
 		disk_submit(w.disk, &op->req);
 	}
@@ -390,8 +401,8 @@ static int cmd_write(int argc, char **argv)
 
 /* ---- verify ---- */
 
-/* What the verifier knows of a block, kept from round to round in STATE. */
-struct block_state {
+/* What the verifier knows of a sector, kept from round to round in STATE. */
+struct sector_state {
 	uint64_t gen;			/* of its last durable operation; 0: none */
 	uint64_t zero_gen;		/* the latest write-zeroes or discard ever submitted */
 	uint64_t discard_gen;		/* the latest discard ever submitted */
@@ -399,16 +410,16 @@ struct block_state {
 	uint32_t pad;
 };
 
-static void apply_durable(struct block_state *b, const struct record *r)
+static void apply_durable(struct sector_state *b, const struct record *r)
 {
 	for (uint64_t i = 0; i < r->count; i++) {
-		b[r->block + i].gen = r->gen;
-		b[r->block + i].kind = r->kind;
+		b[r->sector + i].gen = r->gen;
+		b[r->sector + i].kind = r->kind;
 	}
 }
 
 /* Replays the journal: intents widen what may be seen, flushed completions become durable. */
-static int replay(struct block_state *b, uint64_t nblocks, const struct record *rec, size_t n)
+static int replay(struct sector_state *b, uint64_t nsectors, const struct record *rec, size_t n)
 {
 	struct record *pending = malloc((n + 1) * sizeof(*pending));
 	size_t np = 0, cut = 0;
@@ -421,13 +432,13 @@ static int replay(struct block_state *b, uint64_t nblocks, const struct record *
 		const struct record *r = &rec[i];
 
 		if ((r->type == R_OP || r->type == R_DONE) &&
-		    (r->block > nblocks || r->count > nblocks - r->block)) {
+		    (r->sector > nsectors || r->count > nsectors - r->sector)) {
 			free(pending);
 			return -EINVAL;
 		}
 		switch (r->type) {
 		case R_OP:
-			for (uint64_t k = r->block; k < r->block + r->count; k++) {
+			for (uint64_t k = r->sector; k < r->sector + r->count; k++) {
 				if (r->kind != K_WRITE && r->gen > b[k].zero_gen)
 					b[k].zero_gen = r->gen;
 				if (r->kind == K_DISCARD && r->gen > b[k].discard_gen)
@@ -465,7 +476,7 @@ static const char *kind_name(uint32_t k)
 }
 
 /* Whether a sector may hold what it holds; why says otherwise. */
-static bool sector_ok(const struct block_state *b, enum content c, uint64_t gen, bool backing,
+static bool sector_ok(const struct sector_state *b, enum content c, uint64_t gen, bool backing,
 		      char *why, size_t len)
 {
 	/* What the image held before any operation: zeroes, or the backing file's pattern. */
@@ -512,9 +523,9 @@ static bool sector_ok(const struct block_state *b, enum content c, uint64_t gen,
 static int cmd_verify(int argc, char **argv)
 {
 	uint8_t buf[BLOCK] __attribute__((aligned(8)));
-	struct block_state *b;
+	struct sector_state *b;
 	struct record *rec = NULL;
-	uint64_t nblocks, bad = 0, durable = 0;
+	uint64_t nsectors, bad = 0, durable = 0;
 	char state_tmp[4096], why[160];
 	bool backing = argc > 5 && !strcmp(argv[5], "--backing");
 	struct stat st;
@@ -526,13 +537,13 @@ static int cmd_verify(int argc, char **argv)
 	fd = open(argv[2], O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st))
 		fatal("cannot open %s", argv[2]);
-	nblocks = st.st_size / BLOCK;
-	b = calloc(nblocks ? nblocks : 1, sizeof(*b));
+	nsectors = st.st_size / BLOCK * SECTORS_PER_BLOCK;
+	b = calloc(nsectors ? nsectors : 1, sizeof(*b));
 	if (!b)
 		fatal("%s", "out of memory");
 	sfd = open(argv[4], O_RDONLY | O_CLOEXEC);
 	if (sfd >= 0) {
-		if (read(sfd, b, nblocks * sizeof(*b)) != (ssize_t)(nblocks * sizeof(*b)))
+		if (read(sfd, b, nsectors * sizeof(*b)) != (ssize_t)(nsectors * sizeof(*b)))
 			fatal("state %s does not match the image", argv[4]);
 		close(sfd);
 	}
@@ -546,28 +557,28 @@ static int cmd_verify(int argc, char **argv)
 	}
 	if (jfd >= 0)
 		close(jfd);
-	if (replay(b, nblocks, rec, nrec))
+	if (replay(b, nsectors, rec, nrec))
 		fatal("journal %s does not match the image", argv[3]);
 	free(rec);
 
-	for (uint64_t k = 0; k < nblocks; k++) {
-		if (pread(fd, buf, BLOCK, k * BLOCK) != (ssize_t)BLOCK)
+	for (uint64_t k = 0; k < nsectors; k += SECTORS_PER_BLOCK) {
+		if (pread(fd, buf, BLOCK, k * SECTOR) != (ssize_t)BLOCK)
 			fatal("cannot read %s", argv[2]);
-		durable += b[k].kind == K_WRITE;
 		for (uint64_t s = 0; s < SECTORS_PER_BLOCK; s++) {
-			uint64_t off = k * BLOCK + s * SECTOR, gen = 0;
+			uint64_t off = (k + s) * SECTOR, gen = 0;
 			enum content c = classify(buf + s * SECTOR, off, &gen);
 
-			if (sector_ok(&b[k], c, gen, backing, why, sizeof(why)))
+			durable += b[k + s].kind == K_WRITE;
+			if (sector_ok(&b[k + s], c, gen, backing, why, sizeof(why)))
 				continue;
 			if (bad++ < 10)
-				printf("verify: offset %#" PRIx64 " (block %" PRIu64 "): %s\n",
-				       off, k, why);
+				printf("verify: offset %#" PRIx64 " (sector %" PRIu64 "): %s\n",
+				       off, k + s, why);
 		}
 	}
 	close(fd);
-	printf("verify: %" PRIu64 " blocks, %" PRIu64 " with a flushed write, %" PRIu64
-	       " bad sectors\n", nblocks, durable, bad);
+	printf("verify: %" PRIu64 " sectors, %" PRIu64 " with a flushed write, %" PRIu64
+	       " bad\n", nsectors, durable, bad);
 	if (bad) {
 		free(b);
 		return 1;
@@ -575,7 +586,7 @@ static int cmd_verify(int argc, char **argv)
 	/* The next round starts from here: the state saved whole, then the journal emptied. */
 	snprintf(state_tmp, sizeof(state_tmp), "%s.tmp", argv[4]);
 	sfd = open(state_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (sfd < 0 || write(sfd, b, nblocks * sizeof(*b)) != (ssize_t)(nblocks * sizeof(*b)) ||
+	if (sfd < 0 || write(sfd, b, nsectors * sizeof(*b)) != (ssize_t)(nsectors * sizeof(*b)) ||
 	    fsync(sfd) || close(sfd) || rename(state_tmp, argv[4]) || truncate(argv[3], 0))
 		fatal("cannot save the state %s", argv[4]);
 	free(b);
