@@ -179,8 +179,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 
-	bus.slots[pdev->slot] = NULL;
-	virtio_pci_free(vp);
+	virtio_pci_free(vp);	/* it leaves the bus too */
 	pthread_mutex_destroy(&bus.lock);
 	pthread_mutex_destroy(&irq.lock);
 	return 0;

@@ -242,8 +242,6 @@ static int fx_teardown(void **state)
 
 	if (fx->wedged)
 		return 0;	/* threads still run in the device: freeing it would hang or crash */
-	if (fx->dev)
-		fx->bus->slots[fx->dev->slot] = NULL;
 	if (fx->vp) {
 		virtio_pci_free(fx->vp);
 		free(fx->td);
@@ -286,7 +284,7 @@ static const char *add_blk(struct fx *fx, enum disk_engine_kind engine)
 
 	assert_int_equal(disk_open(&disk, &o, &why), 0);
 	name = disk_engine_name(disk);
-	assert_int_equal(virtio_blk_create(fx->vm, fx->bus, fx->irq, disk, &bo), 0);
+	assert_int_equal(virtio_blk_create(NULL, fx->vm, fx->bus, fx->irq, disk, &bo), 0);
 	for (unsigned int s = 0; s < PCI_MAX_SLOTS && !fx->vdev; s++)
 		if (fx->bus->slots[s])
 			fx->vdev = virtio_pci_device(fx->bus->slots[s]);
