@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block/disk.h"
 #include "cmd/run_options.h"
 #include "lib/util.h"
 
@@ -23,7 +24,7 @@ const char run_usage[] =
 	"                       (repeatable). OPTIONs: ro, serial=ID, cache=writeback|none,\n"
 	"                       queues=N (default one per vCPU), format=raw|qcow2 (default:\n"
 	"                       probed), engine=threads|aio|io_uring, cache-size=SIZE (qcow2\n"
-	"                       metadata cache, like QEMU's l2-cache-size)\n"
+	"                       metadata cache up to 1G, like QEMU's l2-cache-size)\n"
 	"      --engine threads|aio|io_uring\n"
 	"                       the I/O engine of disks that name none\n"
 	"      --name NAME      name of this guest\n"
@@ -133,6 +134,8 @@ static int parse_disk(const char *arg, struct run_options *o, char *err, size_t 
 		} else if (!strncmp(field, "cache-size=", 11)) {
 			if (parse_size(field + 11, 1, &d->cache_size) || !d->cache_size)
 				return fail(err, errlen, "-d %s: cache-size is a size (try 1M)", arg);
+			if (d->cache_size > DISK_CACHE_SIZE_MAX)
+				return fail(err, errlen, "-d %s: cache-size is at most 1G", arg);
 		} else {
 			snprintf(err, errlen, "-d %s: unknown disk option '%s'", arg, field);
 			return -1;
