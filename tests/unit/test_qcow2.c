@@ -404,6 +404,39 @@ static void test_qcow2_reads_compressed(void **state)
 	assert_reads_like_qemu(fx, "z512.qcow2", &ro);
 }
 
+/*
+ * qemu-io's write -c appends the compressed cluster at the end of the file without padding it to a
+ * sector, so the last one ends the file mid-sector while its L2 entry counts whole sectors: the
+ * read must take the bytes that are there.
+ */
+static void test_qcow2_reads_compressed_cluster_ending_the_file_mid_sector(void **state)
+{
+	static const struct {
+		const char *opts, *cluster;
+	} cases[] = {
+		{ "cluster_size=512", "512" },
+		{ "cluster_size=4096", "4k" },
+		{ "cluster_size=65536", "64k" },
+		{ "cluster_size=4096,compression_type=zstd", "4k" },
+	};
+	struct fx *fx = *state;
+	char name[32];
+	struct stat st;
+
+	SKIP_WITHOUT_QEMU();
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(name, sizeof(name), "wc%zu.qcow2", i);
+		sh(fx, "qemu-img create -q -f qcow2 -o %s %s 1M && "
+		       "qemu-io -f qcow2 -c 'write -P 0x5a 64k 4k' -c 'write -c -P 0x66 0 64k' "
+		       "-c 'write -c -P 0x67 128k %s' %s >/dev/null", cases[i].opts, name,
+		       cases[i].cluster, name);
+		assert_int_equal(stat(fx_path(fx, name), &st), 0);
+		assert_true(st.st_size % 512 != 0);
+		assert_reads_like_qemu(fx, name, &(struct topts){ .ro = true });
+		assert_reads_like_qemu(fx, name, &(struct topts){ 0 });
+	}
+}
+
 /* Twice the tables in hash buckets, a power of two: past 2^31 tables it overflowed. */
 static void test_qcow2_cache_refuses_table_counts_past_its_bound(void **state)
 {
@@ -1137,6 +1170,7 @@ int main(void)
 		T(test_qcow2_reads_qemu_images_geometries),
 		T(test_qcow2_reads_backing_chain),
 		T(test_qcow2_reads_compressed),
+		T(test_qcow2_reads_compressed_cluster_ending_the_file_mid_sector),
 		cmocka_unit_test(test_qcow2_cache_refuses_table_counts_past_its_bound),
 		T(test_qcow2_huge_cache_size_is_bounded),
 		T(test_qcow2_reads_snapshot_image),
