@@ -76,6 +76,8 @@ struct disk_options {
 };
 
 #define DISK_THREADS_MAX 64
+/* The largest cache_size `-d ...,cache-size=` takes: 1G of L2 tables maps 8 TiB of 64K clusters. */
+#define DISK_CACHE_SIZE_MAX (1ULL << 30)
 
 struct disk;
 

@@ -37,6 +37,8 @@
 /* Default metadata cache bound, and the fewest tables a cache holds. */
 #define QCOW2_DEFAULT_CACHE_MAX (32ULL << 20)
 #define QCOW2_CACHE_MIN_TABLES 4
+/* The most: DISK_CACHE_SIZE_MAX of the smallest (512-byte) clusters. */
+#define QCOW2_CACHE_MAX_TABLES (1U << 21)
 /* The fast path splits a request into at most this many extents, else the worker takes it. */
 #define QCOW2_FAST_MAX_EXTENTS 32
 

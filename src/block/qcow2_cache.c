@@ -41,10 +41,15 @@ struct qcow2_cache *qcow2_cache_create(uint32_t nr, uint32_t cluster_bits)
 		return NULL;
 	if (nr < QCOW2_CACHE_MIN_TABLES)
 		nr = QCOW2_CACHE_MIN_TABLES;
+	/* Twice as many buckets as tables, a power of two that must fit in 32 bits. */
+	if (nr > QCOW2_CACHE_MAX_TABLES) {
+		free(c);
+		return NULL;
+	}
 	c->nr = nr;
 	c->cluster_bits = cluster_bits;
 	c->bucket_bits = 1;
-	while ((1U << c->bucket_bits) < 2 * nr)
+	while ((1ULL << c->bucket_bits) < 2ULL * nr)
 		c->bucket_bits++;
 	c->slots = calloc(nr, sizeof(*c->slots));
 	c->buckets = malloc(sizeof(*c->buckets) << c->bucket_bits);

@@ -9,6 +9,14 @@
  *
  * As in QEMU, reads past the end of the file return zeroes, and references more than a cluster
  * past the end of the file are corruptions that count nothing.
+ *
+ * Unlike QEMU, the work grows with the file, not with what its metadata names: a table that many
+ * structures name (snapshots sharing an L1 table, L1 entries sharing an L2 table, bitmaps sharing
+ * a bitmap table) is read once, each of its references counted as many times as it is named, and
+ * only the part of a table that lies in the file is read (the rest reads as zeroes, which name
+ * nothing). Entries of overlapping L1 or bitmap tables are read once; L2 tables once each (off a
+ * cluster boundary they may overlap: at most a cluster per 512 bytes of the file). The counts are
+ * QEMU's; only the order of the lines differs.
  */
 #include <errno.h>
 #include <linux/fs.h>
@@ -27,7 +35,21 @@
 #define SNAPSHOT_EXTRA_MAX 1024
 #define SNAPSHOT_TABLE_MAX (64ULL << 20)
 #define BITMAP_DIRECTORY_MAX (64ULL << 20)
+/* QEMU's limits on a bitmap directory entry (qcow2-bitmap.c), which it refuses to open past. */
+#define BITMAPS_MAX 65535
+#define BITMAP_TABLE_MAX 0x8000000U		/* entries */
+#define BITMAP_PHYS_MAX (512ULL << 20)		/* bytes of bitmap the table may name */
+#define BITMAP_GRANULARITY_MIN 9
+#define BITMAP_GRANULARITY_MAX 31
+#define BITMAP_NAME_MAX 1023
+/* spec "Bitmap directory": flags bit 0 in_use, bit 1 auto; type 1 is a dirty tracking bitmap. */
+#define BITMAP_FLAG_IN_USE 1U
+#define BITMAP_FLAGS_KNOWN 3U
+#define BITMAP_TYPE_DIRTY_TRACKING 1
+/* spec "Bitmap table": bits 9-55 the offset, bit 0 "all ones" when the offset is 0. */
 #define BITMAP_TABLE_OFFSET_MASK 0x00fffffffffffe00ULL
+#define BITMAP_TABLE_RESERVED_MASK 0xff000000000001feULL
+#define BITMAP_TABLE_ALL_ONES 1ULL
 /* Bits the spec reserves: L1 entries 0-8 and 56-62, standard L2 entries 1-8 and 56-61. */
 #define L1E_RESERVED_MASK 0x7f000000000001ffULL
 #define L2E_STD_RESERVED_MASK 0x3f000000000001feULL
@@ -37,6 +59,16 @@ struct snapshot {
 	uint32_t l1_size;
 	char id[32];
 	char name[64];
+};
+
+/* A table (or any range of the file) named m times. */
+struct span {
+	uint64_t off, len, m;
+};
+
+/* An L2 table, and how many active and how many L1 entries in all name it. */
+struct l2_use {
+	uint64_t off, m_active, m_all;
 };
 
 struct check {
@@ -74,6 +106,13 @@ struct check {
 	uint64_t snapshots_size;	/* bytes of the snapshot table */
 
 	uint8_t *table;			/* one cluster, for L2 tables */
+
+	/* Every L2 table named, sorted and merged by l2_merge() before any is walked. */
+	struct l2_use *l2s;
+	size_t nl2s, l2s_cap;
+
+	/* What walk_tables() calls on each entry of the tables it walks. */
+	int (*walk_entry)(struct check *c, uint64_t entry, uint64_t m);
 };
 
 static int check_fail(struct check *c, int err, const char *fmt, ...)
@@ -188,41 +227,211 @@ static int counts_reach(struct check *c, uint64_t k)
 	return 0;
 }
 
-/*
- * One more reference to each cluster that [off, off + len) touches. A range ending a cluster or
- * more past the end of the file is a corruption and counts nothing (QEMU's rule: the last
- * cluster of an image may be partly written, no more).
- */
-static int reference(struct check *c, uint64_t off, uint64_t len)
+/* m more references to cluster k, which the caller made part of the compared range. */
+static void count_add(struct check *c, uint64_t k, uint64_t m)
 {
-	uint64_t first, last, v;
+	uint64_t v = count_get(c, k);
+
+	if (m > c->refcount_max - v) {
+		/* As QEMU: each reference past the largest refcount is a corruption. */
+		report(c, "ERROR: overflow cluster offset=0x%llx",
+		       (unsigned long long)(k << c->cluster_bits));
+		c->r->corruptions += m - (c->refcount_max - v);
+		v = c->refcount_max;
+	} else {
+		v += m;
+	}
+	count_set(c, k, v);
+}
+
+/*
+ * m more references to each cluster that [off, off + len) touches. A range ending a cluster or
+ * more past the end of the file is a corruption, once for each reference, and counts nothing
+ * (QEMU's rule: the last cluster of an image may be partly written, no more).
+ */
+static int reference_n(struct check *c, uint64_t off, uint64_t len, uint64_t m)
+{
+	uint64_t first, last;
 	int err;
 
-	if (!len)
+	if (!len || !m)
 		return 0;
 	if (off > UINT64_MAX - len || off + len >= c->file_size + c->cluster_size) {
 		report(c, "ERROR: counting reference for region exceeding the end of the file by "
 		       "one cluster or more: offset 0x%llx size 0x%llx", (unsigned long long)off,
 		       (unsigned long long)len);
-		c->r->corruptions++;
+		c->r->corruptions += m;
 		return 0;
 	}
 	first = off >> c->cluster_bits;
 	last = (off + len - 1) >> c->cluster_bits;
-	for (uint64_t k = first; k <= last; k++) {
-		err = counts_reach(c, k);
-		if (err)
-			return check_fail(c, err, "out of memory");
-		v = count_get(c, k);
-		if (v == c->refcount_max) {
-			report(c, "ERROR: overflow cluster offset=0x%llx",
-			       (unsigned long long)(k << c->cluster_bits));
-			c->r->corruptions++;
-			continue;
+	err = counts_reach(c, last);
+	if (err)
+		return check_fail(c, err, "out of memory");
+	for (uint64_t k = first; k <= last; k++)
+		count_add(c, k, m);
+	return 0;
+}
+
+static int reference(struct check *c, uint64_t off, uint64_t len)
+{
+	return reference_n(c, off, len, 1);
+}
+
+/* A change by delta of the number of ranges that cover pos and what follows it. */
+struct edge {
+	uint64_t pos;
+	int64_t delta;
+};
+
+static int edge_cmp(const void *a, const void *b)
+{
+	const struct edge *x = a, *y = b;
+
+	return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+static int span_cmp(const void *a, const void *b)
+{
+	const struct span *x = a, *y = b;
+
+	if (x->off != y->off)
+		return x->off < y->off ? -1 : 1;
+	return x->len < y->len ? -1 : x->len > y->len;
+}
+
+/* Sorts spans and merges the ones that are the same range, adding up m. Returns the new count. */
+static size_t spans_merge(struct span *s, size_t n)
+{
+	size_t out = 0;
+
+	qsort(s, n, sizeof(*s), span_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (out && s[out - 1].off == s[i].off && s[out - 1].len == s[i].len)
+			s[out - 1].m += s[i].m;
+		else
+			s[out++] = s[i];
+	}
+	return out;
+}
+
+typedef int (*piece_fn)(struct check *c, uint64_t start, uint64_t end, uint64_t m);
+
+/*
+ * Calls fn on each piece of the union of the ranges whose edges e holds (2 a range), with the
+ * number of times the ranges over it are named: the work grows with the union and the number of
+ * ranges, not with the sum of their lengths.
+ */
+static int sweep(struct check *c, struct edge *e, size_t n, piece_fn fn)
+{
+	uint64_t prev = 0;
+	int64_t m = 0;
+	int err;
+
+	qsort(e, n, sizeof(*e), edge_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (m > 0 && e[i].pos > prev) {
+			err = fn(c, prev, e[i].pos, (uint64_t)m);
+			if (err)
+				return err;
 		}
-		count_set(c, k, v + 1);
+		m += e[i].delta;
+		prev = e[i].pos;
 	}
 	return 0;
+}
+
+static int count_clusters(struct check *c, uint64_t first, uint64_t end, uint64_t m)
+{
+	for (uint64_t k = first; k < end; k++)
+		count_add(c, k, m);
+	return 0;
+}
+
+/*
+ * References to the clusters of the tables in s (merged): each table past the end of the file is
+ * reported once, and each cluster counted once for all the tables over it.
+ */
+static int reference_tables(struct check *c, const struct span *s, size_t n)
+{
+	struct edge *e = malloc(2 * n * sizeof(*e) + 1);
+	size_t ne = 0;
+	int err = 0;
+
+	if (!e)
+		return check_fail(c, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		uint64_t last;
+
+		if (!s[i].len)
+			continue;
+		if (s[i].off > UINT64_MAX - s[i].len ||
+		    s[i].off + s[i].len >= c->file_size + c->cluster_size) {
+			err = reference_n(c, s[i].off, s[i].len, s[i].m);
+			if (err)
+				break;
+			continue;
+		}
+		last = (s[i].off + s[i].len - 1) >> c->cluster_bits;
+		err = counts_reach(c, last);
+		if (err) {
+			err = check_fail(c, err, "out of memory");
+			break;
+		}
+		e[ne++] = (struct edge){ s[i].off >> c->cluster_bits, (int64_t)s[i].m };
+		e[ne++] = (struct edge){ last + 1, -(int64_t)s[i].m };
+	}
+	if (!err)
+		err = sweep(c, e, ne, count_clusters);
+	free(e);
+	return err;
+}
+
+static int walk_piece(struct check *c, uint64_t start, uint64_t end, uint64_t m)
+{
+	uint8_t buf[4096];
+	int err;
+
+	while (start < end) {
+		uint64_t n = end - start < sizeof(buf) ? end - start : sizeof(buf);
+
+		err = read_at(c, buf, n, start);
+		for (uint64_t i = 0; i + 8 <= n && !err; i += 8)
+			err = c->walk_entry(c, qcow2_be64(buf + i), m);
+		if (err)
+			return err;
+		start += n;
+	}
+	return 0;
+}
+
+/*
+ * fn on each 8-byte entry of the tables in s (merged, each at a multiple of 8), with the number of
+ * times the tables over it are named. Only what lies in the file is read: the rest is zeroes.
+ */
+static int walk_tables(struct check *c, const struct span *s, size_t n,
+		       int (*fn)(struct check *c, uint64_t entry, uint64_t m))
+{
+	struct edge *e = malloc(2 * n * sizeof(*e) + 1);
+	size_t ne = 0;
+	int err;
+
+	if (!e)
+		return check_fail(c, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		uint64_t end;
+
+		if (s[i].off >= c->file_size || !s[i].len)
+			continue;
+		end = s[i].len > c->file_size - s[i].off ? c->file_size : s[i].off + s[i].len;
+		e[ne++] = (struct edge){ s[i].off, (int64_t)s[i].m };
+		/* An entry cut by the end of the file reads as if zeroes followed. */
+		e[ne++] = (struct edge){ (end + 7) & ~7ULL, -(int64_t)s[i].m };
+	}
+	c->walk_entry = fn;
+	err = sweep(c, e, ne, walk_piece);
+	free(e);
+	return err;
 }
 
 /*
@@ -277,12 +486,16 @@ static void compressed_span(const struct check *c, uint64_t e, uint64_t *off, ui
 	*len = sectors * 512 - (*off & 511);
 }
 
-static int walk_l2(struct check *c, uint64_t l2_offset, bool active)
+/*
+ * An L2 table that m_all L1 entries name, m_active of them in the active L1 table: its entries
+ * are read once and counted as many times (the cluster statistics only for the active ones).
+ */
+static int walk_l2(struct check *c, const struct l2_use *u)
 {
-	uint64_t next = 0;
+	uint64_t next = 0, m = u->m_all, ma = u->m_active;
 	int err;
 
-	err = read_at(c, c->table, c->cluster_size, l2_offset);
+	err = read_at(c, c->table, c->cluster_size, u->off);
 	if (err)
 		return err;
 	for (uint64_t i = 0; i < c->l2_entries; i++) {
@@ -291,7 +504,7 @@ static int walk_l2(struct check *c, uint64_t l2_offset, bool active)
 		if (l2_type(e) != COMPRESSED && (e & L2E_STD_RESERVED_MASK)) {
 			report(c, "ERROR found l2 entry with reserved bits set: %llx",
 			       (unsigned long long)e);
-			c->r->corruptions++;
+			c->r->corruptions += m;
 		}
 		switch (l2_type(e)) {
 		case COMPRESSED:
@@ -299,17 +512,15 @@ static int walk_l2(struct check *c, uint64_t l2_offset, bool active)
 			if (e & QCOW2_OFLAG_COPIED) {
 				report(c, "ERROR: coffset=0x%llx: copied flag must never be set "
 				       "for compressed clusters", (unsigned long long)off);
-				c->r->corruptions++;
+				c->r->corruptions += m;
 			}
-			err = reference(c, off, len);
+			err = reference_n(c, off, len, m);
 			if (err)
 				return err;
-			if (active) {
-				c->r->allocated_clusters++;
-				c->r->compressed_clusters++;
-				/* Never contiguous with their neighbours. */
-				c->r->fragmented_clusters++;
-			}
+			c->r->allocated_clusters += ma;
+			c->r->compressed_clusters += ma;
+			/* Never contiguous with their neighbours. */
+			c->r->fragmented_clusters += ma;
 			break;
 		case ZERO_ALLOC:
 		case NORMAL:
@@ -318,15 +529,13 @@ static int walk_l2(struct check *c, uint64_t l2_offset, bool active)
 				report(c, "ERROR offset=%llx: %s cluster is not properly aligned; "
 				       "L2 entry corrupted.", (unsigned long long)off,
 				       l2_type(e) == ZERO_ALLOC ? "Preallocated" : "Data");
-				c->r->corruptions++;
+				c->r->corruptions += m;
 			}
-			if (active) {
-				c->r->allocated_clusters++;
-				if (next && off != next)
-					c->r->fragmented_clusters++;
-				next = off + c->cluster_size;
-			}
-			err = reference(c, off, c->cluster_size);
+			c->r->allocated_clusters += ma;
+			if (next && off != next)
+				c->r->fragmented_clusters += ma;
+			next = off + c->cluster_size;
+			err = reference_n(c, off, c->cluster_size, m);
 			if (err)
 				return err;
 			break;
@@ -359,39 +568,141 @@ static int read_l1(struct check *c, uint64_t off, uint32_t entries, uint64_t **l
 	return 0;
 }
 
-/* An L1 table (the active one, or a snapshot's): itself, its L2 tables, their clusters. */
-static int walk_l1(struct check *c, uint64_t l1_offset, uint32_t l1_size, bool active)
+static int l2_add(struct check *c, uint64_t off, uint64_t m_active, uint64_t m_all)
+{
+	if (c->nl2s == c->l2s_cap) {
+		size_t cap = c->l2s_cap ? 2 * c->l2s_cap : 64;
+		struct l2_use *n = realloc(c->l2s, cap * sizeof(*n));
+
+		if (!n)
+			return check_fail(c, -ENOMEM, "out of memory");
+		c->l2s = n;
+		c->l2s_cap = cap;
+	}
+	c->l2s[c->nl2s++] = (struct l2_use){ off, m_active, m_all };
+	return 0;
+}
+
+/*
+ * An L1 entry that m L1 tables hold: the L2 table it names is referenced m times, and noted to
+ * be walked once with the others. As QEMU, a table off a cluster boundary is reported and walked
+ * all the same (a cluster read there), so that the counts agree.
+ */
+static int l1_entry(struct check *c, uint64_t e, uint64_t m, bool active)
+{
+	uint64_t l2 = e & QCOW2_L1E_OFFSET_MASK;
+	int err;
+
+	/* As QEMU: an entry with only reserved bits set still names an L2 table, at 0. */
+	if (!e)
+		return 0;
+	if (e & L1E_RESERVED_MASK) {
+		report(c, "ERROR found L1 entry with reserved bits set: %llx",
+		       (unsigned long long)e);
+		c->r->corruptions += m;
+	}
+	err = reference_n(c, l2, c->cluster_size, m);
+	if (err)
+		return err;
+	if (l2 & (c->cluster_size - 1)) {
+		report(c, "ERROR l2_offset=%llx: Table is not cluster aligned; L1 entry "
+		       "corrupted", (unsigned long long)l2);
+		c->r->corruptions += m;
+	}
+	/* Past the end of the file it reads as zeroes: nothing to walk. */
+	if (l2 >= c->file_size)
+		return 0;
+	return l2_add(c, l2, active ? m : 0, m);
+}
+
+static int snapshot_l1_entry(struct check *c, uint64_t e, uint64_t m)
+{
+	return l1_entry(c, e, m, false);
+}
+
+static int l2_cmp(const void *a, const void *b)
+{
+	const struct l2_use *x = a, *y = b;
+
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* One l2_use per L2 table, its counts added up. */
+static void l2_merge(struct check *c)
+{
+	size_t out = 0;
+
+	if (!c->nl2s)
+		return;
+	qsort(c->l2s, c->nl2s, sizeof(*c->l2s), l2_cmp);
+	for (size_t i = 0; i < c->nl2s; i++) {
+		if (out && c->l2s[out - 1].off == c->l2s[i].off) {
+			c->l2s[out - 1].m_active += c->l2s[i].m_active;
+			c->l2s[out - 1].m_all += c->l2s[i].m_all;
+		} else {
+			c->l2s[out++] = c->l2s[i];
+		}
+	}
+	c->nl2s = out;
+}
+
+/* The active L1 table: itself and its entries. */
+static int walk_active_l1(struct check *c)
 {
 	uint64_t *l1;
 	int err;
 
-	err = reference(c, l1_offset, (uint64_t)l1_size * 8);
+	err = reference(c, c->h.l1_table_offset, (uint64_t)c->h.l1_size * 8);
 	if (!err)
-		err = read_l1(c, l1_offset, l1_size, &l1);
+		err = read_l1(c, c->h.l1_table_offset, c->h.l1_size, &l1);
 	if (err)
 		return err;
-	for (uint32_t i = 0; i < l1_size && !err; i++) {
-		uint64_t l2 = l1[i] & QCOW2_L1E_OFFSET_MASK;
-
-		/* As QEMU: an entry with only reserved bits set still names an L2 table, at 0. */
-		if (!l1[i])
-			continue;
-		if (l1[i] & L1E_RESERVED_MASK) {
-			report(c, "ERROR found L1 entry with reserved bits set: %llx",
-			       (unsigned long long)l1[i]);
-			c->r->corruptions++;
-		}
-		err = reference(c, l2, c->cluster_size);
-		if (err)
-			break;
-		if (l2 & (c->cluster_size - 1)) {
-			report(c, "ERROR l2_offset=%llx: Table is not cluster aligned; L1 entry "
-			       "corrupted", (unsigned long long)l2);
-			c->r->corruptions++;
-		}
-		err = walk_l2(c, l2, active);
-	}
+	for (uint32_t i = 0; i < c->h.l1_size && !err; i++)
+		err = l1_entry(c, l1[i], 1, true);
 	free(l1);
+	return err;
+}
+
+/*
+ * The snapshots' L1 tables, each one as many times as snapshots name it but read once; then every
+ * L2 table any L1 table names, each read once.
+ */
+static int walk_snapshots_and_l2s(struct check *c)
+{
+	struct span *s = malloc(((size_t)c->h.nb_snapshots + 1) * sizeof(*s));
+	size_t n = 0;
+	int err = 0;
+
+	if (!s)
+		return check_fail(c, -ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < c->h.nb_snapshots; i++) {
+		struct snapshot *sn = &c->snapshots[i];
+
+		if (sn->l1_offset & (c->cluster_size - 1)) {
+			report(c, "ERROR snapshot %s (%s) l1_offset=%#llx: L1 table is not cluster "
+			       "aligned; snapshot table entry corrupted", sn->id, sn->name,
+			       (unsigned long long)sn->l1_offset);
+			c->r->corruptions++;
+			continue;
+		}
+		if ((uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES) {
+			report(c, "ERROR snapshot %s (%s) l1_size=%#x: L1 table is too large; "
+			       "snapshot table entry corrupted", sn->id, sn->name, sn->l1_size);
+			c->r->corruptions++;
+			continue;
+		}
+		s[n++] = (struct span){ sn->l1_offset, (uint64_t)sn->l1_size * 8, 1 };
+	}
+	n = spans_merge(s, n);
+	err = reference_tables(c, s, n);
+	if (!err)
+		err = walk_tables(c, s, n, snapshot_l1_entry);
+	free(s);
+	if (err)
+		return err;
+	l2_merge(c);
+	for (size_t i = 0; i < c->nl2s && !err; i++)
+		err = walk_l2(c, &c->l2s[i]);
 	return err;
 }
 
@@ -469,13 +780,67 @@ static const struct qcow2_ext *find_ext(const struct qcow2_header *h, uint32_t t
 	return NULL;
 }
 
-/* Persistent dirty bitmaps (spec "Bitmaps"): the directory, each bitmap table, its clusters. */
+/*
+ * A bitmap directory entry (spec "Bitmap directory") within QEMU's limits, which QEMU checks when
+ * it opens the image, before anything is walked: a table size up to 2^32 - 1 would otherwise
+ * have the check read that many entries. 0, or -EINVAL with the reason in why.
+ */
+static int bitmap_entry_check(struct check *c, const uint8_t *e, uint32_t i)
+{
+	uint64_t table_off = qcow2_be64(e), phys;
+	uint32_t table_size = qcow2_be32(e + 8), flags = qcow2_be32(e + 12);
+	uint32_t gran = e[17], name_len = (uint32_t)e[18] << 8 | e[19];
+
+	if (!table_size || !table_off || (table_off & (c->cluster_size - 1)))
+		return check_fail(c, -EINVAL, "bitmap %u: table offset %#llx, %u entries: not a "
+				  "table", i, (unsigned long long)table_off, table_size);
+	phys = (uint64_t)table_size << c->cluster_bits;
+	if (table_size > BITMAP_TABLE_MAX || phys > BITMAP_PHYS_MAX)
+		return check_fail(c, -EINVAL, "bitmap %u: a table of %u entries is too large "
+				  "(at most %llu MiB of bitmap)", i, table_size,
+				  BITMAP_PHYS_MAX >> 20);
+	if (gran < BITMAP_GRANULARITY_MIN || gran > BITMAP_GRANULARITY_MAX)
+		return check_fail(c, -EINVAL, "bitmap %u: granularity of 2^%u bytes is out of "
+				  "range", i, gran);
+	if (flags & ~BITMAP_FLAGS_KNOWN || e[16] != BITMAP_TYPE_DIRTY_TRACKING)
+		return check_fail(c, -EINVAL, "bitmap %u: unknown flags %#x or type %u", i,
+				  flags, e[16]);
+	if (name_len > BITMAP_NAME_MAX)
+		return check_fail(c, -EINVAL, "bitmap %u: name of %u bytes is too long", i,
+				  name_len);
+	/* One bit per granule of the disk; a bitmap in use may be stale (left by a resize). */
+	if (!(flags & BITMAP_FLAG_IN_USE) && c->h.size > ((phys * 8) << gran))
+		return check_fail(c, -EINVAL, "bitmap %u: a table of %u entries is too small "
+				  "for the disk", i, table_size);
+	return 0;
+}
+
+/* spec "Bitmap table": an entry names a cluster of the bitmap, or none (all zeroes, all ones). */
+static int bitmap_table_entry(struct check *c, uint64_t e, uint64_t m)
+{
+	uint64_t off = e & BITMAP_TABLE_OFFSET_MASK;
+
+	if ((e & BITMAP_TABLE_RESERVED_MASK) ||
+	    (off && ((e & BITMAP_TABLE_ALL_ONES) || (off & (c->cluster_size - 1))))) {
+		report(c, "ERROR bitmap table entry %llx is invalid", (unsigned long long)e);
+		c->r->corruptions += m;
+		return 0;
+	}
+	return reference_n(c, off, off ? c->cluster_size : 0, m);
+}
+
+/*
+ * Persistent dirty bitmaps (spec "Bitmaps"): the directory, each bitmap table, its clusters. A
+ * table that several bitmaps name is read once, and only where it lies in the file.
+ */
 static int walk_bitmaps(struct check *c)
 {
 	const struct qcow2_ext *ext = find_ext(&c->h, QCOW2_EXT_BITMAPS);
 	uint64_t dir_size, dir_off, pos = 0;
+	struct span *s = NULL;
 	uint32_t nb;
 	uint8_t *dir;
+	size_t n = 0;
 	int err;
 
 	/* Without the autoclear bit the extension is stale and readers ignore it. */
@@ -486,25 +851,28 @@ static int walk_bitmaps(struct check *c)
 	nb = qcow2_be32(ext->data);
 	dir_size = qcow2_be64(ext->data + 8);
 	dir_off = qcow2_be64(ext->data + 16);
+	if (nb > BITMAPS_MAX)
+		return check_fail(c, -EINVAL, "%u bitmaps: more than %u", nb, BITMAPS_MAX);
 	if (dir_size > BITMAP_DIRECTORY_MAX)
 		return check_fail(c, -EINVAL, "bitmap directory is too large");
 	err = reference(c, dir_off, dir_size);
 	if (err)
 		return err;
 	dir = malloc(dir_size + 1);
-	if (!dir)
+	s = malloc(((size_t)nb + 1) * sizeof(*s));
+	if (!dir || !s) {
+		free(dir);
+		free(s);
 		return check_fail(c, -ENOMEM, "out of memory");
+	}
 	err = read_at(c, dir, dir_size, dir_off);
 	for (uint32_t i = 0; i < nb && !err; i++) {
-		uint64_t table_off, entry_len;
-		uint32_t table_size;
+		uint64_t entry_len;
 
 		if (dir_size - pos < 24) {
 			err = check_fail(c, -EINVAL, "bitmap directory is truncated");
 			break;
 		}
-		table_off = qcow2_be64(dir + pos);
-		table_size = qcow2_be32(dir + pos + 8);
 		entry_len = 24 + ((uint32_t)dir[pos + 18] << 8 | dir[pos + 19]) +
 			    (uint64_t)qcow2_be32(dir + pos + 20);
 		entry_len = (entry_len + 7) & ~7ULL;
@@ -512,26 +880,21 @@ static int walk_bitmaps(struct check *c)
 			err = check_fail(c, -EINVAL, "bitmap directory is truncated");
 			break;
 		}
-		pos += entry_len;
-		err = reference(c, table_off, (uint64_t)table_size * 8);
+		err = bitmap_entry_check(c, dir + pos, i);
 		if (err)
 			break;
-		for (uint64_t t = 0; t < table_size && !err; t += c->l2_entries) {
-			uint64_t n = table_size - t;
-
-			n = n < c->l2_entries ? n : c->l2_entries;
-
-			err = read_at(c, c->table, n * 8, table_off + t * 8);
-			for (uint64_t j = 0; j < n && !err; j++) {
-				uint64_t off = qcow2_be64(c->table + 8 * j);
-
-				off &= BITMAP_TABLE_OFFSET_MASK;
-				if (off)
-					err = reference(c, off, c->cluster_size);
-			}
-		}
+		s[n++] = (struct span){ qcow2_be64(dir + pos),
+					(uint64_t)qcow2_be32(dir + pos + 8) * 8, 1 };
+		pos += entry_len;
 	}
 	free(dir);
+	if (!err) {
+		n = spans_merge(s, n);
+		err = reference_tables(c, s, n);
+	}
+	if (!err)
+		err = walk_tables(c, s, n, bitmap_table_entry);
+	free(s);
 	return err;
 }
 
@@ -609,7 +972,8 @@ static int compare(struct check *c)
 
 /*
  * spec "Cluster mapping": COPIED is set in an active L1 or L2 entry exactly when the cluster's
- * refcount is 1, so that the driver may write in place. Checked against the stored refcounts.
+ * refcount is 1, so that the driver may write in place. Checked against the stored refcounts;
+ * each active L2 table read once, its findings counted once for each L1 entry naming it.
  */
 static int check_copied(struct check *c)
 {
@@ -627,7 +991,14 @@ static int check_copied(struct check *c)
 			       (unsigned long long)rc);
 			c->r->corruptions++;
 		}
-		err = read_at(c, c->table, c->cluster_size, l2);
+	}
+	free(l1);
+	for (size_t i = 0; i < c->nl2s && !err; i++) {
+		const struct l2_use *u = &c->l2s[i];
+
+		if (!u->m_active || stored_refcount(c, u->off >> c->cluster_bits, &rc) < 0)
+			continue;
+		err = read_at(c, c->table, c->cluster_size, u->off);
 		for (uint64_t j = 0; j < c->l2_entries && !err; j++) {
 			uint64_t e = qcow2_be64(c->table + 8 * j);
 			enum cluster_type t = l2_type(e);
@@ -641,11 +1012,10 @@ static int check_copied(struct check *c)
 				report(c, "ERROR OFLAG_COPIED data cluster: l2_entry=%llx "
 				       "refcount=%llu", (unsigned long long)e,
 				       (unsigned long long)rc);
-				c->r->corruptions++;
+				c->r->corruptions += u->m_active;
 			}
 		}
 	}
-	free(l1);
 	return err;
 }
 
@@ -722,28 +1092,12 @@ static int run(struct check *c)
 	err = load(c);
 	if (err)
 		return err;
-	/* In QEMU's order, so that the same findings come out in the same order. */
+	/* In QEMU's order, but for the L2 tables, walked once after all the L1 tables. */
 	err = reference(c, 0, c->cluster_size);
 	if (!err)
-		err = walk_l1(c, c->h.l1_table_offset, c->h.l1_size, true);
-	for (uint32_t i = 0; i < c->h.nb_snapshots && !err; i++) {
-		struct snapshot *s = &c->snapshots[i];
-
-		if (s->l1_offset & (c->cluster_size - 1)) {
-			report(c, "ERROR snapshot %s (%s) l1_offset=%#llx: L1 table is not cluster "
-			       "aligned; snapshot table entry corrupted", s->id, s->name,
-			       (unsigned long long)s->l1_offset);
-			c->r->corruptions++;
-			continue;
-		}
-		if ((uint64_t)s->l1_size * 8 > QCOW2_MAX_L1_BYTES) {
-			report(c, "ERROR snapshot %s (%s) l1_size=%#x: L1 table is too large; "
-			       "snapshot table entry corrupted", s->id, s->name, s->l1_size);
-			c->r->corruptions++;
-			continue;
-		}
-		err = walk_l1(c, s->l1_offset, s->l1_size, false);
-	}
+		err = walk_active_l1(c);
+	if (!err)
+		err = walk_snapshots_and_l2s(c);
 	if (!err)
 		err = reference(c, c->h.snapshots_offset, c->snapshots_size);
 	if (!err)
@@ -776,5 +1130,6 @@ int qcow2_check(int fd, FILE *log, struct qcow2_check_result *r, char *why, size
 	free(c.counts);
 	free(c.snapshots);
 	free(c.table);
+	free(c.l2s);
 	return err;
 }

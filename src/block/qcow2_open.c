@@ -166,26 +166,26 @@ static int load_tables(struct qcow2 *s, const char **why)
 /*
  * L2 tables: as given (cache_size, like QEMU's l2-cache-size), else enough to map the whole
  * disk, up to QCOW2_DEFAULT_CACHE_MAX. Refcount blocks: a quarter of that when given, else
- * enough for the file or the disk, whichever is larger, within a quarter of the maximum.
+ * enough for the file or the disk, whichever is larger, within a quarter of the maximum. A size
+ * given is bounded, as QEMU bounds l2-cache-size, by what maps the whole disk (and file), and by
+ * DISK_CACHE_SIZE_MAX, so that the number of tables stays far below 2^32.
  */
 static int make_caches(struct qcow2 *s, uint64_t cache_size, const char **why)
 {
 	uint64_t cs = s->cluster_size;
 	uint64_t l2_cover = cs << s->l2_bits, rb_cover = cs << s->rb_bits;
 	uint64_t big = s->h.size > s->d->file_size ? s->h.size : s->d->file_size;
+	uint64_t l2_need = (s->h.size / l2_cover + !!(s->h.size % l2_cover)) * cs;
+	uint64_t rb_need = (big / rb_cover + !!(big % rb_cover)) * cs + 2 * cs;
+	uint64_t l2_max = QCOW2_DEFAULT_CACHE_MAX, rb_max = QCOW2_DEFAULT_CACHE_MAX / 4;
 	uint64_t l2_bytes, rb_bytes;
 
 	if (cache_size) {
-		l2_bytes = cache_size;
-		rb_bytes = cache_size / 4;
-	} else {
-		l2_bytes = (s->h.size + l2_cover - 1) / l2_cover * cs;
-		if (l2_bytes > QCOW2_DEFAULT_CACHE_MAX)
-			l2_bytes = QCOW2_DEFAULT_CACHE_MAX;
-		rb_bytes = (big + rb_cover - 1) / rb_cover * cs + 2 * cs;
-		if (rb_bytes > QCOW2_DEFAULT_CACHE_MAX / 4)
-			rb_bytes = QCOW2_DEFAULT_CACHE_MAX / 4;
+		l2_max = cache_size < DISK_CACHE_SIZE_MAX ? cache_size : DISK_CACHE_SIZE_MAX;
+		rb_max = l2_max / 4;
 	}
+	l2_bytes = l2_need < l2_max ? l2_need : l2_max;
+	rb_bytes = rb_need < rb_max ? rb_need : rb_max;
 	s->l2_cache = qcow2_cache_create((uint32_t)(l2_bytes / cs), s->cluster_bits);
 	s->rb_cache = qcow2_cache_create((uint32_t)(rb_bytes / cs), s->cluster_bits);
 	if (!s->l2_cache || !s->rb_cache) {

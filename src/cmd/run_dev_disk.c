@@ -39,7 +39,8 @@ static const struct kvopt_spec disk_keys[] = {
 	{ "engine", KVOPT_ENUM, KVOPT_AT(struct run_disk, engine), .names = disk_engine_names,
 	  .help = "its I/O engine (default: --engine)" },
 	{ "cache-size", KVOPT_SIZE, KVOPT_AT(struct run_disk, cache_size), .min = 1,
-	  .help = "qcow2 metadata cache, like QEMU's l2-cache-size" },
+	  .max = DISK_CACHE_SIZE_MAX,
+	  .help = "qcow2 metadata cache up to 1G, like QEMU's l2-cache-size" },
 	{ NULL },
 };
 

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -378,6 +379,52 @@ static void set_refcount(int fd, const struct geometry *g, uint64_t k, uint64_t 
 static void copy_file(const struct fx *fx, const char *from, const char *to)
 {
 	expect_ok(tool(fx, "cp %s %s", from, to));
+}
+
+
+/* The offset of the bitmaps header extension's data (spec "Bitmaps extension"); 0: none. */
+static uint64_t bitmaps_ext_offset(int fd)
+{
+	uint8_t h[104], e[8];
+	uint64_t p;
+
+	assert_int_equal(pread_full(fd, h, sizeof(h), 0), 0);
+	for (p = qcow2_be32(h + 100);; p += 8 + ALIGN_UP((uint64_t)qcow2_be32(e + 4), 8)) {
+		assert_int_equal(pread_full(fd, e, sizeof(e), p), 0);
+		if (!qcow2_be32(e))
+			return 0;
+		if (qcow2_be32(e) == QCOW2_EXT_BITMAPS)
+			return p + 8;
+	}
+}
+
+/*
+ * A hang detector, not a time limit: a check whose work is bounded by the file ends in well under
+ * a second, one that walks what a hostile header names takes hours.
+ */
+static int hang_fd = -1;	/* the test's stderr, while img() redirects fd 2 */
+
+static void hang_detected(int sig)
+{
+	static const char msg[] = "nkvm img check still running after 10 s: an unbounded walk\n";
+
+	(void)sig;
+	if (write(hang_fd, msg, sizeof(msg) - 1) < 0)
+		_exit(125);
+	_exit(124);
+}
+
+static struct result img_guarded(const struct fx *fx, const char *cmd)
+{
+	struct result r;
+
+	hang_fd = dup(2);
+	signal(SIGALRM, hang_detected);
+	alarm(10);
+	r = img(fx, "%s", cmd);
+	alarm(0);
+	close(hang_fd);
+	return r;
 }
 
 /* ---- Tests ---- */
@@ -900,6 +947,245 @@ static void test_img_check_refuses_absurd_sizes(void **state)
 	expect_one_line_failure(img(fx, "check big.qcow2"), IMG_CHECK_FAILED);
 }
 
+/*
+ * A bitmap table of 2^32 - 1 entries in a 2.5 KB image: QEMU's limits on a bitmap directory entry
+ * (a table of at most 2^27 entries, 512 MiB of bitmap) are checked before anything is walked, and
+ * the image is refused, as qemu-img check refuses it.
+ */
+static void test_img_check_refuses_bitmap_table_beyond_limits(void **state)
+{
+	const struct fx *fx = *state;
+	uint64_t ext, dir;
+	uint8_t b[4];
+	int fd;
+	struct geometry g;
+	struct result q, n;
+
+	if (!have_qemu_img())
+		skip();
+	expect_ok(tool(fx, "qemu-img create -q -f qcow2 -o cluster_size=512 bm.qcow2 1M"));
+	expect_ok(tool(fx, "qemu-img bitmap --add bm.qcow2 b0"));
+	fd = open_image(fx, "bm.qcow2", &g);
+	ext = bitmaps_ext_offset(fd);
+	assert_true(ext != 0);
+	dir = read_u64(fd, ext + 16);
+	qcow2_put_be32(b, 0xffffffff);
+	assert_int_equal(pwrite(fd, b, 4, dir + 8), 4);
+	close(fd);
+	q = tool(fx, "qemu-img check bm.qcow2");
+	assert_int_equal(q.status, IMG_CHECK_FAILED);
+	result_free(&q);
+	n = img_guarded(fx, "check bm.qcow2");
+	assert_non_null(strstr(n.err, "bitmap"));
+	expect_one_line_failure(n, IMG_CHECK_FAILED);
+}
+
+/*
+ * n bitmaps that all name one table: entries at table, or if 0 the table of the one qemu-img made
+ * in from, grown to reach the new directory. They are in use, so that QEMU opens the image
+ * without loading them (and without refusing duplicate tables), and checks them.
+ */
+static void share_bitmap_table(const struct fx *fx, const char *from, const char *name,
+			       uint32_t n, uint64_t table, uint32_t entries)
+{
+	uint64_t ext, dir, newdir;
+	uint8_t entry[32], *d;
+	struct geometry g;
+	struct stat st;
+	int fd;
+
+	copy_file(fx, from, name);
+	fd = open_image(fx, name, &g);
+	ext = bitmaps_ext_offset(fd);
+	assert_true(ext != 0);
+	dir = read_u64(fd, ext + 16);
+	assert_int_equal(pread_full(fd, entry, sizeof(entry), dir), 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	newdir = ALIGN_UP((uint64_t)st.st_size, 65536);
+	if (!table) {
+		table = qcow2_be64(entry);
+		entries = (uint32_t)((newdir - table) / 8);
+		/*
+		 * Only valid entries (QEMU fails its check on others), zeroes but three: one
+		 * naming cluster 1, one "all ones", one naming a cluster past the end of the file
+		 * (a finding per bitmap that names the table).
+		 */
+		for (uint64_t at = table; at < newdir; at += 8)
+			write_u64(fd, at, 0);
+		write_u64(fd, table, g.cluster_size);
+		write_u64(fd, table + 8, 1);
+		write_u64(fd, newdir - 8, 1ULL << 40);
+	}
+	qcow2_put_be64(entry, table);
+	qcow2_put_be32(entry + 8, entries);
+	qcow2_put_be32(entry + 12, 3);		/* in use, auto */
+	entry[18] = 0;
+	entry[19] = 4;				/* name_size */
+	d = calloc(n, sizeof(entry));
+	assert_non_null(d);
+	for (uint32_t i = 0; i < n; i++) {
+		char nm[8];
+
+		memcpy(d + 32 * i, entry, 24);
+		snprintf(nm, sizeof(nm), "%04x", i);
+		memcpy(d + 32 * i + 24, nm, 4);
+	}
+	assert_int_equal(pwrite(fd, d, (size_t)n * 32, newdir), (ssize_t)n * 32);
+	free(d);
+	qcow2_put_be32(entry, n);
+	assert_int_equal(pwrite(fd, entry, 4, ext), 4);
+	write_u64(fd, ext + 8, (uint64_t)n * 32);
+	write_u64(fd, ext + 16, newdir);
+	close(fd);
+}
+
+static int count_substr(const char *s, const char *sub)
+{
+	int n = 0;
+
+	for (const char *p = strstr(s, sub); p; p = strstr(p + 1, sub))
+		n++;
+	return n;
+}
+
+/*
+ * Bitmap tables wholly past the end of the file, of the largest size QEMU allows for 512-byte
+ * clusters (2^20 entries): each is one finding, as in qemu-img check; and one table that 65535
+ * bitmaps name is reported once, not walked.
+ */
+static void test_img_check_bitmap_table_past_the_end_is_not_walked(void **state)
+{
+	const struct fx *fx = *state;
+	struct counts big;
+	struct result r;
+
+	if (!have_qemu_img())
+		skip();
+	expect_ok(tool(fx, "qemu-img create -q -f qcow2 -o cluster_size=512 bm.qcow2 512M"));
+	expect_ok(tool(fx, "qemu-img bitmap --add -g 512 bm.qcow2 b0"));
+	share_bitmap_table(fx, "bm.qcow2", "b1.qcow2", 1, 1ULL << 40, 1U << 20);
+	share_bitmap_table(fx, "bm.qcow2", "b2.qcow2", 2, 1ULL << 40, 1U << 20);
+	/* One finding for the table, one for the new directory, which no refcount covers. */
+	assert_int_equal(check_both(fx, "b1.qcow2").corruptions, 2);
+	assert_int_equal(check_both(fx, "b2.qcow2").corruptions, 3);
+	share_bitmap_table(fx, "bm.qcow2", "big.qcow2", 65535, 1ULL << 40, 1U << 20);
+	r = img_guarded(fx, "check big.qcow2");
+	big = check_counts(&r);
+	assert_int_equal(big.status, IMG_CHECK_CORRUPT);
+	/* One for the table, and one for each cluster of the directory (2 MiB). */
+	assert_int_equal(big.corruptions, 65535 + (65535 * 32 + 511) / 512);
+	assert_int_equal(count_substr(r.err, "exceeding the end of the file"), 1);
+	result_free(&r);
+}
+
+/*
+ * 65535 bitmaps (QEMU's most) naming one table that covers most of a 3 MB file: each entry is
+ * walked once, whatever the number of bitmaps naming it. The findings grow linearly with the
+ * number of bitmaps (64-bit refcounts: no overflow), so qemu-img check's counts for 2 and 3 of
+ * them say what the count for 65535 must be.
+ */
+static void test_img_check_many_bitmaps_sharing_a_table_walk_it_once(void **state)
+{
+	const struct fx *fx = *state;
+	long long c2, c3;
+	struct counts big;
+	struct result r;
+
+	if (!have_qemu_img())
+		skip();
+	expect_ok(tool(fx, "qemu-img create -q -f qcow2 -o cluster_size=512,refcount_bits=64 "
+		       "bm.qcow2 1M"));
+	expect_ok(tool(fx, "qemu-img bitmap --add bm.qcow2 b0"));
+	expect_ok(tool(fx, "truncate -s 1M bm.qcow2"));
+	share_bitmap_table(fx, "bm.qcow2", "b2.qcow2", 2, 0, 0);
+	share_bitmap_table(fx, "bm.qcow2", "b3.qcow2", 3, 0, 0);
+	c2 = check_both(fx, "b2.qcow2").corruptions;
+	c3 = check_both(fx, "b3.qcow2").corruptions;
+	assert_int_equal(c3, c2 + 1);
+	share_bitmap_table(fx, "bm.qcow2", "big.qcow2", 65535, 0, 0);
+	r = img_guarded(fx, "check big.qcow2");
+	big = check_counts(&r);
+	assert_int_equal(big.status, IMG_CHECK_CORRUPT);
+	/* One more per bitmap, and one for each more cluster of the directory (2 MiB). */
+	assert_int_equal(big.corruptions, c2 + 65535 - 2 + (65535 * 32 + 511) / 512 - 1);
+	result_free(&r);
+}
+
+/*
+ * n snapshots whose L1 tables are all one copy, at the end of the file, of the one snapshot
+ * qemu-img took, each of the largest size QEMU allows (2^22 entries, reaching past the end of the
+ * file): each L1 entry and L2 table is walked once whatever the number of snapshots naming it.
+ * The copy comes last so that the findings grow linearly with n.
+ */
+static uint64_t share_snapshot_l1(const struct fx *fx, const char *name, uint32_t n)
+{
+	uint8_t h[72], entry[256] = { 0 }, *t;
+	uint64_t off, len, at, l1;
+	struct geometry g;
+	struct stat st;
+	int fd;
+
+	copy_file(fx, "sn.qcow2", name);
+	fd = open_image(fx, name, &g);
+	assert_int_equal(pread_full(fd, h, sizeof(h), 0), 0);
+	assert_int_equal(qcow2_be32(h + 60), 1);
+	off = qcow2_be64(h + 64);
+	assert_int_equal(pread_full(fd, entry, 40, off), 0);
+	len = ALIGN_UP(40 + qcow2_be32(entry + 36) + (entry[12] << 8 | entry[13]) +
+		       (entry[14] << 8 | entry[15]), 8);
+	assert_true(len <= sizeof(entry));
+	/* The last entry's padding need not be in the file. */
+	assert_true(pread(fd, entry, len, off) >= 40);
+	assert_int_equal(fstat(fd, &st), 0);
+	at = ALIGN_UP((uint64_t)st.st_size, g.cluster_size);
+	l1 = ALIGN_UP(at + len * n, g.cluster_size);
+	t = malloc(len * n > g.cluster_size ? len * n : g.cluster_size);
+	assert_non_null(t);
+	assert_int_equal(pread_full(fd, t, g.cluster_size, qcow2_be64(entry)), 0);
+	assert_int_equal(pwrite(fd, t, g.cluster_size, l1), (ssize_t)g.cluster_size);
+	qcow2_put_be64(entry, l1);
+	qcow2_put_be32(entry + 8, 1U << 22);
+	for (uint32_t i = 0; i < n; i++)
+		memcpy(t + len * i, entry, len);
+	assert_int_equal(pwrite(fd, t, len * n, at), (ssize_t)(len * n));
+	free(t);
+	qcow2_put_be32(h, n);
+	assert_int_equal(pwrite(fd, h, 4, 60), 4);
+	write_u64(fd, 64, at);
+	close(fd);
+	return len;
+}
+
+static void test_img_check_many_snapshots_sharing_an_l1_walk_it_once(void **state)
+{
+	const struct fx *fx = *state;
+	uint64_t len, table_clusters;
+	long long c2, c3;
+	struct counts big;
+	struct result r;
+
+	if (!have_qemu_img())
+		skip();
+	/* 64-bit refcounts: no overflow, so that the findings grow linearly with the snapshots. */
+	expect_ok(tool(fx, "qemu-img create -q -f qcow2 -o refcount_bits=64 sn.qcow2 1G"));
+	expect_ok(tool(fx, "qemu-io -c write~-P~0~0~1M -c write~-c~4M~64k sn.qcow2"));
+	expect_ok(tool(fx, "qemu-img snapshot -c s1 sn.qcow2"));
+	len = share_snapshot_l1(fx, "s2.qcow2", 2);
+	share_snapshot_l1(fx, "s3.qcow2", 3);
+	c2 = check_both(fx, "s2.qcow2").corruptions;
+	c3 = check_both(fx, "s3.qcow2").corruptions;
+	assert_true(c3 > c2);
+	assert_true(3 * len <= 65536);
+	share_snapshot_l1(fx, "big.qcow2", 20000);
+	r = img_guarded(fx, "check big.qcow2");
+	big = check_counts(&r);
+	assert_int_equal(big.status, IMG_CHECK_CORRUPT);
+	/* And one for each more cluster of the snapshot table, which no refcount covers. */
+	table_clusters = (20000 * len + 65535) / 65536;
+	assert_int_equal(big.corruptions, c2 + (c3 - c2) * (20000 - 2) + table_clusters - 1);
+	result_free(&r);
+}
+
 static void test_img_usage(void **state)
 {
 	const struct fx *fx = *state;
@@ -932,9 +1218,14 @@ int main(void)
 		T(test_img_check_agrees_on_clean_images),
 		T(test_img_check_agrees_on_damaged_images),
 		T(test_img_check_refuses_absurd_sizes),
+		T(test_img_check_refuses_bitmap_table_beyond_limits),
+		T(test_img_check_bitmap_table_past_the_end_is_not_walked),
+		T(test_img_check_many_bitmaps_sharing_a_table_walk_it_once),
+		T(test_img_check_many_snapshots_sharing_an_l1_walk_it_once),
 		T(test_img_usage),
 	};
 #undef T
 
+	cmocka_set_test_filter(getenv("TEST_FILTER"));
 	return cmocka_run_group_tests_name("img", tests, NULL, NULL);
 }

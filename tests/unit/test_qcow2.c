@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "block/disk.h"
+#include "block/qcow2.h"
 #include "block/qcow2_header.h"
 #include "lib/file.h"
 #include "lib/util.h"
@@ -401,6 +402,66 @@ static void test_qcow2_reads_compressed(void **state)
 	assert_reads_like_qemu(fx, "z.qcow2", &ro);
 	assert_reads_like_qemu(fx, "zs.qcow2", &ro);
 	assert_reads_like_qemu(fx, "z512.qcow2", &ro);
+}
+
+/*
+ * qemu-io's write -c appends the compressed cluster at the end of the file without padding it to a
+ * sector, so the last one ends the file mid-sector while its L2 entry counts whole sectors: the
+ * read must take the bytes that are there.
+ */
+static void test_qcow2_reads_compressed_cluster_ending_the_file_mid_sector(void **state)
+{
+	static const struct {
+		const char *opts, *cluster;
+	} cases[] = {
+		{ "cluster_size=512", "512" },
+		{ "cluster_size=4096", "4k" },
+		{ "cluster_size=65536", "64k" },
+		{ "cluster_size=4096,compression_type=zstd", "4k" },
+	};
+	struct fx *fx = *state;
+	char name[32];
+	struct stat st;
+
+	SKIP_WITHOUT_QEMU();
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(name, sizeof(name), "wc%zu.qcow2", i);
+		sh(fx, "qemu-img create -q -f qcow2 -o %s %s 1M && "
+		       "qemu-io -f qcow2 -c 'write -P 0x5a 64k 4k' -c 'write -c -P 0x66 0 64k' "
+		       "-c 'write -c -P 0x67 128k %s' %s >/dev/null", cases[i].opts, name,
+		       cases[i].cluster, name);
+		assert_int_equal(stat(fx_path(fx, name), &st), 0);
+		assert_true(st.st_size % 512 != 0);
+		assert_reads_like_qemu(fx, name, &(struct topts){ .ro = true });
+		assert_reads_like_qemu(fx, name, &(struct topts){ 0 });
+	}
+}
+
+/* Twice the tables in hash buckets, a power of two: past 2^31 tables it overflowed. */
+static void test_qcow2_cache_refuses_table_counts_past_its_bound(void **state)
+{
+	struct qcow2_cache *c = qcow2_cache_create(QCOW2_CACHE_MAX_TABLES, 9);
+
+	assert_non_null(c);
+	assert_int_equal(qcow2_cache_tables(c), QCOW2_CACHE_MAX_TABLES);
+	qcow2_cache_destroy(c);
+	assert_null(qcow2_cache_create(QCOW2_CACHE_MAX_TABLES + 1, 9));
+	assert_null(qcow2_cache_create(0x90000000U, 9));
+}
+
+/*
+ * A cache size far beyond what the disk needs (700G of 512-byte tables, 2^31 of them) is bounded
+ * to what maps the whole disk: its table count overflowed and the open never ended.
+ */
+static void test_qcow2_huge_cache_size_is_bounded(void **state)
+{
+	struct fx *fx = *state;
+
+	SKIP_WITHOUT_QEMU();
+	make_raw(fx_path(fx, "data.raw"), 1 * MiB, 6);
+	sh(fx, "qemu-img convert -f raw -O qcow2 -o cluster_size=512 data.raw c.qcow2");
+	assert_reads_like_qemu(fx, "c.qcow2", &(struct topts){ .cache_size = 700ULL << 30 });
+	assert_reads_like_qemu(fx, "c.qcow2", &(struct topts){ .cache_size = UINT64_MAX });
 }
 
 static void test_qcow2_reads_snapshot_image(void **state)
@@ -1109,6 +1170,9 @@ int main(void)
 		T(test_qcow2_reads_qemu_images_geometries),
 		T(test_qcow2_reads_backing_chain),
 		T(test_qcow2_reads_compressed),
+		T(test_qcow2_reads_compressed_cluster_ending_the_file_mid_sector),
+		cmocka_unit_test(test_qcow2_cache_refuses_table_counts_past_its_bound),
+		T(test_qcow2_huge_cache_size_is_bounded),
 		T(test_qcow2_reads_snapshot_image),
 		T(test_qcow2_probe_and_forced_format),
 		T(test_qcow2_random_writes_pass_qemu_check),
@@ -1128,5 +1192,6 @@ int main(void)
 		T(test_qcow2_close_waits_for_resubmitted),
 	};
 
+	cmocka_set_test_filter(getenv("TEST_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -199,6 +199,9 @@ static void test_disk_options(void **state)
 	assert_string_equal(disk(&o, 1)->serial, "SN1");
 	assert_int_equal(disk(&o, 1)->queues, 3);
 	run_options_free(&o);
+	assert_int_equal(parse(&o, err, "-d", "a.img,cache-size=1G", NULL), 0);
+	assert_int_equal(disk(&o, 0)->cache_size, 1ULL << 30);
+	run_options_free(&o);
 }
 
 static void test_disk_format_engine_and_cache_size_are_enum_values(void **state)
@@ -228,6 +231,10 @@ static void test_disk_option_errors(void **state)
 		{ "a.img,serial=123456789012345678901", "at most 20" },
 		{ "a.img,queues=0", "queues" },
 		{ "a.img,queues=64", "queues" },
+		/* 700G of 512-byte tables overflowed the cache's table count and hung the open. */
+		{ "a.img,cache-size=700G", "cache-size is at most 1G" },
+		{ "a.img,cache-size=1025M", "cache-size is at most 1G" },
+		{ "a.img,cache-size=0", "cache-size is a size" },
 		{ ",ro", "no image" },
 		{ "", "no image" },
 		{ "a.img,format=vmdk", "format must be raw or qcow2" },
