@@ -236,6 +236,10 @@ static int create_disk(struct machine *m, const struct run_disk *d, const struct
 	/* Not an error: e.g. the engine asked for is unavailable here and another one runs. */
 	if (disk_notice(disk))
 		nkvm_err("%s: %s", d->path, disk_notice(disk));
+	/* QEMU warns likewise: probing is why the guest may not write every first sector. */
+	if (disk_probed_raw(disk))
+		nkvm_err("%s: format probed as raw; a guest write that would make it look like "
+			 "another format fails (format=raw allows it and silences this)", d->path);
 	err = virtio_blk_create(&m->vm, &m->pci, &m->irq, disk, &bopt);
 	if (err)
 		nkvm_err("%s: cannot create its virtio-blk device: %s", d->path, strerror(-err));

@@ -749,6 +749,44 @@ test_enospc_reaches_guest_as_ioerr() {
 	fi
 }
 
+# A guest writes, into sector 0 of its probed raw disk, a qcow2 header naming a host file as its
+# raw backing file (the class of QEMU's CVE-2008-2004): the write fails with an I/O error, the
+# disk stays raw for `nkvm img info` and for the next boot, whose guest never sees the file's
+# bytes. A partition-table-like first sector still goes in. The header comes from a second disk.
+test_blk_probed_raw_refuses_qcow2_header() {
+	d="$tmp/probe"
+	mkdir -p "$d"
+	marker="nkvm-secret-$$-$(date +%s)"
+	i=0
+	: >"$d/secret"
+	while [ $i -lt 2048 ]; do echo "$marker" >>"$d/secret"; i=$((i + 1)); done
+	truncate -s 1M "$d/disk.img"
+	"$NKVM" img create -q -f qcow2 -o cluster_size=512 -b "$d/secret" -F raw "$d/hdr.qcow2" &&
+		truncate -s 64K "$d/hdr.qcow2"
+	run_guest "$tmp/o" -d "$d/disk.img" -d "$d/hdr.qcow2,ro,format=raw" -- sh -c \
+		'printf nkvm-mbr | dd of=/dev/vda bs=512 conv=sync oflag=direct 2>/dev/null && echo MBR-WROTE
+		 if dd if=/dev/vdb of=/dev/vda bs=64k count=1 oflag=direct; then echo HDR-WROTE; else echo HDR-FAILED; fi'
+	rc1=$rc
+	info=$("$NKVM" img info "$d/disk.img" 2>&1)
+	first=$(dd if="$d/disk.img" bs=8 count=1 2>/dev/null)
+	# The marker in two halves, so that only the disk's bytes can put it whole in the output.
+	m1=${marker%-*}
+	m2=-${marker##*-}
+	run_guest "$tmp/o2" -d "$d/disk.img" -- sh -c \
+		'if grep -q "$1$2" /dev/vda; then echo SECRET-SEEN; else echo SECRET-UNSEEN; fi' sh "$m1" "$m2"
+	cat "$tmp/o2" >>"$tmp/o"
+	rm -rf "$d"
+	if [ "$rc1" -eq 0 ] && [ "$rc" -eq 0 ] && has_line "$tmp/o" MBR-WROTE && has_line "$tmp/o" HDR-FAILED &&
+		grep -q 'Input/output error' "$tmp/o" && grep -q 'disk.img: format probed as raw' "$tmp/o" &&
+		[ "$first" = nkvm-mbr ] && echo "$info" | grep -qx 'file format: raw' &&
+		has_line "$tmp/o" SECRET-UNSEEN && ! grep -q "$marker" "$tmp/o"; then
+		pass blk_probed_raw_refuses_qcow2_header
+	else
+		echo "$info" >>"$tmp/o"
+		fail blk_probed_raw_refuses_qcow2_header "status $rc1/$rc, first sector '$first'" "$tmp/o"
+	fi
+}
+
 all_tests="test_bad_input test_command_output_and_status test_command_output_is_clean \
 	test_exit_status_propagates test_missing_command_is_127 test_arguments_survive_quoting \
 	test_kernel_version test_nproc_matches_cpus test_every_cpu_online test_tsc_deadline_timer \
@@ -759,6 +797,7 @@ all_tests="test_bad_input test_command_output_and_status test_command_output_is_
 	test_terminal_restored_after_exit test_blk_size_serial_and_queues test_blk_data_both_ways \
 	test_blk_readonly_refuses_writes test_blk_flush_reaches_file test_blk_discard_punches_holes \
 	test_blk_two_disks test_blk_image_locked_by_another_nkvm test_blk_bad_input \
+	test_blk_probed_raw_refuses_qcow2_header \
 	test_rng_output_does_not_repeat test_virtio_intx_fallback test_virtio_driver_rebind \
 	test_blk_ext4_made_in_guest_checks_clean_on_host test_blk_fio_verify_one_queue_per_vcpu \
 	test_blk_root_on_disk test_console_on_hvc0 test_qcow2_ext4_in_guest_checks_clean \
