@@ -560,6 +560,23 @@ static void test_img_create_refuses_bad_requests(void **state)
 	expect_one_line_failure(img(fx, "frobnicate x"), 2);
 }
 
+/*
+ * Sizes near 2^64, which rounding up to a sector would wrap to 0 (an empty image and status 0):
+ * refused like other bad sizes, and no file made.
+ */
+static void test_img_create_refuses_size_that_overflows(void **state)
+{
+	const struct fx *fx = *state;
+	char path[128];
+	struct stat st;
+
+	expect_one_line_failure(img(fx, "create -q x.qcow2 18446744073709551615"), 1);
+	expect_one_line_failure(img(fx, "create -q x.qcow2 18446744073709551105"), 1);
+	expect_one_line_failure(img(fx, "create -q -o size=18446744073709551615 x.qcow2"), 1);
+	expect_one_line_failure(img(fx, "create -q -f raw x.qcow2 18446744073709551615"), 1);
+	assert_int_equal(stat(path_in(fx, path, sizeof(path), "x.qcow2"), &st), -1);
+}
+
 /* An existing file is overwritten, as qemu-img create does: the new image is clean. */
 static void test_img_create_overwrites_existing_file(void **state)
 {
@@ -924,6 +941,7 @@ int main(void)
 		T(test_img_create_raw),
 		T(test_img_create_backing_agrees_with_qemu_img),
 		T(test_img_create_refuses_bad_requests),
+		T(test_img_create_refuses_size_that_overflows),
 		T(test_img_create_overwrites_existing_file),
 		T(test_img_qemu_writes_to_nkvm_images),
 		T(test_img_info_json_agrees_with_qemu_img),
