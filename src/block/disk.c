@@ -15,7 +15,6 @@
 #include "block/disk.h"
 #include "block/engine.h"
 #include "block/format.h"
-#include "block/qcow2_header.h"
 
 static const char *disk_open_why(int err, bool direct)
 {
@@ -116,13 +115,6 @@ static void disk_dio_align(struct disk *d)
 		off_align = d->file.blockdev ? d->file.dev_block_size : 512;
 	d->block_size = off_align > 512 ? off_align : 512;
 	d->dio_mem_align = mem_align ? mem_align : d->block_size;
-}
-
-enum disk_format_kind disk_probe_format(const void *buf, size_t len)
-{
-	if (len >= 4 && qcow2_be32(buf) == QCOW2_MAGIC)
-		return DISK_FORMAT_QCOW2;
-	return DISK_FORMAT_RAW;
 }
 
 /*
