@@ -29,6 +29,7 @@
  */
 static __thread struct {
 	unsigned int depth;
+	bool probed;		/* the outermost image's format was probed, not named */
 	dev_t dev[QCOW2_MAX_CHAIN];
 	ino_t ino[QCOW2_MAX_CHAIN];
 } chain;
@@ -257,6 +258,8 @@ static int open_backing(struct qcow2 *s, const char **why)
 		*why = "cannot stat";
 		return -errno;
 	}
+	if (!chain.depth)
+		chain.probed = s->d->probed;
 	chain.dev[chain.depth] = self.st_dev;
 	chain.ino[chain.depth] = self.st_ino;
 	chain.depth++;
@@ -281,6 +284,19 @@ static int open_backing(struct qcow2 *s, const char **why)
 		else
 			*why = whyf("backing file %s: %s", epath, bwhy ? bwhy : "cannot open");
 		return err;
+	}
+	/*
+	 * A probed image is only a file that starts with the qcow2 magic, which whoever could write
+	 * it may have put there (a guest on its raw disk, before raw.c guarded probed ones): its
+	 * chain may not reach a block device, any disk of the host when nkvm runs as root. Naming
+	 * the format vouches for the image.
+	 */
+	if (chain.probed && s->backing->file.blockdev) {
+		disk_close(s->backing);
+		s->backing = NULL;
+		*why = whyf("backing file %s: a block device, behind an image whose format was "
+			    "probed; give format=qcow2 to use it", epath);
+		return -EPERM;
 	}
 	s->backing_size = disk_size(s->backing);
 	return 0;

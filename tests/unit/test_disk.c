@@ -1540,6 +1540,50 @@ static void test_named_raw_takes_qcow2_header_write(void **state)
 	free(hdr);
 }
 
+/*
+ * An image whose format was probed (a file that merely starts with the qcow2 magic) may not
+ * name a block device as its backing file, which as root could be any disk of the host; with
+ * format=qcow2 the user vouches for the image, and it opens.
+ */
+static void test_probed_qcow2_refuses_block_device_backing(void **state)
+{
+	char backing[PATH_MAX], dev[PATH_MAX], path[PATH_MAX];
+	struct qcow2_create_options q = {
+		.size = 1 * MiB, .version = 3, .cluster_bits = 16,
+		.refcount_order = QCOW2_DEFAULT_REFCOUNT_ORDER, .backing_format = "raw",
+	};
+	struct disk_options o = { .readonly = true };
+	const char *why = NULL;
+	struct disk *d = NULL;
+	char msg[256];
+	int hold, fd;
+
+	img_make(fx_path(*state, "dev.img", backing), 1 * MiB, 93);
+	hold = loop_attach(backing, dev);
+	if (hold < 0) {
+		print_message("block device backing: skipped, cannot set up a loop device (%s)\n",
+			      strerror(-hold));
+		skip();
+	}
+	q.backing_file = dev;
+	fd = open(fx_path(*state, "ov.qcow2", path), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	if (qcow2_create(fd, &q, msg, sizeof(msg)))
+		fail_msg("qcow2_create: %s", msg);
+	close(fd);
+
+	o.path = path;
+	assert_int_equal(disk_open(&d, &o, &why), -EPERM);
+	assert_null(d);
+	assert_non_null(strstr(why, "block device"));
+	assert_non_null(strstr(why, "format=qcow2"));
+	o.format = DISK_FORMAT_QCOW2;
+	assert_int_equal(disk_open(&d, &o, &why), 0);
+	assert_int_equal(disk_size(d), 1 * MiB);
+	disk_close(d);
+	close(hold);
+}
+
 int main(int argc, char **argv)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
@@ -1570,6 +1614,7 @@ int main(int argc, char **argv)
 		T(test_probed_raw_refuses_qcow2_header_write),
 		T(test_probed_raw_takes_other_first_sector_writes),
 		T(test_named_raw_takes_qcow2_header_write),
+		T(test_probed_qcow2_refuses_block_device_backing),
 	};
 #undef T
 
