@@ -749,10 +749,11 @@ test_enospc_reaches_guest_as_ioerr() {
 	fi
 }
 
-# A guest writes, into sector 0 of its probed raw disk, a qcow2 header naming a host file as its
-# raw backing file (the class of QEMU's CVE-2008-2004): the write fails with an I/O error, the
-# disk stays raw for `nkvm img info` and for the next boot, whose guest never sees the file's
-# bytes. A partition-table-like first sector still goes in. The header comes from a second disk.
+# A guest writes, into sector 0 of its probed raw disks (one per I/O engine), a qcow2 header
+# naming a host file as its raw backing file (the class of QEMU's CVE-2008-2004): each write
+# fails with an I/O error, the disks stay raw for `nkvm img info` and for the next boot, whose
+# guest never sees the file's bytes. A partition-table-like first sector still goes in. The
+# header comes from another disk.
 test_blk_probed_raw_refuses_qcow2_header() {
 	d="$tmp/probe"
 	mkdir -p "$d"
@@ -760,30 +761,44 @@ test_blk_probed_raw_refuses_qcow2_header() {
 	i=0
 	: >"$d/secret"
 	while [ $i -lt 2048 ]; do echo "$marker" >>"$d/secret"; i=$((i + 1)); done
-	truncate -s 1M "$d/disk.img"
+	for e in threads aio io_uring; do truncate -s 1M "$d/$e.img"; done
 	"$NKVM" img create -q -f qcow2 -o cluster_size=512 -b "$d/secret" -F raw "$d/hdr.qcow2" &&
 		truncate -s 64K "$d/hdr.qcow2"
-	run_guest "$tmp/o" -d "$d/disk.img" -d "$d/hdr.qcow2,ro,format=raw" -- sh -c \
-		'printf nkvm-mbr | dd of=/dev/vda bs=512 conv=sync oflag=direct 2>/dev/null && echo MBR-WROTE
-		 if dd if=/dev/vdb of=/dev/vda bs=64k count=1 oflag=direct; then echo HDR-WROTE; else echo HDR-FAILED; fi'
+	disks="-d $d/threads.img -d $d/aio.img,engine=aio,cache=none -d $d/io_uring.img,engine=io_uring,cache=none"
+	# shellcheck disable=SC2086 # $disks is a word list
+	run_guest "$tmp/o" $disks -d "$d/hdr.qcow2,ro,format=raw" -- sh -c \
+		'for v in vda vdb vdc; do
+		   printf nkvm-mbr | dd of=/dev/$v bs=512 conv=sync oflag=direct 2>/dev/null && echo $v-MBR-WROTE
+		   if dd if=/dev/vdd of=/dev/$v bs=64k count=1 oflag=direct; then echo $v-HDR-WROTE; else echo $v-HDR-FAILED; fi
+		 done'
 	rc1=$rc
-	info=$("$NKVM" img info "$d/disk.img" 2>&1)
-	first=$(dd if="$d/disk.img" bs=8 count=1 2>/dev/null)
-	# The marker in two halves, so that only the disk's bytes can put it whole in the output.
+	bad=""
+	for e in threads aio io_uring; do
+		"$NKVM" img info "$d/$e.img" >"$d/info" 2>&1
+		grep -qx 'file format: raw' "$d/info" || { cat "$d/info" >>"$tmp/o"; bad="$bad $e-info"; }
+		[ "$(dd if="$d/$e.img" bs=8 count=1 2>/dev/null)" = nkvm-mbr ] || bad="$bad $e-first-sector"
+		grep -q "$e.img: format probed as raw" "$tmp/o" || bad="$bad $e-notice"
+	done
+	for v in vda vdb vdc; do
+		has_line "$tmp/o" $v-MBR-WROTE && has_line "$tmp/o" $v-HDR-FAILED || bad="$bad $v-writes"
+	done
+	[ "$(grep -c 'Input/output error' "$tmp/o")" -ge 3 ] || bad="$bad no-EIO"
+	# The marker in two halves, so that only the disks' bytes can put it whole in the output.
 	m1=${marker%-*}
 	m2=-${marker##*-}
-	run_guest "$tmp/o2" -d "$d/disk.img" -- sh -c \
-		'if grep -q "$1$2" /dev/vda; then echo SECRET-SEEN; else echo SECRET-UNSEEN; fi' sh "$m1" "$m2"
+	# shellcheck disable=SC2086
+	run_guest "$tmp/o2" $disks -- sh -c \
+		'for v in vda vdb vdc; do
+		   if grep -q "$1$2" /dev/$v; then echo $v-SECRET-SEEN; else echo $v-SECRET-UNSEEN; fi
+		 done' sh "$m1" "$m2"
 	cat "$tmp/o2" >>"$tmp/o"
+	for v in vda vdb vdc; do has_line "$tmp/o" $v-SECRET-UNSEEN || bad="$bad $v-secret"; done
+	! grep -q "$marker" "$tmp/o" || bad="$bad marker-in-output"
 	rm -rf "$d"
-	if [ "$rc1" -eq 0 ] && [ "$rc" -eq 0 ] && has_line "$tmp/o" MBR-WROTE && has_line "$tmp/o" HDR-FAILED &&
-		grep -q 'Input/output error' "$tmp/o" && grep -q 'disk.img: format probed as raw' "$tmp/o" &&
-		[ "$first" = nkvm-mbr ] && echo "$info" | grep -qx 'file format: raw' &&
-		has_line "$tmp/o" SECRET-UNSEEN && ! grep -q "$marker" "$tmp/o"; then
+	if [ "$rc1" -eq 0 ] && [ "$rc" -eq 0 ] && [ -z "$bad" ]; then
 		pass blk_probed_raw_refuses_qcow2_header
 	else
-		echo "$info" >>"$tmp/o"
-		fail blk_probed_raw_refuses_qcow2_header "status $rc1/$rc, first sector '$first'" "$tmp/o"
+		fail blk_probed_raw_refuses_qcow2_header "status $rc1/$rc,$bad" "$tmp/o"
 	fi
 }
 
