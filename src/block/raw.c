@@ -92,7 +92,7 @@ static int raw_guard(struct disk *d, struct disk_request *req, struct raw_guarde
 	g = malloc(sizeof(*g) + (rest + 1) * sizeof(g->iov[0]));
 	if (!g)
 		return -ENOMEM;
-	/* Under O_DIRECT the segments are whole blocks, so the copy is too; aligned as they were. */
+	/* Under O_DIRECT the segments are whole blocks, so the copy is; aligned as they were. */
 	if (posix_memalign(&g->head, align, head_len)) {
 		free(g);
 		return -ENOMEM;

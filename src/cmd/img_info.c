@@ -101,7 +101,7 @@ static void info_json(const struct img *img, const char *path, const char *full,
 static void info_human(const struct img *img, const char *path, const char *full)
 {
 	const struct qcow2_header *h = &img->h;
-	/* Names from the image, and paths made of them, escaped: they could hold terminal escapes. */
+	/* Names from the image, and paths made of them, escaped: they may hold terminal escapes. */
 	char esc[TEXT_ESCAPED_SIZE(PATH_MAX)];
 	char size[32];
 
