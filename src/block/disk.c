@@ -15,7 +15,6 @@
 #include "block/disk.h"
 #include "block/engine.h"
 #include "block/format.h"
-#include "block/qcow2_header.h"
 
 static const char *disk_open_why(int err, bool direct)
 {
@@ -119,10 +118,10 @@ static void disk_dio_align(struct disk *d)
 }
 
 /*
- * Whether the image starts with the qcow2 magic. The first block is read through an aligned
- * buffer so that O_DIRECT takes it; a file too short to hold the magic is not qcow2.
+ * The format the image's first bytes say. They are read through an aligned buffer of a whole
+ * block so that O_DIRECT takes it; a short file gives what it has.
  */
-static int disk_probe_qcow2(struct disk *d, bool *qcow2)
+static int disk_probe(struct disk *d, enum disk_format_kind *kind)
 {
 	size_t len = d->block_size > 4096 ? d->block_size : 4096;
 	uint8_t *buf;
@@ -136,7 +135,7 @@ static int disk_probe_qcow2(struct disk *d, bool *qcow2)
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		err = -errno;
-	*qcow2 = n >= 4 && qcow2_be32(buf) == QCOW2_MAGIC;
+	*kind = disk_probe_format(buf, n < 0 ? 0 : n < DISK_PROBE_LEN ? (size_t)n : DISK_PROBE_LEN);
 	free(buf);
 	return err;
 }
@@ -147,7 +146,7 @@ static int disk_probe_qcow2(struct disk *d, bool *qcow2)
  */
 static int disk_choose_format(struct disk *d, const struct disk_options *o, const char **why)
 {
-	bool qcow2 = false;
+	enum disk_format_kind kind;
 	int err;
 
 	d->opts = o;
@@ -159,12 +158,13 @@ static int disk_choose_format(struct disk *d, const struct disk_options *o, cons
 		d->format = &disk_format_qcow2;
 		return 0;
 	case DISK_FORMAT_PROBE:
-		err = disk_probe_qcow2(d, &qcow2);
+		err = disk_probe(d, &kind);
 		if (err) {
 			*why = "cannot read the image's first block";
 			return err;
 		}
-		d->format = qcow2 ? &disk_format_qcow2 : &disk_format_raw;
+		d->format = kind == DISK_FORMAT_QCOW2 ? &disk_format_qcow2 : &disk_format_raw;
+		d->probed = true;
 		return 0;
 	}
 	*why = "unknown image format";
@@ -317,6 +317,11 @@ bool disk_readonly(const struct disk *d)
 const char *disk_engine_name(const struct disk *d)
 {
 	return d->engine_ops->name;
+}
+
+bool disk_probed_raw(const struct disk *d)
+{
+	return d->probed && d->format == &disk_format_raw && !d->readonly;
 }
 
 const char *disk_notice(const struct disk *d)

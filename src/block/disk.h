@@ -8,6 +8,7 @@
 #define NKVM_BLOCK_DISK_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -57,6 +58,19 @@ enum disk_format_kind {
 	DISK_FORMAT_QCOW2,
 };
 
+/*
+ * Probing reads this many bytes from the start of an image and judges by them alone, so that a
+ * raw disk whose first DISK_PROBE_LEN bytes probe raw keeps probing raw.
+ */
+#define DISK_PROBE_LEN 512
+
+/*
+ * The format an image whose first bytes are buf[len] (len may be short of DISK_PROBE_LEN for a
+ * small image) probes as: DISK_FORMAT_QCOW2 when it starts with the qcow2 magic, else
+ * DISK_FORMAT_RAW. All zeroes probe raw. Pure: no I/O.
+ */
+enum disk_format_kind disk_probe_format(const void *buf, size_t len);
+
 /* What moves the bytes (engine.h); DEFAULT is the one docs/performance.md chose. */
 enum disk_engine_kind {
 	DISK_ENGINE_DEFAULT,
@@ -102,6 +116,11 @@ uint32_t disk_block_size(const struct disk *d);
 bool disk_readonly(const struct disk *d);
 /* The engine that moves the bytes: "threads", "aio" or "io_uring". */
 const char *disk_engine_name(const struct disk *d);
+/*
+ * Whether the format was probed, not named, and found raw on a writable disk. Such a disk keeps
+ * probing as raw whatever the guest writes (see disk_probe_format): for the caller to say so.
+ */
+bool disk_probed_raw(const struct disk *d);
 /*
  * NULL, or one line on how disk_open deviated from the options without failing: the engine
  * asked for cannot run here, so the threads engine runs ("io_uring unavailable (not in this

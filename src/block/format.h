@@ -19,6 +19,8 @@ struct disk {
 	struct io_file file;
 	bool readonly;
 	bool direct;
+	/* The format was probed, not named: a raw one then keeps its first sector probing raw. */
+	bool probed;
 	uint64_t size;			/* guest-visible bytes; a format's open sets it */
 	uint32_t block_size;		/* logical block size reported to the guest */
 	/*

@@ -19,6 +19,7 @@
 #include "block/engine_helpers.h"
 #include "block/qcow2.h"
 #include "lib/log.h"
+#include "lib/text.h"
 #include "lib/util.h"
 
 /*
@@ -28,6 +29,7 @@
  */
 static __thread struct {
 	unsigned int depth;
+	bool probed;		/* the outermost image's format was probed, not named */
 	dev_t dev[QCOW2_MAX_CHAIN];
 	ino_t ino[QCOW2_MAX_CHAIN];
 } chain;
@@ -212,16 +214,24 @@ static int open_backing(struct qcow2 *s, const char **why)
 {
 	const char *name = s->h.backing_file, *fmt = s->h.backing_format, *bwhy = NULL;
 	struct disk_options bo = { .readonly = true, .threads = 2 };
+	/*
+	 * For messages: the names come from the image and could hold terminal escapes. As much
+	 * as a message holds (text_escape cuts between escapes), not more: chains recurse.
+	 */
+	char ename[sizeof(why_buf)], epath[sizeof(why_buf)];
+	char efmt[TEXT_ESCAPED_SIZE(sizeof(s->h.backing_format))];
 	char path[PATH_MAX];
 	struct stat st, self;
 	int err;
 
 	if (!name[0])
 		return 0;
+	text_escape(ename, sizeof(ename), name);
+	text_escape(efmt, sizeof(efmt), fmt);
 	/* Probing would let a guest's raw disk pass for qcow2 (and name any file as backing). */
 	if (!fmt[0]) {
 		*why = whyf("backing file %s: the image does not say its format; record it with "
-			    "`qemu-img rebase -u -F raw -b %s %s` (or -F qcow2)", name, name,
+			    "`qemu-img rebase -u -F raw -b %s %s` (or -F qcow2)", ename, ename,
 			    s->path);
 		return -EINVAL;
 	}
@@ -230,22 +240,26 @@ static int open_backing(struct qcow2 *s, const char **why)
 	} else if (!strcmp(fmt, "qcow2")) {
 		bo.format = DISK_FORMAT_QCOW2;
 	} else {
-		*why = whyf("backing file %s: format %s is not supported (raw or qcow2)", name,
-			    fmt);
+		*why = whyf("backing file %s: format %s is not supported (raw or qcow2)", ename,
+			    efmt);
 		return -ENOTSUP;
 	}
 	if (backing_path(s, path, sizeof(path))) {
-		*why = whyf("backing file %s: path too long", name);
+		*why = whyf("backing file %s: path too long", ename);
 		return -ENAMETOOLONG;
 	}
+	text_escape(epath, sizeof(epath), path);
 	if (chain.depth >= QCOW2_MAX_CHAIN) {
-		*why = whyf("backing file %s: chain of more than %d images", name, QCOW2_MAX_CHAIN);
+		*why = whyf("backing file %s: chain of more than %d images", ename,
+			    QCOW2_MAX_CHAIN);
 		return -ELOOP;
 	}
 	if (fstat(s->dfd, &self)) {
 		*why = "cannot stat";
 		return -errno;
 	}
+	if (!chain.depth)
+		chain.probed = s->d->probed;
 	chain.dev[chain.depth] = self.st_dev;
 	chain.ino[chain.depth] = self.st_ino;
 	chain.depth++;
@@ -254,7 +268,7 @@ static int open_backing(struct qcow2 *s, const char **why)
 		for (unsigned int i = 0; i < chain.depth; i++) {
 			if (chain.dev[i] == st.st_dev && chain.ino[i] == st.st_ino) {
 				chain.depth--;
-				*why = whyf("backing file %s: loop in the backing chain", path);
+				*why = whyf("backing file %s: loop in the backing chain", epath);
 				return -ELOOP;
 			}
 		}
@@ -268,8 +282,21 @@ static int open_backing(struct qcow2 *s, const char **why)
 		if (bwhy && !strncmp(bwhy, "backing file ", 13))
 			*why = bwhy;
 		else
-			*why = whyf("backing file %s: %s", path, bwhy ? bwhy : "cannot open");
+			*why = whyf("backing file %s: %s", epath, bwhy ? bwhy : "cannot open");
 		return err;
+	}
+	/*
+	 * A probed image is only a file that starts with the qcow2 magic, which whoever could write
+	 * it may have put there (a guest on its raw disk, before raw.c guarded probed ones): its
+	 * chain may not reach a block device, any disk of the host when nkvm runs as root. Naming
+	 * the format vouches for the image.
+	 */
+	if (chain.probed && s->backing->file.blockdev) {
+		disk_close(s->backing);
+		s->backing = NULL;
+		*why = whyf("backing file %s: a block device, behind an image whose format was "
+			    "probed; give format=qcow2 to use it", epath);
+		return -EPERM;
 	}
 	s->backing_size = disk_size(s->backing);
 	return 0;

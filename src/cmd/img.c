@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "block/disk.h"
 #include "block/qcow2_header.h"
 #include "cmd/cmd.h"
 #include "cmd/img.h"
@@ -179,8 +180,9 @@ int img_open(struct img *img, const char *path, enum img_format format, unsigned
 		img_fail(err, why, whylen, "cannot read the image");
 		goto fail;
 	}
+	/* The block layer's probe, so that img and run always agree on what an image is. */
 	if (format == IMG_FORMAT_PROBE)
-		format = head_len >= 4 && qcow2_be32(head) == QCOW2_MAGIC ? IMG_FORMAT_QCOW2 :
+		format = disk_probe_format(head, head_len) == DISK_FORMAT_QCOW2 ? IMG_FORMAT_QCOW2 :
 			 IMG_FORMAT_RAW;
 	img->format = format;
 	if (format == IMG_FORMAT_QCOW2 && !(flags & IMG_OPEN_PROBE_ONLY)) {

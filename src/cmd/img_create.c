@@ -279,6 +279,14 @@ int img_create(int argc, char **argv)
 		return err < 0 ? 0 : 1;
 	if (c.backing && create_backing(&c))
 		return 1;
+	/*
+	 * Files and qemu-img stop at INT64_MAX; checked first, as rounding a size near 2^64 up to
+	 * a sector would wrap it to 0.
+	 */
+	if (c.size > (uint64_t)INT64_MAX) {
+		fprintf(stderr, "nkvm: %s: size is too large\n", c.path);
+		return 1;
+	}
 	if (c.format == IMG_FORMAT_QCOW2) {
 		c.size = ALIGN_UP(c.size, 512ULL);
 		c.q.size = c.size;
@@ -290,9 +298,6 @@ int img_create(int argc, char **argv)
 			fprintf(stderr, "nkvm: %s: %s\n", c.path, why);
 			return 1;
 		}
-	} else if (c.size > (uint64_t)INT64_MAX) {
-		fprintf(stderr, "nkvm: %s: size is too large\n", c.path);
-		return 1;
 	}
 	create_announce(&c);
 

@@ -16,6 +16,7 @@
 
 #include "block/qcow2_header.h"
 #include "cmd/img.h"
+#include "lib/text.h"
 #include "lib/util.h"
 
 /* Deeper chains are refused: a loop the inode check missed, or a mistake. */
@@ -29,21 +30,10 @@ struct info_options {
 	const char *path;
 };
 
-/* A JSON string: quotes, backslashes and control characters escaped (RFC 8259 §7). */
+/* Strings from the image (and paths made of them) as JSON: valid whatever their bytes. */
 static void json_string(const char *s)
 {
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			printf("\\%c", ch);
-		else if (ch < 0x20)
-			printf("\\u%04x", ch);
-		else
-			putchar(ch);
-	}
-	putchar('"');
+	text_json_string(stdout, s);
 }
 
 static const char *yes_no(bool b)
@@ -111,9 +101,12 @@ static void info_json(const struct img *img, const char *path, const char *full,
 static void info_human(const struct img *img, const char *path, const char *full)
 {
 	const struct qcow2_header *h = &img->h;
+	/* Names from the image, and paths made of them, escaped: they may hold terminal escapes. */
+	char esc[TEXT_ESCAPED_SIZE(PATH_MAX)];
 	char size[32];
 
-	printf("image: %s\nfile format: %s\n", path, img_format_name(img->format));
+	printf("image: %s\nfile format: %s\n", text_escape(esc, sizeof(esc), path),
+	       img_format_name(img->format));
 	img_human_size(size, sizeof(size), img->virtual_size);
 	printf("virtual size: %s (%llu bytes)\n", size, (unsigned long long)img->virtual_size);
 	img_human_size(size, sizeof(size), img->disk_usage);
@@ -124,12 +117,13 @@ static void info_human(const struct img *img, const char *path, const char *full
 	if (info_dirty(img))
 		printf("cleanly shut down: no\n");
 	if (h->backing_file[0]) {
-		printf("backing file: %s", h->backing_file);
+		printf("backing file: %s", text_escape(esc, sizeof(esc), h->backing_file));
 		if (strcmp(full, h->backing_file))
-			printf(" (actual path: %s)", full);
+			printf(" (actual path: %s)", text_escape(esc, sizeof(esc), full));
 		printf("\n");
 		if (h->backing_format[0])
-			printf("backing file format: %s\n", h->backing_format);
+			printf("backing file format: %s\n",
+			       text_escape(esc, sizeof(esc), h->backing_format));
 	}
 	printf("Format specific information:\n");
 	printf("    compat: %s\n", h->version == 3 ? "1.1" : "0.10");
@@ -210,6 +204,7 @@ static int info_parse(struct info_options *o, int argc, char **argv)
 int img_info(int argc, char **argv)
 {
 	struct info_options o = { 0 };
+	char esc[TEXT_ESCAPED_SIZE(PATH_MAX)];
 	char path[PATH_MAX], full[PATH_MAX], why[256];
 	struct { dev_t dev; ino_t ino; } seen[INFO_MAX_CHAIN] = { { 0 } };
 	enum img_format format;
@@ -231,17 +226,19 @@ int img_info(int argc, char **argv)
 		if (err) {
 			if (o.json && o.chain)
 				printf("\n]\n");
+			text_escape(esc, sizeof(esc), path);
 			if (depth)
 				fprintf(stderr, "nkvm: %s: backing file of the image above: %s\n",
-					path, why);
+					esc, why);
 			else
-				fprintf(stderr, "nkvm: %s: %s\n", path, why);
+				fprintf(stderr, "nkvm: %s: %s\n", esc, why);
 			return 1;
 		}
 		full[0] = '\0';
 		next = img.format == IMG_FORMAT_QCOW2 && img.h.backing_file[0];
 		if (next && img_backing_path(full, sizeof(full), path, img.h.backing_file)) {
-			fprintf(stderr, "nkvm: %s: backing file path is too long\n", path);
+			fprintf(stderr, "nkvm: %s: backing file path is too long\n",
+				text_escape(esc, sizeof(esc), path));
 			img_close(&img);
 			return 1;
 		}

@@ -77,6 +77,10 @@ static int disk_create(struct device_context *ctx, const void *cfg, void **dev, 
 	/* Not an error: e.g. the engine asked for is unavailable here and another one runs. */
 	if (disk_notice(disk))
 		nkvm_err("%s: %s", d->path, disk_notice(disk));
+	/* QEMU warns likewise: probing is why the guest may not write every first sector. */
+	if (disk_probed_raw(disk))
+		nkvm_err("%s: format probed as raw; a guest write that would make it look like "
+			 "another format fails (format=raw allows it and silences this)", d->path);
 	r = virtio_blk_create(&vdev, ctx->vm, ctx->pci, ctx->irq, disk, &bopt);
 	if (r) {
 		snprintf(err, errlen, "%s: cannot create its virtio-blk device: %s", d->path,

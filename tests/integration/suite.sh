@@ -752,6 +752,59 @@ test_enospc_reaches_guest_as_ioerr() {
 	fi
 }
 
+# A guest writes, into sector 0 of its probed raw disks (one per I/O engine), a qcow2 header
+# naming a host file as its raw backing file (the class of QEMU's CVE-2008-2004): each write
+# fails with an I/O error, the disks stay raw for `nkvm img info` and for the next boot, whose
+# guest never sees the file's bytes. A partition-table-like first sector still goes in. The
+# header comes from another disk.
+test_blk_probed_raw_refuses_qcow2_header() {
+	d="$tmp/probe"
+	mkdir -p "$d"
+	marker="nkvm-secret-$$-$(date +%s)"
+	i=0
+	: >"$d/secret"
+	while [ $i -lt 2048 ]; do echo "$marker" >>"$d/secret"; i=$((i + 1)); done
+	for e in threads aio io_uring; do truncate -s 1M "$d/$e.img"; done
+	"$NKVM" img create -q -f qcow2 -o cluster_size=512 -b "$d/secret" -F raw "$d/hdr.qcow2" &&
+		truncate -s 64K "$d/hdr.qcow2"
+	disks="-d $d/threads.img -d $d/aio.img,engine=aio,cache=none -d $d/io_uring.img,engine=io_uring,cache=none"
+	# shellcheck disable=SC2086 # $disks is a word list
+	run_guest "$tmp/o" $disks -d "$d/hdr.qcow2,ro,format=raw" -- sh -c \
+		'for v in vda vdb vdc; do
+		   printf nkvm-mbr | dd of=/dev/$v bs=512 conv=sync oflag=direct 2>/dev/null && echo $v-MBR-WROTE
+		   if dd if=/dev/vdd of=/dev/$v bs=64k count=1 oflag=direct; then echo $v-HDR-WROTE; else echo $v-HDR-FAILED; fi
+		 done'
+	rc1=$rc
+	bad=""
+	for e in threads aio io_uring; do
+		"$NKVM" img info "$d/$e.img" >"$d/info" 2>&1
+		grep -qx 'file format: raw' "$d/info" || { cat "$d/info" >>"$tmp/o"; bad="$bad $e-info"; }
+		[ "$(dd if="$d/$e.img" bs=8 count=1 2>/dev/null)" = nkvm-mbr ] || bad="$bad $e-first-sector"
+		grep -q "$e.img: format probed as raw" "$tmp/o" || bad="$bad $e-notice"
+	done
+	for v in vda vdb vdc; do
+		has_line "$tmp/o" $v-MBR-WROTE && has_line "$tmp/o" $v-HDR-FAILED || bad="$bad $v-writes"
+	done
+	[ "$(grep -c 'Input/output error' "$tmp/o")" -ge 3 ] || bad="$bad no-EIO"
+	# The marker in two halves, so that only the disks' bytes can put it whole in the output.
+	m1=${marker%-*}
+	m2=-${marker##*-}
+	# shellcheck disable=SC2086
+	run_guest "$tmp/o2" $disks -- sh -c \
+		'for v in vda vdb vdc; do
+		   if grep -q "$1$2" /dev/$v; then echo $v-SECRET-SEEN; else echo $v-SECRET-UNSEEN; fi
+		 done' sh "$m1" "$m2"
+	cat "$tmp/o2" >>"$tmp/o"
+	for v in vda vdb vdc; do has_line "$tmp/o" $v-SECRET-UNSEEN || bad="$bad $v-secret"; done
+	! grep -q "$marker" "$tmp/o" || bad="$bad marker-in-output"
+	rm -rf "$d"
+	if [ "$rc1" -eq 0 ] && [ "$rc" -eq 0 ] && [ -z "$bad" ]; then
+		pass blk_probed_raw_refuses_qcow2_header
+	else
+		fail blk_probed_raw_refuses_qcow2_header "status $rc1/$rc,$bad" "$tmp/o"
+	fi
+}
+
 all_tests="test_bad_input test_command_output_and_status test_command_output_is_clean \
 	test_exit_status_propagates test_missing_command_is_127 test_arguments_survive_quoting \
 	test_kernel_version test_nproc_matches_cpus test_every_cpu_online test_tsc_deadline_timer \
@@ -762,6 +815,7 @@ all_tests="test_bad_input test_command_output_and_status test_command_output_is_
 	test_terminal_restored_after_exit test_blk_size_serial_and_queues test_blk_data_both_ways \
 	test_blk_readonly_refuses_writes test_blk_flush_reaches_file test_blk_discard_punches_holes \
 	test_blk_two_disks test_blk_image_locked_by_another_nkvm test_blk_bad_input \
+	test_blk_probed_raw_refuses_qcow2_header \
 	test_rng_output_does_not_repeat test_virtio_intx_fallback test_virtio_driver_rebind \
 	test_blk_ext4_made_in_guest_checks_clean_on_host test_blk_fio_verify_one_queue_per_vcpu \
 	test_blk_root_on_disk test_console_on_hvc0 test_qcow2_ext4_in_guest_checks_clean \

@@ -29,6 +29,7 @@
 #include <cmocka.h>
 
 #include "block/disk.h"
+#include "block/qcow2_tools.h"
 #include "lib/file.h"
 #include "lib/util.h"
 
@@ -1365,6 +1366,224 @@ static void test_disk_block_device(void **state)
 	close(hold);
 }
 
+/* --- a probed raw image stays raw: the guest cannot make it another format ------------------ */
+
+#define SECRET_MARKER "nkvm-test-secret-9f3c1e"
+
+/* A host file the guest must never read, its marker repeated through it. */
+static void secret_make(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	assert_true(fd >= 0);
+	for (int i = 0; i < 4096; i++)
+		assert_int_equal(write_all(fd, SECRET_MARKER, sizeof(SECRET_MARKER) - 1), 0);
+	close(fd);
+}
+
+/*
+ * What a hostile guest writes from sector 0 on: a whole qcow2 image (header, refcounts, an empty
+ * L1 table) of 2 MiB naming the secret as its raw backing file, padded to 64 KiB. Were it
+ * written, a probing open would take the disk for that image and read the secret through it.
+ */
+static uint8_t *hostile_header(struct fx *fx, const char *secret, size_t *len)
+{
+	struct qcow2_create_options q = {
+		.size = 2 * MiB, .version = 3, .cluster_bits = 9,
+		.refcount_order = QCOW2_DEFAULT_REFCOUNT_ORDER, .backing_file = secret,
+		.backing_format = "raw",
+	};
+	char path[PATH_MAX], why[256];
+	uint8_t *buf;
+	int fd;
+
+	fd = open(fx_path(fx, "hostile.qcow2", path), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
+		  0644);
+	assert_true(fd >= 0);
+	if (qcow2_create(fd, &q, why, sizeof(why)))
+		fail_msg("qcow2_create: %s", why);
+	assert_int_equal(ftruncate(fd, 64 * KiB), 0);
+	close(fd);
+	buf = img_read(path, len);
+	assert_int_equal(*len, 64 * KiB);
+	return buf;
+}
+
+/* Reads the whole disk and fails when the secret's marker is anywhere in it. */
+static void assert_no_secret(struct disk *d)
+{
+	uint64_t size = disk_size(d);
+	uint8_t *all = malloc(size ? size : 1);
+
+	assert_non_null(all);
+	assert_int_equal(t_read(d, 0, all, size, NULL), 0);
+	if (memmem(all, size, SECRET_MARKER, sizeof(SECRET_MARKER) - 1))
+		fail_msg("the secret's bytes reached the guest");
+	free(all);
+}
+
+static void test_probed_raw_refuses_qcow2_header_write(void **state)
+{
+	char path[PATH_MAX], secret[PATH_MAX];
+	uint8_t *hdr, *file;
+	size_t hdr_len, len;
+	struct iovec split[3];
+	bool inside;
+	struct disk *d;
+
+	secret_make(fx_path(*state, "secret", secret));
+	hdr = hostile_header(*state, secret, &hdr_len);
+	img_make(fx_path(*state, "probed.img", path), 1 * MiB, 0);
+	file = img_read(path, &len);
+
+	d = t_open(path, false, false, 2);
+	assert_true(disk_probed_raw(d));
+	/* The whole image in one write, then with the header split across segments. */
+	assert_int_equal(t_write(d, 0, hdr, hdr_len, &inside), -EPERM);
+	assert_true(inside);
+	split[0] = (struct iovec){ hdr, 3 };
+	split[1] = (struct iovec){ hdr + 3, 509 };
+	split[2] = (struct iovec){ hdr + 512, hdr_len - 512 };
+	assert_int_equal(t_io(d, DISK_WRITE, 0, split, 3, 0, NULL), -EPERM);
+	/* Writes of part of the first sector cannot be judged without the rest: refused. */
+	assert_int_equal(t_write(d, 0, hdr, 4, NULL), -EINVAL);
+	assert_int_equal(t_write(d, 2, hdr + 2, 2, NULL), -EINVAL);
+	assert_int_equal(t_write(d, 0, hdr, 511, NULL), -EINVAL);
+	disk_close(d);
+	img_assert_unchanged(path, file, len);
+
+	/* Opened again, probing: still raw, and the secret is nowhere on the disk. */
+	d = t_open(path, false, false, 2);
+	assert_true(disk_probed_raw(d));
+	assert_int_equal(disk_size(d), 1 * MiB);
+	assert_no_secret(d);
+	disk_close(d);
+	free(file);
+	free(hdr);
+}
+
+/* What a guest puts in sector 0 that probes raw (a partition table, a file system) goes in. */
+static void test_probed_raw_takes_other_first_sector_writes(void **state)
+{
+	enum { LEN = 8192 };
+	uint8_t buf[LEN], got[LEN], magic[4] = { 'Q', 'F', 'I', 0xfb };
+	struct iovec split[3];
+	char path[PATH_MAX];
+	struct disk *d;
+
+	img_make(fx_path(*state, "mbr.img", path), 1 * MiB, 3);
+	d = t_open(path, false, false, 2);
+	assert_true(disk_probed_raw(d));
+
+	/* An MBR: one sector, the 0x55aa signature at its end. */
+	fill(buf, 512, 4);
+	buf[510] = 0x55;
+	buf[511] = 0xaa;
+	assert_int_equal(t_write(d, 0, buf, 512, NULL), 0);
+	assert_int_equal(t_read(d, 0, got, 512, NULL), 0);
+	assert_memory_equal(got, buf, 512);
+
+	/* Several sectors in odd segments; the bytes land as sent. */
+	fill(buf, LEN, 5);
+	split[0] = (struct iovec){ buf, 100 };
+	split[1] = (struct iovec){ buf + 100, 1000 };
+	split[2] = (struct iovec){ buf + 1100, LEN - 1100 };
+	assert_int_equal(t_io(d, DISK_WRITE, 0, split, 3, 0, NULL), 0);
+	assert_int_equal(t_read(d, 0, got, LEN, NULL), 0);
+	assert_memory_equal(got, buf, LEN);
+
+	/* The qcow2 magic anywhere but at the start does not matter to probing. */
+	memcpy(buf + 512, magic, 4);
+	assert_int_equal(t_write(d, 512, buf + 512, 512, NULL), 0);
+	assert_int_equal(t_write(d, 4096 + 1, buf, 3, NULL), 0);
+
+	/* Zeroes probe raw: write-zeroes and discard over the first sector go through. */
+	assert_int_equal(t_range(d, DISK_WRITE_ZEROES, 0, 4096, NULL), 0);
+	assert_int_equal(t_read(d, 0, got, 4096, NULL), 0);
+	assert_true(all_zero(got, 4096));
+	assert_int_equal(t_range(d, DISK_DISCARD, 0, 64 * KiB, NULL), 0);
+	/* Part of the first sector, zeroed or discarded: judged as partial writes are. */
+	assert_int_equal(t_range(d, DISK_WRITE_ZEROES, 0, 4, NULL), -EINVAL);
+	assert_int_equal(t_range(d, DISK_DISCARD, 256, 512, NULL), -EINVAL);
+	disk_close(d);
+}
+
+/*
+ * format=raw, or a read-only disk, is not guarded: the user said what the image is (and may
+ * well be writing a qcow2 image onto a raw disk), or nothing can be written.
+ */
+static void test_named_raw_takes_qcow2_header_write(void **state)
+{
+	struct disk_options o = { .format = DISK_FORMAT_RAW };
+	char path[PATH_MAX], secret[PATH_MAX];
+	uint8_t *hdr, got[4];
+	size_t hdr_len;
+	const char *why;
+	struct disk *d;
+
+	secret_make(fx_path(*state, "secret", secret));
+	hdr = hostile_header(*state, secret, &hdr_len);
+	img_make(fx_path(*state, "named.img", path), 1 * MiB, 0);
+	o.path = path;
+	assert_int_equal(disk_open(&d, &o, &why), 0);
+	assert_false(disk_probed_raw(d));
+	assert_int_equal(t_write(d, 0, hdr, hdr_len, NULL), 0);
+	assert_int_equal(t_write(d, 2, "xy", 2, NULL), 0);
+	assert_int_equal(t_read(d, 0, got, 4, NULL), 0);
+	assert_memory_equal(got, "QFxy", 4);
+	disk_close(d);
+
+	img_make(path, 1 * MiB, 0);
+	d = t_open(path, true, false, 0);
+	assert_false(disk_probed_raw(d));
+	disk_close(d);
+	free(hdr);
+}
+
+/*
+ * An image whose format was probed (a file that merely starts with the qcow2 magic) may not
+ * name a block device as its backing file, which as root could be any disk of the host; with
+ * format=qcow2 the user vouches for the image, and it opens.
+ */
+static void test_probed_qcow2_refuses_block_device_backing(void **state)
+{
+	char backing[PATH_MAX], dev[PATH_MAX], path[PATH_MAX];
+	struct qcow2_create_options q = {
+		.size = 1 * MiB, .version = 3, .cluster_bits = 16,
+		.refcount_order = QCOW2_DEFAULT_REFCOUNT_ORDER, .backing_format = "raw",
+	};
+	struct disk_options o = { .readonly = true };
+	const char *why = NULL;
+	struct disk *d = NULL;
+	char msg[256];
+	int hold, fd;
+
+	img_make(fx_path(*state, "dev.img", backing), 1 * MiB, 93);
+	hold = loop_attach(backing, dev);
+	if (hold < 0) {
+		print_message("block device backing: skipped, cannot set up a loop device (%s)\n",
+			      strerror(-hold));
+		skip();
+	}
+	q.backing_file = dev;
+	fd = open(fx_path(*state, "ov.qcow2", path), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	if (qcow2_create(fd, &q, msg, sizeof(msg)))
+		fail_msg("qcow2_create: %s", msg);
+	close(fd);
+
+	o.path = path;
+	assert_int_equal(disk_open(&d, &o, &why), -EPERM);
+	assert_null(d);
+	assert_non_null(strstr(why, "block device"));
+	assert_non_null(strstr(why, "format=qcow2"));
+	o.format = DISK_FORMAT_QCOW2;
+	assert_int_equal(disk_open(&d, &o, &why), 0);
+	assert_int_equal(disk_size(d), 1 * MiB);
+	disk_close(d);
+	close(hold);
+}
+
 int main(int argc, char **argv)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
@@ -1392,6 +1611,10 @@ int main(int argc, char **argv)
 		T(test_disk_pool_beyond_depth_for_a_deep_queue),
 		T(test_disk_direct_io),
 		T(test_disk_block_device),
+		T(test_probed_raw_refuses_qcow2_header_write),
+		T(test_probed_raw_takes_other_first_sector_writes),
+		T(test_named_raw_takes_qcow2_header_write),
+		T(test_probed_qcow2_refuses_block_device_backing),
 	};
 #undef T
 

@@ -1618,6 +1618,55 @@ static void mount_namespace_setup(void)
 	can_mount = true;
 }
 
+/*
+ * A disk probed as raw keeps probing raw, whatever engine and path a write takes: a first block
+ * starting with the qcow2 magic fails with -EPERM and leaves the file as it was, in one segment
+ * or with the magic split across two; other first blocks (an MBR), and the magic further in, go
+ * in. Through the bare engine there is no format to probe: skipped.
+ */
+static void test_engine_probed_raw_keeps_first_sector_raw(void **state)
+{
+	struct fx *fx = *state;
+	const uint8_t magic[4] = { 'Q', 'F', 'I', 0xfb };
+	uint8_t *data = fx_alloc(fx, 1 * MiB), *buf = fx_alloc(fx, 64 * KiB);
+	uint8_t *got = fx_alloc(fx, 64 * KiB);
+	char path[PATH_MAX];
+	struct iovec iov[2];
+	uint32_t bs;
+	struct tgt t;
+
+	if (fx->v->via == VIA_ENGINE) {
+		print_message("%s: skipped, no format without a disk\n", fx->v->name);
+		skip();
+	}
+	fill(data, 1 * MiB, 61);
+	img_make(fx_path(fx, "probed.img", path), 1 * MiB, data);
+	tgt_open(&t, fx, path);
+	assert_true(disk_probed_raw(t.d));
+	bs = t.align > 512 ? t.align : 512;
+
+	fill(buf, 64 * KiB, 62);
+	memcpy(buf, magic, sizeof(magic));
+	assert_int_equal(t_rw(&t, DISK_WRITE, 0, buf, 64 * KiB), -EPERM);
+	iov[0] = (struct iovec){ buf, bs };
+	iov[1] = (struct iovec){ buf + bs, 2 * bs };
+	assert_int_equal(c_io(&t.main, DISK_WRITE, 0, iov, 2, 0), -EPERM);
+	assert_int_equal(t_range(&t, DISK_FLUSH, 0, 0), 0);
+	img_assert_equals(path, data, 1 * MiB);
+
+	/* An MBR's signature in place of the magic: written, and read back as sent. */
+	memset(buf, 0, 4);
+	buf[510] = 0x55;
+	buf[511] = 0xaa;
+	memcpy(buf + bs, magic, sizeof(magic));
+	assert_int_equal(c_io(&t.main, DISK_WRITE, 0, iov, 2, 0), 0);
+	memcpy(data, buf, 3 * bs);
+	assert_int_equal(t_rw(&t, DISK_READ, 0, got, 3 * bs), 0);
+	assert_memory_equal(got, buf, 3 * bs);
+	tgt_close(&t);
+	img_assert_equals(path, data, 1 * MiB);
+}
+
 typedef void (*test_fn)(void **state);
 
 static const struct {
@@ -1640,6 +1689,7 @@ static const struct {
 	P(test_engine_enospc_then_recovers),
 	P(test_engine_flush_reaches_the_device),
 	P(test_engine_io_error_reported),
+	P(test_engine_probed_raw_keeps_first_sector_raw),
 #undef P
 };
 

@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "block/disk.h"
 #include "block/qcow2_header.h"
 #include "block/qcow2_tools.h"
 #include "cmd/cmd.h"
@@ -607,6 +608,23 @@ static void test_img_create_refuses_bad_requests(void **state)
 	expect_one_line_failure(img(fx, "frobnicate x"), 2);
 }
 
+/*
+ * Sizes near 2^64, which rounding up to a sector would wrap to 0 (an empty image and status 0):
+ * refused like other bad sizes, and no file made.
+ */
+static void test_img_create_refuses_size_that_overflows(void **state)
+{
+	const struct fx *fx = *state;
+	char path[128];
+	struct stat st;
+
+	expect_one_line_failure(img(fx, "create -q x.qcow2 18446744073709551615"), 1);
+	expect_one_line_failure(img(fx, "create -q x.qcow2 18446744073709551105"), 1);
+	expect_one_line_failure(img(fx, "create -q -o size=18446744073709551615 x.qcow2"), 1);
+	expect_one_line_failure(img(fx, "create -q -f raw x.qcow2 18446744073709551615"), 1);
+	assert_int_equal(stat(path_in(fx, path, sizeof(path), "x.qcow2"), &st), -1);
+}
+
 /* An existing file is overwritten, as qemu-img create does: the new image is clean. */
 static void test_img_create_overwrites_existing_file(void **state)
 {
@@ -733,6 +751,100 @@ static void test_img_info_human(void **state)
 	expect_one_line_failure(img(fx, "info --backing-chain ov.qcow2"), 1);
 	/* Without --backing-chain the backing file is only named, not opened. */
 	expect_ok(img(fx, "info ov.qcow2"));
+}
+
+/* Well-formed UTF-8 (RFC 3629 §4), written here apart from the code under test. */
+static bool utf8_valid(const unsigned char *s)
+{
+	while (*s) {
+		unsigned int n = *s < 0x80 ? 0 : *s >= 0xc2 && *s < 0xe0 ? 1 :
+			(*s & 0xf0) == 0xe0 ? 2 : *s >= 0xf0 && *s < 0xf5 ? 3 : 9;
+		uint32_t cp = *s & (0x7f >> n);
+
+		if (n == 9)
+			return false;
+		for (unsigned int i = 1; i <= n; i++) {
+			if ((s[i] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (s[i] & 0x3f);
+		}
+		if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp < 0xe000))) ||
+		    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			return false;
+		s += n + 1;
+	}
+	return true;
+}
+
+/* Nothing a terminal would act on: no control character but newlines, no C1 in UTF-8. */
+static void assert_terminal_safe(const char *what, const char *text)
+{
+	const unsigned char *s = (const unsigned char *)text;
+
+	for (size_t i = 0; s[i]; i++) {
+		if ((s[i] < 0x20 && s[i] != '\n') || s[i] == 0x7f ||
+		    (s[i] == 0xc2 && s[i + 1] >= 0x80 && s[i + 1] < 0xa0))
+			fail_msg("%s: byte %#x at %zu: %s", what, s[i], i, text);
+	}
+}
+
+/*
+ * A qcow2 image whose backing file name and format hold terminal escapes, a C1 control and
+ * bytes that are not UTF-8: `img info` escapes them for the terminal, `--json` stays valid
+ * JSON in valid UTF-8 (invalid bytes as U+FFFD), a valid non-ASCII name passes as it is, and
+ * the driver's message about the backing file is escaped too.
+ */
+static void test_img_info_escapes_names_from_the_image(void **state)
+{
+	const struct fx *fx = *state;
+	const char *name = "b\x1b]0;pwned\x07\xff\xc3(\xc2\x9b" "2J-caf\xc3\xa9\\.raw";
+	struct qcow2_create_options q = {
+		.size = 1 << 20, .version = 3, .cluster_bits = 16,
+		.refcount_order = QCOW2_DEFAULT_REFCOUNT_ORDER, .backing_file = name,
+		.backing_format = "r\x1b[2Jaw\xfe",
+	};
+	struct disk_options o = { .readonly = true };
+	char path[128], why[256];
+	const char *dwhy = NULL;
+	struct disk *d = NULL;
+	struct result r;
+	int fd;
+
+	fd = open(path_in(fx, path, sizeof(path), "esc.qcow2"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	if (qcow2_create(fd, &q, why, sizeof(why)))
+		fail_msg("qcow2_create: %s", why);
+	close(fd);
+
+	r = img(fx, "info esc.qcow2");
+	assert_int_equal(r.status, 0);
+	assert_terminal_safe("info", r.out);
+	assert_non_null(strstr(r.out, "backing file: b\\x1b]0;pwned\\x07\\xff\\xc3(\\xc2\\x9b"
+				      "2J-caf\xc3\xa9\\\\.raw"));
+	assert_non_null(strstr(r.out, "backing file format: r\\x1b[2Jaw\\xfe\n"));
+	result_free(&r);
+
+	r = img(fx, "info --json esc.qcow2");
+	assert_int_equal(r.status, 0);
+	assert_terminal_safe("info --json", r.out);
+	if (!utf8_valid((const unsigned char *)r.out))
+		fail_msg("info --json is not UTF-8: %s", r.out);
+	assert_non_null(strstr(r.out, "\"backing-filename\": \"b\\u001b]0;pwned\\u0007\\ufffd"
+				      "\\ufffd(\\u009b2J-caf\xc3\xa9\\\\.raw\""));
+	assert_non_null(strstr(r.out, "\"backing-filename-format\": \"r\\u001b[2Jaw\\ufffd\""));
+	result_free(&r);
+
+	/* The chain cannot be followed; the one line saying so is escaped as well. */
+	r = img(fx, "info --backing-chain esc.qcow2");
+	assert_int_equal(r.status, 1);
+	assert_terminal_safe("info --backing-chain", r.err);
+	result_free(&r);
+
+	o.path = path;
+	assert_true(disk_open(&d, &o, &dwhy) < 0);
+	assert_non_null(dwhy);
+	assert_terminal_safe("disk_open", dwhy);
+	assert_non_null(strstr(dwhy, "\\x1b]0;pwned\\x07"));
 }
 
 /* Malformed or missing input: status 1 and one line saying what is wrong. */
@@ -1210,10 +1322,12 @@ int main(void)
 		T(test_img_create_raw),
 		T(test_img_create_backing_agrees_with_qemu_img),
 		T(test_img_create_refuses_bad_requests),
+		T(test_img_create_refuses_size_that_overflows),
 		T(test_img_create_overwrites_existing_file),
 		T(test_img_qemu_writes_to_nkvm_images),
 		T(test_img_info_json_agrees_with_qemu_img),
 		T(test_img_info_human),
+		T(test_img_info_escapes_names_from_the_image),
 		T(test_img_malformed_inputs_fail_in_one_line),
 		T(test_img_check_agrees_on_clean_images),
 		T(test_img_check_agrees_on_damaged_images),
