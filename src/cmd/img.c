@@ -70,18 +70,18 @@ int cmd_img(int argc, char **argv)
 	return 2;
 }
 
-enum img_format img_format_parse(const char *name)
+enum disk_format_kind img_format_parse(const char *name)
 {
 	if (!strcmp(name, "raw"))
-		return IMG_FORMAT_RAW;
+		return DISK_FORMAT_RAW;
 	if (!strcmp(name, "qcow2"))
-		return IMG_FORMAT_QCOW2;
-	return IMG_FORMAT_PROBE;
+		return DISK_FORMAT_QCOW2;
+	return DISK_FORMAT_PROBE;
 }
 
-const char *img_format_name(enum img_format f)
+const char *img_format_name(enum disk_format_kind f)
 {
-	return f == IMG_FORMAT_QCOW2 ? "qcow2" : "raw";
+	return f == DISK_FORMAT_QCOW2 ? "qcow2" : "raw";
 }
 
 int img_backing_path(char *buf, size_t len, const char *image_path, const char *name)
@@ -130,7 +130,7 @@ static int img_fail(int err, char *why, size_t whylen, const char *what)
 	return err;
 }
 
-int img_open(struct img *img, const char *path, enum img_format format, unsigned int flags,
+int img_open(struct img *img, const char *path, enum disk_format_kind format, unsigned int flags,
 	     char *why, size_t whylen)
 {
 	size_t head_len;
@@ -181,15 +181,15 @@ int img_open(struct img *img, const char *path, enum img_format format, unsigned
 		goto fail;
 	}
 	/* The block layer's probe, so that img and run always agree on what an image is. */
-	if (format == IMG_FORMAT_PROBE)
-		format = disk_probe_format(head, head_len) == DISK_FORMAT_QCOW2 ? IMG_FORMAT_QCOW2 :
-			 IMG_FORMAT_RAW;
+	if (format == DISK_FORMAT_PROBE)
+		format = disk_probe_format(head, head_len) == DISK_FORMAT_QCOW2 ? DISK_FORMAT_QCOW2 :
+			 DISK_FORMAT_RAW;
 	img->format = format;
-	if (format == IMG_FORMAT_QCOW2 && !(flags & IMG_OPEN_PROBE_ONLY)) {
+	if (format == DISK_FORMAT_QCOW2 && !(flags & IMG_OPEN_PROBE_ONLY)) {
 		err = qcow2_header_parse(&img->h, head, head_len, img->file_size, why, whylen);
 		img->virtual_size = img->h.size;
 		img->parsed = !err;
-	} else if (format == IMG_FORMAT_RAW) {
+	} else if (format == DISK_FORMAT_RAW) {
 		img->virtual_size = img->file_size;
 	}
 	free(head);

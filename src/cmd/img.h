@@ -11,18 +11,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "block/disk.h"
 #include "block/qcow2_header.h"
-
-enum img_format {
-	IMG_FORMAT_PROBE,
-	IMG_FORMAT_RAW,
-	IMG_FORMAT_QCOW2,
-};
 
 /* An image opened read-only: its format and, for qcow2, its parsed header. */
 struct img {
 	int fd;
-	enum img_format format;
+	enum disk_format_kind format;
 	uint64_t file_size;		/* bytes of the file (or block device) */
 	uint64_t disk_usage;		/* bytes allocated on the host (st_blocks * 512) */
 	uint64_t virtual_size;
@@ -40,13 +35,13 @@ struct img {
  * IMG_OPEN_SHARE, takes the shared lock that keeps a writer away. Returns 0, or a negative errno
  * with a one-line reason (without the path) in why.
  */
-int img_open(struct img *img, const char *path, enum img_format format, unsigned int flags,
+int img_open(struct img *img, const char *path, enum disk_format_kind format, unsigned int flags,
 	     char *why, size_t whylen);
 void img_close(struct img *img);
 
-/* "raw" / "qcow2" → the format; IMG_FORMAT_PROBE for anything else. */
-enum img_format img_format_parse(const char *name);
-const char *img_format_name(enum img_format f);
+/* "raw" / "qcow2" → the format; DISK_FORMAT_PROBE for anything else. */
+enum disk_format_kind img_format_parse(const char *name);
+const char *img_format_name(enum disk_format_kind f);
 
 /*
  * Where a backing file named name lives for an image at image_path: name itself when absolute,

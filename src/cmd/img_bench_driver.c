@@ -889,13 +889,13 @@ static int bench_open_disk(const struct img_bench_options *o, struct disk **disk
 
 	/* The format named, else probed here, so that the result can say which ran. */
 	if (dopt.format == DISK_FORMAT_PROBE) {
-		err = img_open(&img, o->path, IMG_FORMAT_PROBE,
+		err = img_open(&img, o->path, DISK_FORMAT_PROBE,
 			       IMG_OPEN_SHARE | IMG_OPEN_PROBE_ONLY, iwhy, sizeof(iwhy));
 		if (err) {
 			snprintf(why, whylen, "%s", iwhy);
 			return err;
 		}
-		dopt.format = img.format == IMG_FORMAT_QCOW2 ? DISK_FORMAT_QCOW2 : DISK_FORMAT_RAW;
+		dopt.format = img.format;
 		img_close(&img);
 	}
 	snprintf(r->format, sizeof(r->format), "%s",

@@ -14,7 +14,7 @@
 #include "cmd/img.h"
 
 struct check_options {
-	enum img_format format;
+	enum disk_format_kind format;
 	bool json;
 	bool share;
 	bool quiet;
@@ -104,7 +104,7 @@ static int check_parse(struct check_options *o, int argc, char **argv)
 		switch (opt) {
 		case 'f':
 			o->format = img_format_parse(optarg);
-			if (o->format == IMG_FORMAT_PROBE) {
+			if (o->format == DISK_FORMAT_PROBE) {
 				fprintf(stderr, "nkvm img check: -f %s: unknown format\n", optarg);
 				return 1;
 			}
@@ -163,7 +163,7 @@ int img_check(int argc, char **argv)
 		fprintf(stderr, "nkvm: %s: %s\n", o.path, why);
 		return IMG_CHECK_FAILED;
 	}
-	if (img.format != IMG_FORMAT_QCOW2) {
+	if (img.format != DISK_FORMAT_QCOW2) {
 		img_close(&img);
 		fprintf(stderr, "nkvm: %s: this image format (raw) does not support checks\n",
 			o.path);

@@ -22,12 +22,12 @@
 #include "lib/util.h"
 
 struct create {
-	enum img_format format;
+	enum disk_format_kind format;
 	const char *path;
 	bool have_size;
 	uint64_t size;
 	const char *backing;
-	enum img_format backing_format;
+	enum disk_format_kind backing_format;
 	const char *backing_format_arg;
 	bool quiet;
 	struct qcow2_create_options q;
@@ -126,7 +126,7 @@ static int create_parse(struct create *c, int argc, char **argv)
 		switch (opt) {
 		case 'f':
 			c->format = img_format_parse(optarg);
-			if (c->format == IMG_FORMAT_PROBE)
+			if (c->format == DISK_FORMAT_PROBE)
 				return usage_error("-f %s: unknown format (raw or qcow2)", optarg);
 			break;
 		case 'b':
@@ -168,15 +168,15 @@ static int create_parse(struct create *c, int argc, char **argv)
 		return usage_error("%s", "-b: empty backing file name");
 	if (c->backing_format_arg) {
 		c->backing_format = img_format_parse(c->backing_format_arg);
-		if (c->backing_format == IMG_FORMAT_PROBE)
+		if (c->backing_format == DISK_FORMAT_PROBE)
 			return usage_error("-F %s: unknown format (raw or qcow2)",
 					   c->backing_format_arg);
 		if (!c->backing)
 			return usage_error("%s", "-F needs a backing file (-b)");
 	}
-	if (c->format == IMG_FORMAT_RAW && c->backing)
+	if (c->format == DISK_FORMAT_RAW && c->backing)
 		return usage_error("%s", "raw images cannot have a backing file");
-	if (c->format == IMG_FORMAT_RAW && c->qcow2_option)
+	if (c->format == DISK_FORMAT_RAW && c->qcow2_option)
 		return usage_error("%s", "-o: raw images only take size=");
 	if (!c->have_size && !c->backing)
 		return usage_error("%s", "missing SIZE");
@@ -246,7 +246,7 @@ static void create_announce(const struct create *c)
 	if (c->quiet)
 		return;
 	printf("Formatting '%s', fmt=%s", c->path, img_format_name(c->format));
-	if (c->format == IMG_FORMAT_QCOW2)
+	if (c->format == DISK_FORMAT_QCOW2)
 		printf(" cluster_size=%llu compression_type=%s",
 		       1ULL << c->q.cluster_bits,
 		       c->q.compression_type == QCOW2_COMPRESSION_ZSTD ? "zstd" : "zlib");
@@ -254,7 +254,7 @@ static void create_announce(const struct create *c)
 	if (c->backing)
 		printf(" backing_file=%s backing_fmt=%s", c->backing,
 		       img_format_name(c->backing_format));
-	if (c->format == IMG_FORMAT_QCOW2)
+	if (c->format == DISK_FORMAT_QCOW2)
 		printf(" compat=%s refcount_bits=%u", c->q.version == 2 ? "0.10" : "1.1",
 		       1U << c->q.refcount_order);
 	printf("\n");
@@ -263,7 +263,7 @@ static void create_announce(const struct create *c)
 int img_create(int argc, char **argv)
 {
 	struct create c = {
-		.format = IMG_FORMAT_QCOW2,
+		.format = DISK_FORMAT_QCOW2,
 		.q = {
 			.version = 3,
 			.cluster_bits = QCOW2_DEFAULT_CLUSTER_BITS,
@@ -287,7 +287,7 @@ int img_create(int argc, char **argv)
 		fprintf(stderr, "nkvm: %s: size is too large\n", c.path);
 		return 1;
 	}
-	if (c.format == IMG_FORMAT_QCOW2) {
+	if (c.format == DISK_FORMAT_QCOW2) {
 		c.size = ALIGN_UP(c.size, 512ULL);
 		c.q.size = c.size;
 		c.q.backing_file = c.backing;
@@ -304,7 +304,7 @@ int img_create(int argc, char **argv)
 	fd = create_open(&c);
 	if (fd < 0)
 		return 1;
-	if (c.format == IMG_FORMAT_QCOW2) {
+	if (c.format == DISK_FORMAT_QCOW2) {
 		err = qcow2_create(fd, &c.q, why, sizeof(why));
 	} else if (ftruncate(fd, 0) || ftruncate(fd, (off_t)c.size)) {
 		err = -errno;

@@ -23,7 +23,7 @@
 #define INFO_MAX_CHAIN 64
 
 struct info_options {
-	enum img_format format;
+	enum disk_format_kind format;
 	bool json;
 	bool chain;
 	bool share;
@@ -43,7 +43,7 @@ static const char *yes_no(bool b)
 
 static bool info_dirty(const struct img *img)
 {
-	return img->format == IMG_FORMAT_QCOW2 &&
+	return img->format == DISK_FORMAT_QCOW2 &&
 	       (img->h.incompatible_features & QCOW2_INCOMPAT_DIRTY);
 }
 
@@ -59,7 +59,7 @@ static void info_json(const struct img *img, const char *path, const char *full,
 	json_string(path);
 	printf(",\n%*s\"format\": \"%s\",\n", pad + 4, "", img_format_name(img->format));
 	printf("%*s\"actual-size\": %llu,\n", pad + 4, "", (unsigned long long)img->disk_usage);
-	if (img->format == IMG_FORMAT_QCOW2) {
+	if (img->format == DISK_FORMAT_QCOW2) {
 		bool v3 = h->version == 3;
 
 		printf("%*s\"cluster-size\": %llu,\n", pad + 4, "", 1ULL << h->cluster_bits);
@@ -111,7 +111,7 @@ static void info_human(const struct img *img, const char *path, const char *full
 	printf("virtual size: %s (%llu bytes)\n", size, (unsigned long long)img->virtual_size);
 	img_human_size(size, sizeof(size), img->disk_usage);
 	printf("disk size: %s\n", size);
-	if (img->format != IMG_FORMAT_QCOW2)
+	if (img->format != DISK_FORMAT_QCOW2)
 		return;
 	printf("cluster_size: %llu\n", 1ULL << h->cluster_bits);
 	if (info_dirty(img))
@@ -159,7 +159,7 @@ static int info_parse(struct info_options *o, int argc, char **argv)
 		switch (opt) {
 		case 'f':
 			o->format = img_format_parse(optarg);
-			if (o->format == IMG_FORMAT_PROBE) {
+			if (o->format == DISK_FORMAT_PROBE) {
 				fprintf(stderr, "nkvm img info: -f %s: unknown format\n", optarg);
 				return 1;
 			}
@@ -207,7 +207,7 @@ int img_info(int argc, char **argv)
 	char esc[TEXT_ESCAPED_SIZE(PATH_MAX)];
 	char path[PATH_MAX], full[PATH_MAX], why[256];
 	struct { dev_t dev; ino_t ino; } seen[INFO_MAX_CHAIN] = { { 0 } };
-	enum img_format format;
+	enum disk_format_kind format;
 	struct img img;
 	int err, depth;
 
@@ -235,7 +235,7 @@ int img_info(int argc, char **argv)
 			return 1;
 		}
 		full[0] = '\0';
-		next = img.format == IMG_FORMAT_QCOW2 && img.h.backing_file[0];
+		next = img.format == DISK_FORMAT_QCOW2 && img.h.backing_file[0];
 		if (next && img_backing_path(full, sizeof(full), path, img.h.backing_file)) {
 			fprintf(stderr, "nkvm: %s: backing file path is too long\n",
 				text_escape(esc, sizeof(esc), path));
