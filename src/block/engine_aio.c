@@ -67,9 +67,8 @@ struct aio_slot {
 	struct disk_request *req;
 	uint64_t done, total;		/* bytes moved so far, and of the whole request */
 	struct iovec one;		/* the rest of a partly moved segment */
-	int status;			/* a helper's result, for a queue's owner to complete */
 	struct io_helper_job job;
-	struct aio_slot *next;		/* the free list, or the helped list */
+	struct aio_slot *next;		/* the free list */
 };
 
 /*
@@ -87,7 +86,7 @@ struct aio_ctx {
 	unsigned int busy;		/* requests accepted and not yet completed */
 	struct aio_slot *free;
 	struct disk_request *wait_head, *wait_tail;	/* accepted, waiting for a slot */
-	struct aio_slot *helped;	/* owned: finished by a helper, to complete on the owner */
+	struct io_helper_job *helped;	/* owned: finished by a helper, to complete on the owner */
 	/* owned: iocbs prepared and not yet given to the kernel (queue_submit batches them) */
 	struct iocb *batch[AIO_CTX_IOCBS];
 	unsigned int batched;
@@ -281,9 +280,14 @@ static void aio_finish(struct aio_slot *s, int status)
 	pthread_mutex_unlock(&c->lock);
 }
 
+static struct aio_slot *slot_of_job(struct io_helper_job *job)
+{
+	return (struct aio_slot *)((char *)job - offsetof(struct aio_slot, job));
+}
+
 static void aio_help(struct io_helper_job *job)
 {
-	struct aio_slot *s = (struct aio_slot *)((char *)job - offsetof(struct aio_slot, job));
+	struct aio_slot *s = slot_of_job(job);
 	struct aio_ctx *c = s->c;
 	int status = io_execute_rest(c->e->file, s->req, s->done);
 
@@ -292,13 +296,8 @@ static void aio_help(struct io_helper_job *job)
 		return;
 	}
 	/* A queue's requests complete on its owner: the slot goes back to it with the result. */
-	s->status = status;
-	pthread_mutex_lock(&c->lock);
-	s->next = c->helped;
-	c->helped = s;
-	/* Under the lock: once the owner can see s, it may finish and close the eventfd. */
-	eventfd_signal(c->efd);
-	pthread_mutex_unlock(&c->lock);
+	job->status = status;
+	io_handback_push(&c->lock, &c->helped, job, c->efd);
 }
 
 /* One completed iocb: the request is done, or resumes where a short transfer stopped. */
@@ -529,19 +528,14 @@ static bool aio_queue_ready(struct io_queue *q)
 /* Submits what was prepared and completes what finished, until neither is left. */
 static void ctx_work(struct aio_ctx *c)
 {
-	struct aio_slot *helped, *s;
+	struct io_helper_job *job, *next;
 
 	do {
 		ctx_flush(c);
 		ctx_reap(c);
-		pthread_mutex_lock(&c->lock);
-		helped = c->helped;
-		c->helped = NULL;
-		pthread_mutex_unlock(&c->lock);
-		while (helped) {
-			s = helped;
-			helped = s->next;
-			aio_finish(s, s->status);
+		for (job = io_handback_take(&c->lock, &c->helped); job; job = next) {
+			next = job->next;
+			aio_finish(slot_of_job(job), job->status);
 		}
 		/* done callbacks above may have prepared more. */
 	} while (c->batched);

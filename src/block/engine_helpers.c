@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "block/engine_helpers.h"
+#include "lib/util.h"
 
 struct io_helpers {
 	pthread_mutex_t lock;
@@ -57,6 +58,27 @@ void io_helpers_queue(struct io_helpers *h, struct io_helper_job *job)
 	h->tail = job;
 	pthread_cond_signal(&h->wake);
 	pthread_mutex_unlock(&h->lock);
+}
+
+void io_handback_push(pthread_mutex_t *lock, struct io_helper_job **list,
+		      struct io_helper_job *job, int efd)
+{
+	pthread_mutex_lock(lock);
+	job->next = *list;
+	*list = job;
+	eventfd_signal(efd);
+	pthread_mutex_unlock(lock);
+}
+
+struct io_helper_job *io_handback_take(pthread_mutex_t *lock, struct io_helper_job **list)
+{
+	struct io_helper_job *jobs;
+
+	pthread_mutex_lock(lock);
+	jobs = *list;
+	*list = NULL;
+	pthread_mutex_unlock(lock);
+	return jobs;
 }
 
 void io_helpers_destroy(struct io_helpers *h)

@@ -15,8 +15,9 @@
 
 /* A piece of work for a helper thread, embedded in the engine's per-request state. */
 struct io_helper_job {
-	struct io_helper_job *next;
+	struct io_helper_job *next;	/* the helpers' queue, then an owner's hand-back list */
 	void (*run)(struct io_helper_job *job);
+	int status;			/* the result, when handed back */
 };
 
 struct io_helpers;
@@ -28,6 +29,17 @@ int io_helpers_create(struct io_helpers **h, unsigned int threads, const char *n
 void io_helpers_queue(struct io_helpers *h, struct io_helper_job *job);
 /* Runs every queued job, and the jobs those queue, then stops the threads and frees h. */
 void io_helpers_destroy(struct io_helpers *h);
+
+/*
+ * A queue's requests complete on the thread that owns the queue, also those a helper ran: the
+ * helper pushes the finished job (its result in job->status) onto the owner's list under the
+ * owner's lock, and wakes the owner's eventfd under it too (once the owner can see the job it
+ * may finish and close that eventfd). The owner takes the whole list at once; a relaxed load of
+ * *list tells it, without the lock, whether anything waits.
+ */
+void io_handback_push(pthread_mutex_t *lock, struct io_helper_job **list,
+		      struct io_helper_job *job, int efd);
+struct io_helper_job *io_handback_take(pthread_mutex_t *lock, struct io_helper_job **list);
 
 /*
  * Starts an engine thread named name, with every signal blocked that the main thread may take

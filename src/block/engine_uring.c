@@ -61,9 +61,8 @@ struct uring_slot {
 	uint64_t done, total;		/* READ/WRITE: bytes moved so far, and in all */
 	struct iovec one;		/* the rest of a partly moved segment */
 	int mode;			/* the fallocate mode in flight */
-	int status;			/* a helper's result */
 	struct io_helper_job job;
-	struct uring_slot *next;	/* the free list, or the helped list */
+	struct uring_slot *next;	/* the free list */
 };
 
 /* A ring and the requests it carries; every field but lock/helped is its owner thread's. */
@@ -81,7 +80,7 @@ struct uring_ring {
 	struct uring_slot *free;
 	struct disk_request *wait_head, *wait_tail;	/* no slot yet */
 	pthread_mutex_t lock;
-	struct uring_slot *helped;	/* finished by a helper, to complete on the owner */
+	struct io_helper_job *helped;	/* finished by a helper, to complete on the owner */
 	/*
 	 * queue_wait: the owner sleeps in io_uring_enter, its own descriptor read through the ring
 	 * and the helpers' eventfd (no longer registered) polled through it; the tags' addresses
@@ -189,19 +188,18 @@ static void ring_exit(struct uring_ring *r)
 	pthread_mutex_destroy(&r->lock);
 }
 
+static struct uring_slot *slot_of_job(struct io_helper_job *job)
+{
+	return (struct uring_slot *)((char *)job - offsetof(struct uring_slot, job));
+}
+
 static void ring_help(struct io_helper_job *job)
 {
-	struct uring_slot *s = (struct uring_slot *)((char *)job -
-						      offsetof(struct uring_slot, job));
+	struct uring_slot *s = slot_of_job(job);
 	struct uring_ring *r = s->r;
 
-	s->status = io_execute_rest(r->e->file, s->req, s->done);
-	pthread_mutex_lock(&r->lock);
-	s->next = r->helped;
-	r->helped = s;
-	/* Under the lock: once the owner can see s, it may finish and close the eventfd. */
-	eventfd_signal(r->efd);
-	pthread_mutex_unlock(&r->lock);
+	job->status = io_execute_rest(r->e->file, s->req, s->done);
+	io_handback_push(&r->lock, &r->helped, job, r->efd);
 }
 
 static void ring_to_helper(struct uring_slot *s)
@@ -461,7 +459,8 @@ static void ring_submit(struct uring_ring *r, bool get_events)
 static void ring_poll(struct uring_ring *r)
 {
 	struct io_uring_cqe *cqe;
-	struct uring_slot *helped, *s;
+	struct io_helper_job *job, *next;
+	struct uring_slot *s;
 
 	do {
 		ring_submit(r, ring_events_waiting(r));
@@ -481,14 +480,9 @@ static void ring_poll(struct uring_ring *r)
 				ring_cqe(s, res);
 			}
 		}
-		pthread_mutex_lock(&r->lock);
-		helped = r->helped;
-		r->helped = NULL;
-		pthread_mutex_unlock(&r->lock);
-		while (helped) {
-			s = helped;
-			helped = s->next;
-			ring_complete(s, s->status);
+		for (job = io_handback_take(&r->lock, &r->helped); job; job = next) {
+			next = job->next;
+			ring_complete(slot_of_job(job), job->status);
 		}
 		/* done callbacks above may have prepared more. */
 	} while (r->unsubmitted);
