@@ -85,6 +85,7 @@ static int disk_create(struct device_context *ctx, const void *cfg, void **dev, 
 	if (r) {
 		snprintf(err, errlen, "%s: cannot create its virtio-blk device: %s", d->path,
 			 strerror(-r));
+		disk_close(disk);
 		return r;
 	}
 	*dev = vdev;

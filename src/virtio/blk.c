@@ -374,13 +374,17 @@ int virtio_blk_create(struct virtio_device **vdev, struct vm *vm, struct pci_bus
 			    (1ULL << VIRTIO_BLK_F_BLK_SIZE) | (1ULL << VIRTIO_BLK_F_FLUSH) |
 			    (1ULL << VIRTIO_BLK_F_DISCARD) | (1ULL << VIRTIO_BLK_F_WRITE_ZEROES);
 
+	int err;
+
 	if (!blk)
 		return -ENOMEM;
 	if (queues > VIRTIO_BLK_MAX_QUEUES)
 		queues = VIRTIO_BLK_MAX_QUEUES;
 	blk->queues = calloc(queues, sizeof(*blk->queues));
-	if (!blk->queues)
+	if (!blk->queues) {
+		free(blk);
 		return -ENOMEM;
+	}
 	blk->disk = disk;
 	pthread_mutex_init(&blk->lock, NULL);
 	pthread_cond_init(&blk->idle, NULL);
@@ -402,9 +406,18 @@ int virtio_blk_create(struct virtio_device **vdev, struct vm *vm, struct pci_bus
 		.queue_max_size = BLK_QUEUE_SIZE,
 		.config_size = BLK_CONFIG_SIZE,
 	};
+	err = virtio_pci_create(&blk->transport, vm, bus, irq, &blk->vdev);
+	if (err) {
+		/* The disk stays the caller's, to close. */
+		pthread_cond_destroy(&blk->idle);
+		pthread_mutex_destroy(&blk->lock);
+		free(blk->queues);
+		free(blk);
+		return err;
+	}
 	if (vdev)
 		*vdev = &blk->vdev;
-	return virtio_pci_create(&blk->transport, vm, bus, irq, &blk->vdev);
+	return 0;
 }
 
 /* --- teardown, for a caller that outlives its device (nkvm img bench) ------------------------ */

@@ -23,7 +23,8 @@ struct virtio_device;
 
 /*
  * Plugs a virtio-blk device serving disk into bus; the device owns the disk from then on. The
- * device in *vdev when vdev is not NULL (a caller may also find it with virtio_pci_device).
+ * device in *vdev when vdev is not NULL (a caller may also find it with virtio_pci_device). On
+ * failure nothing is left allocated and the disk is still the caller's.
  */
 int virtio_blk_create(struct virtio_device **vdev, struct vm *vm, struct pci_bus *bus,
 		      struct irq_routing *irq, struct disk *disk, const struct virtio_blk_options *o);
