@@ -13,7 +13,7 @@ LIBOBJS := $(filter-out build/src/main.o,$(OBJS))
 SANOBJS := $(filter-out build/san/src/main.o,$(SRCS:%.c=build/san/%.o)) build/san/src/guest_blob.o
 UNIT    := $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all check unit integration deps demo fuzz crash bench clean format
+.PHONY: all check unit integration deps demo fuzz crash bench clean format print-ldlibs
 # Keep the sanitizer objects between runs (they are intermediates of the test binaries).
 .SECONDARY:
 all: nkvm
@@ -44,6 +44,26 @@ build/tests/%: tests/unit/%.c $(SANOBJS)
 # test_qcow2_flush records the image's writes and syncs in order: it wraps the libc calls.
 build/tests/test_qcow2_flush: LDLIBS += -Wl,--wrap=pwrite,--wrap=pwritev,--wrap=fallocate \
 	-Wl,--wrap=ftruncate,--wrap=fdatasync,--wrap=fsync
+
+# The fuzz targets (tests/fuzz/run) link against the whole monitor, built by clang with the
+# fuzzer's instrumentation, as an archive: each target takes only the objects it needs, and the
+# link set is the tree's own (SRCS, LDLIBS), not a list kept beside it.
+CLANG   ?= clang
+FUZZFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -Isrc -I. -fsanitize=fuzzer-no-link,address,undefined \
+	-fno-sanitize-recover=undefined
+FUZZOBJS := $(filter-out build/fuzz/obj/src/main.o,$(SRCS:%.c=build/fuzz/obj/%.o))
+
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZFLAGS) -MMD -MP -c -o $@ $<
+
+build/fuzz/libnkvm.a: $(FUZZOBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+# For tests/fuzz/run: the libraries a target links with.
+print-ldlibs:
+	@echo $(LDLIBS)
 
 # The crash-consistency writer (tests/crash/run): the block layer as nkvm builds it, no sanitizers.
 build/tests/crash_writer: tests/crash/writer.c $(filter build/src/block/% build/src/lib/%,$(OBJS))
