@@ -82,7 +82,9 @@ struct msix_vector {
 	/*
 	 * route_gen counts changes of the route (address, data, MSI-X enable); committed_gen is
 	 * the count KVM's table holds. A message while they differ would go by the old route, so
-	 * it waits as pending until the worker commits (as while the vector is masked).
+	 * it waits as pending and has the worker commit (as while the vector is masked). Commits
+	 * wait for the first message: a driver writes an entry as four dwords, and programs
+	 * vectors it may never use, so the vCPU writing them wakes no one.
 	 */
 	unsigned int route_gen, committed_gen;
 	bool pending;			/* the PBA bit */
@@ -124,6 +126,7 @@ struct virtio_pci {
 	pthread_t worker;
 	bool worker_running, worker_stop, worker_busy;
 	unsigned int work;		/* WORK_* */
+	bool wake;			/* vp_unlock wakes the worker */
 	pthread_cond_t work_cond;	/* work for the worker, or stop */
 	pthread_cond_t idle_cond;	/* the worker finished all work asked for */
 	/*
@@ -148,11 +151,26 @@ static bool msix_enabled(struct virtio_pci *vp)
 	return vp->msix_ctl & MSIX_FLAG_ENABLE;
 }
 
-/* Lets the worker run: work is a WORK_* set. Called with vp->lock held. */
+/*
+ * Leaves work (WORK_*) for the worker. Called with vp->lock held; vp_unlock then wakes the
+ * worker if it may be asleep (a busy one looks for more work before it sleeps).
+ */
 static void vp_queue_work_locked(struct virtio_pci *vp, unsigned int work)
 {
 	vp->work |= work;
-	pthread_cond_signal(&vp->work_cond);
+	if (!vp->worker_busy)
+		vp->wake = true;
+}
+
+/* Drops vp->lock, then wakes the worker if asked: the futex call is made without the lock. */
+static void vp_unlock(struct virtio_pci *vp)
+{
+	bool wake = vp->wake;
+
+	vp->wake = false;
+	pthread_mutex_unlock(&vp->lock);
+	if (wake)
+		pthread_cond_signal(&vp->work_cond);
 }
 
 /* Writes each irqfd of fds (n of them): called with no lock held. */
@@ -180,13 +198,18 @@ static bool vp_msix_deliverable_locked(struct virtio_pci *vp, unsigned int v)
  */
 static int vp_msix_message_locked(struct virtio_pci *vp, uint16_t v)
 {
+	struct msix_vector *m;
+
 	if (v >= vp->nr_vectors)
 		return -1;
+	m = &vp->vectors[v];
 	if (!vp_msix_deliverable_locked(vp, v)) {
-		vp->vectors[v].pending = true;
+		m->pending = true;
+		if (m->route_gen != m->committed_gen)
+			vp_queue_work_locked(vp, WORK_ROUTES);
 		return -1;
 	}
-	return vp->vectors[v].irqfd;
+	return m->irqfd;
 }
 
 /* The pending messages that may go now, into fds (nr_vectors entries); returns how many. */
@@ -195,9 +218,15 @@ static unsigned int vp_msix_take_pending_locked(struct virtio_pci *vp, int *fds)
 	unsigned int n = 0;
 
 	for (unsigned int v = 0; v < vp->nr_vectors; v++) {
-		if (vp->vectors[v].pending && vp_msix_deliverable_locked(vp, v)) {
-			vp->vectors[v].pending = false;
-			fds[n++] = vp->vectors[v].irqfd;
+		struct msix_vector *m = &vp->vectors[v];
+
+		if (!m->pending)
+			continue;
+		if (vp_msix_deliverable_locked(vp, v)) {
+			m->pending = false;
+			fds[n++] = m->irqfd;
+		} else if (m->route_gen != m->committed_gen) {
+			vp_queue_work_locked(vp, WORK_ROUTES);
 		}
 	}
 	return n;
@@ -247,19 +276,18 @@ static void vp_interrupt(struct virtio_pci *vp, uint16_t vector, uint8_t isr_bit
 	disabled = vp->intx_disabled;
 	if (msix)
 		fd = vp_msix_message_locked(vp, vector);
-	pthread_mutex_unlock(&vp->lock);
+	vp_unlock(vp);
 	if (!msix)
 		vp_intx_raise(vp, isr_bit, disabled);
 	else if (fd >= 0)
 		vp_signal(vp, &fd, 1);
 }
 
-/* The route of every vector changes (MSI-X enable): commit them all. Called with vp->lock held. */
+/* The route of every vector changes (MSI-X enable). Called with vp->lock held. */
 static void vp_msix_routes_changed_locked(struct virtio_pci *vp)
 {
 	for (unsigned int v = 0; v < vp->nr_vectors; v++)
 		vp->vectors[v].route_gen++;
-	vp_queue_work_locked(vp, WORK_ROUTES);
 }
 
 /* --- queue I/O threads -------------------------------------------------------------------- */
@@ -367,7 +395,7 @@ static void vp_bar_moved(struct pci_device *dev, unsigned int bar, uint64_t addr
 	pthread_mutex_lock(&vp->lock);
 	vp->notify_base = addr ? addr + OFF_NOTIFY : 0;
 	vp_queue_work_locked(vp, WORK_IOEVENTFD);
-	pthread_mutex_unlock(&vp->lock);
+	vp_unlock(vp);
 }
 
 /* --- reset and start ----------------------------------------------------------------------- */
@@ -797,7 +825,7 @@ static void vp_common_write(struct virtio_pci *vp, uint64_t off, const void *dat
 		after = vp_common_apply(vp, r, off, len);
 	}
 	config_vector = vp->msix_config;
-	pthread_mutex_unlock(&vp->lock);
+	vp_unlock(vp);
 	if (after & AFTER_CLEAR_ISR)
 		vp_intx_ack(vp);
 	if (after & AFTER_CONFIG_IRQ)
@@ -823,8 +851,9 @@ static void vp_msix_read(struct virtio_pci *vp, uint64_t off, void *data, unsign
 }
 
 /*
- * A table write: the entry is recorded, a new address or data is the worker's to commit, and an
- * unmask sends what waited (PCI 3.0 §6.8.2), by an irqfd write after the lock is dropped.
+ * A table write: the entry is recorded (a new address or data is committed at the next
+ * message), and an unmask sends what waited (PCI 3.0 §6.8.2), by an irqfd write after the lock
+ * is dropped.
  */
 static void vp_msix_write(struct virtio_pci *vp, uint64_t off, const void *data, unsigned int len)
 {
@@ -850,10 +879,9 @@ static void vp_msix_write(struct virtio_pci *vp, uint64_t off, const void *data,
 		m->addr = addr;
 		m->data = msg;
 		m->route_gen++;
-		vp_queue_work_locked(vp, WORK_ROUTES);
 	}
 	n = vp_msix_take_pending_locked(vp, fds);
-	pthread_mutex_unlock(&vp->lock);
+	vp_unlock(vp);
 	vp_signal(vp, fds, n);
 }
 
@@ -889,7 +917,7 @@ static void vp_config_written(struct pci_device *dev, unsigned int off, unsigned
 		vp_msix_routes_changed_locked(vp);
 	vp->msix_ctl = ctl;
 	n = vp_msix_take_pending_locked(vp, fds);
-	pthread_mutex_unlock(&vp->lock);
+	vp_unlock(vp);
 	vp_signal(vp, fds, n);
 }
 
@@ -1198,6 +1226,8 @@ void virtio_pci_destroy(struct virtio_pci *vp)
 	/* A last reset on the worker (after any it has in hand): the queue threads end. */
 	vp->reset_pending = true;
 	vp_queue_work_locked(vp, WORK_RESET);
+	vp->wake = false;
+	pthread_cond_signal(&vp->work_cond);
 	vp_settle_locked(vp);
 	vp->worker_stop = true;
 	pthread_cond_signal(&vp->work_cond);
