@@ -416,6 +416,14 @@ static int bench_driver_init(struct bench *b, char *why, size_t whylen)
 		return -ENODEV;
 	}
 	bar_write(b, b->common + COMMON_STATUS, 0, 1);
+	/* §4.1.4.3.2: the reset is done when the status reads 0 (Linux polls so too). */
+	for (uint64_t end = now_ns() + 10000000000ULL; bar_read(b, b->common + COMMON_STATUS, 1);) {
+		if (now_ns() > end) {
+			snprintf(why, whylen, "the device did not reset within 10 s");
+			return -ETIMEDOUT;
+		}
+		usleep(1000);
+	}
 	bar_write(b, b->common + COMMON_STATUS, STATUS_ACKNOWLEDGE, 1);
 	bar_write(b, b->common + COMMON_STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER, 1);
 	bar_write(b, b->common + COMMON_DFSELECT, 0, 4);

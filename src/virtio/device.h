@@ -90,6 +90,32 @@ void virtio_notify(struct virtio_device *vdev, unsigned int q);
 bool virtio_has_avail(struct virtio_device *vdev, unsigned int q);
 /* Marks the device broken (DEVICE_NEEDS_RESET) and tells the driver with a config interrupt. */
 void virtio_needs_reset(struct virtio_device *vdev, const char *why);
+/*
+ * The device's configuration changed (a balloon's target, a console's size): bumps
+ * config_generation and, once the driver runs (DRIVER_OK), sends the configuration change
+ * interrupt (§2.5: MSI-X's config vector, or ISR bit 1 with INTx).
+ */
+void virtio_config_changed(struct virtio_device *vdev);
+
+/*
+ * What a vhost back end needs of queue q, as the driver set it up: kick_fd receives the
+ * driver's notifications (the ioeventfd, or the notify register's writes), call_fd is the irqfd
+ * of the queue's MSI-X vector (-1 with none: the back end then cannot interrupt the driver by
+ * itself), the ring's size and guest-physical addresses, and the guest memory to map them by.
+ * A write to call_fd bypasses the MSI-X mask and pending bits. Valid from DRIVER_OK to the next
+ * reset. Returns 0, -EINVAL for a queue the device lacks, -ENODEV while the driver has not
+ * enabled the queue or the device is not running.
+ */
+struct virtio_vhost_queue {
+	int kick_fd, call_fd;
+	uint16_t size;
+	uint64_t desc, avail, used;
+	bool event_idx;
+	const struct guest_memory *mem;
+};
+int virtio_queue_vhost_view(struct virtio_device *vdev, unsigned int q,
+			    struct virtio_vhost_queue *out);
+
 /* Guest memory, for devices that read or write through chains (already checked by pop). */
 const struct guest_memory *virtio_memory(struct virtio_device *vdev);
 

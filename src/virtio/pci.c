@@ -79,24 +79,66 @@ struct msix_vector {
 	uint32_t data, ctrl;
 	int gsi;
 	int irqfd;
-	bool pending;
+	/*
+	 * route_gen counts changes of the route (address, data, MSI-X enable); committed_gen is
+	 * the count KVM's table holds. A message while they differ would go by the old route, so
+	 * it waits as pending and has the worker commit (as while the vector is masked). Commits
+	 * wait for the first message: a driver writes an entry as four dwords, and programs
+	 * vectors it may never use, so the vCPU writing them wakes no one.
+	 */
+	unsigned int route_gen, committed_gen;
+	bool pending;			/* the PBA bit */
 };
 
+/* Work the vCPU leaves for the transport's worker thread. */
+enum {
+	WORK_RESET = 1,		/* status 0 on a started device: stop, reset, then status reads 0 */
+	WORK_START = 2,		/* DRIVER_OK: map the rings, start the device and the queue threads */
+	WORK_ROUTES = 4,	/* MSI-X routes changed: commit them (KVM_SET_GSI_ROUTING) */
+	WORK_IOEVENTFD = 8,	/* BAR 0 moved: move the queues' ioeventfds (KVM_IOEVENTFD) */
+};
+
+/*
+ * Locking. vp->lock guards the registers and the MSI-X state; it is held only to read or record
+ * them, never across a system call or an allocation, so a vCPU's exit and a completion's
+ * interrupt never wait behind slow work. The slow work (joining and creating threads, the
+ * device's reset and start, route commits, ioeventfds) runs on the worker thread, which takes
+ * vp->lock to snapshot what to do and to publish the result. INTx has its own lock (intx_lock).
+ */
 struct virtio_pci {
 	struct pci_device pci;
 	struct vm *vm;
 	struct pci_bus *bus;
 	struct irq_routing *irq;
 	struct virtio_device *vdev;
-	pthread_mutex_t lock;		/* transport registers, MSI-X, ISR */
-	bool resetting;			/* vp_reset_locked runs, with the lock dropped */
+	pthread_mutex_t lock;		/* transport registers, MSI-X, the worker's work */
+	bool reset_pending;		/* status 0 written, the worker's reset not done */
+	bool active;			/* DRIVER_OK was taken: a reset needs the worker */
 	uint32_t dfselect, gfselect;
 	uint64_t driver_features;
-	uint8_t status, config_generation, isr;
+	uint8_t status, config_generation;
 	uint16_t queue_select, msix_config;
-	int intx_level;
+	uint16_t msix_ctl;		/* MSI-X enable and function mask, as last written */
+	bool intx_disabled;		/* PCI_COMMAND's INTx disable, as last written */
 	unsigned int msix_cap, nr_vectors;
 	struct msix_vector *vectors;
+	uint64_t notify_base;		/* where BAR 0's notify area answers now, 0 if nowhere */
+	/* The worker. */
+	pthread_t worker;
+	bool worker_running, worker_stop, worker_busy;
+	unsigned int work;		/* WORK_* */
+	bool wake;			/* vp_unlock wakes the worker */
+	pthread_cond_t work_cond;	/* work for the worker, or stop */
+	pthread_cond_t idle_cond;	/* the worker finished all work asked for */
+	/*
+	 * INTx (only without MSI-X): the line follows the ISR, so raising and lowering it keep
+	 * intx_lock across KVM_IRQ_LINE; otherwise an ISR read's lowering could pass a raise and
+	 * leave the line high with the ISR clear (a guest that reads 0 from the ISR says the
+	 * interrupt was not its own, and Linux disables a line that does so too often).
+	 */
+	pthread_mutex_t intx_lock;
+	uint8_t isr;
+	int intx_level;
 	struct vp_queue queues[VIRTIO_MAX_QUEUES];
 };
 
@@ -105,58 +147,148 @@ static struct virtio_pci *to_vp(struct pci_device *dev)
 	return (struct virtio_pci *)((char *)dev - offsetof(struct virtio_pci, pci));
 }
 
-static uint16_t msix_flags(struct virtio_pci *vp)
-{
-	return vp->pci.cfg[vp->msix_cap + 2] | vp->pci.cfg[vp->msix_cap + 3] << 8;
-}
-
 static bool msix_enabled(struct virtio_pci *vp)
 {
-	return msix_flags(vp) & MSIX_FLAG_ENABLE;
+	return vp->msix_ctl & MSIX_FLAG_ENABLE;
 }
 
-/* Raise the interrupt of `vector` (or INTx with isr_bit). Called with vp->lock held. */
-static void vp_interrupt_locked(struct virtio_pci *vp, uint16_t vector, uint8_t isr_bit)
+/*
+ * Leaves work (WORK_*) for the worker. Called with vp->lock held; vp_unlock then wakes the
+ * worker if it may be asleep (a busy one looks for more work before it sleeps).
+ */
+static void vp_queue_work_locked(struct virtio_pci *vp, unsigned int work)
+{
+	vp->work |= work;
+	if (!vp->worker_busy)
+		vp->wake = true;
+}
+
+/* Drops vp->lock, then wakes the worker if asked: the futex call is made without the lock. */
+static void vp_unlock(struct virtio_pci *vp)
+{
+	bool wake = vp->wake;
+
+	vp->wake = false;
+	pthread_mutex_unlock(&vp->lock);
+	if (wake)
+		pthread_cond_signal(&vp->work_cond);
+}
+
+/* Writes each irqfd of fds (n of them): called with no lock held. */
+static void vp_signal(struct virtio_pci *vp, const int *fds, unsigned int n)
 {
 	uint64_t one = 1;
 
-	if (!msix_enabled(vp)) {
-		vp->isr |= isr_bit;
-		if (!vp->intx_level &&
-		    !(vp->pci.cfg[PCI_COMMAND + 1] & (PCI_COMMAND_INTX_DISABLE >> 8))) {
-			vp->intx_level = 1;
-			vm_irq_line(vp->vm, pci_slot_gsi(vp->pci.slot), 1);
-		}
-		return;
-	}
-	if (vector >= vp->nr_vectors)
-		return;
-	if ((msix_flags(vp) & MSIX_FLAG_MASKALL) || (vp->vectors[vector].ctrl & MSIX_CTRL_MASKED)) {
-		/* §6.8.2 of PCI: a masked vector's message waits as a pending bit. */
-		vp->vectors[vector].pending = true;
-		return;
-	}
-	if (write(vp->vectors[vector].irqfd, &one, sizeof(one)) < 0)
-		nkvm_err("%s: irqfd: %s", vp->vdev->name, strerror(errno));
+	for (unsigned int i = 0; i < n; i++)
+		if (write(fds[i], &one, sizeof(one)) < 0)
+			nkvm_err("%s: irqfd: %s", vp->vdev->name, strerror(errno));
 }
 
-/* Delivers messages that waited while their vector or the function was masked. */
-static void vp_msix_deliver_pending(struct virtio_pci *vp)
-{
-	for (unsigned int v = 0; v < vp->nr_vectors; v++) {
-		if (vp->vectors[v].pending && !(vp->vectors[v].ctrl & MSIX_CTRL_MASKED) &&
-		    !(msix_flags(vp) & MSIX_FLAG_MASKALL) && msix_enabled(vp)) {
-			vp->vectors[v].pending = false;
-			vp_interrupt_locked(vp, v, 0);
-		}
-	}
-}
-
-static void vp_msix_update_route(struct virtio_pci *vp, unsigned int v)
+/* Whether vector v may send its message now: unmasked (PCI 3.0 §6.8.2), its route committed. */
+static bool vp_msix_deliverable_locked(struct virtio_pci *vp, unsigned int v)
 {
 	struct msix_vector *m = &vp->vectors[v];
 
-	irq_msi_set(vp->irq, m->gsi, msix_enabled(vp), m->addr, m->data);
+	return msix_enabled(vp) && !(vp->msix_ctl & MSIX_FLAG_MASKALL) &&
+	       !(m->ctrl & MSIX_CTRL_MASKED) && m->route_gen == m->committed_gen;
+}
+
+/*
+ * A message of vector v: the irqfd to write once vp->lock is dropped, or -1 when none (no such
+ * vector; or it waits as a pending bit until unmasked or committed). Called with vp->lock held.
+ */
+static int vp_msix_message_locked(struct virtio_pci *vp, uint16_t v)
+{
+	struct msix_vector *m;
+
+	if (v >= vp->nr_vectors)
+		return -1;
+	m = &vp->vectors[v];
+	if (!vp_msix_deliverable_locked(vp, v)) {
+		m->pending = true;
+		if (m->route_gen != m->committed_gen)
+			vp_queue_work_locked(vp, WORK_ROUTES);
+		return -1;
+	}
+	return m->irqfd;
+}
+
+/* The pending messages that may go now, into fds (nr_vectors entries); returns how many. */
+static unsigned int vp_msix_take_pending_locked(struct virtio_pci *vp, int *fds)
+{
+	unsigned int n = 0;
+
+	for (unsigned int v = 0; v < vp->nr_vectors; v++) {
+		struct msix_vector *m = &vp->vectors[v];
+
+		if (!m->pending)
+			continue;
+		if (vp_msix_deliverable_locked(vp, v)) {
+			m->pending = false;
+			fds[n++] = m->irqfd;
+		} else if (m->route_gen != m->committed_gen) {
+			vp_queue_work_locked(vp, WORK_ROUTES);
+		}
+	}
+	return n;
+}
+
+static void vp_intx_set(struct virtio_pci *vp, int level)
+{
+	vp->intx_level = level;
+	vm_irq_line(vp->vm, pci_slot_gsi(vp->pci.slot), level);
+}
+
+/* §4.1.4.5: INTx, without MSI-X: the ISR bit, and the line while the ISR is not read. */
+static void vp_intx_raise(struct virtio_pci *vp, uint8_t isr_bit, bool disabled)
+{
+	pthread_mutex_lock(&vp->intx_lock);
+	vp->isr |= isr_bit;
+	if (!vp->intx_level && !disabled)
+		vp_intx_set(vp, 1);
+	pthread_mutex_unlock(&vp->intx_lock);
+}
+
+/* Reads and clears the ISR, lowering the line (§4.1.4.5.1); or just clears it (reset). */
+static uint8_t vp_intx_ack(struct virtio_pci *vp)
+{
+	uint8_t isr;
+
+	pthread_mutex_lock(&vp->intx_lock);
+	isr = vp->isr;
+	vp->isr = 0;
+	if (vp->intx_level)
+		vp_intx_set(vp, 0);
+	pthread_mutex_unlock(&vp->intx_lock);
+	return isr;
+}
+
+/*
+ * Interrupts the driver on vector (MSI-X) or with isr_bit (INTx). Called without vp->lock:
+ * it decides under the lock and writes the irqfd after.
+ */
+static void vp_interrupt(struct virtio_pci *vp, uint16_t vector, uint8_t isr_bit)
+{
+	bool msix, disabled;
+	int fd = -1;
+
+	pthread_mutex_lock(&vp->lock);
+	msix = msix_enabled(vp);
+	disabled = vp->intx_disabled;
+	if (msix)
+		fd = vp_msix_message_locked(vp, vector);
+	vp_unlock(vp);
+	if (!msix)
+		vp_intx_raise(vp, isr_bit, disabled);
+	else if (fd >= 0)
+		vp_signal(vp, &fd, 1);
+}
+
+/* The route of every vector changes (MSI-X enable). Called with vp->lock held. */
+static void vp_msix_routes_changed_locked(struct virtio_pci *vp)
+{
+	for (unsigned int v = 0; v < vp->nr_vectors; v++)
+		vp->vectors[v].route_gen++;
 }
 
 /* --- queue I/O threads -------------------------------------------------------------------- */
@@ -254,6 +386,7 @@ static void vp_ioeventfd(struct virtio_pci *vp, struct vp_queue *q, uint64_t add
 	q->ioeventfd_addr = assign ? addr : 0;
 }
 
+/* On a vCPU (a BAR write): the worker moves the ioeventfds; kicks meanwhile exit to nkvm. */
 static void vp_bar_moved(struct pci_device *dev, unsigned int bar, uint64_t addr)
 {
 	struct virtio_pci *vp = to_vp(dev);
@@ -261,45 +394,24 @@ static void vp_bar_moved(struct pci_device *dev, unsigned int bar, uint64_t addr
 	if (bar != 0)
 		return;
 	pthread_mutex_lock(&vp->lock);
-	for (unsigned int i = 0; i < vp->vdev->nr_queues; i++) {
-		struct vp_queue *q = &vp->queues[i];
-
-		if (q->ioeventfd_addr)
-			vp_ioeventfd(vp, q, q->ioeventfd_addr, false);
-		if (addr)
-			vp_ioeventfd(vp, q, addr + OFF_NOTIFY + i * NOTIFY_MULTIPLIER, true);
-	}
-	pthread_mutex_unlock(&vp->lock);
+	vp->notify_base = addr ? addr + OFF_NOTIFY : 0;
+	vp_queue_work_locked(vp, WORK_IOEVENTFD);
+	vp_unlock(vp);
 }
 
 /* --- reset and start ----------------------------------------------------------------------- */
 
-/*
- * §2.4: back to the state at power-on. Called with vp->lock held; drops it meanwhile, since the
- * queue threads it waits for take it to interrupt the driver. While it is dropped, resetting
- * keeps the common configuration from changing (vp_common_write).
- */
-static void vp_reset_locked(struct virtio_pci *vp)
+/* §2.4: the registers as at power-on. Called with vp->lock held; no system call. */
+static void vp_reset_registers_locked(struct virtio_pci *vp)
 {
 	struct virtio_device *vdev = vp->vdev;
 
-	vp->resetting = true;
-	pthread_mutex_unlock(&vp->lock);
-	vp_stop_queue_threads(vp);
-	if (vdev->ops->reset)
-		vdev->ops->reset(vdev);
-	pthread_mutex_lock(&vp->lock);
 	vp->status = 0;
 	vp->dfselect = vp->gfselect = 0;
 	vp->driver_features = 0;
 	vdev->features = 0;
 	vp->queue_select = 0;
 	vp->msix_config = VIRTIO_MSI_NO_VECTOR;
-	vp->isr = 0;
-	if (vp->intx_level) {
-		vp->intx_level = 0;
-		vm_irq_line(vp->vm, pci_slot_gsi(vp->pci.slot), 0);
-	}
 	for (unsigned int i = 0; i < vdev->nr_queues; i++) {
 		struct vp_queue *q = &vp->queues[i];
 
@@ -311,45 +423,89 @@ static void vp_reset_locked(struct virtio_pci *vp)
 		q->desc = q->driver = q->device = 0;
 		pthread_mutex_unlock(&q->lock);
 	}
-	vp->resetting = false;
+}
+
+/*
+ * On the worker: §2.4's reset of a device that was started. The queue threads end, the device
+ * finishes its requests in flight and forgets them, then the registers go back to power-on and
+ * the status reads 0, which the driver waits for (§4.1.4.3.2). Until then the common
+ * configuration ignores writes (vp_common_write).
+ */
+static void vp_do_reset(struct virtio_pci *vp)
+{
+	vp_stop_queue_threads(vp);
+	if (vp->vdev->ops->reset)
+		vp->vdev->ops->reset(vp->vdev);
+	vp_intx_ack(vp);
+	pthread_mutex_lock(&vp->lock);
+	vp_reset_registers_locked(vp);
+	vp->active = false;
+	vp->reset_pending = false;
+	pthread_mutex_unlock(&vp->lock);
 }
 
 /*
  * §2.1.2: the device is in an error state a reset must clear; it tells a running driver with
- * a configuration change interrupt. Called with vp->lock held.
+ * a configuration change interrupt. Called with vp->lock held; returns whether to interrupt
+ * the driver (vp_interrupt on msix_config, once the lock is dropped).
  */
-static void vp_needs_reset_locked(struct virtio_pci *vp, const char *why)
+static bool vp_needs_reset_locked(struct virtio_pci *vp, const char *why)
 {
 	if (vp->status & STATUS_NEEDS_RESET)
-		return;
+		return false;
 	nkvm_err("%s: %s: device needs reset", vp->vdev->name, why);
 	vp->status |= STATUS_NEEDS_RESET;
 	vp->config_generation++;
-	vp_interrupt_locked(vp, vp->msix_config, ISR_CONFIG);
+	return true;
 }
 
-/* DRIVER_OK: map every enabled queue, start the device and the queue threads. */
-static void vp_start_locked(struct virtio_pci *vp)
+static void vp_needs_reset(struct virtio_pci *vp, const char *why)
+{
+	bool raise;
+	uint16_t vector;
+
+	pthread_mutex_lock(&vp->lock);
+	raise = vp_needs_reset_locked(vp, why);
+	vector = vp->msix_config;
+	pthread_mutex_unlock(&vp->lock);
+	if (raise)
+		vp_interrupt(vp, vector, ISR_CONFIG);
+}
+
+/*
+ * On the worker: DRIVER_OK. Maps every enabled queue, starts the device and the queue threads.
+ * The registers it reads are fixed meanwhile: queues and features do not change while
+ * DRIVER_OK is set, and a reset waits for the worker.
+ */
+static void vp_do_start(struct virtio_pci *vp)
 {
 	struct virtio_device *vdev = vp->vdev;
-	bool event_idx = vdev->features & (1ULL << VIRTIO_F_EVENT_IDX);
-	bool indirect = vdev->features & (1ULL << VIRTIO_F_INDIRECT_DESC);
+	bool event_idx, indirect;
 
+	pthread_mutex_lock(&vp->lock);
+	event_idx = vdev->features & (1ULL << VIRTIO_F_EVENT_IDX);
+	indirect = vdev->features & (1ULL << VIRTIO_F_INDIRECT_DESC);
 	for (unsigned int i = 0; i < vdev->nr_queues; i++) {
 		struct vp_queue *q = &vp->queues[i];
+		int err = 0;
 
 		if (!q->enable)
 			continue;
-		if (virtq_init(&q->vq, vm_memory(vp->vm), q->size, q->desc, q->driver, q->device,
-			       event_idx, indirect)) {
-			vp->status |= STATUS_NEEDS_RESET;
+		pthread_mutex_lock(&q->lock);
+		err = virtq_init(&q->vq, vm_memory(vp->vm), q->size, q->desc, q->driver, q->device,
+				 event_idx, indirect);
+		q->ready = !err;
+		pthread_mutex_unlock(&q->lock);
+		if (err) {
+			pthread_mutex_unlock(&vp->lock);
 			nkvm_err("%s: queue %u: rings outside guest RAM or misaligned", vdev->name, i);
+			vp_needs_reset(vp, "the driver's rings cannot be mapped");
 			return;
 		}
-		q->ready = true;
 	}
+	pthread_mutex_unlock(&vp->lock);
 	if (vdev->ops->start && vdev->ops->start(vdev)) {
-		vp->status |= STATUS_NEEDS_RESET;
+		vp_needs_reset(vp, "the device did not start");
 		return;
 	}
 	for (unsigned int i = 0; i < vdev->nr_queues; i++) {
@@ -360,8 +516,105 @@ static void vp_start_locked(struct virtio_pci *vp)
 		atomic_store(&q->stop, false);
 		q->thread_running = pthread_create(&q->thread, NULL, vp_queue_thread, q) == 0;
 		if (!q->thread_running)
-			vp->status |= STATUS_NEEDS_RESET;
+			vp_needs_reset(vp, "cannot start a queue thread");
 	}
+}
+
+/* On the worker: puts the queues' ioeventfds where the notify area now answers. */
+static void vp_do_ioeventfd(struct virtio_pci *vp)
+{
+	uint64_t base;
+
+	pthread_mutex_lock(&vp->lock);
+	base = vp->notify_base;
+	pthread_mutex_unlock(&vp->lock);
+	for (unsigned int i = 0; i < vp->vdev->nr_queues; i++) {
+		struct vp_queue *q = &vp->queues[i];
+		uint64_t addr = base ? base + i * NOTIFY_MULTIPLIER : 0;
+
+		if (q->ioeventfd_addr == addr)
+			continue;
+		if (q->ioeventfd_addr)
+			vp_ioeventfd(vp, q, q->ioeventfd_addr, false);
+		if (addr)
+			vp_ioeventfd(vp, q, addr, true);
+	}
+}
+
+/*
+ * On the worker: commits the routes the driver changed, in one KVM_SET_GSI_ROUTING, then
+ * sends the messages that waited for them.
+ */
+static void vp_do_routes(struct virtio_pci *vp)
+{
+	struct irq_msi_route routes[VIRTIO_MAX_QUEUES + 1];
+	unsigned int vec[VIRTIO_MAX_QUEUES + 1], gen[VIRTIO_MAX_QUEUES + 1], n = 0, nfds;
+	int fds[VIRTIO_MAX_QUEUES + 1], err;
+
+	pthread_mutex_lock(&vp->lock);
+	for (unsigned int v = 0; v < vp->nr_vectors; v++) {
+		struct msix_vector *m = &vp->vectors[v];
+
+		if (m->route_gen == m->committed_gen)
+			continue;
+		routes[n] = (struct irq_msi_route){ .gsi = m->gsi, .enabled = msix_enabled(vp),
+						    .addr = m->addr, .data = m->data };
+		vec[n] = v;
+		gen[n++] = m->route_gen;
+	}
+	pthread_mutex_unlock(&vp->lock);
+	if (!n)
+		return;
+	err = irq_msi_set_routes(vp->irq, routes, n);
+	if (err)
+		nkvm_err("%s: MSI-X routes: %s", vp->vdev->name, strerror(-err));
+	pthread_mutex_lock(&vp->lock);
+	/* Even on failure: a message then goes by what KVM has, rather than never. */
+	for (unsigned int i = 0; i < n; i++)
+		vp->vectors[vec[i]].committed_gen = gen[i];
+	nfds = vp_msix_take_pending_locked(vp, fds);
+	pthread_mutex_unlock(&vp->lock);
+	vp_signal(vp, fds, nfds);
+}
+
+static void *vp_worker(void *arg)
+{
+	struct virtio_pci *vp = arg;
+	unsigned int work;
+
+	pthread_mutex_lock(&vp->lock);
+	for (;;) {
+		while (!vp->work && !vp->worker_stop)
+			pthread_cond_wait(&vp->work_cond, &vp->lock);
+		if (!vp->work)
+			break;
+		work = vp->work;
+		vp->work = 0;
+		vp->worker_busy = true;
+		pthread_mutex_unlock(&vp->lock);
+		if (work & WORK_ROUTES)
+			vp_do_routes(vp);
+		if (work & WORK_IOEVENTFD)
+			vp_do_ioeventfd(vp);
+		/* A reset written after DRIVER_OK, before the start ran: nothing to start. */
+		if (work & WORK_RESET)
+			vp_do_reset(vp);
+		else if (work & WORK_START)
+			vp_do_start(vp);
+		pthread_mutex_lock(&vp->lock);
+		vp->worker_busy = false;
+		if (!vp->work)
+			pthread_cond_broadcast(&vp->idle_cond);
+	}
+	pthread_mutex_unlock(&vp->lock);
+	return NULL;
+}
+
+/* Waits until the worker has done all the work asked of it. Called with vp->lock held. */
+static void vp_settle_locked(struct virtio_pci *vp)
+{
+	while (vp->worker_running && (vp->work || vp->worker_busy))
+		pthread_cond_wait(&vp->idle_cond, &vp->lock);
 }
 
 /* Whether each step in s comes with all the steps before it (§3.1.1). */
@@ -380,6 +633,9 @@ static bool status_steps_in_order(uint8_t s)
 	return true;
 }
 
+/* What a register write leaves to do once vp->lock is dropped (AFTER_*). */
+enum { AFTER_CONFIG_IRQ = 1, AFTER_CLEAR_ISR = 2 };
+
 /*
  * The status only moves forward until a reset: each step runs once, on the state the steps
  * before it left. A write that clears a bit (§2.1.1: the driver never does), sets a step out of
@@ -387,34 +643,45 @@ static bool status_steps_in_order(uint8_t s)
  * DEVICE_NEEDS_RESET (§2.1.2: only a reset clears it) is refused and leaves the device needing
  * a reset. Without this, DRIVER_OK cleared and set again started the queues a second time on a
  * live device, and FEATURES_OK cleared and set again renegotiated the features under it.
+ * Returns AFTER_* work.
  */
-static void vp_write_status_locked(struct virtio_pci *vp, uint8_t status)
+static unsigned int vp_write_status_locked(struct virtio_pci *vp, uint8_t status)
 {
 	struct virtio_device *vdev = vp->vdev;
 	uint8_t old = vp->status & ~STATUS_NEEDS_RESET, added;
 
 	if (status == 0) {
-		vp_reset_locked(vp);
-		return;
+		/*
+		 * §4.1.4.3.2: the driver reads the status until it is 0. A device that never started
+		 * has only registers to clear; a started one is the worker's to reset, and the
+		 * status reads as before until then.
+		 */
+		if (!vp->active) {
+			vp_reset_registers_locked(vp);
+			return AFTER_CLEAR_ISR;
+		}
+		vp->reset_pending = true;
+		vp_queue_work_locked(vp, WORK_RESET);
+		return 0;
 	}
 	/* DEVICE_NEEDS_RESET is the device's bit (a driver writes back what it read); 0x30 unused. */
 	status &= STATUS_STEPS | STATUS_FAILED;
 	added = status & ~old;
 	if (old & ~status) {
-		vp_needs_reset_locked(vp, "the driver cleared a device status bit");
-		return;
+		return vp_needs_reset_locked(vp, "the driver cleared a device status bit") ?
+			       AFTER_CONFIG_IRQ : 0;
 	}
 	if (!(added & STATUS_STEPS)) {
 		vp->status |= added;	/* FAILED, or the same steps written again */
-		return;
+		return 0;
 	}
 	if (!status_steps_in_order(status)) {
-		vp_needs_reset_locked(vp, "the driver skipped an initialization step");
-		return;
+		return vp_needs_reset_locked(vp, "the driver skipped an initialization step") ?
+			       AFTER_CONFIG_IRQ : 0;
 	}
 	if ((vp->status & STATUS_NEEDS_RESET) || (status & STATUS_FAILED)) {
-		vp_needs_reset_locked(vp, "the driver went on without a reset");
-		return;
+		return vp_needs_reset_locked(vp, "the driver went on without a reset") ?
+			       AFTER_CONFIG_IRQ : 0;
 	}
 	if (added & STATUS_FEATURES_OK) {
 		/*
@@ -429,8 +696,11 @@ static void vp_write_status_locked(struct virtio_pci *vp, uint8_t status)
 			vdev->features = vp->driver_features;
 	}
 	vp->status = status;
-	if (status & added & STATUS_DRIVER_OK)
-		vp_start_locked(vp);
+	if (status & added & STATUS_DRIVER_OK) {
+		vp->active = true;
+		vp_queue_work_locked(vp, WORK_START);
+	}
+	return 0;
 }
 
 /* --- common configuration (§4.1.4.3) ------------------------------------------------------ */
@@ -473,7 +743,8 @@ static bool covers(uint64_t off, unsigned int len, unsigned int field, unsigned 
 }
 
 /* Applies the registers a write touched; r holds the snapshot with the written bytes in. */
-static void vp_common_apply(struct virtio_pci *vp, const uint8_t *r, uint64_t off, unsigned int len)
+static unsigned int vp_common_apply(struct virtio_pci *vp, const uint8_t *r, uint64_t off,
+				    unsigned int len)
 {
 	struct vp_queue *q;
 	bool live = vp->status & STATUS_DRIVER_OK;
@@ -523,7 +794,8 @@ static void vp_common_apply(struct virtio_pci *vp, const uint8_t *r, uint64_t of
 	if (q && covers(off, len, 0x1c, 2) && !live && get_le(r + 0x1c, 2) == 1)
 		q->enable = 1;	/* §4.1.4.3.2: the driver never writes 0 */
 	if (covers(off, len, 0x14, 1))
-		vp_write_status_locked(vp, r[0x14]);
+		return vp_write_status_locked(vp, r[0x14]);
+	return 0;
 }
 
 static void vp_common_read(struct virtio_pci *vp, uint64_t off, void *data, unsigned int len)
@@ -539,19 +811,26 @@ static void vp_common_read(struct virtio_pci *vp, uint64_t off, void *data, unsi
 static void vp_common_write(struct virtio_pci *vp, uint64_t off, const void *data, unsigned int len)
 {
 	uint8_t r[COMMON_SIZE];
+	unsigned int after = 0;
+	uint16_t config_vector;
 
 	pthread_mutex_lock(&vp->lock);
 	/*
-	 * A write while another vCPU resets the device is dropped: the reset clears all that it
-	 * could set (status, features, queues, vectors), so this is the write coming just before
-	 * the reset. Applied, it could start the device in the middle of its reset.
+	 * §4.1.4.3.2: after writing 0 the driver waits for the status to read 0 before anything
+	 * else. A write before that (a driver that did not wait, or another vCPU) is dropped:
+	 * applied, it could start the device in the middle of its reset.
 	 */
-	if (!vp->resetting) {
+	if (!vp->reset_pending) {
 		vp_common_snapshot(vp, r);
 		memcpy(r + off, data, len);
-		vp_common_apply(vp, r, off, len);
+		after = vp_common_apply(vp, r, off, len);
 	}
-	pthread_mutex_unlock(&vp->lock);
+	config_vector = vp->msix_config;
+	vp_unlock(vp);
+	if (after & AFTER_CLEAR_ISR)
+		vp_intx_ack(vp);
+	if (after & AFTER_CONFIG_IRQ)
+		vp_interrupt(vp, config_vector, ISR_CONFIG);
 }
 
 /* --- MSI-X table and PBA (PCI 3.0 §6.8.2) -------------------------------------------------- */
@@ -572,11 +851,19 @@ static void vp_msix_read(struct virtio_pci *vp, uint64_t off, void *data, unsign
 	memcpy(data, e + off % MSIX_ENTRY_SIZE, len);
 }
 
+/*
+ * A table write: the entry is recorded (a new address or data is committed at the next
+ * message), and an unmask sends what waited (PCI 3.0 §6.8.2), by an irqfd write after the lock
+ * is dropped.
+ */
 static void vp_msix_write(struct virtio_pci *vp, uint64_t off, const void *data, unsigned int len)
 {
-	unsigned int v = off / MSIX_ENTRY_SIZE, at = off % MSIX_ENTRY_SIZE;
+	unsigned int v = off / MSIX_ENTRY_SIZE, at = off % MSIX_ENTRY_SIZE, n;
 	struct msix_vector *m;
 	uint8_t e[MSIX_ENTRY_SIZE];
+	uint64_t addr;
+	uint32_t msg;
+	int fds[VIRTIO_MAX_QUEUES + 1];
 
 	if (v >= vp->nr_vectors || at + len > MSIX_ENTRY_SIZE)
 		return;
@@ -586,12 +873,17 @@ static void vp_msix_write(struct virtio_pci *vp, uint64_t off, const void *data,
 	put_le(e + 8, m->data, 4);
 	put_le(e + 12, m->ctrl, 4);
 	memcpy(e + at, data, len);
-	m->addr = get_le(e, 8);
-	m->data = get_le(e + 8, 4);
+	addr = get_le(e, 8);
+	msg = get_le(e + 8, 4);
 	m->ctrl = get_le(e + 12, 4) & MSIX_CTRL_MASKED;
-	vp_msix_update_route(vp, v);
-	vp_msix_deliver_pending(vp);
-	pthread_mutex_unlock(&vp->lock);
+	if (addr != m->addr || msg != m->data) {
+		m->addr = addr;
+		m->data = msg;
+		m->route_gen++;
+	}
+	n = vp_msix_take_pending_locked(vp, fds);
+	vp_unlock(vp);
+	vp_signal(vp, fds, n);
 }
 
 static void vp_pba_read(struct virtio_pci *vp, uint64_t off, void *data, unsigned int len)
@@ -608,18 +900,26 @@ static void vp_pba_read(struct virtio_pci *vp, uint64_t off, void *data, unsigne
 		memcpy(data, bits + off, len < sizeof(bits) - off ? len : sizeof(bits) - off);
 }
 
+/* On a vCPU, after a config space write: MSI-X enable and mask, PCI_COMMAND's INTx disable. */
 static void vp_config_written(struct pci_device *dev, unsigned int off, unsigned int len)
 {
 	struct virtio_pci *vp = to_vp(dev);
+	uint16_t ctl;
+	unsigned int n;
+	int fds[VIRTIO_MAX_QUEUES + 1];
 
-	if (off >= vp->msix_cap + 4 || off + len <= vp->msix_cap + 2)
-		return;
-	/* MSI-X enable or function mask changed: routes follow enable, pending bits the mask. */
 	pthread_mutex_lock(&vp->lock);
-	for (unsigned int v = 0; v < vp->nr_vectors; v++)
-		vp_msix_update_route(vp, v);
-	vp_msix_deliver_pending(vp);
-	pthread_mutex_unlock(&vp->lock);
+	/* The bus wrote cfg on this thread, before calling: these bytes are as the guest left them. */
+	vp->intx_disabled = vp->pci.cfg[PCI_COMMAND + 1] & (PCI_COMMAND_INTX_DISABLE >> 8);
+	ctl = vp->pci.cfg[vp->msix_cap + 2] | vp->pci.cfg[vp->msix_cap + 3] << 8;
+	ctl &= MSIX_FLAG_ENABLE | MSIX_FLAG_MASKALL;
+	/* Routes follow the enable bit; pending messages go when the function mask lifts. */
+	if ((ctl ^ vp->msix_ctl) & MSIX_FLAG_ENABLE)
+		vp_msix_routes_changed_locked(vp);
+	vp->msix_ctl = ctl;
+	n = vp_msix_take_pending_locked(vp, fds);
+	vp_unlock(vp);
+	vp_signal(vp, fds, n);
 }
 
 /* --- BAR 0 dispatch ------------------------------------------------------------------------- */
@@ -635,14 +935,7 @@ static void vp_bar_read(struct pci_device *dev, unsigned int bar, uint64_t off, 
 		vp_common_read(vp, off - OFF_COMMON, data, len);
 	} else if (off == OFF_ISR) {
 		/* §4.1.4.5: reading the ISR clears it and lowers INTx. */
-		pthread_mutex_lock(&vp->lock);
-		*(uint8_t *)data = vp->isr;
-		vp->isr = 0;
-		if (vp->intx_level) {
-			vp->intx_level = 0;
-			vm_irq_line(vp->vm, pci_slot_gsi(vp->pci.slot), 0);
-		}
-		pthread_mutex_unlock(&vp->lock);
+		*(uint8_t *)data = vp_intx_ack(vp);
 	} else if (off >= OFF_DEVICE && off + len <= OFF_DEVICE + vdev->config_size) {
 		if (vdev->ops->config_read)
 			vdev->ops->config_read(vdev, off - OFF_DEVICE, data, len);
@@ -739,11 +1032,8 @@ static void vp_push(struct virtio_device *vdev, unsigned int qi, bool push, uint
 		virtq_push(&q->vq, head, len);
 	notify = notify && virtq_need_notify(&q->vq);
 	pthread_mutex_unlock(&q->lock);
-	if (!notify)
-		return;
-	pthread_mutex_lock(&vp->lock);
-	vp_interrupt_locked(vp, q->msix_vector, ISR_QUEUE);
-	pthread_mutex_unlock(&vp->lock);
+	if (notify)
+		vp_interrupt(vp, q->msix_vector, ISR_QUEUE);
 }
 
 void virtio_push(struct virtio_device *vdev, unsigned int qi, uint16_t head, uint32_t len)
@@ -763,11 +1053,53 @@ void virtio_notify(struct virtio_device *vdev, unsigned int qi)
 
 void virtio_needs_reset(struct virtio_device *vdev, const char *why)
 {
+	vp_needs_reset(vdev->transport, why);
+}
+
+void virtio_config_changed(struct virtio_device *vdev)
+{
 	struct virtio_pci *vp = vdev->transport;
+	bool live;
+	uint16_t vector;
 
 	pthread_mutex_lock(&vp->lock);
-	vp_needs_reset_locked(vp, why);
+	vp->config_generation++;	/* §4.1.4.3: a driver reading the config looks again */
+	live = (vp->status & STATUS_DRIVER_OK) && !vp->reset_pending;
+	vector = vp->msix_config;
 	pthread_mutex_unlock(&vp->lock);
+	/* §2.5.1 (driver requirements): a driver not yet running reads the config as it starts. */
+	if (live)
+		vp_interrupt(vp, vector, ISR_CONFIG);
+}
+
+int virtio_queue_vhost_view(struct virtio_device *vdev, unsigned int qi,
+			    struct virtio_vhost_queue *out)
+{
+	struct virtio_pci *vp = vdev->transport;
+	struct vp_queue *q;
+	int err = 0;
+
+	if (qi >= vdev->nr_queues)
+		return -EINVAL;
+	q = &vp->queues[qi];
+	pthread_mutex_lock(&vp->lock);
+	if (!q->enable || !(vp->status & STATUS_DRIVER_OK) || vp->reset_pending) {
+		err = -ENODEV;
+	} else {
+		*out = (struct virtio_vhost_queue){
+			.kick_fd = q->kick_fd,
+			.call_fd = q->msix_vector < vp->nr_vectors ?
+					   vp->vectors[q->msix_vector].irqfd : -1,
+			.size = q->size,
+			.desc = q->desc,
+			.avail = q->driver,
+			.used = q->device,
+			.event_idx = vdev->features & (1ULL << VIRTIO_F_EVENT_IDX),
+			.mem = vm_memory(vp->vm),
+		};
+	}
+	pthread_mutex_unlock(&vp->lock);
+	return err;
 }
 
 const struct guest_memory *virtio_memory(struct virtio_device *vdev)
@@ -810,6 +1142,7 @@ static int vp_add_msix(struct virtio_pci *vp)
 		struct msix_vector *m = &vp->vectors[v];
 
 		m->ctrl = MSIX_CTRL_MASKED;	/* masked at reset */
+		m->irqfd = -1;
 		m->gsi = irq_msi_alloc(vp->irq);
 		m->irqfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (m->gsi < 0 || m->irqfd < 0)
@@ -839,6 +1172,9 @@ int virtio_pci_create(struct virtio_pci **out, struct vm *vm, struct pci_bus *bu
 	vp->vdev = vdev;
 	vdev->transport = vp;
 	pthread_mutex_init(&vp->lock, NULL);
+	pthread_mutex_init(&vp->intx_lock, NULL);
+	pthread_cond_init(&vp->work_cond, NULL);
+	pthread_cond_init(&vp->idle_cond, NULL);
 	vp->msix_config = VIRTIO_MSI_NO_VECTOR;
 	/* One vector per queue and one for configuration changes, as Linux prefers. */
 	vp->nr_vectors = vdev->nr_queues + 1;
@@ -869,6 +1205,10 @@ int virtio_pci_create(struct virtio_pci **out, struct vm *vm, struct pci_bus *bu
 		if (q->kick_fd < 0)
 			return -errno;
 	}
+	err = -pthread_create(&vp->worker, NULL, vp_worker, vp);
+	if (err)
+		return err;
+	vp->worker_running = true;
 	err = pci_register_device(bus, &vp->pci);
 	if (err < 0)
 		return err;
@@ -881,7 +1221,27 @@ void virtio_pci_destroy(struct virtio_pci *vp)
 	if (!vp)
 		return;
 	pthread_mutex_lock(&vp->lock);
-	vp_reset_locked(vp);
+	if (!vp->worker_running) {
+		pthread_mutex_unlock(&vp->lock);
+		return;
+	}
+	/* A last reset on the worker (after any it has in hand): the queue threads end. */
+	vp->reset_pending = true;
+	vp_queue_work_locked(vp, WORK_RESET);
+	vp->wake = false;
+	pthread_cond_signal(&vp->work_cond);
+	vp_settle_locked(vp);
+	vp->worker_stop = true;
+	pthread_cond_signal(&vp->work_cond);
+	pthread_mutex_unlock(&vp->lock);
+	pthread_join(vp->worker, NULL);
+	vp->worker_running = false;
+}
+
+void virtio_pci_settle(struct virtio_pci *vp)
+{
+	pthread_mutex_lock(&vp->lock);
+	vp_settle_locked(vp);
 	pthread_mutex_unlock(&vp->lock);
 }
 
@@ -914,6 +1274,9 @@ void virtio_pci_free(struct virtio_pci *vp)
 		pthread_mutex_destroy(&vp->queues[i].lock);
 	}
 	pthread_mutex_destroy(&vp->lock);
+	pthread_mutex_destroy(&vp->intx_lock);
+	pthread_cond_destroy(&vp->work_cond);
+	pthread_cond_destroy(&vp->idle_cond);
 	free(vp->vectors);
 	free(vp);
 }

@@ -17,7 +17,10 @@ struct virtio_pci;
 /* Creates the transport for vdev and plugs it into bus. Returns 0 or a negative errno. */
 int virtio_pci_create(struct virtio_pci **vp, struct vm *vm, struct pci_bus *bus,
 		      struct irq_routing *irq, struct virtio_device *vdev);
-/* Stops the queue threads (resetting the device), then frees the transport. */
+/*
+ * Resets the device on the transport's worker (the queue threads end, requests in flight
+ * finish), then ends the worker. Leaves the memory: virtio_pci_free frees it.
+ */
 void virtio_pci_destroy(struct virtio_pci *vp);
 
 /*
@@ -27,12 +30,16 @@ void virtio_pci_destroy(struct virtio_pci *vp);
  * register's write to the queue's eventfd, and an interrupt of MSI-X vector v is a write to the
  * eventfd virtio_pci_vector_fd returns (-1 for a vector the function does not have).
  * virtio_pci_device: the virtio device behind a PCI function, NULL for any other function.
+ * Register writes that start, reset or re-route the device take effect on the transport's worker
+ * thread, as they would for a guest: a driver polls the status after a reset (§4.1.4.3.2), and
+ * virtio_pci_settle waits until the worker has done all that was asked before the call.
  * virtio_pci_free: takes the function off the bus (pci_unregister_device), virtio_pci_destroy,
  * then closes the transport's eventfds and frees it; the device's own state is the device's.
  */
 struct pci_device;
 struct virtio_device *virtio_pci_device(struct pci_device *dev);
 int virtio_pci_vector_fd(struct virtio_pci *vp, unsigned int vector);
+void virtio_pci_settle(struct virtio_pci *vp);
 void virtio_pci_free(struct virtio_pci *vp);
 
 #endif

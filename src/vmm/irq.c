@@ -76,25 +76,41 @@ int irq_msi_alloc(struct irq_routing *r)
 	return gsi;
 }
 
-int irq_msi_set(struct irq_routing *r, unsigned int gsi, bool enabled, uint64_t addr, uint32_t data)
+int irq_msi_set_routes(struct irq_routing *r, const struct irq_msi_route *routes, unsigned int n)
 {
-	unsigned int i = gsi - IRQ_IOAPIC_PINS;
+	bool changed = false;
 	int err = 0;
 
-	if (gsi < IRQ_IOAPIC_PINS || i >= IRQ_MAX_MSI)
-		return -EINVAL;
 	pthread_mutex_lock(&r->lock);
-	if (!r->msi[i].used) {
-		err = -EINVAL;
-	} else if (r->msi[i].enabled != enabled || r->msi[i].addr != addr ||
-		   r->msi[i].data != data) {
-		r->msi[i].enabled = enabled;
-		r->msi[i].addr = addr;
-		r->msi[i].data = data;
-		err = irq_commit(r);
+	for (unsigned int k = 0; k < n; k++) {
+		unsigned int gsi = routes[k].gsi, i = gsi - IRQ_IOAPIC_PINS;
+
+		if (gsi < IRQ_IOAPIC_PINS || i >= IRQ_MAX_MSI || !r->msi[i].used) {
+			err = -EINVAL;
+			continue;
+		}
+		if (r->msi[i].enabled != routes[k].enabled || r->msi[i].addr != routes[k].addr ||
+		    r->msi[i].data != routes[k].data) {
+			r->msi[i].enabled = routes[k].enabled;
+			r->msi[i].addr = routes[k].addr;
+			r->msi[i].data = routes[k].data;
+			changed = true;
+		}
+	}
+	if (changed) {
+		int cerr = irq_commit(r);
+
+		err = err ? err : cerr;
 	}
 	pthread_mutex_unlock(&r->lock);
 	return err;
+}
+
+int irq_msi_set(struct irq_routing *r, unsigned int gsi, bool enabled, uint64_t addr, uint32_t data)
+{
+	struct irq_msi_route route = { .gsi = gsi, .enabled = enabled, .addr = addr, .data = data };
+
+	return irq_msi_set_routes(r, &route, 1);
 }
 
 static int irqfd(struct vm *vm, int fd, unsigned int gsi, uint32_t flags)

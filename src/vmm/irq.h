@@ -34,6 +34,15 @@ int irq_msi_alloc(struct irq_routing *r);
 /* Points gsi at (addr, data), or removes its route when !enabled; commits to KVM. */
 int irq_msi_set(struct irq_routing *r, unsigned int gsi, bool enabled, uint64_t addr, uint32_t data);
 
+/* Several routes at once, with one commit (a device's vectors change together). */
+struct irq_msi_route {
+	unsigned int gsi;
+	bool enabled;
+	uint64_t addr;
+	uint32_t data;
+};
+int irq_msi_set_routes(struct irq_routing *r, const struct irq_msi_route *routes, unsigned int n);
+
 /* Binds eventfd fd to gsi (KVM_IRQFD); a write to fd then injects the interrupt. */
 int irq_irqfd_assign(struct vm *vm, int fd, unsigned int gsi);
 int irq_irqfd_deassign(struct vm *vm, int fd, unsigned int gsi);

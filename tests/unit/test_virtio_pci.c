@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -41,12 +42,17 @@
 #define S_NEEDS_RESET 0x40
 #define S_READY (S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK)
 enum {
+	C_DFSELECT = 0x00, C_MSIX_CONFIG = 0x10, C_CONFIG_GEN = 0x15, C_Q_MSIX = 0x1a,
 	C_GFSELECT = 0x08, C_GF = 0x0c, C_STATUS = 0x14, C_Q_SELECT = 0x16, C_Q_SIZE = 0x18,
 	C_Q_ENABLE = 0x1c, C_Q_NOFF = 0x1e, C_Q_DESC = 0x20, C_Q_DRIVER = 0x28, C_Q_DEVICE = 0x30,
 };
 #define PCI_CAP_ID_VNDR 0x09
+#define PCI_CAP_ID_MSIX 0x11
+#define MSIX_ENABLE 0x8000
+#define MSIX_MASKALL 0x4000
 #define CAP_COMMON 1
 #define CAP_NOTIFY 2
+#define CAP_ISR 3
 
 #define RAM_SIZE (4 * MiB)
 #define DESC_GPA 0x10000ULL
@@ -63,6 +69,8 @@ struct tdev {
 	atomic_uint starts, queue_starts, queue_stops, popped, pop_errors;
 	/* While gate is set, reset waits in the device (as blk_reset waits for requests). */
 	atomic_bool gate, in_reset;
+	/* While start_gate is set, start waits in the device (a slow start). */
+	atomic_bool start_gate, in_start;
 };
 
 struct fx {
@@ -74,7 +82,8 @@ struct fx {
 	struct virtio_device *vdev;
 	struct virtio_pci *vp;		/* the test device's transport; NULL for virtio-blk */
 	struct tdev *td;
-	uint32_t common, notify, notify_mult;
+	uint32_t common, notify, notify_mult, isr;
+	uint32_t msix_cap, msix_table, msix_pba;
 	bool wedged;			/* a reset never returned: leave everything as it is */
 };
 
@@ -102,7 +111,14 @@ static void tdev_queue_kick(struct virtio_device *vdev, unsigned int q)
 
 static int tdev_start(struct virtio_device *vdev)
 {
-	atomic_fetch_add(&((struct tdev *)vdev)->starts, 1);
+	struct tdev *td = (struct tdev *)vdev;
+	uint64_t end = now_ms() + DEADLINE_MS;
+
+	atomic_store(&td->in_start, true);
+	while (atomic_load(&td->start_gate) && now_ms() < end)
+		usleep(1000);
+	atomic_store(&td->in_start, false);
+	atomic_fetch_add(&td->starts, 1);
 	return 0;
 }
 
@@ -165,6 +181,26 @@ static uint8_t status_read(struct fx *fx)
 	return bar_read(fx, fx->common + C_STATUS, 1);
 }
 
+/* §4.1.4.3.2: write 0, then wait for the status to read 0 (the reset may take a while). */
+static void driver_reset(struct fx *fx)
+{
+	uint64_t end = now_ms() + DEADLINE_MS;
+
+	status_write(fx, 0);
+	while (status_read(fx) && now_ms() < end)
+		usleep(100);
+	if (status_read(fx)) {
+		fx->wedged = true;
+		fail_msg("the status did not read 0 within %d s of the reset", DEADLINE_MS / 1000);
+	}
+}
+
+/* Waits until the transport's worker did what the writes so far asked (start, routes). */
+static void settle(struct fx *fx)
+{
+	virtio_pci_settle(fx->vdev->transport);
+}
+
 static void features_write(struct fx *fx, uint64_t f)
 {
 	bar_write(fx, fx->common + C_GFSELECT, 0, 4);
@@ -179,7 +215,15 @@ static void find_caps(struct fx *fx)
 	unsigned int off = cfg_read(fx, PCI_CAP_PTR, 1), found = 0;
 
 	for (unsigned int n = 0; off && n < 48; n++) {
-		if (cfg_read(fx, off, 1) == PCI_CAP_ID_VNDR && cfg_read(fx, off + 3, 1) == CAP_COMMON) {
+		if (cfg_read(fx, off, 1) == PCI_CAP_ID_MSIX) {
+			fx->msix_cap = off;
+			fx->msix_table = cfg_read(fx, off + 4, 4) & ~7u;
+			fx->msix_pba = cfg_read(fx, off + 8, 4) & ~7u;
+		} else if (cfg_read(fx, off, 1) == PCI_CAP_ID_VNDR &&
+			   cfg_read(fx, off + 3, 1) == CAP_ISR) {
+			fx->isr = cfg_read(fx, off + 8, 4);
+		} else if (cfg_read(fx, off, 1) == PCI_CAP_ID_VNDR &&
+			   cfg_read(fx, off + 3, 1) == CAP_COMMON) {
 			fx->common = cfg_read(fx, off + 8, 4);
 			found |= 1;
 		} else if (cfg_read(fx, off, 1) == PCI_CAP_ID_VNDR &&
@@ -293,10 +337,10 @@ static const char *add_blk(struct fx *fx, enum disk_engine_kind engine)
 	return name;
 }
 
-/* §3.1.1 up to FEATURES_OK with VERSION_1 only, then queue 0's rings, then DRIVER_OK. */
-static void driver_init(struct fx *fx)
+/* §3.1.1 up to FEATURES_OK with VERSION_1 only, then queue 0's rings; not DRIVER_OK yet. */
+static void driver_setup(struct fx *fx)
 {
-	status_write(fx, 0);
+	driver_reset(fx);
 	status_write(fx, S_ACKNOWLEDGE);
 	status_write(fx, S_ACKNOWLEDGE | S_DRIVER);
 	features_write(fx, 1ULL << VIRTIO_F_VERSION_1);
@@ -309,8 +353,15 @@ static void driver_init(struct fx *fx)
 	bar_write(fx, fx->common + C_Q_DRIVER, AVAIL_GPA, 8);
 	bar_write(fx, fx->common + C_Q_DEVICE, USED_GPA, 8);
 	bar_write(fx, fx->common + C_Q_ENABLE, 1, 2);
+}
+
+/* driver_setup, then DRIVER_OK, and waits until the device started. */
+static void driver_init(struct fx *fx)
+{
+	driver_setup(fx);
 	status_write(fx, S_READY | S_DRIVER_OK);
 	assert_int_equal(status_read(fx), S_READY | S_DRIVER_OK);
+	settle(fx);
 }
 
 static void *reset_thread(void *arg)
@@ -319,20 +370,35 @@ static void *reset_thread(void *arg)
 	return NULL;
 }
 
-/* Writes 0 to the status from another thread; fails the test if that does not return. */
-static void reset_within_deadline(struct fx *fx)
+/* Joins t within ms; false (and t left running) when it did not end. */
+static bool join_within(pthread_t t, unsigned int ms)
 {
 	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return pthread_timedjoin_np(t, NULL, &ts) == 0;
+}
+
+/*
+ * Writes 0 to the status from another thread; fails the test if that does not return, or if
+ * the status does not read 0 within the deadline.
+ */
+static void reset_within_deadline(struct fx *fx)
+{
 	pthread_t t;
 
 	assert_int_equal(pthread_create(&t, NULL, reset_thread, fx), 0);
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += DEADLINE_MS / 1000;
-	if (pthread_timedjoin_np(t, NULL, &ts)) {
+	if (!join_within(t, DEADLINE_MS)) {
 		fx->wedged = true;
 		fail_msg("the reset did not return within %d s", DEADLINE_MS / 1000);
 	}
-	assert_int_equal(status_read(fx), 0);
+	driver_reset(fx);
 }
 
 /* Threads of this process, without io_uring's kernel workers (which come and go). */
@@ -386,6 +452,7 @@ static void driver_ok_set_again_starts_nothing(struct fx *fx, enum disk_engine_k
 		status_write(fx, S_READY);
 		status_write(fx, S_READY | S_DRIVER_OK);
 	}
+	settle(fx);
 	after = nr_threads();
 	status = status_read(fx);
 	/* The reset first: it must return whatever the cycles did. */
@@ -427,6 +494,7 @@ static void test_driver_ok_set_again_does_not_restart_the_device(void **state)
 		status_write(fx, S_READY);
 		status_write(fx, S_READY | S_DRIVER_OK);
 	}
+	settle(fx);
 	assert_int_equal(atomic_load(&td->starts), 1);
 	reset_within_deadline(fx);
 	assert_int_equal(atomic_load(&td->queue_starts), 1);
@@ -440,7 +508,7 @@ static void test_features_cannot_be_renegotiated_after_features_ok(void **state)
 	uint64_t more = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_F_EVENT_IDX);
 
 	add_test_device(fx);
-	status_write(fx, 0);
+	driver_reset(fx);
 	status_write(fx, S_ACKNOWLEDGE);
 	status_write(fx, S_ACKNOWLEDGE | S_DRIVER);
 	features_write(fx, 1ULL << VIRTIO_F_VERSION_1);
@@ -458,7 +526,7 @@ static void test_features_cannot_be_renegotiated_after_features_ok(void **state)
 	assert_true(status_read(fx) & S_FEATURES_OK);
 	assert_true(status_read(fx) & S_NEEDS_RESET);
 	/* After a reset, the driver may choose again. */
-	status_write(fx, 0);
+	driver_reset(fx);
 	status_write(fx, S_ACKNOWLEDGE | S_DRIVER);
 	features_write(fx, more);
 	status_write(fx, S_READY);
@@ -484,7 +552,7 @@ static void test_status_that_skips_a_step_is_refused(void **state)
 	assert_int_equal(status_read(fx) & ~S_NEEDS_RESET, 0);
 	assert_true(status_read(fx) & S_NEEDS_RESET);
 	/* No FEATURES_OK: the whole write is refused. */
-	status_write(fx, 0);
+	driver_reset(fx);
 	status_write(fx, S_ACKNOWLEDGE | S_DRIVER | S_DRIVER_OK);
 	assert_int_equal(status_read(fx), S_NEEDS_RESET);
 	assert_int_equal(atomic_load(&fx->td->starts), 0);
@@ -492,7 +560,7 @@ static void test_status_that_skips_a_step_is_refused(void **state)
 	status_write(fx, S_ACKNOWLEDGE);
 	assert_int_equal(status_read(fx), S_NEEDS_RESET);
 	/* Several steps in one write, in order, are fine (SeaBIOS writes ACKNOWLEDGE | DRIVER). */
-	status_write(fx, 0);
+	driver_reset(fx);
 	status_write(fx, S_ACKNOWLEDGE | S_DRIVER);
 	features_write(fx, 1ULL << VIRTIO_F_VERSION_1);
 	bar_write(fx, fx->common + C_Q_SELECT, 0, 2);
@@ -502,6 +570,7 @@ static void test_status_that_skips_a_step_is_refused(void **state)
 	bar_write(fx, fx->common + C_Q_ENABLE, 1, 2);
 	status_write(fx, S_READY | S_DRIVER_OK);
 	assert_int_equal(status_read(fx), S_READY | S_DRIVER_OK);
+	settle(fx);
 	assert_int_equal(atomic_load(&fx->td->starts), 1);
 }
 
@@ -534,6 +603,7 @@ static void test_driver_ok_during_reset_from_second_thread_starts_nothing(void *
 	status_write(fx, S_READY | S_DRIVER_OK);
 	atomic_store(&td->gate, false);
 	pthread_join(t, NULL);
+	settle(fx);
 	assert_int_equal(status_read(fx), 0);
 	assert_int_equal(atomic_load(&td->starts), 1);
 	/* Let a queue thread that was started anyway show itself. */
@@ -591,6 +661,355 @@ static void test_queue_holds_at_most_its_size_then_needs_reset(void **state)
 	reset_within_deadline(fx);
 }
 
+/* --- the vCPU only records: reset and start run on the transport's worker --------------- */
+
+static void cfg_write(struct fx *fx, unsigned int off, uint32_t v, unsigned int len)
+{
+	pci_config_write(fx->bus, 0x80000000U | fx->dev->slot << 11 | off, v, len);
+}
+
+/* Publishes n chains of one 16-byte buffer each on queue 0 and kicks. */
+static void publish(struct fx *fx, unsigned int n)
+{
+	uint16_t *avail = guest_ptr(&fx->vm->mem, AVAIL_GPA, 4 + 2 * TEST_QSIZE);
+
+	for (unsigned int i = 0; i < n; i++) {
+		uint64_t gpa = DESC_GPA + 16 * i;
+
+		memcpy(guest_ptr(&fx->vm->mem, gpa, 16),
+		       &(struct { uint64_t a; uint32_t l; uint16_t f, n; }){ DATA_GPA, 16, 0, 0 }, 16);
+		avail[2 + (avail[1] + i) % TEST_QSIZE] = i;
+	}
+	__atomic_store_n(&avail[1], (uint16_t)(avail[1] + n), __ATOMIC_RELEASE);
+	bar_write(fx, fx->notify, 0, 2);
+}
+
+static bool wait_for(atomic_uint *v, unsigned int want)
+{
+	for (uint64_t end = now_ms() + DEADLINE_MS; atomic_load(v) < want && now_ms() < end;)
+		usleep(100);
+	return atomic_load(v) >= want;
+}
+
+static uint16_t used_idx(struct fx *fx)
+{
+	return __atomic_load_n((uint16_t *)guest_ptr(&fx->vm->mem, USED_GPA + 2, 2),
+			       __ATOMIC_ACQUIRE);
+}
+
+/*
+ * The status write of 0 on a device with requests in flight returns at once, although the
+ * device's reset waits (as virtio-blk waits for its requests): the status reads as before, and
+ * register writes are dropped, until the reset is done; then it reads 0 (§4.1.4.3.2). A
+ * completion that comes after the reset does not touch the rings.
+ */
+static void test_status_write_of_0_returns_while_the_device_resets(void **state)
+{
+	struct fx *fx = *state;
+	struct tdev *td;
+	pthread_t t;
+
+	add_test_device(fx);
+	td = fx->td;
+	driver_init(fx);
+	publish(fx, 2);
+	assert_true(wait_for(&td->popped, 2));
+	atomic_store(&td->gate, true);
+	assert_int_equal(pthread_create(&t, NULL, reset_thread, fx), 0);
+	if (!join_within(t, 1000)) {
+		atomic_store(&td->gate, false);
+		if (!join_within(t, DEADLINE_MS))
+			fx->wedged = true;
+		fail_msg("the status write of 0 waited on the writing vCPU for the device's reset");
+	}
+	for (uint64_t end = now_ms() + DEADLINE_MS; !atomic_load(&td->in_reset) && now_ms() < end;)
+		usleep(100);
+	assert_true(atomic_load(&td->in_reset));
+	assert_int_equal(status_read(fx), S_READY | S_DRIVER_OK);
+	/* A driver that did not wait: dropped. */
+	status_write(fx, S_ACKNOWLEDGE);
+	assert_int_equal(status_read(fx), S_READY | S_DRIVER_OK);
+	atomic_store(&td->gate, false);
+	driver_reset(fx);
+	assert_int_equal(atomic_load(&td->queue_stops), 1);
+	/* The device completes a request it held, late: the ring is not the device's any more. */
+	virtio_push(fx->vdev, 0, 0, 16);
+	assert_int_equal(used_idx(fx), 0);
+	/* And it works again. */
+	memset(guest_ptr(&fx->vm->mem, AVAIL_GPA, 4), 0, 4);
+	driver_init(fx);
+	assert_int_equal(atomic_load(&td->starts), 2);
+	publish(fx, 1);
+	assert_true(wait_for(&td->popped, 3));
+}
+
+static void *driver_ok_thread(void *arg)
+{
+	status_write(arg, S_READY | S_DRIVER_OK);
+	return NULL;
+}
+
+/* DRIVER_OK returns at once although the device's start is slow; the device starts after. */
+static void test_driver_ok_returns_while_the_device_starts(void **state)
+{
+	struct fx *fx = *state;
+	struct tdev *td;
+	pthread_t t;
+
+	add_test_device(fx);
+	td = fx->td;
+	driver_setup(fx);
+	atomic_store(&td->start_gate, true);
+	assert_int_equal(pthread_create(&t, NULL, driver_ok_thread, fx), 0);
+	if (!join_within(t, 1000)) {
+		atomic_store(&td->start_gate, false);
+		if (!join_within(t, DEADLINE_MS))
+			fx->wedged = true;
+		fail_msg("DRIVER_OK waited on the writing vCPU for the device's start");
+	}
+	assert_int_equal(status_read(fx), S_READY | S_DRIVER_OK);
+	atomic_store(&td->start_gate, false);
+	assert_true(wait_for(&td->queue_starts, 1));
+	assert_int_equal(atomic_load(&td->starts), 1);
+	reset_within_deadline(fx);
+}
+
+/* --- MSI-X and the configuration-change interrupt ---------------------------------------- */
+
+/* MSI-X on, entries 0 and 1 with an address and data, entry 0 masked as mask0 says. */
+static void msix_setup(struct fx *fx, bool mask0)
+{
+	cfg_write(fx, fx->msix_cap + 2, MSIX_ENABLE, 2);
+	for (unsigned int v = 0; v < 2; v++) {
+		uint64_t e = fx->msix_table + 16ULL * v;
+
+		bar_write(fx, e, 0xfee00000, 4);
+		bar_write(fx, e + 4, 0, 4);
+		bar_write(fx, e + 8, 0x40 + v, 4);
+		bar_write(fx, e + 12, v == 0 && mask0, 4);
+	}
+	bar_write(fx, fx->common + C_MSIX_CONFIG, 0, 2);
+	assert_int_equal(bar_read(fx, fx->common + C_MSIX_CONFIG, 2), 0);
+	bar_write(fx, fx->common + C_Q_SELECT, 0, 2);
+	bar_write(fx, fx->common + C_Q_MSIX, 1, 2);
+	settle(fx);
+}
+
+/* Whether vector's irqfd was written within ms (and takes the count). */
+static bool fired(struct fx *fx, unsigned int vector, int ms)
+{
+	struct pollfd p = { .fd = virtio_pci_vector_fd(fx->vdev->transport, vector),
+			    .events = POLLIN };
+	uint64_t n;
+
+	assert_true(p.fd >= 0);
+	if (poll(&p, 1, ms) != 1)
+		return false;
+	assert_int_equal(read(p.fd, &n, sizeof(n)), sizeof(n));
+	return true;
+}
+
+/*
+ * PCI 3.0 §6.8.2: a message of a masked vector, or of a masked function, waits as its PBA bit
+ * and goes when the mask lifts; the configuration change also bumps config_generation.
+ */
+static void test_msix_masked_message_pends_and_goes_at_unmask(void **state)
+{
+	struct fx *fx = *state;
+	uint8_t gen;
+
+	add_test_device(fx);
+	driver_setup(fx);
+	msix_setup(fx, true);
+	status_write(fx, S_READY | S_DRIVER_OK);
+	settle(fx);
+	gen = bar_read(fx, fx->common + C_CONFIG_GEN, 1);
+	virtio_config_changed(fx->vdev);
+	assert_int_not_equal(bar_read(fx, fx->common + C_CONFIG_GEN, 1), gen);
+	assert_false(fired(fx, 0, 50));
+	assert_int_equal(bar_read(fx, fx->msix_pba, 8), 1);
+	bar_write(fx, fx->msix_table + 12, 0, 4);	/* unmask vector 0 */
+	assert_true(fired(fx, 0, DEADLINE_MS));
+	assert_int_equal(bar_read(fx, fx->msix_pba, 8), 0);
+	/* The function mask. */
+	cfg_write(fx, fx->msix_cap + 2, MSIX_ENABLE | MSIX_MASKALL, 2);
+	virtio_config_changed(fx->vdev);
+	assert_false(fired(fx, 0, 50));
+	assert_int_equal(bar_read(fx, fx->msix_pba, 8), 1);
+	cfg_write(fx, fx->msix_cap + 2, MSIX_ENABLE, 2);
+	assert_true(fired(fx, 0, DEADLINE_MS));
+	assert_int_equal(bar_read(fx, fx->msix_pba, 8), 0);
+	/* Unmasked: at once. */
+	virtio_config_changed(fx->vdev);
+	assert_true(fired(fx, 0, DEADLINE_MS));
+	assert_false(fired(fx, 1, 0));
+}
+
+/* Without MSI-X, the configuration change is ISR bit 1 (§4.1.4.5), cleared by the read. */
+static void test_config_change_reaches_the_driver_through_the_isr(void **state)
+{
+	struct fx *fx = *state;
+	uint8_t gen;
+
+	add_test_device(fx);
+	driver_init(fx);
+	gen = bar_read(fx, fx->common + C_CONFIG_GEN, 1);
+	virtio_config_changed(fx->vdev);
+	assert_int_not_equal(bar_read(fx, fx->common + C_CONFIG_GEN, 1), gen);
+	assert_int_equal(bar_read(fx, fx->isr, 1), 2);
+	assert_int_equal(bar_read(fx, fx->isr, 1), 0);
+	/* Before DRIVER_OK: the generation only; the driver reads the config as it starts. */
+	driver_reset(fx);
+	gen = bar_read(fx, fx->common + C_CONFIG_GEN, 1);
+	virtio_config_changed(fx->vdev);
+	assert_int_not_equal(bar_read(fx, fx->common + C_CONFIG_GEN, 1), gen);
+	assert_int_equal(bar_read(fx, fx->isr, 1), 0);
+}
+
+/* §2.1.2: DEVICE_NEEDS_RESET comes with a configuration change interrupt on MSI-X too. */
+static void test_needs_reset_sends_the_config_interrupt(void **state)
+{
+	struct fx *fx = *state;
+
+	add_test_device(fx);
+	driver_setup(fx);
+	msix_setup(fx, false);
+	status_write(fx, S_READY | S_DRIVER_OK);
+	settle(fx);
+	virtio_needs_reset(fx->vdev, "the test says so");
+	assert_true(status_read(fx) & S_NEEDS_RESET);
+	assert_true(fired(fx, 0, DEADLINE_MS));
+	/* Once: the device says it once until the reset. */
+	virtio_needs_reset(fx->vdev, "the test says so again");
+	assert_false(fired(fx, 0, 50));
+	reset_within_deadline(fx);
+}
+
+/* --- a vhost back end's view of a queue ------------------------------------------------- */
+
+static void test_vhost_view_matches_what_the_driver_set_up(void **state)
+{
+	struct fx *fx = *state;
+	struct virtio_vhost_queue v;
+	uint64_t one = 1;
+
+	add_test_device(fx);
+	assert_int_equal(virtio_queue_vhost_view(fx->vdev, 1, &v), -EINVAL);
+	assert_int_equal(virtio_queue_vhost_view(fx->vdev, 0, &v), -ENODEV);
+	driver_setup(fx);
+	msix_setup(fx, false);
+	status_write(fx, S_READY | S_DRIVER_OK);
+	settle(fx);
+	assert_int_equal(virtio_queue_vhost_view(fx->vdev, 0, &v), 0);
+	assert_int_equal(v.size, TEST_QSIZE);
+	assert_int_equal(v.desc, DESC_GPA);
+	assert_int_equal(v.avail, AVAIL_GPA);
+	assert_int_equal(v.used, USED_GPA);
+	assert_false(v.event_idx);
+	assert_ptr_equal(v.mem, &fx->vm->mem);
+	assert_int_equal(v.call_fd, virtio_pci_vector_fd(fx->vp, 1));
+	/* kick_fd is the queue's: a write to it has the device look at the ring. */
+	publish(fx, 0);
+	assert_true(wait_for(&fx->td->queue_starts, 1));
+	{
+		uint16_t *avail = guest_ptr(&fx->vm->mem, AVAIL_GPA, 4 + 2 * TEST_QSIZE);
+
+		memcpy(guest_ptr(&fx->vm->mem, DESC_GPA, 16),
+		       &(struct { uint64_t a; uint32_t l; uint16_t f, n; }){ DATA_GPA, 16, 0, 0 },
+		       16);
+		avail[2] = 0;
+		__atomic_store_n(&avail[1], 1, __ATOMIC_RELEASE);
+	}
+	assert_int_equal(write(v.kick_fd, &one, sizeof(one)), sizeof(one));
+	assert_true(wait_for(&fx->td->popped, 1));
+	/* After a reset, the queue is no one's. */
+	reset_within_deadline(fx);
+	assert_int_equal(virtio_queue_vhost_view(fx->vdev, 0, &v), -ENODEV);
+}
+
+/* --- refusals ---------------------------------------------------------------------------- */
+
+/* §3.1.1: features not offered, or no VERSION_1, leave FEATURES_OK clear for the driver to see. */
+static void test_features_refused_leave_features_ok_clear(void **state)
+{
+	struct fx *fx = *state;
+
+	add_test_device(fx);
+	driver_reset(fx);
+	status_write(fx, S_ACKNOWLEDGE | S_DRIVER);
+	features_write(fx, (1ULL << VIRTIO_F_VERSION_1) | (1ULL << 40));	/* not offered */
+	status_write(fx, S_READY);
+	assert_int_equal(status_read(fx), S_ACKNOWLEDGE | S_DRIVER);
+	assert_int_equal(fx->vdev->features, 0);
+	driver_reset(fx);
+	status_write(fx, S_ACKNOWLEDGE | S_DRIVER);
+	features_write(fx, 1ULL << VIRTIO_F_EVENT_IDX);	/* a legacy driver's choice */
+	status_write(fx, S_READY | S_DRIVER_OK);
+	assert_int_equal(status_read(fx), S_ACKNOWLEDGE | S_DRIVER);
+	settle(fx);
+	assert_int_equal(atomic_load(&fx->td->starts), 0);
+}
+
+/* §4.1.4.3.2: a queue size of 0, above the maximum or not a power of 2 keeps the old one. */
+static void test_queue_size_refused_keeps_the_old_size(void **state)
+{
+	struct fx *fx = *state;
+	static const uint16_t bad[] = { 0, 3, 6, TEST_QSIZE * 2, 0xffff };
+
+	add_test_device(fx);
+	driver_reset(fx);
+	bar_write(fx, fx->common + C_Q_SELECT, 0, 2);
+	assert_int_equal(bar_read(fx, fx->common + C_Q_SIZE, 2), TEST_QSIZE);
+	for (unsigned int i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		bar_write(fx, fx->common + C_Q_SIZE, bad[i], 2);
+		assert_int_equal(bar_read(fx, fx->common + C_Q_SIZE, 2), TEST_QSIZE);
+	}
+	bar_write(fx, fx->common + C_Q_SIZE, 4, 2);
+	assert_int_equal(bar_read(fx, fx->common + C_Q_SIZE, 2), 4);
+	/* A queue that does not exist reads as size 0 and takes nothing. */
+	bar_write(fx, fx->common + C_Q_SELECT, 1, 2);
+	bar_write(fx, fx->common + C_Q_SIZE, 4, 2);
+	assert_int_equal(bar_read(fx, fx->common + C_Q_SIZE, 2), 0);
+}
+
+/* --- BAR moves ----------------------------------------------------------------------------- */
+
+/* The guest moves BAR 0 of a running device: kicks at the new place reach the queue. */
+static void test_bar_move_keeps_kicks_reaching_the_queue(void **state)
+{
+	struct fx *fx = *state;
+	uint64_t old, new, kick = 0;
+	uint16_t *avail;
+
+	add_test_device(fx);
+	cfg_write(fx, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
+	old = fx->dev->bar_addr[0];
+	assert_true(old != 0);
+	driver_init(fx);
+	new = old + 0x100000;
+	cfg_write(fx, PCI_BAR0, (uint32_t)new | 4, 4);	/* 64-bit memory BAR */
+	cfg_write(fx, PCI_BAR0 + 4, new >> 32, 4);
+	assert_int_equal(fx->dev->bar_addr[0], new);
+	settle(fx);
+	avail = guest_ptr(&fx->vm->mem, AVAIL_GPA, 4 + 2 * TEST_QSIZE);
+	memcpy(guest_ptr(&fx->vm->mem, DESC_GPA, 16),
+	       &(struct { uint64_t a; uint32_t l; uint16_t f, n; }){ DATA_GPA, 16, 0, 0 }, 16);
+	avail[2] = 0;
+	__atomic_store_n(&avail[1], 1, __ATOMIC_RELEASE);
+	assert_false(pci_mmio_access(fx->bus, old + fx->notify, &kick, 2, true));
+	assert_true(pci_mmio_access(fx->bus, new + fx->notify, &kick, 2, true));
+	assert_true(wait_for(&fx->td->popped, 1));
+	/* The device answers at the new place. */
+	kick = 0;
+	assert_true(pci_mmio_access(fx->bus, new + fx->common + C_STATUS, &kick, 1, false));
+	assert_int_equal(kick, S_READY | S_DRIVER_OK);
+	/* Memory decoding off and on again, as a guest's PCI scan does. */
+	cfg_write(fx, PCI_COMMAND, 0, 2);
+	cfg_write(fx, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
+	settle(fx);
+	reset_within_deadline(fx);
+}
+
 #define VTEST(t) cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)
 
 int main(void)
@@ -604,6 +1023,15 @@ int main(void)
 		VTEST(test_status_that_skips_a_step_is_refused),
 		VTEST(test_driver_ok_during_reset_from_second_thread_starts_nothing),
 		VTEST(test_queue_holds_at_most_its_size_then_needs_reset),
+		VTEST(test_status_write_of_0_returns_while_the_device_resets),
+		VTEST(test_driver_ok_returns_while_the_device_starts),
+		VTEST(test_msix_masked_message_pends_and_goes_at_unmask),
+		VTEST(test_config_change_reaches_the_driver_through_the_isr),
+		VTEST(test_needs_reset_sends_the_config_interrupt),
+		VTEST(test_vhost_view_matches_what_the_driver_set_up),
+		VTEST(test_features_refused_leave_features_ok_clear),
+		VTEST(test_queue_size_refused_keeps_the_old_size),
+		VTEST(test_bar_move_keeps_kicks_reaching_the_queue),
 	};
 
 	return cmocka_run_group_tests_name("virtio_pci", tests, NULL, NULL);
