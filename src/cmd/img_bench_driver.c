@@ -430,13 +430,13 @@ static int bench_driver_init(struct bench *b, char *why, size_t whylen)
 	offered = bar_read(b, b->common + COMMON_DF, 4);
 	bar_write(b, b->common + COMMON_DFSELECT, 1, 4);
 	offered |= bar_read(b, b->common + COMMON_DF, 4) << 32;
-	want = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_F_INDIRECT_DESC) |
-	       (1ULL << VIRTIO_F_EVENT_IDX) | (1ULL << VIRTIO_BLK_F_SEG_MAX) |
+	want = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_INDIRECT_DESC) |
+	       (1ULL << VIRTIO_RING_F_EVENT_IDX) | (1ULL << VIRTIO_BLK_F_SEG_MAX) |
 	       (1ULL << VIRTIO_BLK_F_BLK_SIZE) | (1ULL << VIRTIO_BLK_F_FLUSH) |
 	       (1ULL << VIRTIO_BLK_F_RO) | (o->queues > 1 ? 1ULL << VIRTIO_BLK_F_MQ : 0);
 	want &= offered;
 	/* Requests go as Linux sends them when it can: one indirect table each. */
-	if (!(want & (1ULL << VIRTIO_F_VERSION_1)) || !(want & (1ULL << VIRTIO_F_INDIRECT_DESC))) {
+	if (!(want & (1ULL << VIRTIO_F_VERSION_1)) || !(want & (1ULL << VIRTIO_RING_F_INDIRECT_DESC))) {
 		snprintf(why, whylen, "the device offers no VERSION_1 or INDIRECT_DESC");
 		return -ENOTSUP;
 	}
@@ -448,7 +448,7 @@ static int bench_driver_init(struct bench *b, char *why, size_t whylen)
 		snprintf(why, whylen, "the device offers no flush");
 		return -ENOTSUP;
 	}
-	b->event_idx = want & (1ULL << VIRTIO_F_EVENT_IDX);
+	b->event_idx = want & (1ULL << VIRTIO_RING_F_EVENT_IDX);
 	bar_write(b, b->common + COMMON_GFSELECT, 0, 4);
 	bar_write(b, b->common + COMMON_GF, (uint32_t)want, 4);
 	bar_write(b, b->common + COMMON_GFSELECT, 1, 4);

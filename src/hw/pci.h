@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <linux/pci_regs.h>
 #include <stdint.h>
 
 struct vm;
@@ -24,16 +25,9 @@ struct pci_device;
 #define PCI_CLASS_STORAGE_OTHER 0x018000
 #define PCI_CLASS_OTHERS 0xff0000	/* a device that fits no defined class */
 
-#define PCI_COMMAND 0x04
-#define PCI_COMMAND_MEMORY 0x0002
-#define PCI_COMMAND_MASTER 0x0004
-#define PCI_COMMAND_INTX_DISABLE 0x0400
-#define PCI_STATUS 0x06
-#define PCI_STATUS_CAP_LIST 0x0010
-#define PCI_BAR0 0x10
-#define PCI_CAP_PTR 0x34
-#define PCI_INTERRUPT_LINE 0x3c
-#define PCI_INTERRUPT_PIN 0x3d
+/* Configuration registers: <linux/pci_regs.h>, and shorter names for two of them. */
+#define PCI_BAR0 PCI_BASE_ADDRESS_0
+#define PCI_CAP_PTR PCI_CAPABILITY_LIST
 
 struct pci_device_ops {
 	/* An access at offset off of BAR bar (len 1, 2, 4 or 8). */

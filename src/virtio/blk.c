@@ -15,15 +15,6 @@
 #include "virtio/device.h"
 #include "virtio/pci.h"
 
-/* Feature bits (§5.2.3). */
-#define VIRTIO_BLK_F_SEG_MAX 2
-#define VIRTIO_BLK_F_RO 5
-#define VIRTIO_BLK_F_BLK_SIZE 6
-#define VIRTIO_BLK_F_FLUSH 9
-#define VIRTIO_BLK_F_MQ 12
-#define VIRTIO_BLK_F_DISCARD 13
-#define VIRTIO_BLK_F_WRITE_ZEROES 14
-
 #define BLK_QUEUE_SIZE 256
 _Static_assert(VIRTIO_BLK_MAX_QUEUES == VIRTIO_MAX_QUEUES - 1, "blk.h's queue limit");
 /* Data segments per request; the header and the status byte come on top. */
@@ -369,8 +360,8 @@ int virtio_blk_create(struct virtio_device **vdev, struct vm *vm, struct pci_bus
 {
 	struct virtio_blk *blk = calloc(1, sizeof(*blk));
 	unsigned int queues = o->queues ? o->queues : 1;
-	uint64_t features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_F_EVENT_IDX) |
-			    (1ULL << VIRTIO_F_INDIRECT_DESC) | (1ULL << VIRTIO_BLK_F_SEG_MAX) |
+	uint64_t features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |
+			    (1ULL << VIRTIO_RING_F_INDIRECT_DESC) | (1ULL << VIRTIO_BLK_F_SEG_MAX) |
 			    (1ULL << VIRTIO_BLK_F_BLK_SIZE) | (1ULL << VIRTIO_BLK_F_FLUSH) |
 			    (1ULL << VIRTIO_BLK_F_DISCARD) | (1ULL << VIRTIO_BLK_F_WRITE_ZEROES);
 

@@ -3,6 +3,7 @@
 #ifndef NKVM_VIRTIO_BLK_H
 #define NKVM_VIRTIO_BLK_H
 
+#include <linux/virtio_blk.h>	/* VIRTIO_BLK_ID_BYTES */
 #include <stdbool.h>
 
 struct vm;
@@ -10,7 +11,6 @@ struct pci_bus;
 struct irq_routing;
 struct disk;
 
-#define VIRTIO_BLK_ID_BYTES 20
 /* Request queues: the transport's VIRTIO_MAX_QUEUES less one (virtio_blk_create clamps). */
 #define VIRTIO_BLK_MAX_QUEUES 63
 

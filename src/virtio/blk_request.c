@@ -4,19 +4,6 @@
 
 #include "virtio/blk_request.h"
 
-/* One range per DISCARD/WRITE_ZEROES request: the device advertises max_*_seg = 1. */
-struct blk_range {
-	uint64_t sector;
-	uint32_t num_sectors;
-	uint32_t flags;
-};
-
-struct blk_hdr {
-	uint32_t type;
-	uint32_t reserved;
-	uint64_t sector;
-};
-
 /* Copies len bytes from the readable segments at (*seg, *off); false when they run out. */
 static bool chain_read(const struct virtq_chain *c, unsigned int *seg, size_t *off, void *dst,
 		       size_t len)
@@ -72,8 +59,9 @@ int blk_request_parse(const struct virtq_chain *c, struct blk_request_parsed *p,
 {
 	unsigned int seg = 0;
 	size_t off = 0;
-	struct blk_hdr hdr;
-	struct blk_range range;
+	struct virtio_blk_outhdr hdr;
+	/* One range per DISCARD/WRITE_ZEROES request: the device advertises max_*_seg = 1. */
+	struct virtio_blk_discard_write_zeroes range;
 
 	memset(p, 0, sizeof(*p));
 	p->iov = iov;

@@ -6,22 +6,14 @@
 #ifndef NKVM_VIRTIO_BLK_REQUEST_H
 #define NKVM_VIRTIO_BLK_REQUEST_H
 
+#include <linux/virtio_blk.h>	/* VIRTIO_BLK_T_*, VIRTIO_BLK_S_* (§5.2.6) */
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
 #include "virtio/queue.h"
 
-#define VIRTIO_BLK_T_IN 0
-#define VIRTIO_BLK_T_OUT 1
-#define VIRTIO_BLK_T_FLUSH 4
-#define VIRTIO_BLK_T_GET_ID 8
-#define VIRTIO_BLK_T_DISCARD 11
-#define VIRTIO_BLK_T_WRITE_ZEROES 13
-#define VIRTIO_BLK_S_OK 0
-#define VIRTIO_BLK_S_IOERR 1
-#define VIRTIO_BLK_S_UNSUPP 2
-
+/* §5.2.6: sectors are 512 bytes, whatever the device's block size. */
 #define VIRTIO_BLK_SECTOR_SHIFT 9
 
 struct blk_request_parsed {

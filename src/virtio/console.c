@@ -94,8 +94,8 @@ int virtio_console_create(struct virtio_console **out, struct vm *vm, struct pci
 		.ops = &console_ops,
 		.name = "virtio-console",
 		.device_id = VIRTIO_ID_CONSOLE,
-		.host_features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_F_EVENT_IDX) |
-				 (1ULL << VIRTIO_F_INDIRECT_DESC),
+		.host_features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |
+				 (1ULL << VIRTIO_RING_F_INDIRECT_DESC),
 		.nr_queues = 2,
 		.queue_max_size = CONSOLE_QUEUE_SIZE,
 		.config_size = CONSOLE_CONFIG_SIZE,

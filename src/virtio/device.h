@@ -7,21 +7,13 @@
 #ifndef NKVM_VIRTIO_DEVICE_H
 #define NKVM_VIRTIO_DEVICE_H
 
+#include <linux/virtio_config.h>	/* VIRTIO_F_*, VIRTIO_CONFIG_S_*: §6, §2.1 */
+#include <linux/virtio_ids.h>		/* VIRTIO_ID_*: §5 */
+#include <linux/virtio_ring.h>		/* VIRTIO_RING_F_*: §6 */
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "virtio/queue.h"
-
-/* Feature bits (virtio 1.2 §6). */
-#define VIRTIO_F_INDIRECT_DESC 28
-#define VIRTIO_F_EVENT_IDX 29
-#define VIRTIO_F_VERSION_1 32
-#define VIRTIO_F_ACCESS_PLATFORM 33
-
-#define VIRTIO_ID_NET 1
-#define VIRTIO_ID_BLOCK 2
-#define VIRTIO_ID_CONSOLE 3
-#define VIRTIO_ID_RNG 4
 
 #define VIRTIO_MAX_QUEUES 64
 

@@ -2,6 +2,7 @@
 /* virtio 1.2 §4.1: the modern virtio-pci transport. */
 #include <errno.h>
 #include <linux/kvm.h>
+#include <linux/virtio_pci.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -20,13 +21,6 @@
 #include "vmm/irq.h"
 #include "vmm/vm.h"
 
-#define PCI_VENDOR_REDHAT_QUMRANET 0x1af4
-#define VIRTIO_PCI_DEVICE_BASE 0x1040	/* + device id: a modern-only device (§4.1.2) */
-#define PCI_CAP_ID_VNDR 0x09
-#define PCI_CAP_ID_MSIX 0x11
-
-enum { CAP_COMMON = 1, CAP_NOTIFY = 2, CAP_ISR = 3, CAP_DEVICE = 4 };
-
 /* Layout of BAR 0. */
 #define BAR_SIZE 0x8000
 #define OFF_COMMON 0x0000
@@ -38,24 +32,13 @@ enum { CAP_COMMON = 1, CAP_NOTIFY = 2, CAP_ISR = 3, CAP_DEVICE = 4 };
 #define COMMON_SIZE 0x40
 #define NOTIFY_MULTIPLIER 4
 
-#define MSIX_ENTRY_SIZE 16
-#define MSIX_CTRL_MASKED 1
-#define MSIX_FLAG_ENABLE 0x8000
-#define MSIX_FLAG_MASKALL 0x4000
-#define VIRTIO_MSI_NO_VECTOR 0xffff
-
-/* Device status bits (§2.1). */
-#define STATUS_ACKNOWLEDGE 1
-#define STATUS_DRIVER 2
-#define STATUS_DRIVER_OK 4
-#define STATUS_FEATURES_OK 8
-#define STATUS_NEEDS_RESET 0x40
-#define STATUS_FAILED 0x80
 /* The driver's initialization steps, in the order §3.1.1 sets them. */
-#define STATUS_STEPS (STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK)
+#define STATUS_STEPS                                                                   \
+	(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK | \
+	 VIRTIO_CONFIG_S_DRIVER_OK)
 
+/* §4.1.4.5: the ISR's queue bit (the configuration bit is VIRTIO_PCI_ISR_CONFIG). */
 #define ISR_QUEUE 1
-#define ISR_CONFIG 2
 
 struct vp_queue {
 	struct virtio_pci *vp;
@@ -149,7 +132,7 @@ static struct virtio_pci *to_vp(struct pci_device *dev)
 
 static bool msix_enabled(struct virtio_pci *vp)
 {
-	return vp->msix_ctl & MSIX_FLAG_ENABLE;
+	return vp->msix_ctl & PCI_MSIX_FLAGS_ENABLE;
 }
 
 /*
@@ -189,8 +172,8 @@ static bool vp_msix_deliverable_locked(struct virtio_pci *vp, unsigned int v)
 {
 	struct msix_vector *m = &vp->vectors[v];
 
-	return msix_enabled(vp) && !(vp->msix_ctl & MSIX_FLAG_MASKALL) &&
-	       !(m->ctrl & MSIX_CTRL_MASKED) && m->route_gen == m->committed_gen;
+	return msix_enabled(vp) && !(vp->msix_ctl & PCI_MSIX_FLAGS_MASKALL) &&
+	       !(m->ctrl & PCI_MSIX_ENTRY_CTRL_MASKBIT) && m->route_gen == m->committed_gen;
 }
 
 /*
@@ -451,10 +434,10 @@ static void vp_do_reset(struct virtio_pci *vp)
  */
 static bool vp_needs_reset_locked(struct virtio_pci *vp, const char *why)
 {
-	if (vp->status & STATUS_NEEDS_RESET)
+	if (vp->status & VIRTIO_CONFIG_S_NEEDS_RESET)
 		return false;
 	nkvm_err("%s: %s: device needs reset", vp->vdev->name, why);
-	vp->status |= STATUS_NEEDS_RESET;
+	vp->status |= VIRTIO_CONFIG_S_NEEDS_RESET;
 	vp->config_generation++;
 	return true;
 }
@@ -469,7 +452,7 @@ static void vp_needs_reset(struct virtio_pci *vp, const char *why)
 	vector = vp->msix_config;
 	pthread_mutex_unlock(&vp->lock);
 	if (raise)
-		vp_interrupt(vp, vector, ISR_CONFIG);
+		vp_interrupt(vp, vector, VIRTIO_PCI_ISR_CONFIG);
 }
 
 /*
@@ -483,8 +466,8 @@ static void vp_do_start(struct virtio_pci *vp)
 	bool event_idx, indirect;
 
 	pthread_mutex_lock(&vp->lock);
-	event_idx = vdev->features & (1ULL << VIRTIO_F_EVENT_IDX);
-	indirect = vdev->features & (1ULL << VIRTIO_F_INDIRECT_DESC);
+	event_idx = vdev->features & (1ULL << VIRTIO_RING_F_EVENT_IDX);
+	indirect = vdev->features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
 	for (unsigned int i = 0; i < vdev->nr_queues; i++) {
 		struct vp_queue *q = &vp->queues[i];
 		int err = 0;
@@ -620,8 +603,8 @@ static void vp_settle_locked(struct virtio_pci *vp)
 /* Whether each step in s comes with all the steps before it (§3.1.1). */
 static bool status_steps_in_order(uint8_t s)
 {
-	static const uint8_t order[] = { STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_FEATURES_OK,
-					 STATUS_DRIVER_OK };
+	static const uint8_t order[] = { VIRTIO_CONFIG_S_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER,
+					 VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_DRIVER_OK };
 	bool gap = false;
 
 	for (unsigned int i = 0; i < sizeof(order); i++) {
@@ -648,7 +631,7 @@ enum { AFTER_CONFIG_IRQ = 1, AFTER_CLEAR_ISR = 2 };
 static unsigned int vp_write_status_locked(struct virtio_pci *vp, uint8_t status)
 {
 	struct virtio_device *vdev = vp->vdev;
-	uint8_t old = vp->status & ~STATUS_NEEDS_RESET, added;
+	uint8_t old = vp->status & ~VIRTIO_CONFIG_S_NEEDS_RESET, added;
 
 	if (status == 0) {
 		/*
@@ -665,7 +648,7 @@ static unsigned int vp_write_status_locked(struct virtio_pci *vp, uint8_t status
 		return 0;
 	}
 	/* DEVICE_NEEDS_RESET is the device's bit (a driver writes back what it read); 0x30 unused. */
-	status &= STATUS_STEPS | STATUS_FAILED;
+	status &= STATUS_STEPS | VIRTIO_CONFIG_S_FAILED;
 	added = status & ~old;
 	if (old & ~status) {
 		return vp_needs_reset_locked(vp, "the driver cleared a device status bit") ?
@@ -679,11 +662,11 @@ static unsigned int vp_write_status_locked(struct virtio_pci *vp, uint8_t status
 		return vp_needs_reset_locked(vp, "the driver skipped an initialization step") ?
 			       AFTER_CONFIG_IRQ : 0;
 	}
-	if ((vp->status & STATUS_NEEDS_RESET) || (status & STATUS_FAILED)) {
+	if ((vp->status & VIRTIO_CONFIG_S_NEEDS_RESET) || (status & VIRTIO_CONFIG_S_FAILED)) {
 		return vp_needs_reset_locked(vp, "the driver went on without a reset") ?
 			       AFTER_CONFIG_IRQ : 0;
 	}
-	if (added & STATUS_FEATURES_OK) {
+	if (added & VIRTIO_CONFIG_S_FEATURES_OK) {
 		/*
 		 * §3.1.1: accept only a subset of what was offered, and only modern drivers. A
 		 * refusal leaves FEATURES_OK clear for the driver to read back, and any later step
@@ -691,12 +674,12 @@ static unsigned int vp_write_status_locked(struct virtio_pci *vp, uint8_t status
 		 */
 		if ((vp->driver_features & ~vdev->host_features) ||
 		    !(vp->driver_features & (1ULL << VIRTIO_F_VERSION_1)))
-			status &= ~(STATUS_FEATURES_OK | STATUS_DRIVER_OK);
+			status &= ~(VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
 		else
 			vdev->features = vp->driver_features;
 	}
 	vp->status = status;
-	if (status & added & STATUS_DRIVER_OK) {
+	if (status & added & VIRTIO_CONFIG_S_DRIVER_OK) {
 		vp->active = true;
 		vp_queue_work_locked(vp, WORK_START);
 	}
@@ -716,25 +699,26 @@ static void vp_common_snapshot(struct virtio_pci *vp, uint8_t *r)
 	uint64_t f = vp->vdev->host_features;
 
 	memset(r, 0, COMMON_SIZE);
-	put_le(r + 0x00, vp->dfselect, 4);
-	put_le(r + 0x04, vp->dfselect < 2 ? (uint32_t)(f >> (32 * vp->dfselect)) : 0, 4);
-	put_le(r + 0x08, vp->gfselect, 4);
-	put_le(r + 0x0c, vp->gfselect < 2 ? (uint32_t)(vp->driver_features >> (32 * vp->gfselect))
-					  : 0, 4);
-	put_le(r + 0x10, vp->msix_config, 2);
-	put_le(r + 0x12, vp->vdev->nr_queues, 2);
-	r[0x14] = vp->status;
-	r[0x15] = vp->config_generation;
-	put_le(r + 0x16, vp->queue_select, 2);
+	put_le(r + VIRTIO_PCI_COMMON_DFSELECT, vp->dfselect, 4);
+	put_le(r + VIRTIO_PCI_COMMON_DF, vp->dfselect < 2 ? (uint32_t)(f >> (32 * vp->dfselect)) : 0,
+	       4);
+	put_le(r + VIRTIO_PCI_COMMON_GFSELECT, vp->gfselect, 4);
+	put_le(r + VIRTIO_PCI_COMMON_GF,
+	       vp->gfselect < 2 ? (uint32_t)(vp->driver_features >> (32 * vp->gfselect)) : 0, 4);
+	put_le(r + VIRTIO_PCI_COMMON_MSIX, vp->msix_config, 2);
+	put_le(r + VIRTIO_PCI_COMMON_NUMQ, vp->vdev->nr_queues, 2);
+	r[VIRTIO_PCI_COMMON_STATUS] = vp->status;
+	r[VIRTIO_PCI_COMMON_CFGGENERATION] = vp->config_generation;
+	put_le(r + VIRTIO_PCI_COMMON_Q_SELECT, vp->queue_select, 2);
 	if (!q)
 		return;	/* a queue that does not exist reads as size 0 */
-	put_le(r + 0x18, q->size, 2);
-	put_le(r + 0x1a, q->msix_vector, 2);
-	put_le(r + 0x1c, q->enable, 2);
-	put_le(r + 0x1e, q->index, 2);
-	put_le(r + 0x20, q->desc, 8);
-	put_le(r + 0x28, q->driver, 8);
-	put_le(r + 0x30, q->device, 8);
+	put_le(r + VIRTIO_PCI_COMMON_Q_SIZE, q->size, 2);
+	put_le(r + VIRTIO_PCI_COMMON_Q_MSIX, q->msix_vector, 2);
+	put_le(r + VIRTIO_PCI_COMMON_Q_ENABLE, q->enable, 2);
+	put_le(r + VIRTIO_PCI_COMMON_Q_NOFF, q->index, 2);
+	put_le(r + VIRTIO_PCI_COMMON_Q_DESCLO, q->desc, 8);
+	put_le(r + VIRTIO_PCI_COMMON_Q_AVAILLO, q->driver, 8);
+	put_le(r + VIRTIO_PCI_COMMON_Q_USEDLO, q->device, 8);
 }
 
 static bool covers(uint64_t off, unsigned int len, unsigned int field, unsigned int size)
@@ -747,54 +731,56 @@ static unsigned int vp_common_apply(struct virtio_pci *vp, const uint8_t *r, uin
 				    unsigned int len)
 {
 	struct vp_queue *q;
-	bool live = vp->status & STATUS_DRIVER_OK;
+	bool live = vp->status & VIRTIO_CONFIG_S_DRIVER_OK;
 
-	if (covers(off, len, 0x00, 4))
-		vp->dfselect = get_le(r + 0x00, 4);
-	if (covers(off, len, 0x08, 4))
-		vp->gfselect = get_le(r + 0x08, 4);
-	if (covers(off, len, 0x0c, 4) && vp->gfselect < 2 && !(vp->status & STATUS_FEATURES_OK)) {
+	if (covers(off, len, VIRTIO_PCI_COMMON_DFSELECT, 4))
+		vp->dfselect = get_le(r + VIRTIO_PCI_COMMON_DFSELECT, 4);
+	if (covers(off, len, VIRTIO_PCI_COMMON_GFSELECT, 4))
+		vp->gfselect = get_le(r + VIRTIO_PCI_COMMON_GFSELECT, 4);
+	if (covers(off, len, VIRTIO_PCI_COMMON_GF, 4) && vp->gfselect < 2 &&
+	    !(vp->status & VIRTIO_CONFIG_S_FEATURES_OK)) {
 		uint64_t mask = 0xffffffffULL << (32 * vp->gfselect);
 
 		vp->driver_features = (vp->driver_features & ~mask) |
-				      (get_le(r + 0x0c, 4) << (32 * vp->gfselect));
+				      (get_le(r + VIRTIO_PCI_COMMON_GF, 4) << (32 * vp->gfselect));
 	}
-	if (covers(off, len, 0x10, 2)) {
-		uint16_t v = get_le(r + 0x10, 2);
+	if (covers(off, len, VIRTIO_PCI_COMMON_MSIX, 2)) {
+		uint16_t v = get_le(r + VIRTIO_PCI_COMMON_MSIX, 2);
 
 		/* §4.1.5.1.2.1: a vector the device cannot map reads back as NO_VECTOR. */
 		vp->msix_config = v < vp->nr_vectors ? v : VIRTIO_MSI_NO_VECTOR;
 	}
-	if (covers(off, len, 0x16, 2))
-		vp->queue_select = get_le(r + 0x16, 2);
+	if (covers(off, len, VIRTIO_PCI_COMMON_Q_SELECT, 2))
+		vp->queue_select = get_le(r + VIRTIO_PCI_COMMON_Q_SELECT, 2);
 	q = vp_selected(vp);
 	/* Queue registers change only while the queue is off and the device not running. */
 	if (q && !live && !q->enable) {
 		pthread_mutex_lock(&q->lock);
-		if (covers(off, len, 0x18, 2)) {
-			uint16_t size = get_le(r + 0x18, 2);
+		if (covers(off, len, VIRTIO_PCI_COMMON_Q_SIZE, 2)) {
+			uint16_t size = get_le(r + VIRTIO_PCI_COMMON_Q_SIZE, 2);
 
 			/* A size the driver may not pick is refused by keeping the old one. */
 			if (size && size <= vp->vdev->queue_max_size && !(size & (size - 1)))
 				q->size = size;
 		}
-		if (covers(off, len, 0x20, 8))
-			q->desc = get_le(r + 0x20, 8);
-		if (covers(off, len, 0x28, 8))
-			q->driver = get_le(r + 0x28, 8);
-		if (covers(off, len, 0x30, 8))
-			q->device = get_le(r + 0x30, 8);
+		if (covers(off, len, VIRTIO_PCI_COMMON_Q_DESCLO, 8))
+			q->desc = get_le(r + VIRTIO_PCI_COMMON_Q_DESCLO, 8);
+		if (covers(off, len, VIRTIO_PCI_COMMON_Q_AVAILLO, 8))
+			q->driver = get_le(r + VIRTIO_PCI_COMMON_Q_AVAILLO, 8);
+		if (covers(off, len, VIRTIO_PCI_COMMON_Q_USEDLO, 8))
+			q->device = get_le(r + VIRTIO_PCI_COMMON_Q_USEDLO, 8);
 		pthread_mutex_unlock(&q->lock);
 	}
-	if (q && covers(off, len, 0x1a, 2)) {
-		uint16_t v = get_le(r + 0x1a, 2);
+	if (q && covers(off, len, VIRTIO_PCI_COMMON_Q_MSIX, 2)) {
+		uint16_t v = get_le(r + VIRTIO_PCI_COMMON_Q_MSIX, 2);
 
 		q->msix_vector = v < vp->nr_vectors ? v : VIRTIO_MSI_NO_VECTOR;
 	}
-	if (q && covers(off, len, 0x1c, 2) && !live && get_le(r + 0x1c, 2) == 1)
+	if (q && covers(off, len, VIRTIO_PCI_COMMON_Q_ENABLE, 2) && !live &&
+	    get_le(r + VIRTIO_PCI_COMMON_Q_ENABLE, 2) == 1)
 		q->enable = 1;	/* §4.1.4.3.2: the driver never writes 0 */
-	if (covers(off, len, 0x14, 1))
-		return vp_write_status_locked(vp, r[0x14]);
+	if (covers(off, len, VIRTIO_PCI_COMMON_STATUS, 1))
+		return vp_write_status_locked(vp, r[VIRTIO_PCI_COMMON_STATUS]);
 	return 0;
 }
 
@@ -830,25 +816,25 @@ static void vp_common_write(struct virtio_pci *vp, uint64_t off, const void *dat
 	if (after & AFTER_CLEAR_ISR)
 		vp_intx_ack(vp);
 	if (after & AFTER_CONFIG_IRQ)
-		vp_interrupt(vp, config_vector, ISR_CONFIG);
+		vp_interrupt(vp, config_vector, VIRTIO_PCI_ISR_CONFIG);
 }
 
 /* --- MSI-X table and PBA (PCI 3.0 §6.8.2) -------------------------------------------------- */
 
 static void vp_msix_read(struct virtio_pci *vp, uint64_t off, void *data, unsigned int len)
 {
-	uint8_t e[MSIX_ENTRY_SIZE];
-	unsigned int v = off / MSIX_ENTRY_SIZE;
+	uint8_t e[PCI_MSIX_ENTRY_SIZE];
+	unsigned int v = off / PCI_MSIX_ENTRY_SIZE;
 
 	memset(data, 0, len);
-	if (v >= vp->nr_vectors || off % MSIX_ENTRY_SIZE + len > MSIX_ENTRY_SIZE)
+	if (v >= vp->nr_vectors || off % PCI_MSIX_ENTRY_SIZE + len > PCI_MSIX_ENTRY_SIZE)
 		return;
 	pthread_mutex_lock(&vp->lock);
 	put_le(e, vp->vectors[v].addr, 8);
 	put_le(e + 8, vp->vectors[v].data, 4);
 	put_le(e + 12, vp->vectors[v].ctrl, 4);
 	pthread_mutex_unlock(&vp->lock);
-	memcpy(data, e + off % MSIX_ENTRY_SIZE, len);
+	memcpy(data, e + off % PCI_MSIX_ENTRY_SIZE, len);
 }
 
 /*
@@ -858,14 +844,14 @@ static void vp_msix_read(struct virtio_pci *vp, uint64_t off, void *data, unsign
  */
 static void vp_msix_write(struct virtio_pci *vp, uint64_t off, const void *data, unsigned int len)
 {
-	unsigned int v = off / MSIX_ENTRY_SIZE, at = off % MSIX_ENTRY_SIZE, n;
+	unsigned int v = off / PCI_MSIX_ENTRY_SIZE, at = off % PCI_MSIX_ENTRY_SIZE, n;
 	struct msix_vector *m;
-	uint8_t e[MSIX_ENTRY_SIZE];
+	uint8_t e[PCI_MSIX_ENTRY_SIZE];
 	uint64_t addr;
 	uint32_t msg;
 	int fds[VIRTIO_MAX_QUEUES + 1];
 
-	if (v >= vp->nr_vectors || at + len > MSIX_ENTRY_SIZE)
+	if (v >= vp->nr_vectors || at + len > PCI_MSIX_ENTRY_SIZE)
 		return;
 	pthread_mutex_lock(&vp->lock);
 	m = &vp->vectors[v];
@@ -875,7 +861,7 @@ static void vp_msix_write(struct virtio_pci *vp, uint64_t off, const void *data,
 	memcpy(e + at, data, len);
 	addr = get_le(e, 8);
 	msg = get_le(e + 8, 4);
-	m->ctrl = get_le(e + 12, 4) & MSIX_CTRL_MASKED;
+	m->ctrl = get_le(e + 12, 4) & PCI_MSIX_ENTRY_CTRL_MASKBIT;
 	if (addr != m->addr || msg != m->data) {
 		m->addr = addr;
 		m->data = msg;
@@ -912,9 +898,9 @@ static void vp_config_written(struct pci_device *dev, unsigned int off, unsigned
 	/* The bus wrote cfg on this thread, before calling: these bytes are as the guest left them. */
 	vp->intx_disabled = vp->pci.cfg[PCI_COMMAND + 1] & (PCI_COMMAND_INTX_DISABLE >> 8);
 	ctl = vp->pci.cfg[vp->msix_cap + 2] | vp->pci.cfg[vp->msix_cap + 3] << 8;
-	ctl &= MSIX_FLAG_ENABLE | MSIX_FLAG_MASKALL;
+	ctl &= PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL;
 	/* Routes follow the enable bit; pending messages go when the function mask lifts. */
-	if ((ctl ^ vp->msix_ctl) & MSIX_FLAG_ENABLE)
+	if ((ctl ^ vp->msix_ctl) & PCI_MSIX_FLAGS_ENABLE)
 		vp_msix_routes_changed_locked(vp);
 	vp->msix_ctl = ctl;
 	n = vp_msix_take_pending_locked(vp, fds);
@@ -1064,12 +1050,12 @@ void virtio_config_changed(struct virtio_device *vdev)
 
 	pthread_mutex_lock(&vp->lock);
 	vp->config_generation++;	/* §4.1.4.3: a driver reading the config looks again */
-	live = (vp->status & STATUS_DRIVER_OK) && !vp->reset_pending;
+	live = (vp->status & VIRTIO_CONFIG_S_DRIVER_OK) && !vp->reset_pending;
 	vector = vp->msix_config;
 	pthread_mutex_unlock(&vp->lock);
 	/* §2.5.1 (driver requirements): a driver not yet running reads the config as it starts. */
 	if (live)
-		vp_interrupt(vp, vector, ISR_CONFIG);
+		vp_interrupt(vp, vector, VIRTIO_PCI_ISR_CONFIG);
 }
 
 int virtio_queue_vhost_view(struct virtio_device *vdev, unsigned int qi,
@@ -1083,7 +1069,7 @@ int virtio_queue_vhost_view(struct virtio_device *vdev, unsigned int qi,
 		return -EINVAL;
 	q = &vp->queues[qi];
 	pthread_mutex_lock(&vp->lock);
-	if (!q->enable || !(vp->status & STATUS_DRIVER_OK) || vp->reset_pending) {
+	if (!q->enable || !(vp->status & VIRTIO_CONFIG_S_DRIVER_OK) || vp->reset_pending) {
 		err = -ENODEV;
 	} else {
 		*out = (struct virtio_vhost_queue){
@@ -1094,7 +1080,7 @@ int virtio_queue_vhost_view(struct virtio_device *vdev, unsigned int qi,
 			.desc = q->desc,
 			.avail = q->driver,
 			.used = q->device,
-			.event_idx = vdev->features & (1ULL << VIRTIO_F_EVENT_IDX),
+			.event_idx = vdev->features & (1ULL << VIRTIO_RING_F_EVENT_IDX),
 			.mem = vm_memory(vp->vm),
 		};
 	}
@@ -1115,13 +1101,13 @@ static void vp_add_cap(struct virtio_pci *vp, uint8_t type, uint32_t off, uint32
 	int at = pci_device_add_cap(&vp->pci, PCI_CAP_ID_VNDR, notify ? 20 : 16);
 	uint8_t *c = vp->pci.cfg + at;
 
-	c[2] = notify ? 20 : 16;	/* cap_len */
-	c[3] = type;
-	c[4] = 0;			/* BAR 0 */
-	put_le(c + 8, off, 4);
-	put_le(c + 12, len, 4);
+	c[VIRTIO_PCI_CAP_LEN] = notify ? 20 : 16;
+	c[VIRTIO_PCI_CAP_CFG_TYPE] = type;
+	c[VIRTIO_PCI_CAP_BAR] = 0;
+	put_le(c + VIRTIO_PCI_CAP_OFFSET, off, 4);
+	put_le(c + VIRTIO_PCI_CAP_LENGTH, len, 4);
 	if (notify)
-		put_le(c + 16, NOTIFY_MULTIPLIER, 4);
+		put_le(c + VIRTIO_PCI_NOTIFY_CAP_MULT, NOTIFY_MULTIPLIER, 4);
 }
 
 static int vp_add_msix(struct virtio_pci *vp)
@@ -1130,18 +1116,18 @@ static int vp_add_msix(struct virtio_pci *vp)
 	uint8_t *c = vp->pci.cfg + at;
 
 	vp->msix_cap = at;
-	put_le(c + 2, vp->nr_vectors - 1, 2);
-	put_le(c + 4, OFF_MSIX_TABLE, 4);	/* BIR 0 */
-	put_le(c + 8, OFF_MSIX_PBA, 4);
+	put_le(c + PCI_MSIX_FLAGS, vp->nr_vectors - 1, 2);
+	put_le(c + PCI_MSIX_TABLE, OFF_MSIX_TABLE, 4);	/* BIR 0 */
+	put_le(c + PCI_MSIX_PBA, OFF_MSIX_PBA, 4);
 	/* Enable and function mask are the guest's to write. */
-	vp->pci.wmask[at + 3] = (MSIX_FLAG_ENABLE | MSIX_FLAG_MASKALL) >> 8;
+	vp->pci.wmask[at + 3] = (PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL) >> 8;
 	vp->vectors = calloc(vp->nr_vectors, sizeof(*vp->vectors));
 	if (!vp->vectors)
 		return -ENOMEM;
 	for (unsigned int v = 0; v < vp->nr_vectors; v++) {
 		struct msix_vector *m = &vp->vectors[v];
 
-		m->ctrl = MSIX_CTRL_MASKED;	/* masked at reset */
+		m->ctrl = PCI_MSIX_ENTRY_CTRL_MASKBIT;	/* masked at reset */
 		m->irqfd = -1;
 		m->gsi = irq_msi_alloc(vp->irq);
 		m->irqfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -1178,18 +1164,20 @@ int virtio_pci_create(struct virtio_pci **out, struct vm *vm, struct pci_bus *bu
 	vp->msix_config = VIRTIO_MSI_NO_VECTOR;
 	/* One vector per queue and one for configuration changes, as Linux prefers. */
 	vp->nr_vectors = vdev->nr_queues + 1;
-	pci_device_init(&vp->pci, PCI_VENDOR_REDHAT_QUMRANET, VIRTIO_PCI_DEVICE_BASE + vdev->device_id,
+	pci_device_init(&vp->pci, VIRTIO_PCI_VENDOR, VIRTIO_PCI_DEVICE_BASE + vdev->device_id,
 			vdev->pci_class ? vdev->pci_class : PCI_CLASS_OTHERS,
-			PCI_VENDOR_REDHAT_QUMRANET, 0x40, &vp_pci_ops);
+			VIRTIO_PCI_VENDOR, 0x40, &vp_pci_ops);
 	vp->pci.cfg[0x08] = 1;			/* revision 1: modern only (§4.1.2.1) */
 	vp->pci.cfg[PCI_INTERRUPT_PIN] = 1;	/* INTA */
 	err = pci_device_add_bar(&vp->pci, 0, BAR_SIZE);
 	if (err)
 		return err;
-	vp_add_cap(vp, CAP_COMMON, OFF_COMMON, COMMON_SIZE, false);
-	vp_add_cap(vp, CAP_ISR, OFF_ISR, 1, false);
-	vp_add_cap(vp, CAP_DEVICE, OFF_DEVICE, vdev->config_size ? vdev->config_size : 1, false);
-	vp_add_cap(vp, CAP_NOTIFY, OFF_NOTIFY, vdev->nr_queues * NOTIFY_MULTIPLIER, true);
+	vp_add_cap(vp, VIRTIO_PCI_CAP_COMMON_CFG, OFF_COMMON, COMMON_SIZE, false);
+	vp_add_cap(vp, VIRTIO_PCI_CAP_ISR_CFG, OFF_ISR, 1, false);
+	vp_add_cap(vp, VIRTIO_PCI_CAP_DEVICE_CFG, OFF_DEVICE,
+		   vdev->config_size ? vdev->config_size : 1, false);
+	vp_add_cap(vp, VIRTIO_PCI_CAP_NOTIFY_CFG, OFF_NOTIFY, vdev->nr_queues * NOTIFY_MULTIPLIER,
+		   true);
 	err = vp_add_msix(vp);
 	if (err)
 		return err;

@@ -8,6 +8,10 @@
 #ifndef NKVM_VIRTIO_PCI_H
 #define NKVM_VIRTIO_PCI_H
 
+/* §4.1.2: the PCI IDs of a modern-only virtio function: 0x1040 + its virtio device id. */
+#define VIRTIO_PCI_VENDOR 0x1af4
+#define VIRTIO_PCI_DEVICE_BASE 0x1040
+
 struct vm;
 struct pci_bus;
 struct irq_routing;

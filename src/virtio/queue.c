@@ -11,46 +11,12 @@
 #include "virtio/queue.h"
 
 /*
- * Ring layouts of §2.7.5, §2.7.6 and §2.7.8. The fields are little-endian (le64/le32/le16 in the
- * spec); nkvm runs x86 guests on x86 hosts only, so host-order integers are the same bytes.
+ * Ring layouts of §2.7.5, §2.7.6 and §2.7.8: <linux/virtio_ring.h> (via queue.h). The fields are
+ * little-endian (le64/le32/le16 in the spec); nkvm runs x86 guests on x86 hosts only, so
+ * host-order integers are the same bytes.
  */
-#define VIRTQ_DESC_F_NEXT 1
-#define VIRTQ_DESC_F_WRITE 2
-#define VIRTQ_DESC_F_INDIRECT 4
-#define VIRTQ_AVAIL_F_NO_INTERRUPT 1
-#define VIRTQ_USED_F_NO_NOTIFY 1
-
-struct virtq_desc {
-	uint64_t addr;
-	uint32_t len;
-	uint16_t flags;
-	uint16_t next;
-};
-
-struct virtq_avail {
-	uint16_t flags;
-	uint16_t idx;
-	uint16_t ring[];	/* then le16 used_event, at ring[size] */
-};
-
-struct virtq_used_elem {
-	uint32_t id;
-	uint32_t len;
-};
-
-struct virtq_used {
-	uint16_t flags;
-	uint16_t idx;
-	struct virtq_used_elem ring[];	/* then le16 avail_event, at ring[size] */
-};
-
-_Static_assert(sizeof(struct virtq_desc) == 16, "§2.7.5: a descriptor is 16 bytes");
-_Static_assert(sizeof(struct virtq_used_elem) == 8, "§2.7.8: a used element is 8 bytes");
-
-/* Alignment of each area, §2.7 table "Virtqueue Part / Alignment / Size". */
-#define DESC_ALIGN 16
-#define AVAIL_ALIGN 2
-#define USED_ALIGN 4
+_Static_assert(sizeof(struct vring_desc) == 16, "§2.7.5: a descriptor is 16 bytes");
+_Static_assert(sizeof(struct vring_used_elem) == 8, "§2.7.8: a used element is 8 bytes");
 
 /* The spec's sizes, event fields included whether EVENT_IDX is negotiated or not (§2.7). */
 static uint64_t desc_bytes(uint16_t size)
@@ -76,7 +42,9 @@ int virtq_init(struct virtq *q, const struct guest_memory *mem, uint16_t size, u
 	/* §2.7: Queue Size is a power of 2, at most 32768. */
 	if (size == 0 || size > VIRTQ_MAX_SIZE || (size & (size - 1)))
 		return -EINVAL;
-	if (desc_gpa % DESC_ALIGN || avail_gpa % AVAIL_ALIGN || used_gpa % USED_ALIGN)
+	/* §2.7 table "Virtqueue Part / Alignment / Size". */
+	if (desc_gpa % VRING_DESC_ALIGN_SIZE || avail_gpa % VRING_AVAIL_ALIGN_SIZE ||
+	    used_gpa % VRING_USED_ALIGN_SIZE)
 		return -EINVAL;
 	/*
 	 * Guest RAM regions start at 2 MiB-aligned host addresses (memory_init), so an aligned
@@ -108,7 +76,7 @@ int virtq_init(struct virtq *q, const struct guest_memory *mem, uint16_t size, u
  * require to be aligned: hence memcpy). The compiler barrier stops the compiler from re-loading a
  * field from guest memory in place of the copy, which would reopen the check-then-use race.
  */
-static void desc_read(const void *table, unsigned int i, struct virtq_desc *d)
+static void desc_read(const void *table, unsigned int i, struct vring_desc *d)
 {
 	memcpy(d, (const uint8_t *)table + (size_t)i * sizeof(*d), sizeof(*d));
 	__asm__ __volatile__("" ::: "memory");
@@ -121,10 +89,10 @@ struct chain_walk {
 };
 
 /* Adds one buffer descriptor (never an indirect one) to the chain. */
-static int chain_add(struct chain_walk *w, const struct virtq_desc *d)
+static int chain_add(struct chain_walk *w, const struct vring_desc *d)
 {
 	struct virtq_chain *c = w->c;
-	bool write = d->flags & VIRTQ_DESC_F_WRITE;
+	bool write = d->flags & VRING_DESC_F_WRITE;
 	void *p;
 
 	/* §2.7.4.2: device-writable descriptors come after all device-readable ones. */
@@ -156,19 +124,19 @@ static int chain_add(struct chain_walk *w, const struct virtq_desc *d)
  * Walks an indirect table (§2.7.5.3), the last descriptor of a chain. Its own WRITE flag is
  * ignored (§2.7.5.3.2); each entry carries its own.
  */
-static int chain_walk_indirect(struct chain_walk *w, const struct virtq_desc *ind)
+static int chain_walk_indirect(struct chain_walk *w, const struct vring_desc *ind)
 {
-	struct virtq_desc d;
+	struct vring_desc d;
 	unsigned int n, i = 0, count = 0;
 	const void *table;
 	int ret;
 
 	/* §2.7.5.3.1: INDIRECT and NEXT are exclusive: the table ends the chain. */
-	if (ind->flags & VIRTQ_DESC_F_NEXT)
+	if (ind->flags & VRING_DESC_F_NEXT)
 		return -EINVAL;
-	if (ind->len == 0 || ind->len % sizeof(struct virtq_desc))
+	if (ind->len == 0 || ind->len % sizeof(struct vring_desc))
 		return -EINVAL;
-	n = ind->len / sizeof(struct virtq_desc);
+	n = ind->len / sizeof(struct vring_desc);
 	/*
 	 * §2.7.5.3.1: no chain is longer than the queue, and no queue longer than VIRTQ_MAX_SIZE.
 	 * Without this bound, a table of zero-length entries (which add no segment) could make
@@ -185,12 +153,12 @@ static int chain_walk_indirect(struct chain_walk *w, const struct virtq_desc *in
 			return -ELOOP;
 		desc_read(table, i, &d);
 		/* §2.7.5.3.1: no table inside a table. */
-		if (d.flags & VIRTQ_DESC_F_INDIRECT)
+		if (d.flags & VRING_DESC_F_INDIRECT)
 			return -EINVAL;
 		ret = chain_add(w, &d);
 		if (ret < 0)
 			return ret;
-		if (!(d.flags & VIRTQ_DESC_F_NEXT))
+		if (!(d.flags & VRING_DESC_F_NEXT))
 			return 0;
 		if (d.next >= n)
 			return -EINVAL;
@@ -205,7 +173,7 @@ static int chain_walk_indirect(struct chain_walk *w, const struct virtq_desc *in
 static int chain_walk(struct virtq *q, struct virtq_chain *c, uint16_t head)
 {
 	struct chain_walk w = { .mem = q->mem, .c = c };
-	struct virtq_desc d;
+	struct vring_desc d;
 	unsigned int i = head, count = 0;
 	int ret;
 
@@ -214,7 +182,7 @@ static int chain_walk(struct virtq *q, struct virtq_chain *c, uint16_t head)
 		if (++count > q->size)
 			return -ELOOP;
 		desc_read(q->desc, i, &d);
-		if (d.flags & VIRTQ_DESC_F_INDIRECT) {
+		if (d.flags & VRING_DESC_F_INDIRECT) {
 			if (!q->indirect)
 				return -EINVAL;
 			return chain_walk_indirect(&w, &d);
@@ -222,7 +190,7 @@ static int chain_walk(struct virtq *q, struct virtq_chain *c, uint16_t head)
 		ret = chain_add(&w, &d);
 		if (ret < 0)
 			return ret;
-		if (!(d.flags & VIRTQ_DESC_F_NEXT))
+		if (!(d.flags & VRING_DESC_F_NEXT))
 			return 0;
 		if (d.next >= q->size)
 			return -EINVAL;
@@ -277,7 +245,7 @@ int virtq_pop(struct virtq *q, struct virtq_chain *c)
 
 void virtq_push(struct virtq *q, uint16_t head, uint32_t len)
 {
-	struct virtq_used_elem *e = &q->used->ring[q->used_idx & (q->size - 1)];
+	struct vring_used_elem *e = &q->used->ring[q->used_idx & (q->size - 1)];
 
 	e->id = head;
 	e->len = len;
@@ -294,12 +262,6 @@ void virtq_push(struct virtq *q, uint16_t head, uint32_t len)
 		q->signalled_valid = false;
 }
 
-/* §2.7.7: the driver wants an interrupt when used idx moves past used_event (mod 2^16). */
-static bool need_event(uint16_t event, uint16_t new_idx, uint16_t old_idx)
-{
-	return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old_idx);
-}
-
 bool virtq_need_notify(struct virtq *q)
 {
 	uint16_t event;
@@ -313,10 +275,10 @@ bool virtq_need_notify(struct virtq *q)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (q->event_idx) {
 		event = __atomic_load_n(&q->avail->ring[q->size], __ATOMIC_RELAXED);
-		notify = !q->signalled_valid || need_event(event, q->used_idx, q->signalled_used);
+		notify = !q->signalled_valid || vring_need_event(event, q->used_idx, q->signalled_used);
 	} else {
 		notify = !(__atomic_load_n(&q->avail->flags, __ATOMIC_RELAXED) &
-			   VIRTQ_AVAIL_F_NO_INTERRUPT);
+			   VRING_AVAIL_F_NO_INTERRUPT);
 	}
 	q->signalled_used = q->used_idx;
 	q->signalled_valid = true;
@@ -339,9 +301,9 @@ void virtq_set_notify(struct virtq *q, bool enable)
 		/* The device owns used->flags (§2.7.8); a guest that writes it only loses kicks. */
 		flags = q->used->flags;
 		if (enable)
-			flags &= ~VIRTQ_USED_F_NO_NOTIFY;
+			flags &= ~VRING_USED_F_NO_NOTIFY;
 		else
-			flags |= VIRTQ_USED_F_NO_NOTIFY;
+			flags |= VRING_USED_F_NO_NOTIFY;
 		__atomic_store_n(&q->used->flags, flags, __ATOMIC_RELAXED);
 	}
 	/*

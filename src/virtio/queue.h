@@ -11,6 +11,7 @@
 #ifndef NKVM_VIRTIO_QUEUE_H
 #define NKVM_VIRTIO_QUEUE_H
 
+#include <linux/virtio_ring.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -24,13 +25,13 @@
 struct virtq {
 	const struct guest_memory *mem;
 	uint16_t size;			/* number of descriptors, a power of 2 */
-	bool event_idx;			/* VIRTIO_F_EVENT_IDX negotiated */
-	bool indirect;			/* VIRTIO_F_INDIRECT_DESC negotiated */
+	bool event_idx;			/* VIRTIO_RING_F_EVENT_IDX negotiated */
+	bool indirect;			/* VIRTIO_RING_F_INDIRECT_DESC negotiated */
 	uint64_t desc_gpa, avail_gpa, used_gpa;
 	/* Host views of the three areas, resolved and checked once by virtq_init. */
-	struct virtq_desc *desc;
-	struct virtq_avail *avail;
-	struct virtq_used *used;
+	struct vring_desc *desc;
+	struct vring_avail *avail;
+	struct vring_used *used;
 	uint16_t last_avail;		/* next available-ring entry to take */
 	uint16_t used_idx;		/* our copy of used->idx */
 	uint16_t signalled_used;	/* used_idx when the driver was last notified */
@@ -57,7 +58,7 @@ int virtq_init(struct virtq *q, const struct guest_memory *mem, uint16_t size, u
  * Takes the next available chain. Returns 1 with *c filled, 0 when the ring is empty, or a
  * negative errno when the ring or the chain is malformed: -EINVAL (avail idx ran more than the
  * queue size ahead, descriptor index out of range, a readable descriptor after a writable one,
- * an indirect descriptor without VIRTIO_F_INDIRECT_DESC or with NEXT, nested indirect table,
+ * an indirect descriptor without VIRTIO_RING_F_INDIRECT_DESC or with NEXT, nested indirect table,
  * indirect table of bad length, a zero-length indirect), -EFAULT (a buffer or table outside guest
  * RAM, or a length that overflows), -ELOOP (a chain longer than the queue, i.e. a loop), -E2BIG
  * (more than VIRTQ_MAX_SEGS segments, or an indirect table of more than VIRTQ_MAX_SIZE entries),
@@ -79,7 +80,7 @@ void virtq_push(struct virtq *q, uint16_t head, uint32_t len);
 
 /*
  * After one or more pushes: whether to interrupt the driver (§2.7.7 / §2.7.10: the driver's
- * VIRTQ_AVAIL_F_NO_INTERRUPT flag, or used_event with EVENT_IDX). Updates the signalled state.
+ * VRING_AVAIL_F_NO_INTERRUPT flag, or used_event with EVENT_IDX). Updates the signalled state.
  */
 bool virtq_need_notify(struct virtq *q);
 

@@ -61,8 +61,8 @@ int virtio_rng_create(struct virtio_rng **out, struct vm *vm, struct pci_bus *bu
 		.ops = &rng_ops,
 		.name = "virtio-rng",
 		.device_id = VIRTIO_ID_RNG,
-		.host_features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_F_EVENT_IDX) |
-				 (1ULL << VIRTIO_F_INDIRECT_DESC),
+		.host_features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |
+				 (1ULL << VIRTIO_RING_F_INDIRECT_DESC),
 		.nr_queues = 1,
 		.queue_max_size = RNG_QUEUE_SIZE,
 	};

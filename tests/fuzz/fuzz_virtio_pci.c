@@ -137,8 +137,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.ops = &fdev_ops,
 		.name = "virtio-fuzz",
 		.device_id = VIRTIO_ID_RNG,
-		.host_features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_F_EVENT_IDX) |
-				 (1ULL << VIRTIO_F_INDIRECT_DESC),
+		.host_features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |
+				 (1ULL << VIRTIO_RING_F_INDIRECT_DESC),
 		.nr_queues = 2,
 		.queue_max_size = QSIZE,
 		.config_size = CONFIG_SIZE,

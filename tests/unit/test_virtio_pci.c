@@ -309,7 +309,7 @@ static void add_test_device(struct fx *fx)
 		.ops = &tdev_ops,
 		.name = "virtio-test",
 		.device_id = VIRTIO_ID_RNG,
-		.host_features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_F_EVENT_IDX),
+		.host_features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX),
 		.nr_queues = 1,
 		.queue_max_size = TEST_QSIZE,
 	};
@@ -505,7 +505,7 @@ static void test_driver_ok_set_again_does_not_restart_the_device(void **state)
 static void test_features_cannot_be_renegotiated_after_features_ok(void **state)
 {
 	struct fx *fx = *state;
-	uint64_t more = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_F_EVENT_IDX);
+	uint64_t more = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX);
 
 	add_test_device(fx);
 	driver_reset(fx);
@@ -943,7 +943,7 @@ static void test_features_refused_leave_features_ok_clear(void **state)
 	assert_int_equal(fx->vdev->features, 0);
 	driver_reset(fx);
 	status_write(fx, S_ACKNOWLEDGE | S_DRIVER);
-	features_write(fx, 1ULL << VIRTIO_F_EVENT_IDX);	/* a legacy driver's choice */
+	features_write(fx, 1ULL << VIRTIO_RING_F_EVENT_IDX);	/* a legacy driver's choice */
 	status_write(fx, S_READY | S_DRIVER_OK);
 	assert_int_equal(status_read(fx), S_ACKNOWLEDGE | S_DRIVER);
 	settle(fx);
