@@ -1,16 +1,19 @@
 // SPDX-License-Identifier: MIT
 /*
- * nkvm img bench's driver: a guest's virtio-blk driver in this process (img_bench.h). It finds
- * the function on the PCI bus, negotiates and sets up MSI-X and the queues through the
- * virtio-pci registers (§3.1.1, §4.1.5), then runs one thread per virtqueue, as a guest with one
- * vCPU per queue: it keeps depth requests in flight, sleeps on its queue's interrupt eventfd,
- * takes what the device used, and submits the next requests in one batch with at most one kick.
+ * nkvm img bench's driver: a guest's virtio-blk driver in this process (img_bench.h), on the
+ * in-process virtio-pci driver (virtio/driver.h), which finds the function, negotiates and sets
+ * up MSI-X and the queues. Here: the block requests, and one thread per virtqueue, as a guest
+ * with one vCPU per queue: it keeps depth requests in flight, sleeps on its queue's interrupt
+ * eventfd, takes what the device used, and submits the next requests in one batch with at most
+ * one kick.
  */
 #include <errno.h>
-#include <poll.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_pci.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,70 +28,12 @@
 #include "virtio/blk.h"
 #include "virtio/blk_request.h"
 #include "virtio/device.h"
-#include "virtio/pci.h"
+#include "virtio/driver.h"
 #include "vmm/irq.h"
 #include "vmm/memory.h"
 #include "vmm/vm.h"
 
-/* virtio 1.2 §5.2.3: the block device's feature bits the driver asks for. */
-#define VIRTIO_BLK_F_SEG_MAX 2
-#define VIRTIO_BLK_F_RO 5
-#define VIRTIO_BLK_F_BLK_SIZE 6
-#define VIRTIO_BLK_F_FLUSH 9
-#define VIRTIO_BLK_F_MQ 12
-
-/* §4.1.4: virtio-pci capabilities and the common configuration registers (§4.1.4.3). */
-#define PCI_CAP_ID_VNDR 0x09
-#define PCI_CAP_ID_MSIX 0x11
-#define VIRTIO_PCI_CAP_COMMON_CFG 1
-#define VIRTIO_PCI_CAP_NOTIFY_CFG 2
-#define VIRTIO_PCI_CAP_DEVICE_CFG 4
-enum {
-	COMMON_DFSELECT = 0x00, COMMON_DF = 0x04, COMMON_GFSELECT = 0x08, COMMON_GF = 0x0c,
-	COMMON_MSIX = 0x10, COMMON_STATUS = 0x14, COMMON_Q_SELECT = 0x16, COMMON_Q_SIZE = 0x18,
-	COMMON_Q_MSIX = 0x1a, COMMON_Q_ENABLE = 0x1c, COMMON_Q_NOFF = 0x1e, COMMON_Q_DESC = 0x20,
-	COMMON_Q_DRIVER = 0x28, COMMON_Q_DEVICE = 0x30,
-};
-#define STATUS_ACKNOWLEDGE 1
-#define STATUS_DRIVER 2
-#define STATUS_DRIVER_OK 4
-#define STATUS_FEATURES_OK 8
-#define MSIX_FLAG_ENABLE 0x8000
-#define BLK_CFG_NUM_QUEUES 34
-#define PCI_VENDOR_VIRTIO 0x1af4
-#define PCI_DEVICE_VIRTIO_BLK 0x1042
-
-/* §2.7.5–§2.7.8, the driver's view of a split ring. */
-#define VIRTQ_DESC_F_NEXT 1
-#define VIRTQ_DESC_F_WRITE 2
-#define VIRTQ_DESC_F_INDIRECT 4
-#define VIRTQ_USED_F_NO_NOTIFY 1
-
-struct drv_desc {
-	uint64_t addr;
-	uint32_t len;
-	uint16_t flags, next;
-};
-
-struct drv_avail {
-	uint16_t flags, idx;
-	uint16_t ring[];	/* then used_event */
-};
-
-struct drv_used_elem {
-	uint32_t id, len;
-};
-
-struct drv_used {
-	uint16_t flags, idx;
-	struct drv_used_elem ring[];	/* then avail_event */
-};
-
-/* §5.2.6: what precedes the data of every request. */
-struct blk_outhdr {
-	uint32_t type, ioprio;
-	uint64_t sector;
-};
+#define BLK_CFG_NUM_QUEUES offsetof(struct virtio_blk_config, num_queues)
 
 /* Per request slot: the header at 0, the status byte at 16, the 3-entry indirect table at 64. */
 #define SLOT_META 128
@@ -121,17 +66,10 @@ struct bench;
 struct bench_queue {
 	struct bench *b;
 	unsigned int index;
-	uint16_t size, notify_off;
-	uint64_t desc_gpa, avail_gpa, used_gpa;
-	struct drv_desc *desc;
-	struct drv_avail *avail;
-	struct drv_used *used;
-	uint16_t *used_event, *avail_event;	/* §2.7.10 */
-	uint16_t avail_idx, last_used, num_added;
+	struct virtio_driver_queue vq;
 	unsigned int nslots, inflight, nfree;
 	struct bench_slot *slots;	/* depth data slots, then the flush slot if any */
 	unsigned int *free;
-	int irq_fd;
 	uint64_t rng;
 	uint64_t writes_done;
 	bool flush_due, flush_busy;
@@ -150,11 +88,8 @@ struct bench {
 	struct vm *vm;
 	struct pci_bus *bus;
 	struct irq_routing *irq;
-	struct pci_device *dev;
 	struct virtio_device *vdev;
-	unsigned int slot;
-	uint32_t common, notify, device_cfg, notify_mult, msix_cap, msix_table;
-	bool event_idx;
+	struct virtio_driver drv;
 	uint64_t limit;			/* requests to issue */
 	uint64_t deadline;		/* ns; 0: count mode */
 	atomic_uint_fast64_t issued;
@@ -248,93 +183,11 @@ static double hist_percentile(const uint64_t *h, uint64_t n, double p)
 
 /* --- the device, as a guest's driver reaches it ------------------------------------------ */
 
-static uint32_t cfg_read(struct bench *b, unsigned int off, unsigned int len)
-{
-	return pci_config_read(b->bus, 0x80000000U | b->slot << 11 | off, len);
-}
-
-static void cfg_write(struct bench *b, unsigned int off, uint32_t v, unsigned int len)
-{
-	pci_config_write(b->bus, 0x80000000U | b->slot << 11 | off, v, len);
-}
-
-/*
- * BAR 0, as the bus hands a vCPU's MMIO exit to the function. Little-endian registers on a
- * little-endian host: the value's first len bytes are the register's.
- */
-static void bar_write(struct bench *b, uint64_t off, uint64_t v, unsigned int len)
-{
-	b->dev->ops->bar_write(b->dev, 0, off, &v, len);
-}
-
-static uint64_t bar_read(struct bench *b, uint64_t off, unsigned int len)
-{
-	uint64_t v = 0;
-
-	b->dev->ops->bar_read(b->dev, 0, off, &v, len);
-	return v;
-}
-
-/* §4.1.4.3: 64-bit fields written as two 32-bit halves, as Linux does. */
-static void common_write64(struct bench *b, unsigned int reg, uint64_t v)
-{
-	bar_write(b, b->common + reg, (uint32_t)v, 4);
-	bar_write(b, b->common + reg + 4, v >> 32, 4);
-}
-
-/* The virtio-blk function on the bus, as a guest enumerates it. */
-static int bench_find_device(struct bench *b)
-{
-	for (unsigned int s = 0; s < PCI_MAX_SLOTS; s++) {
-		b->slot = s;
-		if (cfg_read(b, 0, 4) == (PCI_DEVICE_VIRTIO_BLK << 16 | PCI_VENDOR_VIRTIO)) {
-			b->dev = b->bus->slots[s];
-			b->vdev = virtio_pci_device(b->dev);
-			return b->vdev ? 0 : -ENODEV;
-		}
-	}
-	return -ENODEV;
-}
-
-/* §4.1.4: where the common, notify and device structures and the MSI-X table are. */
-static int bench_find_caps(struct bench *b)
-{
-	unsigned int off, found = 0;
-
-	if (!(cfg_read(b, PCI_STATUS, 2) & PCI_STATUS_CAP_LIST))
-		return -ENODEV;
-	off = cfg_read(b, PCI_CAP_PTR, 1);
-	/* 48 capabilities fill config space: more means a loop. */
-	for (unsigned int n = 0; off && n < 48; n++) {
-		unsigned int id = cfg_read(b, off, 1), type = cfg_read(b, off + 3, 1);
-		uint32_t at = cfg_read(b, off + 8, 4);
-
-		if (id == PCI_CAP_ID_VNDR && cfg_read(b, off + 4, 1) == 0) {
-			if (type == VIRTIO_PCI_CAP_COMMON_CFG) {
-				b->common = at;
-				found |= 1;
-			} else if (type == VIRTIO_PCI_CAP_NOTIFY_CFG) {
-				b->notify = at;
-				b->notify_mult = cfg_read(b, off + 16, 4);
-				found |= 2;
-			} else if (type == VIRTIO_PCI_CAP_DEVICE_CFG) {
-				b->device_cfg = at;
-				found |= 4;
-			}
-		} else if (id == PCI_CAP_ID_MSIX && (cfg_read(b, off + 4, 4) & 7) == 0) {
-			b->msix_cap = off;
-			b->msix_table = cfg_read(b, off + 4, 4) & ~7U;
-			found |= 8;
-		}
-		off = cfg_read(b, off + 1, 1);
-	}
-	return found == 15 ? 0 : -ENODEV;
-}
-
 /* Bytes of driver memory a queue needs: rings, then per slot its metadata and its buffer. */
 static uint64_t bench_queue_bytes(const struct img_bench_options *o, unsigned int nslots)
 {
-	return 3 * 4096 + ALIGN_UP((uint64_t)nslots * SLOT_META, 4096) +
+	return virtio_driver_queue_bytes(BENCH_QUEUE_MAX) +
+	       ALIGN_UP((uint64_t)nslots * SLOT_META, 4096) +
 	       (uint64_t)nslots * ALIGN_UP(o->bufsize, 4096);
 }
 
@@ -342,9 +195,9 @@ static int bench_queue_init(struct bench *b, struct bench_queue *bq, unsigned in
 			    uint64_t gpa, unsigned int nslots)
 {
 	const struct img_bench_options *o = b->o;
-	uint64_t meta = gpa + 3 * 4096;
+	uint64_t meta = gpa + virtio_driver_queue_bytes(BENCH_QUEUE_MAX);
 	uint64_t data = meta + ALIGN_UP((uint64_t)nslots * SLOT_META, 4096);
-	uint16_t size;
+	int err;
 
 	bq->b = b;
 	bq->index = i;
@@ -356,34 +209,12 @@ static int bench_queue_init(struct bench *b, struct bench_queue *bq, unsigned in
 	if (!bq->slots || !bq->free || !bq->hist)
 		return -ENOMEM;
 
-	/* §4.1.5.1.3: select the queue, read its size, tell the device where its rings are. */
-	bar_write(b, b->common + COMMON_Q_SELECT, i, 2);
-	size = bar_read(b, b->common + COMMON_Q_SIZE, 2);
-	if (!size || size > BENCH_QUEUE_MAX || nslots > size)
+	/* The device's size; vector 0 for configuration changes, i + 1 for queue i, as Linux. */
+	err = virtio_driver_queue_setup(&b->drv, &bq->vq, i, 0, gpa, i + 1);
+	if (err)
+		return err;
+	if (bq->vq.size > BENCH_QUEUE_MAX || nslots > bq->vq.size)
 		return -EINVAL;
-	bq->size = size;
-	bq->desc_gpa = gpa;
-	bq->avail_gpa = gpa + 4096;
-	bq->used_gpa = gpa + 2 * 4096;
-	bq->desc = guest_ptr(b->mem, bq->desc_gpa, 16ULL * size);
-	bq->avail = guest_ptr(b->mem, bq->avail_gpa, 6 + 2ULL * size);
-	bq->used = guest_ptr(b->mem, bq->used_gpa, 6 + 8ULL * size);
-	if (!bq->desc || !bq->avail || !bq->used)
-		return -EFAULT;
-	bq->used_event = &bq->avail->ring[size];
-	bq->avail_event = (uint16_t *)&bq->used->ring[size];
-	common_write64(b, COMMON_Q_DESC, bq->desc_gpa);
-	common_write64(b, COMMON_Q_DRIVER, bq->avail_gpa);
-	common_write64(b, COMMON_Q_DEVICE, bq->used_gpa);
-	/* Vector 0 for configuration changes, vector i + 1 for queue i, as Linux. */
-	bar_write(b, b->common + COMMON_Q_MSIX, i + 1, 2);
-	if (bar_read(b, b->common + COMMON_Q_MSIX, 2) != i + 1)
-		return -ENOSPC;
-	bq->notify_off = bar_read(b, b->common + COMMON_Q_NOFF, 2);
-	bar_write(b, b->common + COMMON_Q_ENABLE, 1, 2);
-	bq->irq_fd = virtio_pci_vector_fd(b->vdev->transport, i + 1);
-	if (bq->irq_fd < 0)
-		return -ENOSPC;
 
 	for (unsigned int s = 0; s < nslots; s++) {
 		struct bench_slot *sl = &bq->slots[s];
@@ -407,36 +238,30 @@ static int bench_queue_init(struct bench *b, struct bench_queue *bq, unsigned in
 static int bench_driver_init(struct bench *b, char *why, size_t whylen)
 {
 	const struct img_bench_options *o = b->o;
+	struct virtio_driver *d = &b->drv;
 	uint64_t offered, want, gpa = BENCH_GPA_BASE;
 	unsigned int nslots = o->depth + (o->flush_interval ? 1 : 0);
 	int err;
 
-	if (bench_find_caps(b)) {
-		snprintf(why, whylen, "the virtio-blk function lacks the virtio-pci capabilities");
+	if (virtio_driver_find(d, b->bus, b->mem, VIRTIO_ID_BLOCK)) {
+		snprintf(why, whylen, "the virtio-blk function (virtio-pci) is not on the bus");
 		return -ENODEV;
 	}
-	bar_write(b, b->common + COMMON_STATUS, 0, 1);
-	/* §4.1.4.3.2: the reset is done when the status reads 0 (Linux polls so too). */
-	for (uint64_t end = now_ns() + 10000000000ULL; bar_read(b, b->common + COMMON_STATUS, 1);) {
-		if (now_ns() > end) {
-			snprintf(why, whylen, "the device did not reset within 10 s");
-			return -ETIMEDOUT;
-		}
-		usleep(1000);
+	if (virtio_driver_reset(d, 10000)) {
+		snprintf(why, whylen, "the device did not reset within 10 s");
+		return -ETIMEDOUT;
 	}
-	bar_write(b, b->common + COMMON_STATUS, STATUS_ACKNOWLEDGE, 1);
-	bar_write(b, b->common + COMMON_STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER, 1);
-	bar_write(b, b->common + COMMON_DFSELECT, 0, 4);
-	offered = bar_read(b, b->common + COMMON_DF, 4);
-	bar_write(b, b->common + COMMON_DFSELECT, 1, 4);
-	offered |= bar_read(b, b->common + COMMON_DF, 4) << 32;
+	virtio_driver_set_status(d, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	virtio_driver_set_status(d, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+	offered = virtio_driver_device_features(d);
 	want = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_INDIRECT_DESC) |
 	       (1ULL << VIRTIO_RING_F_EVENT_IDX) | (1ULL << VIRTIO_BLK_F_SEG_MAX) |
 	       (1ULL << VIRTIO_BLK_F_BLK_SIZE) | (1ULL << VIRTIO_BLK_F_FLUSH) |
 	       (1ULL << VIRTIO_BLK_F_RO) | (o->queues > 1 ? 1ULL << VIRTIO_BLK_F_MQ : 0);
 	want &= offered;
 	/* Requests go as Linux sends them when it can: one indirect table each. */
-	if (!(want & (1ULL << VIRTIO_F_VERSION_1)) || !(want & (1ULL << VIRTIO_RING_F_INDIRECT_DESC))) {
+	if (!(want & (1ULL << VIRTIO_F_VERSION_1)) ||
+	    !(want & (1ULL << VIRTIO_RING_F_INDIRECT_DESC))) {
 		snprintf(why, whylen, "the device offers no VERSION_1 or INDIRECT_DESC");
 		return -ENOTSUP;
 	}
@@ -448,35 +273,22 @@ static int bench_driver_init(struct bench *b, char *why, size_t whylen)
 		snprintf(why, whylen, "the device offers no flush");
 		return -ENOTSUP;
 	}
-	b->event_idx = want & (1ULL << VIRTIO_RING_F_EVENT_IDX);
-	bar_write(b, b->common + COMMON_GFSELECT, 0, 4);
-	bar_write(b, b->common + COMMON_GF, (uint32_t)want, 4);
-	bar_write(b, b->common + COMMON_GFSELECT, 1, 4);
-	bar_write(b, b->common + COMMON_GF, want >> 32, 4);
-	bar_write(b, b->common + COMMON_STATUS,
-		  STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK, 1);
-	if (!(bar_read(b, b->common + COMMON_STATUS, 1) & STATUS_FEATURES_OK)) {
+	if (virtio_driver_features_ok(d, want)) {
 		snprintf(why, whylen, "the device refused the features");
 		return -ENOTSUP;
 	}
 	if (o->queues > 1 && (!(want & (1ULL << VIRTIO_BLK_F_MQ)) ||
-			      bar_read(b, b->device_cfg + BLK_CFG_NUM_QUEUES, 2) < o->queues)) {
+			      virtio_driver_bar_read(d, d->device_cfg + BLK_CFG_NUM_QUEUES, 2) <
+				      o->queues)) {
 		snprintf(why, whylen, "the device has fewer than %u queues", o->queues);
 		return -EINVAL;
 	}
-
-	/* MSI-X on, every vector unmasked (address and data matter only to KVM). */
-	cfg_write(b, b->msix_cap + 2, MSIX_FLAG_ENABLE, 2);
-	for (unsigned int v = 0; v <= o->queues; v++) {
-		uint64_t e = b->msix_table + 16ULL * v;
-
-		bar_write(b, e, 0xfee00000, 4);
-		bar_write(b, e + 4, 0, 4);
-		bar_write(b, e + 8, 0x40 + v, 4);
-		bar_write(b, e + 12, 0, 4);
+	/* MSI-X on, a vector for configuration changes and one per queue, all unmasked. */
+	err = virtio_driver_msix_enable(d, o->queues + 1, 0);
+	if (err) {
+		snprintf(why, whylen, "the device has fewer than %u MSI-X vectors", o->queues + 1);
+		return err;
 	}
-	bar_write(b, b->common + COMMON_MSIX, 0, 2);
-
 	for (unsigned int i = 0; i < o->queues; i++) {
 		err = bench_queue_init(b, &b->queues[i], i, gpa, nslots);
 		if (err) {
@@ -487,8 +299,8 @@ static int bench_driver_init(struct bench *b, char *why, size_t whylen)
 		}
 		gpa += bench_queue_bytes(o, nslots);
 	}
-	bar_write(b, b->common + COMMON_STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER |
-		  STATUS_FEATURES_OK | STATUS_DRIVER_OK, 1);
+	virtio_driver_set_status(d, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+				    VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
 	return 0;
 }
 
@@ -535,8 +347,8 @@ static void bq_add(struct bench_queue *bq, unsigned int s, uint32_t type, uint64
 		   uint64_t now)
 {
 	struct bench_slot *sl = &bq->slots[s];
-	struct blk_outhdr *h = (struct blk_outhdr *)sl->meta;
-	struct drv_desc *t = (struct drv_desc *)(sl->meta + SLOT_TABLE);
+	struct virtio_blk_outhdr *h = (struct virtio_blk_outhdr *)sl->meta;
+	struct vring_desc *t = (struct vring_desc *)(sl->meta + SLOT_TABLE);
 	unsigned int n = 0;
 
 	h->type = type;
@@ -544,58 +356,25 @@ static void bq_add(struct bench_queue *bq, unsigned int s, uint32_t type, uint64
 	h->sector = offset >> VIRTIO_BLK_SECTOR_SHIFT;
 	sl->meta[SLOT_STATUS] = 0xff;	/* so that a status the device never wrote shows */
 	sl->flush = type == VIRTIO_BLK_T_FLUSH;
-	t[n] = (struct drv_desc){ sl->meta_gpa, sizeof(*h), VIRTQ_DESC_F_NEXT, n + 1 };
+	t[n] = (struct vring_desc){ sl->meta_gpa, sizeof(*h), VRING_DESC_F_NEXT, n + 1 };
 	n++;
 	if (!sl->flush) {
-		uint16_t flags = VIRTQ_DESC_F_NEXT;
+		uint16_t flags = VRING_DESC_F_NEXT;
 
 		/* A read's data is the device's to write. */
 		if (type == VIRTIO_BLK_T_IN)
-			flags |= VIRTQ_DESC_F_WRITE;
-		t[n] = (struct drv_desc){ sl->data_gpa, bq->b->o->bufsize, flags, n + 1 };
+			flags |= VRING_DESC_F_WRITE;
+		t[n] = (struct vring_desc){ sl->data_gpa, bq->b->o->bufsize, flags, n + 1 };
 		n++;
 	}
-	t[n] = (struct drv_desc){ sl->meta_gpa + SLOT_STATUS, 1, VIRTQ_DESC_F_WRITE, 0 };
+	t[n] = (struct vring_desc){ sl->meta_gpa + SLOT_STATUS, 1, VRING_DESC_F_WRITE, 0 };
 	n++;
 	/* One ring descriptor per request, its index the slot's: the id the device gives back. */
-	bq->desc[s] = (struct drv_desc){ sl->meta_gpa + SLOT_TABLE, n * sizeof(*t),
-					 VIRTQ_DESC_F_INDIRECT, 0 };
-	bq->avail->ring[bq->avail_idx & (bq->size - 1)] = s;
-	bq->avail_idx++;
-	bq->num_added++;
+	bq->vq.desc[s] = (struct vring_desc){ sl->meta_gpa + SLOT_TABLE, n * sizeof(*t),
+					      VRING_DESC_F_INDIRECT, 0 };
+	virtio_driver_queue_add(&bq->vq, s);
 	bq->inflight++;
 	sl->t_submit = now;
-}
-
-/* §2.7.7: whether the device asked to be told, given the index moved from old to new. */
-static bool need_event(uint16_t event, uint16_t new_idx, uint16_t old_idx)
-{
-	return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old_idx);
-}
-
-/* Publishes what bq_add queued and kicks when the device wants it (§2.7.13.3–4). */
-static void bq_publish(struct bench_queue *bq)
-{
-	struct bench *b = bq->b;
-	uint16_t old = bq->avail_idx - bq->num_added;
-	bool kick;
-
-	if (!bq->num_added)
-		return;
-	__atomic_store_n(&bq->avail->idx, bq->avail_idx, __ATOMIC_RELEASE);
-	bq->num_added = 0;
-	/* The new idx visible before the device's suppression state is read. */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (b->event_idx)
-		kick = need_event(__atomic_load_n(bq->avail_event, __ATOMIC_RELAXED), bq->avail_idx,
-				  old);
-	else
-		kick = !(__atomic_load_n(&bq->used->flags, __ATOMIC_RELAXED) &
-			 VIRTQ_USED_F_NO_NOTIFY);
-	if (kick) {
-		bq->kicks++;
-		bar_write(b, b->notify + (uint64_t)bq->notify_off * b->notify_mult, bq->index, 2);
-	}
 }
 
 /* Starts what may start: a flush that is due, else requests in every free slot. */
@@ -619,7 +398,9 @@ static void bq_refill(struct bench_queue *bq)
 		bq_add(bq, s, o->write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN,
 		       bench_offset(bq, ticket), now);
 	}
-	bq_publish(bq);
+	/* Publishes what bq_add queued and kicks when the device wants it (§2.7.13.3-4). */
+	if (virtio_driver_queue_flush(&bq->vq))
+		bq->kicks++;
 }
 
 static void bq_complete(struct bench_queue *bq, uint32_t id, uint32_t len, uint64_t now)
@@ -639,7 +420,7 @@ static void bq_complete(struct bench_queue *bq, uint32_t id, uint32_t len, uint6
 	bq->inflight--;
 	bq->t_last = now;
 	if (status != VIRTIO_BLK_S_OK) {
-		const struct blk_outhdr *h = (const struct blk_outhdr *)sl->meta;
+		const struct virtio_blk_outhdr *h = (const struct virtio_blk_outhdr *)sl->meta;
 
 		bench_fail(b, -EIO, "%s at offset %llu failed: status %u%s",
 			   sl->flush ? "flush" : o->write ? "write" : "read",
@@ -668,58 +449,32 @@ static void bq_complete(struct bench_queue *bq, uint32_t id, uint32_t len, uint6
 /*
  * Takes what the device used, then asks for an interrupt at the next entry and looks once
  * more, since the device may have used one before it could see the request: the pattern of
- * Linux's virtblk_done (virtqueue_disable_cb / get_buf / enable_cb). With EVENT_IDX, leaving
- * used_event behind while taking is what disables interrupts.
+ * Linux's virtblk_done (virtqueue_disable_cb / get_buf / enable_cb).
  */
 static void bq_reap(struct bench_queue *bq)
 {
-	uint16_t used_idx;
+	struct vring_used_elem e;
 
-	for (;;) {
+	do {
 		uint64_t now = now_ns();
 
-		used_idx = __atomic_load_n(&bq->used->idx, __ATOMIC_ACQUIRE);
-		while (bq->last_used != used_idx) {
-			struct drv_used_elem e = bq->used->ring[bq->last_used & (bq->size - 1)];
-
-			bq->last_used++;
+		while (virtio_driver_queue_get(&bq->vq, &e))
 			bq_complete(bq, e.id, e.len, now);
-		}
-		if (bq->b->event_idx)
-			__atomic_store_n(bq->used_event, bq->last_used, __ATOMIC_RELAXED);
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		if (__atomic_load_n(&bq->used->idx, __ATOMIC_ACQUIRE) == bq->last_used)
-			return;
-	}
+	} while (virtio_driver_queue_arm(&bq->vq));
 }
 
 /* Sleeps until the queue's vector fires; counts the interrupts the eventfd accumulated. */
 static int bq_wait(struct bench_queue *bq)
 {
-	struct pollfd p = { .fd = bq->irq_fd, .events = POLLIN };
-	uint64_t n;
-	int r;
+	int err = virtio_driver_queue_wait(&bq->vq, BENCH_IRQ_TIMEOUT_MS, &bq->interrupts);
 
-	for (;;) {
-		r = poll(&p, 1, BENCH_IRQ_TIMEOUT_MS);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			bench_fail(bq->b, r ? -errno : -ETIMEDOUT,
-				   "queue %u: no interrupt in %d s with %u requests in flight",
-				   bq->index, BENCH_IRQ_TIMEOUT_MS / 1000, bq->inflight);
-			return -ETIMEDOUT;
-		}
-		if (read(bq->irq_fd, &n, sizeof(n)) == sizeof(n)) {
-			bq->interrupts += n;
-			return 0;
-		}
-		if (errno != EAGAIN && errno != EINTR) {
-			bench_fail(bq->b, -errno, "queue %u: interrupt eventfd: %s", bq->index,
-				   strerror(errno));
-			return -errno;
-		}
-	}
+	if (err == -ETIMEDOUT)
+		bench_fail(bq->b, err, "queue %u: no interrupt in %d s with %u requests in flight",
+			   bq->index, BENCH_IRQ_TIMEOUT_MS / 1000, bq->inflight);
+	else if (err)
+		bench_fail(bq->b, err, "queue %u: interrupt eventfd: %s", bq->index,
+			   strerror(-err));
+	return err;
 }
 
 static void *bq_thread(void *arg)
@@ -858,7 +613,8 @@ static void bench_teardown(struct bench *b, struct disk *disk)
 {
 	if (b->vdev) {
 		/* The driver resets the device, as Linux on unbind: threads end, requests finish. */
-		bar_write(b, b->common + COMMON_STATUS, 0, 1);
+		if (b->drv.dev)
+			virtio_driver_set_status(&b->drv, 0);
 		virtio_blk_destroy(b->vdev);
 	} else if (disk) {
 		disk_close(disk);
@@ -977,18 +733,13 @@ int img_bench_run(const struct img_bench_options *o, struct img_bench_result *r,
 	irq_routing_init(b.irq, NULL);
 	err = pci_init(b.bus, b.vm);
 	if (!err)
-		err = virtio_blk_create(NULL, b.vm, b.bus, b.irq, disk, &bopt);
+		err = virtio_blk_create(&b.vdev, b.vm, b.bus, b.irq, disk, &bopt);
 	if (err) {
 		snprintf(why, whylen, "cannot create the virtio-blk device: %s", strerror(-err));
 		goto out;
 	}
 	/* The device owns the disk from here on; teardown frees both. */
 	disk = NULL;
-	if (bench_find_device(&b)) {
-		snprintf(why, whylen, "the virtio-blk function is not on the bus");
-		err = -ENODEV;
-		goto out;
-	}
 	err = bench_driver_init(&b, why, whylen);
 	if (!err)
 		err = bench_go(&b, r, why, whylen);
