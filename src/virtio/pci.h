@@ -28,7 +28,8 @@ int virtio_pci_create(struct virtio_pci **vp, struct vm *vm, struct pci_bus *bus
 void virtio_pci_destroy(struct virtio_pci *vp);
 
 /*
- * For a driver in this process instead of a guest (nkvm img bench), on a struct vm without KVM
+ * For a driver in this process instead of a guest (virtio/driver.h, under nkvm img bench and the
+ * transport's unit tests; and fuzz_virtio_pci), on a struct vm without KVM
  * (vm_fd -1: no irqfd or ioeventfd is bound): it reaches the function through pci_config_read/
  * write and the device's bar_read/bar_write, as a vCPU's exits would, so a kick is the notify
  * register's write to the queue's eventfd, and an interrupt of MSI-X vector v is a write to the
@@ -37,8 +38,9 @@ void virtio_pci_destroy(struct virtio_pci *vp);
  * Register writes that start, reset or re-route the device take effect on the transport's worker
  * thread, as they would for a guest: a driver polls the status after a reset (§4.1.4.3.2), and
  * virtio_pci_settle waits until the worker has done all that was asked before the call.
- * virtio_pci_free: takes the function off the bus (pci_unregister_device), virtio_pci_destroy,
- * then closes the transport's eventfds and frees it; the device's own state is the device's.
+ * virtio_pci_free (every device's destroy uses it): takes the function off the bus
+ * (pci_unregister_device), virtio_pci_destroy, then closes the transport's eventfds and frees it;
+ * the device's own state is the device's.
  */
 struct pci_device;
 struct virtio_device *virtio_pci_device(struct pci_device *dev);
