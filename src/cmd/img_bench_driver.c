@@ -882,7 +882,7 @@ static int bench_open_disk(const struct img_bench_options *o, struct disk **disk
 		.engine = o->engine,
 		.threads = o->engine_threads,
 	};
-	const char *dwhy;
+	char dreason[DISK_ERR_MAX];
 	struct img img;
 	char iwhy[120];
 	int err;
@@ -900,9 +900,9 @@ static int bench_open_disk(const struct img_bench_options *o, struct disk **disk
 	}
 	snprintf(r->format, sizeof(r->format), "%s",
 		 dopt.format == DISK_FORMAT_QCOW2 ? "qcow2" : "raw");
-	err = disk_open(disk, &dopt, &dwhy);
+	err = disk_open(disk, &dopt, dreason, sizeof(dreason));
 	if (err) {
-		snprintf(why, whylen, "%s: %s", dwhy ? dwhy : "cannot open", strerror(-err));
+		snprintf(why, whylen, "%s: %s", dreason, strerror(-err));
 		return err;
 	}
 	snprintf(r->engine, sizeof(r->engine), "%s", disk_engine_name(*disk));

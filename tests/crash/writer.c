@@ -273,7 +273,7 @@ static int cmd_write(int argc, char **argv)
 	struct writer w = { .depth = 8, .flush_every = 16 };
 	struct op ops[MAX_DEPTH];
 	uint64_t gen = 0, max_ops = UINT64_MAX, n;
-	const char *why;
+	char why[DISK_ERR_MAX];
 	int err;
 
 	if (argc < 4)
@@ -295,10 +295,9 @@ static int cmd_write(int argc, char **argv)
 			fatal("unknown option %s", argv[i]);
 	}
 	o.path = argv[2];
-	err = disk_open(&w.disk, &o, &why);
+	err = disk_open(&w.disk, &o, why, sizeof(why));
 	if (err) {
-		fprintf(stderr, "crash_writer: %s: %s (%s)\n", argv[2], why ? why : "cannot open",
-			strerror(-err));
+		fprintf(stderr, "crash_writer: %s: %s (%s)\n", argv[2], why, strerror(-err));
 		return 2;
 	}
 	w.nsectors = disk_size(w.disk) / SECTOR;
