@@ -476,18 +476,18 @@ static const char *kind_name(uint32_t k)
 
 /* Whether a sector may hold what it holds; why says otherwise. */
 static bool sector_ok(const struct sector_state *b, enum content c, uint64_t gen, bool backing,
-		      char *why, size_t len)
+		      char *err, size_t errlen)
 {
 	/* What the image held before any operation: zeroes, or the backing file's pattern. */
 	bool initial = backing ? c == C_PATTERN && gen == 0 : c == C_ZERO;
 	bool later_zero = b->zero_gen > b->gen, later_discard = b->discard_gen > b->gen;
 
 	if (c == C_GARBAGE) {
-		snprintf(why, len, "no pattern for this offset (torn or misplaced data)");
+		snprintf(err, errlen, "no pattern for this offset (torn or misplaced data)");
 		return false;
 	}
 	if (c == C_PATTERN && gen == 0 && !backing) {
-		snprintf(why, len, "generation 0 in an image without a backing file");
+		snprintf(err, errlen, "generation 0 in an image without a backing file");
 		return false;
 	}
 	/* After a discard reads may return anything older: any valid sector will do. */
@@ -508,13 +508,15 @@ static bool sector_ok(const struct sector_state *b, enum content c, uint64_t gen
 		break;
 	}
 	if (b->kind == K_INITIAL)
-		snprintf(why, len, "holds %s where the %s should show", c == C_ZERO ? "zeroes" :
+		snprintf(err, errlen, "holds %s where the %s should show", c == C_ZERO ? "zeroes" :
 			 "data of generation 0", backing ? "backing file" : "zeroes never written");
 	else if (c == C_ZERO)
-		snprintf(why, len, "holds zeroes, but a %s of generation %" PRIu64 " was flushed",
+		snprintf(err, errlen,
+			 "holds zeroes, but a %s of generation %" PRIu64 " was flushed",
 			 kind_name(b->kind), b->gen);
 	else
-		snprintf(why, len, "holds generation %" PRIu64 ", but a %s of generation %" PRIu64
+		snprintf(err, errlen,
+			 "holds generation %" PRIu64 ", but a %s of generation %" PRIu64
 			 " was flushed", gen, kind_name(b->kind), b->gen);
 	return false;
 }
