@@ -15,8 +15,9 @@
 #include "block/disk.h"
 #include "block/engine.h"
 #include "block/format.h"
+#include "lib/util.h"
 
-static const char *disk_open_why(int err, bool direct)
+static const char *disk_open_reason(int err, bool direct)
 {
 	switch (err) {
 	case -ENOENT:
@@ -38,36 +39,28 @@ static const char *disk_open_why(int err, bool direct)
 }
 
 /* Type and size of the image; block devices also give the unit of BLKDISCARD/BLKZEROOUT. */
-static int disk_probe_file(struct disk *d, const char **why)
+static int disk_probe_file(struct disk *d, char *err, size_t errlen)
 {
 	struct stat st;
 	int bs;
 
-	if (fstat(d->file.fd, &st)) {
-		*why = "cannot stat";
-		return -errno;
-	}
+	if (fstat(d->file.fd, &st))
+		return err_set(err, errlen, -errno, "cannot stat");
 	if (S_ISREG(st.st_mode)) {
 		d->file_size = st.st_size;
 		return 0;
 	}
-	if (S_ISDIR(st.st_mode)) {
-		*why = "is a directory";
-		return -EISDIR;
-	}
-	if (!S_ISBLK(st.st_mode)) {
-		*why = "not a regular file or block device";
-		return -EINVAL;
-	}
+	if (S_ISDIR(st.st_mode))
+		return err_set(err, errlen, -EISDIR, "is a directory");
+	if (!S_ISBLK(st.st_mode))
+		return err_set(err, errlen, -EINVAL, "not a regular file or block device");
 	d->file.blockdev = true;
-	if (ioctl(d->file.fd, BLKGETSIZE64, &d->file_size)) {
-		*why = "cannot read the block device's size (BLKGETSIZE64)";
-		return -errno;
-	}
-	if (ioctl(d->file.fd, BLKSSZGET, &bs)) {
-		*why = "cannot read the block device's sector size (BLKSSZGET)";
-		return -errno;
-	}
+	if (ioctl(d->file.fd, BLKGETSIZE64, &d->file_size))
+		return err_set(err, errlen, -errno,
+			       "cannot read the block device's size (BLKGETSIZE64)");
+	if (ioctl(d->file.fd, BLKSSZGET, &bs))
+		return err_set(err, errlen, -errno,
+			       "cannot read the block device's sector size (BLKSSZGET)");
 	d->file.dev_block_size = bs;
 	return 0;
 }
@@ -79,7 +72,7 @@ static int disk_probe_file(struct disk *d, const char **why)
  * so two disks in one process conflict too, and closing some other descriptor of the same file
  * does not drop them. The kernel releases it when the descriptor closes, even on a crash.
  */
-static int disk_lock(struct disk *d, const char **why)
+static int disk_lock(struct disk *d, char *err, size_t errlen)
 {
 	struct flock fl = {
 		.l_type = d->readonly ? F_RDLCK : F_WRLCK,
@@ -88,12 +81,9 @@ static int disk_lock(struct disk *d, const char **why)
 
 	if (fcntl(d->file.fd, F_OFD_SETLK, &fl) == 0)
 		return 0;
-	if (errno == EAGAIN || errno == EACCES) {
-		*why = "image is in use by another process (locked)";
-		return -EAGAIN;
-	}
-	*why = "cannot lock the image";
-	return -errno;
+	if (errno == EAGAIN || errno == EACCES)
+		return err_set(err, errlen, -EAGAIN, "image is in use by another process (locked)");
+	return err_set(err, errlen, -errno, "cannot lock the image");
 }
 
 /*
@@ -144,10 +134,11 @@ static int disk_probe(struct disk *d, enum disk_format_kind *kind)
  * The format driver for the image: the one the user named, else probed from its first bytes.
  * A format's open reads what it was asked through d->opts.
  */
-static int disk_choose_format(struct disk *d, const struct disk_options *o, const char **why)
+static int disk_choose_format(struct disk *d, const struct disk_options *o, char *err,
+			      size_t errlen)
 {
 	enum disk_format_kind kind;
-	int err;
+	int ret;
 
 	d->opts = o;
 	switch (o->format) {
@@ -158,17 +149,14 @@ static int disk_choose_format(struct disk *d, const struct disk_options *o, cons
 		d->format = &disk_format_qcow2;
 		return 0;
 	case DISK_FORMAT_PROBE:
-		err = disk_probe(d, &kind);
-		if (err) {
-			*why = "cannot read the image's first block";
-			return err;
-		}
+		ret = disk_probe(d, &kind);
+		if (ret)
+			return err_set(err, errlen, ret, "cannot read the image's first block");
 		d->format = kind == DISK_FORMAT_QCOW2 ? &disk_format_qcow2 : &disk_format_raw;
 		d->probed = true;
 		return 0;
 	}
-	*why = "unknown image format";
-	return -EINVAL;
+	return err_set(err, errlen, -EINVAL, "unknown image format");
 }
 
 /*
@@ -178,18 +166,19 @@ static int disk_choose_format(struct disk *d, const struct disk_options *o, cons
  */
 static void disk_engine_or_threads(struct disk *d, const struct io_engine_ops *ops)
 {
-	char why[120] = "";
+	char reason[120] = "";
 
 	d->engine_ops = ops;
-	if (!ops->probe || ops->probe(&d->file, why, sizeof(why)) == 0)
+	if (!ops->probe || ops->probe(&d->file, reason, sizeof(reason)) == 0)
 		return;
 	snprintf(d->notice, sizeof(d->notice), "%s unavailable (%s); using the threads engine",
-		 ops->name, why);
+		 ops->name, reason);
 	d->engine_ops = &io_engine_threads;
 }
 
 /* The engine the user named, else the default that docs/performance.md chose. */
-static int disk_choose_engine(struct disk *d, const struct disk_options *o, const char **why)
+static int disk_choose_engine(struct disk *d, const struct disk_options *o, char *err,
+			      size_t errlen)
 {
 	switch (o->engine) {
 	case DISK_ENGINE_DEFAULT:
@@ -216,28 +205,22 @@ static int disk_choose_engine(struct disk *d, const struct disk_options *o, cons
 		disk_engine_or_threads(d, &io_engine_uring);
 		return 0;
 	default:
-		*why = "this I/O engine is not available";
-		return -ENOTSUP;
+		return err_set(err, errlen, -ENOTSUP, "this I/O engine is not available");
 	}
 }
 
-int disk_open(struct disk **dp, const struct disk_options *o, const char **why)
+int disk_open(struct disk **dp, const struct disk_options *o, char *err, size_t errlen)
 {
 	struct io_engine_config cfg = { .threads = o->threads };
 	struct disk *d;
-	int flags, err;
+	int flags, ret;
 
 	*dp = NULL;
-	*why = NULL;
-	if (o->threads > DISK_THREADS_MAX) {
-		*why = "too many I/O threads";
-		return -EINVAL;
-	}
+	if (o->threads > DISK_THREADS_MAX)
+		return err_set(err, errlen, -EINVAL, "too many I/O threads");
 	d = calloc(1, sizeof(*d));
-	if (!d) {
-		*why = "out of memory";
-		return -ENOMEM;
-	}
+	if (!d)
+		return err_set(err, errlen, -ENOMEM, "out of memory");
 	d->readonly = o->readonly;
 	d->direct = o->direct;
 	d->block_size = 512;
@@ -253,37 +236,36 @@ int disk_open(struct disk **dp, const struct disk_options *o, const char **why)
 		flags |= O_DIRECT;
 	d->file.fd = open(o->path, flags);
 	if (d->file.fd < 0) {
-		err = -errno;
-		*why = disk_open_why(err, o->direct);
+		ret = -errno;
 		free(d);
-		return err;
+		return err_set(err, errlen, ret, "%s", disk_open_reason(ret, o->direct));
 	}
-	err = disk_probe_file(d, why);
-	if (!err && fcntl(d->file.fd, F_SETFL, flags & ~O_NONBLOCK)) {
-		err = -errno;
-		*why = "cannot clear O_NONBLOCK";
+	ret = disk_probe_file(d, err, errlen);
+	if (!ret && fcntl(d->file.fd, F_SETFL, flags & ~O_NONBLOCK)) {
+		ret = -errno;
+		err_set(err, errlen, ret, "cannot clear O_NONBLOCK");
 	}
 	/* Locked before the format reads a byte: its header could be changing under a writer. */
-	if (!err)
-		err = disk_lock(d, why);
-	if (!err && d->direct)
+	if (!ret)
+		ret = disk_lock(d, err, errlen);
+	if (!ret && d->direct)
 		disk_dio_align(d);
 
-	if (!err)
-		err = disk_choose_engine(d, o, why);
-	if (!err)
-		err = disk_choose_format(d, o, why);
-	if (!err)
-		err = d->format->open(d, why);
-	if (!err) {
-		err = d->engine_ops->create(&d->engine, &d->file, &cfg, why);
-		if (err)
+	if (!ret)
+		ret = disk_choose_engine(d, o, err, errlen);
+	if (!ret)
+		ret = disk_choose_format(d, o, err, errlen);
+	if (!ret)
+		ret = d->format->open(d, err, errlen);
+	if (!ret) {
+		ret = d->engine_ops->create(&d->engine, &d->file, &cfg, err, errlen);
+		if (ret)
 			d->format->close(d);
 	}
-	if (err) {
+	if (ret) {
 		close(d->file.fd);
 		free(d);
-		return err;
+		return ret;
 	}
 	*dp = d;
 	return 0;
@@ -411,23 +393,22 @@ struct disk_queue {
 	struct io_queue *q;
 };
 
-int disk_queue_open(struct disk *d, struct disk_queue **qp, int *poll_fd, const char **why)
+int disk_queue_open(struct disk *d, struct disk_queue **qp, int *poll_fd, char *err,
+		    size_t errlen)
 {
 	struct disk_queue *dq = calloc(1, sizeof(*dq));
-	int err;
+	int ret;
 
 	*qp = NULL;
 	*poll_fd = -1;
-	if (!dq) {
-		*why = "out of memory";
-		return -ENOMEM;
-	}
+	if (!dq)
+		return err_set(err, errlen, -ENOMEM, "out of memory");
 	dq->d = d;
 	if (d->engine_ops->queue_open && d->format->queue_submit) {
-		err = d->engine_ops->queue_open(d->engine, &dq->q, poll_fd, why);
-		if (err) {
+		ret = d->engine_ops->queue_open(d->engine, &dq->q, poll_fd, err, errlen);
+		if (ret) {
 			free(dq);
-			return err;
+			return ret;
 		}
 	}
 	*qp = dq;

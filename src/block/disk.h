@@ -98,12 +98,14 @@ struct disk;
 /*
  * Opens path (a regular file or a block device) and takes an OFD lock on it (shared when
  * read-only, exclusive otherwise) so that two nkvm processes cannot write one image.
- * Returns 0 or a negative errno; *why then says what failed in words a person can use
- * ("<path>: <why>", to which a caller may add strerror): -ENOENT, -EISDIR, -EINVAL (not a
+ * Returns 0 or a negative errno; err then says what failed in words a person can use
+ * ("<path>: <err>", to which a caller may add strerror): -ENOENT, -EISDIR, -EINVAL (not a
  * regular file or block device; O_DIRECT refused by the file system), -EAGAIN (locked by
  * another open of the image, in this process or another), or what open or fcntl said.
+ * A reason is at most DISK_ERR_MAX bytes: a buffer of that size holds any in full.
  */
-int disk_open(struct disk **d, const struct disk_options *o, const char **why);
+#define DISK_ERR_MAX 1200
+int disk_open(struct disk **d, const struct disk_options *o, char *err, size_t errlen);
 /*
  * Waits for requests in flight (their done callbacks run, and requests they submit too), then
  * frees d. No other thread may submit during or after it.
@@ -145,7 +147,8 @@ void disk_submit(struct disk *d, struct disk_request *req);
  * disk_queue_open, on the owner thread, creates a context; *poll_fd is then a descriptor to wait
  * on (readable: call disk_queue_poll), or -1 when the disk has no per-queue path, in which case
  * the context passes requests to disk_submit and disk_queue_poll does nothing. Returns 0 or a
- * negative errno with *why (the engine could not set a context up; disk_submit still works).
+ * negative errno with a reason in err (the engine could not set a context up; disk_submit
+ * still works).
  *
  * Only the owner calls disk_queue_submit, disk_queue_poll and disk_queue_close. Requests follow
  * disk_submit's rules, done included (it may still run on another thread: a format's own work,
@@ -164,7 +167,8 @@ void disk_submit(struct disk *d, struct disk_request *req);
  */
 struct disk_queue;
 
-int disk_queue_open(struct disk *d, struct disk_queue **q, int *poll_fd, const char **why);
+int disk_queue_open(struct disk *d, struct disk_queue **q, int *poll_fd, char *err,
+		    size_t errlen);
 void disk_queue_submit(struct disk_queue *q, struct disk_request *req);
 void disk_queue_poll(struct disk_queue *q);
 /*

@@ -47,16 +47,16 @@ struct io_engine_ops {
 	const char *name;
 	/*
 	 * Optional: whether the engine can run on this host for f, asked before create. Returns 0,
-	 * or a negative errno with a reason for a person in why[len] ("not in this kernel"); the
-	 * disk then runs the threads engine instead and says so (disk_notice).
+	 * or a negative errno with a reason for a person in err ("not in this kernel"); the disk
+	 * then runs the threads engine instead and says so (disk_notice).
 	 */
-	int (*probe)(const struct io_file *f, char *why, size_t len);
+	int (*probe)(const struct io_file *f, char *err, size_t errlen);
 	/*
 	 * Creates an engine for one file, which must outlive it. Returns 0 or a negative errno
-	 * with *why for a person.
+	 * with a reason for a person in err.
 	 */
 	int (*create)(struct io_engine **e, struct io_file *f, const struct io_engine_config *cfg,
-		      const char **why);
+		      char *err, size_t errlen);
 	/*
 	 * Starts req, whose offset and lengths the format has already checked against the file.
 	 * Returns IO_QUEUED (done will follow, possibly before submit returns, from an engine
@@ -73,8 +73,9 @@ struct io_engine_ops {
 	/*
 	 * Optional per-queue contexts, for engines that can submit and reap on the thread that
 	 * owns a device queue (NULL in engines without them). queue_open runs on that owner thread
-	 * and creates a context; *poll_fd is a descriptor that becomes readable when queue_poll
-	 * has work. Only the owner calls queue_submit, queue_poll and queue_close.
+	 * and creates a context (or returns a negative errno with a reason in err); *poll_fd is a
+	 * descriptor that becomes readable when queue_poll has work. Only the owner calls
+	 * queue_submit, queue_poll and queue_close.
 	 *
 	 * queue_submit has the contract of submit, except that done runs on the owner thread,
 	 * inside queue_submit or queue_poll, and that a queued request may wait to be started
@@ -91,7 +92,8 @@ struct io_engine_ops {
 	 * queue_close waits for the context's requests (done callbacks run on the owner, and the
 	 * requests they submit to the context too), then frees it.
 	 */
-	int (*queue_open)(struct io_engine *e, struct io_queue **q, int *poll_fd, const char **why);
+	int (*queue_open)(struct io_engine *e, struct io_queue **q, int *poll_fd, char *err,
+			  size_t errlen);
 	int (*queue_submit)(struct io_queue *q, struct disk_request *req);
 	void (*queue_poll)(struct io_queue *q);
 	bool (*queue_ready)(struct io_queue *q);

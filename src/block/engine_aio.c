@@ -115,10 +115,10 @@ struct io_engine {
 };
 
 /* Sets a context up; on failure the caller still calls ctx_exit. */
-static int ctx_init(struct aio_ctx *c, struct io_engine *e, bool owned, const char **why)
+static int ctx_init(struct aio_ctx *c, struct io_engine *e, bool owned, char *err, size_t errlen)
 {
 	struct aio_user_ring *u;
-	int err;
+	int ret;
 
 	c->e = e;
 	c->owned = owned;
@@ -130,11 +130,10 @@ static int ctx_init(struct aio_ctx *c, struct io_engine *e, bool owned, const ch
 		c->slots[i].next = c->free;
 		c->free = &c->slots[i];
 	}
-	err = io_setup(AIO_CTX_IOCBS, &c->ctx);
-	if (err) {
+	ret = io_setup(AIO_CTX_IOCBS, &c->ctx);
+	if (ret) {
 		c->ctx = 0;
-		*why = "cannot set up a native AIO context (io_setup)";
-		return err;
+		return err_set(err, errlen, ret, "cannot set up a native AIO context (io_setup)");
 	}
 	u = (struct aio_user_ring *)c->ctx;
 	if (u->magic == AIO_USER_RING_MAGIC && !u->incompat_features &&
@@ -142,10 +141,8 @@ static int ctx_init(struct aio_ctx *c, struct io_engine *e, bool owned, const ch
 		c->user = u;
 	/* An owner polls it and must not block on it; a reaper sleeps on it. */
 	c->efd = eventfd(0, EFD_CLOEXEC | (owned ? EFD_NONBLOCK : 0));
-	if (c->efd < 0) {
-		*why = "cannot create an eventfd";
-		return -errno;
-	}
+	if (c->efd < 0)
+		return err_set(err, errlen, -errno, "cannot create an eventfd");
 	return 0;
 }
 
@@ -453,60 +450,56 @@ static void aio_destroy(struct io_engine *e)
 }
 
 static int aio_create(struct io_engine **ep, struct io_file *f, const struct io_engine_config *cfg,
-		      const char **why)
+		      char *err, size_t errlen)
 {
 	struct io_engine *e;
 	unsigned int helpers;
-	int err;
+	int ret;
 
 	*ep = NULL;
 	e = calloc(1, sizeof(*e));
-	if (!e) {
-		*why = "out of memory";
-		return -ENOMEM;
-	}
+	if (!e)
+		return err_set(err, errlen, -ENOMEM, "out of memory");
 	e->file = f;
 	e->direct = io_file_direct(f);
-	err = ctx_init(&e->shared, e, false, why);
-	if (err)
+	ret = ctx_init(&e->shared, e, false, err, errlen);
+	if (ret)
 		goto fail;
 	/* Helpers do flushes, discards, write-zeroes; on a buffered file every request. */
 	helpers = cfg->threads ? cfg->threads : e->direct ? 2 : 4;
-	err = io_helpers_create(&e->helpers, helpers, "nkvm-disk-aio", why);
-	if (err)
+	ret = io_helpers_create(&e->helpers, helpers, "nkvm-disk-aio", err, errlen);
+	if (ret)
 		goto fail;
-	err = io_thread_start(&e->reaper, aio_reaper, e, "nkvm-disk-aio");
-	e->reaper_running = !err;
-	if (err) {
-		*why = "cannot start the AIO completion thread";
+	ret = io_thread_start(&e->reaper, aio_reaper, e, "nkvm-disk-aio");
+	e->reaper_running = !ret;
+	if (ret) {
+		err_set(err, errlen, ret, "cannot start the AIO completion thread");
 		goto fail;
 	}
 	*ep = e;
 	return 0;
 fail:
 	aio_destroy(e);
-	return err;
+	return ret;
 }
 
 /* --- queue contexts --------------------------------------------------------------------------- */
 
 static int aio_queue_open(struct io_engine *e, struct io_queue **qp, int *poll_fd,
-			  const char **why)
+			  char *err, size_t errlen)
 {
 	struct io_queue *q = calloc(1, sizeof(*q));
-	int err;
+	int ret;
 
 	*qp = NULL;
 	*poll_fd = -1;
-	if (!q) {
-		*why = "out of memory";
-		return -ENOMEM;
-	}
-	err = ctx_init(&q->c, e, true, why);
-	if (err) {
+	if (!q)
+		return err_set(err, errlen, -ENOMEM, "out of memory");
+	ret = ctx_init(&q->c, e, true, err, errlen);
+	if (ret) {
 		ctx_exit(&q->c);
 		free(q);
-		return err;
+		return ret;
 	}
 	*qp = q;
 	*poll_fd = q->c.efd;
@@ -659,30 +652,26 @@ static void aio_queue_close(struct io_queue *q)
 
 /* --- availability ----------------------------------------------------------------------------- */
 
-static int aio_probe(const struct io_file *f, char *why, size_t len)
+static int aio_probe(const struct io_file *f, char *err, size_t errlen)
 {
 	io_context_t ctx = 0;
-	int err;
+	int ret;
 
 	/* For testing the fallback: as if io_setup had failed. */
-	if (io_env_set("NKVM_AIO_DISABLE")) {
-		snprintf(why, len, "disabled by NKVM_AIO_DISABLE");
-		return -ENOSYS;
-	}
-	if (!io_file_direct(f)) {
-		snprintf(why, len, "native AIO would block without cache=none");
-		return -EINVAL;
-	}
-	err = io_setup(AIO_SLOTS, &ctx);
-	if (err == -ENOSYS)
-		snprintf(why, len, "not in this kernel");
-	else if (err == -EAGAIN)
-		snprintf(why, len, "io_setup: the limit fs.aio-max-nr is reached");
-	else if (err)
-		snprintf(why, len, "io_setup: %s", strerror(-err));
+	if (io_env_set("NKVM_AIO_DISABLE"))
+		return err_set(err, errlen, -ENOSYS, "disabled by NKVM_AIO_DISABLE");
+	if (!io_file_direct(f))
+		return err_set(err, errlen, -EINVAL, "native AIO would block without cache=none");
+	ret = io_setup(AIO_SLOTS, &ctx);
+	if (ret == -ENOSYS)
+		snprintf(err, errlen, "not in this kernel");
+	else if (ret == -EAGAIN)
+		snprintf(err, errlen, "io_setup: the limit fs.aio-max-nr is reached");
+	else if (ret)
+		snprintf(err, errlen, "io_setup: %s", strerror(-ret));
 	else
 		io_destroy(ctx);
-	return err;
+	return ret;
 }
 
 const struct io_engine_ops io_engine_aio = {

@@ -97,28 +97,26 @@ void io_helpers_destroy(struct io_helpers *h)
 }
 
 int io_helpers_create(struct io_helpers **hp, unsigned int threads, const char *name,
-		      const char **why)
+		      char *err, size_t errlen)
 {
 	struct io_helpers *h;
-	int err = 0;
+	int ret = 0;
 
 	*hp = NULL;
 	h = calloc(1, sizeof(*h) + threads * sizeof(h->threads[0]));
-	if (!h) {
-		*why = "out of memory";
-		return -ENOMEM;
-	}
+	if (!h)
+		return err_set(err, errlen, -ENOMEM, "out of memory");
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->wake, NULL);
 	for (; h->nr_threads < threads; h->nr_threads++) {
-		err = io_thread_start(&h->threads[h->nr_threads], helpers_worker, h, name);
-		if (err)
+		ret = io_thread_start(&h->threads[h->nr_threads], helpers_worker, h, name);
+		if (ret)
 			break;
 	}
-	if (err) {
-		*why = "cannot start I/O helper threads";
+	if (ret) {
+		err_set(err, errlen, ret, "cannot start I/O helper threads");
 		io_helpers_destroy(h);
-		return err;
+		return ret;
 	}
 	*hp = h;
 	return 0;

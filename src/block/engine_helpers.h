@@ -22,9 +22,12 @@ struct io_helper_job {
 
 struct io_helpers;
 
-/* Starts threads (named name) that run queued jobs. Returns 0 or a negative errno with *why. */
-int io_helpers_create(struct io_helpers **h, unsigned int threads, const char *name,
-		      const char **why);
+/*
+ * Starts threads (named name) that run queued jobs. Returns 0 or a negative errno with a reason
+ * in err.
+ */
+int io_helpers_create(struct io_helpers **h, unsigned int threads, const char *name, char *err,
+		      size_t errlen);
 /* Queues job; a helper thread calls job->run(job). Safe from any thread, jobs included. */
 void io_helpers_queue(struct io_helpers *h, struct io_helper_job *job);
 /* Runs every queued job, and the jobs those queue, then stops the threads and frees h. */

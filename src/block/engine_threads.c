@@ -298,20 +298,18 @@ static unsigned int threads_default_depth(const struct io_file *f)
 }
 
 static int threads_create(struct io_engine **ep, struct io_file *f,
-			  const struct io_engine_config *cfg, const char **why)
+			  const struct io_engine_config *cfg, char *err, size_t errlen)
 {
 	unsigned int depth = cfg->threads ? cfg->threads : threads_default_depth(f);
 	unsigned int max = cfg->threads || !io_file_direct(f) ? depth : THREADS_MAX_DIRECT;
 	unsigned int n = max < THREADS_START ? max : THREADS_START;
 	struct io_engine *e;
-	int err = 0;
+	int ret = 0;
 
 	*ep = NULL;
 	e = calloc(1, sizeof(*e) + max * sizeof(e->threads[0]));
-	if (!e) {
-		*why = "out of memory";
-		return -ENOMEM;
-	}
+	if (!e)
+		return err_set(err, errlen, -ENOMEM, "out of memory");
 	e->file = f;
 	e->depth_threads = depth;
 	e->max_threads = max;
@@ -327,14 +325,15 @@ static int threads_create(struct io_engine **ep, struct io_file *f,
 	pthread_cond_init(&e->wake, NULL);
 
 	for (; e->nr_threads < n; e->nr_threads++) {
-		err = io_thread_start(&e->threads[e->nr_threads], threads_worker, e, "nkvm-disk-io");
-		if (err)
+		ret = io_thread_start(&e->threads[e->nr_threads], threads_worker, e,
+				      "nkvm-disk-io");
+		if (ret)
 			break;
 	}
-	if (err) {
-		*why = "cannot start I/O threads";
+	if (ret) {
+		err_set(err, errlen, ret, "cannot start I/O threads");
 		threads_destroy(e);
-		return err;
+		return ret;
 	}
 	*ep = e;
 	return 0;

@@ -108,7 +108,7 @@ struct io_engine {
 	struct disk_request *in_head, *in_tail;	/* submitted, for the ring thread to start */
 	bool started, stopping;
 	int start_err;
-	const char *start_why;
+	char start_reason[64];	/* ring_init's reason, when start_err */
 };
 
 /*
@@ -126,9 +126,10 @@ static const unsigned int ring_setup_flags[] = {
 };
 
 /* Sets a ring up on its owner thread. On failure the caller still calls ring_exit. */
-static int ring_init(struct uring_ring *r, struct io_engine *e, bool nonblock, const char **why)
+static int ring_init(struct uring_ring *r, struct io_engine *e, bool nonblock, char *err,
+		     size_t errlen)
 {
-	int err = -EINVAL;
+	int ret = -EINVAL;
 
 	r->e = e;
 	r->efd = -1;
@@ -141,27 +142,21 @@ static int ring_init(struct uring_ring *r, struct io_engine *e, bool nonblock, c
 	for (unsigned int i = 0; i < sizeof(ring_setup_flags) / sizeof(ring_setup_flags[0]); i++) {
 		struct io_uring_params p = { .flags = ring_setup_flags[i] };
 
-		err = io_uring_queue_init_params(URING_SQ_ENTRIES, &r->ring, &p);
+		ret = io_uring_queue_init_params(URING_SQ_ENTRIES, &r->ring, &p);
 		r->defer = p.flags & IORING_SETUP_DEFER_TASKRUN;
 		r->taskrun_flag = p.flags & IORING_SETUP_TASKRUN_FLAG;
-		if (err != -EINVAL)
+		if (ret != -EINVAL)
 			break;
 	}
-	if (err) {
-		*why = "cannot set up an io_uring";
-		return err;
-	}
+	if (ret)
+		return err_set(err, errlen, ret, "cannot set up an io_uring");
 	r->ring_ok = true;
 	r->efd = eventfd(0, EFD_CLOEXEC | (nonblock ? EFD_NONBLOCK : 0));
-	if (r->efd < 0) {
-		*why = "cannot create an eventfd";
-		return -errno;
-	}
-	err = io_uring_register_eventfd(&r->ring, r->efd);
-	if (err) {
-		*why = "cannot register an eventfd with the io_uring";
-		return err;
-	}
+	if (r->efd < 0)
+		return err_set(err, errlen, -errno, "cannot create an eventfd");
+	ret = io_uring_register_eventfd(&r->ring, r->efd);
+	if (ret)
+		return err_set(err, errlen, ret, "cannot register an eventfd with the io_uring");
 	/* A registered file spares the kernel a descriptor lookup per request; optional. */
 	if (io_uring_register_files(&r->ring, &e->file->fd, 1) == 0) {
 		r->fd = 0;
@@ -495,13 +490,12 @@ static void *uring_thread(void *arg)
 	struct io_engine *e = arg;
 	struct uring_ring *r = &e->shared;
 	struct io_uring_probe *probe;
-	const char *why = NULL;
 	struct disk_request *in, *req;
 	uint64_t count;
 	bool stop;
 	int err;
 
-	err = ring_init(r, e, false, &why);
+	err = ring_init(r, e, false, e->start_reason, sizeof(e->start_reason));
 	if (!err) {
 		probe = io_uring_get_probe_ring(&r->ring);
 		e->fallocate_op = probe && io_uring_opcode_supported(probe, IORING_OP_FALLOCATE);
@@ -510,7 +504,6 @@ static void *uring_thread(void *arg)
 	}
 	pthread_mutex_lock(&e->lock);
 	e->start_err = err;
-	e->start_why = why;
 	e->started = true;
 	pthread_cond_broadcast(&e->started_cond);
 	pthread_mutex_unlock(&e->lock);
@@ -583,27 +576,25 @@ static void uring_destroy(struct io_engine *e)
 }
 
 static int uring_create(struct io_engine **ep, struct io_file *f,
-			const struct io_engine_config *cfg, const char **why)
+			const struct io_engine_config *cfg, char *err, size_t errlen)
 {
 	struct io_engine *e;
-	int err;
+	int ret;
 
 	*ep = NULL;
 	e = calloc(1, sizeof(*e));
-	if (!e) {
-		*why = "out of memory";
-		return -ENOMEM;
-	}
+	if (!e)
+		return err_set(err, errlen, -ENOMEM, "out of memory");
 	e->file = f;
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->started_cond, NULL);
-	err = io_helpers_create(&e->helpers, cfg->threads ? cfg->threads : URING_HELPERS,
-				"nkvm-disk-help", why);
-	if (err)
+	ret = io_helpers_create(&e->helpers, cfg->threads ? cfg->threads : URING_HELPERS,
+				"nkvm-disk-help", err, errlen);
+	if (ret)
 		goto fail;
-	err = io_thread_start(&e->thread, uring_thread, e, "nkvm-disk-uring");
-	if (err) {
-		*why = "cannot start the io_uring thread";
+	ret = io_thread_start(&e->thread, uring_thread, e, "nkvm-disk-uring");
+	if (ret) {
+		err_set(err, errlen, ret, "cannot start the io_uring thread");
 		goto fail;
 	}
 	e->thread_running = true;
@@ -611,37 +602,36 @@ static int uring_create(struct io_engine **ep, struct io_file *f,
 	pthread_mutex_lock(&e->lock);
 	while (!e->started)
 		pthread_cond_wait(&e->started_cond, &e->lock);
-	err = e->start_err;
-	*why = e->start_why;
+	ret = e->start_err;
 	pthread_mutex_unlock(&e->lock);
-	if (err)
+	if (ret) {
+		err_set(err, errlen, ret, "%s", e->start_reason);
 		goto fail;
+	}
 	*ep = e;
 	return 0;
 fail:
 	uring_destroy(e);
-	return err;
+	return ret;
 }
 
 /* --- queue contexts --------------------------------------------------------------------------- */
 
 static int uring_queue_open(struct io_engine *e, struct io_queue **qp, int *poll_fd,
-			    const char **why)
+			    char *err, size_t errlen)
 {
 	struct io_queue *q = calloc(1, sizeof(*q));
-	int err;
+	int ret;
 
 	*qp = NULL;
 	*poll_fd = -1;
-	if (!q) {
-		*why = "out of memory";
-		return -ENOMEM;
-	}
-	err = ring_init(&q->r, e, true, why);
-	if (err) {
+	if (!q)
+		return err_set(err, errlen, -ENOMEM, "out of memory");
+	ret = ring_init(&q->r, e, true, err, errlen);
+	if (ret) {
 		ring_exit(&q->r);
 		free(q);
-		return err;
+		return ret;
 	}
 	*qp = q;
 	*poll_fd = q->r.efd;
@@ -788,33 +778,31 @@ static int uring_sysctl_disabled(void)
 	return n > 0 ? atoi(buf) : 0;
 }
 
-static int uring_probe(const struct io_file *f, char *why, size_t len)
+static int uring_probe(const struct io_file *f, char *err, size_t errlen)
 {
 	struct io_uring ring;
-	int disabled, err;
+	int disabled, ret;
 
 	/* For testing the fallback: as if the kernel had no io_uring. */
-	if (io_env_set("NKVM_IO_URING_DISABLE")) {
-		snprintf(why, len, "disabled by NKVM_IO_URING_DISABLE");
-		return -ENOSYS;
-	}
+	if (io_env_set("NKVM_IO_URING_DISABLE"))
+		return err_set(err, errlen, -ENOSYS, "disabled by NKVM_IO_URING_DISABLE");
 	disabled = uring_sysctl_disabled();
-	if (disabled == 2) {
-		snprintf(why, len, "disabled by the sysctl kernel.io_uring_disabled=2");
-		return -EPERM;
-	}
-	err = io_uring_queue_init(2, &ring, 0);
-	if (!err) {
+	if (disabled == 2)
+		return err_set(err, errlen, -EPERM,
+			       "disabled by the sysctl kernel.io_uring_disabled=2");
+	ret = io_uring_queue_init(2, &ring, 0);
+	if (!ret) {
 		io_uring_queue_exit(&ring);
 		return 0;
 	}
-	if (err == -ENOSYS)
-		snprintf(why, len, "not in this kernel");
-	else if (err == -EPERM && disabled == 1)
-		snprintf(why, len, "kernel.io_uring_disabled=1 and not in kernel.io_uring_group");
+	if (ret == -ENOSYS)
+		snprintf(err, errlen, "not in this kernel");
+	else if (ret == -EPERM && disabled == 1)
+		snprintf(err, errlen,
+			 "kernel.io_uring_disabled=1 and not in kernel.io_uring_group");
 	else
-		snprintf(why, len, "io_uring_setup: %s", strerror(-err));
-	return err;
+		snprintf(err, errlen, "io_uring_setup: %s", strerror(-ret));
+	return ret;
 }
 
 const struct io_engine_ops io_engine_uring = {

@@ -46,9 +46,10 @@ struct disk_format_ops {
 	const char *name;
 	/*
 	 * Reads what the format needs from d->file and sets d->size. Returns 0 or a negative
-	 * errno with *why for a person. The engine does not exist yet: use synchronous I/O.
+	 * errno with a reason for a person in err. The engine does not exist yet: use synchronous
+	 * I/O.
 	 */
-	int (*open)(struct disk *d, const char **why);
+	int (*open)(struct disk *d, char *err, size_t errlen);
 	void (*close)(struct disk *d);		/* after the engine has drained */
 	/*
 	 * Starts a checked request. Returns IO_QUEUED when done will be called from an engine

@@ -119,7 +119,7 @@ struct qcow2 {
 };
 
 /* qcow2_open.c */
-int qcow2_open(struct disk *d, const char **why);
+int qcow2_open(struct disk *d, char *err, size_t errlen);
 void qcow2_close(struct disk *d);
 
 /* qcow2.c */

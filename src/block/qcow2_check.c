@@ -75,8 +75,8 @@ struct check {
 	int fd;
 	FILE *log;
 	struct qcow2_check_result *r;
-	char *why;
-	size_t whylen;
+	char *err;
+	size_t errlen;
 
 	struct qcow2_header h;
 	uint64_t file_size;
@@ -123,7 +123,7 @@ static int check_fail(struct check *c, int err, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(c->why, c->whylen, fmt, ap);
+	vsnprintf(c->err, c->errlen, fmt, ap);
 	va_end(ap);
 	return err;
 }
@@ -783,7 +783,7 @@ static const struct qcow2_ext *find_ext(const struct qcow2_header *h, uint32_t t
 /*
  * A bitmap directory entry (spec "Bitmap directory") within QEMU's limits, which QEMU checks when
  * it opens the image, before anything is walked: a table size up to 2^32 - 1 would otherwise
- * have the check read that many entries. 0, or -EINVAL with the reason in why.
+ * have the check read that many entries. 0, or -EINVAL with the reason in c->err.
  */
 static int bitmap_entry_check(struct check *c, const uint8_t *e, uint32_t i)
 {
@@ -1042,7 +1042,7 @@ static int load(struct check *c)
 		return check_fail(c, -ENOMEM, "out of memory");
 	err = read_at(c, first, len, 0);
 	if (!err) {
-		err = qcow2_header_parse(&c->h, first, len, UINT64_MAX, c->why, c->whylen);
+		err = qcow2_header_parse(&c->h, first, len, UINT64_MAX, c->err, c->errlen);
 		if (err == -ENOMEM)
 			check_fail(c, err, "out of memory");
 	}
@@ -1114,15 +1114,15 @@ static int run(struct check *c)
 	return err;
 }
 
-int qcow2_check(int fd, FILE *log, struct qcow2_check_result *r, char *why, size_t whylen)
+int qcow2_check(int fd, FILE *log, struct qcow2_check_result *r, char *err, size_t errlen)
 {
-	struct check c = { .fd = fd, .log = log, .r = r, .why = why, .whylen = whylen };
-	int err;
+	struct check c = { .fd = fd, .log = log, .r = r, .err = err, .errlen = errlen };
+	int ret;
 
 	memset(r, 0, sizeof(*r));
-	if (whylen)
-		why[0] = '\0';
-	err = run(&c);
+	if (errlen)
+		err[0] = '\0';
+	ret = run(&c);
 	qcow2_header_free(&c.h);
 	free(c.reftable);
 	free(c.refblocks);
@@ -1131,5 +1131,5 @@ int qcow2_check(int fd, FILE *log, struct qcow2_check_result *r, char *why, size
 	free(c.snapshots);
 	free(c.table);
 	free(c.l2s);
-	return err;
+	return ret;
 }

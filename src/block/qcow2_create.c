@@ -15,17 +15,17 @@
 #include "block/qcow2_tools.h"
 #include "lib/util.h"
 
-static int fail(int err, char *why, size_t whylen, const char *fmt, ...)
+static int fail(int errnum, char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-static int fail(int err, char *why, size_t whylen, const char *fmt, ...)
+static int fail(int errnum, char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
+	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
-	return err;
+	return errnum;
 }
 
 static uint64_t div_up(uint64_t a, uint64_t b)
@@ -33,38 +33,38 @@ static uint64_t div_up(uint64_t a, uint64_t b)
 	return a / b + (a % b != 0);
 }
 
-static int check_options(const struct qcow2_create_options *o, char *why, size_t whylen)
+static int check_options(const struct qcow2_create_options *o, char *err, size_t errlen)
 {
 	if (o->version != 2 && o->version != 3)
-		return fail(-EINVAL, why, whylen, "qcow2 version %u is not 2 or 3", o->version);
+		return fail(-EINVAL, err, errlen, "qcow2 version %u is not 2 or 3", o->version);
 	if (o->cluster_bits < QCOW2_MIN_CLUSTER_BITS || o->cluster_bits > QCOW2_MAX_CLUSTER_BITS)
-		return fail(-EINVAL, why, whylen,
+		return fail(-EINVAL, err, errlen,
 			    "cluster size must be a power of two between 512 and 2M");
 	if (o->refcount_order > 6)
-		return fail(-EINVAL, why, whylen,
+		return fail(-EINVAL, err, errlen,
 			    "refcount_bits must be a power of two between 1 and 64");
 	/* Version 2 headers have no field for either: readers assume 16 bits and zlib. */
 	if (o->version == 2 && o->refcount_order != 4)
-		return fail(-EINVAL, why, whylen,
+		return fail(-EINVAL, err, errlen,
 			    "refcount widths other than 16 bits need compat=1.1 (v3)");
 	if (o->compression_type != QCOW2_COMPRESSION_ZLIB &&
 	    o->compression_type != QCOW2_COMPRESSION_ZSTD)
-		return fail(-EINVAL, why, whylen, "unknown compression type %u",
+		return fail(-EINVAL, err, errlen, "unknown compression type %u",
 			    o->compression_type);
 	if (o->version == 2 && o->compression_type != QCOW2_COMPRESSION_ZLIB)
-		return fail(-EINVAL, why, whylen,
+		return fail(-EINVAL, err, errlen,
 			    "compression types other than zlib need compat=1.1 (v3)");
 	if (o->size > QCOW2_MAX_SIZE)
-		return fail(-EFBIG, why, whylen, "virtual size is too large (at most 64 PiB)");
+		return fail(-EFBIG, err, errlen, "virtual size is too large (at most 64 PiB)");
 	if (o->backing_file && o->backing_file[0]) {
 		if (strlen(o->backing_file) > QCOW2_MAX_BACKING_NAME)
-			return fail(-EINVAL, why, whylen,
+			return fail(-EINVAL, err, errlen,
 				    "backing file name is longer than %d bytes",
 				    QCOW2_MAX_BACKING_NAME);
 		if (!o->backing_format || !o->backing_format[0])
-			return fail(-EINVAL, why, whylen, "a backing file needs a backing format");
+			return fail(-EINVAL, err, errlen, "a backing file needs a backing format");
 		if (strlen(o->backing_format) >= sizeof(((struct qcow2_header *)0)->backing_format))
-			return fail(-EINVAL, why, whylen, "backing format name is too long");
+			return fail(-EINVAL, err, errlen, "backing format name is too long");
 	}
 	return 0;
 }
@@ -99,7 +99,7 @@ static long drop_feature_table(uint8_t *buf, long len, uint32_t header_length)
 
 /* Encodes the header into a whole zeroed cluster (buf, cluster_size bytes). */
 static int encode_header(struct qcow2_header *h, uint8_t *buf, uint64_t cluster_size,
-			 char *why, size_t whylen)
+			 char *err, size_t errlen)
 {
 	/* Room for the feature table on top of a cluster, so that it can be dropped after. */
 	size_t room = cluster_size + 4096;
@@ -107,13 +107,13 @@ static int encode_header(struct qcow2_header *h, uint8_t *buf, uint64_t cluster_
 	long len;
 
 	if (!tmp)
-		return fail(-ENOMEM, why, whylen, "out of memory");
+		return fail(-ENOMEM, err, errlen, "out of memory");
 	len = qcow2_header_encode(h, tmp, room);
 	if (len > (long)cluster_size && h->version == 3)
 		len = drop_feature_table(tmp, len, h->header_length);
 	if (len < 0 || len > (long)cluster_size) {
 		free(tmp);
-		return fail(-ENOSPC, why, whylen,
+		return fail(-ENOSPC, err, errlen,
 			    "the header and the backing file name do not fit in one %llu-byte "
 			    "cluster",
 			    (unsigned long long)cluster_size);
@@ -149,23 +149,23 @@ struct layout {
 	uint64_t file_size;		/* up to the end of the L1 table's last cluster */
 };
 
-static int layout(const struct qcow2_create_options *o, struct layout *l, char *why,
-		  size_t whylen)
+static int layout(const struct qcow2_create_options *o, struct layout *l, char *err,
+		  size_t errlen)
 {
 	struct qcow2_header h = { 0 };
 	uint64_t cs, size, l1_size, l1_clusters, per_block, reft = 1, blocks = 1, total;
-	int err;
+	int ret;
 
 	memset(l, 0, sizeof(*l));
-	err = check_options(o, why, whylen);
-	if (err)
-		return err;
+	ret = check_options(o, err, errlen);
+	if (ret)
+		return ret;
 	cs = 1ULL << o->cluster_bits;
 	size = ALIGN_UP(o->size, 512ULL);
 	/* Each L2 table maps cs / 8 clusters. */
 	l1_size = div_up(size, cs * (cs / 8));
 	if (l1_size * 8 > QCOW2_MAX_L1_BYTES)
-		return fail(-EFBIG, why, whylen,
+		return fail(-EFBIG, err, errlen,
 			    "virtual size too large for %llu-byte clusters "
 			    "(L1 table over %llu MiB)",
 			    (unsigned long long)cs, QCOW2_MAX_L1_BYTES >> 20);
@@ -188,7 +188,7 @@ static int layout(const struct qcow2_create_options *o, struct layout *l, char *
 		reft = t > reft ? t : reft;
 	}
 	if (reft * cs > QCOW2_MAX_REFTABLE_BYTES)
-		return fail(-EFBIG, why, whylen, "refcount table would be too large");
+		return fail(-EFBIG, err, errlen, "refcount table would be too large");
 
 	h.version = o->version;
 	h.cluster_bits = o->cluster_bits;
@@ -215,12 +215,12 @@ static int layout(const struct qcow2_create_options *o, struct layout *l, char *
 	l->file_size = total * cs;
 	l->meta = calloc(1, l->meta_bytes);
 	if (!l->meta)
-		return fail(-ENOMEM, why, whylen, "out of memory");
-	err = encode_header(&h, l->meta, cs, why, whylen);
-	if (err) {
+		return fail(-ENOMEM, err, errlen, "out of memory");
+	ret = encode_header(&h, l->meta, cs, err, errlen);
+	if (ret) {
 		free(l->meta);
 		l->meta = NULL;
-		return err;
+		return ret;
 	}
 	for (uint64_t i = 0; i < blocks; i++)
 		qcow2_put_be64(l->meta + cs + 8 * i, (1 + reft + i) * cs);
@@ -230,35 +230,35 @@ static int layout(const struct qcow2_create_options *o, struct layout *l, char *
 	return 0;
 }
 
-int qcow2_create_validate(const struct qcow2_create_options *o, char *why, size_t whylen)
+int qcow2_create_validate(const struct qcow2_create_options *o, char *err, size_t errlen)
 {
 	struct layout l;
-	int err = layout(o, &l, why, whylen);
+	int ret = layout(o, &l, err, errlen);
 
 	free(l.meta);
-	return err;
+	return ret;
 }
 
-int qcow2_create(int fd, const struct qcow2_create_options *o, char *why, size_t whylen)
+int qcow2_create(int fd, const struct qcow2_create_options *o, char *err, size_t errlen)
 {
 	struct layout l;
-	int err;
+	int ret;
 
-	err = layout(o, &l, why, whylen);
-	if (err)
-		return err;
+	ret = layout(o, &l, err, errlen);
+	if (ret)
+		return ret;
 	/* The L1 table reads as zeroes: the truncation leaves a hole there. */
 	if (ftruncate(fd, 0) || ftruncate(fd, l.file_size)) {
-		err = -errno;
-		fail(err, why, whylen, "cannot size the image: %s", strerror(-err));
+		ret = -errno;
+		fail(ret, err, errlen, "cannot size the image: %s", strerror(-ret));
 		goto out;
 	}
-	err = write_at(fd, l.meta, l.meta_bytes, 0);
-	if (!err && fsync(fd))
-		err = -errno;
-	if (err)
-		fail(err, why, whylen, "cannot write the image: %s", strerror(-err));
+	ret = write_at(fd, l.meta, l.meta_bytes, 0);
+	if (!ret && fsync(fd))
+		ret = -errno;
+	if (ret)
+		fail(ret, err, errlen, "cannot write the image: %s", strerror(-ret));
 out:
 	free(l.meta);
-	return err;
+	return ret;
 }

@@ -103,13 +103,13 @@ struct qcow2_header {
  * file_size is the image file's size, for offsets that must lie inside it. Returns 0, or
  * -EINVAL (not qcow2, malformed), -ENOTSUP (a feature nkvm does not support: encryption, an
  * external data file, extended L2 entries, an unknown incompatible bit, an unknown compression
- * type) or -ENOMEM, with a one-line reason for a person in why (at most whylen bytes) that names
+ * type) or -ENOMEM, with a one-line reason for a person in err (at most errlen bytes) that names
  * the field or the feature ("unsupported feature: external data file"). The dirty and corrupt
  * bits are reported in h->incompatible_features, not refused: the caller decides.
  * On success h owns allocations: free them with qcow2_header_free().
  */
 int qcow2_header_parse(struct qcow2_header *h, const uint8_t *buf, size_t len, uint64_t file_size,
-		       char *why, size_t whylen);
+		       char *err, size_t errlen);
 
 void qcow2_header_free(struct qcow2_header *h);
 

@@ -34,20 +34,24 @@ static __thread struct {
 	ino_t ino[QCOW2_MAX_CHAIN];
 } chain;
 
-/* disk_open's *why for messages with values in them. */
-static __thread char why_buf[1200];
-
-static const char *whyf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *whyf(const char *fmt, ...)
+/*
+ * err_set for qcow2_open's reasons, which hold at most DISK_ERR_MAX bytes whatever the caller's
+ * buffer: names from the image are cut there, and a backing file's reason passes up the chain.
+ */
+static int open_fail(char *err, size_t errlen, int errnum, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int open_fail(char *err, size_t errlen, int errnum, const char *fmt, ...)
 {
-	char tmp[sizeof(why_buf)];	/* an argument may be why_buf itself (a backing file's) */
 	va_list ap;
 
-	va_start(ap, fmt);
-	vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	memcpy(why_buf, tmp, sizeof(why_buf));
-	return why_buf;
+	if (errlen > DISK_ERR_MAX)
+		errlen = DISK_ERR_MAX;
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return errnum;
 }
 
 static void qcow2_free(struct qcow2 *s)
@@ -89,58 +93,54 @@ static int reopen(struct qcow2 *s)
 	return s->mfd < 0 ? -errno : 0;
 }
 
-static int read_header(struct qcow2 *s, const char **why)
+static int read_header(struct qcow2 *s, char *err, size_t errlen)
 {
 	size_t len = s->d->file_size < 2 * MiB ? s->d->file_size : 2 * MiB;
 	uint8_t *buf = malloc(len ? len : 1);
 	char msg[256];
-	int err;
+	int ret;
 
-	if (!buf) {
-		*why = "out of memory";
-		return -ENOMEM;
-	}
-	err = qcow2_pread(s, s->mfd, buf, len, 0);
-	if (err) {
+	if (!buf)
+		return err_set(err, errlen, -ENOMEM, "out of memory");
+	ret = qcow2_pread(s, s->mfd, buf, len, 0);
+	if (ret) {
 		free(buf);
-		*why = "cannot read the qcow2 header";
-		return err;
+		return err_set(err, errlen, ret, "cannot read the qcow2 header");
 	}
-	err = qcow2_header_parse(&s->h, buf, len, s->d->file_size, msg, sizeof(msg));
+	ret = qcow2_header_parse(&s->h, buf, len, s->d->file_size, msg, sizeof(msg));
 	free(buf);
-	if (err)
-		*why = whyf("%s", msg);
-	return err;
+	if (ret)
+		open_fail(err, errlen, ret, "%s", msg);
+	return ret;
 }
 
 /* Feature bits the parser leaves to the driver, and what the driver needs of the geometry. */
-static int check_image(struct qcow2 *s, const char **why)
+static int check_image(struct qcow2 *s, char *err, size_t errlen)
 {
 	uint64_t inc = s->h.incompatible_features;
 
-	if (!s->readonly && (inc & QCOW2_INCOMPAT_CORRUPT)) {
-		*why = whyf("image is marked corrupt; open it read-only, or repair it with "
-			    "`qemu-img check -r all %s`", s->path);
-		return -EINVAL;
-	}
-	if (!s->readonly && (inc & QCOW2_INCOMPAT_DIRTY)) {
-		*why = whyf("image was not closed cleanly (dirty, lazy refcounts); repair it with "
-			    "`qemu-img check -r all %s`, or open it read-only", s->path);
-		return -EINVAL;
-	}
-	if (s->d->direct && s->cluster_size < s->d->block_size) {
-		*why = whyf("clusters of %llu bytes are smaller than the %u-byte blocks direct I/O "
-			    "needs here", (unsigned long long)s->cluster_size, s->d->block_size);
-		return -EINVAL;
-	}
+	if (!s->readonly && (inc & QCOW2_INCOMPAT_CORRUPT))
+		return open_fail(err, errlen, -EINVAL,
+				 "image is marked corrupt; open it read-only, or repair it with "
+				 "`qemu-img check -r all %s`", s->path);
+	if (!s->readonly && (inc & QCOW2_INCOMPAT_DIRTY))
+		return open_fail(err, errlen, -EINVAL,
+				 "image was not closed cleanly (dirty, lazy refcounts); "
+				 "repair it with `qemu-img check -r all %s`, or open it read-only",
+				 s->path);
+	if (s->d->direct && s->cluster_size < s->d->block_size)
+		return open_fail(err, errlen, -EINVAL,
+				 "clusters of %llu bytes are smaller than the %u-byte blocks "
+				 "direct I/O needs here", (unsigned long long)s->cluster_size,
+				 s->d->block_size);
 	return 0;
 }
 
-static int load_tables(struct qcow2 *s, const char **why)
+static int load_tables(struct qcow2 *s, char *err, size_t errlen)
 {
 	uint64_t rt_bytes = (uint64_t)s->h.refcount_table_clusters << s->cluster_bits;
 	uint8_t *buf;
-	int err;
+	int ret;
 
 	s->l1_size = s->h.l1_size;
 	s->l1 = calloc(s->l1_size ? s->l1_size : 1, sizeof(*s->l1));
@@ -149,20 +149,19 @@ static int load_tables(struct qcow2 *s, const char **why)
 	buf = malloc(rt_bytes > (uint64_t)s->l1_size * 8 ? rt_bytes : (uint64_t)s->l1_size * 8);
 	if (!s->l1 || !s->reftable || !buf) {
 		free(buf);
-		*why = "out of memory";
-		return -ENOMEM;
+		return err_set(err, errlen, -ENOMEM, "out of memory");
 	}
-	err = qcow2_pread(s, s->mfd, buf, (size_t)s->l1_size * 8, s->h.l1_table_offset);
-	for (uint32_t i = 0; !err && i < s->l1_size; i++)
+	ret = qcow2_pread(s, s->mfd, buf, (size_t)s->l1_size * 8, s->h.l1_table_offset);
+	for (uint32_t i = 0; !ret && i < s->l1_size; i++)
 		s->l1[i] = qcow2_be64(buf + 8 * i);
-	if (!err)
-		err = qcow2_pread(s, s->mfd, buf, rt_bytes, s->h.refcount_table_offset);
-	for (uint64_t i = 0; !err && i < s->reftable_size; i++)
+	if (!ret)
+		ret = qcow2_pread(s, s->mfd, buf, rt_bytes, s->h.refcount_table_offset);
+	for (uint64_t i = 0; !ret && i < s->reftable_size; i++)
 		s->reftable[i] = qcow2_be64(buf + 8 * i) & QCOW2_REFT_OFFSET_MASK;
 	free(buf);
-	if (err)
-		*why = "cannot read the L1 or refcount table";
-	return err;
+	if (ret)
+		err_set(err, errlen, ret, "cannot read the L1 or refcount table");
+	return ret;
 }
 
 /*
@@ -172,7 +171,7 @@ static int load_tables(struct qcow2 *s, const char **why)
  * given is bounded, as QEMU bounds l2-cache-size, by what maps the whole disk (and file), and by
  * DISK_CACHE_SIZE_MAX, so that the number of tables stays far below 2^32.
  */
-static int make_caches(struct qcow2 *s, uint64_t cache_size, const char **why)
+static int make_caches(struct qcow2 *s, uint64_t cache_size, char *err, size_t errlen)
 {
 	uint64_t cs = s->cluster_size;
 	uint64_t l2_cover = cs << s->l2_bits, rb_cover = cs << s->rb_bits;
@@ -190,10 +189,8 @@ static int make_caches(struct qcow2 *s, uint64_t cache_size, const char **why)
 	rb_bytes = rb_need < rb_max ? rb_need : rb_max;
 	s->l2_cache = qcow2_cache_create((uint32_t)(l2_bytes / cs), s->cluster_bits);
 	s->rb_cache = qcow2_cache_create((uint32_t)(rb_bytes / cs), s->cluster_bits);
-	if (!s->l2_cache || !s->rb_cache) {
-		*why = "out of memory for the metadata cache";
-		return -ENOMEM;
-	}
+	if (!s->l2_cache || !s->rb_cache)
+		return err_set(err, errlen, -ENOMEM, "out of memory for the metadata cache");
 	return 0;
 }
 
@@ -210,54 +207,48 @@ static int backing_path(const struct qcow2 *s, char *out, size_t len)
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-static int open_backing(struct qcow2 *s, const char **why)
+static int open_backing(struct qcow2 *s, char *err, size_t errlen)
 {
-	const char *name = s->h.backing_file, *fmt = s->h.backing_format, *bwhy = NULL;
+	const char *name = s->h.backing_file, *fmt = s->h.backing_format;
 	struct disk_options bo = { .readonly = true, .threads = 2 };
 	/*
 	 * For messages: the names come from the image and could hold terminal escapes. As much
 	 * as a message holds (text_escape cuts between escapes), not more: chains recurse.
 	 */
-	char ename[sizeof(why_buf)], epath[sizeof(why_buf)];
+	char ename[DISK_ERR_MAX], epath[DISK_ERR_MAX], breason[DISK_ERR_MAX];
 	char efmt[TEXT_ESCAPED_SIZE(sizeof(s->h.backing_format))];
 	char path[PATH_MAX];
 	struct stat st, self;
-	int err;
+	int ret;
 
 	if (!name[0])
 		return 0;
 	text_escape(ename, sizeof(ename), name);
 	text_escape(efmt, sizeof(efmt), fmt);
 	/* Probing would let a guest's raw disk pass for qcow2 (and name any file as backing). */
-	if (!fmt[0]) {
-		*why = whyf("backing file %s: the image does not say its format; record it with "
-			    "`qemu-img rebase -u -F raw -b %s %s` (or -F qcow2)", ename, ename,
-			    s->path);
-		return -EINVAL;
-	}
-	if (!strcmp(fmt, "raw")) {
+	if (!fmt[0])
+		return open_fail(err, errlen, -EINVAL,
+				 "backing file %s: the image does not say its format; record it "
+				 "with `qemu-img rebase -u -F raw -b %s %s` (or -F qcow2)", ename,
+				 ename, s->path);
+	if (!strcmp(fmt, "raw"))
 		bo.format = DISK_FORMAT_RAW;
-	} else if (!strcmp(fmt, "qcow2")) {
+	else if (!strcmp(fmt, "qcow2"))
 		bo.format = DISK_FORMAT_QCOW2;
-	} else {
-		*why = whyf("backing file %s: format %s is not supported (raw or qcow2)", ename,
-			    efmt);
-		return -ENOTSUP;
-	}
-	if (backing_path(s, path, sizeof(path))) {
-		*why = whyf("backing file %s: path too long", ename);
-		return -ENAMETOOLONG;
-	}
+	else
+		return open_fail(err, errlen, -ENOTSUP,
+				 "backing file %s: format %s is not supported (raw or qcow2)",
+				 ename, efmt);
+	if (backing_path(s, path, sizeof(path)))
+		return open_fail(err, errlen, -ENAMETOOLONG, "backing file %s: path too long",
+				 ename);
 	text_escape(epath, sizeof(epath), path);
-	if (chain.depth >= QCOW2_MAX_CHAIN) {
-		*why = whyf("backing file %s: chain of more than %d images", ename,
-			    QCOW2_MAX_CHAIN);
-		return -ELOOP;
-	}
-	if (fstat(s->dfd, &self)) {
-		*why = "cannot stat";
-		return -errno;
-	}
+	if (chain.depth >= QCOW2_MAX_CHAIN)
+		return open_fail(err, errlen, -ELOOP,
+				 "backing file %s: chain of more than %d images", ename,
+				 QCOW2_MAX_CHAIN);
+	if (fstat(s->dfd, &self))
+		return err_set(err, errlen, -errno, "cannot stat");
 	if (!chain.depth)
 		chain.probed = s->d->probed;
 	chain.dev[chain.depth] = self.st_dev;
@@ -268,22 +259,21 @@ static int open_backing(struct qcow2 *s, const char **why)
 		for (unsigned int i = 0; i < chain.depth; i++) {
 			if (chain.dev[i] == st.st_dev && chain.ino[i] == st.st_ino) {
 				chain.depth--;
-				*why = whyf("backing file %s: loop in the backing chain", epath);
-				return -ELOOP;
+				return open_fail(err, errlen, -ELOOP,
+						 "backing file %s: loop in the backing chain",
+						 epath);
 			}
 		}
 	}
 	bo.path = path;
 	bo.cache_size = s->d->opts ? s->d->opts->cache_size : 0;
-	err = disk_open(&s->backing, &bo, &bwhy);
+	ret = disk_open(&s->backing, &bo, breason, sizeof(breason));
 	chain.depth--;
-	if (err) {
+	if (ret) {
 		/* Deeper in the chain, the message already names the file that failed. */
-		if (bwhy && !strncmp(bwhy, "backing file ", 13))
-			*why = bwhy;
-		else
-			*why = whyf("backing file %s: %s", epath, bwhy ? bwhy : "cannot open");
-		return err;
+		if (!strncmp(breason, "backing file ", 13))
+			return open_fail(err, errlen, ret, "%s", breason);
+		return open_fail(err, errlen, ret, "backing file %s: %s", epath, breason);
 	}
 	/*
 	 * A probed image is only a file that starts with the qcow2 magic, which whoever could write
@@ -294,9 +284,9 @@ static int open_backing(struct qcow2 *s, const char **why)
 	if (chain.probed && s->backing->file.blockdev) {
 		disk_close(s->backing);
 		s->backing = NULL;
-		*why = whyf("backing file %s: a block device, behind an image whose format was "
-			    "probed; give format=qcow2 to use it", epath);
-		return -EPERM;
+		return open_fail(err, errlen, -EPERM,
+				 "backing file %s: a block device, behind an image whose "
+				 "format was probed; give format=qcow2 to use it", epath);
 	}
 	s->backing_size = disk_size(s->backing);
 	return 0;
@@ -307,72 +297,65 @@ static int open_backing(struct qcow2 *s, const char **why)
  * for clears it. nkvm maintains none of them (bitmaps, raw external data), so a read-write open
  * clears them all, rewriting the header with its unknown extensions kept.
  */
-static int clear_autoclear(struct qcow2 *s, const char **why)
+static int clear_autoclear(struct qcow2 *s, char *err, size_t errlen)
 {
 	uint8_t *buf, field[8] = { 0 };
 	long n;
-	int err;
+	int ret;
 
 	if (s->readonly || !s->h.autoclear_features)
 		return 0;
 	buf = malloc(s->cluster_size);
-	if (!buf) {
-		*why = "out of memory";
-		return -ENOMEM;
-	}
+	if (!buf)
+		return err_set(err, errlen, -ENOMEM, "out of memory");
 	s->h.autoclear_features = 0;
 	n = qcow2_header_encode(&s->h, buf, s->cluster_size);
 	if (n > 0)
-		err = qcow2_pwrite(s, s->mfd, buf, n, 0);
+		ret = qcow2_pwrite(s, s->mfd, buf, n, 0);
 	else	/* the rewritten header would not fit: the field alone */
-		err = qcow2_pwrite(s, s->mfd, field, sizeof(field), 88);
+		ret = qcow2_pwrite(s, s->mfd, field, sizeof(field), 88);
 	free(buf);
-	if (!err)
-		err = qcow2_sync(s);
-	if (err)
-		*why = "cannot rewrite the header to clear its autoclear bits";
-	return err;
+	if (!ret)
+		ret = qcow2_sync(s);
+	if (ret)
+		err_set(err, errlen, ret, "cannot rewrite the header to clear its autoclear bits");
+	return ret;
 }
 
-static int start(struct qcow2 *s, const char **why)
+static int start(struct qcow2 *s, char *err, size_t errlen)
 {
 	struct io_engine_config cfg = { .threads = s->d->opts ? s->d->opts->threads : 0 };
 	size_t align = s->d->dio_mem_align > 4096 ? s->d->dio_mem_align : 4096;
-	int err;
+	int ret;
 
 	if (posix_memalign((void **)&s->buf, align, s->cluster_size))
 		s->buf = NULL;
 	s->cbuf = malloc(2 * s->cluster_size);
 	s->zbuf = malloc(s->cluster_size);
-	if (!s->buf || !s->cbuf || !s->zbuf) {
-		*why = "out of memory";
-		return -ENOMEM;
-	}
+	if (!s->buf || !s->cbuf || !s->zbuf)
+		return err_set(err, errlen, -ENOMEM, "out of memory");
 	s->engine_ops = s->d->engine_ops;
-	err = s->engine_ops->create(&s->engine, &s->d->file, &cfg, why);
-	if (err)
-		return err;
+	ret = s->engine_ops->create(&s->engine, &s->d->file, &cfg, err, errlen);
+	if (ret)
+		return ret;
 	/* Like engine threads: signals are the main thread's, faults stay deliverable. */
-	err = io_thread_start(&s->worker, qcow2_worker, s, "nkvm-qcow2");
-	if (err) {
+	ret = io_thread_start(&s->worker, qcow2_worker, s, "nkvm-qcow2");
+	if (ret) {
 		s->engine_ops->destroy(s->engine);
 		s->engine = NULL;
-		*why = "cannot start the qcow2 worker thread";
-		return err;
+		return err_set(err, errlen, ret, "cannot start the qcow2 worker thread");
 	}
 	s->worker_started = true;
 	return 0;
 }
 
-int qcow2_open(struct disk *d, const char **why)
+int qcow2_open(struct disk *d, char *err, size_t errlen)
 {
 	struct qcow2 *s = calloc(1, sizeof(*s));
-	int err;
+	int ret;
 
-	if (!s) {
-		*why = "out of memory";
-		return -ENOMEM;
-	}
+	if (!s)
+		return err_set(err, errlen, -ENOMEM, "out of memory");
 	s->d = d;
 	s->mfd = -1;
 	s->dfd = d->file.fd;
@@ -385,16 +368,15 @@ int qcow2_open(struct disk *d, const char **why)
 	s->path = strdup(d->opts && d->opts->path ? d->opts->path : "");
 	if (!s->path) {
 		free(s);
-		*why = "out of memory";
-		return -ENOMEM;
+		return err_set(err, errlen, -ENOMEM, "out of memory");
 	}
-	err = reopen(s);
-	if (err) {
-		*why = "cannot open the image a second time (for metadata)";
+	ret = reopen(s);
+	if (ret) {
+		err_set(err, errlen, ret, "cannot open the image a second time (for metadata)");
 		goto fail;
 	}
-	err = read_header(s, why);
-	if (err)
+	ret = read_header(s, err, errlen);
+	if (ret)
 		goto fail;
 	s->cluster_bits = s->h.cluster_bits;
 	s->cluster_size = 1ULL << s->cluster_bits;
@@ -405,18 +387,18 @@ int qcow2_open(struct disk *d, const char **why)
 						   (1ULL << (1U << s->refcount_order)) - 1;
 	s->file_end = d->file_size;
 	s->free_hint = 1;
-	err = check_image(s, why);
-	if (!err)
-		err = load_tables(s, why);
-	if (!err)
-		err = make_caches(s, d->opts ? d->opts->cache_size : 0, why);
-	if (!err)
-		err = open_backing(s, why);
-	if (!err)
-		err = clear_autoclear(s, why);
-	if (!err)
-		err = start(s, why);
-	if (err)
+	ret = check_image(s, err, errlen);
+	if (!ret)
+		ret = load_tables(s, err, errlen);
+	if (!ret)
+		ret = make_caches(s, d->opts ? d->opts->cache_size : 0, err, errlen);
+	if (!ret)
+		ret = open_backing(s, err, errlen);
+	if (!ret)
+		ret = clear_autoclear(s, err, errlen);
+	if (!ret)
+		ret = start(s, err, errlen);
+	if (ret)
 		goto fail;
 	d->format_priv = s;
 	d->size = s->h.size;
@@ -425,7 +407,7 @@ fail:
 	if (s->backing)
 		disk_close(s->backing);
 	qcow2_free(s);
-	return err;
+	return ret;
 }
 
 void qcow2_close(struct disk *d)

@@ -28,11 +28,11 @@ struct qcow2_create_options {
  * refcount table, the refcount blocks covering the metadata, a zeroed L1 table for the size, every
  * refcount right. Returns 0, or -EINVAL (options that do not go together), -EFBIG (an L1 table
  * beyond QCOW2_MAX_L1_BYTES), -ENOSPC (the header does not fit in a cluster) or an I/O error, with
- * a one-line reason in why.
+ * a one-line reason in err.
  */
-int qcow2_create(int fd, const struct qcow2_create_options *o, char *why, size_t whylen);
+int qcow2_create(int fd, const struct qcow2_create_options *o, char *err, size_t errlen);
 /* qcow2_create's checks of the options alone, without a file: 0 or its errors. */
-int qcow2_create_validate(const struct qcow2_create_options *o, char *why, size_t whylen);
+int qcow2_create_validate(const struct qcow2_create_options *o, char *err, size_t errlen);
 
 /* What a check found: the counts of `qemu-img check`, whose meanings they keep. */
 struct qcow2_check_result {
@@ -56,9 +56,9 @@ struct qcow2_check_result {
  * the active tables say "refcount is 1". Each finding goes to log as one line in qemu-img's words
  * ("ERROR cluster 5 refcount=0 reference=1", "Leaked cluster 9 refcount=1 reference=0"). Returns 0
  * when the check ran to its end (its findings in *r), or a negative errno when it could not run:
- * not a qcow2 image, a header nkvm refuses, a file too big to check, a read error; why then says
+ * not a qcow2 image, a header nkvm refuses, a file too big to check, a read error; err then says
  * why in one line.
  */
-int qcow2_check(int fd, FILE *log, struct qcow2_check_result *r, char *why, size_t whylen);
+int qcow2_check(int fd, FILE *log, struct qcow2_check_result *r, char *err, size_t errlen);
 
 #endif

@@ -119,7 +119,7 @@ static int raw_guard(struct disk *d, struct disk_request *req, struct raw_guarde
 	return 0;
 }
 
-static int raw_open(struct disk *d, const char **why)
+static int raw_open(struct disk *d, char *err, size_t errlen)
 {
 	d->size = d->file_size;
 	return 0;

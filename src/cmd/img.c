@@ -124,46 +124,40 @@ static int img_lock(int fd)
 	return errno == EAGAIN || errno == EACCES ? -EAGAIN : -errno;
 }
 
-static int img_fail(int err, char *why, size_t whylen, const char *what)
-{
-	snprintf(why, whylen, "%s", what);
-	return err;
-}
-
 int img_open(struct img *img, const char *path, enum disk_format_kind format, unsigned int flags,
-	     char *why, size_t whylen)
+	     char *err, size_t errlen)
 {
 	size_t head_len;
 	uint8_t *head;
 	struct stat st;
-	int err;
+	int ret;
 
 	memset(img, 0, sizeof(*img));
 	img->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (img->fd < 0) {
-		err = -errno;
-		snprintf(why, whylen, "%s", err == -ENOENT ? "no such file" : strerror(-err));
-		return err;
+		ret = -errno;
+		snprintf(err, errlen, "%s", ret == -ENOENT ? "no such file" : strerror(-ret));
+		return ret;
 	}
 	if (fstat(img->fd, &st)) {
-		err = img_fail(-errno, why, whylen, "cannot stat");
+		ret = err_set(err, errlen, -errno, "cannot stat");
 		goto fail;
 	}
 	if (S_ISDIR(st.st_mode)) {
-		err = img_fail(-EISDIR, why, whylen, "is a directory");
+		ret = err_set(err, errlen, -EISDIR, "is a directory");
 		goto fail;
 	}
 	if (S_ISREG(st.st_mode)) {
 		img->file_size = st.st_size;
 	} else if (!S_ISBLK(st.st_mode) || ioctl(img->fd, BLKGETSIZE64, &img->file_size)) {
-		err = img_fail(-EINVAL, why, whylen, "not a regular file or block device");
+		ret = err_set(err, errlen, -EINVAL, "not a regular file or block device");
 		goto fail;
 	}
 	img->disk_usage = (uint64_t)st.st_blocks * 512;
-	if (!(flags & IMG_OPEN_SHARE) && (err = img_lock(img->fd))) {
-		err = img_fail(err, why, whylen, err == -EAGAIN ?
-			       "image is in use by another process (locked; -U to read anyway)" :
-			       "cannot lock the image");
+	if (!(flags & IMG_OPEN_SHARE) && (ret = img_lock(img->fd))) {
+		ret = err_set(err, errlen, ret, "%s", ret == -EAGAIN ?
+			      "image is in use by another process (locked; -U to read anyway)" :
+			      "cannot lock the image");
 		goto fail;
 	}
 
@@ -171,13 +165,13 @@ int img_open(struct img *img, const char *path, enum disk_format_kind format, un
 		   (1U << QCOW2_MAX_CLUSTER_BITS);
 	head = malloc(head_len ? head_len : 1);
 	if (!head) {
-		err = img_fail(-ENOMEM, why, whylen, "out of memory");
+		ret = err_set(err, errlen, -ENOMEM, "out of memory");
 		goto fail;
 	}
-	err = pread_full(img->fd, head, head_len, 0);
-	if (err) {
+	ret = pread_full(img->fd, head, head_len, 0);
+	if (ret) {
 		free(head);
-		img_fail(err, why, whylen, "cannot read the image");
+		err_set(err, errlen, ret, "cannot read the image");
 		goto fail;
 	}
 	/* The block layer's probe, so that img and run always agree on what an image is. */
@@ -186,20 +180,20 @@ int img_open(struct img *img, const char *path, enum disk_format_kind format, un
 			 DISK_FORMAT_RAW;
 	img->format = format;
 	if (format == DISK_FORMAT_QCOW2 && !(flags & IMG_OPEN_PROBE_ONLY)) {
-		err = qcow2_header_parse(&img->h, head, head_len, img->file_size, why, whylen);
+		ret = qcow2_header_parse(&img->h, head, head_len, img->file_size, err, errlen);
 		img->virtual_size = img->h.size;
-		img->parsed = !err;
+		img->parsed = !ret;
 	} else if (format == DISK_FORMAT_RAW) {
 		img->virtual_size = img->file_size;
 	}
 	free(head);
-	if (err)
+	if (ret)
 		goto fail;
 	return 0;
 fail:
 	close(img->fd);
 	img->fd = -1;
-	return err;
+	return ret;
 }
 
 void img_close(struct img *img)

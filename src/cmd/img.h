@@ -33,10 +33,10 @@ struct img {
  * Opens path read-only and reads its format: the one asked for, else qcow2 when it starts with
  * the qcow2 magic, else raw; and, unless IMG_OPEN_PROBE_ONLY, the qcow2 header. Without
  * IMG_OPEN_SHARE, takes the shared lock that keeps a writer away. Returns 0, or a negative errno
- * with a one-line reason (without the path) in why.
+ * with a one-line reason (without the path) in err.
  */
 int img_open(struct img *img, const char *path, enum disk_format_kind format, unsigned int flags,
-	     char *why, size_t whylen);
+	     char *err, size_t errlen);
 void img_close(struct img *img);
 
 /* "raw" / "qcow2" → the format; DISK_FORMAT_PROBE for anything else. */

@@ -51,9 +51,9 @@ struct img_bench_result {
 void img_bench_defaults(struct img_bench_options *o);
 /*
  * Runs one benchmark. Returns 0 with *r filled, or a negative errno with one line for a person
- * in why (without the image's path).
+ * in err (without the image's path).
  */
-int img_bench_run(const struct img_bench_options *o, struct img_bench_result *r, char *why,
-		  size_t whylen);
+int img_bench_run(const struct img_bench_options *o, struct img_bench_result *r, char *err,
+		  size_t errlen);
 
 #endif

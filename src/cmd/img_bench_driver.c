@@ -235,20 +235,20 @@ static int bench_queue_init(struct bench *b, struct bench_queue *bq, unsigned in
 }
 
 /* §3.1.1: reset, acknowledge, negotiate, set up MSI-X and the queues, DRIVER_OK. */
-static int bench_driver_init(struct bench *b, char *why, size_t whylen)
+static int bench_driver_init(struct bench *b, char *err, size_t errlen)
 {
 	const struct img_bench_options *o = b->o;
 	struct virtio_driver *d = &b->drv;
 	uint64_t offered, want, gpa = BENCH_GPA_BASE;
 	unsigned int nslots = o->depth + (o->flush_interval ? 1 : 0);
-	int err;
+	int ret;
 
 	if (virtio_driver_find(d, b->bus, b->mem, VIRTIO_ID_BLOCK)) {
-		snprintf(why, whylen, "the virtio-blk function (virtio-pci) is not on the bus");
+		snprintf(err, errlen, "the virtio-blk function (virtio-pci) is not on the bus");
 		return -ENODEV;
 	}
 	if (virtio_driver_reset(d, 10000)) {
-		snprintf(why, whylen, "the device did not reset within 10 s");
+		snprintf(err, errlen, "the device did not reset within 10 s");
 		return -ETIMEDOUT;
 	}
 	virtio_driver_set_status(d, VIRTIO_CONFIG_S_ACKNOWLEDGE);
@@ -262,40 +262,40 @@ static int bench_driver_init(struct bench *b, char *why, size_t whylen)
 	/* Requests go as Linux sends them when it can: one indirect table each. */
 	if (!(want & (1ULL << VIRTIO_F_VERSION_1)) ||
 	    !(want & (1ULL << VIRTIO_RING_F_INDIRECT_DESC))) {
-		snprintf(why, whylen, "the device offers no VERSION_1 or INDIRECT_DESC");
+		snprintf(err, errlen, "the device offers no VERSION_1 or INDIRECT_DESC");
 		return -ENOTSUP;
 	}
 	if (o->write && (want & (1ULL << VIRTIO_BLK_F_RO))) {
-		snprintf(why, whylen, "the device is read-only");
+		snprintf(err, errlen, "the device is read-only");
 		return -EROFS;
 	}
 	if (o->flush_interval && !(want & (1ULL << VIRTIO_BLK_F_FLUSH))) {
-		snprintf(why, whylen, "the device offers no flush");
+		snprintf(err, errlen, "the device offers no flush");
 		return -ENOTSUP;
 	}
 	if (virtio_driver_features_ok(d, want)) {
-		snprintf(why, whylen, "the device refused the features");
+		snprintf(err, errlen, "the device refused the features");
 		return -ENOTSUP;
 	}
 	if (o->queues > 1 && (!(want & (1ULL << VIRTIO_BLK_F_MQ)) ||
 			      virtio_driver_bar_read(d, d->device_cfg + BLK_CFG_NUM_QUEUES, 2) <
 				      o->queues)) {
-		snprintf(why, whylen, "the device has fewer than %u queues", o->queues);
+		snprintf(err, errlen, "the device has fewer than %u queues", o->queues);
 		return -EINVAL;
 	}
 	/* MSI-X on, a vector for configuration changes and one per queue, all unmasked. */
-	err = virtio_driver_msix_enable(d, o->queues + 1, 0);
-	if (err) {
-		snprintf(why, whylen, "the device has fewer than %u MSI-X vectors", o->queues + 1);
-		return err;
+	ret = virtio_driver_msix_enable(d, o->queues + 1, 0);
+	if (ret) {
+		snprintf(err, errlen, "the device has fewer than %u MSI-X vectors", o->queues + 1);
+		return ret;
 	}
 	for (unsigned int i = 0; i < o->queues; i++) {
-		err = bench_queue_init(b, &b->queues[i], i, gpa, nslots);
-		if (err) {
-			snprintf(why, whylen, "queue %u: %s", i,
-				 err == -EINVAL ? "the device's queue is smaller than the depth" :
-				 strerror(-err));
-			return err;
+		ret = bench_queue_init(b, &b->queues[i], i, gpa, nslots);
+		if (ret) {
+			snprintf(err, errlen, "queue %u: %s", i,
+				 ret == -EINVAL ? "the device's queue is smaller than the depth" :
+				 strerror(-ret));
+			return ret;
 		}
 		gpa += bench_queue_bytes(o, nslots);
 	}
@@ -516,7 +516,7 @@ void img_bench_defaults(struct img_bench_options *o)
 	};
 }
 
-static int bench_check(const struct img_bench_options *o, char *why, size_t whylen)
+static int bench_check(const struct img_bench_options *o, char *err, size_t errlen)
 {
 	const char *bad = NULL;
 
@@ -538,7 +538,7 @@ static int bench_check(const struct img_bench_options *o, char *why, size_t whyl
 		bad = "the flush interval must not be smaller than the depth";
 	if (!bad)
 		return 0;
-	snprintf(why, whylen, "%s", bad);
+	snprintf(err, errlen, "%s", bad);
 	return -EINVAL;
 }
 
@@ -573,18 +573,18 @@ static void bench_result(struct bench *b, struct img_bench_result *r, uint64_t t
 	free(hist);
 }
 
-static int bench_go(struct bench *b, struct img_bench_result *r, char *why, size_t whylen)
+static int bench_go(struct bench *b, struct img_bench_result *r, char *err, size_t errlen)
 {
 	const struct img_bench_options *o = b->o;
 	struct rusage ru0, ru1;
 	uint64_t t0;
-	int err = 0;
+	int ret = 0;
 
-	for (unsigned int i = 0; i < o->queues && !err; i++) {
-		err = -pthread_create(&b->queues[i].thread, NULL, bq_thread, &b->queues[i]);
-		if (err)
+	for (unsigned int i = 0; i < o->queues && !ret; i++) {
+		ret = -pthread_create(&b->queues[i].thread, NULL, bq_thread, &b->queues[i]);
+		if (ret)
 			/* Those started see stop at go: they submit nothing and end. */
-			bench_fail(b, err, "cannot start a driver thread: %s", strerror(-err));
+			bench_fail(b, ret, "cannot start a driver thread: %s", strerror(-ret));
 		else
 			b->queues[i].started = true;
 	}
@@ -602,7 +602,7 @@ static int bench_go(struct bench *b, struct img_bench_result *r, char *why, size
 	getrusage(RUSAGE_SELF, &ru1);
 	bench_result(b, r, t0, rusage_us(&ru1) - rusage_us(&ru0));
 	if (b->err) {
-		snprintf(why, whylen, "%s", b->why);
+		snprintf(err, errlen, "%s", b->why);
 		return b->err;
 	}
 	return 0;
@@ -636,7 +636,7 @@ static void bench_teardown(struct bench *b, struct disk *disk)
 }
 
 static int bench_open_disk(const struct img_bench_options *o, struct disk **disk,
-			   struct img_bench_result *r, char *why, size_t whylen)
+			   struct img_bench_result *r, char *err, size_t errlen)
 {
 	struct disk_options dopt = {
 		.path = o->path,
@@ -646,28 +646,28 @@ static int bench_open_disk(const struct img_bench_options *o, struct disk **disk
 		.engine = o->engine,
 		.threads = o->engine_threads,
 	};
-	const char *dwhy;
+	char dreason[DISK_ERR_MAX];
 	struct img img;
 	char iwhy[120];
-	int err;
+	int ret;
 
 	/* The format named, else probed here, so that the result can say which ran. */
 	if (dopt.format == DISK_FORMAT_PROBE) {
-		err = img_open(&img, o->path, DISK_FORMAT_PROBE,
+		ret = img_open(&img, o->path, DISK_FORMAT_PROBE,
 			       IMG_OPEN_SHARE | IMG_OPEN_PROBE_ONLY, iwhy, sizeof(iwhy));
-		if (err) {
-			snprintf(why, whylen, "%s", iwhy);
-			return err;
+		if (ret) {
+			snprintf(err, errlen, "%s", iwhy);
+			return ret;
 		}
 		dopt.format = img.format;
 		img_close(&img);
 	}
 	snprintf(r->format, sizeof(r->format), "%s",
 		 dopt.format == DISK_FORMAT_QCOW2 ? "qcow2" : "raw");
-	err = disk_open(disk, &dopt, &dwhy);
-	if (err) {
-		snprintf(why, whylen, "%s: %s", dwhy ? dwhy : "cannot open", strerror(-err));
-		return err;
+	ret = disk_open(disk, &dopt, dreason, sizeof(dreason));
+	if (ret) {
+		snprintf(err, errlen, "%s: %s", dreason, strerror(-ret));
+		return ret;
 	}
 	snprintf(r->engine, sizeof(r->engine), "%s", disk_engine_name(*disk));
 	if (disk_notice(*disk))
@@ -675,31 +675,31 @@ static int bench_open_disk(const struct img_bench_options *o, struct disk **disk
 	return 0;
 }
 
-int img_bench_run(const struct img_bench_options *o, struct img_bench_result *r, char *why,
-		  size_t whylen)
+int img_bench_run(const struct img_bench_options *o, struct img_bench_result *r, char *err,
+		  size_t errlen)
 {
 	struct virtio_blk_options bopt = { .queues = o->queues };
 	struct bench b = { .o = o };
 	struct disk *disk = NULL;
 	uint64_t ram;
-	int err;
+	int ret;
 
 	memset(r, 0, sizeof(*r));
-	err = bench_check(o, why, whylen);
-	if (err)
-		return err;
+	ret = bench_check(o, err, errlen);
+	if (ret)
+		return ret;
 	pthread_mutex_init(&b.err_lock, NULL);
 	pthread_mutex_init(&b.go_lock, NULL);
 	pthread_cond_init(&b.go_cond, NULL);
-	err = bench_open_disk(o, &disk, r, why, whylen);
-	if (err) {
+	ret = bench_open_disk(o, &disk, r, err, errlen);
+	if (ret) {
 		bench_teardown(&b, NULL);
-		return err;
+		return ret;
 	}
 	b.size = disk_size(disk);
 	if (o->random && b.size < o->bufsize) {
-		snprintf(why, whylen, "the image is smaller than one buffer");
-		err = -EINVAL;
+		snprintf(err, errlen, "the image is smaller than one buffer");
+		ret = -EINVAL;
 		goto out;
 	}
 	b.limit = o->seconds > 0 ? UINT64_MAX : o->count;
@@ -712,39 +712,39 @@ int img_bench_run(const struct img_bench_options *o, struct img_bench_result *r,
 	b.irq = calloc(1, sizeof(*b.irq));
 	b.queues = calloc(o->queues, sizeof(*b.queues));
 	if (!b.vm || !b.bus || !b.irq || !b.queues) {
-		snprintf(why, whylen, "out of memory");
-		err = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		ret = -ENOMEM;
 		goto out;
 	}
 	if (ram > MEM_HOLE_START) {
-		snprintf(why, whylen, "queues x depth x buffer size is more than 3 GiB");
-		err = -E2BIG;
+		snprintf(err, errlen, "queues x depth x buffer size is more than 3 GiB");
+		ret = -E2BIG;
 		goto out;
 	}
-	err = memory_init(&b.vm->mem, ram);
-	if (err) {
-		snprintf(why, whylen, "cannot map %llu MiB of driver memory: %s",
-			 (unsigned long long)(ram / MiB), strerror(-err));
+	ret = memory_init(&b.vm->mem, ram);
+	if (ret) {
+		snprintf(err, errlen, "cannot map %llu MiB of driver memory: %s",
+			 (unsigned long long)(ram / MiB), strerror(-ret));
 		goto out;
 	}
 	/* A VM without KVM: its memory, its PCI bus, MSI routes that go nowhere. */
 	b.vm->kvm_fd = b.vm->vm_fd = b.vm->stop_fd = -1;
 	b.mem = &b.vm->mem;
 	irq_routing_init(b.irq, NULL);
-	err = pci_init(b.bus, b.vm);
-	if (!err)
-		err = virtio_blk_create(&b.vdev, b.vm, b.bus, b.irq, disk, &bopt);
-	if (err) {
-		snprintf(why, whylen, "cannot create the virtio-blk device: %s", strerror(-err));
+	ret = pci_init(b.bus, b.vm);
+	if (!ret)
+		ret = virtio_blk_create(&b.vdev, b.vm, b.bus, b.irq, disk, &bopt);
+	if (ret) {
+		snprintf(err, errlen, "cannot create the virtio-blk device: %s", strerror(-ret));
 		goto out;
 	}
 	/* The device owns the disk from here on; teardown frees both. */
 	disk = NULL;
-	err = bench_driver_init(&b, why, whylen);
-	if (!err)
-		err = bench_go(&b, r, why, whylen);
+	ret = bench_driver_init(&b, err, errlen);
+	if (!ret)
+		ret = bench_go(&b, r, err, errlen);
 out:
 	bench_teardown(&b, disk);
-	return err;
+	return ret;
 }
 

@@ -263,7 +263,7 @@ static int load_guest(struct machine *m, const struct bzimage *k, struct boot_fi
 		{ f->extra.buf, f->extra.len, -1 },
 	};
 	uint8_t *acpi = guest_ptr(&m->vm.mem, BOOT_ACPI_ADDR, BOOT_ACPI_SIZE);
-	const char *why;
+	char why[128];
 	int err;
 
 	if (!acpi || acpi_build_tables(acpi, BOOT_ACPI_SIZE, BOOT_ACPI_ADDR, m->vm.nr_vcpus) < 0 ||
@@ -271,7 +271,8 @@ static int load_guest(struct machine *m, const struct bzimage *k, struct boot_fi
 		nkvm_err("cannot write ACPI tables or boot page tables");
 		return -1;
 	}
-	err = boot_load(&m->vm.mem, k, f->cmdline, parts, ARRAY_SIZE(parts), BOOT_ACPI_ADDR, &why);
+	err = boot_load(&m->vm.mem, k, f->cmdline, parts, ARRAY_SIZE(parts), BOOT_ACPI_ADDR, why,
+			sizeof(why));
 	if (err) {
 		nkvm_err("%s: %s", f->kernel_path, why);
 		return -1;
@@ -283,20 +284,21 @@ static int create_vcpus(struct machine *m)
 {
 	struct vm *vm = &m->vm;
 	struct kvm_cpuid2 *cpuid = cpu_supported_cpuid(vm->kvm_fd);
-	const char *why = "KVM_GET_SUPPORTED_CPUID";
+	char why[64] = "KVM_GET_SUPPORTED_CPUID";
 	int err = cpuid ? 0 : -errno;
 
 	vm->vcpus = calloc(vm->nr_vcpus, sizeof(*vm->vcpus));
 	if (!vm->vcpus && !err)
 		err = -ENOMEM;
 	for (unsigned int i = 0; i < vm->nr_vcpus && !err; i++) {
-		why = "KVM_CREATE_VCPU";
+		snprintf(why, sizeof(why), "KVM_CREATE_VCPU");
 		err = vcpu_create(vm, &vm->vcpus[i], i);
 		if (!err)
-			err = cpu_init_vcpu(&vm->vcpus[i], cpuid, vm->nr_vcpus, &why);
+			err = cpu_init_vcpu(&vm->vcpus[i], cpuid, vm->nr_vcpus, why, sizeof(why));
 	}
 	if (!err)
-		err = cpu_set_boot_state(&vm->vcpus[0], BOOT_KERNEL_ENTRY64, BOOT_PARAMS_ADDR, &why);
+		err = cpu_set_boot_state(&vm->vcpus[0], BOOT_KERNEL_ENTRY64, BOOT_PARAMS_ADDR, why,
+					 sizeof(why));
 	free(cpuid);
 	if (err)
 		nkvm_err("cannot set up vCPUs: %s: %s", why, strerror(-err));
@@ -444,7 +446,8 @@ static int boot(const struct run_options *o)
 {
 	struct boot_files *f = calloc(1, sizeof(*f));
 	struct machine *m = calloc(1, sizeof(*m));
-	const char *why, *unusable;
+	const char *unusable;
+	char why[128];
 	struct bzimage k;
 	int status = 1, err;
 
@@ -453,7 +456,7 @@ static int boot(const struct run_options *o)
 	f->kernel_fd = f->initrd_fd = -1;
 	if (host_ram_check(o->mem, o->mem_arg) || load_boot_files(o, f))
 		goto out;
-	if (bzimage_parse(f->kernel_hdr, f->hdr_len, f->kernel_len, &k, &why)) {
+	if (bzimage_parse(f->kernel_hdr, f->hdr_len, f->kernel_len, &k, why, sizeof(why))) {
 		nkvm_err("%s: not a bootable kernel: %s", f->kernel_path, why);
 		goto out;
 	}
@@ -463,7 +466,7 @@ static int boot(const struct run_options *o)
 		nkvm_err("%s", unusable);
 		goto out;
 	}
-	err = vm_create(&m->vm, o->mem, o->cpus, &why);
+	err = vm_create(&m->vm, o->mem, o->cpus, why, sizeof(why));
 	m->vm.keep_stats = getenv("NKVM_STATS") != NULL;
 	if (err) {
 		nkvm_err("cannot create the VM: %s: %s", why, strerror(-err));

@@ -62,16 +62,16 @@ static int disk_create(struct device_context *ctx, const void *cfg, void **dev, 
 	};
 	struct virtio_device *vdev;
 	struct disk *disk;
-	const char *why;
+	char reason[DISK_ERR_MAX];
 	int r;
 
-	r = disk_open(&disk, &dopt, &why);
+	r = disk_open(&disk, &dopt, reason, sizeof(reason));
 	if (r) {
 		/* The block layer's generic phrases ("cannot open ...") need the errno with them. */
-		if (!strncmp(why, "cannot", 6))
-			snprintf(err, errlen, "%s: %s: %s", d->path, why, strerror(-r));
+		if (!strncmp(reason, "cannot", 6))
+			snprintf(err, errlen, "%s: %s: %s", d->path, reason, strerror(-r));
 		else
-			snprintf(err, errlen, "%s: %s", d->path, why);
+			snprintf(err, errlen, "%s: %s", d->path, reason);
 		return r;
 	}
 	/* Not an error: e.g. the engine asked for is unavailable here and another one runs. */

@@ -39,10 +39,10 @@ struct setup_libs {
 /*
  * Reads the output of `ldd PROGRAM` into *libs, each path once. Returns 0, -ENOMEM, -ENOENT
  * when ldd found no file for a library, or -EINVAL for a path the initramfs cannot hold (not
- * absolute, or with "." or ".." components); both write the library's name into why (len
+ * absolute, or with "." or ".." components); both write the library's name into err (errlen
  * bytes). On error *libs is empty.
  */
-int setup_ldd_parse(const char *text, struct setup_libs *libs, char *why, size_t len);
+int setup_ldd_parse(const char *text, struct setup_libs *libs, char *err, size_t errlen);
 void setup_libs_free(struct setup_libs *libs);
 
 #endif

@@ -358,7 +358,7 @@ static int libs_add(struct setup_libs *libs, const char *p, size_t len)
  * "\tlinux-vdso.so.1 (0x…)" or, from older versions, "linux-vdso.so.1 =>  (0x…)", and a library
  * it could not find as "\tlibfoo.so.1 => not found".
  */
-int setup_ldd_parse(const char *text, struct setup_libs *libs, char *why, size_t len)
+int setup_ldd_parse(const char *text, struct setup_libs *libs, char *err, size_t errlen)
 {
 	const char *line, *next, *p, *arrow, *end;
 	int ret = 0;
@@ -375,7 +375,7 @@ int setup_ldd_parse(const char *text, struct setup_libs *libs, char *why, size_t
 			p = arrow + 4;
 			p += strspn(p, " ");
 			if (!strncmp(p, "not found", 9)) {
-				snprintf(why, len, "%.*s", (int)(arrow - line), line);
+				snprintf(err, errlen, "%.*s", (int)(arrow - line), line);
 				ret = -ENOENT;
 				break;
 			}
@@ -391,7 +391,7 @@ int setup_ldd_parse(const char *text, struct setup_libs *libs, char *why, size_t
 		while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
 			end--;
 		if (!lib_path_valid(p, end - p)) {
-			snprintf(why, len, "%.*s", (int)(end - p), p);
+			snprintf(err, errlen, "%.*s", (int)(end - p), p);
 			ret = -EINVAL;
 			break;
 		}

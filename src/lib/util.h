@@ -35,6 +35,15 @@ int write_all(int fd, const void *buf, size_t len);
  * wake anyway, so callers that own the eventfd may ignore it.
  */
 int eventfd_signal(int fd);
+/*
+ * The one error-text convention: a function that can say why it failed takes `char *err,
+ * size_t errlen`, a buffer of the caller's that receives a one-line reason (without the file
+ * name, which the caller adds) only on failure, and returns 0 or a negative errno. err_set
+ * formats the reason (cut to errlen; nothing when err is NULL or errlen 0) and returns errnum,
+ * so that a failure reads `return err_set(err, errlen, -EINVAL, "...", ...);`.
+ */
+int err_set(char *err, size_t errlen, int errnum, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 /* Little-endian fields of n (1 to 8) bytes in guest-visible structures (tables, registers). */
 void put_le(uint8_t *p, uint64_t v, unsigned int n);
 uint64_t get_le(const uint8_t *p, unsigned int n);

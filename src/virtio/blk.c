@@ -285,14 +285,14 @@ static int blk_queue_wait(struct virtio_device *vdev, unsigned int q, int kick_f
 static void blk_queue_start(struct virtio_device *vdev, unsigned int q, int *fd)
 {
 	struct virtio_blk *blk = (struct virtio_blk *)vdev;
-	const char *why;
+	char reason[128];
 	int err;
 
-	err = disk_queue_open(blk->disk, &blk->queues[q].dq, fd, &why);
+	err = disk_queue_open(blk->disk, &blk->queues[q].dq, fd, reason, sizeof(reason));
 	if (err) {
 		/* Still a working device: its requests go through the disk's shared path. */
-		nkvm_err("%s: queue %u: %s: %s; using the disk's shared path", vdev->name, q, why,
-			 strerror(-err));
+		nkvm_err("%s: queue %u: %s: %s; using the disk's shared path", vdev->name, q,
+			 reason, strerror(-err));
 		blk->queues[q].dq = NULL;
 		*fd = -1;
 	}

@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "lib/util.h"
 #include "vmm/vm.h"
 
 /* Addresses KVM needs for its own use on Intel (real-mode TSS, identity map); unused RAM-free
@@ -76,47 +77,41 @@ static int vm_create_irqchip(struct vm *vm)
 	return 0;
 }
 
-int vm_create(struct vm *vm, uint64_t ram_size, unsigned int nr_vcpus, const char **why)
+int vm_create(struct vm *vm, uint64_t ram_size, unsigned int nr_vcpus, char *err, size_t errlen)
 {
-	int err;
+	int ret;
 
 	memset(vm, 0, sizeof(*vm));
 	vm->kvm_fd = vm->vm_fd = vm->stop_fd = -1;
 	vm->nr_vcpus = nr_vcpus;
-	*why = "open /dev/kvm";
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0)
-		return -errno;
-	*why = "KVM API version";
+		return err_set(err, errlen, -errno, "open /dev/kvm");
 	if (ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION)
-		return -ENOTSUP;
-	*why = "KVM capabilities (irqchip, immediate exit)";
+		return err_set(err, errlen, -ENOTSUP, "KVM API version");
 	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_IRQCHIP) <= 0 ||
 	    ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_IMMEDIATE_EXIT) <= 0)
-		return -ENOTSUP;
-	*why = "KVM_GET_VCPU_MMAP_SIZE";
-	err = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-	if (err <= 0)
-		return err < 0 ? -errno : -EINVAL;
-	vm->run_size = err;
-	*why = "KVM_CREATE_VM";
+		return err_set(err, errlen, -ENOTSUP, "KVM capabilities (irqchip, immediate exit)");
+	ret = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (ret <= 0)
+		return err_set(err, errlen, ret < 0 ? -errno : -EINVAL, "KVM_GET_VCPU_MMAP_SIZE");
+	vm->run_size = ret;
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0)
-		return -errno;
-	*why = "eventfd";
+		return err_set(err, errlen, -errno, "KVM_CREATE_VM");
 	vm->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->stop_fd < 0)
-		return -errno;
-	*why = "in-kernel irqchip and PIT";
-	err = vm_create_irqchip(vm);
-	if (err)
-		return err;
-	*why = "guest RAM";
-	err = memory_init(&vm->mem, ram_size);
-	if (err)
-		return err;
-	*why = "KVM_SET_USER_MEMORY_REGION";
-	return vm_set_memory(vm);
+		return err_set(err, errlen, -errno, "eventfd");
+	ret = vm_create_irqchip(vm);
+	if (ret)
+		return err_set(err, errlen, ret, "in-kernel irqchip and PIT");
+	ret = memory_init(&vm->mem, ram_size);
+	if (ret)
+		return err_set(err, errlen, ret, "guest RAM");
+	ret = vm_set_memory(vm);
+	if (ret)
+		err_set(err, errlen, ret, "KVM_SET_USER_MEMORY_REGION");
+	return ret;
 }
 
 void vm_destroy(struct vm *vm)

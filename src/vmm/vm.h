@@ -34,9 +34,11 @@ struct vm {
  */
 const char *kvm_host_unusable(void);
 
-/* Opens /dev/kvm, creates the VM, its irqchip, PIT and RAM. Returns 0 or a negative errno; *why
- * names the step that failed. */
-int vm_create(struct vm *vm, uint64_t ram_size, unsigned int nr_vcpus, const char **why);
+/*
+ * Opens /dev/kvm, creates the VM, its irqchip, PIT and RAM. Returns 0 or a negative errno; err
+ * names the step that failed.
+ */
+int vm_create(struct vm *vm, uint64_t ram_size, unsigned int nr_vcpus, char *err, size_t errlen);
 void vm_destroy(struct vm *vm);
 
 /* Largest vCPU count KVM allows for this VM. */

@@ -273,7 +273,7 @@ static int cmd_write(int argc, char **argv)
 	struct writer w = { .depth = 8, .flush_every = 16 };
 	struct op ops[MAX_DEPTH];
 	uint64_t gen = 0, max_ops = UINT64_MAX, n;
-	const char *why;
+	char why[DISK_ERR_MAX];
 	int err;
 
 	if (argc < 4)
@@ -295,10 +295,9 @@ static int cmd_write(int argc, char **argv)
 			fatal("unknown option %s", argv[i]);
 	}
 	o.path = argv[2];
-	err = disk_open(&w.disk, &o, &why);
+	err = disk_open(&w.disk, &o, why, sizeof(why));
 	if (err) {
-		fprintf(stderr, "crash_writer: %s: %s (%s)\n", argv[2], why ? why : "cannot open",
-			strerror(-err));
+		fprintf(stderr, "crash_writer: %s: %s (%s)\n", argv[2], why, strerror(-err));
 		return 2;
 	}
 	w.nsectors = disk_size(w.disk) / SECTOR;
@@ -477,18 +476,18 @@ static const char *kind_name(uint32_t k)
 
 /* Whether a sector may hold what it holds; why says otherwise. */
 static bool sector_ok(const struct sector_state *b, enum content c, uint64_t gen, bool backing,
-		      char *why, size_t len)
+		      char *err, size_t errlen)
 {
 	/* What the image held before any operation: zeroes, or the backing file's pattern. */
 	bool initial = backing ? c == C_PATTERN && gen == 0 : c == C_ZERO;
 	bool later_zero = b->zero_gen > b->gen, later_discard = b->discard_gen > b->gen;
 
 	if (c == C_GARBAGE) {
-		snprintf(why, len, "no pattern for this offset (torn or misplaced data)");
+		snprintf(err, errlen, "no pattern for this offset (torn or misplaced data)");
 		return false;
 	}
 	if (c == C_PATTERN && gen == 0 && !backing) {
-		snprintf(why, len, "generation 0 in an image without a backing file");
+		snprintf(err, errlen, "generation 0 in an image without a backing file");
 		return false;
 	}
 	/* After a discard reads may return anything older: any valid sector will do. */
@@ -509,13 +508,15 @@ static bool sector_ok(const struct sector_state *b, enum content c, uint64_t gen
 		break;
 	}
 	if (b->kind == K_INITIAL)
-		snprintf(why, len, "holds %s where the %s should show", c == C_ZERO ? "zeroes" :
+		snprintf(err, errlen, "holds %s where the %s should show", c == C_ZERO ? "zeroes" :
 			 "data of generation 0", backing ? "backing file" : "zeroes never written");
 	else if (c == C_ZERO)
-		snprintf(why, len, "holds zeroes, but a %s of generation %" PRIu64 " was flushed",
+		snprintf(err, errlen,
+			 "holds zeroes, but a %s of generation %" PRIu64 " was flushed",
 			 kind_name(b->kind), b->gen);
 	else
-		snprintf(why, len, "holds generation %" PRIu64 ", but a %s of generation %" PRIu64
+		snprintf(err, errlen,
+			 "holds generation %" PRIu64 ", but a %s of generation %" PRIu64
 			 " was flushed", gen, kind_name(b->kind), b->gen);
 	return false;
 }

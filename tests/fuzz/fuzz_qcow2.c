@@ -152,9 +152,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					  .format = DISK_FORMAT_QCOW2, .threads = 1,
 					  .cache_size = (x & 1) ? 2048 : 0 };
 		struct disk *d;
-		const char *why;
+		char why[DISK_ERR_MAX];
 
-		if (disk_open(&d, &o, &why))
+		if (disk_open(&d, &o, why, sizeof(why)))
 			continue;
 		exercise(d, pass == 1, &x);
 		disk_close(d);

@@ -52,9 +52,9 @@ static void test_bzimage_real_kernel_parses(void **state)
 {
 	struct kernel_file *f = *state;
 	struct bzimage k;
-	const char *why;
+	char why[256] = "";
 
-	assert_int_equal(bzimage_parse(f->data, f->len, f->len, &k, &why), 0);
+	assert_int_equal(bzimage_parse(f->data, f->len, f->len, &k, why, sizeof(why)), 0);
 	assert_true(k.hdr.version >= 0x020c);
 	assert_true(k.hdr.xloadflags & XLF_KERNEL_64);
 	assert_true(k.kernel_size > 1024 * 1024);
@@ -66,10 +66,11 @@ static void test_bzimage_rejects_non_kernel(void **state)
 {
 	uint8_t junk[8192];
 	struct bzimage k;
-	const char *why;
+	char why[256] = "";
 
 	memset(junk, 0x5a, sizeof(junk));
-	assert_int_equal(bzimage_parse(junk, sizeof(junk), sizeof(junk), &k, &why), -EINVAL);
+	assert_int_equal(bzimage_parse(junk, sizeof(junk), sizeof(junk), &k, why, sizeof(why)),
+			 -EINVAL);
 	assert_non_null(strstr(why, "not a bzImage"));
 }
 
@@ -77,9 +78,10 @@ static void test_bzimage_rejects_tiny_file(void **state)
 {
 	uint8_t tiny[100] = { 0 };
 	struct bzimage k;
-	const char *why;
+	char why[256] = "";
 
-	assert_int_equal(bzimage_parse(tiny, sizeof(tiny), sizeof(tiny), &k, &why), -EINVAL);
+	assert_int_equal(bzimage_parse(tiny, sizeof(tiny), sizeof(tiny), &k, why, sizeof(why)),
+			 -EINVAL);
 	assert_non_null(strstr(why, "too small"));
 }
 
@@ -87,9 +89,10 @@ static void test_bzimage_rejects_truncated_kernel(void **state)
 {
 	struct kernel_file *f = *state;
 	struct bzimage k;
-	const char *why;
+	char why[256] = "";
 
-	assert_int_equal(bzimage_parse(f->data, f->len / 2, f->len / 2, &k, &why), -EINVAL);
+	assert_int_equal(bzimage_parse(f->data, f->len / 2, f->len / 2, &k, why, sizeof(why)),
+			 -EINVAL);
 	assert_non_null(strstr(why, "truncated"));
 }
 
@@ -98,12 +101,12 @@ static void test_bzimage_rejects_old_protocol(void **state)
 	struct kernel_file *f = *state;
 	uint8_t *copy = malloc(f->len);
 	struct bzimage k;
-	const char *why;
+	char why[256] = "";
 
 	memcpy(copy, f->data, f->len);
 	copy[0x206] = 0x0b;	/* version 2.11 */
 	copy[0x207] = 0x02;
-	assert_int_equal(bzimage_parse(copy, f->len, f->len, &k, &why), -EINVAL);
+	assert_int_equal(bzimage_parse(copy, f->len, f->len, &k, why, sizeof(why)), -EINVAL);
 	assert_non_null(strstr(why, "2.12"));
 	free(copy);
 }
@@ -149,9 +152,9 @@ static void test_boot_params_carry_header_cmdline_initrd(void **state)
 	struct boot_params bp;
 	struct boot_layout layout = { .initrd_addr = 0x5000000ULL, .initrd_size = 12345,
 				      .rsdp_addr = BOOT_ACPI_ADDR };
-	const char *why;
+	char why[256] = "";
 
-	assert_int_equal(bzimage_parse(f->data, f->len, f->len, &k, &why), 0);
+	assert_int_equal(bzimage_parse(f->data, f->len, f->len, &k, why, sizeof(why)), 0);
 	memory_layout(&mem, 512 * MiB);
 	boot_build_params(&bp, &k, &mem, &layout, BOOT_CMDLINE_ADDR);
 	assert_int_equal(bp.hdr.header, 0x53726448);
@@ -168,10 +171,10 @@ static void test_initrd_placed_high_and_clear_of_kernel(void **state)
 	struct kernel_file *f = *state;
 	struct guest_memory mem;
 	struct bzimage k;
-	const char *why;
+	char why[256] = "";
 	uint64_t addr;
 
-	assert_int_equal(bzimage_parse(f->data, f->len, f->len, &k, &why), 0);
+	assert_int_equal(bzimage_parse(f->data, f->len, f->len, &k, why, sizeof(why)), 0);
 	memory_layout(&mem, 256 * MiB);
 	assert_int_equal(boot_place_initrd(&k, &mem, 10 * MiB, &addr), 0);
 	assert_int_equal(addr % 4096, 0);
@@ -191,14 +194,15 @@ static void test_boot_load_writes_kernel_cmdline_initrd(void **state)
 	struct kernel_file *f = *state;
 	struct guest_memory mem;
 	struct bzimage k;
-	const char *why;
+	char why[256] = "";
 	const uint8_t part1[] = "first", part2[] = "second";
 	struct boot_blob parts[] = { { part1, 5, -1 }, { part2, 6, -1 } };
 	struct boot_params *bp;
 
-	assert_int_equal(bzimage_parse(f->data, f->len, f->len, &k, &why), 0);
+	assert_int_equal(bzimage_parse(f->data, f->len, f->len, &k, why, sizeof(why)), 0);
 	assert_int_equal(memory_init(&mem, 128 * MiB), 0);
-	assert_int_equal(boot_load(&mem, &k, "console=ttyS0 x=1", parts, 2, 0, &why), 0);
+	assert_int_equal(boot_load(&mem, &k, "console=ttyS0 x=1", parts, 2, 0, why, sizeof(why)),
+			 0);
 	assert_memory_equal(guest_ptr(&mem, BOOT_KERNEL_ADDR, 64), k.kernel, 64);
 	assert_string_equal((char *)guest_ptr(&mem, BOOT_CMDLINE_ADDR, 1), "console=ttyS0 x=1");
 	bp = guest_ptr(&mem, BOOT_PARAMS_ADDR, sizeof(*bp));
@@ -216,7 +220,7 @@ static void test_boot_load_reads_kernel_and_initrd_from_files(void **state)
 	struct guest_memory mem;
 	struct bzimage k;
 	struct boot_params *bp;
-	const char *why;
+	char why[256] = "";
 
 	assert_true(kfd >= 0 && ifd >= 0);
 	unlink(kpath);
@@ -225,18 +229,19 @@ static void test_boot_load_reads_kernel_and_initrd_from_files(void **state)
 	assert_int_equal(write_all(ifd, "initrd-bytes", 12), 0);
 	struct boot_blob parts[] = { { NULL, 12, ifd }, { (const uint8_t *)"+tail", 5, -1 } };
 
-	assert_int_equal(bzimage_parse(f->data, BZIMAGE_HEADER_MAX, f->len, &k, &why), 0);
+	assert_int_equal(bzimage_parse(f->data, BZIMAGE_HEADER_MAX, f->len, &k, why, sizeof(why)),
+			 0);
 	assert_null(k.kernel);
 	k.fd = kfd;
 	assert_int_equal(memory_init(&mem, 128 * MiB), 0);
-	assert_int_equal(boot_load(&mem, &k, "x", parts, 2, 0, &why), 0);
+	assert_int_equal(boot_load(&mem, &k, "x", parts, 2, 0, why, sizeof(why)), 0);
 	assert_memory_equal(guest_ptr(&mem, BOOT_KERNEL_ADDR, k.kernel_size),
 			    f->data + k.kernel_offset, k.kernel_size);
 	bp = guest_ptr(&mem, BOOT_PARAMS_ADDR, sizeof(*bp));
 	assert_memory_equal(guest_ptr(&mem, bp->hdr.ramdisk_image, 17), "initrd-bytes+tail", 17);
 	/* A file that shrank after the check: an error, not garbage in the guest. */
 	assert_int_equal(ftruncate(kfd, f->len / 2), 0);
-	assert_int_equal(boot_load(&mem, &k, "x", parts, 2, 0, &why), -EIO);
+	assert_int_equal(boot_load(&mem, &k, "x", parts, 2, 0, why, sizeof(why)), -EIO);
 	assert_non_null(strstr(why, "kernel"));
 	memory_free(&mem);
 	close(kfd);
@@ -248,14 +253,14 @@ static void test_boot_load_rejects_overlong_cmdline(void **state)
 	struct kernel_file *f = *state;
 	struct guest_memory mem;
 	struct bzimage k;
-	const char *why;
+	char why[256] = "";
 	char *cmdline = malloc(8192);
 
 	memset(cmdline, 'a', 8191);
 	cmdline[8191] = 0;
-	assert_int_equal(bzimage_parse(f->data, f->len, f->len, &k, &why), 0);
+	assert_int_equal(bzimage_parse(f->data, f->len, f->len, &k, why, sizeof(why)), 0);
 	assert_int_equal(memory_init(&mem, 64 * MiB), 0);
-	assert_int_equal(boot_load(&mem, &k, cmdline, NULL, 0, 0, &why), -E2BIG);
+	assert_int_equal(boot_load(&mem, &k, cmdline, NULL, 0, 0, why, sizeof(why)), -E2BIG);
 	assert_non_null(strstr(why, "command line"));
 	memory_free(&mem);
 	free(cmdline);
@@ -266,11 +271,11 @@ static void test_boot_load_rejects_ram_too_small_for_kernel(void **state)
 	struct kernel_file *f = *state;
 	struct guest_memory mem;
 	struct bzimage k;
-	const char *why;
+	char why[256] = "";
 
-	assert_int_equal(bzimage_parse(f->data, f->len, f->len, &k, &why), 0);
+	assert_int_equal(bzimage_parse(f->data, f->len, f->len, &k, why, sizeof(why)), 0);
 	assert_int_equal(memory_init(&mem, 4 * MiB), 0);
-	assert_int_equal(boot_load(&mem, &k, "", NULL, 0, 0, &why), -ENOSPC);
+	assert_int_equal(boot_load(&mem, &k, "", NULL, 0, 0, why, sizeof(why)), -ENOSPC);
 	memory_free(&mem);
 }
 

@@ -193,8 +193,8 @@ static struct disk *t_open(const char *path, bool ro, bool direct, unsigned int 
 {
 	struct disk_options o = { .path = path, .readonly = ro, .direct = direct, .threads = threads };
 	struct disk *d = NULL;
-	const char *why = NULL;
-	int err = disk_open(&d, &o, &why);
+	char why[DISK_ERR_MAX];
+	int err = disk_open(&d, &o, why, sizeof(why));
 
 	if (err)
 		fail_msg("%s: %s: %s", path, why, strerror(-err));
@@ -202,16 +202,18 @@ static struct disk *t_open(const char *path, bool ro, bool direct, unsigned int 
 	return d;
 }
 
-static int t_open_err(const char *path, bool ro, bool direct, const char **why)
+static int t_open_err(const char *path, bool ro, bool direct, char *err, size_t errlen)
 {
 	struct disk_options o = { .path = path, .readonly = ro, .direct = direct };
 	struct disk *d = (struct disk *)1;
-	int err = disk_open(&d, &o, why);
+	int ret;
 
+	err[0] = '\0';
+	ret = disk_open(&d, &o, err, errlen);
 	assert_null(d);
-	assert_true(err < 0);
-	assert_non_null(*why);
-	return err;
+	assert_true(ret < 0);
+	assert_true(err[0]);
+	return ret;
 }
 
 /* One request and what became of it. */
@@ -879,8 +881,8 @@ static int child_open(const char *mode, const char *path)
 {
 	struct disk_options o = { .path = path, .readonly = !strcmp(mode, "ro") };
 	struct disk *d;
-	const char *why;
-	int err = disk_open(&d, &o, &why);
+	char why[DISK_ERR_MAX];
+	int err = disk_open(&d, &o, why, sizeof(why));
 
 	if (!err)
 		disk_close(d);
@@ -910,14 +912,14 @@ static int open_in_child(const char *path, bool ro)
 static void test_disk_lock_excludes_second_writer(void **state)
 {
 	char path[PATH_MAX];
-	const char *why;
+	char why[DISK_ERR_MAX];
 	struct disk *rw, *ro1, *ro2;
 
 	img_make(fx_path(*state, "lock.img", path), 64 * KiB, 0);
 	rw = t_open(path, false, false, 1);
-	assert_int_equal(t_open_err(path, false, false, &why), -EAGAIN);
+	assert_int_equal(t_open_err(path, false, false, why, sizeof(why)), -EAGAIN);
 	assert_string_equal(why, "image is in use by another process (locked)");
-	assert_int_equal(t_open_err(path, true, false, &why), -EAGAIN);
+	assert_int_equal(t_open_err(path, true, false, why, sizeof(why)), -EAGAIN);
 	assert_string_equal(why, "image is in use by another process (locked)");
 	assert_int_equal(open_in_child(path, false), -EAGAIN);
 	assert_int_equal(open_in_child(path, true), -EAGAIN);
@@ -927,10 +929,10 @@ static void test_disk_lock_excludes_second_writer(void **state)
 	ro1 = t_open(path, true, false, 1);
 	ro2 = t_open(path, true, false, 1);
 	assert_int_equal(open_in_child(path, true), 0);
-	assert_int_equal(t_open_err(path, false, false, &why), -EAGAIN);
+	assert_int_equal(t_open_err(path, false, false, why, sizeof(why)), -EAGAIN);
 	assert_int_equal(open_in_child(path, false), -EAGAIN);
 	disk_close(ro1);
-	assert_int_equal(t_open_err(path, false, false, &why), -EAGAIN);
+	assert_int_equal(t_open_err(path, false, false, why, sizeof(why)), -EAGAIN);
 	disk_close(ro2);
 	rw = t_open(path, false, false, 1);
 	disk_close(rw);
@@ -942,26 +944,28 @@ static void test_disk_open_rejects_what_is_not_an_image(void **state)
 	char path[PATH_MAX];
 	struct disk_options o = { 0 };
 	struct disk *d;
-	const char *why;
+	char why[DISK_ERR_MAX];
 
-	assert_int_equal(t_open_err(((struct fx *)*state)->dir, false, false, &why), -EISDIR);
+	assert_int_equal(t_open_err(((struct fx *)*state)->dir, false, false, why, sizeof(why)),
+			 -EISDIR);
 	assert_string_equal(why, "is a directory");
-	assert_int_equal(t_open_err(((struct fx *)*state)->dir, true, false, &why), -EISDIR);
+	assert_int_equal(t_open_err(((struct fx *)*state)->dir, true, false, why, sizeof(why)),
+			 -EISDIR);
 	assert_string_equal(why, "is a directory");
 
-	assert_int_equal(t_open_err(fx_path(*state, "missing.img", path), true, false, &why),
-			 -ENOENT);
+	assert_int_equal(t_open_err(fx_path(*state, "missing.img", path), true, false, why,
+				    sizeof(why)), -ENOENT);
 	assert_string_equal(why, "no such file");
 
-	assert_int_equal(t_open_err("/dev/null", false, false, &why), -EINVAL);
+	assert_int_equal(t_open_err("/dev/null", false, false, why, sizeof(why)), -EINVAL);
 	assert_string_equal(why, "not a regular file or block device");
-	assert_int_equal(t_open_err("/dev/null", true, false, &why), -EINVAL);
+	assert_int_equal(t_open_err("/dev/null", true, false, why, sizeof(why)), -EINVAL);
 	assert_string_equal(why, "not a regular file or block device");
 
 	/* A FIFO is refused at once rather than blocking the open until a writer appears. */
 	assert_int_equal(mkfifo(fx_path(*state, "fifo", path), 0600), 0);
 	alarm(10);
-	assert_int_equal(t_open_err(path, true, false, &why), -EINVAL);
+	assert_int_equal(t_open_err(path, true, false, why, sizeof(why)), -EINVAL);
 	alarm(WATCHDOG_SECONDS);
 	assert_string_equal(why, "not a regular file or block device");
 
@@ -969,11 +973,12 @@ static void test_disk_open_rejects_what_is_not_an_image(void **state)
 	o.path = path;
 	o.threads = DISK_THREADS_MAX + 1;
 	d = (struct disk *)1;
-	assert_int_equal(disk_open(&d, &o, &why), -EINVAL);
+	why[0] = '\0';
+	assert_int_equal(disk_open(&d, &o, why, sizeof(why)), -EINVAL);
 	assert_null(d);
-	assert_non_null(why);
+	assert_true(why[0]);
 	o.threads = DISK_THREADS_MAX;
-	assert_int_equal(disk_open(&d, &o, &why), 0);
+	assert_int_equal(disk_open(&d, &o, why, sizeof(why)), 0);
 	disk_close(d);
 }
 
@@ -1167,14 +1172,14 @@ static void test_disk_pool_beyond_depth_for_a_deep_queue(void **state)
 	struct held *hs = calloc(4 * depth, sizeof(*hs));
 	bool release = false;
 	char path[PATH_MAX];
-	const char *why;
+	char why[DISK_ERR_MAX];
 	struct disk *d;
 	int err;
 
 	assert_non_null(hs);
 	img_make(fx_path(*state, "deep.img", path), 64 * KiB, 0);
 	o.path = path;
-	err = disk_open(&d, &o, &why);
+	err = disk_open(&d, &o, why, sizeof(why));
 	if (err == -EINVAL) {
 		free(hs);
 		print_message("deep pool: skipped, %s refuses O_DIRECT (%s)\n",
@@ -1216,7 +1221,7 @@ static void test_disk_direct_io(void **state)
 	uint8_t *buf = NULL, *got = NULL, *file;
 	size_t len;
 	struct disk_options o;
-	const char *why;
+	char why[DISK_ERR_MAX];
 	uint32_t bs;
 	bool inside;
 	struct disk *d;
@@ -1225,7 +1230,7 @@ static void test_disk_direct_io(void **state)
 
 	img_make(fx_path(*state, "direct.img", path), 1 * MiB, 81);
 	o = (struct disk_options){ .path = path, .direct = true, .threads = 2 };
-	err = disk_open(&d, &o, &why);
+	err = disk_open(&d, &o, why, sizeof(why));
 	if (err == -EINVAL) {
 		print_message("direct I/O: skipped, the file system at %s refuses O_DIRECT (%s)\n",
 			      ((struct fx *)*state)->dir, why);
@@ -1328,7 +1333,7 @@ static void test_disk_block_device(void **state)
 	enum { SIZE = 4 * MiB };
 	char backing[PATH_MAX], dev[PATH_MAX];
 	uint8_t buf[8192], got[8192];
-	const char *why;
+	char why[DISK_ERR_MAX];
 	struct disk *d;
 	int hold;
 
@@ -1342,7 +1347,7 @@ static void test_disk_block_device(void **state)
 	d = t_open(dev, false, false, 2);
 	assert_int_equal(disk_size(d), SIZE);
 	assert_int_equal(disk_block_size(d), 512);
-	assert_int_equal(t_open_err(dev, true, false, &why), -EAGAIN);
+	assert_int_equal(t_open_err(dev, true, false, why, sizeof(why)), -EAGAIN);
 
 	fill(buf, sizeof(buf), 92);
 	assert_int_equal(t_write(d, 1000, buf, sizeof(buf), NULL), 0);
@@ -1518,14 +1523,14 @@ static void test_named_raw_takes_qcow2_header_write(void **state)
 	char path[PATH_MAX], secret[PATH_MAX];
 	uint8_t *hdr, got[4];
 	size_t hdr_len;
-	const char *why;
+	char why[DISK_ERR_MAX];
 	struct disk *d;
 
 	secret_make(fx_path(*state, "secret", secret));
 	hdr = hostile_header(*state, secret, &hdr_len);
 	img_make(fx_path(*state, "named.img", path), 1 * MiB, 0);
 	o.path = path;
-	assert_int_equal(disk_open(&d, &o, &why), 0);
+	assert_int_equal(disk_open(&d, &o, why, sizeof(why)), 0);
 	assert_false(disk_probed_raw(d));
 	assert_int_equal(t_write(d, 0, hdr, hdr_len, NULL), 0);
 	assert_int_equal(t_write(d, 2, "xy", 2, NULL), 0);
@@ -1553,7 +1558,7 @@ static void test_probed_qcow2_refuses_block_device_backing(void **state)
 		.refcount_order = QCOW2_DEFAULT_REFCOUNT_ORDER, .backing_format = "raw",
 	};
 	struct disk_options o = { .readonly = true };
-	const char *why = NULL;
+	char why[DISK_ERR_MAX];
 	struct disk *d = NULL;
 	char msg[256];
 	int hold, fd;
@@ -1573,12 +1578,12 @@ static void test_probed_qcow2_refuses_block_device_backing(void **state)
 	close(fd);
 
 	o.path = path;
-	assert_int_equal(disk_open(&d, &o, &why), -EPERM);
+	assert_int_equal(disk_open(&d, &o, why, sizeof(why)), -EPERM);
 	assert_null(d);
 	assert_non_null(strstr(why, "block device"));
 	assert_non_null(strstr(why, "format=qcow2"));
 	o.format = DISK_FORMAT_QCOW2;
-	assert_int_equal(disk_open(&d, &o, &why), 0);
+	assert_int_equal(disk_open(&d, &o, why, sizeof(why)), 0);
 	assert_int_equal(disk_size(d), 1 * MiB);
 	disk_close(d);
 	close(hold);

@@ -514,7 +514,7 @@ static void io_buf(struct io *io, void *buf, size_t len)
 /* Opens the calling thread's context: a queue context with VIA_QUEUE (the thread owns it). */
 static void ctx_open(struct ctx *c, struct tgt *t)
 {
-	const char *why = NULL;
+	char why[DISK_ERR_MAX];
 	int err;
 
 	c->t = t;
@@ -527,7 +527,7 @@ static void ctx_open(struct ctx *c, struct tgt *t)
 		c->wake_fd = eventfd(0, EFD_CLOEXEC);
 		assert_true(c->wake_fd >= 0);
 	}
-	err = disk_queue_open(t->d, &c->q, &c->fd, &why);
+	err = disk_queue_open(t->d, &c->q, &c->fd, why, sizeof(why));
 	if (err)
 		fail_msg("disk_queue_open: %s: %s", why, strerror(-err));
 	assert_non_null(c->q);
@@ -598,7 +598,7 @@ static void tgt_open(struct tgt *t, struct fx *fx, const char *path)
 {
 	const struct variant *v = fx->v;
 	struct disk_options o = { .path = path, .direct = v->direct, .engine = v->engine };
-	const char *why = NULL;
+	char why[DISK_ERR_MAX];
 	int err;
 
 	memset(t, 0, sizeof(*t));
@@ -610,7 +610,7 @@ static void tgt_open(struct tgt *t, struct fx *fx, const char *path)
 
 		t->file.fd = open(path, O_RDWR | O_CLOEXEC | (v->direct ? O_DIRECT : 0));
 		assert_true(t->file.fd >= 0);
-		err = engine_ops(v->engine)->create(&t->e, &t->file, &cfg, &why);
+		err = engine_ops(v->engine)->create(&t->e, &t->file, &cfg, why, sizeof(why));
 		if (err) {
 			/* A host without the engine (io_setup refused): nothing to test here. */
 			if (host_has_engine(v->engine))
@@ -623,7 +623,7 @@ static void tgt_open(struct tgt *t, struct fx *fx, const char *path)
 		ctx_open(&t->main, t);
 		return;
 	}
-	err = disk_open(&t->d, &o, &why);
+	err = disk_open(&t->d, &o, why, sizeof(why));
 	if (err == -EINVAL && v->direct) {
 		print_message("%s: skipped, %s refuses O_DIRECT\n", v->name, path);
 		skip();
@@ -1314,9 +1314,9 @@ static void test_engine_close_releases_the_image(void **state)
 static int open_with(const char *path, enum disk_engine_kind k, bool direct, struct disk **d)
 {
 	struct disk_options o = { .path = path, .direct = direct, .engine = k };
-	const char *why = NULL;
+	char why[DISK_ERR_MAX];
 
-	return disk_open(d, &o, &why);
+	return disk_open(d, &o, why, sizeof(why));
 }
 
 /* disk_open succeeds with the threads engine and the notice, and the disk works. */
@@ -1417,12 +1417,12 @@ static void test_engines_run_when_available(void **state)
 static void tgt_open_disk(struct tgt *t, struct fx *fx, const struct variant *v,
 			  const struct disk_options *o, const char *what)
 {
-	const char *why;
+	char why[DISK_ERR_MAX];
 
 	memset(t, 0, sizeof(*t));
 	t->fx = fx;
 	t->align = 1;
-	assert_int_equal(disk_open(&t->d, o, &why), 0);
+	assert_int_equal(disk_open(&t->d, o, why, sizeof(why)), 0);
 	if (disk_notice(t->d)) {
 		print_message("%s: skipped, %s\n", what, disk_notice(t->d));
 		disk_close(t->d);

@@ -805,7 +805,7 @@ static void test_img_info_escapes_names_from_the_image(void **state)
 	};
 	struct disk_options o = { .readonly = true };
 	char path[128], why[256];
-	const char *dwhy = NULL;
+	char dwhy[DISK_ERR_MAX] = "";
 	struct disk *d = NULL;
 	struct result r;
 	int fd;
@@ -841,8 +841,8 @@ static void test_img_info_escapes_names_from_the_image(void **state)
 	result_free(&r);
 
 	o.path = path;
-	assert_true(disk_open(&d, &o, &dwhy) < 0);
-	assert_non_null(dwhy);
+	assert_true(disk_open(&d, &o, dwhy, sizeof(dwhy)) < 0);
+	assert_true(dwhy[0]);
 	assert_terminal_safe("disk_open", dwhy);
 	assert_non_null(strstr(dwhy, "\\x1b]0;pwned\\x07"));
 }

@@ -184,19 +184,20 @@ struct topts {
 	enum disk_format_kind format;
 };
 
-static int t_open_err(const char *path, const struct topts *t, struct disk **d, const char **why)
+static int t_open_err(const char *path, const struct topts *t, struct disk **d, char *err,
+		      size_t errlen)
 {
 	struct disk_options o = { .path = path, .readonly = t->ro, .direct = t->direct,
 				  .cache_size = t->cache_size, .format = t->format, .threads = 2 };
 
-	return disk_open(d, &o, why);
+	return disk_open(d, &o, err, errlen);
 }
 
 static struct disk *t_open(const char *path, const struct topts *t)
 {
 	struct disk *d = NULL;
-	const char *why = NULL;
-	int err = t_open_err(path, t, &d, &why);
+	char why[DISK_ERR_MAX];
+	int err = t_open_err(path, t, &d, why, sizeof(why));
 
 	if (err)
 		fail_msg("%s: %s: %s", path, why, strerror(-err));
@@ -780,7 +781,7 @@ static void test_qcow2_direct_io(void **state)
 	struct workload w = { .seed = 15, .rounds = 40, .max_len = 128 * 1024, .aligned = true,
 			      .discards = true };
 	struct disk *d = NULL;
-	const char *why;
+	char why[DISK_ERR_MAX];
 	uint8_t odd[1000];
 	uint32_t bs;
 
@@ -788,8 +789,8 @@ static void test_qcow2_direct_io(void **state)
 	make_raw(fx_path(fx, "data.raw"), 4 * MiB, 9);
 	sh(fx, "qemu-img convert -f raw -O qcow2 -o cluster_size=65536 data.raw d.qcow2 && "
 	       "qemu-img create -q -f qcow2 -o cluster_size=512 small.qcow2 1M");
-	if (t_open_err(fx_path(fx, "d.qcow2"), &(struct topts){ .direct = true }, &d, &why) ==
-	    -EINVAL) {
+	if (t_open_err(fx_path(fx, "d.qcow2"), &(struct topts){ .direct = true }, &d, why,
+		       sizeof(why)) == -EINVAL) {
 		print_message("no O_DIRECT on this file system: test skipped\n");
 		skip();
 	}
@@ -803,8 +804,8 @@ static void test_qcow2_direct_io(void **state)
 	disk_close(d);
 	if (bs > 512) {
 		assert_int_equal(t_open_err(fx_path(fx, "small.qcow2"),
-					    &(struct topts){ .direct = true }, &d, &why),
-				 -EINVAL);
+					    &(struct topts){ .direct = true }, &d, why,
+					    sizeof(why)), -EINVAL);
 		assert_non_null(strstr(why, "smaller than"));
 	}
 }
@@ -815,11 +816,11 @@ static void expect_open_error(struct fx *fx, const char *name, const struct topt
 			      const char *words)
 {
 	struct disk *d = NULL;
-	const char *why = NULL;
+	char why[DISK_ERR_MAX] = "";
 
-	assert_int_equal(t_open_err(fx_path(fx, name), t, &d, &why), err);
+	assert_int_equal(t_open_err(fx_path(fx, name), t, &d, why, sizeof(why)), err);
 	assert_null(d);
-	assert_non_null(why);
+	assert_true(why[0]);
 	if (!strstr(why, words))
 		fail_msg("reason \"%s\" does not contain \"%s\"", why, words);
 	assert_null(strchr(why, '\n'));

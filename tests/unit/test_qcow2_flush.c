@@ -750,8 +750,8 @@ static void tdisk_open(struct tdisk *t, const char *path, uint64_t cache_size)
 {
 	struct disk_options o = { .path = path, .engine = DISK_ENGINE_THREADS, .threads = 2,
 				  .cache_size = cache_size };
-	const char *why = NULL;
-	int err = disk_open(&t->d, &o, &why);
+	char why[DISK_ERR_MAX];
+	int err = disk_open(&t->d, &o, why, sizeof(why));
 
 	if (err)
 		fail_msg("%s: %s: %s", path, why, strerror(-err));

@@ -106,8 +106,8 @@ static bool image_locked(const char *path)
 {
 	struct disk_options o = { .path = path };
 	struct disk *d;
-	const char *why;
-	int r = disk_open(&d, &o, &why);
+	char why[DISK_ERR_MAX];
+	int r = disk_open(&d, &o, why, sizeof(why));
 
 	if (!r)
 		disk_close(d);

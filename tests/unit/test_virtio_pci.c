@@ -276,9 +276,10 @@ static const char *add_blk(struct fx *fx, enum disk_engine_kind engine)
 	struct disk_options o = { .path = fx->path, .direct = true, .engine = engine };
 	struct virtio_blk_options bo = { .queues = 1 };
 	struct disk *disk;
-	const char *why = NULL, *name;
+	char why[DISK_ERR_MAX];
+	const char *name;
 
-	assert_int_equal(disk_open(&disk, &o, &why), 0);
+	assert_int_equal(disk_open(&disk, &o, why, sizeof(why)), 0);
 	name = disk_engine_name(disk);
 	assert_int_equal(virtio_blk_create(&fx->vdev, fx->vm, fx->bus, fx->irq, disk, &bo), 0);
 	assert_non_null(fx->vdev);

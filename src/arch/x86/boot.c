@@ -16,44 +16,40 @@
 #define E820_TYPE_RESERVED 2
 
 int bzimage_parse(const uint8_t *data, size_t len, uint64_t file_size, struct bzimage *k,
-		  const char **why)
+		  char *err, size_t errlen)
 {
 	size_t hdr_end, setup_size;
 	unsigned int setup_sects;
 
 	memset(k, 0, sizeof(*k));
 	k->fd = -1;
-	*why = "file too small to hold a setup header";
 	if (len > file_size || len < SETUP_HDR_OFFSET + sizeof(k->hdr))
-		return -EINVAL;
+		return err_set(err, errlen, -EINVAL, "file too small to hold a setup header");
 	memcpy(&k->hdr, data + SETUP_HDR_OFFSET, sizeof(k->hdr));
-	*why = "no Linux boot signature (not a bzImage)";
 	if (k->hdr.boot_flag != BOOT_FLAG || k->hdr.header != HDRS_MAGIC)
-		return -EINVAL;
-	*why = "boot protocol older than 2.12 (kernel too old for 64-bit entry)";
+		return err_set(err, errlen, -EINVAL, "no Linux boot signature (not a bzImage)");
 	if (k->hdr.version < MIN_BOOT_VERSION)
-		return -EINVAL;
-	*why = "kernel has no 64-bit entry point (XLF_KERNEL_64)";
+		return err_set(err, errlen, -EINVAL,
+			       "boot protocol older than 2.12 (kernel too old for 64-bit entry)");
 	if (!(k->hdr.xloadflags & XLF_KERNEL_64) || !(k->hdr.loadflags & LOADED_HIGH))
-		return -EINVAL;
+		return err_set(err, errlen, -EINVAL,
+			       "kernel has no 64-bit entry point (XLF_KERNEL_64)");
 	/* The header's own length: the jump at 0x200 skips it, its offset byte is at 0x201. */
 	hdr_end = 0x202 + data[0x201];
-	*why = "setup header length out of range";
 	if (hdr_end > SETUP_HDR_OFFSET + sizeof(k->hdr) || hdr_end < 0x264)
-		return -EINVAL;
+		return err_set(err, errlen, -EINVAL, "setup header length out of range");
 	/* Fields past the header's own length are not the kernel's: zero them. */
 	memset((uint8_t *)&k->hdr + (hdr_end - SETUP_HDR_OFFSET), 0,
 	       sizeof(k->hdr) - (hdr_end - SETUP_HDR_OFFSET));
 	setup_sects = k->hdr.setup_sects ? k->hdr.setup_sects : 4;
 	setup_size = (size_t)(setup_sects + 1) * 512;
-	*why = "truncated: file shorter than its setup and kernel sizes";
 	if (setup_size >= file_size || (uint64_t)k->hdr.syssize * 16 > file_size - setup_size)
-		return -EINVAL;
+		return err_set(err, errlen, -EINVAL,
+			       "truncated: file shorter than its setup and kernel sizes");
 	k->kernel = len == file_size ? data + setup_size : NULL;
 	k->kernel_offset = setup_size;
 	k->kernel_size = file_size - setup_size;
 	k->initrd_max = k->hdr.initrd_addr_max ? k->hdr.initrd_addr_max : 0x37ffffff;
-	*why = NULL;
 	return 0;
 }
 
@@ -126,7 +122,7 @@ static int copy_in(uint8_t *dst, const uint8_t *src, int fd, uint64_t off, size_
 
 int boot_load(struct guest_memory *mem, const struct bzimage *k, const char *cmdline,
 	      const struct boot_blob *initrd, unsigned int nr_initrd, uint64_t rsdp_addr,
-	      const char **why)
+	      char *err, size_t errlen)
 {
 	struct boot_layout layout = { .rsdp_addr = rsdp_addr };
 	size_t cmdline_len = strlen(cmdline) + 1;
@@ -136,38 +132,35 @@ int boot_load(struct guest_memory *mem, const struct bzimage *k, const char *cmd
 	struct boot_params *bp;
 	uint8_t *p;
 
-	*why = "RAM too small for the kernel";
 	if (memory_low_end(mem) < BOOT_KERNEL_ADDR + kernel_need)
-		return -ENOSPC;
+		return err_set(err, errlen, -ENOSPC, "RAM too small for the kernel");
 	p = guest_ptr(mem, BOOT_KERNEL_ADDR, k->kernel_size);
 	if (!p)
-		return -ENOSPC;
-	*why = "cannot read the kernel";
+		return err_set(err, errlen, -ENOSPC, "RAM too small for the kernel");
 	if (copy_in(p, k->kernel, k->fd, k->kernel_offset, k->kernel_size))
-		return -EIO;
+		return err_set(err, errlen, -EIO, "cannot read the kernel");
 
-	*why = "kernel command line longer than the kernel accepts";
 	if (cmdline_len > cmdline_max || cmdline_len > BOOT_CMDLINE_MAX)
-		return -E2BIG;
+		return err_set(err, errlen, -E2BIG,
+			       "kernel command line longer than the kernel accepts");
 	memcpy(guest_ptr(mem, BOOT_CMDLINE_ADDR, cmdline_len), cmdline, cmdline_len);
 
 	for (unsigned int i = 0; i < nr_initrd; i++)
 		layout.initrd_size += initrd[i].len;
 	if (layout.initrd_size) {
-		*why = "initrd does not fit in RAM below the kernel's initrd limit";
 		if (boot_place_initrd(k, mem, layout.initrd_size, &layout.initrd_addr))
-			return -ENOSPC;
+			return err_set(err, errlen, -ENOSPC,
+				       "initrd does not fit in RAM below the kernel's "
+				       "initrd limit");
 		p = guest_ptr(mem, layout.initrd_addr, layout.initrd_size);
-		*why = "cannot read the initrd";
 		for (unsigned int i = 0; i < nr_initrd; i++) {
 			if (copy_in(p, initrd[i].data, initrd[i].fd, 0, initrd[i].len))
-				return -EIO;
+				return err_set(err, errlen, -EIO, "cannot read the initrd");
 			p += initrd[i].len;
 		}
 	}
 
 	bp = guest_ptr(mem, BOOT_PARAMS_ADDR, sizeof(*bp));
 	boot_build_params(bp, k, mem, &layout, BOOT_CMDLINE_ADDR);
-	*why = NULL;
 	return 0;
 }

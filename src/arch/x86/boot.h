@@ -34,13 +34,13 @@ struct bzimage {
 
 /*
  * Validates a bzImage of file_size bytes whose first len bytes are in data (the whole file, or
- * at least its setup part: BZIMAGE_HEADER_MAX covers any). Returns 0, or -EINVAL with *why
+ * at least its setup part: BZIMAGE_HEADER_MAX covers any). Returns 0, or -EINVAL with err
  * naming the failed check. k->kernel points into data when the whole file is there; otherwise
  * the caller sets k->fd for boot_load to read the kernel from.
  */
 #define BZIMAGE_HEADER_MAX ((255 + 1) * 512)
 int bzimage_parse(const uint8_t *data, size_t len, uint64_t file_size, struct bzimage *k,
-		  const char **why);
+		  char *err, size_t errlen);
 
 /* Fills the e820 map of bp from the memory layout. */
 void boot_build_e820(struct boot_params *bp, const struct guest_memory *mem);
@@ -65,7 +65,7 @@ int boot_place_initrd(const struct bzimage *k, const struct guest_memory *mem, u
 /*
  * Loads kernel, command line, initrd parts (concatenated in order) and boot_params into guest
  * RAM. Parts from files are read straight into guest RAM, with no copy in the monitor.
- * Returns 0 or a negative errno with *why.
+ * Returns 0 or a negative errno with a reason in err.
  */
 struct boot_blob {
 	const uint8_t *data;	/* the bytes, or NULL to read len bytes of fd from offset 0 */
@@ -74,6 +74,6 @@ struct boot_blob {
 };
 int boot_load(struct guest_memory *mem, const struct bzimage *k, const char *cmdline,
 	      const struct boot_blob *initrd, unsigned int nr_initrd, uint64_t rsdp_addr,
-	      const char **why);
+	      char *err, size_t errlen);
 
 #endif

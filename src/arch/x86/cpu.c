@@ -7,6 +7,7 @@
 
 #include "arch/x86/boot.h"
 #include "arch/x86/cpu.h"
+#include "lib/util.h"
 #include "vmm/vcpu.h"
 
 #define CPUID_MAX_ENTRIES 256
@@ -178,15 +179,14 @@ static struct kvm_segment segment(unsigned int gdt_index, uint8_t type, int code
 }
 
 int cpu_set_boot_state(struct vcpu *vcpu, uint64_t entry, uint64_t boot_params,
-		       const char **why)
+		       char *err, size_t errlen)
 {
 	struct kvm_sregs sregs;
 	struct kvm_regs regs = { .rflags = 0x2, .rip = entry, .rsi = boot_params };
 	struct kvm_segment data = segment(GDT_DATA, 0x3, 0);
 
-	*why = "KVM_GET_SREGS";
 	if (ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) < 0)
-		return -errno;
+		return err_set(err, errlen, -errno, "KVM_GET_SREGS");
 	sregs.gdt.base = BOOT_GDT_ADDR;
 	sregs.gdt.limit = 8 * sizeof(uint64_t) - 1;
 	sregs.cs = segment(GDT_CODE, 0xb, 1);
@@ -199,12 +199,10 @@ int cpu_set_boot_state(struct vcpu *vcpu, uint64_t entry, uint64_t boot_params,
 	sregs.cr4 = X86_CR4_PAE;
 	sregs.cr0 = X86_CR0_PE | X86_CR0_ET | X86_CR0_PG;
 	sregs.efer = EFER_LME | EFER_LMA;
-	*why = "KVM_SET_SREGS";
 	if (ioctl(vcpu->fd, KVM_SET_SREGS, &sregs) < 0)
-		return -errno;
-	*why = "KVM_SET_REGS";
+		return err_set(err, errlen, -errno, "KVM_SET_SREGS");
 	if (ioctl(vcpu->fd, KVM_SET_REGS, &regs) < 0)
-		return -errno;
+		return err_set(err, errlen, -errno, "KVM_SET_REGS");
 	return 0;
 }
 
@@ -295,30 +293,28 @@ static int cpu_set_lapic(struct vcpu *vcpu)
 }
 
 int cpu_init_vcpu(struct vcpu *vcpu, const struct kvm_cpuid2 *supported, unsigned int nr_cpus,
-		  const char **why)
+		  char *err, size_t errlen)
 {
 	size_t size = sizeof(*supported) + supported->nent * sizeof(supported->entries[0]);
 	struct kvm_cpuid2 *cpuid = malloc(size);
 	struct kvm_fpu fpu = { .fcw = 0x37f, .mxcsr = 0x1f80 };
-	int err;
+	int ret;
 
-	*why = "out of memory";
 	if (!cpuid)
-		return -ENOMEM;
+		return err_set(err, errlen, -ENOMEM, "out of memory");
 	memcpy(cpuid, supported, size);
 	cpu_cpuid_set_topology(cpuid, vcpu->id, nr_cpus);
-	*why = "KVM_SET_CPUID2";
-	err = ioctl(vcpu->fd, KVM_SET_CPUID2, cpuid) < 0 ? -errno : 0;
+	ret = ioctl(vcpu->fd, KVM_SET_CPUID2, cpuid) < 0 ? -errno : 0;
 	free(cpuid);
-	if (err)
-		return err;
-	*why = "KVM_SET_MSRS";
-	err = cpu_set_msrs(vcpu);
-	if (err)
-		return err;
-	*why = "KVM_SET_FPU";
+	if (ret)
+		return err_set(err, errlen, ret, "KVM_SET_CPUID2");
+	ret = cpu_set_msrs(vcpu);
+	if (ret)
+		return err_set(err, errlen, ret, "KVM_SET_MSRS");
 	if (ioctl(vcpu->fd, KVM_SET_FPU, &fpu) < 0)
-		return -errno;
-	*why = "LAPIC";
-	return cpu_set_lapic(vcpu);
+		return err_set(err, errlen, -errno, "KVM_SET_FPU");
+	ret = cpu_set_lapic(vcpu);
+	if (ret)
+		err_set(err, errlen, ret, "LAPIC");
+	return ret;
 }

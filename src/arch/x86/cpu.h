@@ -34,13 +34,19 @@ void cpu_cpuid_set_topology(struct kvm_cpuid2 *cpuid, unsigned int apic_id, unsi
 /* Writes the boot GDT and identity page tables into guest RAM. Returns 0 or -ENOSPC. */
 int cpu_write_boot_tables(struct guest_memory *mem);
 
-/* CPUID, MSRs and LAPIC for any vCPU. Returns 0 or a negative errno with *why. */
+/*
+ * CPUID, MSRs and LAPIC for any vCPU. Returns 0 or a negative errno with, in err, what failed
+ * (the ioctl's name).
+ */
 int cpu_init_vcpu(struct vcpu *vcpu, const struct kvm_cpuid2 *supported, unsigned int nr_cpus,
-		  const char **why);
+		  char *err, size_t errlen);
 
-/* Puts the boot vCPU at the kernel's 64-bit entry in long mode, boot_params in RSI. */
-int cpu_set_boot_state(struct vcpu *vcpu, uint64_t entry, uint64_t boot_params,
-		       const char **why);
+/*
+ * Puts the boot vCPU at the kernel's 64-bit entry in long mode, boot_params in RSI. Returns 0 or
+ * a negative errno with the failed ioctl's name in err.
+ */
+int cpu_set_boot_state(struct vcpu *vcpu, uint64_t entry, uint64_t boot_params, char *err,
+		       size_t errlen);
 
 /*
  * One line of the vCPU's registers as a crash leaves them (rip, rsp, rflags, cr0, cr2, cr3, cr4,
