@@ -48,10 +48,10 @@ struct mount_point {
 
 /* What the kernel command line asks of us about the root filesystem. */
 struct root_request {
-	const char *dev;		/* root=, NULL: stay in the initramfs */
-	const char *fstypes;		/* rootfstype=, comma-separated, NULL: root_fstypes */
-	const char *data;		/* rootflags=, options for the filesystem */
-	bool rw;			/* the last of "ro" and "rw"; read-only by default */
+	const char *dev; /* root=, NULL: stay in the initramfs */
+	const char *fstypes; /* rootfstype=, comma-separated, NULL: root_fstypes */
+	const char *data; /* rootflags=, options for the filesystem */
+	bool rw; /* the last of "ro" and "rw"; read-only by default */
 };
 
 /*

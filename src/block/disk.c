@@ -393,8 +393,7 @@ struct disk_queue {
 	struct io_queue *q;
 };
 
-int disk_queue_open(struct disk *d, struct disk_queue **qp, int *poll_fd, char *err,
-		    size_t errlen)
+int disk_queue_open(struct disk *d, struct disk_queue **qp, int *poll_fd, char *err, size_t errlen)
 {
 	struct disk_queue *dq = calloc(1, sizeof(*dq));
 	int ret;

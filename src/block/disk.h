@@ -16,8 +16,8 @@ enum disk_op {
 	DISK_READ,
 	DISK_WRITE,
 	DISK_FLUSH,
-	DISK_DISCARD,		/* may deallocate; reads after it return zeroes or old data */
-	DISK_WRITE_ZEROES,	/* reads after it return zeroes */
+	DISK_DISCARD, /* may deallocate; reads after it return zeroes or old data */
+	DISK_WRITE_ZEROES, /* reads after it return zeroes */
 };
 
 struct disk_request;
@@ -35,12 +35,12 @@ typedef void (*disk_done_fn)(struct disk_request *req, int status);
 
 struct disk_request {
 	enum disk_op op;
-	uint64_t offset;		/* bytes, for READ/WRITE/DISCARD/WRITE_ZEROES */
-	uint64_t len;			/* bytes, for DISCARD/WRITE_ZEROES */
-	const struct iovec *iov;	/* READ/WRITE buffers; must stay valid until done */
+	uint64_t offset; /* bytes, for READ/WRITE/DISCARD/WRITE_ZEROES */
+	uint64_t len; /* bytes, for DISCARD/WRITE_ZEROES */
+	const struct iovec *iov; /* READ/WRITE buffers; must stay valid until done */
 	unsigned int iovcnt;
 	disk_done_fn done;
-	void *opaque;			/* the caller's */
+	void *opaque; /* the caller's */
 	/*
 	 * The submitter waits for this request and nothing else: an engine that would hand it to
 	 * another thread may instead perform it on the submitting thread, inside disk_submit
@@ -48,7 +48,7 @@ struct disk_request {
 	 * which hand nothing off on a queue's context, ignore it.
 	 */
 	bool may_wait;
-	struct disk_request *next;	/* engine-private queue link */
+	struct disk_request *next; /* engine-private queue link */
 };
 
 /* The image format: probed from the file's first bytes unless the user names one. */
@@ -82,11 +82,11 @@ enum disk_engine_kind {
 struct disk_options {
 	const char *path;
 	bool readonly;
-	bool direct;			/* cache=none: O_DIRECT */
-	unsigned int threads;		/* engine threads, at most DISK_THREADS_MAX; 0: default */
+	bool direct; /* cache=none: O_DIRECT */
+	unsigned int threads; /* engine threads, at most DISK_THREADS_MAX; 0: default */
 	enum disk_format_kind format;
 	enum disk_engine_kind engine;
-	uint64_t cache_size;		/* qcow2 metadata cache, bytes; 0: the format's default */
+	uint64_t cache_size; /* qcow2 metadata cache, bytes; 0: the format's default */
 };
 
 #define DISK_THREADS_MAX 64
@@ -112,7 +112,7 @@ int disk_open(struct disk **d, const struct disk_options *o, char *err, size_t e
  */
 void disk_close(struct disk *d);
 
-uint64_t disk_size(const struct disk *d);	/* bytes */
+uint64_t disk_size(const struct disk *d); /* bytes */
 /* Logical block size: 512 unless O_DIRECT needs more. */
 uint32_t disk_block_size(const struct disk *d);
 bool disk_readonly(const struct disk *d);
@@ -167,8 +167,7 @@ void disk_submit(struct disk *d, struct disk_request *req);
  */
 struct disk_queue;
 
-int disk_queue_open(struct disk *d, struct disk_queue **q, int *poll_fd, char *err,
-		    size_t errlen);
+int disk_queue_open(struct disk *d, struct disk_queue **q, int *poll_fd, char *err, size_t errlen);
 void disk_queue_submit(struct disk_queue *q, struct disk_request *req);
 void disk_queue_poll(struct disk_queue *q);
 /*

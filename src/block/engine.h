@@ -25,8 +25,8 @@
 /* The image file as the engine sees it: where the bytes go and how its type changes the calls. */
 struct io_file {
 	int fd;
-	bool blockdev;			/* BLKDISCARD/BLKZEROOUT instead of fallocate */
-	uint32_t dev_block_size;	/* block devices: logical block size, those ioctls' unit */
+	bool blockdev; /* BLKDISCARD/BLKZEROOUT instead of fallocate */
+	uint32_t dev_block_size; /* block devices: logical block size, those ioctls' unit */
 	/*
 	 * Set once the file system answered EOPNOTSUPP, so later requests go straight to the
 	 * fallback instead of paying a failing system call each time. Workers share them.
@@ -36,7 +36,7 @@ struct io_file {
 };
 
 struct io_engine_config {
-	unsigned int threads;		/* worker threads, for engines that have them; 0: default */
+	unsigned int threads; /* worker threads, for engines that have them; 0: default */
 };
 
 struct io_engine;

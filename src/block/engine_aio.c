@@ -38,7 +38,7 @@
 #include "lib/util.h"
 
 #define AIO_SLOTS 128
-#define AIO_CTX_IOCBS (AIO_SLOTS + 2)	/* the slots' and queue_wait's two polls */
+#define AIO_CTX_IOCBS (AIO_SLOTS + 2) /* the slots' and queue_wait's two polls */
 #define AIO_EVENTS_BATCH 32
 /*
  * Iocbs a queue's owner gives io_submit together: every 4, as the io_uring engine (see there),
@@ -65,10 +65,10 @@ struct aio_slot {
 	struct iocb iocb;
 	struct aio_ctx *c;
 	struct disk_request *req;
-	uint64_t done, total;		/* bytes moved so far, and of the whole request */
-	struct iovec one;		/* the rest of a partly moved segment */
+	uint64_t done, total; /* bytes moved so far, and of the whole request */
+	struct iovec one; /* the rest of a partly moved segment */
 	struct io_helper_job job;
-	struct aio_slot *next;		/* the free list */
+	struct aio_slot *next; /* the free list */
 };
 
 /*
@@ -79,14 +79,14 @@ struct aio_ctx {
 	struct io_engine *e;
 	bool owned;
 	io_context_t ctx;
-	struct aio_user_ring *user;	/* the kernel's completion ring, or NULL: io_getevents */
-	int efd;			/* counts completed iocbs; helpers write it for an owner */
+	struct aio_user_ring *user; /* the kernel's completion ring, or NULL: io_getevents */
+	int efd; /* counts completed iocbs; helpers write it for an owner */
 	pthread_mutex_t lock;
 	pthread_cond_t idle;
-	unsigned int busy;		/* requests accepted and not yet completed */
+	unsigned int busy; /* requests accepted and not yet completed */
 	struct aio_slot *free;
-	struct disk_request *wait_head, *wait_tail;	/* accepted, waiting for a slot */
-	struct io_helper_job *helped;	/* owned: finished by a helper, to complete on the owner */
+	struct disk_request *wait_head, *wait_tail; /* accepted, waiting for a slot */
+	struct io_helper_job *helped; /* owned: finished by a helper, to complete on the owner */
 	/* owned: iocbs prepared and not yet given to the kernel (queue_submit batches them) */
 	struct iocb *batch[AIO_CTX_IOCBS];
 	unsigned int batched;
@@ -106,12 +106,12 @@ struct io_queue {
 
 struct io_engine {
 	struct io_file *file;
-	bool direct;			/* O_DIRECT: reads and writes go to the kernel */
+	bool direct; /* O_DIRECT: reads and writes go to the kernel */
 	struct io_helpers *helpers;
 	struct aio_ctx shared;
 	pthread_t reaper;
 	bool reaper_running;
-	bool stopping;			/* under shared.lock */
+	bool stopping; /* under shared.lock */
 };
 
 /* Sets a context up; on failure the caller still calls ctx_exit. */
@@ -485,8 +485,8 @@ fail:
 
 /* --- queue contexts --------------------------------------------------------------------------- */
 
-static int aio_queue_open(struct io_engine *e, struct io_queue **qp, int *poll_fd,
-			  char *err, size_t errlen)
+static int aio_queue_open(struct io_engine *e, struct io_queue **qp, int *poll_fd, char *err,
+			  size_t errlen)
 {
 	struct io_queue *q = calloc(1, sizeof(*q));
 	int ret;

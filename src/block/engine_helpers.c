@@ -40,7 +40,7 @@ static void *helpers_worker(void *arg)
 		if (!h->head)
 			h->tail = NULL;
 		pthread_mutex_unlock(&h->lock);
-		job->run(job);	/* may queue more, and may free job */
+		job->run(job); /* may queue more, and may free job */
 		pthread_mutex_lock(&h->lock);
 	}
 	pthread_mutex_unlock(&h->lock);
@@ -60,8 +60,8 @@ void io_helpers_queue(struct io_helpers *h, struct io_helper_job *job)
 	pthread_mutex_unlock(&h->lock);
 }
 
-void io_handback_push(pthread_mutex_t *lock, struct io_helper_job **list,
-		      struct io_helper_job *job, int efd)
+void io_handback_push(pthread_mutex_t *lock, struct io_helper_job **list, struct io_helper_job *job,
+		      int efd)
 {
 	pthread_mutex_lock(lock);
 	job->next = *list;
@@ -96,8 +96,8 @@ void io_helpers_destroy(struct io_helpers *h)
 	free(h);
 }
 
-int io_helpers_create(struct io_helpers **hp, unsigned int threads, const char *name,
-		      char *err, size_t errlen)
+int io_helpers_create(struct io_helpers **hp, unsigned int threads, const char *name, char *err,
+		      size_t errlen)
 {
 	struct io_helpers *h;
 	int ret = 0;

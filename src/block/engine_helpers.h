@@ -15,9 +15,9 @@
 
 /* A piece of work for a helper thread, embedded in the engine's per-request state. */
 struct io_helper_job {
-	struct io_helper_job *next;	/* the helpers' queue, then an owner's hand-back list */
+	struct io_helper_job *next; /* the helpers' queue, then an owner's hand-back list */
 	void (*run)(struct io_helper_job *job);
-	int status;			/* the result, when handed back */
+	int status; /* the result, when handed back */
 };
 
 struct io_helpers;
@@ -40,8 +40,8 @@ void io_helpers_destroy(struct io_helpers *h);
  * may finish and close that eventfd). The owner takes the whole list at once; a relaxed load of
  * *list tells it, without the lock, whether anything waits.
  */
-void io_handback_push(pthread_mutex_t *lock, struct io_helper_job **list,
-		      struct io_helper_job *job, int efd);
+void io_handback_push(pthread_mutex_t *lock, struct io_helper_job **list, struct io_helper_job *job,
+		      int efd);
 struct io_helper_job *io_handback_take(pthread_mutex_t *lock, struct io_helper_job **list);
 
 /*

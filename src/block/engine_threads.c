@@ -27,14 +27,14 @@ struct io_engine {
 	struct io_file *file;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
-	struct disk_request *head, *tail;	/* FIFO, linked through req->next */
-	unsigned int queued;			/* requests on the FIFO */
-	unsigned int idle;			/* workers waiting for one */
+	struct disk_request *head, *tail; /* FIFO, linked through req->next */
+	unsigned int queued; /* requests on the FIFO */
+	unsigned int idle; /* workers waiting for one */
 	bool stopping;
 	unsigned int nr_threads;
-	unsigned int depth_threads;		/* up to this many, a worker per waiting request */
-	unsigned int max_threads;		/* the limit; beyond depth_threads, see submit */
-	bool run_waited;			/* may_wait requests run on their submitter */
+	unsigned int depth_threads; /* up to this many, a worker per waiting request */
+	unsigned int max_threads; /* the limit; beyond depth_threads, see submit */
+	bool run_waited; /* may_wait requests run on their submitter */
 	pthread_t threads[];
 };
 
@@ -48,7 +48,7 @@ static int io_rw(int fd, const struct disk_request *req, bool write)
 	const struct iovec *iov = req->iov;
 	unsigned int cnt = req->iovcnt;
 	uint64_t off = req->offset;
-	size_t partial = 0;		/* bytes of iov[0] already transferred */
+	size_t partial = 0; /* bytes of iov[0] already transferred */
 	ssize_t n;
 
 	for (;;) {
@@ -235,8 +235,8 @@ static int threads_submit(struct io_engine *e, struct disk_request *req)
 	 * requests waiting outnumber the workers by more than depth_threads (see
 	 * THREADS_MAX_DIRECT). A failed start only leaves the pool as it is.
 	 */
-	grow = e->nr_threads < e->depth_threads ? e->queued > e->idle
-						: e->queued > e->nr_threads + e->depth_threads;
+	grow = e->nr_threads < e->depth_threads ? e->queued > e->idle :
+						  e->queued > e->nr_threads + e->depth_threads;
 	if (grow && e->nr_threads < e->max_threads &&
 	    !io_thread_start(&e->threads[e->nr_threads], threads_worker, e, "nkvm-disk-io"))
 		e->nr_threads++;
@@ -293,8 +293,9 @@ static unsigned int threads_default_depth(const struct io_file *f)
 
 	if (cpus < 1)
 		return lo;
-	return (unsigned long)cpus * per_cpu < lo ? lo
-	       : (unsigned long)cpus * per_cpu > hi ? hi : (unsigned int)cpus * per_cpu;
+	return (unsigned long)cpus * per_cpu < lo ? lo :
+	       (unsigned long)cpus * per_cpu > hi ? hi :
+						    (unsigned int)cpus * per_cpu;
 }
 
 static int threads_create(struct io_engine **ep, struct io_file *f,

@@ -44,25 +44,25 @@
 #include "lib/util.h"
 
 #define URING_SLOTS 128
-#define URING_SQ_ENTRIES (2 * URING_SLOTS)	/* a place per slot, and queue_wait's two */
+#define URING_SQ_ENTRIES (2 * URING_SLOTS) /* a place per slot, and queue_wait's two */
 #define URING_HELPERS 2
 
 /* fallocate modes a ring submits; and the two answers that are not a mode. */
 #define FALLOC_PUNCH (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)
 #define FALLOC_ZERO (FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE)
-#define FALLOC_NOTHING 0	/* a discard where holes cannot be punched: done */
-#define FALLOC_HELPER (-1)	/* io_execute on a helper thread */
+#define FALLOC_NOTHING 0 /* a discard where holes cannot be punched: done */
+#define FALLOC_HELPER (-1) /* io_execute on a helper thread */
 
 struct uring_ring;
 
 struct uring_slot {
 	struct uring_ring *r;
 	struct disk_request *req;
-	uint64_t done, total;		/* READ/WRITE: bytes moved so far, and in all */
-	struct iovec one;		/* the rest of a partly moved segment */
-	int mode;			/* the fallocate mode in flight */
+	uint64_t done, total; /* READ/WRITE: bytes moved so far, and in all */
+	struct iovec one; /* the rest of a partly moved segment */
+	int mode; /* the fallocate mode in flight */
 	struct io_helper_job job;
-	struct uring_slot *next;	/* the free list */
+	struct uring_slot *next; /* the free list */
 };
 
 /* A ring and the requests it carries; every field but lock/helped is its owner thread's. */
@@ -70,17 +70,17 @@ struct uring_ring {
 	struct io_engine *e;
 	struct io_uring ring;
 	bool ring_ok;
-	bool defer;			/* IORING_SETUP_DEFER_TASKRUN: CQEs come on GETEVENTS */
-	bool taskrun_flag;		/* IORING_SETUP_TASKRUN_FLAG: sq.kflags tells when they wait */
-	int efd;			/* registered: counts CQEs; written to wake the owner too */
-	int fd;				/* in SQEs: 0 if IOSQE_FIXED_FILE, else the file's */
+	bool defer; /* IORING_SETUP_DEFER_TASKRUN: CQEs come on GETEVENTS */
+	bool taskrun_flag; /* IORING_SETUP_TASKRUN_FLAG: sq.kflags tells when they wait */
+	int efd; /* registered: counts CQEs; written to wake the owner too */
+	int fd; /* in SQEs: 0 if IOSQE_FIXED_FILE, else the file's */
 	uint8_t sqe_flags;
-	unsigned int used;		/* slots taken */
-	unsigned int unsubmitted;	/* SQEs prepared and not yet given to the kernel */
+	unsigned int used; /* slots taken */
+	unsigned int unsubmitted; /* SQEs prepared and not yet given to the kernel */
 	struct uring_slot *free;
-	struct disk_request *wait_head, *wait_tail;	/* no slot yet */
+	struct disk_request *wait_head, *wait_tail; /* no slot yet */
 	pthread_mutex_t lock;
-	struct io_helper_job *helped;	/* finished by a helper, to complete on the owner */
+	struct io_helper_job *helped; /* finished by a helper, to complete on the owner */
 	/*
 	 * queue_wait: the owner sleeps in io_uring_enter, its own descriptor read through the ring
 	 * and the helpers' eventfd (no longer registered) polled through it; the tags' addresses
@@ -98,17 +98,17 @@ struct io_queue {
 
 struct io_engine {
 	struct io_file *file;
-	bool fallocate_op;		/* the kernel has IORING_OP_FALLOCATE */
+	bool fallocate_op; /* the kernel has IORING_OP_FALLOCATE */
 	struct io_helpers *helpers;
-	struct uring_ring shared;	/* owned by thread */
+	struct uring_ring shared; /* owned by thread */
 	pthread_t thread;
 	bool thread_running;
 	pthread_mutex_t lock;
 	pthread_cond_t started_cond;
-	struct disk_request *in_head, *in_tail;	/* submitted, for the ring thread to start */
+	struct disk_request *in_head, *in_tail; /* submitted, for the ring thread to start */
 	bool started, stopping;
 	int start_err;
-	char start_reason[64];	/* ring_init's reason, when start_err */
+	char start_reason[64]; /* ring_init's reason, when start_err */
 };
 
 /*
@@ -380,8 +380,8 @@ static void ring_cqe(struct uring_slot *s, int res)
 	case DISK_WRITE_ZEROES:
 		/* Remembered for every ring of the file, as io_execute does: the next way then. */
 		if (res == -EOPNOTSUPP) {
-			atomic_store_explicit(s->mode == FALLOC_ZERO ? &f->no_zero_range
-								     : &f->no_punch_hole,
+			atomic_store_explicit(s->mode == FALLOC_ZERO ? &f->no_zero_range :
+								       &f->no_punch_hole,
 					      true, memory_order_relaxed);
 			goto again;
 		}
@@ -427,8 +427,8 @@ static void ring_submit(struct uring_ring *r, bool get_events)
 {
 	get_events = get_events && r->defer;
 	while (r->unsubmitted || get_events) {
-		int n = get_events ? io_uring_submit_and_get_events(&r->ring)
-				   : io_uring_submit(&r->ring);
+		int n = get_events ? io_uring_submit_and_get_events(&r->ring) :
+				     io_uring_submit(&r->ring);
 
 		if (n >= 0) {
 			get_events = false;
@@ -541,7 +541,6 @@ static void *uring_thread(void *arg)
 
 static int uring_submit(struct io_engine *e, struct disk_request *req)
 {
-
 	if ((req->op == DISK_READ || req->op == DISK_WRITE) && !io_request_bytes(req))
 		return 0;
 	req->next = NULL;
@@ -558,7 +557,6 @@ static int uring_submit(struct io_engine *e, struct disk_request *req)
 
 static void uring_destroy(struct io_engine *e)
 {
-
 	if (e->thread_running) {
 		pthread_mutex_lock(&e->lock);
 		e->stopping = true;
@@ -617,8 +615,8 @@ fail:
 
 /* --- queue contexts --------------------------------------------------------------------------- */
 
-static int uring_queue_open(struct io_engine *e, struct io_queue **qp, int *poll_fd,
-			    char *err, size_t errlen)
+static int uring_queue_open(struct io_engine *e, struct io_queue **qp, int *poll_fd, char *err,
+			    size_t errlen)
 {
 	struct io_queue *q = calloc(1, sizeof(*q));
 	int ret;
@@ -678,7 +676,7 @@ static bool ring_arm(struct uring_ring *r, int fd, void *tag)
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
 
 	if (!sqe)
-		return false;	/* not while the SQ has two places beyond the slots */
+		return false; /* not while the SQ has two places beyond the slots */
 	if (fd >= 0)
 		io_uring_prep_read(sqe, fd, &r->fd_buf, sizeof(r->fd_buf), 0);
 	else
@@ -705,7 +703,7 @@ static void ring_wait(struct uring_ring *r)
 		if (n >= 0)
 			ring_submitted(r, n);
 		else if (n == -EAGAIN || n == -EBUSY)
-			usleep(1000);	/* short of memory or CQ room: completions will make it */
+			usleep(1000); /* short of memory or CQ room: completions will make it */
 	}
 	ring_poll(r);
 	/*

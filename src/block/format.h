@@ -21,14 +21,14 @@ struct disk {
 	bool direct;
 	/* The format was probed, not named: a raw one then keeps its first sector probing raw. */
 	bool probed;
-	uint64_t size;			/* guest-visible bytes; a format's open sets it */
-	uint32_t block_size;		/* logical block size reported to the guest */
+	uint64_t size; /* guest-visible bytes; a format's open sets it */
+	uint32_t block_size; /* logical block size reported to the guest */
 	/*
 	 * O_DIRECT only: the alignment the kernel demands of file offsets and lengths
 	 * (block_size) and of buffer addresses (dio_mem_align). 1 when buffered.
 	 */
 	uint32_t dio_mem_align;
-	uint64_t file_size;		/* bytes of the image file (or block device) at open */
+	uint64_t file_size; /* bytes of the image file (or block device) at open */
 	const struct disk_format_ops *format;
 	void *format_priv;
 	const struct io_engine_ops *engine_ops;
@@ -50,7 +50,7 @@ struct disk_format_ops {
 	 * I/O.
 	 */
 	int (*open)(struct disk *d, char *err, size_t errlen);
-	void (*close)(struct disk *d);		/* after the engine has drained */
+	void (*close)(struct disk *d); /* after the engine has drained */
 	/*
 	 * Starts a checked request. Returns IO_QUEUED when done will be called from an engine
 	 * thread (possibly before this returns), else the finished request's status, for which

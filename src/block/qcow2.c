@@ -184,7 +184,7 @@ static void iter_copy(struct qcow2_iter *it, uint8_t *buf, const uint8_t *from, 
 		size_t take = it->iov->iov_len - it->skip;
 		uint8_t *p = (uint8_t *)it->iov->iov_base + it->skip;
 
-		if (!take) {		/* an empty segment */
+		if (!take) { /* an empty segment */
 			it->iov++;
 			it->cnt--;
 			it->skip = 0;
@@ -250,8 +250,9 @@ int qcow2_backing_read(struct qcow2 *s, uint64_t off, void *buf, size_t len)
 	if (!n)
 		return 0;
 	w.iov = (struct iovec){ buf, n };
-	w.req = (struct disk_request){ .op = DISK_READ, .offset = off, .iov = &w.iov, .iovcnt = 1,
-				       .done = wait_done };
+	w.req = (struct disk_request){
+		.op = DISK_READ, .offset = off, .iov = &w.iov, .iovcnt = 1, .done = wait_done
+	};
 	sem_init(&w.done, 0, 0);
 	disk_submit(s->backing, &w.req);
 	while (sem_wait(&w.done))
@@ -267,7 +268,7 @@ enum extent_kind { EXT_DATA, EXT_ZERO, EXT_BACKING };
 struct extent {
 	enum extent_kind kind;
 	uint64_t len;
-	uint64_t pos;			/* DATA: file offset; BACKING: guest offset */
+	uint64_t pos; /* DATA: file offset; BACKING: guest offset */
 };
 
 struct child {
@@ -282,7 +283,7 @@ struct parent {
 	atomic_uint remaining;
 	atomic_int status;
 	unsigned int epoch;
-	struct child children[];	/* then their iovecs */
+	struct child children[]; /* then their iovecs */
 };
 
 /*
@@ -333,8 +334,7 @@ static bool extent_add(struct extent *x, unsigned int *n, enum extent_kind kind,
 {
 	struct extent *last = *n ? &x[*n - 1] : NULL;
 
-	if (last && last->kind == kind &&
-	    (kind == EXT_ZERO || last->pos + last->len == pos)) {
+	if (last && last->kind == kind && (kind == EXT_ZERO || last->pos + last->len == pos)) {
 		last->len += len;
 		return true;
 	}
@@ -501,8 +501,11 @@ static int submit_on(struct disk *d, struct io_queue *q, struct disk_request *re
 		ch->p = p;
 		ch->backing = x[i].kind == EXT_BACKING;
 		/* One child may run on this thread if the request may; several go on together. */
-		ch->req = (struct disk_request){ .op = req->op, .offset = x[i].pos, .iov = iov,
-						 .iovcnt = cnt, .done = child_done,
+		ch->req = (struct disk_request){ .op = req->op,
+						 .offset = x[i].pos,
+						 .iov = iov,
+						 .iovcnt = cnt,
+						 .done = child_done,
 						 .may_wait = req->may_wait && nr_io == 1 };
 		iov += cnt;
 		qcow2_iter_advance(&it, x[i].len);

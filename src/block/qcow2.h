@@ -46,46 +46,46 @@ struct qcow2_cache;
 
 /* What an L2 entry says about a guest cluster. */
 enum qcow2_kind {
-	QCOW2_UNALLOCATED,	/* read from the backing file, or zeroes without one */
-	QCOW2_ZERO,		/* reads as zeroes; host may still hold an allocated cluster */
-	QCOW2_NORMAL,		/* data at host */
-	QCOW2_COMPRESSED,	/* compressed data at host, csize bytes */
+	QCOW2_UNALLOCATED, /* read from the backing file, or zeroes without one */
+	QCOW2_ZERO, /* reads as zeroes; host may still hold an allocated cluster */
+	QCOW2_NORMAL, /* data at host */
+	QCOW2_COMPRESSED, /* compressed data at host, csize bytes */
 };
 
 struct qcow2_map {
 	enum qcow2_kind kind;
-	uint64_t host;		/* cluster offset (NORMAL, ZERO); byte offset (COMPRESSED) */
-	uint64_t csize;		/* COMPRESSED: bytes at host, cut at the end of the file */
-	bool copied;		/* refcount is 1: writable in place */
-	bool partial;		/* NORMAL: the file ends inside the cluster (read-only images) */
+	uint64_t host; /* cluster offset (NORMAL, ZERO); byte offset (COMPRESSED) */
+	uint64_t csize; /* COMPRESSED: bytes at host, cut at the end of the file */
+	bool copied; /* refcount is 1: writable in place */
+	bool partial; /* NORMAL: the file ends inside the cluster (read-only images) */
 };
 
 struct qcow2 {
 	struct disk *d;
-	char *path;			/* for messages and backing file names */
+	char *path; /* for messages and backing file names */
 	struct qcow2_header h;
-	int mfd;			/* metadata: the image reopened without O_DIRECT */
-	int dfd;			/* data: d->file.fd (O_DIRECT with cache=none) */
+	int mfd; /* metadata: the image reopened without O_DIRECT */
+	int dfd; /* data: d->file.fd (O_DIRECT with cache=none) */
 	bool readonly;
 	uint32_t cluster_bits;
 	uint64_t cluster_size;
-	uint32_t l2_bits;		/* log2 of entries per L2 table */
-	uint32_t rb_bits;		/* log2 of entries per refcount block */
+	uint32_t l2_bits; /* log2 of entries per L2 table */
+	uint32_t rb_bits; /* log2 of entries per refcount block */
 	uint32_t refcount_order;
 	uint64_t refcount_max;
-	uint32_t mem_align;		/* of buffers the worker hands to dfd */
+	uint32_t mem_align; /* of buffers the worker hands to dfd */
 
-	pthread_mutex_t lock;		/* the metadata the fast path reads; see above */
-	pthread_cond_t cond;		/* epoch drained, outstanding reached 0 */
-	uint64_t *l1;			/* host-endian entries */
+	pthread_mutex_t lock; /* the metadata the fast path reads; see above */
+	pthread_cond_t cond; /* epoch drained, outstanding reached 0 */
+	uint64_t *l1; /* host-endian entries */
 	uint32_t l1_size;
-	uint32_t l1_dirty_lo, l1_dirty_hi;	/* dirty range, lo > hi: none */
-	uint64_t *reftable;		/* host-endian entries */
-	uint64_t reftable_size;		/* entries */
+	uint32_t l1_dirty_lo, l1_dirty_hi; /* dirty range, lo > hi: none */
+	uint64_t *reftable; /* host-endian entries */
+	uint64_t reftable_size; /* entries */
 	struct qcow2_cache *l2_cache, *rb_cache;
-	uint64_t file_end;		/* bytes; grows as clusters are allocated */
-	uint64_t free_hint;		/* cluster index where the search for a free one starts */
-	uint64_t *pending;		/* clusters whose refcount drops at the next flush */
+	uint64_t file_end; /* bytes; grows as clusters are allocated */
+	uint64_t free_hint; /* cluster index where the search for a free one starts */
+	uint64_t *pending; /* clusters whose refcount drops at the next flush */
 	size_t nr_pending, cap_pending;
 	/*
 	 * Fast-path requests in flight, counted per epoch. To know that no request still uses a
@@ -97,7 +97,7 @@ struct qcow2 {
 	uint64_t outstanding;
 	bool corruption_logged;
 
-	struct disk *backing;		/* read-only; NULL without one */
+	struct disk *backing; /* read-only; NULL without one */
 	uint64_t backing_size;
 
 	/* The worker and its FIFO (linked through req->next). */
@@ -107,11 +107,11 @@ struct qcow2 {
 	pthread_cond_t qcond;
 	struct disk_request *qhead, *qtail;
 	bool stopping;
-	uint8_t *buf;			/* a cluster, aligned for dfd: the cluster being built */
-	uint8_t *cbuf;			/* compressed bytes, up to 2 clusters */
-	uint8_t *zbuf;			/* the last decompressed cluster */
-	uint64_t zbuf_host;		/* its compressed offset, 0: none */
-	void *zstd;			/* ZSTD_DCtx, made on first use */
+	uint8_t *buf; /* a cluster, aligned for dfd: the cluster being built */
+	uint8_t *cbuf; /* compressed bytes, up to 2 clusters */
+	uint8_t *zbuf; /* the last decompressed cluster */
+	uint64_t zbuf_host; /* its compressed offset, 0: none */
+	void *zstd; /* ZSTD_DCtx, made on first use */
 
 	/* The engine for fast-path extents: this driver's own, so it outlives the worker. */
 	const struct io_engine_ops *engine_ops;
@@ -189,7 +189,7 @@ int qcow2_decompress(struct qcow2 *s, const uint8_t *in, size_t in_len, uint8_t 
 struct qcow2_iter {
 	const struct iovec *iov;
 	unsigned int cnt;
-	size_t skip;			/* bytes of iov[0] already passed */
+	size_t skip; /* bytes of iov[0] already passed */
 };
 
 void qcow2_iter_advance(struct qcow2_iter *it, size_t len);

@@ -15,9 +15,9 @@
 #define NONE UINT32_MAX
 
 struct qcow2_cache_slot {
-	uint64_t offset;		/* 0: the slot holds no table */
-	uint64_t lru;			/* tick of the last use */
-	uint32_t next;			/* hash chain */
+	uint64_t offset; /* 0: the slot holds no table */
+	uint64_t lru; /* tick of the last use */
+	uint32_t next; /* hash chain */
 	uint32_t pins;
 	bool dirty;
 };
@@ -194,7 +194,7 @@ int qcow2_cache_get(struct qcow2 *s, struct qcow2_cache *c, uint64_t off, bool l
 	}
 	if (c->slots[i].offset)
 		unhash(c, i);
-	c->slots[i].pins = 1;	/* out of the hash and pinned: nobody sees it while it fills */
+	c->slots[i].pins = 1; /* out of the hash and pinned: nobody sees it while it fills */
 	pthread_mutex_unlock(&s->lock);
 
 	if (load) {

@@ -37,8 +37,8 @@
 #define BITMAP_DIRECTORY_MAX (64ULL << 20)
 /* QEMU's limits on a bitmap directory entry (qcow2-bitmap.c), which it refuses to open past. */
 #define BITMAPS_MAX 65535
-#define BITMAP_TABLE_MAX 0x8000000U		/* entries */
-#define BITMAP_PHYS_MAX (512ULL << 20)		/* bytes of bitmap the table may name */
+#define BITMAP_TABLE_MAX 0x8000000U /* entries */
+#define BITMAP_PHYS_MAX (512ULL << 20) /* bytes of bitmap the table may name */
 #define BITMAP_GRANULARITY_MIN 9
 #define BITMAP_GRANULARITY_MAX 31
 #define BITMAP_NAME_MAX 1023
@@ -83,17 +83,17 @@ struct check {
 	uint32_t cluster_bits;
 	uint64_t cluster_size;
 	uint64_t l2_entries;
-	uint32_t refblock_bits;		/* log2 of refcounts per refcount block */
+	uint32_t refblock_bits; /* log2 of refcounts per refcount block */
 	uint64_t refcount_max;
 
-	uint64_t *reftable;		/* host order, reserved bits included */
-	uint64_t reftable_size;		/* entries */
+	uint64_t *reftable; /* host order, reserved bits included */
+	uint64_t reftable_size; /* entries */
 	/*
 	 * Refcount blocks read, direct-mapped by table index: the COPIED pass looks up data
 	 * clusters in L2 order, which jumps between blocks on a fragmented image.
 	 */
 	uint8_t *refblocks;
-	uint64_t *refblock_offsets;	/* per slot; 0: empty */
+	uint64_t *refblock_offsets; /* per slot; 0: empty */
 	unsigned int refblock_slots;
 
 	/* The computed refcounts: one entry of width bytes per cluster, nb of them. */
@@ -103,9 +103,9 @@ struct check {
 	uint64_t capacity;
 
 	struct snapshot *snapshots;
-	uint64_t snapshots_size;	/* bytes of the snapshot table */
+	uint64_t snapshots_size; /* bytes of the snapshot table */
 
-	uint8_t *table;			/* one cluster, for L2 tables */
+	uint8_t *table; /* one cluster, for L2 tables */
 
 	/* Every L2 table named, sorted and merged by l2_merge() before any is walked. */
 	struct l2_use *l2s;
@@ -257,9 +257,10 @@ static int reference_n(struct check *c, uint64_t off, uint64_t len, uint64_t m)
 	if (!len || !m)
 		return 0;
 	if (off > UINT64_MAX - len || off + len >= c->file_size + c->cluster_size) {
-		report(c, "ERROR: counting reference for region exceeding the end of the file by "
-		       "one cluster or more: offset 0x%llx size 0x%llx", (unsigned long long)off,
-		       (unsigned long long)len);
+		report(c,
+		       "ERROR: counting reference for region exceeding the end of the file by "
+		       "one cluster or more: offset 0x%llx size 0x%llx",
+		       (unsigned long long)off, (unsigned long long)len);
 		c->r->corruptions += m;
 		return 0;
 	}
@@ -460,8 +461,7 @@ static int stored_refcount(struct check *c, uint64_t k, uint64_t *v)
 			return err;
 		c->refblock_offsets[slot] = off;
 	}
-	*v = qcow2_refcount_get(block, c->h.refcount_order,
-				k & ((1ULL << c->refblock_bits) - 1));
+	*v = qcow2_refcount_get(block, c->h.refcount_order, k & ((1ULL << c->refblock_bits) - 1));
 	return 0;
 }
 
@@ -510,8 +510,10 @@ static int walk_l2(struct check *c, const struct l2_use *u)
 		case COMPRESSED:
 			compressed_span(c, e, &off, &len);
 			if (e & QCOW2_OFLAG_COPIED) {
-				report(c, "ERROR: coffset=0x%llx: copied flag must never be set "
-				       "for compressed clusters", (unsigned long long)off);
+				report(c,
+				       "ERROR: coffset=0x%llx: copied flag must never be set "
+				       "for compressed clusters",
+				       (unsigned long long)off);
 				c->r->corruptions += m;
 			}
 			err = reference_n(c, off, len, m);
@@ -526,8 +528,10 @@ static int walk_l2(struct check *c, const struct l2_use *u)
 		case NORMAL:
 			off = e & QCOW2_L2E_OFFSET_MASK;
 			if (off & (c->cluster_size - 1)) {
-				report(c, "ERROR offset=%llx: %s cluster is not properly aligned; "
-				       "L2 entry corrupted.", (unsigned long long)off,
+				report(c,
+				       "ERROR offset=%llx: %s cluster is not properly aligned; "
+				       "L2 entry corrupted.",
+				       (unsigned long long)off,
 				       l2_type(e) == ZERO_ALLOC ? "Preallocated" : "Data");
 				c->r->corruptions += m;
 			}
@@ -605,8 +609,10 @@ static int l1_entry(struct check *c, uint64_t e, uint64_t m, bool active)
 	if (err)
 		return err;
 	if (l2 & (c->cluster_size - 1)) {
-		report(c, "ERROR l2_offset=%llx: Table is not cluster aligned; L1 entry "
-		       "corrupted", (unsigned long long)l2);
+		report(c,
+		       "ERROR l2_offset=%llx: Table is not cluster aligned; L1 entry "
+		       "corrupted",
+		       (unsigned long long)l2);
 		c->r->corruptions += m;
 	}
 	/* Past the end of the file it reads as zeroes: nothing to walk. */
@@ -679,15 +685,18 @@ static int walk_snapshots_and_l2s(struct check *c)
 		struct snapshot *sn = &c->snapshots[i];
 
 		if (sn->l1_offset & (c->cluster_size - 1)) {
-			report(c, "ERROR snapshot %s (%s) l1_offset=%#llx: L1 table is not cluster "
-			       "aligned; snapshot table entry corrupted", sn->id, sn->name,
-			       (unsigned long long)sn->l1_offset);
+			report(c,
+			       "ERROR snapshot %s (%s) l1_offset=%#llx: L1 table is not cluster "
+			       "aligned; snapshot table entry corrupted",
+			       sn->id, sn->name, (unsigned long long)sn->l1_offset);
 			c->r->corruptions++;
 			continue;
 		}
 		if ((uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES) {
-			report(c, "ERROR snapshot %s (%s) l1_size=%#x: L1 table is too large; "
-			       "snapshot table entry corrupted", sn->id, sn->name, sn->l1_size);
+			report(c,
+			       "ERROR snapshot %s (%s) l1_size=%#x: L1 table is too large; "
+			       "snapshot table entry corrupted",
+			       sn->id, sn->name, sn->l1_size);
 			c->r->corruptions++;
 			continue;
 		}
@@ -746,7 +755,8 @@ static int read_snapshots(struct check *c)
 		if (extra > SNAPSHOT_EXTRA_MAX) {
 			err = check_fail(c, -EINVAL,
 					 "snapshot table entry %u has too much extra data "
-					 "(%u bytes)", i, extra);
+					 "(%u bytes)",
+					 i, extra);
 			break;
 		}
 		var_len = (uint64_t)extra + id_len + name_len;
@@ -792,26 +802,33 @@ static int bitmap_entry_check(struct check *c, const uint8_t *e, uint32_t i)
 	uint32_t gran = e[17], name_len = (uint32_t)e[18] << 8 | e[19];
 
 	if (!table_size || !table_off || (table_off & (c->cluster_size - 1)))
-		return check_fail(c, -EINVAL, "bitmap %u: table offset %#llx, %u entries: not a "
-				  "table", i, (unsigned long long)table_off, table_size);
+		return check_fail(c, -EINVAL,
+				  "bitmap %u: table offset %#llx, %u entries: not a "
+				  "table",
+				  i, (unsigned long long)table_off, table_size);
 	phys = (uint64_t)table_size << c->cluster_bits;
 	if (table_size > BITMAP_TABLE_MAX || phys > BITMAP_PHYS_MAX)
-		return check_fail(c, -EINVAL, "bitmap %u: a table of %u entries is too large "
-				  "(at most %llu MiB of bitmap)", i, table_size,
-				  BITMAP_PHYS_MAX >> 20);
+		return check_fail(c, -EINVAL,
+				  "bitmap %u: a table of %u entries is too large "
+				  "(at most %llu MiB of bitmap)",
+				  i, table_size, BITMAP_PHYS_MAX >> 20);
 	if (gran < BITMAP_GRANULARITY_MIN || gran > BITMAP_GRANULARITY_MAX)
-		return check_fail(c, -EINVAL, "bitmap %u: granularity of 2^%u bytes is out of "
-				  "range", i, gran);
+		return check_fail(c, -EINVAL,
+				  "bitmap %u: granularity of 2^%u bytes is out of "
+				  "range",
+				  i, gran);
 	if (flags & ~BITMAP_FLAGS_KNOWN || e[16] != BITMAP_TYPE_DIRTY_TRACKING)
-		return check_fail(c, -EINVAL, "bitmap %u: unknown flags %#x or type %u", i,
-				  flags, e[16]);
+		return check_fail(c, -EINVAL, "bitmap %u: unknown flags %#x or type %u", i, flags,
+				  e[16]);
 	if (name_len > BITMAP_NAME_MAX)
 		return check_fail(c, -EINVAL, "bitmap %u: name of %u bytes is too long", i,
 				  name_len);
 	/* One bit per granule of the disk; a bitmap in use may be stale (left by a resize). */
 	if (!(flags & BITMAP_FLAG_IN_USE) && c->h.size > ((phys * 8) << gran))
-		return check_fail(c, -EINVAL, "bitmap %u: a table of %u entries is too small "
-				  "for the disk", i, table_size);
+		return check_fail(c, -EINVAL,
+				  "bitmap %u: a table of %u entries is too small "
+				  "for the disk",
+				  i, table_size);
 	return 0;
 }
 
@@ -913,8 +930,10 @@ static int walk_refblocks(struct check *c)
 			continue;
 		}
 		if (off & (c->cluster_size - 1)) {
-			report(c, "ERROR refcount block %llu is not cluster aligned; refcount "
-			       "table entry corrupted", (unsigned long long)i);
+			report(c,
+			       "ERROR refcount block %llu is not cluster aligned; refcount "
+			       "table entry corrupted",
+			       (unsigned long long)i);
 			c->r->corruptions++;
 			continue;
 		}
@@ -986,9 +1005,10 @@ static int check_copied(struct check *c)
 		if (!l2 || stored_refcount(c, l2 >> c->cluster_bits, &rc) < 0)
 			continue;
 		if ((rc == 1) != !!(l1[i] & QCOW2_OFLAG_COPIED)) {
-			report(c, "ERROR OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%llx "
-			       "refcount=%llu", i, (unsigned long long)l1[i],
-			       (unsigned long long)rc);
+			report(c,
+			       "ERROR OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%llx "
+			       "refcount=%llu",
+			       i, (unsigned long long)l1[i], (unsigned long long)rc);
 			c->r->corruptions++;
 		}
 	}
@@ -1009,9 +1029,10 @@ static int check_copied(struct check *c)
 					    &rc) < 0)
 				continue;
 			if ((rc == 1) != !!(e & QCOW2_OFLAG_COPIED)) {
-				report(c, "ERROR OFLAG_COPIED data cluster: l2_entry=%llx "
-				       "refcount=%llu", (unsigned long long)e,
-				       (unsigned long long)rc);
+				report(c,
+				       "ERROR OFLAG_COPIED data cluster: l2_entry=%llx "
+				       "refcount=%llu",
+				       (unsigned long long)e, (unsigned long long)rc);
 				c->r->corruptions += u->m_active;
 			}
 		}
@@ -1055,7 +1076,7 @@ static int load(struct check *c)
 	c->l2_entries = c->cluster_size / 8;
 	c->refblock_bits = c->cluster_bits + 3 - c->h.refcount_order;
 	c->refcount_max = c->h.refcount_order == 6 ? UINT64_MAX :
-			  (1ULL << (1U << c->h.refcount_order)) - 1;
+						     (1ULL << (1U << c->h.refcount_order)) - 1;
 	c->width = c->h.refcount_order <= 3 ? 1 : 1U << (c->h.refcount_order - 3);
 	c->r->total_clusters = (c->h.size + c->cluster_size - 1) >> c->cluster_bits;
 
@@ -1063,8 +1084,7 @@ static int load(struct check *c)
 	if (c->nb > QCOW2_CHECK_MAX_MEMORY / c->width)
 		return check_fail(c, -EFBIG,
 				  "image file too large to check (%llu clusters of %llu bytes)",
-				  (unsigned long long)c->nb,
-				  (unsigned long long)c->cluster_size);
+				  (unsigned long long)c->nb, (unsigned long long)c->cluster_size);
 	c->capacity = c->nb ? c->nb : 1;
 	c->counts = calloc(c->capacity, c->width);
 	c->table = malloc(c->cluster_size);

@@ -52,9 +52,10 @@ static int l2_table(struct qcow2 *s, uint64_t gc, bool alloc, uint8_t **t)
 
 	*t = NULL;
 	if (qcow2_l1e_decode(s, s->l1[i], &l2_off, &copied))
-		return qcow2_corrupt(s, "L1 entry %llu (%#llx) is misaligned, past the end of the "
-				     "file or over other metadata", (unsigned long long)i,
-				     (unsigned long long)s->l1[i]);
+		return qcow2_corrupt(s,
+				     "L1 entry %llu (%#llx) is misaligned, past the end of the "
+				     "file or over other metadata",
+				     (unsigned long long)i, (unsigned long long)s->l1[i]);
 	if (l2_off && (copied || !alloc))
 		return qcow2_cache_get(s, s->l2_cache, l2_off, true, t);
 	if (!alloc)
@@ -86,7 +87,8 @@ static int l2_table(struct qcow2 *s, uint64_t gc, bool alloc, uint8_t **t)
 
 static int entry_corrupt(struct qcow2 *s, uint64_t gc, uint64_t e)
 {
-	return qcow2_corrupt(s, "L2 entry %#llx for guest offset %#llx is invalid (misaligned, "
+	return qcow2_corrupt(s,
+			     "L2 entry %#llx for guest offset %#llx is invalid (misaligned, "
 			     "reserved bits, past the end of the file or over metadata)",
 			     (unsigned long long)e, (unsigned long long)(gc << s->cluster_bits));
 }
@@ -120,9 +122,10 @@ static int decompress(struct qcow2 *s, const struct qcow2_map *m)
 	if (err)
 		return err;
 	if (qcow2_decompress(s, s->cbuf, m->csize, s->zbuf))
-		return qcow2_corrupt(s, "compressed cluster at %#llx (%llu bytes) does not "
-				     "decompress", (unsigned long long)m->host,
-				     (unsigned long long)m->csize);
+		return qcow2_corrupt(s,
+				     "compressed cluster at %#llx (%llu bytes) does not "
+				     "decompress",
+				     (unsigned long long)m->host, (unsigned long long)m->csize);
 	s->zbuf_host = m->host;
 	return 0;
 }
@@ -241,8 +244,8 @@ static bool reads_zero(const struct qcow2 *s, const struct qcow2_map *m)
  * In place when the cluster is this image's alone (COPIED); else into a new cluster that also
  * receives what the guest cluster held outside the range.
  */
-static int write_chunk(struct qcow2 *s, uint64_t gc, uint64_t in, uint64_t n,
-		       struct qcow2_iter *it, struct iovec *slice, unsigned int max)
+static int write_chunk(struct qcow2 *s, uint64_t gc, uint64_t in, uint64_t n, struct qcow2_iter *it,
+		       struct iovec *slice, unsigned int max)
 {
 	struct qcow2_map m;
 	uint8_t *t;

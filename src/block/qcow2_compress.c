@@ -51,7 +51,7 @@ static int zstd_decompress(struct qcow2 *s, const uint8_t *in, size_t in_len, ui
 		if (ZSTD_isError(ret))
 			return -EIO;
 		if (ob.pos < ob.size && ib.pos == in_was && ob.pos == out_was)
-			return -EIO;	/* no progress (input used up): the cluster stays short */
+			return -EIO; /* no progress (input used up): the cluster stays short */
 	}
 	return 0;
 }

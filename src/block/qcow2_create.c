@@ -98,8 +98,8 @@ static long drop_feature_table(uint8_t *buf, long len, uint32_t header_length)
 }
 
 /* Encodes the header into a whole zeroed cluster (buf, cluster_size bytes). */
-static int encode_header(struct qcow2_header *h, uint8_t *buf, uint64_t cluster_size,
-			 char *err, size_t errlen)
+static int encode_header(struct qcow2_header *h, uint8_t *buf, uint64_t cluster_size, char *err,
+			 size_t errlen)
 {
 	/* Room for the feature table on top of a cluster, so that it can be dropped after. */
 	size_t room = cluster_size + 4096;
@@ -146,11 +146,10 @@ static int write_at(int fd, const void *buf, size_t len, uint64_t off)
 struct layout {
 	uint8_t *meta;
 	uint64_t meta_bytes;
-	uint64_t file_size;		/* up to the end of the L1 table's last cluster */
+	uint64_t file_size; /* up to the end of the L1 table's last cluster */
 };
 
-static int layout(const struct qcow2_create_options *o, struct layout *l, char *err,
-		  size_t errlen)
+static int layout(const struct qcow2_create_options *o, struct layout *l, char *err, size_t errlen)
 {
 	struct qcow2_header h = { 0 };
 	uint64_t cs, size, l1_size, l1_clusters, per_block, reft = 1, blocks = 1, total;
@@ -199,7 +198,7 @@ static int layout(const struct qcow2_create_options *o, struct layout *l, char *
 	h.l1_table_offset = (1 + reft + blocks) * cs;
 	h.refcount_order = o->refcount_order;
 	if (o->version == 3) {
-		h.header_length = 112;	/* with the compression type byte, as in QEMU's */
+		h.header_length = 112; /* with the compression type byte, as in QEMU's */
 		h.compression_type = o->compression_type;
 		if (o->compression_type != QCOW2_COMPRESSION_ZLIB)
 			h.incompatible_features |= QCOW2_INCOMPAT_COMPRESSION;

@@ -144,8 +144,10 @@ static int parse_extensions(struct qcow2_header *h, const uint8_t *buf, size_t l
 			return 0;
 		padded = ((uint64_t)elen + 7) & ~7ULL;
 		if (padded > end - off)
-			return fail(-EINVAL, err, errlen, "header extension %#x (%u bytes) runs "
-				    "past the end of the first cluster", type, elen);
+			return fail(-EINVAL, err, errlen,
+				    "header extension %#x (%u bytes) runs "
+				    "past the end of the first cluster",
+				    type, elen);
 		if (off + elen > len)
 			return fail(-EINVAL, err, errlen, "header extension %#x is truncated",
 				    type);
@@ -188,8 +190,9 @@ static int check_features(const struct qcow2_header *h, char *err, size_t errlen
 
 	if (h->crypt_method)
 		return fail(-ENOTSUP, err, errlen, "unsupported feature: encryption (%s)",
-			    h->crypt_method == 1 ? "AES" : h->crypt_method == 2 ? "LUKS" :
-			    "unknown method");
+			    h->crypt_method == 1 ? "AES" :
+			    h->crypt_method == 2 ? "LUKS" :
+						   "unknown method");
 	if (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE)
 		return fail(-ENOTSUP, err, errlen, "unsupported feature: external data file");
 	if (h->incompatible_features & QCOW2_INCOMPAT_EXTL2)
@@ -305,16 +308,17 @@ static int parse(struct qcow2_header *h, const uint8_t *buf, size_t len, uint64_
 			  file_size, err, errlen);
 	if (ret)
 		return ret;
-	if (h->l1_size && h->l1_table_offset < h->refcount_table_offset +
-			  (uint64_t)h->refcount_table_clusters * cluster_size &&
+	if (h->l1_size &&
+	    h->l1_table_offset < h->refcount_table_offset +
+					 (uint64_t)h->refcount_table_clusters * cluster_size &&
 	    h->refcount_table_offset < h->l1_table_offset + (uint64_t)h->l1_size * 8)
 		return fail(-EINVAL, err, errlen, "L1 table overlaps the refcount table");
 
 	if (h->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
 		return fail(-EINVAL, err, errlen, "too many snapshots (%u)", h->nb_snapshots);
 	if (h->nb_snapshots) {
-		ret = check_table("snapshot table", h->snapshots_offset, 1, cluster_size,
-				  file_size, err, errlen);
+		ret = check_table("snapshot table", h->snapshots_offset, 1, cluster_size, file_size,
+				  err, errlen);
 		if (ret)
 			return ret;
 	}
@@ -343,7 +347,7 @@ static int parse(struct qcow2_header *h, const uint8_t *buf, size_t len, uint64_
 	if (ret)
 		return ret;
 	if (h->backing_format[0] && !h->backing_file[0])
-		h->backing_format[0] = '\0';	/* stale: the image has no backing file */
+		h->backing_format[0] = '\0'; /* stale: the image has no backing file */
 	return check_features(h, err, errlen);
 }
 
@@ -434,7 +438,7 @@ static bool put_feature_table(const struct qcow2_header *h, uint8_t *buf, size_t
 		memcpy(p + 2, h->feature_names[i].name, strnlen(h->feature_names[i].name, 46));
 		p += FEATURE_ENTRY_LEN;
 	}
-	*off += 8 + bytes;	/* a multiple of 48, so of 8 */
+	*off += 8 + bytes; /* a multiple of 48, so of 8 */
 	return true;
 }
 
@@ -540,8 +544,8 @@ void qcow2_refcount_set(uint8_t *block, uint32_t order, uint64_t i, uint64_t v)
 		uint32_t shift = (uint32_t)(i & (per_byte - 1)) * bits;
 		uint8_t mask = (uint8_t)(((1U << bits) - 1) << shift);
 
-		block[i / per_byte] = (uint8_t)((block[i / per_byte] & ~mask) |
-						((v << shift) & mask));
+		block[i / per_byte] =
+			(uint8_t)((block[i / per_byte] & ~mask) | ((v << shift) & mask));
 		break;
 	}
 	case 3:

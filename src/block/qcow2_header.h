@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define QCOW2_MAGIC 0x514649fbU	/* "QFI\xfb" */
+#define QCOW2_MAGIC 0x514649fbU /* "QFI\xfb" */
 
 #define QCOW2_MIN_CLUSTER_BITS 9
 #define QCOW2_MAX_CLUSTER_BITS 21
@@ -43,7 +43,7 @@
 /* L1/L2 entry bits. */
 #define QCOW2_OFLAG_COPIED (1ULL << 63)
 #define QCOW2_OFLAG_COMPRESSED (1ULL << 62)
-#define QCOW2_OFLAG_ZERO (1ULL << 0)		/* L2, version 3 */
+#define QCOW2_OFLAG_ZERO (1ULL << 0) /* L2, version 3 */
 #define QCOW2_L1E_OFFSET_MASK 0x00fffffffffffe00ULL
 #define QCOW2_L2E_OFFSET_MASK 0x00fffffffffffe00ULL
 #define QCOW2_REFT_OFFSET_MASK 0xfffffffffffffe00ULL
@@ -52,7 +52,7 @@
 #define QCOW2_MAX_L1_BYTES (32ULL << 20)
 #define QCOW2_MAX_REFTABLE_BYTES (8ULL << 20)
 #define QCOW2_MAX_BACKING_NAME 1023
-#define QCOW2_MAX_SIZE (1ULL << 56)		/* virtual size, bytes */
+#define QCOW2_MAX_SIZE (1ULL << 56) /* virtual size, bytes */
 #define QCOW2_MAX_SNAPSHOTS 65536
 
 /* A header extension nkvm does not interpret, kept so that a header rewrite preserves it. */
@@ -63,37 +63,37 @@ struct qcow2_ext {
 };
 
 struct qcow2_header {
-	uint32_t version;		/* 2 or 3 */
-	uint32_t cluster_bits;		/* 9..21 */
-	uint64_t size;			/* virtual size, bytes */
-	uint32_t crypt_method;		/* must be 0 */
-	uint32_t l1_size;		/* entries */
+	uint32_t version; /* 2 or 3 */
+	uint32_t cluster_bits; /* 9..21 */
+	uint64_t size; /* virtual size, bytes */
+	uint32_t crypt_method; /* must be 0 */
+	uint32_t l1_size; /* entries */
 	uint64_t l1_table_offset;
 	uint64_t refcount_table_offset;
 	uint32_t refcount_table_clusters;
 	uint32_t nb_snapshots;
 	uint64_t snapshots_offset;
-	uint64_t backing_file_offset;	/* 0: no backing file */
+	uint64_t backing_file_offset; /* 0: no backing file */
 	uint32_t backing_file_size;
 	/* Version 3 fields (version 2: all zero, refcount_order 4, header_length 72). */
 	uint64_t incompatible_features;
 	uint64_t compatible_features;
 	uint64_t autoclear_features;
-	uint32_t refcount_order;	/* refcount_bits = 1 << refcount_order, 0..6 */
+	uint32_t refcount_order; /* refcount_bits = 1 << refcount_order, 0..6 */
 	uint32_t header_length;
-	uint8_t compression_type;	/* QCOW2_COMPRESSION_*; from byte 104 when header_length > 104 */
+	uint8_t compression_type; /* QCOW2_COMPRESSION_*; from byte 104 when header_length > 104 */
 
 	/* From the extensions and the backing file name. */
-	char backing_file[QCOW2_MAX_BACKING_NAME + 1];	/* "" without one */
-	char backing_format[32];	/* "" when the image does not say */
-	struct qcow2_ext *unknown;	/* extensions kept as they were, in file order */
+	char backing_file[QCOW2_MAX_BACKING_NAME + 1]; /* "" without one */
+	char backing_format[32]; /* "" when the image does not say */
+	struct qcow2_ext *unknown; /* extensions kept as they were, in file order */
 	unsigned int nr_unknown;
 	/* Feature name table, for messages about incompatible bits nkvm does not know. */
 	struct qcow2_feature_name {
-		uint8_t type;		/* 0 incompatible, 1 compatible, 2 autoclear */
+		uint8_t type; /* 0 incompatible, 1 compatible, 2 autoclear */
 		uint8_t bit;
-		char name[47];		/* NUL-terminated */
-	} *feature_names;
+		char name[47]; /* NUL-terminated */
+	} * feature_names;
 	unsigned int nr_feature_names;
 };
 

@@ -29,7 +29,7 @@
  */
 static __thread struct {
 	unsigned int depth;
-	bool probed;		/* the outermost image's format was probed, not named */
+	bool probed; /* the outermost image's format was probed, not named */
 	dev_t dev[QCOW2_MAX_CHAIN];
 	ino_t ino[QCOW2_MAX_CHAIN];
 } chain;
@@ -122,7 +122,8 @@ static int check_image(struct qcow2 *s, char *err, size_t errlen)
 	if (!s->readonly && (inc & QCOW2_INCOMPAT_CORRUPT))
 		return open_fail(err, errlen, -EINVAL,
 				 "image is marked corrupt; open it read-only, or repair it with "
-				 "`qemu-img check -r all %s`", s->path);
+				 "`qemu-img check -r all %s`",
+				 s->path);
 	if (!s->readonly && (inc & QCOW2_INCOMPAT_DIRTY))
 		return open_fail(err, errlen, -EINVAL,
 				 "image was not closed cleanly (dirty, lazy refcounts); "
@@ -131,8 +132,8 @@ static int check_image(struct qcow2 *s, char *err, size_t errlen)
 	if (s->d->direct && s->cluster_size < s->d->block_size)
 		return open_fail(err, errlen, -EINVAL,
 				 "clusters of %llu bytes are smaller than the %u-byte blocks "
-				 "direct I/O needs here", (unsigned long long)s->cluster_size,
-				 s->d->block_size);
+				 "direct I/O needs here",
+				 (unsigned long long)s->cluster_size, s->d->block_size);
 	return 0;
 }
 
@@ -229,8 +230,8 @@ static int open_backing(struct qcow2 *s, char *err, size_t errlen)
 	if (!fmt[0])
 		return open_fail(err, errlen, -EINVAL,
 				 "backing file %s: the image does not say its format; record it "
-				 "with `qemu-img rebase -u -F raw -b %s %s` (or -F qcow2)", ename,
-				 ename, s->path);
+				 "with `qemu-img rebase -u -F raw -b %s %s` (or -F qcow2)",
+				 ename, ename, s->path);
 	if (!strcmp(fmt, "raw"))
 		bo.format = DISK_FORMAT_RAW;
 	else if (!strcmp(fmt, "qcow2"))
@@ -286,7 +287,8 @@ static int open_backing(struct qcow2 *s, char *err, size_t errlen)
 		s->backing = NULL;
 		return open_fail(err, errlen, -EPERM,
 				 "backing file %s: a block device, behind an image whose "
-				 "format was probed; give format=qcow2 to use it", epath);
+				 "format was probed; give format=qcow2 to use it",
+				 epath);
 	}
 	s->backing_size = disk_size(s->backing);
 	return 0;
@@ -312,7 +314,7 @@ static int clear_autoclear(struct qcow2 *s, char *err, size_t errlen)
 	n = qcow2_header_encode(&s->h, buf, s->cluster_size);
 	if (n > 0)
 		ret = qcow2_pwrite(s, s->mfd, buf, n, 0);
-	else	/* the rewritten header would not fit: the field alone */
+	else /* the rewritten header would not fit: the field alone */
 		ret = qcow2_pwrite(s, s->mfd, field, sizeof(field), 88);
 	free(buf);
 	if (!ret)

@@ -292,7 +292,7 @@ int qcow2_free_later(struct qcow2 *s, uint64_t off, uint64_t len)
 			uint64_t *p = realloc(s->pending, cap * sizeof(*p));
 
 			if (!p)
-				return -ENOMEM;	/* the cluster leaks; nothing worse */
+				return -ENOMEM; /* the cluster leaks; nothing worse */
 			s->pending = p;
 			s->cap_pending = cap;
 		}
@@ -336,7 +336,7 @@ static int apply_pending(struct qcow2 *s)
 		if (err)
 			break;
 		if (!rc)
-			continue;	/* already wrong on disk; lowering it further cannot help */
+			continue; /* already wrong on disk; lowering it further cannot help */
 		err = refcount_set(s, c, rc - 1);
 		if (err)
 			break;
@@ -345,7 +345,7 @@ static int apply_pending(struct qcow2 *s)
 		if (c < s->free_hint)
 			s->free_hint = c;
 		qcow2_cache_discard(s, s->l2_cache, off);
-		s->zbuf_host = 0;	/* its bytes may have lived here */
+		s->zbuf_host = 0; /* its bytes may have lived here */
 		/* Only a hint to the file system: a failed punch leaves the space allocated. */
 		if (!s->d->file.blockdev && off < s->file_end &&
 		    fallocate(s->mfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,

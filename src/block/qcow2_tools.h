@@ -14,13 +14,13 @@
 #define QCOW2_DEFAULT_REFCOUNT_ORDER 4
 
 struct qcow2_create_options {
-	uint64_t size;			/* virtual size, bytes; rounded up to 512 */
-	uint32_t version;		/* 2 or 3 */
-	uint32_t cluster_bits;		/* QCOW2_MIN_CLUSTER_BITS..QCOW2_MAX_CLUSTER_BITS */
-	uint32_t refcount_order;	/* 0..6; anything but 4 needs version 3 */
-	uint8_t compression_type;	/* QCOW2_COMPRESSION_*; zstd needs version 3 */
-	const char *backing_file;	/* stored as given; NULL or "": none */
-	const char *backing_format;	/* "raw", "qcow2"; required with a backing file */
+	uint64_t size; /* virtual size, bytes; rounded up to 512 */
+	uint32_t version; /* 2 or 3 */
+	uint32_t cluster_bits; /* QCOW2_MIN_CLUSTER_BITS..QCOW2_MAX_CLUSTER_BITS */
+	uint32_t refcount_order; /* 0..6; anything but 4 needs version 3 */
+	uint8_t compression_type; /* QCOW2_COMPRESSION_*; zstd needs version 3 */
+	const char *backing_file; /* stored as given; NULL or "": none */
+	const char *backing_format; /* "raw", "qcow2"; required with a backing file */
 };
 
 /*
@@ -36,14 +36,14 @@ int qcow2_create_validate(const struct qcow2_create_options *o, char *err, size_
 
 /* What a check found: the counts of `qemu-img check`, whose meanings they keep. */
 struct qcow2_check_result {
-	uint64_t corruptions;		/* references refcounts do not cover, bad entries */
-	uint64_t leaks;			/* refcounts above the references */
-	uint64_t check_errors;		/* parts that could not be checked */
-	uint64_t total_clusters;	/* of the virtual disk */
-	uint64_t allocated_clusters;	/* of the active L1/L2 tables */
+	uint64_t corruptions; /* references refcounts do not cover, bad entries */
+	uint64_t leaks; /* refcounts above the references */
+	uint64_t check_errors; /* parts that could not be checked */
+	uint64_t total_clusters; /* of the virtual disk */
+	uint64_t allocated_clusters; /* of the active L1/L2 tables */
 	uint64_t fragmented_clusters;
 	uint64_t compressed_clusters;
-	uint64_t image_end_offset;	/* just past the last cluster in use or referenced */
+	uint64_t image_end_offset; /* just past the last cluster in use or referenced */
 };
 
 /* At most this many bytes of computed refcounts (one entry per cluster of the file). */

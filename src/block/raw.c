@@ -29,9 +29,9 @@
  * Requests that stay clear of the area are not looked at.
  */
 struct raw_guarded {
-	struct disk_request req;	/* first: what the engine completes is the whole */
-	struct disk_request *orig;	/* the caller's, completed with req's status */
-	void *head;			/* the checked copy of the segments holding the area */
+	struct disk_request req; /* first: what the engine completes is the whole */
+	struct disk_request *orig; /* the caller's, completed with req's status */
+	void *head; /* the checked copy of the segments holding the area */
 	struct iovec iov[];
 };
 

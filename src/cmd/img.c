@@ -155,14 +155,16 @@ int img_open(struct img *img, const char *path, enum disk_format_kind format, un
 	}
 	img->disk_usage = (uint64_t)st.st_blocks * 512;
 	if (!(flags & IMG_OPEN_SHARE) && (ret = img_lock(img->fd))) {
-		ret = err_set(err, errlen, ret, "%s", ret == -EAGAIN ?
-			      "image is in use by another process (locked; -U to read anyway)" :
-			      "cannot lock the image");
+		ret = err_set(
+			err, errlen, ret, "%s",
+			ret == -EAGAIN ?
+				"image is in use by another process (locked; -U to read anyway)" :
+				"cannot lock the image");
 		goto fail;
 	}
 
 	head_len = img->file_size < (1U << QCOW2_MAX_CLUSTER_BITS) ? img->file_size :
-		   (1U << QCOW2_MAX_CLUSTER_BITS);
+								     (1U << QCOW2_MAX_CLUSTER_BITS);
 	head = malloc(head_len ? head_len : 1);
 	if (!head) {
 		ret = err_set(err, errlen, -ENOMEM, "out of memory");
@@ -176,8 +178,9 @@ int img_open(struct img *img, const char *path, enum disk_format_kind format, un
 	}
 	/* The block layer's probe, so that img and run always agree on what an image is. */
 	if (format == DISK_FORMAT_PROBE)
-		format = disk_probe_format(head, head_len) == DISK_FORMAT_QCOW2 ? DISK_FORMAT_QCOW2 :
-			 DISK_FORMAT_RAW;
+		format = disk_probe_format(head, head_len) == DISK_FORMAT_QCOW2 ?
+				 DISK_FORMAT_QCOW2 :
+				 DISK_FORMAT_RAW;
 	img->format = format;
 	if (format == DISK_FORMAT_QCOW2 && !(flags & IMG_OPEN_PROBE_ONLY)) {
 		ret = qcow2_header_parse(&img->h, head, head_len, img->file_size, err, errlen);

@@ -18,16 +18,16 @@
 struct img {
 	int fd;
 	enum disk_format_kind format;
-	uint64_t file_size;		/* bytes of the file (or block device) */
-	uint64_t disk_usage;		/* bytes allocated on the host (st_blocks * 512) */
+	uint64_t file_size; /* bytes of the file (or block device) */
+	uint64_t disk_usage; /* bytes allocated on the host (st_blocks * 512) */
 	uint64_t virtual_size;
-	struct qcow2_header h;		/* qcow2 only, unless IMG_OPEN_PROBE_ONLY */
-	bool parsed;			/* h holds a parsed header */
+	struct qcow2_header h; /* qcow2 only, unless IMG_OPEN_PROBE_ONLY */
+	bool parsed; /* h holds a parsed header */
 };
 
 /* img_open flags. */
-#define IMG_OPEN_SHARE 1	/* no shared lock: a writer (a running nkvm) may be changing it */
-#define IMG_OPEN_PROBE_ONLY 2	/* the format only: the caller parses the header itself */
+#define IMG_OPEN_SHARE 1 /* no shared lock: a writer (a running nkvm) may be changing it */
+#define IMG_OPEN_PROBE_ONLY 2 /* the format only: the caller parses the header itself */
 
 /*
  * Opens path read-only and reads its format: the one asked for, else qcow2 when it starts with
@@ -55,7 +55,7 @@ void img_human_size(char *buf, size_t len, uint64_t bytes);
 int img_create(int argc, char **argv);
 int img_info(int argc, char **argv);
 int img_check(int argc, char **argv);
-int img_bench(int argc, char **argv);	/* img_bench.c */
+int img_bench(int argc, char **argv); /* img_bench.c */
 
 /* qemu-img check's exit statuses. */
 #define IMG_CHECK_CLEAN 0

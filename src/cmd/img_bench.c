@@ -22,37 +22,36 @@
 
 static void bench_usage(FILE *f)
 {
-	fprintf(f,
-		"usage: nkvm img bench [-c COUNT] [-d DEPTH] [-f FMT] [-i ENGINE] [-n] [-q]\n"
-		"                      [-o OFFSET] [-s BUFSIZE] [-S STEP] [-t CACHE] [-w]\n"
-		"                      [--pattern=N] [--flush-interval=N] [--no-drain]\n"
-		"                      [--random] [--queues N] [--time SECONDS] [--json]\n"
-		"                      [--engine-threads N] FILE\n"
-		"\n"
-		"qemu-img bench through nkvm's virtio-blk device, without a guest or KVM: a\n"
-		"driver in this process builds requests as Linux does, in rings in memory of\n"
-		"its own, kicks the device's queue threads and waits for their interrupts.\n"
-		"  -c COUNT       requests in all (default 75000)\n"
-		"  -d DEPTH       requests in flight per queue (default 64, at most 256)\n"
-		"  -f FMT         raw or qcow2 (default: probed)\n"
-		"  -i ENGINE      threads, native (the aio engine; also: aio) or io_uring\n"
-		"  -n             -i native, as qemu-img's -n\n"
-		"  -t CACHE       none (O_DIRECT) or writeback (the page cache, the default);\n"
-		"                 aio on the page cache falls back to threads, and says so\n"
-		"  -o, -s, -S     first offset, buffer size (default 4K), offset step\n"
-		"                 (default: the buffer size); offsets wrap as qemu-img's\n"
-		"  -w             write (default: read); --pattern=N the byte written (0)\n"
-		"  --flush-interval=N  a flush after every N writes of a queue, the queue\n"
-		"                 drained first unless --no-drain\n"
-		"  --random       offsets at random, aligned to the buffer size\n"
-		"  --queues N     N virtqueues, each with DEPTH requests and its own driver\n"
-		"                 thread; the device serves each on its own I/O thread\n"
-		"  --time SECONDS run this long instead of COUNT requests\n"
-		"  --engine-threads N  the threads engine's most workers (default: its own)\n"
-		"  --json         one line of JSON: ops, seconds, iops, mb_s (10^6 bytes),\n"
-		"                 latency percentiles (submission to used ring, us), CPU us\n"
-		"                 per I/O (process user+sys; device side apart), interrupts\n"
-		"                 and kicks per I/O\n");
+	fprintf(f, "usage: nkvm img bench [-c COUNT] [-d DEPTH] [-f FMT] [-i ENGINE] [-n] [-q]\n"
+		   "                      [-o OFFSET] [-s BUFSIZE] [-S STEP] [-t CACHE] [-w]\n"
+		   "                      [--pattern=N] [--flush-interval=N] [--no-drain]\n"
+		   "                      [--random] [--queues N] [--time SECONDS] [--json]\n"
+		   "                      [--engine-threads N] FILE\n"
+		   "\n"
+		   "qemu-img bench through nkvm's virtio-blk device, without a guest or KVM: a\n"
+		   "driver in this process builds requests as Linux does, in rings in memory of\n"
+		   "its own, kicks the device's queue threads and waits for their interrupts.\n"
+		   "  -c COUNT       requests in all (default 75000)\n"
+		   "  -d DEPTH       requests in flight per queue (default 64, at most 256)\n"
+		   "  -f FMT         raw or qcow2 (default: probed)\n"
+		   "  -i ENGINE      threads, native (the aio engine; also: aio) or io_uring\n"
+		   "  -n             -i native, as qemu-img's -n\n"
+		   "  -t CACHE       none (O_DIRECT) or writeback (the page cache, the default);\n"
+		   "                 aio on the page cache falls back to threads, and says so\n"
+		   "  -o, -s, -S     first offset, buffer size (default 4K), offset step\n"
+		   "                 (default: the buffer size); offsets wrap as qemu-img's\n"
+		   "  -w             write (default: read); --pattern=N the byte written (0)\n"
+		   "  --flush-interval=N  a flush after every N writes of a queue, the queue\n"
+		   "                 drained first unless --no-drain\n"
+		   "  --random       offsets at random, aligned to the buffer size\n"
+		   "  --queues N     N virtqueues, each with DEPTH requests and its own driver\n"
+		   "                 thread; the device serves each on its own I/O thread\n"
+		   "  --time SECONDS run this long instead of COUNT requests\n"
+		   "  --engine-threads N  the threads engine's most workers (default: its own)\n"
+		   "  --json         one line of JSON: ops, seconds, iops, mb_s (10^6 bytes),\n"
+		   "                 latency percentiles (submission to used ring, us), CPU us\n"
+		   "                 per I/O (process user+sys; device side apart), interrupts\n"
+		   "                 and kicks per I/O\n");
 }
 
 static void bench_print_json(const struct img_bench_options *o, const struct img_bench_result *r)
@@ -83,7 +82,8 @@ static void bench_print(const struct img_bench_options *o, const struct img_benc
 	       r->engine, o->queues, o->queues > 1 ? "s" : "", o->depth,
 	       o->direct ? "none" : "writeback", r->ops / secs, r->bytes / secs / 1e6);
 	printf("latency (submission to used ring): p50 %.1f us, p99 %.1f us, p99.9 %.1f us, "
-	       "max %.1f us\n", r->p50_us, r->p99_us, r->p999_us, r->max_us);
+	       "max %.1f us\n",
+	       r->p50_us, r->p99_us, r->p999_us, r->max_us);
 	printf("CPU per I/O: %.2f us (device side %.2f us, driver %.2f us); ", r->cpu_us / ops,
 	       (r->cpu_us - r->driver_cpu_us) / ops, r->driver_cpu_us / ops);
 	printf("interrupts per I/O %.3f, kicks per I/O %.3f\n", r->interrupts / ops,
@@ -168,8 +168,7 @@ static int bench_count_arg(const char *arg, uint64_t *count)
 }
 
 /* Parses the command line into o. Returns 0, 1 for --help, or -EINVAL (said on stderr). */
-static int bench_parse(int argc, char **argv, struct img_bench_options *o, bool *json,
-		       bool *quiet)
+static int bench_parse(int argc, char **argv, struct img_bench_options *o, bool *json, bool *quiet)
 {
 	static const struct option longopts[] = {
 		{ "pattern", required_argument, NULL, OPT_PATTERN },

@@ -19,31 +19,31 @@
 
 struct img_bench_options {
 	const char *path;
-	enum disk_format_kind format;	/* PROBE: from the image's first bytes */
+	enum disk_format_kind format; /* PROBE: from the image's first bytes */
 	enum disk_engine_kind engine;
-	unsigned int engine_threads;	/* the threads engine's most workers; 0: its default */
-	bool direct;			/* cache=none: O_DIRECT */
+	unsigned int engine_threads; /* the threads engine's most workers; 0: its default */
+	bool direct; /* cache=none: O_DIRECT */
 	bool write;
-	bool random;			/* offsets drawn at random, aligned to bufsize */
-	bool drain;			/* drain the queue before each flush (qemu-img's default) */
-	uint64_t count;			/* requests, over all queues; unused with seconds */
-	double seconds;			/* > 0: run this long instead */
-	unsigned int depth;		/* requests in flight per queue */
-	unsigned int queues;		/* virtqueues, one driver thread each */
+	bool random; /* offsets drawn at random, aligned to bufsize */
+	bool drain; /* drain the queue before each flush (qemu-img's default) */
+	uint64_t count; /* requests, over all queues; unused with seconds */
+	double seconds; /* > 0: run this long instead */
+	unsigned int depth; /* requests in flight per queue */
+	unsigned int queues; /* virtqueues, one driver thread each */
 	uint64_t offset, bufsize, step;
-	uint8_t pattern;		/* what writes write */
-	unsigned int flush_interval;	/* a flush after this many writes per queue; 0: none */
+	uint8_t pattern; /* what writes write */
+	unsigned int flush_interval; /* a flush after this many writes per queue; 0: none */
 };
 
 struct img_bench_result {
-	uint64_t ops;			/* reads or writes completed (flushes not included) */
+	uint64_t ops; /* reads or writes completed (flushes not included) */
 	uint64_t bytes, flushes, interrupts, kicks;
-	double seconds;			/* first submission to last completion */
+	double seconds; /* first submission to last completion */
 	/* Submission to completion seen in the used ring, per request. */
 	double p50_us, p99_us, p999_us, max_us;
-	double cpu_us;			/* user + system time of the process during the run */
-	double driver_cpu_us;		/* of which the driver threads (the guest's share) */
-	char engine[16];		/* the engine that ran, after any fallback */
+	double cpu_us; /* user + system time of the process during the run */
+	double driver_cpu_us; /* of which the driver threads (the guest's share) */
+	char engine[16]; /* the engine that ran, after any fallback */
 	char format[8];
 };
 

@@ -54,7 +54,7 @@
 #define HIST_BUCKETS ((64 - HIST_SUB_BITS + 1) * HIST_SUB)
 
 struct bench_slot {
-	uint64_t t_submit;		/* ns */
+	uint64_t t_submit; /* ns */
 	uint64_t meta_gpa, data_gpa;
 	uint8_t *meta;
 	bool flush;
@@ -68,7 +68,7 @@ struct bench_queue {
 	unsigned int index;
 	struct virtio_driver_queue vq;
 	unsigned int nslots, inflight, nfree;
-	struct bench_slot *slots;	/* depth data slots, then the flush slot if any */
+	struct bench_slot *slots; /* depth data slots, then the flush slot if any */
 	unsigned int *free;
 	uint64_t rng;
 	uint64_t writes_done;
@@ -83,17 +83,17 @@ struct bench_queue {
 
 struct bench {
 	const struct img_bench_options *o;
-	uint64_t size;			/* the disk's bytes */
-	const struct guest_memory *mem;	/* the driver's memory: b->vm's RAM */
+	uint64_t size; /* the disk's bytes */
+	const struct guest_memory *mem; /* the driver's memory: b->vm's RAM */
 	struct vm *vm;
 	struct pci_bus *bus;
 	struct irq_routing *irq;
 	struct virtio_device *vdev;
 	struct virtio_driver drv;
-	uint64_t limit;			/* requests to issue */
-	uint64_t deadline;		/* ns; 0: count mode */
+	uint64_t limit; /* requests to issue */
+	uint64_t deadline; /* ns; 0: count mode */
 	atomic_uint_fast64_t issued;
-	atomic_bool stop;		/* a request failed: every queue drains and ends */
+	atomic_bool stop; /* a request failed: every queue drains and ends */
 	pthread_mutex_t err_lock;
 	char why[160];
 	int err;
@@ -191,8 +191,8 @@ static uint64_t bench_queue_bytes(const struct img_bench_options *o, unsigned in
 	       (uint64_t)nslots * ALIGN_UP(o->bufsize, 4096);
 }
 
-static int bench_queue_init(struct bench *b, struct bench_queue *bq, unsigned int i,
-			    uint64_t gpa, unsigned int nslots)
+static int bench_queue_init(struct bench *b, struct bench_queue *bq, unsigned int i, uint64_t gpa,
+			    unsigned int nslots)
 {
 	const struct img_bench_options *o = b->o;
 	uint64_t meta = gpa + virtio_driver_queue_bytes(BENCH_QUEUE_MAX);
@@ -277,9 +277,9 @@ static int bench_driver_init(struct bench *b, char *err, size_t errlen)
 		snprintf(err, errlen, "the device refused the features");
 		return -ENOTSUP;
 	}
-	if (o->queues > 1 && (!(want & (1ULL << VIRTIO_BLK_F_MQ)) ||
-			      virtio_driver_bar_read(d, d->device_cfg + BLK_CFG_NUM_QUEUES, 2) <
-				      o->queues)) {
+	if (o->queues > 1 &&
+	    (!(want & (1ULL << VIRTIO_BLK_F_MQ)) ||
+	     virtio_driver_bar_read(d, d->device_cfg + BLK_CFG_NUM_QUEUES, 2) < o->queues)) {
 		snprintf(err, errlen, "the device has fewer than %u queues", o->queues);
 		return -EINVAL;
 	}
@@ -294,13 +294,14 @@ static int bench_driver_init(struct bench *b, char *err, size_t errlen)
 		if (ret) {
 			snprintf(err, errlen, "queue %u: %s", i,
 				 ret == -EINVAL ? "the device's queue is smaller than the depth" :
-				 strerror(-ret));
+						  strerror(-ret));
 			return ret;
 		}
 		gpa += bench_queue_bytes(o, nslots);
 	}
 	virtio_driver_set_status(d, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-				    VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+					    VIRTIO_CONFIG_S_FEATURES_OK |
+					    VIRTIO_CONFIG_S_DRIVER_OK);
 	return 0;
 }
 
@@ -354,7 +355,7 @@ static void bq_add(struct bench_queue *bq, unsigned int s, uint32_t type, uint64
 	h->type = type;
 	h->ioprio = 0;
 	h->sector = offset >> VIRTIO_BLK_SECTOR_SHIFT;
-	sl->meta[SLOT_STATUS] = 0xff;	/* so that a status the device never wrote shows */
+	sl->meta[SLOT_STATUS] = 0xff; /* so that a status the device never wrote shows */
 	sl->flush = type == VIRTIO_BLK_T_FLUSH;
 	t[n] = (struct vring_desc){ sl->meta_gpa, sizeof(*h), VRING_DESC_F_NEXT, n + 1 };
 	n++;
@@ -423,7 +424,9 @@ static void bq_complete(struct bench_queue *bq, uint32_t id, uint32_t len, uint6
 		const struct virtio_blk_outhdr *h = (const struct virtio_blk_outhdr *)sl->meta;
 
 		bench_fail(b, -EIO, "%s at offset %llu failed: status %u%s",
-			   sl->flush ? "flush" : o->write ? "write" : "read",
+			   sl->flush ? "flush" :
+			   o->write  ? "write" :
+				       "read",
 			   (unsigned long long)h->sector << VIRTIO_BLK_SECTOR_SHIFT, status,
 			   status == VIRTIO_BLK_S_IOERR ? " (IOERR)" : "");
 	}
@@ -542,8 +545,7 @@ static int bench_check(const struct img_bench_options *o, char *err, size_t errl
 	return -EINVAL;
 }
 
-static void bench_result(struct bench *b, struct img_bench_result *r, uint64_t t0,
-			 double cpu_us)
+static void bench_result(struct bench *b, struct img_bench_result *r, uint64_t t0, double cpu_us)
 {
 	const struct img_bench_options *o = b->o;
 	uint64_t *hist = calloc(HIST_BUCKETS, sizeof(*hist)), t_last = t0;
@@ -705,8 +707,10 @@ int img_bench_run(const struct img_bench_options *o, struct img_bench_result *r,
 	b.limit = o->seconds > 0 ? UINT64_MAX : o->count;
 
 	/* Driver memory in one region below the PCI hole, as a small guest's RAM. */
-	ram = ALIGN_UP(BENCH_GPA_BASE + o->queues *
-		       bench_queue_bytes(o, o->depth + (o->flush_interval ? 1 : 0)), 2 * MiB);
+	ram = ALIGN_UP(BENCH_GPA_BASE +
+			       o->queues *
+				       bench_queue_bytes(o, o->depth + (o->flush_interval ? 1 : 0)),
+		       2 * MiB);
 	b.vm = calloc(1, sizeof(*b.vm));
 	b.bus = calloc(1, sizeof(*b.bus));
 	b.irq = calloc(1, sizeof(*b.irq));
@@ -747,4 +751,3 @@ out:
 	bench_teardown(&b, disk);
 	return ret;
 }
-

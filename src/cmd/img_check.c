@@ -34,7 +34,8 @@ static void check_human(const struct qcow2_check_result *r)
 		if (r->corruptions)
 			printf("\n%llu errors were found on the image.\n"
 			       "Data may be corrupted, or further writes to the image may corrupt "
-			       "it.\n", (unsigned long long)r->corruptions);
+			       "it.\n",
+			       (unsigned long long)r->corruptions);
 		if (r->leaks)
 			printf("\n%llu leaked clusters were found on the image.\n"
 			       "This means waste of disk space, but no harm to data.\n",
@@ -45,7 +46,8 @@ static void check_human(const struct qcow2_check_result *r)
 	}
 	if (r->total_clusters && r->allocated_clusters)
 		printf("%llu/%llu = %0.2f%% allocated, %0.2f%% fragmented, %0.2f%% compressed "
-		       "clusters\n", (unsigned long long)r->allocated_clusters,
+		       "clusters\n",
+		       (unsigned long long)r->allocated_clusters,
 		       (unsigned long long)r->total_clusters,
 		       percent(r->allocated_clusters, r->total_clusters),
 		       percent(r->fragmented_clusters, r->allocated_clusters),
@@ -131,8 +133,8 @@ static int check_parse(struct check_options *o, int argc, char **argv)
 			return -1;
 		default:
 			fprintf(stderr, "nkvm img check: %s: %s (see nkvm img --help)\n",
-				argv[optind - 1], opt == ':' ? "option needs a value" :
-				"unknown option");
+				argv[optind - 1],
+				opt == ':' ? "option needs a value" : "unknown option");
 			return 1;
 		}
 	}

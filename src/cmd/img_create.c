@@ -31,7 +31,7 @@ struct create {
 	const char *backing_format_arg;
 	bool quiet;
 	struct qcow2_create_options q;
-	bool qcow2_option;		/* an -o option only qcow2 takes was given */
+	bool qcow2_option; /* an -o option only qcow2 takes was given */
 };
 
 static int usage_error(const char *fmt, const char *arg)
@@ -121,7 +121,7 @@ static int create_parse(struct create *c, int argc, char **argv)
 	};
 	int opt;
 
-	optind = 0;	/* GNU getopt: start afresh, the parser may run more than once */
+	optind = 0; /* GNU getopt: start afresh, the parser may run more than once */
 	while ((opt = getopt_long(argc, argv, ":f:b:F:o:qh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'f':
@@ -233,8 +233,10 @@ static int create_open(const struct create *c)
 		return -1;
 	}
 	if (fcntl(fd, F_OFD_SETLK, &fl)) {
-		fprintf(stderr, "nkvm: %s: %s\n", c->path, errno == EAGAIN || errno == EACCES ?
-			"image is in use by another process (locked)" : strerror(errno));
+		fprintf(stderr, "nkvm: %s: %s\n", c->path,
+			errno == EAGAIN || errno == EACCES ?
+				"image is in use by another process (locked)" :
+				strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -247,8 +249,7 @@ static void create_announce(const struct create *c)
 		return;
 	printf("Formatting '%s', fmt=%s", c->path, img_format_name(c->format));
 	if (c->format == DISK_FORMAT_QCOW2)
-		printf(" cluster_size=%llu compression_type=%s",
-		       1ULL << c->q.cluster_bits,
+		printf(" cluster_size=%llu compression_type=%s", 1ULL << c->q.cluster_bits,
 		       c->q.compression_type == QCOW2_COMPRESSION_ZSTD ? "zstd" : "zlib");
 	printf(" size=%llu", (unsigned long long)c->size);
 	if (c->backing)

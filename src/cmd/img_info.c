@@ -53,8 +53,7 @@ static void info_json(const struct img *img, const char *path, const char *full,
 	const struct qcow2_header *h = &img->h;
 
 	printf("%*s{\n", pad, "");
-	printf("%*s\"virtual-size\": %llu,\n", pad + 4, "",
-	       (unsigned long long)img->virtual_size);
+	printf("%*s\"virtual-size\": %llu,\n", pad + 4, "", (unsigned long long)img->virtual_size);
 	printf("%*s\"filename\": ", pad + 4, "");
 	json_string(path);
 	printf(",\n%*s\"format\": \"%s\",\n", pad + 4, "", img_format_name(img->format));
@@ -167,7 +166,7 @@ static int info_parse(struct info_options *o, int argc, char **argv)
 		case 'j':
 			o->json = true;
 			break;
-		case 'O':	/* --output=json|human, as qemu-img spells it */
+		case 'O': /* --output=json|human, as qemu-img spells it */
 			if (strcmp(optarg, "json") && strcmp(optarg, "human")) {
 				fprintf(stderr, "nkvm img info: --output=%s: json or human\n",
 					optarg);
@@ -187,8 +186,8 @@ static int info_parse(struct info_options *o, int argc, char **argv)
 			return -1;
 		default:
 			fprintf(stderr, "nkvm img info: %s: %s (see nkvm img --help)\n",
-				argv[optind - 1], opt == ':' ? "option needs a value" :
-				"unknown option");
+				argv[optind - 1],
+				opt == ':' ? "option needs a value" : "unknown option");
 			return 1;
 		}
 	}
@@ -206,7 +205,10 @@ int img_info(int argc, char **argv)
 	struct info_options o = { 0 };
 	char esc[TEXT_ESCAPED_SIZE(PATH_MAX)];
 	char path[PATH_MAX], full[PATH_MAX], why[256];
-	struct { dev_t dev; ino_t ino; } seen[INFO_MAX_CHAIN] = { { 0 } };
+	struct {
+		dev_t dev;
+		ino_t ino;
+	} seen[INFO_MAX_CHAIN] = { { 0 } };
 	enum disk_format_kind format;
 	struct img img;
 	int err, depth;

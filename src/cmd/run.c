@@ -52,7 +52,7 @@ struct machine {
 	struct pci_bus pci;
 	struct irq_routing irq;
 	struct device_context devctx;
-	struct device_list devices;	/* what -d, --rng... made, destroyed in reverse at exit */
+	struct device_list devices; /* what -d, --rng... made, destroyed in reverse at exit */
 	struct loop loop;
 	struct console console;
 	struct loop_source signals;
@@ -60,10 +60,10 @@ struct machine {
 
 struct boot_files {
 	int kernel_fd, initrd_fd;
-	uint8_t kernel_hdr[BZIMAGE_HEADER_MAX];	/* the setup part; the rest is read into RAM */
+	uint8_t kernel_hdr[BZIMAGE_HEADER_MAX]; /* the setup part; the rest is read into RAM */
 	uint64_t kernel_len, initrd_len;
 	size_t hdr_len;
-	struct cpio extra;	/* the command for the guest's init, appended to the initrd */
+	struct cpio extra; /* the command for the guest's init, appended to the initrd */
 	char cmdline[BOOT_CMDLINE_MAX];
 	char kernel_path[4096], initrd_path[4096];
 };
@@ -166,8 +166,8 @@ static int build_cmdline(const struct run_options *o, char *buf, size_t len)
 			at += snprintf(buf + at, len - at, " %s", p);
 	}
 	if (at < len)
-		at += snprintf(buf + at, len - at, " %s%s%s", RUN_BASE_CMDLINE, o->params ? " " : "",
-			       o->params ? o->params : "");
+		at += snprintf(buf + at, len - at, " %s%s%s", RUN_BASE_CMDLINE,
+			       o->params ? " " : "", o->params ? o->params : "");
 	return at < len ? 0 : -ENAMETOOLONG;
 }
 
@@ -349,7 +349,8 @@ static int run_machine(struct machine *m)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	sigdelset(&sigs, SIGUSR1);
 	signal(SIGPIPE, SIG_IGN);
-	m->signals = (struct loop_source){ .fd = signalfd(-1, &sigs, SFD_CLOEXEC), .fn = on_signal,
+	m->signals = (struct loop_source){ .fd = signalfd(-1, &sigs, SFD_CLOEXEC),
+					   .fn = on_signal,
 					   .opaque = m };
 	err = loop_init(&m->loop);
 	if (!err && m->signals.fd < 0)
@@ -427,7 +428,8 @@ static void report_stats(const struct vm *vm)
 			resident += vec[i] & 1;
 	free(vec);
 	fprintf(stderr, "nkvm: stats: peak_rss_kib=%ld guest_resident_kib=%zu overhead_kib=%ld\n",
-		ru.ru_maxrss, resident * (page / 1024), ru.ru_maxrss - (long)(resident * (page / 1024)));
+		ru.ru_maxrss, resident * (page / 1024),
+		ru.ru_maxrss - (long)(resident * (page / 1024)));
 	report_exits(vm);
 }
 

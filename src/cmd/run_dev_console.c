@@ -7,15 +7,20 @@
 #include "virtio/console.h"
 
 struct run_console {
-	bool virtio;		/* false: the UART's ttyS0 alone, no device */
+	bool virtio; /* false: the UART's ttyS0 alone, no device */
 };
 
 static const struct kvopt_name console_names[] = {
-	{ "serial", 0 }, { "virtio", 1 }, { NULL, 0 },
+	{ "serial", 0 },
+	{ "virtio", 1 },
+	{ NULL, 0 },
 };
 
 static const struct kvopt_spec console_kind = {
-	"console", KVOPT_ENUM, KVOPT_AT(struct run_console, virtio), .names = console_names,
+	"console",
+	KVOPT_ENUM,
+	KVOPT_AT(struct run_console, virtio),
+	.names = console_names,
 };
 
 /* The UART stays the console until virtio_console loads; then hvc0 is the preferred one. */

@@ -9,10 +9,14 @@
 #include "virtio/blk.h"
 
 static const struct kvopt_name cache_names[] = {
-	{ "writeback", 0 }, { "none", 1 }, { NULL, 0 },
+	{ "writeback", 0 },
+	{ "none", 1 },
+	{ NULL, 0 },
 };
 static const struct kvopt_name format_names[] = {
-	{ "raw", DISK_FORMAT_RAW }, { "qcow2", DISK_FORMAT_QCOW2 }, { NULL, 0 },
+	{ "raw", DISK_FORMAT_RAW },
+	{ "qcow2", DISK_FORMAT_QCOW2 },
+	{ NULL, 0 },
 };
 const struct kvopt_name disk_engine_names[] = {
 	{ "threads", DISK_ENGINE_THREADS },
@@ -22,7 +26,10 @@ const struct kvopt_name disk_engine_names[] = {
 };
 
 static const struct kvopt_spec disk_path = {
-	"image file", KVOPT_STRING, KVOPT_AT(struct run_disk, path), .arg = "FILE",
+	"image file",
+	KVOPT_STRING,
+	KVOPT_AT(struct run_disk, path),
+	.arg = "FILE",
 };
 
 static const struct kvopt_spec disk_keys[] = {
@@ -80,7 +87,8 @@ static int disk_create(struct device_context *ctx, const void *cfg, void **dev, 
 	/* QEMU warns likewise: probing is why the guest may not write every first sector. */
 	if (disk_probed_raw(disk))
 		nkvm_err("%s: format probed as raw; a guest write that would make it look like "
-			 "another format fails (format=raw allows it and silences this)", d->path);
+			 "another format fails (format=raw allows it and silences this)",
+			 d->path);
 	r = virtio_blk_create(&vdev, ctx->vm, ctx->pci, ctx->irq, disk, &bopt);
 	if (r) {
 		snprintf(err, errlen, "%s: cannot create its virtio-blk device: %s", d->path,

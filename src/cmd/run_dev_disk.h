@@ -19,11 +19,11 @@ struct run_disk {
 	const char *path;
 	const char *serial;
 	bool readonly;
-	bool direct;			/* cache=none */
-	unsigned int queues;		/* 0: one per vCPU */
-	enum disk_format_kind format;	/* DISK_FORMAT_PROBE unless format= */
-	enum disk_engine_kind engine;	/* DISK_ENGINE_DEFAULT: --engine, else the default */
-	uint64_t cache_size;		/* qcow2 metadata cache bytes; 0: default */
+	bool direct; /* cache=none */
+	unsigned int queues; /* 0: one per vCPU */
+	enum disk_format_kind format; /* DISK_FORMAT_PROBE unless format= */
+	enum disk_engine_kind engine; /* DISK_ENGINE_DEFAULT: --engine, else the default */
+	uint64_t cache_size; /* qcow2 metadata cache bytes; 0: default */
 };
 
 /* threads, aio, io_uring: for engine= and --engine. */

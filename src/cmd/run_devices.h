@@ -24,22 +24,22 @@ struct device_context {
 	struct vm *vm;
 	struct pci_bus *pci;
 	struct irq_routing *irq;
-	unsigned int cpus;		/* -c: the default number of a device's queues */
-	enum disk_engine_kind engine;	/* --engine: for disks that name none */
-	int out_fd;			/* the host's console output */
+	unsigned int cpus; /* -c: the default number of a device's queues */
+	enum disk_engine_kind engine; /* --engine: for disks that name none */
+	int out_fd; /* the host's console output */
 	/* Set by a device that takes host console input instead of the UART (virtio-console). */
 	size_t (*console_input)(void *opaque, const uint8_t *buf, size_t len);
 	void *console_input_opaque;
 };
 
 struct device_type {
-	const char *name;		/* "disk": messages ("at most 8 disks") and --name */
-	const char *long_opt;		/* "disk": --disk */
-	char short_opt;			/* 'd': -d; 0: none */
-	const char *help;		/* what one is, for --help; '\n' between lines */
-	struct kvopt_set syntax;	/* the argument; no positional and no keys: no argument */
-	size_t cfg_size;		/* the struct kvopt_parse fills, one per device given */
-	unsigned int max;		/* how many may be given; 1: a second replaces the first */
+	const char *name; /* "disk": messages ("at most 8 disks") and --name */
+	const char *long_opt; /* "disk": --disk */
+	char short_opt; /* 'd': -d; 0: none */
+	const char *help; /* what one is, for --help; '\n' between lines */
+	struct kvopt_set syntax; /* the argument; no positional and no keys: no argument */
+	size_t cfg_size; /* the struct kvopt_parse fills, one per device given */
+	unsigned int max; /* how many may be given; 1: a second replaces the first */
 	/* Optional: kernel parameters this device needs ("console=hvc0"), or NULL. */
 	const char *(*cmdline)(const void *cfg);
 	/*
@@ -65,8 +65,8 @@ extern const struct device_type *const device_types[];
 /* One device given on the command line. */
 struct run_device {
 	const struct device_type *type;
-	void *cfg;			/* cfg_size bytes, filled by the type's syntax */
-	char *text;			/* a copy of the argument, which cfg's strings point into */
+	void *cfg; /* cfg_size bytes, filled by the type's syntax */
+	char *text; /* a copy of the argument, which cfg's strings point into */
 };
 
 /* The devices created, to destroy in reverse. */

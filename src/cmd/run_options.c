@@ -84,7 +84,9 @@ static int parse_cpus(const char *arg, struct run_options *o, char *err, size_t 
 static int parse_engine(const char *arg, struct run_options *o, char *err, size_t errlen)
 {
 	static const struct kvopt_spec engine = {
-		"engine", KVOPT_ENUM, KVOPT_AT(struct run_options, engine),
+		"engine",
+		KVOPT_ENUM,
+		KVOPT_AT(struct run_options, engine),
 		.names = disk_engine_names,
 	};
 	static const struct kvopt_set syntax = { .noun = "engine", .positional = &engine };
@@ -156,16 +158,14 @@ void run_options_free(struct run_options *o)
 /* Device options come after the generic ones in getopt's table, with these values. */
 #define OPT_DEVICE 0x100
 
+/* clang-format off: one option a line */
 static const struct option generic_opts[] = {
-	{ "kernel", required_argument, NULL, 'k' },
-	{ "initrd", required_argument, NULL, 'i' },
-	{ "params", required_argument, NULL, 'p' },
-	{ "mem", required_argument, NULL, 'm' },
-	{ "cpus", required_argument, NULL, 'c' },
-	{ "name", required_argument, NULL, 'N' },
-	{ "engine", required_argument, NULL, 'E' },
-	{ "help", no_argument, NULL, 'h' },
+	{ "kernel", required_argument, NULL, 'k' }, { "initrd", required_argument, NULL, 'i' },
+	{ "params", required_argument, NULL, 'p' }, { "mem", required_argument, NULL, 'm' },
+	{ "cpus", required_argument, NULL, 'c' },   { "name", required_argument, NULL, 'N' },
+	{ "engine", required_argument, NULL, 'E' }, { "help", no_argument, NULL, 'h' },
 };
+/* clang-format on */
 
 static bool takes_arg(const struct device_type *t)
 {
@@ -195,12 +195,14 @@ int run_parse_options(int argc, char **argv, struct run_options *o, char *err, s
 	for (unsigned int i = 0; device_types[i]; i++) {
 		const struct device_type *t = device_types[i];
 
-		longopts[n++] = (struct option){ t->long_opt, takes_arg(t) ? required_argument
-									    : no_argument,
-						 NULL, t->short_opt ? t->short_opt : OPT_DEVICE + (int)i };
+		longopts[n++] =
+			(struct option){ t->long_opt,
+					 takes_arg(t) ? required_argument : no_argument, NULL,
+					 t->short_opt ? t->short_opt : OPT_DEVICE + (int)i };
 		if (t->short_opt)
-			snprintf(shortopts + strlen(shortopts), sizeof(shortopts) - strlen(shortopts),
-				 "%c%s", t->short_opt, takes_arg(t) ? ":" : "");
+			snprintf(shortopts + strlen(shortopts),
+				 sizeof(shortopts) - strlen(shortopts), "%c%s", t->short_opt,
+				 takes_arg(t) ? ":" : "");
 	}
 	longopts[n] = (struct option){ NULL, 0, NULL, 0 };
 
@@ -208,7 +210,7 @@ int run_parse_options(int argc, char **argv, struct run_options *o, char *err, s
 	o->mem = RUN_DEFAULT_MEM;
 	o->mem_arg = "256M";
 	o->cpus = 1;
-	optind = 0;	/* GNU getopt: start over, so the parser can run more than once */
+	optind = 0; /* GNU getopt: start over, so the parser can run more than once */
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (opt) {
@@ -232,9 +234,10 @@ int run_parse_options(int argc, char **argv, struct run_options *o, char *err, s
 			break;
 		case 'N':
 			if (!valid_name(optarg))
-				return fail(err, errlen,
-					    "--name %s: use up to 64 letters, digits, '-', '_', '.'",
-					    optarg);
+				return fail(
+					err, errlen,
+					"--name %s: use up to 64 letters, digits, '-', '_', '.'",
+					optarg);
 			o->name = optarg;
 			break;
 		case 'E':

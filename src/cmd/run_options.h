@@ -12,9 +12,9 @@
 
 #define RUN_DEFAULT_MEM (256ULL << 20)
 #define RUN_MIN_MEM (32ULL << 20)
-#define RUN_MAX_CPUS 254	/* xAPIC IDs in the MADT, one left for the IOAPIC */
+#define RUN_MAX_CPUS 254 /* xAPIC IDs in the MADT, one left for the IOAPIC */
 #define RUN_NAME_MAX 64
-#define RUN_MAX_DEVICES 32	/* PCI slots */
+#define RUN_MAX_DEVICES 32 /* PCI slots */
 
 struct run_options {
 	const char *kernel;
@@ -22,13 +22,13 @@ struct run_options {
 	const char *params;
 	const char *name;
 	uint64_t mem;
-	const char *mem_arg;	/* -m as the user wrote it, for messages */
+	const char *mem_arg; /* -m as the user wrote it, for messages */
 	unsigned int cpus;
-	enum disk_engine_kind engine;	/* --engine: for disks that name none */
+	enum disk_engine_kind engine; /* --engine: for disks that name none */
 	/* The devices given (-d, --rng, ...), in command-line order; see run_devices.h. */
 	unsigned int nr_devices;
 	struct run_device devices[RUN_MAX_DEVICES];
-	char **cmd;		/* NULL-terminated, or NULL for an interactive shell */
+	char **cmd; /* NULL-terminated, or NULL for an interactive shell */
 	int help;
 };
 

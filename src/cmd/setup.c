@@ -27,8 +27,8 @@
 #define KERNEL_METAPACKAGE "linux-image-cloud-amd64"
 
 struct setup {
-	char dir[PATH_MAX];		/* the cache directory */
-	char version[NAME_MAX + 1];	/* the guest kernel's release, "6.1.0-56-cloud-amd64" */
+	char dir[PATH_MAX]; /* the cache directory */
+	char version[NAME_MAX + 1]; /* the guest kernel's release, "6.1.0-56-cloud-amd64" */
 	const char *kernel_deb;
 	bool force;
 };
@@ -37,9 +37,14 @@ struct setup {
 static const struct {
 	const char *tool, *package;
 } tool_packages[] = {
-	{ "apt-get", "apt" }, { "apt-cache", "apt" }, { "dpkg-deb", "dpkg" },
-	{ "depmod", "kmod" }, { "busybox", "busybox-static" }, { "xz", "xz-utils" },
-	{ "zstd", "zstd" }, { "gzip", "gzip" },
+	{ "apt-get", "apt" },
+	{ "apt-cache", "apt" },
+	{ "dpkg-deb", "dpkg" },
+	{ "depmod", "kmod" },
+	{ "busybox", "busybox-static" },
+	{ "xz", "xz-utils" },
+	{ "zstd", "zstd" },
+	{ "gzip", "gzip" },
 };
 
 static const char *tool_package(const char *tool)
@@ -252,8 +257,8 @@ static int download_kernel(const char *tmp, char *deb, size_t len)
 	char pkg[256];
 	char *argv[] = { "apt-get", "-q", "download", pkg, NULL };
 	/* As root, apt would warn that its _apt user cannot write to our (private) cache dir. */
-	char *argv_root[] = { "apt-get", "-q", "-o", "APT::Sandbox::User=root", "download", pkg,
-			      NULL };
+	char *argv_root[] = { "apt-get",  "-q", "-o", "APT::Sandbox::User=root",
+			      "download", pkg,	NULL };
 	int ret;
 
 	ret = kernel_package(pkg, sizeof(pkg));

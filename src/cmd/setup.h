@@ -6,9 +6,9 @@
 #include <stddef.h>
 
 /* Cache files beside NKVM_GUEST_KERNEL and NKVM_GUEST_INITRD (lib/paths.h). */
-#define SETUP_KERNEL_TREE "kernel"		/* the unpacked kernel package */
-#define SETUP_KERNEL_VERSION "kernel-version"	/* its release, "6.1.0-56-cloud-amd64\n" */
-#define SETUP_INITRD_STAMP "initrd.stamp"	/* what the initrd was built from */
+#define SETUP_KERNEL_TREE "kernel" /* the unpacked kernel package */
+#define SETUP_KERNEL_VERSION "kernel-version" /* its release, "6.1.0-56-cloud-amd64\n" */
+#define SETUP_INITRD_STAMP "initrd.stamp" /* what the initrd was built from */
 /* The default initramfs plus tools too big for it (fio), when the host has them. */
 #define SETUP_INITRD_FULL "initrd-full.cpio"
 
@@ -32,7 +32,7 @@ int setup_initrd_stamp(const char *version, char *buf, size_t len);
 
 /* The files a dynamically linked program loads. */
 struct setup_libs {
-	char **paths;		/* absolute, as the loader opens them; the loader included */
+	char **paths; /* absolute, as the loader opens them; the loader included */
 	size_t n;
 };
 

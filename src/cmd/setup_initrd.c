@@ -36,19 +36,43 @@ extern const unsigned char nkvm_guest_init_start[], nkvm_guest_init_end[];
 
 struct initrd {
 	struct cpio cpio;
-	char **names;			/* every path in the archive so far, without the "/" */
+	char **names; /* every path in the archive so far, without the "/" */
 	size_t n_names;
 	const char *version;
-	char moddir[PATH_MAX];		/* the host's copy of /lib/modules/VERSION */
+	char moddir[PATH_MAX]; /* the host's copy of /lib/modules/VERSION */
 };
 
 /* The drivers of the devices nkvm offers, and what they need. Absent ones are skipped. */
 static const char *const guest_modules[] = {
-	"virtio", "virtio_ring", "virtio_pci", "virtio_pci_modern_dev", "virtio_pci_legacy_dev",
-	"virtio_blk", "virtio_net", "net_failover", "failover", "virtio_console", "virtio-rng",
-	"virtio_balloon", "vmw_vsock_virtio_transport", "vmw_vsock_virtio_transport_common",
-	"vsock", "9p", "9pnet", "9pnet_virtio", "netfs", "fscache", "fuse", "virtiofs",
-	"overlay", "ext4", "jbd2", "mbcache", "crc16", "crc32c_generic", "libcrc32c",
+	"virtio",
+	"virtio_ring",
+	"virtio_pci",
+	"virtio_pci_modern_dev",
+	"virtio_pci_legacy_dev",
+	"virtio_blk",
+	"virtio_net",
+	"net_failover",
+	"failover",
+	"virtio_console",
+	"virtio-rng",
+	"virtio_balloon",
+	"vmw_vsock_virtio_transport",
+	"vmw_vsock_virtio_transport_common",
+	"vsock",
+	"9p",
+	"9pnet",
+	"9pnet_virtio",
+	"netfs",
+	"fscache",
+	"fuse",
+	"virtiofs",
+	"overlay",
+	"ext4",
+	"jbd2",
+	"mbcache",
+	"crc16",
+	"crc32c_generic",
+	"libcrc32c",
 };
 
 /*
@@ -65,9 +89,9 @@ static const char *const guest_modules_on_demand[] = { "vfat", "nls_cp437", "nls
  * A host without one only gets a notice: the guest is still worth building.
  */
 static const struct guest_tool {
-	const char *name;		/* looked up in tool_dirs */
-	const char *package;		/* for the notice when the host lacks it */
-	const char *aliases[2];		/* other names it goes by */
+	const char *name; /* looked up in tool_dirs */
+	const char *package; /* for the notice when the host lacks it */
+	const char *aliases[2]; /* other names it goes by */
 	/*
 	 * Only in SETUP_INITRD_FULL, added after busybox (so no applet may share its names): too
 	 * big for the default guest, whose initramfs every boot unpacks into RAM.
@@ -93,10 +117,11 @@ static const struct {
 	const char *path;
 	mode_t perm;
 } base_dirs[] = {
-	{ "bin", 0755 }, { "sbin", 0755 }, { "usr", 0755 }, { "usr/bin", 0755 },
-	{ "usr/sbin", 0755 }, { "etc", 0755 }, { "etc/nkvm", 0755 }, { "dev", 0755 },
-	{ "proc", 0555 }, { "sys", 0555 }, { "tmp", 01777 }, { "run", 0755 }, { "root", 0700 },
-	{ "mnt", 0755 }, { "var", 0755 }, { "var/tmp", 01777 }, { "lib", 0755 },
+	{ "bin", 0755 },      { "sbin", 0755 }, { "usr", 0755 },      { "usr/bin", 0755 },
+	{ "usr/sbin", 0755 }, { "etc", 0755 },	{ "etc/nkvm", 0755 }, { "dev", 0755 },
+	{ "proc", 0555 },     { "sys", 0555 },	{ "tmp", 01777 },     { "run", 0755 },
+	{ "root", 0700 },     { "mnt", 0755 },	{ "var", 0755 },      { "var/tmp", 01777 },
+	{ "lib", 0755 },
 };
 
 /* Just enough for `id`, `ls -l` and `ping localhost` to say sensible things. */
@@ -111,7 +136,9 @@ static const struct {
 static const struct {
 	const char *suffix, *tool;
 } decompressors[] = {
-	{ ".xz", "xz" }, { ".zst", "zstd" }, { ".gz", "gzip" },
+	{ ".xz", "xz" },
+	{ ".zst", "zstd" },
+	{ ".gz", "gzip" },
 };
 
 /* The one line a failed step prints: what it was working on, and why. */
@@ -298,8 +325,10 @@ static int add_busybox(struct initrd *r)
 	free(data);
 	if (ret == -ENOENT || ret == -ELIBEXEC || ret == -ENOEXEC) {
 		nkvm_err("%s is %s; the guest needs a static one: apt-get install busybox-static",
-			 BUSYBOX, ret == -ENOENT ? "missing" :
-			 ret == -ELIBEXEC ? "dynamically linked" : "not an x86-64 program");
+			 BUSYBOX,
+			 ret == -ENOENT	  ? "missing" :
+			 ret == -ELIBEXEC ? "dynamically linked" :
+					    "not an x86-64 program");
 		return ret;
 	}
 	if (ret)
@@ -502,7 +531,8 @@ static int add_tool(struct initrd *r, const struct guest_tool *t)
 
 	if (tool_find(t, found, sizeof(found))) {
 		printf("nkvm: notice: no %s on this host, so the guest has none "
-		       "(apt-get install %s)\n", t->name, t->package);
+		       "(apt-get install %s)\n",
+		       t->name, t->package);
 		return 0;
 	}
 	if (!realpath(found, real))
@@ -694,7 +724,8 @@ static int add_modules_on_demand(struct initrd *r, const char *dep, const char *
 	int ret;
 
 	ret = report(moddep_resolve(dep, builtin, guest_modules_on_demand,
-				    ARRAY_SIZE(guest_modules_on_demand), &mods), "modules.dep");
+				    ARRAY_SIZE(guest_modules_on_demand), &mods),
+		     "modules.dep");
 	for (i = 0; !ret && i < mods.n_paths; i++)
 		ret = add_module(r, mods.paths[i], NULL);
 	moddep_result_free(&mods);
@@ -713,7 +744,8 @@ static int add_modules(struct initrd *r)
 		builtin = NULL;
 	if (!ret)
 		ret = report(moddep_resolve(dep, builtin, guest_modules, ARRAY_SIZE(guest_modules),
-					    &mods), "modules.dep");
+					    &mods),
+			     "modules.dep");
 	if (!ret)
 		ret = add_module_list(r, &mods);
 	if (!ret)

@@ -143,10 +143,10 @@ static struct pci_device *pci_map_find(struct pci_bus *bus, uint64_t addr, unsig
 	do {
 		seq = atomic_load_explicit(&bus->map_seq, memory_order_acquire);
 		if (seq & 1)
-			continue;	/* a rebuild is under way: a few stores, look again */
+			continue; /* a rebuild is under way: a few stores, look again */
 		dev = NULL;
-		for (unsigned int i = 0; i < atomic_load_explicit(&bus->map_nr, memory_order_relaxed);
-		     i++) {
+		for (unsigned int i = 0;
+		     i < atomic_load_explicit(&bus->map_nr, memory_order_relaxed); i++) {
 			struct pci_bar_map_entry *e = &bus->map[i];
 			uint64_t base = atomic_load_explicit(&e->base, memory_order_relaxed);
 			uint64_t size = atomic_load_explicit(&e->size, memory_order_relaxed);
@@ -338,7 +338,7 @@ int pci_register_device(struct pci_bus *bus, struct pci_device *dev)
 		if (dev->cfg[PCI_INTERRUPT_PIN])
 			dev->cfg[PCI_INTERRUPT_LINE] = pci_slot_gsi(slot);
 		bus->slots[slot] = dev;
-		pci_update_bars(dev);	/* nothing answers until the guest turns decoding on */
+		pci_update_bars(dev); /* nothing answers until the guest turns decoding on */
 		pci_map_rebuild_locked(bus);
 	}
 	pthread_mutex_unlock(&bus->lock);

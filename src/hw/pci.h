@@ -23,7 +23,7 @@ struct pci_device;
 
 /* Class codes (PCI Code and ID Assignment §1): base class, subclass, programming interface. */
 #define PCI_CLASS_STORAGE_OTHER 0x018000
-#define PCI_CLASS_OTHERS 0xff0000	/* a device that fits no defined class */
+#define PCI_CLASS_OTHERS 0xff0000 /* a device that fits no defined class */
 
 /* Configuration registers: <linux/pci_regs.h>, and shorter names for two of them. */
 #define PCI_BAR0 PCI_BASE_ADDRESS_0
@@ -46,13 +46,13 @@ struct pci_device_ops {
 
 struct pci_device {
 	uint8_t cfg[PCI_CFG_SIZE];
-	uint8_t wmask[PCI_CFG_SIZE];	/* bits the guest may change */
+	uint8_t wmask[PCI_CFG_SIZE]; /* bits the guest may change */
 	const struct pci_device_ops *ops;
-	uint64_t bar_size[PCI_MAX_BARS];	/* 0: unused (or the upper half of a 64-bit BAR) */
-	uint64_t bar_addr[PCI_MAX_BARS];	/* where it answers now, 0 when it does not */
+	uint64_t bar_size[PCI_MAX_BARS]; /* 0: unused (or the upper half of a 64-bit BAR) */
+	uint64_t bar_addr[PCI_MAX_BARS]; /* where it answers now, 0 when it does not */
 	unsigned int slot;
-	uint8_t last_cap;		/* offset of the last capability, for chaining */
-	uint8_t next_cap_off;		/* where the next capability will go */
+	uint8_t last_cap; /* offset of the last capability, for chaining */
+	uint8_t next_cap_off; /* where the next capability will go */
 };
 
 /* Where one BAR answers now: an entry of the bus's MMIO map. */
@@ -63,8 +63,8 @@ struct pci_bar_map_entry {
 };
 
 struct pci_bus {
-	pthread_mutex_t lock;		/* config space, slots, the map's writers */
-	uint32_t addr;			/* the CONFIG_ADDRESS latch at 0xCF8 */
+	pthread_mutex_t lock; /* config space, slots, the map's writers */
+	uint32_t addr; /* the CONFIG_ADDRESS latch at 0xCF8 */
 	/*
 	 * The BARs that answer, for the vCPUs' MMIO exits to find without a lock: rebuilt under
 	 * lock when a BAR moves, read under a sequence count (odd while a rebuild is under way;
@@ -75,7 +75,7 @@ struct pci_bus {
 	struct pci_bar_map_entry map[PCI_MAX_SLOTS * PCI_MAX_BARS];
 	struct pci_device *slots[PCI_MAX_SLOTS];
 	struct pci_device host_bridge;
-	uint64_t mmio_next;		/* BAR allocator: next free address in the hole */
+	uint64_t mmio_next; /* BAR allocator: next free address in the hole */
 	uint64_t mmio_end;
 };
 

@@ -23,9 +23,9 @@ struct serial {
 	struct vm *vm;
 	unsigned int irq;
 	int irq_level;
-	int tx_fd;			/* eventfd: "transmit buffer has bytes" for the main loop */
+	int tx_fd; /* eventfd: "transmit buffer has bytes" for the main loop */
 	uint8_t ier, lcr, mcr, fcr, scr, dll, dlm;
-	int thre_pending;		/* a THR-empty interrupt not yet acknowledged by IIR */
+	int thre_pending; /* a THR-empty interrupt not yet acknowledged by IIR */
 	uint8_t rx[SERIAL_RX_SIZE];
 	size_t rx_head, rx_count;
 	uint8_t *tx;

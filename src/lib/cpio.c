@@ -97,11 +97,10 @@ static int cpio_append(struct cpio *c, const struct cpio_entry *e)
 	if (ret)
 		return ret;
 
-	n = snprintf(hdr, sizeof(hdr),
-		     "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
+	n = snprintf(hdr, sizeof(hdr), "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
 		     (unsigned int)e->ino, (unsigned int)e->mode, 0u, 0u, (unsigned int)e->nlink,
-		     0u, (unsigned int)e->len, 0u, 0u, e->rmajor, e->rminor,
-		     (unsigned int)namesize, 0u);
+		     0u, (unsigned int)e->len, 0u, 0u, e->rmajor, e->rminor, (unsigned int)namesize,
+		     0u);
 	if (n != CPIO_HDR_LEN)
 		return -EINVAL;
 
@@ -140,7 +139,10 @@ int cpio_add_dir(struct cpio *c, const char *name, mode_t perm)
 int cpio_add_file(struct cpio *c, const char *name, mode_t perm, const void *data, size_t len)
 {
 	struct cpio_entry e = {
-		.mode = S_IFREG | (perm & 07777), .nlink = 1, .data = data, .len = len,
+		.mode = S_IFREG | (perm & 07777),
+		.nlink = 1,
+		.data = data,
+		.len = len,
 	};
 
 	e.name = cpio_name(name);

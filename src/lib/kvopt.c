@@ -85,7 +85,10 @@ static void names_text(const struct kvopt_name *names, char *buf, size_t len)
 void kvopt_arg_text(const struct kvopt_spec *spec, char *buf, size_t len)
 {
 	static const char *const by_type[] = {
-		[KVOPT_FLAG] = "", [KVOPT_STRING] = "TEXT", [KVOPT_UINT] = "N", [KVOPT_SIZE] = "SIZE",
+		[KVOPT_FLAG] = "",
+		[KVOPT_STRING] = "TEXT",
+		[KVOPT_UINT] = "N",
+		[KVOPT_SIZE] = "SIZE",
 	};
 	size_t at = 0;
 
@@ -162,8 +165,7 @@ stored:
 	return 0;
 }
 
-static const struct kvopt_spec *find_key(const struct kvopt_set *set, const char *field,
-					 size_t len)
+static const struct kvopt_spec *find_key(const struct kvopt_set *set, const char *field, size_t len)
 {
 	for (const struct kvopt_spec *s = set->keys; s && s->key; s++)
 		if (strlen(s->key) == len && !strncmp(s->key, field, len))
@@ -188,7 +190,8 @@ int kvopt_parse(const struct kvopt_set *set, char *text, void *out, char *err, s
 	for (field = rest ? strtok_r(rest, ",", &save) : NULL; field;
 	     field = strtok_r(NULL, ",", &save)) {
 		char *eq = strchr(field, '=');
-		const struct kvopt_spec *s = find_key(set, field, eq ? (size_t)(eq - field) : strlen(field));
+		const struct kvopt_spec *s =
+			find_key(set, field, eq ? (size_t)(eq - field) : strlen(field));
 
 		/* A flag takes no value and a key needs one: "ro=1" and "serial" are unknown. */
 		if (!s || (s->type == KVOPT_FLAG) != !eq)

@@ -14,15 +14,15 @@
 #include <stdint.h>
 
 enum kvopt_type {
-	KVOPT_FLAG,	/* a bare word ("ro"): sets an integer or bool field to 1; no "=value" */
-	KVOPT_STRING,	/* a const char * into the parsed text; at most max characters if max */
-	KVOPT_UINT,	/* a decimal number in [min, max], into an unsigned integer field */
-	KVOPT_SIZE,	/* bytes, "4096", "64K", "1M"... in [min, max] (max 0: no bound) */
-	KVOPT_ENUM,	/* one of names: the name's value into an integer or enum field */
+	KVOPT_FLAG, /* a bare word ("ro"): sets an integer or bool field to 1; no "=value" */
+	KVOPT_STRING, /* a const char * into the parsed text; at most max characters if max */
+	KVOPT_UINT, /* a decimal number in [min, max], into an unsigned integer field */
+	KVOPT_SIZE, /* bytes, "4096", "64K", "1M"... in [min, max] (max 0: no bound) */
+	KVOPT_ENUM, /* one of names: the name's value into an integer or enum field */
 };
 
 struct kvopt_name {
-	const char *name;	/* NULL ends the list */
+	const char *name; /* NULL ends the list */
 	int value;
 };
 
@@ -30,9 +30,9 @@ struct kvopt_spec {
 	/* The key; for the positional value, what it is in words ("image file", "CID"). */
 	const char *key;
 	enum kvopt_type type;
-	size_t offset, size;	/* of the field in the caller's struct: KVOPT_AT / KVOPT_ARRAY */
-	uint64_t min, max;	/* UINT, SIZE: the range; STRING: max is the length limit */
-	const struct kvopt_name *names;	/* ENUM */
+	size_t offset, size; /* of the field in the caller's struct: KVOPT_AT / KVOPT_ARRAY */
+	uint64_t min, max; /* UINT, SIZE: the range; STRING: max is the length limit */
+	const struct kvopt_name *names; /* ENUM */
 	/* Repeatable keys (KVOPT_ARRAY): up to `repeat` values, their count at count_offset. */
 	unsigned int repeat;
 	size_t count_offset;
@@ -45,16 +45,16 @@ struct kvopt_spec {
 /* Where a value goes: field member of the caller's struct type. */
 #define KVOPT_AT(type, member) .offset = offsetof(type, member), .size = sizeof(((type *)0)->member)
 /* A repeatable key: values into array member (its length is the limit), count into count. */
-#define KVOPT_ARRAY(type, member, count)                                                      \
-	.offset = offsetof(type, member), .size = sizeof(((type *)0)->member[0]),             \
-	.repeat = sizeof(((type *)0)->member) / sizeof(((type *)0)->member[0]),               \
+#define KVOPT_ARRAY(type, member, count)                                          \
+	.offset = offsetof(type, member), .size = sizeof(((type *)0)->member[0]), \
+	.repeat = sizeof(((type *)0)->member) / sizeof(((type *)0)->member[0]),   \
 	.count_offset = offsetof(type, count)
 
 /* The syntax of one argument. */
 struct kvopt_set {
-	const char *noun;			/* "disk": "unknown disk option 'x'" */
-	const struct kvopt_spec *positional;	/* the leading value; NULL: none */
-	const struct kvopt_spec *keys;		/* ends with a NULL key; NULL: none */
+	const char *noun; /* "disk": "unknown disk option 'x'" */
+	const struct kvopt_spec *positional; /* the leading value; NULL: none */
+	const struct kvopt_spec *keys; /* ends with a NULL key; NULL: none */
 };
 
 /*

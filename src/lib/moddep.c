@@ -14,7 +14,7 @@
 enum mod_state { MOD_UNSEEN, MOD_VISITING, MOD_DONE };
 
 struct mod {
-	char *path;		/* points into moddep_db.text */
+	char *path; /* points into moddep_db.text */
 	char name[MODDEP_NAME_MAX];
 	char **deps;
 	size_t n_deps;
@@ -22,7 +22,7 @@ struct mod {
 };
 
 struct moddep_db {
-	char *text;		/* a writable copy of modules.dep, cut into strings in place */
+	char *text; /* a writable copy of modules.dep, cut into strings in place */
 	struct mod *mods;
 	size_t n;
 };

@@ -13,9 +13,9 @@
 #define MODDEP_NAME_MAX 64
 
 struct moddep_result {
-	char **paths;		/* modules.dep paths in load order */
+	char **paths; /* modules.dep paths in load order */
 	size_t n_paths;
-	char **missing;		/* wanted names neither in modules.dep nor in modules.builtin */
+	char **missing; /* wanted names neither in modules.dep nor in modules.builtin */
 	size_t n_missing;
 };
 

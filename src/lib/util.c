@@ -26,16 +26,20 @@ int parse_size(const char *s, uint64_t default_unit, uint64_t *out)
 	case '\0':
 		unit = default_unit;
 		break;
-	case 'k': case 'K':
+	case 'k':
+	case 'K':
 		unit = KiB;
 		break;
-	case 'm': case 'M':
+	case 'm':
+	case 'M':
 		unit = MiB;
 		break;
-	case 'g': case 'G':
+	case 'g':
+	case 'G':
 		unit = GiB;
 		break;
-	case 't': case 'T':
+	case 't':
+	case 'T':
 		unit = 1024 * GiB;
 		break;
 	default:

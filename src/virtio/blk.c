@@ -31,11 +31,11 @@ struct blk_queue {
 	 * start and complete on this thread; otherwise it passes them to disk_submit.
 	 */
 	struct disk_queue *dq;
-	bool pushed;			/* a batched completion waits for virtio_notify */
-	bool waits;			/* the thread sleeps in disk_queue_wait */
-	atomic_uint inflight;		/* this queue's requests not yet pushed */
-	unsigned int alone;		/* requests in a row that came alone (blk_may_wait) */
-	bool shared;			/* no per-queue path: requests go to the engine's threads */
+	bool pushed; /* a batched completion waits for virtio_notify */
+	bool waits; /* the thread sleeps in disk_queue_wait */
+	atomic_uint inflight; /* this queue's requests not yet pushed */
+	unsigned int alone; /* requests in a row that came alone (blk_may_wait) */
+	bool shared; /* no per-queue path: requests go to the engine's threads */
 };
 
 struct virtio_blk {
@@ -56,8 +56,8 @@ struct blk_request {
 	struct virtio_blk *blk;
 	unsigned int queue;
 	uint16_t head;
-	uint8_t *status;		/* the last byte the driver gave us to write */
-	uint32_t in_len;		/* bytes written to the driver, status included */
+	uint8_t *status; /* the last byte the driver gave us to write */
+	uint32_t in_len; /* bytes written to the driver, status included */
 	unsigned int iovcnt;
 	struct iovec iov[];
 };
@@ -108,10 +108,11 @@ static void blk_done(struct disk_request *dreq, int status)
 	struct blk_request *r = (struct blk_request *)dreq;
 	struct virtio_blk *blk = r->blk;
 
-	*r->status = status == 0 ? VIRTIO_BLK_S_OK
-				 : status == -EOPNOTSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR;
+	*r->status = status == 0	   ? VIRTIO_BLK_S_OK :
+		     status == -EOPNOTSUPP ? VIRTIO_BLK_S_UNSUPP :
+					     VIRTIO_BLK_S_IOERR;
 	if (status)
-		r->in_len = 1;	/* §5.2.6.1: nothing but the status counts as written */
+		r->in_len = 1; /* §5.2.6.1: nothing but the status counts as written */
 	blk_finish(blk, r->queue, r->head, r->in_len);
 	free(r);
 }
@@ -343,20 +344,21 @@ static void blk_fill_config(struct virtio_blk *blk, unsigned int queues)
 {
 	uint8_t *c = blk->config;
 
-	put_le(c + 0, disk_size(blk->disk) >> VIRTIO_BLK_SECTOR_SHIFT, 8);	/* capacity */
-	put_le(c + 12, BLK_SEG_MAX, 4);					/* seg_max */
-	put_le(c + 20, disk_block_size(blk->disk), 4);			/* blk_size */
-	put_le(c + 34, queues, 2);					/* num_queues */
-	put_le(c + 36, BLK_MAX_DISCARD_SECTORS, 4);			/* max_discard_sectors */
-	put_le(c + 40, 1, 4);						/* max_discard_seg */
-	put_le(c + 44, disk_block_size(blk->disk) >> VIRTIO_BLK_SECTOR_SHIFT, 4);	/* alignment */
-	put_le(c + 48, BLK_MAX_DISCARD_SECTORS, 4);			/* max_write_zeroes_sectors */
-	put_le(c + 52, 1, 4);						/* max_write_zeroes_seg */
-	c[56] = 1;	/* write_zeroes_may_unmap */
+	put_le(c + 0, disk_size(blk->disk) >> VIRTIO_BLK_SECTOR_SHIFT, 8); /* capacity */
+	put_le(c + 12, BLK_SEG_MAX, 4); /* seg_max */
+	put_le(c + 20, disk_block_size(blk->disk), 4); /* blk_size */
+	put_le(c + 34, queues, 2); /* num_queues */
+	put_le(c + 36, BLK_MAX_DISCARD_SECTORS, 4); /* max_discard_sectors */
+	put_le(c + 40, 1, 4); /* max_discard_seg */
+	put_le(c + 44, disk_block_size(blk->disk) >> VIRTIO_BLK_SECTOR_SHIFT, 4); /* alignment */
+	put_le(c + 48, BLK_MAX_DISCARD_SECTORS, 4); /* max_write_zeroes_sectors */
+	put_le(c + 52, 1, 4); /* max_write_zeroes_seg */
+	c[56] = 1; /* write_zeroes_may_unmap */
 }
 
 int virtio_blk_create(struct virtio_device **vdev, struct vm *vm, struct pci_bus *bus,
-		      struct irq_routing *irq, struct disk *disk, const struct virtio_blk_options *o)
+		      struct irq_routing *irq, struct disk *disk,
+		      const struct virtio_blk_options *o)
 {
 	struct virtio_blk *blk = calloc(1, sizeof(*blk));
 	unsigned int queues = o->queues ? o->queues : 1;

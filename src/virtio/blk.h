@@ -3,7 +3,7 @@
 #ifndef NKVM_VIRTIO_BLK_H
 #define NKVM_VIRTIO_BLK_H
 
-#include <linux/virtio_blk.h>	/* VIRTIO_BLK_ID_BYTES */
+#include <linux/virtio_blk.h> /* VIRTIO_BLK_ID_BYTES */
 #include <stdbool.h>
 
 struct vm;
@@ -15,8 +15,8 @@ struct disk;
 #define VIRTIO_BLK_MAX_QUEUES 63
 
 struct virtio_blk_options {
-	const char *serial;		/* GET_ID answer, at most 20 bytes; NULL: none */
-	unsigned int queues;		/* request queues (F_MQ when > 1) */
+	const char *serial; /* GET_ID answer, at most 20 bytes; NULL: none */
+	unsigned int queues; /* request queues (F_MQ when > 1) */
 };
 
 struct virtio_device;
@@ -27,7 +27,8 @@ struct virtio_device;
  * failure nothing is left allocated and the disk is still the caller's.
  */
 int virtio_blk_create(struct virtio_device **vdev, struct vm *vm, struct pci_bus *bus,
-		      struct irq_routing *irq, struct disk *disk, const struct virtio_blk_options *o);
+		      struct irq_routing *irq, struct disk *disk,
+		      const struct virtio_blk_options *o);
 
 /*
  * Takes a device that virtio_blk_create made off the bus and frees it, its transport and its

@@ -47,7 +47,7 @@ static void collect_data(const struct virtq_chain *c, unsigned int seg, size_t o
 			v.iov_len -= off;
 		}
 		if (to_guest && i == end - 1)
-			v.iov_len--;	/* the status byte is not data */
+			v.iov_len--; /* the status byte is not data */
 		if (!v.iov_len)
 			continue;
 		p->iov[p->iovcnt++] = v;

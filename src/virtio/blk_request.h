@@ -6,7 +6,7 @@
 #ifndef NKVM_VIRTIO_BLK_REQUEST_H
 #define NKVM_VIRTIO_BLK_REQUEST_H
 
-#include <linux/virtio_blk.h>	/* VIRTIO_BLK_T_*, VIRTIO_BLK_S_* (§5.2.6) */
+#include <linux/virtio_blk.h> /* VIRTIO_BLK_T_*, VIRTIO_BLK_S_* (§5.2.6) */
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -18,9 +18,9 @@
 
 struct blk_request_parsed {
 	uint32_t type;
-	uint64_t offset;	/* bytes: sector << 9, or the range's for DISCARD/WRITE_ZEROES */
-	uint64_t len;		/* DISCARD/WRITE_ZEROES: bytes of the range */
-	uint8_t *status;	/* the chain's last writable byte; NULL when it has none */
+	uint64_t offset; /* bytes: sector << 9, or the range's for DISCARD/WRITE_ZEROES */
+	uint64_t len; /* DISCARD/WRITE_ZEROES: bytes of the range */
+	uint8_t *status; /* the chain's last writable byte; NULL when it has none */
 	/* Data: readable segments after the header (OUT), or writable ones before the status. */
 	struct iovec *iov;
 	unsigned int iovcnt;

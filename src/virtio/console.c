@@ -13,14 +13,14 @@
 #define CONSOLE_RXQ 0
 #define CONSOLE_TXQ 1
 #define CONSOLE_QUEUE_SIZE 128
-#define CONSOLE_CONFIG_SIZE 12	/* cols, rows, max_nr_ports, emerg_wr */
+#define CONSOLE_CONFIG_SIZE 12 /* cols, rows, max_nr_ports, emerg_wr */
 
 struct virtio_console {
 	struct virtio_device vdev;
 	struct virtio_pci *transport;
 	int out_fd;
-	struct virtq_chain tx_chain;	/* the transmit queue's thread only */
-	pthread_mutex_t rx_lock;	/* the main loop offers input; the chain is shared state */
+	struct virtq_chain tx_chain; /* the transmit queue's thread only */
+	pthread_mutex_t rx_lock; /* the main loop offers input; the chain is shared state */
 	struct virtq_chain rx_chain;
 };
 

@@ -7,9 +7,9 @@
 #ifndef NKVM_VIRTIO_DEVICE_H
 #define NKVM_VIRTIO_DEVICE_H
 
-#include <linux/virtio_config.h>	/* VIRTIO_F_*, VIRTIO_CONFIG_S_*: §6, §2.1 */
-#include <linux/virtio_ids.h>		/* VIRTIO_ID_*: §5 */
-#include <linux/virtio_ring.h>		/* VIRTIO_RING_F_*: §6 */
+#include <linux/virtio_config.h> /* VIRTIO_F_*, VIRTIO_CONFIG_S_*: §6, §2.1 */
+#include <linux/virtio_ids.h> /* VIRTIO_ID_*: §5 */
+#include <linux/virtio_ring.h> /* VIRTIO_RING_F_*: §6 */
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -52,15 +52,15 @@ struct virtio_device_ops {
 
 struct virtio_device {
 	const struct virtio_device_ops *ops;
-	const char *name;		/* for messages: "virtio-blk (disk.img)" */
+	const char *name; /* for messages: "virtio-blk (disk.img)" */
 	uint16_t device_id;
-	uint32_t pci_class;		/* PCI class code (hw/pci.h); 0: PCI_CLASS_OTHERS */
-	uint64_t host_features;		/* offered, VERSION_1 and ring features included */
-	uint64_t features;		/* negotiated */
+	uint32_t pci_class; /* PCI class code (hw/pci.h); 0: PCI_CLASS_OTHERS */
+	uint64_t host_features; /* offered, VERSION_1 and ring features included */
+	uint64_t features; /* negotiated */
 	unsigned int nr_queues;
 	uint16_t queue_max_size;
 	uint32_t config_size;
-	struct virtio_pci *transport;	/* set by virtio_pci_create */
+	struct virtio_pci *transport; /* set by virtio_pci_create */
 };
 
 /*

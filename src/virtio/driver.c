@@ -127,8 +127,8 @@ static int find_caps(struct virtio_driver *d)
 	return found == 31 ? 0 : -ENODEV;
 }
 
-int virtio_driver_find(struct virtio_driver *d, struct pci_bus *bus,
-		       const struct guest_memory *mem, unsigned int device_id)
+int virtio_driver_find(struct virtio_driver *d, struct pci_bus *bus, const struct guest_memory *mem,
+		       unsigned int device_id)
 {
 	uint32_t want = (VIRTIO_PCI_DEVICE_BASE + device_id) << 16 | VIRTIO_PCI_VENDOR;
 
@@ -219,7 +219,8 @@ static uint64_t msix_entry(struct virtio_driver *d, unsigned int vector)
 int virtio_driver_msix_enable(struct virtio_driver *d, unsigned int nvec, uint16_t config_vector)
 {
 	unsigned int have = (virtio_driver_cfg_read(d, d->msix_cap + PCI_MSIX_FLAGS, 2) &
-			     PCI_MSIX_FLAGS_QSIZE) + 1;
+			     PCI_MSIX_FLAGS_QSIZE) +
+			    1;
 
 	if (nvec > have)
 		return -ENOSPC;
@@ -330,7 +331,7 @@ int virtio_driver_queue_setup(struct virtio_driver *d, struct virtio_driver_queu
 	virtio_driver_common_write(d, VIRTIO_PCI_COMMON_Q_SELECT, index, 2);
 	max = virtio_driver_common_read(d, VIRTIO_PCI_COMMON_Q_SIZE, 2);
 	if (!max)
-		return -EINVAL;		/* §4.1.5.1.3: no such queue */
+		return -EINVAL; /* §4.1.5.1.3: no such queue */
 	if (size && size != max) {
 		virtio_driver_common_write(d, VIRTIO_PCI_COMMON_Q_SIZE, size, 2);
 		if (virtio_driver_common_read(d, VIRTIO_PCI_COMMON_Q_SIZE, 2) != size)

@@ -27,12 +27,12 @@ struct virtio_device;
 struct virtio_driver {
 	struct pci_bus *bus;
 	struct pci_device *dev;
-	struct virtio_device *vdev;	/* the device behind the function (virtio_pci_device) */
-	const struct guest_memory *mem;	/* where the rings go */
+	struct virtio_device *vdev; /* the device behind the function (virtio_pci_device) */
+	const struct guest_memory *mem; /* where the rings go */
 	/* Offsets in BAR 0 of the structures (§4.1.4), and config-space offset of MSI-X. */
 	uint32_t common, notify, notify_mult, isr, device_cfg;
 	uint32_t msix_cap, msix_table, msix_pba;
-	uint64_t features;		/* what FEATURES_OK accepted */
+	uint64_t features; /* what FEATURES_OK accepted */
 };
 
 /* One split virtqueue, the driver's side (§2.7). */
@@ -40,25 +40,25 @@ struct virtio_driver_queue {
 	struct virtio_driver *d;
 	unsigned int index;
 	uint16_t size, notify_off;
-	bool event_idx;			/* VIRTIO_RING_F_EVENT_IDX negotiated */
-	int irq_fd;			/* its vector's eventfd; -1 without one */
+	bool event_idx; /* VIRTIO_RING_F_EVENT_IDX negotiated */
+	int irq_fd; /* its vector's eventfd; -1 without one */
 	uint64_t desc_gpa, avail_gpa, used_gpa;
 	struct vring_desc *desc;
 	struct vring_avail *avail;
 	struct vring_used *used;
-	uint16_t *used_event, *avail_event;	/* §2.7.10: after the rings */
-	uint16_t avail_idx;		/* the next avail->idx */
-	uint16_t num_added;		/* added since the last publish */
-	uint16_t last_used;		/* the next used entry to take */
-	uint16_t used_seen;		/* used->idx as last read */
+	uint16_t *used_event, *avail_event; /* §2.7.10: after the rings */
+	uint16_t avail_idx; /* the next avail->idx */
+	uint16_t num_added; /* added since the last publish */
+	uint16_t last_used; /* the next used entry to take */
+	uint16_t used_seen; /* used->idx as last read */
 };
 
 /*
  * Finds the function of virtio device id device_id on bus (PCI ID 0x1040 + id, §4.1.2) and
  * its common, notify, ISR and device capabilities and MSI-X. 0, or -ENODEV.
  */
-int virtio_driver_find(struct virtio_driver *d, struct pci_bus *bus,
-		       const struct guest_memory *mem, unsigned int device_id);
+int virtio_driver_find(struct virtio_driver *d, struct pci_bus *bus, const struct guest_memory *mem,
+		       unsigned int device_id);
 
 /* Config space and BAR 0 of the function, little-endian registers of len bytes. */
 uint32_t virtio_driver_cfg_read(struct virtio_driver *d, unsigned int off, unsigned int len);
@@ -144,8 +144,7 @@ void virtio_driver_queue_kick(struct virtio_driver_queue *q);
 bool virtio_driver_queue_flush(struct virtio_driver_queue *q);
 
 /* Takes the next used element into *e; false when the device has used nothing more. */
-static inline bool virtio_driver_queue_get(struct virtio_driver_queue *q,
-					   struct vring_used_elem *e)
+static inline bool virtio_driver_queue_get(struct virtio_driver_queue *q, struct vring_used_elem *e)
 {
 	if (q->last_used == q->used_seen) {
 		q->used_seen = __atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE);

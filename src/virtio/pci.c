@@ -33,7 +33,7 @@
 #define NOTIFY_MULTIPLIER 4
 
 /* The driver's initialization steps, in the order §3.1.1 sets them. */
-#define STATUS_STEPS                                                                   \
+#define STATUS_STEPS                                                                          \
 	(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK | \
 	 VIRTIO_CONFIG_S_DRIVER_OK)
 
@@ -43,15 +43,15 @@
 struct vp_queue {
 	struct virtio_pci *vp;
 	unsigned int index;
-	pthread_mutex_t lock;		/* pop/push and the ring state */
+	pthread_mutex_t lock; /* pop/push and the ring state */
 	struct virtq vq;
-	bool ready;			/* mapped at DRIVER_OK */
+	bool ready; /* mapped at DRIVER_OK */
 	/* Driver-visible registers. */
 	uint16_t size, msix_vector, enable;
 	uint64_t desc, driver, device;
 	/* The kick path: an ioeventfd on the notify address, read by the queue's thread. */
 	int kick_fd;
-	uint64_t ioeventfd_addr;	/* 0 when not registered */
+	uint64_t ioeventfd_addr; /* 0 when not registered */
 	pthread_t thread;
 	bool thread_running;
 	atomic_bool stop;
@@ -70,15 +70,15 @@ struct msix_vector {
 	 * vectors it may never use, so the vCPU writing them wakes no one.
 	 */
 	unsigned int route_gen, committed_gen;
-	bool pending;			/* the PBA bit */
+	bool pending; /* the PBA bit */
 };
 
 /* Work the vCPU leaves for the transport's worker thread. */
 enum {
-	WORK_RESET = 1,		/* status 0 on a started device: stop, reset, then status reads 0 */
-	WORK_START = 2,		/* DRIVER_OK: map the rings, start the device and the queue threads */
-	WORK_ROUTES = 4,	/* MSI-X routes changed: commit them (KVM_SET_GSI_ROUTING) */
-	WORK_IOEVENTFD = 8,	/* BAR 0 moved: move the queues' ioeventfds (KVM_IOEVENTFD) */
+	WORK_RESET = 1, /* status 0 on a started device: stop, reset, then status reads 0 */
+	WORK_START = 2, /* DRIVER_OK: map the rings, start the device and the queue threads */
+	WORK_ROUTES = 4, /* MSI-X routes changed: commit them (KVM_SET_GSI_ROUTING) */
+	WORK_IOEVENTFD = 8, /* BAR 0 moved: move the queues' ioeventfds (KVM_IOEVENTFD) */
 };
 
 /*
@@ -94,25 +94,25 @@ struct virtio_pci {
 	struct pci_bus *bus;
 	struct irq_routing *irq;
 	struct virtio_device *vdev;
-	pthread_mutex_t lock;		/* transport registers, MSI-X, the worker's work */
-	bool reset_pending;		/* status 0 written, the worker's reset not done */
-	bool active;			/* DRIVER_OK was taken: a reset needs the worker */
+	pthread_mutex_t lock; /* transport registers, MSI-X, the worker's work */
+	bool reset_pending; /* status 0 written, the worker's reset not done */
+	bool active; /* DRIVER_OK was taken: a reset needs the worker */
 	uint32_t dfselect, gfselect;
 	uint64_t driver_features;
 	uint8_t status, config_generation;
 	uint16_t queue_select, msix_config;
-	uint16_t msix_ctl;		/* MSI-X enable and function mask, as last written */
-	bool intx_disabled;		/* PCI_COMMAND's INTx disable, as last written */
+	uint16_t msix_ctl; /* MSI-X enable and function mask, as last written */
+	bool intx_disabled; /* PCI_COMMAND's INTx disable, as last written */
 	unsigned int msix_cap, nr_vectors;
 	struct msix_vector *vectors;
-	uint64_t notify_base;		/* where BAR 0's notify area answers now, 0 if nowhere */
+	uint64_t notify_base; /* where BAR 0's notify area answers now, 0 if nowhere */
 	/* The worker. */
 	pthread_t worker;
 	bool worker_running, worker_stop, worker_busy;
-	unsigned int work;		/* WORK_* */
-	bool wake;			/* vp_unlock wakes the worker */
-	pthread_cond_t work_cond;	/* work for the worker, or stop */
-	pthread_cond_t idle_cond;	/* the worker finished all work asked for */
+	unsigned int work; /* WORK_* */
+	bool wake; /* vp_unlock wakes the worker */
+	pthread_cond_t work_cond; /* work for the worker, or stop */
+	pthread_cond_t idle_cond; /* the worker finished all work asked for */
 	/*
 	 * INTx (only without MSI-X): the line follows the ISR, so raising and lowering it keep
 	 * intx_lock across KVM_IRQ_LINE; otherwise an ISR read's lowering could pass a raise and
@@ -288,7 +288,7 @@ static void *vp_queue_thread(void *arg)
 	struct virtio_device *vdev = q->vp->vdev;
 	struct pollfd pfd[2] = {
 		{ .fd = q->kick_fd, .events = POLLIN },
-		{ .fd = -1, .events = POLLIN },	/* poll skips a negative fd */
+		{ .fd = -1, .events = POLLIN }, /* poll skips a negative fd */
 	};
 	uint64_t count;
 	bool waits = vdev->ops->queue_wait;
@@ -352,7 +352,7 @@ static void vp_ioeventfd(struct virtio_pci *vp, struct vp_queue *q, uint64_t add
 {
 	struct kvm_ioeventfd ev = {
 		.addr = addr,
-		.len = 2,	/* Linux writes the queue index as 16 bits */
+		.len = 2, /* Linux writes the queue index as 16 bits */
 		.fd = q->kick_fd,
 		.flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN,
 	};
@@ -481,7 +481,8 @@ static void vp_do_start(struct virtio_pci *vp)
 		pthread_mutex_unlock(&q->lock);
 		if (err) {
 			pthread_mutex_unlock(&vp->lock);
-			nkvm_err("%s: queue %u: rings outside guest RAM or misaligned", vdev->name, i);
+			nkvm_err("%s: queue %u: rings outside guest RAM or misaligned", vdev->name,
+				 i);
 			vp_needs_reset(vp, "the driver's rings cannot be mapped");
 			return;
 		}
@@ -540,8 +541,9 @@ static void vp_do_routes(struct virtio_pci *vp)
 
 		if (m->route_gen == m->committed_gen)
 			continue;
-		routes[n] = (struct irq_msi_route){ .gsi = m->gsi, .enabled = msix_enabled(vp),
-						    .addr = m->addr, .data = m->data };
+		routes[n] = (struct irq_msi_route){
+			.gsi = m->gsi, .enabled = msix_enabled(vp), .addr = m->addr, .data = m->data
+		};
 		vec[n] = v;
 		gen[n++] = m->route_gen;
 	}
@@ -652,19 +654,22 @@ static unsigned int vp_write_status_locked(struct virtio_pci *vp, uint8_t status
 	added = status & ~old;
 	if (old & ~status) {
 		return vp_needs_reset_locked(vp, "the driver cleared a device status bit") ?
-			       AFTER_CONFIG_IRQ : 0;
+			       AFTER_CONFIG_IRQ :
+			       0;
 	}
 	if (!(added & STATUS_STEPS)) {
-		vp->status |= added;	/* FAILED, or the same steps written again */
+		vp->status |= added; /* FAILED, or the same steps written again */
 		return 0;
 	}
 	if (!status_steps_in_order(status)) {
 		return vp_needs_reset_locked(vp, "the driver skipped an initialization step") ?
-			       AFTER_CONFIG_IRQ : 0;
+			       AFTER_CONFIG_IRQ :
+			       0;
 	}
 	if ((vp->status & VIRTIO_CONFIG_S_NEEDS_RESET) || (status & VIRTIO_CONFIG_S_FAILED)) {
 		return vp_needs_reset_locked(vp, "the driver went on without a reset") ?
-			       AFTER_CONFIG_IRQ : 0;
+			       AFTER_CONFIG_IRQ :
+			       0;
 	}
 	if (added & VIRTIO_CONFIG_S_FEATURES_OK) {
 		/*
@@ -700,8 +705,8 @@ static void vp_common_snapshot(struct virtio_pci *vp, uint8_t *r)
 
 	memset(r, 0, COMMON_SIZE);
 	put_le(r + VIRTIO_PCI_COMMON_DFSELECT, vp->dfselect, 4);
-	put_le(r + VIRTIO_PCI_COMMON_DF, vp->dfselect < 2 ? (uint32_t)(f >> (32 * vp->dfselect)) : 0,
-	       4);
+	put_le(r + VIRTIO_PCI_COMMON_DF,
+	       vp->dfselect < 2 ? (uint32_t)(f >> (32 * vp->dfselect)) : 0, 4);
 	put_le(r + VIRTIO_PCI_COMMON_GFSELECT, vp->gfselect, 4);
 	put_le(r + VIRTIO_PCI_COMMON_GF,
 	       vp->gfselect < 2 ? (uint32_t)(vp->driver_features >> (32 * vp->gfselect)) : 0, 4);
@@ -711,7 +716,7 @@ static void vp_common_snapshot(struct virtio_pci *vp, uint8_t *r)
 	r[VIRTIO_PCI_COMMON_CFGGENERATION] = vp->config_generation;
 	put_le(r + VIRTIO_PCI_COMMON_Q_SELECT, vp->queue_select, 2);
 	if (!q)
-		return;	/* a queue that does not exist reads as size 0 */
+		return; /* a queue that does not exist reads as size 0 */
 	put_le(r + VIRTIO_PCI_COMMON_Q_SIZE, q->size, 2);
 	put_le(r + VIRTIO_PCI_COMMON_Q_MSIX, q->msix_vector, 2);
 	put_le(r + VIRTIO_PCI_COMMON_Q_ENABLE, q->enable, 2);
@@ -778,7 +783,7 @@ static unsigned int vp_common_apply(struct virtio_pci *vp, const uint8_t *r, uin
 	}
 	if (q && covers(off, len, VIRTIO_PCI_COMMON_Q_ENABLE, 2) && !live &&
 	    get_le(r + VIRTIO_PCI_COMMON_Q_ENABLE, 2) == 1)
-		q->enable = 1;	/* §4.1.4.3.2: the driver never writes 0 */
+		q->enable = 1; /* §4.1.4.3.2: the driver never writes 0 */
 	if (covers(off, len, VIRTIO_PCI_COMMON_STATUS, 1))
 		return vp_write_status_locked(vp, r[VIRTIO_PCI_COMMON_STATUS]);
 	return 0;
@@ -917,7 +922,7 @@ static void vp_bar_read(struct pci_device *dev, unsigned int bar, uint64_t off, 
 	struct virtio_device *vdev = vp->vdev;
 
 	memset(data, 0, len);
-	if (off + len <= OFF_COMMON + COMMON_SIZE) {	/* OFF_COMMON is 0 */
+	if (off + len <= OFF_COMMON + COMMON_SIZE) { /* OFF_COMMON is 0 */
 		vp_common_read(vp, off - OFF_COMMON, data, len);
 	} else if (off == OFF_ISR) {
 		/* §4.1.4.5: reading the ISR clears it and lowers INTx. */
@@ -939,7 +944,7 @@ static void vp_bar_write(struct pci_device *dev, unsigned int bar, uint64_t off,
 	struct virtio_device *vdev = vp->vdev;
 	uint64_t one = 1;
 
-	if (off + len <= OFF_COMMON + COMMON_SIZE) {	/* OFF_COMMON is 0 */
+	if (off + len <= OFF_COMMON + COMMON_SIZE) { /* OFF_COMMON is 0 */
 		vp_common_write(vp, off - OFF_COMMON, data, len);
 	} else if (off >= OFF_DEVICE && off + len <= OFF_DEVICE + vdev->config_size) {
 		if (vdev->ops->config_write)
@@ -986,8 +991,9 @@ int virtio_pop(struct virtio_device *vdev, unsigned int qi, struct virtq_chain *
 	}
 	pthread_mutex_unlock(&q->lock);
 	if (r < 0)
-		virtio_needs_reset(vdev, r == -ENOSPC ? "more requests in flight than the queue size"
-						      : "malformed descriptor chain");
+		virtio_needs_reset(vdev, r == -ENOSPC ?
+						 "more requests in flight than the queue size" :
+						 "malformed descriptor chain");
 	return r;
 }
 
@@ -1049,7 +1055,7 @@ void virtio_config_changed(struct virtio_device *vdev)
 	uint16_t vector;
 
 	pthread_mutex_lock(&vp->lock);
-	vp->config_generation++;	/* §4.1.4.3: a driver reading the config looks again */
+	vp->config_generation++; /* §4.1.4.3: a driver reading the config looks again */
 	live = (vp->status & VIRTIO_CONFIG_S_DRIVER_OK) && !vp->reset_pending;
 	vector = vp->msix_config;
 	pthread_mutex_unlock(&vp->lock);
@@ -1075,7 +1081,8 @@ int virtio_queue_vhost_view(struct virtio_device *vdev, unsigned int qi,
 		*out = (struct virtio_vhost_queue){
 			.kick_fd = q->kick_fd,
 			.call_fd = q->msix_vector < vp->nr_vectors ?
-					   vp->vectors[q->msix_vector].irqfd : -1,
+					   vp->vectors[q->msix_vector].irqfd :
+					   -1,
 			.size = q->size,
 			.desc = q->desc,
 			.avail = q->driver,
@@ -1095,8 +1102,7 @@ const struct guest_memory *virtio_memory(struct virtio_device *vdev)
 
 /* --- creation ------------------------------------------------------------------------------- */
 
-static void vp_add_cap(struct virtio_pci *vp, uint8_t type, uint32_t off, uint32_t len,
-		       bool notify)
+static void vp_add_cap(struct virtio_pci *vp, uint8_t type, uint32_t off, uint32_t len, bool notify)
 {
 	int at = pci_device_add_cap(&vp->pci, PCI_CAP_ID_VNDR, notify ? 20 : 16);
 	uint8_t *c = vp->pci.cfg + at;
@@ -1117,7 +1123,7 @@ static int vp_add_msix(struct virtio_pci *vp)
 
 	vp->msix_cap = at;
 	put_le(c + PCI_MSIX_FLAGS, vp->nr_vectors - 1, 2);
-	put_le(c + PCI_MSIX_TABLE, OFF_MSIX_TABLE, 4);	/* BIR 0 */
+	put_le(c + PCI_MSIX_TABLE, OFF_MSIX_TABLE, 4); /* BIR 0 */
 	put_le(c + PCI_MSIX_PBA, OFF_MSIX_PBA, 4);
 	/* Enable and function mask are the guest's to write. */
 	vp->pci.wmask[at + 3] = (PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL) >> 8;
@@ -1127,7 +1133,7 @@ static int vp_add_msix(struct virtio_pci *vp)
 	for (unsigned int v = 0; v < vp->nr_vectors; v++) {
 		struct msix_vector *m = &vp->vectors[v];
 
-		m->ctrl = PCI_MSIX_ENTRY_CTRL_MASKBIT;	/* masked at reset */
+		m->ctrl = PCI_MSIX_ENTRY_CTRL_MASKBIT; /* masked at reset */
 		m->irqfd = -1;
 		m->gsi = irq_msi_alloc(vp->irq);
 		m->irqfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -1165,10 +1171,10 @@ int virtio_pci_create(struct virtio_pci **out, struct vm *vm, struct pci_bus *bu
 	/* One vector per queue and one for configuration changes, as Linux prefers. */
 	vp->nr_vectors = vdev->nr_queues + 1;
 	pci_device_init(&vp->pci, VIRTIO_PCI_VENDOR, VIRTIO_PCI_DEVICE_BASE + vdev->device_id,
-			vdev->pci_class ? vdev->pci_class : PCI_CLASS_OTHERS,
-			VIRTIO_PCI_VENDOR, 0x40, &vp_pci_ops);
-	vp->pci.cfg[0x08] = 1;			/* revision 1: modern only (§4.1.2.1) */
-	vp->pci.cfg[PCI_INTERRUPT_PIN] = 1;	/* INTA */
+			vdev->pci_class ? vdev->pci_class : PCI_CLASS_OTHERS, VIRTIO_PCI_VENDOR,
+			0x40, &vp_pci_ops);
+	vp->pci.cfg[0x08] = 1; /* revision 1: modern only (§4.1.2.1) */
+	vp->pci.cfg[PCI_INTERRUPT_PIN] = 1; /* INTA */
 	err = pci_device_add_bar(&vp->pci, 0, BAR_SIZE);
 	if (err)
 		return err;

@@ -275,7 +275,8 @@ bool virtq_need_notify(struct virtq *q)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (q->event_idx) {
 		event = __atomic_load_n(&q->avail->ring[q->size], __ATOMIC_RELAXED);
-		notify = !q->signalled_valid || vring_need_event(event, q->used_idx, q->signalled_used);
+		notify = !q->signalled_valid ||
+			 vring_need_event(event, q->used_idx, q->signalled_used);
 	} else {
 		notify = !(__atomic_load_n(&q->avail->flags, __ATOMIC_RELAXED) &
 			   VRING_AVAIL_F_NO_INTERRUPT);

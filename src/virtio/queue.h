@@ -24,27 +24,27 @@
 
 struct virtq {
 	const struct guest_memory *mem;
-	uint16_t size;			/* number of descriptors, a power of 2 */
-	bool event_idx;			/* VIRTIO_RING_F_EVENT_IDX negotiated */
-	bool indirect;			/* VIRTIO_RING_F_INDIRECT_DESC negotiated */
+	uint16_t size; /* number of descriptors, a power of 2 */
+	bool event_idx; /* VIRTIO_RING_F_EVENT_IDX negotiated */
+	bool indirect; /* VIRTIO_RING_F_INDIRECT_DESC negotiated */
 	uint64_t desc_gpa, avail_gpa, used_gpa;
 	/* Host views of the three areas, resolved and checked once by virtq_init. */
 	struct vring_desc *desc;
 	struct vring_avail *avail;
 	struct vring_used *used;
-	uint16_t last_avail;		/* next available-ring entry to take */
-	uint16_t used_idx;		/* our copy of used->idx */
-	uint16_t signalled_used;	/* used_idx when the driver was last notified */
+	uint16_t last_avail; /* next available-ring entry to take */
+	uint16_t used_idx; /* our copy of used->idx */
+	uint16_t signalled_used; /* used_idx when the driver was last notified */
 	bool signalled_valid;
-	uint16_t inflight;		/* chains taken by virtq_pop, not yet given to virtq_push */
+	uint16_t inflight; /* chains taken by virtq_pop, not yet given to virtq_push */
 };
 
 /* One descriptor chain: device-readable segments first, then device-writable ones. */
 struct virtq_chain {
-	uint16_t head;			/* the id to give back to virtq_push */
+	uint16_t head; /* the id to give back to virtq_push */
 	unsigned int nr_out, nr_in;
-	struct iovec iov[VIRTQ_MAX_SEGS];	/* iov[0..nr_out) readable, then nr_in writable */
-	uint64_t out_len, in_len;	/* total bytes of each kind */
+	struct iovec iov[VIRTQ_MAX_SEGS]; /* iov[0..nr_out) readable, then nr_in writable */
+	uint64_t out_len, in_len; /* total bytes of each kind */
 };
 
 /*

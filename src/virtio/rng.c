@@ -21,7 +21,8 @@ static uint32_t rng_fill(const struct virtq_chain *c)
 {
 	uint32_t done = 0;
 
-	for (unsigned int i = c->nr_out; i < c->nr_out + c->nr_in && done < RNG_MAX_PER_REQUEST; i++) {
+	for (unsigned int i = c->nr_out; i < c->nr_out + c->nr_in && done < RNG_MAX_PER_REQUEST;
+	     i++) {
 		size_t want = c->iov[i].iov_len;
 		ssize_t got;
 

@@ -112,7 +112,8 @@ int console_init(struct console *c, struct vm *vm, struct serial *uart, struct l
 	c->loop = loop;
 	c->out_fd = out_fd;
 	c->retry = (struct loop_timer){ .fn = console_retry, .opaque = c };
-	c->out_src = (struct loop_source){ .fd = uart->tx_fd, .fn = console_on_output, .opaque = c };
+	c->out_src =
+		(struct loop_source){ .fd = uart->tx_fd, .fn = console_on_output, .opaque = c };
 	err = loop_add(loop, &c->out_src, EPOLLIN);
 	if (err || in_fd < 0)
 		return err;

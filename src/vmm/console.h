@@ -21,10 +21,10 @@ struct console {
 	struct loop *loop;
 	int out_fd;
 	struct loop_source in_src, out_src;
-	struct loop_timer retry;	/* while input is held */
+	struct loop_timer retry; /* while input is held */
 	struct term_escape esc;
-	int in_active;		/* 0: no input, 1: in the loop, 2: paused while input is held */
-	uint8_t pending[256];	/* input the UART had no room for yet */
+	int in_active; /* 0: no input, 1: in the loop, 2: paused while input is held */
+	uint8_t pending[256]; /* input the UART had no room for yet */
 	size_t pending_len;
 };
 

@@ -20,7 +20,7 @@ struct vm;
 struct irq_routing {
 	pthread_mutex_t lock;
 	struct vm *vm;
-	unsigned int nr_msi;			/* GSIs handed out after the IOAPIC's */
+	unsigned int nr_msi; /* GSIs handed out after the IOAPIC's */
 	struct {
 		bool used, enabled;
 		uint64_t addr;
@@ -32,7 +32,8 @@ int irq_routing_init(struct irq_routing *r, struct vm *vm);
 /* A new GSI for an MSI route (disabled until irq_msi_set). Returns the GSI or -ENOSPC. */
 int irq_msi_alloc(struct irq_routing *r);
 /* Points gsi at (addr, data), or removes its route when !enabled; commits to KVM. */
-int irq_msi_set(struct irq_routing *r, unsigned int gsi, bool enabled, uint64_t addr, uint32_t data);
+int irq_msi_set(struct irq_routing *r, unsigned int gsi, bool enabled, uint64_t addr,
+		uint32_t data);
 
 /* Several routes at once, with one commit (a device's vectors change together). */
 struct irq_msi_route {

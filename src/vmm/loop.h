@@ -21,16 +21,16 @@ struct loop_source {
 struct loop_timer {
 	void (*fn)(struct loop_timer *t);
 	void *opaque;
-	uint64_t deadline_ns;		/* CLOCK_MONOTONIC; meaningful while armed */
-	struct loop_timer *next;	/* the armed list, soonest first */
-	uint64_t round;			/* the loop's round when it was armed */
+	uint64_t deadline_ns; /* CLOCK_MONOTONIC; meaningful while armed */
+	struct loop_timer *next; /* the armed list, soonest first */
+	uint64_t round; /* the loop's round when it was armed */
 	int armed;
 };
 
 struct loop {
 	int epfd;
-	struct loop_timer *timers;	/* armed, soonest first */
-	uint64_t round;			/* counts the rounds that fired timers */
+	struct loop_timer *timers; /* armed, soonest first */
+	uint64_t round; /* counts the rounds that fired timers */
 };
 
 int loop_init(struct loop *l);

@@ -14,8 +14,8 @@ void memory_layout(struct guest_memory *mem, uint64_t ram_size)
 	mem->regions[0] = (struct guest_region){ .gpa = 0, .size = low };
 	mem->nr_regions = 1;
 	if (ram_size > low) {
-		mem->regions[1] = (struct guest_region){ .gpa = MEM_HOLE_END,
-							 .size = ram_size - low };
+		mem->regions[1] =
+			(struct guest_region){ .gpa = MEM_HOLE_END, .size = ram_size - low };
 		mem->nr_regions = 2;
 	}
 }

@@ -15,7 +15,7 @@ struct guest_region {
 };
 
 struct guest_memory {
-	uint8_t *base;		/* the one host mapping, ram_size bytes */
+	uint8_t *base; /* the one host mapping, ram_size bytes */
 	uint64_t ram_size;
 	unsigned int nr_regions;
 	struct guest_region regions[2];

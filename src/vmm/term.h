@@ -9,14 +9,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TERM_ESCAPE 0x01	/* Ctrl-A */
+#define TERM_ESCAPE 0x01 /* Ctrl-A */
 
 /* Puts fd's terminal in raw mode if it is one; the old mode comes back at term_restore. */
 int term_raw(int fd);
 void term_restore(void);
 
 struct term_escape {
-	int armed;		/* the previous byte was Ctrl-A */
+	int armed; /* the previous byte was Ctrl-A */
 };
 
 /*

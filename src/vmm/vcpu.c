@@ -82,9 +82,9 @@ static void vcpu_handle_mmio(struct vcpu *vcpu, struct kvm_run *run)
 
 static enum vcpu_exit_kind exit_kind(const struct kvm_run *run)
 {
-	return run->exit_reason == KVM_EXIT_IO	   ? VCPU_EXIT_IO
-	       : run->exit_reason == KVM_EXIT_MMIO ? VCPU_EXIT_MMIO
-						   : VCPU_EXIT_OTHER;
+	return run->exit_reason == KVM_EXIT_IO	 ? VCPU_EXIT_IO :
+	       run->exit_reason == KVM_EXIT_MMIO ? VCPU_EXIT_MMIO :
+						   VCPU_EXIT_OTHER;
 }
 
 enum vcpu_exit_action vcpu_handle_exit(struct vcpu *vcpu, struct kvm_run *run)
@@ -117,7 +117,8 @@ enum vcpu_exit_action vcpu_handle_exit(struct vcpu *vcpu, struct kvm_run *run)
 		vm_request_stop(vcpu->vm, 0);
 		return VCPU_STOP;
 	case KVM_EXIT_FAIL_ENTRY:
-		nkvm_err("vcpu %u: KVM could not enter the guest (hardware reason 0x%llx)", vcpu->id,
+		nkvm_err("vcpu %u: KVM could not enter the guest (hardware reason 0x%llx)",
+			 vcpu->id,
 			 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
 		vm_request_stop(vcpu->vm, 1);
 		return VCPU_FAIL;
@@ -160,7 +161,7 @@ static void *vcpu_thread(void *arg)
 		if (vm->keep_stats)
 			vcpu->stats.dispatch_ns[exit_kind(vcpu->run)] += now_ns() - t0;
 		if (action != VCPU_CONTINUE)
-			break;	/* kvm_run keeps the exit for run to report (a triple fault's state) */
+			break; /* kvm_run keeps the exit for run to report (a triple fault's state) */
 	}
 	return NULL;
 }

@@ -32,9 +32,9 @@ struct vcpu {
 };
 
 enum vcpu_exit_action {
-	VCPU_CONTINUE,	/* handled: run the guest again */
-	VCPU_STOP,	/* the VM is stopping (guest reset, power-off or exit port) */
-	VCPU_FAIL,	/* KVM reported an error: the VM stops with a failure status */
+	VCPU_CONTINUE, /* handled: run the guest again */
+	VCPU_STOP, /* the VM is stopping (guest reset, power-off or exit port) */
+	VCPU_FAIL, /* KVM reported an error: the VM stops with a failure status */
 };
 
 /* Creates vCPU `id` of vm and maps its kvm_run. Returns 0 or a negative errno. */

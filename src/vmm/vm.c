@@ -27,8 +27,8 @@ const char *kvm_host_unusable(void)
 	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? "/dev/kvm does not exist: load kvm_intel or kvm_amd, or "
-					 "enable virtualization in the firmware"
-				       : "/dev/kvm cannot be opened (permission? add yourself to "
+					 "enable virtualization in the firmware" :
+					 "/dev/kvm cannot be opened (permission? add yourself to "
 					 "group kvm)";
 	close(fd);
 	return NULL;

@@ -15,7 +15,7 @@ struct vcpu;
 
 struct vm {
 	int kvm_fd, vm_fd;
-	size_t run_size;		/* size of each vCPU's kvm_run mapping */
+	size_t run_size; /* size of each vCPU's kvm_run mapping */
 	struct guest_memory mem;
 	struct bus pio, mmio;
 	unsigned int nr_vcpus;
@@ -25,7 +25,7 @@ struct vm {
 	atomic_int stopping;
 	int exit_status;
 	int stop_fd;
-	bool keep_stats;	/* NKVM_STATS: time each vCPU's exits (struct vcpu_stats) */
+	bool keep_stats; /* NKVM_STATS: time each vCPU's exits (struct vcpu_stats) */
 };
 
 /*

@@ -57,9 +57,9 @@ enum record_type { R_OP = 1, R_DONE, R_FLUSH, R_FLUSHED };
 struct record {
 	uint32_t type;
 	uint32_t kind;
-	uint64_t gen;			/* an operation's generation, or a flush's number */
-	uint64_t sector;		/* first 512-byte sector */
-	uint64_t count;			/* sectors */
+	uint64_t gen; /* an operation's generation, or a flush's number */
+	uint64_t sector; /* first 512-byte sector */
+	uint64_t count; /* sectors */
 };
 
 static void fatal(const char *fmt, const char *arg)
@@ -86,7 +86,7 @@ static void pattern(uint8_t *sector, uint64_t offset, uint64_t gen)
 {
 	uint64_t *w = (uint64_t *)sector, s = mix(offset * 0x9e3779b97f4a7c15ULL ^ mix(gen + 1));
 
-	w[0] = offset ^ 0x4e4b564d43525348ULL;	/* "NKVMCRSH" */
+	w[0] = offset ^ 0x4e4b564d43525348ULL; /* "NKVMCRSH" */
 	w[1] = gen;
 	for (unsigned int i = 2; i < SECTOR / 8; i++) {
 		s = mix(s + i);
@@ -147,7 +147,7 @@ struct op {
 	uint8_t *buf;
 	struct writer *w;
 	enum kind kind;
-	uint64_t gen, sector, count;	/* in sectors */
+	uint64_t gen, sector, count; /* in sectors */
 	bool busy;
 };
 
@@ -155,7 +155,7 @@ struct writer {
 	struct disk *disk;
 	int journal;
 	uint64_t nsectors;
-	uint8_t *busy;			/* per sector: an operation in flight covers it */
+	uint8_t *busy; /* per sector: an operation in flight covers it */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	unsigned int inflight, depth;
@@ -247,7 +247,8 @@ static bool pick_range(struct writer *w, uint64_t *sector, uint64_t *count)
 		if (odd)
 			s = rnd(w) % (w->nsectors - n + 1);
 		else
-			s = rnd(w) % ((w->nsectors - n) / SECTORS_PER_BLOCK + 1) * SECTORS_PER_BLOCK;
+			s = rnd(w) % ((w->nsectors - n) / SECTORS_PER_BLOCK + 1) *
+			    SECTORS_PER_BLOCK;
 		if (!memchr(w->busy + s, 1, n)) {
 			*sector = s;
 			*count = n;
@@ -278,7 +279,7 @@ static int cmd_write(int argc, char **argv)
 
 	if (argc < 4)
 		fatal("%s", "usage: crash_writer write IMAGE JOURNAL --gen-base N [--seed S] "
-		      "[--depth D] [--ops N]");
+			    "[--depth D] [--ops N]");
 	w.rng = (uint64_t)getpid() << 20 ^ (uint64_t)time(NULL);
 	for (int i = 4; i + 1 < argc; i += 2) {
 		uint64_t v = strtoull(argv[i + 1], NULL, 0);
@@ -402,10 +403,10 @@ static int cmd_write(int argc, char **argv)
 
 /* What the verifier knows of a sector, kept from round to round in STATE. */
 struct sector_state {
-	uint64_t gen;			/* of its last durable operation; 0: none */
-	uint64_t zero_gen;		/* the latest write-zeroes or discard ever submitted */
-	uint64_t discard_gen;		/* the latest discard ever submitted */
-	uint32_t kind;			/* of its last durable operation */
+	uint64_t gen; /* of its last durable operation; 0: none */
+	uint64_t zero_gen; /* the latest write-zeroes or discard ever submitted */
+	uint64_t discard_gen; /* the latest discard ever submitted */
+	uint32_t kind; /* of its last durable operation */
 	uint32_t pad;
 };
 
@@ -470,8 +471,10 @@ static int replay(struct sector_state *b, uint64_t nsectors, const struct record
 
 static const char *kind_name(uint32_t k)
 {
-	return k == K_WRITE ? "write" : k == K_ZERO ? "write-zeroes" : k == K_DISCARD ? "discard" :
-	       "nothing";
+	return k == K_WRITE   ? "write" :
+	       k == K_ZERO    ? "write-zeroes" :
+	       k == K_DISCARD ? "discard" :
+				"nothing";
 }
 
 /* Whether a sector may hold what it holds; why says otherwise. */
@@ -508,8 +511,9 @@ static bool sector_ok(const struct sector_state *b, enum content c, uint64_t gen
 		break;
 	}
 	if (b->kind == K_INITIAL)
-		snprintf(err, errlen, "holds %s where the %s should show", c == C_ZERO ? "zeroes" :
-			 "data of generation 0", backing ? "backing file" : "zeroes never written");
+		snprintf(err, errlen, "holds %s where the %s should show",
+			 c == C_ZERO ? "zeroes" : "data of generation 0",
+			 backing ? "backing file" : "zeroes never written");
 	else if (c == C_ZERO)
 		snprintf(err, errlen,
 			 "holds zeroes, but a %s of generation %" PRIu64 " was flushed",
@@ -517,7 +521,8 @@ static bool sector_ok(const struct sector_state *b, enum content c, uint64_t gen
 	else
 		snprintf(err, errlen,
 			 "holds generation %" PRIu64 ", but a %s of generation %" PRIu64
-			 " was flushed", gen, kind_name(b->kind), b->gen);
+			 " was flushed",
+			 gen, kind_name(b->kind), b->gen);
 	return false;
 }
 
@@ -578,8 +583,8 @@ static int cmd_verify(int argc, char **argv)
 		}
 	}
 	close(fd);
-	printf("verify: %" PRIu64 " sectors, %" PRIu64 " with a flushed write, %" PRIu64
-	       " bad\n", nsectors, durable, bad);
+	printf("verify: %" PRIu64 " sectors, %" PRIu64 " with a flushed write, %" PRIu64 " bad\n",
+	       nsectors, durable, bad);
 	if (bad) {
 		free(b);
 		return 1;

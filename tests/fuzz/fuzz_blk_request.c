@@ -37,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (n > len - at)
 			n = len - at;
 		if (!n)
-			continue;	/* virtq_pop never hands out empty segments */
+			continue; /* virtq_pop never hands out empty segments */
 		c.iov[c.nr_out + c.nr_in] = (struct iovec){ buf + at, n };
 		if (i < nout)
 			c.nr_out++;

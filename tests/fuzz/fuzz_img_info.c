@@ -38,8 +38,11 @@ int img_bench(int argc, char **argv)
 static bool utf8_valid(const unsigned char *s, size_t len)
 {
 	for (size_t i = 0; i < len;) {
-		unsigned int n = s[i] < 0x80 ? 0 : s[i] >= 0xc2 && s[i] < 0xe0 ? 1 :
-			(s[i] & 0xf0) == 0xe0 ? 2 : s[i] >= 0xf0 && s[i] < 0xf5 ? 3 : 9;
+		unsigned int n = s[i] < 0x80		     ? 0 :
+				 s[i] >= 0xc2 && s[i] < 0xe0 ? 1 :
+				 (s[i] & 0xf0) == 0xe0	     ? 2 :
+				 s[i] >= 0xf0 && s[i] < 0xf5 ? 3 :
+							       9;
 		uint32_t cp = s[i] & (0x7f >> n);
 
 		if (n == 9 || i + n >= len)
@@ -112,8 +115,8 @@ static int run_info(const char *path, bool json, int out, int err)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static int out = -1, err = -1;
-	enum disk_format_kind kind = disk_probe_format(data, size < DISK_PROBE_LEN ? size :
-							   DISK_PROBE_LEN);
+	enum disk_format_kind kind =
+		disk_probe_format(data, size < DISK_PROBE_LEN ? size : DISK_PROBE_LEN);
 	unsigned char *o, *e;
 	size_t olen, elen;
 	char path[64];
@@ -143,7 +146,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_terminal_safe(e, elen);
 		if (ret == 0 && !json) {
 			const char *want = kind == DISK_FORMAT_QCOW2 ? "\nfile format: qcow2\n" :
-								     "\nfile format: raw\n";
+								       "\nfile format: raw\n";
 
 			if (!memmem(o, olen, want, strlen(want)))
 				abort();

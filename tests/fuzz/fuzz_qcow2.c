@@ -80,8 +80,9 @@ static int run(struct disk *d, enum disk_op op, uint64_t off, uint8_t *buf, uint
 	struct sync_req r = { 0 };
 
 	r.iov = (struct iovec){ buf, len };
-	r.req = (struct disk_request){ .op = op, .offset = off, .len = len, .iov = &r.iov,
-				       .iovcnt = 1, .done = sync_done };
+	r.req = (struct disk_request){
+		.op = op, .offset = off, .len = len, .iov = &r.iov, .iovcnt = 1, .done = sync_done
+	};
 	sem_init(&r.done, 0, 0);
 	disk_submit(d, &r.req);
 	while (sem_wait(&r.done))
@@ -102,9 +103,9 @@ static void exercise(struct disk *d, bool rw, uint64_t *x)
 		enum disk_op op = DISK_READ;
 
 		if (rw) {
-			static const enum disk_op ops[] = { DISK_READ, DISK_WRITE, DISK_WRITE,
-							    DISK_DISCARD, DISK_WRITE_ZEROES,
-							    DISK_FLUSH };
+			static const enum disk_op ops[] = { DISK_READ,	       DISK_WRITE,
+							    DISK_WRITE,	       DISK_DISCARD,
+							    DISK_WRITE_ZEROES, DISK_FLUSH };
 
 			op = ops[r % 6];
 			if (op == DISK_DISCARD || op == DISK_WRITE_ZEROES)
@@ -148,8 +149,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	close(fd);
 
 	for (int pass = 0; pass < 2; pass++) {
-		struct disk_options o = { .path = img, .readonly = pass == 0,
-					  .format = DISK_FORMAT_QCOW2, .threads = 1,
+		struct disk_options o = { .path = img,
+					  .readonly = pass == 0,
+					  .format = DISK_FORMAT_QCOW2,
+					  .threads = 1,
 					  .cache_size = (x & 1) ? 2048 : 0 };
 		struct disk *d;
 		char why[DISK_ERR_MAX];

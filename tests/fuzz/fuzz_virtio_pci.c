@@ -54,7 +54,7 @@ void nkvm_err(const char *fmt, ...)
 
 struct fdev {
 	struct virtio_device vdev;
-	struct virtq_chain chain[2];	/* one per queue: each queue's thread pops into its own */
+	struct virtq_chain chain[2]; /* one per queue: each queue's thread pops into its own */
 	uint8_t config[CONFIG_SIZE];
 };
 
@@ -82,8 +82,7 @@ static void fdev_queue_kick(struct virtio_device *vdev, unsigned int q)
 	}
 }
 
-static void fdev_config_read(struct virtio_device *vdev, uint64_t off, void *data,
-			     unsigned int len)
+static void fdev_config_read(struct virtio_device *vdev, uint64_t off, void *data, unsigned int len)
 {
 	memcpy(data, ((struct fdev *)vdev)->config + off, len);
 }
@@ -164,7 +163,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 0:
 		case 1:
 			/* Through the bus, which checks the access lies inside the BAR it finds. */
-			pci_mmio_access(&bus, pdev->bar_addr[0] + a % BAR_SIZE, &buf, len, kind == 0);
+			pci_mmio_access(&bus, pdev->bar_addr[0] + a % BAR_SIZE, &buf, len,
+					kind == 0);
 			break;
 		case 2:
 			pci_config_write(&bus, cfg_addr | (a % PCI_CFG_SIZE), (uint32_t)v,
@@ -179,7 +179,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 
-	virtio_pci_free(vp);	/* it leaves the bus too */
+	virtio_pci_free(vp); /* it leaves the bus too */
 	pthread_mutex_destroy(&bus.lock);
 	pthread_mutex_destroy(&irq.lock);
 	return 0;

@@ -86,7 +86,7 @@ static void count_madt(const uint8_t *madt, unsigned int *lapics, unsigned int *
 
 		assert_true(e[1] >= 2 && off + e[1] <= len);
 		if (e[0] == 0) {
-			assert_int_equal(e[4] & 1, 1);	/* enabled */
+			assert_int_equal(e[4] & 1, 1); /* enabled */
 			if (e[3] > *max_apic)
 				*max_apic = e[3];
 			(*lapics)++;
@@ -117,7 +117,7 @@ static void test_madt_lists_every_cpu_and_one_ioapic(void **state)
 		assert_int_equal(lapics, counts[i]);
 		assert_int_equal(ioapics, 1);
 		assert_int_equal(max_apic, counts[i] - 1);
-		assert_true(ioapic_id > max_apic);	/* no APIC ID collision */
+		assert_true(ioapic_id > max_apic); /* no APIC ID collision */
 	}
 }
 
@@ -137,7 +137,7 @@ static void test_fadt_points_to_dsdt_and_pm1_blocks(void **state)
 	assert_int_equal(le(fadt + 64, 4), ACPI_PM1A_CNT_PORT);
 	assert_int_equal(fadt[88], 4);
 	assert_int_equal(fadt[89], 2);
-	assert_int_equal(le(fadt + 48, 4), 0);	/* no SMI_CMD: always in ACPI mode */
+	assert_int_equal(le(fadt + 48, 4), 0); /* no SMI_CMD: always in ACPI mode */
 	assert_int_equal(le(fadt + 40, 4), le(fadt + 140, 8));
 	dsdt = at(buf, le(fadt + 140, 8));
 	assert_memory_equal(dsdt, "DSDT", 4);

@@ -104,7 +104,7 @@ static void test_bzimage_rejects_old_protocol(void **state)
 	char why[256] = "";
 
 	memcpy(copy, f->data, f->len);
-	copy[0x206] = 0x0b;	/* version 2.11 */
+	copy[0x206] = 0x0b; /* version 2.11 */
 	copy[0x207] = 0x02;
 	assert_int_equal(bzimage_parse(copy, f->len, f->len, &k, why, sizeof(why)), -EINVAL);
 	assert_non_null(strstr(why, "2.12"));
@@ -121,7 +121,7 @@ static void test_e820_small_guest_is_one_low_region(void **state)
 	assert_int_equal(bp.e820_entries, 3);
 	assert_int_equal(bp.e820_table[0].addr, 0);
 	assert_int_equal(bp.e820_table[0].size, BOOT_EBDA_START);
-	assert_int_equal(bp.e820_table[1].type, 2);	/* reserved: EBDA, ACPI, BIOS area */
+	assert_int_equal(bp.e820_table[1].type, 2); /* reserved: EBDA, ACPI, BIOS area */
 	assert_int_equal(bp.e820_table[2].addr, BOOT_KERNEL_ADDR);
 	assert_int_equal(bp.e820_table[2].addr + bp.e820_table[2].size, 256 * MiB);
 }
@@ -150,7 +150,8 @@ static void test_boot_params_carry_header_cmdline_initrd(void **state)
 	struct guest_memory mem;
 	struct bzimage k;
 	struct boot_params bp;
-	struct boot_layout layout = { .initrd_addr = 0x5000000ULL, .initrd_size = 12345,
+	struct boot_layout layout = { .initrd_addr = 0x5000000ULL,
+				      .initrd_size = 12345,
 				      .rsdp_addr = BOOT_ACPI_ADDR };
 	char why[256] = "";
 

@@ -58,7 +58,7 @@ static void parse_entry(const struct cpio *c, size_t *off, struct entry *e)
 	e->rmajor = hex8(h + 78);
 	e->rminor = hex8(h + 86);
 	namesize = hex8(h + 94);
-	assert_int_equal(hex8(h + 102), 0);	/* check field: unused by newc */
+	assert_int_equal(hex8(h + 102), 0); /* check field: unused by newc */
 	assert_true(namesize >= 2 && namesize <= sizeof(e->name));
 	pos = *off + 110;
 	assert_true(pos + namesize <= c->len);
@@ -88,7 +88,8 @@ static void test_cpio_entries_parse_back(void **state)
 	assert_int_equal(cpio_add_dir(&c, "/etc", 0755), 0);
 	for (i = 0; i < 5; i++) {
 		snprintf(name, sizeof(name), "etc/f%zu", i);
-		assert_int_equal(cpio_add_file(&c, name, 0644, payloads[i], strlen(payloads[i])), 0);
+		assert_int_equal(cpio_add_file(&c, name, 0644, payloads[i], strlen(payloads[i])),
+				 0);
 	}
 	assert_int_equal(cpio_add_symlink(&c, "bin/sh", "/bin/busybox"), 0);
 	assert_int_equal(cpio_add_node(&c, "dev/console", S_IFCHR | 0600, 5, 1), 0);

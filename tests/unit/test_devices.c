@@ -37,7 +37,7 @@ static void test_uart_transmits_what_guest_writes(void **state)
 	struct serial *s = uart_new();
 	uint8_t out[16];
 
-	assert_true(serial_read_reg(s, LSR) & 0x60);	/* THRE and TEMT: ready */
+	assert_true(serial_read_reg(s, LSR) & 0x60); /* THRE and TEMT: ready */
 	serial_write_reg(s, THR, 'h');
 	serial_write_reg(s, THR, 'i');
 	assert_int_equal(serial_take_output(s, out, sizeof(out)), 2);
@@ -64,7 +64,7 @@ static void test_uart_receive_sets_data_ready_and_interrupt(void **state)
 {
 	struct serial *s = uart_new();
 
-	assert_int_equal(serial_read_reg(s, IIR) & 0x0f, 0x01);	/* nothing pending */
+	assert_int_equal(serial_read_reg(s, IIR) & 0x0f, 0x01); /* nothing pending */
 	serial_write_reg(s, IER, 0x01);
 	assert_int_equal(serial_receive(s, (const uint8_t *)"ok", 2), 2);
 	assert_true(serial_read_reg(s, LSR) & 0x01);
@@ -116,7 +116,7 @@ static void test_uart_loopback_as_linux_probes_it(void **state)
 	serial_write_reg(s, SCR, 0x5a);
 	assert_int_equal(serial_read_reg(s, SCR), 0x5a);
 	serial_write_reg(s, FCR, 0x07);
-	assert_int_equal(serial_read_reg(s, IIR) & 0xc0, 0xc0);	/* a 16550A with FIFOs */
+	assert_int_equal(serial_read_reg(s, IIR) & 0xc0, 0xc0); /* a 16550A with FIFOs */
 	uart_free(s);
 }
 
@@ -128,7 +128,7 @@ static void test_uart_full_transmitter_reports_busy(void **state)
 	for (size_t i = 0; i < SERIAL_TX_SIZE; i++)
 		serial_write_reg(s, THR, 'a' + i % 26);
 	assert_false(serial_read_reg(s, LSR) & 0x20);
-	serial_write_reg(s, THR, '!');	/* overrun: dropped and counted */
+	serial_write_reg(s, THR, '!'); /* overrun: dropped and counted */
 	assert_int_equal(s->tx_dropped, 1);
 	assert_int_equal(serial_take_output(s, out, SERIAL_TX_SIZE), SERIAL_TX_SIZE);
 	assert_int_equal(out[SERIAL_TX_SIZE - 1], 'a' + (SERIAL_TX_SIZE - 1) % 26);
@@ -251,7 +251,7 @@ static void test_pci_unregistered_device_leaves_slot_empty_and_bar_silent(void *
 
 	pci_unregister_device(bus, &d->pci);
 	assert_int_equal(pci_config_read(bus, 0x80000800, 4), 0xffffffff);
-	assert_int_equal(d->moved.calls, 2);	/* its fast paths told to go */
+	assert_int_equal(d->moved.calls, 2); /* its fast paths told to go */
 	assert_int_equal(d->moved.addr, 0);
 	assert_false(pci_mmio_access(bus, addr, &v, 4, false));
 	assert_int_equal(v, 0xffffffff);

@@ -191,7 +191,9 @@ static void img_assert_unchanged(const char *path, const uint8_t *before, size_t
 
 static struct disk *t_open(const char *path, bool ro, bool direct, unsigned int threads)
 {
-	struct disk_options o = { .path = path, .readonly = ro, .direct = direct, .threads = threads };
+	struct disk_options o = {
+		.path = path, .readonly = ro, .direct = direct, .threads = threads
+	};
 	struct disk *d = NULL;
 	char why[DISK_ERR_MAX];
 	int err = disk_open(&d, &o, why, sizeof(why));
@@ -223,8 +225,8 @@ struct io {
 	pthread_cond_t cond;
 	int calls;
 	int status;
-	pthread_t thread;		/* where done ran */
-	sigset_t sigmask;		/* that thread's blocked signals */
+	pthread_t thread; /* where done ran */
+	sigset_t sigmask; /* that thread's blocked signals */
 };
 
 static void io_done(struct disk_request *req, int status)
@@ -248,7 +250,11 @@ static int t_io(struct disk *d, enum disk_op op, uint64_t off, const struct iove
 		unsigned int iovcnt, uint64_t len, bool *inside)
 {
 	struct io io = {
-		.req = { .op = op, .offset = off, .len = len, .iov = iov, .iovcnt = iovcnt,
+		.req = { .op = op,
+			 .offset = off,
+			 .len = len,
+			 .iov = iov,
+			 .iovcnt = iovcnt,
 			 .done = io_done },
 	};
 
@@ -316,7 +322,10 @@ static void test_disk_write_then_read_back_iovecs(void **state)
 	enum { OFF = 12345, LEN = 100 + 4096 + 333 };
 	uint8_t src[LEN], dst[LEN], around[2][64];
 	struct iovec out[4] = {
-		{ src, 100 }, { src + 100, 0 }, { src + 100, 4096 }, { src + 4196, 333 },
+		{ src, 100 },
+		{ src + 100, 0 },
+		{ src + 100, 4096 },
+		{ src + 4196, 333 },
 	};
 	struct iovec in[3] = { { dst, 1 }, { dst + 1, 4000 }, { dst + 4001, LEN - 4001 } };
 	char path[PATH_MAX];
@@ -759,7 +768,9 @@ static void test_disk_many_concurrent_requests_complete_once(void **state)
 		memcpy(expect + perm[i] * MANY_BLOCK, bufs + i * MANY_BLOCK, MANY_BLOCK);
 		s->iov = (struct iovec){ bufs + i * MANY_BLOCK, MANY_BLOCK };
 		s->req = (struct disk_request){ .offset = (uint64_t)perm[i] * MANY_BLOCK,
-						.iov = &s->iov, .iovcnt = 1, .done = batch_done,
+						.iov = &s->iov,
+						.iovcnt = 1,
+						.done = batch_done,
 						.opaque = b };
 	}
 	img_make(fx_path(*state, "many.img", path), MANY * MANY_BLOCK, 0);
@@ -771,7 +782,8 @@ static void test_disk_many_concurrent_requests_complete_once(void **state)
 	batch_run(b, DISK_READ);
 	batch_assert_once_ok(b);
 	for (unsigned int i = 0; i < MANY; i++)
-		assert_memory_equal(bufs + i * MANY_BLOCK, expect + perm[i] * MANY_BLOCK, MANY_BLOCK);
+		assert_memory_equal(bufs + i * MANY_BLOCK, expect + perm[i] * MANY_BLOCK,
+				    MANY_BLOCK);
 	disk_close(b->d);
 	/* Still once each after the pool is gone: no late or repeated completion. */
 	batch_assert_once_ok(b);
@@ -792,7 +804,7 @@ struct slow {
 	atomic_int *calls;
 	atomic_int *failed;
 	struct disk *d;
-	struct slow *next;		/* submitted from this one's done, if any */
+	struct slow *next; /* submitted from this one's done, if any */
 };
 
 static void slow_done(struct disk_request *req, int status)
@@ -826,9 +838,15 @@ static void test_disk_close_completes_queued_requests(void **state)
 		fill(data[i], 512, i);
 		iov[i] = (struct iovec){ data[i], 512 };
 		reqs[i] = (struct slow){
-			.req = { .op = DISK_WRITE, .offset = i * 512, .iov = &iov[i], .iovcnt = 1,
-				 .done = slow_done, .opaque = i == 0 ? &reqs[0] : NULL },
-			.calls = &calls, .failed = &failed, .d = d,
+			.req = { .op = DISK_WRITE,
+				 .offset = i * 512,
+				 .iov = &iov[i],
+				 .iovcnt = 1,
+				 .done = slow_done,
+				 .opaque = i == 0 ? &reqs[0] : NULL },
+			.calls = &calls,
+			.failed = &failed,
+			.d = d,
 		};
 	}
 	for (int i = 0; i < N; i++)
@@ -861,9 +879,15 @@ static void test_disk_done_may_submit_while_closing(void **state)
 		fill(data[i], 512, 100 + i);
 		iov[i] = (struct iovec){ data[i], 512 };
 		chain[i] = (struct slow){
-			.req = { .op = DISK_WRITE, .offset = i * 512, .iov = &iov[i], .iovcnt = 1,
-				 .done = slow_done, .opaque = i == 0 ? &chain[0] : NULL },
-			.calls = &calls, .failed = &failed, .d = d,
+			.req = { .op = DISK_WRITE,
+				 .offset = i * 512,
+				 .iov = &iov[i],
+				 .iovcnt = 1,
+				 .done = slow_done,
+				 .opaque = i == 0 ? &chain[0] : NULL },
+			.calls = &calls,
+			.failed = &failed,
+			.d = d,
 			.next = i + 1 < N ? &chain[i + 1] : NULL,
 		};
 	}
@@ -954,7 +978,8 @@ static void test_disk_open_rejects_what_is_not_an_image(void **state)
 	assert_string_equal(why, "is a directory");
 
 	assert_int_equal(t_open_err(fx_path(*state, "missing.img", path), true, false, why,
-				    sizeof(why)), -ENOENT);
+				    sizeof(why)),
+			 -ENOENT);
 	assert_string_equal(why, "no such file");
 
 	assert_int_equal(t_open_err("/dev/null", false, false, why, sizeof(why)), -EINVAL);
@@ -1014,7 +1039,7 @@ static unsigned int io_threads_now(void)
 		snprintf(p, sizeof(p), "/proc/self/task/%s/comm", e->d_name);
 		f = fopen(p, "re");
 		if (!f)
-			continue;	/* a thread that just exited */
+			continue; /* a thread that just exited */
 		if (fgets(comm, sizeof(comm), f) && !strcmp(comm, "nkvm-disk-io\n"))
 			n++;
 		fclose(f);
@@ -1112,7 +1137,9 @@ static void test_disk_pool_grows_to_its_limit(void **state)
 	assert_int_equal(io_threads_now(), base + 2);
 	for (int i = 0; i < 64; i++) {
 		memset(&ios[i], 0, sizeof(ios[i]));
-		ios[i].req = (struct disk_request){ .op = DISK_FLUSH, .done = io_done, .opaque = &ios[i] };
+		ios[i].req = (struct disk_request){ .op = DISK_FLUSH,
+						    .done = io_done,
+						    .opaque = &ios[i] };
 		pthread_mutex_init(&ios[i].lock, NULL);
 		pthread_cond_init(&ios[i].cond, NULL);
 		disk_submit(d, &ios[i].req);
@@ -1190,7 +1217,9 @@ static void test_disk_pool_beyond_depth_for_a_deep_queue(void **state)
 	assert_string_equal(disk_engine_name(d), "threads");
 	for (unsigned int i = 0; i < 4 * depth; i++) {
 		hs[i] = (struct held){ .req = { .op = DISK_FLUSH, .done = held_done },
-				       .lock = &lock, .cond = &cond, .release = &release,
+				       .lock = &lock,
+				       .cond = &cond,
+				       .release = &release,
 				       .done = &done };
 		disk_submit(d, &hs[i].req);
 		if (i + 1 == 2 * depth) {
@@ -1394,16 +1423,18 @@ static void secret_make(const char *path)
 static uint8_t *hostile_header(struct fx *fx, const char *secret, size_t *len)
 {
 	struct qcow2_create_options q = {
-		.size = 2 * MiB, .version = 3, .cluster_bits = 9,
-		.refcount_order = QCOW2_DEFAULT_REFCOUNT_ORDER, .backing_file = secret,
+		.size = 2 * MiB,
+		.version = 3,
+		.cluster_bits = 9,
+		.refcount_order = QCOW2_DEFAULT_REFCOUNT_ORDER,
+		.backing_file = secret,
 		.backing_format = "raw",
 	};
 	char path[PATH_MAX], why[256];
 	uint8_t *buf;
 	int fd;
 
-	fd = open(fx_path(fx, "hostile.qcow2", path), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
-		  0644);
+	fd = open(fx_path(fx, "hostile.qcow2", path), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	assert_true(fd >= 0);
 	if (qcow2_create(fd, &q, why, sizeof(why)))
 		fail_msg("qcow2_create: %s", why);
@@ -1554,8 +1585,11 @@ static void test_probed_qcow2_refuses_block_device_backing(void **state)
 {
 	char backing[PATH_MAX], dev[PATH_MAX], path[PATH_MAX];
 	struct qcow2_create_options q = {
-		.size = 1 * MiB, .version = 3, .cluster_bits = 16,
-		.refcount_order = QCOW2_DEFAULT_REFCOUNT_ORDER, .backing_format = "raw",
+		.size = 1 * MiB,
+		.version = 3,
+		.cluster_bits = 16,
+		.refcount_order = QCOW2_DEFAULT_REFCOUNT_ORDER,
+		.backing_format = "raw",
 	};
 	struct disk_options o = { .readonly = true };
 	char why[DISK_ERR_MAX];

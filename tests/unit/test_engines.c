@@ -79,8 +79,9 @@ static const struct variant variants[] = {
 
 static const struct io_engine_ops *engine_ops(enum disk_engine_kind k)
 {
-	return k == DISK_ENGINE_AIO ? &io_engine_aio
-	       : k == DISK_ENGINE_IO_URING ? &io_engine_uring : &io_engine_threads;
+	return k == DISK_ENGINE_AIO	 ? &io_engine_aio :
+	       k == DISK_ENGINE_IO_URING ? &io_engine_uring :
+					   &io_engine_threads;
 }
 
 /*
@@ -118,9 +119,9 @@ static char no_mount_why[160];
 struct fx {
 	const struct variant *v;
 	char dir[PATH_MAX];
-	char mnt[PATH_MAX];		/* a file system mounted for the test, or "" */
-	int loop_fd;			/* holds the loop device under mnt, or -1 */
-	char loop_name[32];		/* "loop3" */
+	char mnt[PATH_MAX]; /* a file system mounted for the test, or "" */
+	int loop_fd; /* holds the loop device under mnt, or -1 */
+	char loop_name[32]; /* "loop3" */
 	/* Buffers of the test, freed by the teardown: a skip() leaves the test by longjmp. */
 	void *allocs[16];
 	unsigned int nr_allocs;
@@ -420,8 +421,8 @@ struct tgt;
 struct ctx {
 	struct tgt *t;
 	struct disk_queue *q;
-	int fd;				/* the context's poll descriptor, or -1 */
-	int wake_fd;			/* VIA_QUEUE_WAIT: the owner's own eventfd, or -1 */
+	int fd; /* the context's poll descriptor, or -1 */
+	int wake_fd; /* VIA_QUEUE_WAIT: the owner's own eventfd, or -1 */
 };
 
 struct tgt {
@@ -431,8 +432,8 @@ struct tgt {
 	/* VIA_ENGINE: the file and engine, without a disk. */
 	struct io_file file;
 	struct io_engine *e;
-	uint32_t align;			/* of offsets, lengths, buffers: 1 or a block */
-	struct ctx main;		/* the test thread's */
+	uint32_t align; /* of offsets, lengths, buffers: 1 or a block */
+	struct ctx main; /* the test thread's */
 };
 
 /* Completions counted, for waiting on a batch. */
@@ -448,9 +449,9 @@ struct io {
 	atomic_int calls;
 	int status;
 	struct iovec iov[4];
-	struct ctx *c;			/* for done to submit `next` through */
+	struct ctx *c; /* for done to submit `next` through */
 	struct io *next;
-	pthread_t thread;		/* the one done ran on */
+	pthread_t thread; /* the one done ran on */
 };
 
 static void tally_init(struct tally *ty)
@@ -746,8 +747,9 @@ static void test_engine_random_io_matches_model(void **state)
 			io_init(io, &ty, write ? DISK_WRITE : DISK_READ, off, 0);
 			/* The last segment takes the rest; buffered ones start at odd addresses. */
 			for (unsigned int s = 0; s < nseg; s++) {
-				uint64_t seg = s + 1 == nseg ? left : ALIGN_DOWN(rnd() % (left + 1),
-										 (uint64_t)t.align);
+				uint64_t seg = s + 1 == nseg ? left :
+							       ALIGN_DOWN(rnd() % (left + 1),
+									  (uint64_t)t.align);
 
 				if (t.align == 1 && s == 0)
 					at = rnd() % 64;
@@ -990,7 +992,7 @@ static void test_engine_write_zeroes_without_fallocate(void **state)
 struct submitter {
 	struct tgt *t;
 	unsigned int index;
-	uint8_t *data;			/* this thread's blocks */
+	uint8_t *data; /* this thread's blocks */
 	int failures;
 };
 
@@ -1045,7 +1047,8 @@ static void test_engine_many_submitters_at_once(void **state)
 	img_make(fx_path(fx, "many.img", path), size, NULL);
 	tgt_open(&t, fx, path);
 	for (unsigned int i = 0; i < SUBMITTERS; i++) {
-		s[i] = (struct submitter){ .t = &t, .index = i,
+		s[i] = (struct submitter){ .t = &t,
+					   .index = i,
 					   .data = fx_alloc(fx, PER_SUBMITTER * MANY_BLOCK) };
 		fill(s[i].data, PER_SUBMITTER * MANY_BLOCK, 100 + i);
 		for (unsigned int b = 0; b < PER_SUBMITTER; b++)
@@ -1509,7 +1512,7 @@ static void check_queue_wait(struct fx *fx, const struct variant *v, struct disk
  */
 static void check_aio_wait_refused(struct fx *fx, const struct variant *v, struct disk_options *o)
 {
-	const int not_open = 999999;	/* beyond any descriptor this test has: EBADF */
+	const int not_open = 999999; /* beyond any descriptor this test has: EBADF */
 	struct pollfd p;
 	struct tally ty;
 	struct io io;
@@ -1540,8 +1543,7 @@ static void test_queue_wait_wakes_on_fd_and_completions(void **state)
 {
 	struct fx *fx = *state;
 	struct disk_options o = { .engine = DISK_ENGINE_IO_URING };
-	struct variant v = { "queue wait, io_uring", DISK_ENGINE_IO_URING, false,
-			     VIA_QUEUE_WAIT };
+	struct variant v = { "queue wait, io_uring", DISK_ENGINE_IO_URING, false, VIA_QUEUE_WAIT };
 	char path[PATH_MAX];
 	struct tgt t;
 
@@ -1673,7 +1675,10 @@ static const struct {
 	const char *name;
 	test_fn fn;
 } per_variant[] = {
-#define P(f) { #f, f }
+#define P(f)          \
+	{             \
+#f, f \
+	}
 	P(test_engine_random_io_matches_model),
 	P(test_engine_more_segments_than_iov_max),
 	P(test_engine_read_past_end_of_file_is_eio),
@@ -1704,8 +1709,8 @@ int main(void)
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_engines_run_when_available, fx_setup,
 						fx_teardown),
-		cmocka_unit_test_setup_teardown(test_queue_wait_wakes_on_fd_and_completions, fx_setup,
-						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_queue_wait_wakes_on_fd_and_completions,
+						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_queue_context_checks_requests, fx_setup,
 						fx_teardown),
 		cmocka_unit_test(test_io_rest_resumes_where_transfer_stopped),
@@ -1722,8 +1727,8 @@ int main(void)
 		tests[k] = once[i];
 	for (size_t i = 0; i < ARRAY_SIZE(per_variant); i++) {
 		for (size_t j = 0; j < ARRAY_SIZE(variants); j++, k++) {
-			if (asprintf(&names[k], "%s (%s)", per_variant[i].name,
-				     variants[j].name) < 0)
+			if (asprintf(&names[k], "%s (%s)", per_variant[i].name, variants[j].name) <
+			    0)
 				return 1;
 			tests[k] = (struct CMUnitTest){ names[k], per_variant[i].fn, fx_setup,
 							fx_teardown, (void *)&variants[j] };

@@ -284,8 +284,8 @@ static struct counts check_both(const struct fx *fx, const char *name)
 
 	if (qc.status != nc.status || qc.corruptions != nc.corruptions || qc.leaks != nc.leaks)
 		print_error("%s: qemu-img check said %d (%lld errors, %lld leaks):\n%s%s\n"
-			    "nkvm img check said %d (%lld errors, %lld leaks):\n%s%s\n", name,
-			    qc.status, qc.corruptions, qc.leaks, q.err, q.out, nc.status,
+			    "nkvm img check said %d (%lld errors, %lld leaks):\n%s%s\n",
+			    name, qc.status, qc.corruptions, qc.leaks, q.err, q.out, nc.status,
 			    nc.corruptions, nc.leaks, n.err, n.out);
 	assert_int_equal(qc.status, nc.status);
 	assert_int_equal(qc.corruptions, nc.corruptions);
@@ -382,7 +382,6 @@ static void copy_file(const struct fx *fx, const char *from, const char *to)
 	expect_ok(tool(fx, "cp %s %s", from, to));
 }
 
-
 /* The offset of the bitmaps header extension's data (spec "Bitmaps extension"); 0: none. */
 static uint64_t bitmaps_ext_offset(int fd)
 {
@@ -403,7 +402,7 @@ static uint64_t bitmaps_ext_offset(int fd)
  * A hang detector, not a time limit: a check whose work is bounded by the file ends in well under
  * a second, one that walks what a hostile header names takes hours.
  */
-static int hang_fd = -1;	/* the test's stderr, while img() redirects fd 2 */
+static int hang_fd = -1; /* the test's stderr, while img() redirects fd 2 */
 
 static void hang_detected(int sig)
 {
@@ -564,8 +563,7 @@ static void test_img_create_backing_agrees_with_qemu_img(void **state)
 	r = tool(fx, "qemu-img info --output=json sub/o3.qcow2");
 	assert_int_equal(json_num(r.out, "virtual-size"), 20 << 20);
 	assert_string_equal(json_str(r.out, "backing-filename", buf, sizeof(buf)), "o2.qcow2");
-	assert_string_equal(json_str(r.out, "backing-filename-format", buf, sizeof(buf)),
-			    "qcow2");
+	assert_string_equal(json_str(r.out, "backing-filename-format", buf, sizeof(buf)), "qcow2");
 	result_free(&r);
 	check_both(fx, "sub/o3.qcow2");
 
@@ -644,8 +642,12 @@ static void test_img_qemu_writes_to_nkvm_images(void **state)
 {
 	const struct fx *fx = *state;
 	static const char *const opts[] = {
-		"", "-o cluster_size=512", "-o compat=0.10", "-o refcount_bits=1,cluster_size=4K",
-		"-o refcount_bits=64", "-o cluster_size=2M",
+		"",
+		"-o cluster_size=512",
+		"-o compat=0.10",
+		"-o refcount_bits=1,cluster_size=4K",
+		"-o refcount_bits=64",
+		"-o cluster_size=2M",
 	};
 	struct result r;
 	char name[32];
@@ -655,8 +657,8 @@ static void test_img_qemu_writes_to_nkvm_images(void **state)
 	for (size_t i = 0; i < ARRAY_SIZE(opts); i++) {
 		snprintf(name, sizeof(name), "w%zu.qcow2", i);
 		expect_ok(img(fx, "create -q %s %s 64M", opts[i], name));
-		expect_ok(tool(fx, "qemu-io -c write~-P~0x5a~0~1M -c write~-P~0x11~40M~3M %s",
-			       name));
+		expect_ok(
+			tool(fx, "qemu-io -c write~-P~0x5a~0~1M -c write~-P~0x11~40M~3M %s", name));
 		r = tool(fx, "qemu-io -c read~-P~0x5a~0~1M -c read~-P~0x11~40M~3M %s", name);
 		assert_int_equal(r.status, 0);
 		assert_null(strstr(r.out, "Pattern verification failed"));
@@ -672,9 +674,17 @@ static void test_img_info_json_agrees_with_qemu_img(void **state)
 	static const char *const keys_num[] = { "virtual-size", "cluster-size", "refcount-bits",
 						"actual-size" };
 	static const char *const keys_str[] = {
-		"filename", "format", "backing-filename", "full-backing-filename",
-		"backing-filename-format", "dirty-flag", "compat", "compression-type", "corrupt",
-		"lazy-refcounts", "extended-l2",
+		"filename",
+		"format",
+		"backing-filename",
+		"full-backing-filename",
+		"backing-filename-format",
+		"dirty-flag",
+		"compat",
+		"compression-type",
+		"corrupt",
+		"lazy-refcounts",
+		"extended-l2",
 	};
 	static const char *const images[] = { "v3.qcow2", "v2.qcow2", "z.qcow2", "ov.qcow2",
 					      "base.raw" };
@@ -757,8 +767,11 @@ static void test_img_info_human(void **state)
 static bool utf8_valid(const unsigned char *s)
 {
 	while (*s) {
-		unsigned int n = *s < 0x80 ? 0 : *s >= 0xc2 && *s < 0xe0 ? 1 :
-			(*s & 0xf0) == 0xe0 ? 2 : *s >= 0xf0 && *s < 0xf5 ? 3 : 9;
+		unsigned int n = *s < 0x80		 ? 0 :
+				 *s >= 0xc2 && *s < 0xe0 ? 1 :
+				 (*s & 0xf0) == 0xe0	 ? 2 :
+				 *s >= 0xf0 && *s < 0xf5 ? 3 :
+							   9;
 		uint32_t cp = *s & (0x7f >> n);
 
 		if (n == 9)
@@ -797,10 +810,14 @@ static void assert_terminal_safe(const char *what, const char *text)
 static void test_img_info_escapes_names_from_the_image(void **state)
 {
 	const struct fx *fx = *state;
-	const char *name = "b\x1b]0;pwned\x07\xff\xc3(\xc2\x9b" "2J-caf\xc3\xa9\\.raw";
+	const char *name = "b\x1b]0;pwned\x07\xff\xc3(\xc2\x9b"
+			   "2J-caf\xc3\xa9\\.raw";
 	struct qcow2_create_options q = {
-		.size = 1 << 20, .version = 3, .cluster_bits = 16,
-		.refcount_order = QCOW2_DEFAULT_REFCOUNT_ORDER, .backing_file = name,
+		.size = 1 << 20,
+		.version = 3,
+		.cluster_bits = 16,
+		.refcount_order = QCOW2_DEFAULT_REFCOUNT_ORDER,
+		.backing_file = name,
 		.backing_format = "r\x1b[2Jaw\xfe",
 	};
 	struct disk_options o = { .readonly = true };
@@ -871,12 +888,12 @@ static void test_img_malformed_inputs_fail_in_one_line(void **state)
 		unsigned int off, len;
 		uint32_t value;
 	} damage[] = {
-		{ 4, 4, 4 },		/* version 4 */
-		{ 20, 4, 30 },		/* cluster_bits 30 */
-		{ 32, 4, 1 },		/* encrypted */
-		{ 36, 4, 0 },		/* L1 too small for the size */
-		{ 96, 4, 7 },		/* refcount_order 7 */
-		{ 72, 4, 0x100 },	/* an unknown incompatible feature (bit 40) */
+		{ 4, 4, 4 }, /* version 4 */
+		{ 20, 4, 30 }, /* cluster_bits 30 */
+		{ 32, 4, 1 }, /* encrypted */
+		{ 36, 4, 0 }, /* L1 too small for the size */
+		{ 96, 4, 7 }, /* refcount_order 7 */
+		{ 72, 4, 0x100 }, /* an unknown incompatible feature (bit 40) */
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(damage); i++) {
 		uint8_t copy[112];
@@ -962,8 +979,8 @@ static void test_img_check_agrees_on_damaged_images(void **state)
 	copy_file(fx, "base.qcow2", "leak.qcow2");
 	fd = open_image(fx, "leak.qcow2", &g);
 	assert_int_equal(fstat(fd, &st), 0);
-	assert_int_equal(ftruncate(fd, ALIGN_UP((uint64_t)st.st_size, g.cluster_size) +
-				   g.cluster_size), 0);
+	assert_int_equal(
+		ftruncate(fd, ALIGN_UP((uint64_t)st.st_size, g.cluster_size) + g.cluster_size), 0);
 	set_refcount(fd, &g, ALIGN_UP((uint64_t)st.st_size, g.cluster_size) >> g.cluster_bits, 1);
 	close(fd);
 	assert_int_equal(check_both(fx, "leak.qcow2").status, IMG_CHECK_LEAKS);
@@ -1097,8 +1114,8 @@ static void test_img_check_refuses_bitmap_table_beyond_limits(void **state)
  * in from, grown to reach the new directory. They are in use, so that QEMU opens the image
  * without loading them (and without refusing duplicate tables), and checks them.
  */
-static void share_bitmap_table(const struct fx *fx, const char *from, const char *name,
-			       uint32_t n, uint64_t table, uint32_t entries)
+static void share_bitmap_table(const struct fx *fx, const char *from, const char *name, uint32_t n,
+			       uint64_t table, uint32_t entries)
 {
 	uint64_t ext, dir, newdir;
 	uint8_t entry[32], *d;
@@ -1130,9 +1147,9 @@ static void share_bitmap_table(const struct fx *fx, const char *from, const char
 	}
 	qcow2_put_be64(entry, table);
 	qcow2_put_be32(entry + 8, entries);
-	qcow2_put_be32(entry + 12, 3);		/* in use, auto */
+	qcow2_put_be32(entry + 12, 3); /* in use, auto */
 	entry[18] = 0;
-	entry[19] = 4;				/* name_size */
+	entry[19] = 4; /* name_size */
 	d = calloc(n, sizeof(entry));
 	assert_non_null(d);
 	for (uint32_t i = 0; i < n; i++) {
@@ -1206,7 +1223,7 @@ static void test_img_check_many_bitmaps_sharing_a_table_walk_it_once(void **stat
 	if (!have_qemu_img())
 		skip();
 	expect_ok(tool(fx, "qemu-img create -q -f qcow2 -o cluster_size=512,refcount_bits=64 "
-		       "bm.qcow2 1M"));
+			   "bm.qcow2 1M"));
 	expect_ok(tool(fx, "qemu-img bitmap --add bm.qcow2 b0"));
 	expect_ok(tool(fx, "truncate -s 1M bm.qcow2"));
 	share_bitmap_table(fx, "bm.qcow2", "b2.qcow2", 2, 0, 0);
@@ -1244,7 +1261,8 @@ static uint64_t share_snapshot_l1(const struct fx *fx, const char *name, uint32_
 	off = qcow2_be64(h + 64);
 	assert_int_equal(pread_full(fd, entry, 40, off), 0);
 	len = ALIGN_UP(40 + qcow2_be32(entry + 36) + (entry[12] << 8 | entry[13]) +
-		       (entry[14] << 8 | entry[15]), 8);
+			       (entry[14] << 8 | entry[15]),
+		       8);
 	assert_true(len <= sizeof(entry));
 	/* The last entry's padding need not be in the file. */
 	assert_true(pread(fd, entry, len, off) >= 40);

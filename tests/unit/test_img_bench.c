@@ -139,8 +139,8 @@ static void check_pattern(const uint8_t *img, uint64_t size, uint64_t written, u
 }
 
 /* The guest's view of image path (format fmt), through qemu-img: 4 MiB, pattern up to written. */
-static void check_image_pattern(struct fx *fx, const char *path, const char *fmt,
-				uint64_t written, uint8_t pattern)
+static void check_image_pattern(struct fx *fx, const char *path, const char *fmt, uint64_t written,
+				uint8_t pattern)
 {
 	char out[160], cmd[400];
 	uint8_t *img;
@@ -166,7 +166,7 @@ static void test_bench_write_leaves_the_pattern_in_raw(void **state)
 	o.write = true;
 	o.pattern = 0x5a;
 	o.bufsize = o.step = 64 * KiB;
-	o.count = 4 * MiB / (64 * KiB) - 1;	/* exactly up to where the sequence wraps */
+	o.count = 4 * MiB / (64 * KiB) - 1; /* exactly up to where the sequence wraps */
 	o.depth = 4;
 	run_ok(&o, &r);
 	assert_int_equal(r.ops, o.count);
@@ -297,7 +297,7 @@ static void test_bench_failed_request_ends_the_run(void **state)
 	struct img_bench_result r;
 	char why[200] = "";
 
-	o.offset = 4 * MiB;	/* the first request starts at the end of the disk */
+	o.offset = 4 * MiB; /* the first request starts at the end of the disk */
 	assert_int_equal(img_bench_run(&o, &r, why, sizeof(why)), -EIO);
 	assert_non_null(strstr(why, "read at offset 4194304 failed: status 1"));
 }
@@ -328,8 +328,8 @@ static void test_bench_command_prints_json(void **state)
 {
 	struct fx *fx = *state;
 	char out[160], *text = NULL;
-	char *argv[] = { "img", "bench", "--json", "-c", "100", "-d", "4", "-s", "8K", "-t", "none",
-			 "-i", "native", fx->raw, NULL };
+	char *argv[] = { "img", "bench", "--json", "-c", "100",	   "-d",    "4", "-s",
+			 "8K",	"-t",	 "none",   "-i", "native", fx->raw, NULL };
 	int ofd, so, status;
 
 	snprintf(out, sizeof(out), "%s/out.json", fx->dir);

@@ -25,16 +25,27 @@ struct cfg {
 	const char *fwd[3];
 };
 
-static const struct kvopt_name modes[] = { { "user", MODE_USER }, { "tap", MODE_TAP }, { NULL, 0 } };
+static const struct kvopt_name modes[] = { { "user", MODE_USER },
+					   { "tap", MODE_TAP },
+					   { NULL, 0 } };
 static const struct kvopt_name caches[] = {
-	{ "writeback", 1 }, { "none", 2 }, { "unsafe", 3 }, { NULL, 0 },
+	{ "writeback", 1 },
+	{ "none", 2 },
+	{ "unsafe", 3 },
+	{ NULL, 0 },
 };
 
 static const struct kvopt_spec mode_spec = {
-	"mode", KVOPT_ENUM, KVOPT_AT(struct cfg, mode), .names = modes,
+	"mode",
+	KVOPT_ENUM,
+	KVOPT_AT(struct cfg, mode),
+	.names = modes,
 };
 static const struct kvopt_spec tag_spec = {
-	"tag", KVOPT_STRING, KVOPT_AT(struct cfg, tag), .max = 4,
+	"tag",
+	KVOPT_STRING,
+	KVOPT_AT(struct cfg, tag),
+	.max = 4,
 };
 static const struct kvopt_spec keys[] = {
 	{ "ro", KVOPT_FLAG, KVOPT_AT(struct cfg, ro) },
@@ -52,7 +63,7 @@ static const struct kvopt_set keys_only = { "thing", NULL, keys };
 /* Parses a copy of text; 0 or -EINVAL, the message in err. */
 static int parse(const struct kvopt_set *set, const char *text, struct cfg *c, char *err)
 {
-	static char buf[256];	/* c's strings point into it */
+	static char buf[256]; /* c's strings point into it */
 
 	memset(c, 0, sizeof(*c));
 	err[0] = '\0';
@@ -65,9 +76,9 @@ static void test_every_type_parsed_into_its_field(void **state)
 	struct cfg c;
 	char err[128];
 
-	assert_int_equal(parse(&with_mode, "tap,ro,tag=abcd,port=65535,size=64K,cache=none", &c, err),
-			 0);
-	assert_int_equal(c.mode, MODE_TAP);	/* the name's value, not its index */
+	assert_int_equal(
+		parse(&with_mode, "tap,ro,tag=abcd,port=65535,size=64K,cache=none", &c, err), 0);
+	assert_int_equal(c.mode, MODE_TAP); /* the name's value, not its index */
 	assert_true(c.ro);
 	assert_string_equal(c.tag, "abcd");
 	assert_int_equal(c.port, 65535);
@@ -97,7 +108,7 @@ static void test_repeated_key_collects_values_in_order(void **state)
 	assert_int_equal(parse(&keys_only, "fwd=a,ro,fwd=b=c,fwd=", &c, err), 0);
 	assert_int_equal(c.nr_fwd, 3);
 	assert_string_equal(c.fwd[0], "a");
-	assert_string_equal(c.fwd[1], "b=c");	/* only the first '=' splits */
+	assert_string_equal(c.fwd[1], "b=c"); /* only the first '=' splits */
 	assert_string_equal(c.fwd[2], "");
 }
 

@@ -17,14 +17,14 @@ struct fired {
 	atomic_int stop;
 	char order[16];
 	unsigned int n;
-	unsigned int stop_after;	/* stop the loop after this many firings */
+	unsigned int stop_after; /* stop the loop after this many firings */
 };
 
 struct tagged {
 	struct loop_timer t;
 	char tag;
 	struct fired *log;
-	unsigned int rearm;		/* re-arm itself this many times */
+	unsigned int rearm; /* re-arm itself this many times */
 };
 
 static void on_timer(struct loop_timer *t)
@@ -83,8 +83,8 @@ static void test_cancelled_timer_never_fires_and_rearm_moves_deadline(void **sta
 	loop_timer_arm(&l, &b.t, 10);
 	loop_timer_arm(&l, &c.t, 20);
 	loop_timer_cancel(&l, &b.t);
-	loop_timer_cancel(&l, &b.t);	/* twice: harmless */
-	loop_timer_arm(&l, &a.t, 40);	/* re-armed: now after C */
+	loop_timer_cancel(&l, &b.t); /* twice: harmless */
+	loop_timer_arm(&l, &a.t, 40); /* re-armed: now after C */
 	assert_int_equal(loop_run(&l, &f.stop), 0);
 	assert_string_equal(f.order, "CA");
 	loop_free(&l);

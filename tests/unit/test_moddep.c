@@ -173,8 +173,8 @@ static void test_moddep_name_drops_directory_and_suffixes(void **state)
 {
 	char buf[MODDEP_NAME_MAX];
 
-	assert_int_equal(moddep_name("kernel/drivers/char/hw_random/virtio-rng.ko", buf,
-				     sizeof(buf)), 0);
+	assert_int_equal(
+		moddep_name("kernel/drivers/char/hw_random/virtio-rng.ko", buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "virtio_rng");
 	assert_int_equal(moddep_name("kernel/fs/9p/9p.ko.xz", buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "9p");

@@ -63,7 +63,7 @@ static int mmio_byte(struct fixture *f, uint64_t addr)
 	uint8_t v;
 
 	if (!bus_read(&f->vm.mmio, addr, &v, 1))
-		return -2;	/* outside the PCI hole altogether */
+		return -2; /* outside the PCI hole altogether */
 	return v == 0x5a ? 0x5a : -1;
 }
 

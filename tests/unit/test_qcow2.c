@@ -68,12 +68,12 @@ static int fx_teardown(void **state)
 	return 0;
 }
 
-#define SKIP_WITHOUT_QEMU()                                                                  \
-	do {                                                                                 \
-		if (!have_qemu()) {                                                          \
+#define SKIP_WITHOUT_QEMU()                                                                     \
+	do {                                                                                    \
+		if (!have_qemu()) {                                                             \
 			print_message("qemu-img/qemu-io missing (qemu-utils): test skipped\n"); \
-			skip();                                                              \
-		}                                                                            \
+			skip();                                                                 \
+		}                                                                               \
 	} while (0)
 
 static const char *fx_path(struct fx *fx, const char *name)
@@ -103,13 +103,13 @@ static int sh_status(struct fx *fx, const char *fmt, ...)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
-#define sh(fx, ...)                                                                          \
-	do {                                                                                 \
-		if (sh_status(fx, __VA_ARGS__)) {                                            \
-			char *log_ = NULL;                                                   \
-			file_read_text(fx_path(fx, "log"), &log_, NULL);                     \
-			fail_msg("command failed: %s\n%s", #__VA_ARGS__, log_ ? log_ : "");  \
-		}                                                                            \
+#define sh(fx, ...)                                                                         \
+	do {                                                                                \
+		if (sh_status(fx, __VA_ARGS__)) {                                           \
+			char *log_ = NULL;                                                  \
+			file_read_text(fx_path(fx, "log"), &log_, NULL);                    \
+			fail_msg("command failed: %s\n%s", #__VA_ARGS__, log_ ? log_ : ""); \
+		}                                                                           \
 	} while (0)
 
 /* Bytes that differ by seed and position, with runs of zeroes and of text mixed in. */
@@ -187,8 +187,12 @@ struct topts {
 static int t_open_err(const char *path, const struct topts *t, struct disk **d, char *err,
 		      size_t errlen)
 {
-	struct disk_options o = { .path = path, .readonly = t->ro, .direct = t->direct,
-				  .cache_size = t->cache_size, .format = t->format, .threads = 2 };
+	struct disk_options o = { .path = path,
+				  .readonly = t->ro,
+				  .direct = t->direct,
+				  .cache_size = t->cache_size,
+				  .format = t->format,
+				  .threads = 2 };
 
 	return disk_open(d, &o, err, errlen);
 }
@@ -350,10 +354,8 @@ static void test_qcow2_reads_qemu_images_v3(void **state)
 static void test_qcow2_reads_qemu_images_geometries(void **state)
 {
 	static const char *opts[] = {
-		"compat=0.10,cluster_size=4096",
-		"compat=0.10,cluster_size=65536",
-		"cluster_size=4096,refcount_bits=1",
-		"cluster_size=2097152,refcount_bits=64",
+		"compat=0.10,cluster_size=4096",     "compat=0.10,cluster_size=65536",
+		"cluster_size=4096,refcount_bits=1", "cluster_size=2097152,refcount_bits=64",
 		"cluster_size=512,refcount_bits=16",
 	};
 	struct fx *fx = *state;
@@ -362,9 +364,11 @@ static void test_qcow2_reads_qemu_images_geometries(void **state)
 	SKIP_WITHOUT_QEMU();
 	make_raw(fx_path(fx, "data.raw"), 3 * MiB, 2);
 	for (size_t i = 0; i < ARRAY_SIZE(opts); i++) {
-		sh(fx, "rm -f g.qcow2 && "
-		       "qemu-img convert -f raw -O qcow2 -o %s data.raw g.qcow2 && "
-		       "qemu-io -f qcow2 -c 'write -P 0x33 1000k 300k' g.qcow2", opts[i]);
+		sh(fx,
+		   "rm -f g.qcow2 && "
+		   "qemu-img convert -f raw -O qcow2 -o %s data.raw g.qcow2 && "
+		   "qemu-io -f qcow2 -c 'write -P 0x33 1000k 300k' g.qcow2",
+		   opts[i]);
 		assert_reads_like_qemu(fx, "g.qcow2", &ro);
 	}
 }
@@ -427,10 +431,11 @@ static void test_qcow2_reads_compressed_cluster_ending_the_file_mid_sector(void 
 	SKIP_WITHOUT_QEMU();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		snprintf(name, sizeof(name), "wc%zu.qcow2", i);
-		sh(fx, "qemu-img create -q -f qcow2 -o %s %s 1M && "
-		       "qemu-io -f qcow2 -c 'write -P 0x5a 64k 4k' -c 'write -c -P 0x66 0 64k' "
-		       "-c 'write -c -P 0x67 128k %s' %s >/dev/null", cases[i].opts, name,
-		       cases[i].cluster, name);
+		sh(fx,
+		   "qemu-img create -q -f qcow2 -o %s %s 1M && "
+		   "qemu-io -f qcow2 -c 'write -P 0x5a 64k 4k' -c 'write -c -P 0x66 0 64k' "
+		   "-c 'write -c -P 0x67 128k %s' %s >/dev/null",
+		   cases[i].opts, name, cases[i].cluster, name);
 		assert_int_equal(stat(fx_path(fx, name), &st), 0);
 		assert_true(st.st_size % 512 != 0);
 		assert_reads_like_qemu(fx, name, &(struct topts){ .ro = true });
@@ -503,9 +508,9 @@ static void test_qcow2_probe_and_forced_format(void **state)
 
 struct workload {
 	uint64_t seed;
-	int rounds;			/* batches */
+	int rounds; /* batches */
 	uint64_t max_len;
-	bool aligned;			/* 4 KiB-aligned offsets, lengths and buffers (O_DIRECT) */
+	bool aligned; /* 4 KiB-aligned offsets, lengths and buffers (O_DIRECT) */
 	bool discards;
 };
 
@@ -547,8 +552,10 @@ static void run_workload(struct disk *d, uint8_t *shadow, const struct workload 
 
 			if (overlaps(off, len, n, o, l))
 				continue;
-			op[n] = kind < 11 ? DISK_WRITE : kind < 13 ? DISK_WRITE_ZEROES :
-				kind < 15 && w->discards ? DISK_DISCARD : DISK_FLUSH;
+			op[n] = kind < 11		 ? DISK_WRITE :
+				kind < 13		 ? DISK_WRITE_ZEROES :
+				kind < 15 && w->discards ? DISK_DISCARD :
+							   DISK_FLUSH;
 			off[n] = o;
 			len[n] = l;
 			if (op[n] == DISK_WRITE)
@@ -629,8 +636,9 @@ static void test_qcow2_random_writes_pass_qemu_check(void **state)
 
 	SKIP_WITHOUT_QEMU();
 	for (size_t i = 0; i < ARRAY_SIZE(opts); i++) {
-		struct workload w = { .seed = i + 1, .rounds = 40, .max_len = 150 * 1024,
-				      .discards = true };
+		struct workload w = {
+			.seed = i + 1, .rounds = 40, .max_len = 150 * 1024, .discards = true
+		};
 
 		sh(fx, "rm -f w.qcow2 && qemu-img create -q -f qcow2 -o %s w.qcow2 6M", opts[i]);
 		write_and_verify(fx, "w.qcow2", &(struct topts){ 0 }, &w);
@@ -715,8 +723,8 @@ static void test_qcow2_first_writes_into_new_and_reused_clusters(void **state)
 	memset(a, 0x11, sizeof(a));
 	memset(b, 0x22, sizeof(b));
 	d = t_open(path, &(struct topts){ 0 });
-	assert_int_equal(t_io(d, DISK_WRITE, 8192, a, sizeof(a)), 0);		/* cluster 5 */
-	assert_int_equal(t_io(d, DISK_WRITE, 5 * cs + 61440, b, sizeof(b)), 0);	/* new: 6 */
+	assert_int_equal(t_io(d, DISK_WRITE, 8192, a, sizeof(a)), 0); /* cluster 5 */
+	assert_int_equal(t_io(d, DISK_WRITE, 5 * cs + 61440, b, sizeof(b)), 0); /* new: 6 */
 	disk_close(d);
 	memcpy(want + 8192, a, sizeof(a));
 	memcpy(want + 5 * cs + 61440, b, sizeof(b));
@@ -778,8 +786,9 @@ static void test_qcow2_tiny_cache_evicts(void **state)
 static void test_qcow2_direct_io(void **state)
 {
 	struct fx *fx = *state;
-	struct workload w = { .seed = 15, .rounds = 40, .max_len = 128 * 1024, .aligned = true,
-			      .discards = true };
+	struct workload w = {
+		.seed = 15, .rounds = 40, .max_len = 128 * 1024, .aligned = true, .discards = true
+	};
 	struct disk *d = NULL;
 	char why[DISK_ERR_MAX];
 	uint8_t odd[1000];
@@ -805,7 +814,8 @@ static void test_qcow2_direct_io(void **state)
 	if (bs > 512) {
 		assert_int_equal(t_open_err(fx_path(fx, "small.qcow2"),
 					    &(struct topts){ .direct = true }, &d, why,
-					    sizeof(why)), -EINVAL);
+					    sizeof(why)),
+				 -EINVAL);
 		assert_non_null(strstr(why, "smaller than"));
 	}
 }

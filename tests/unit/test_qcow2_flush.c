@@ -48,9 +48,9 @@ enum ev_type { EV_WRITE, EV_FALLOC, EV_TRUNCATE, EV_SYNC, EV_FLUSHED };
 
 struct ev {
 	enum ev_type type;
-	uint64_t off, len;		/* EV_TRUNCATE: len is the new size */
-	bool zero, keep_size;		/* EV_FALLOC: punch or zero range; FALLOC_FL_KEEP_SIZE */
-	uint8_t *data;			/* EV_WRITE */
+	uint64_t off, len; /* EV_TRUNCATE: len is the new size */
+	bool zero, keep_size; /* EV_FALLOC: punch or zero range; FALLOC_FL_KEEP_SIZE */
+	uint8_t *data; /* EV_WRITE */
 };
 
 /* File scope: a wrapped libc call has nowhere else to find it. One image at a time. */
@@ -77,8 +77,7 @@ static bool rec_begin(int fd)
 {
 	struct stat st;
 
-	if (!atomic_load(&rec.on) || fstat(fd, &st) || st.st_dev != rec.dev ||
-	    st.st_ino != rec.ino)
+	if (!atomic_load(&rec.on) || fstat(fd, &st) || st.st_dev != rec.dev || st.st_ino != rec.ino)
 		return false;
 	pthread_mutex_lock(&rec.lock);
 	return true;
@@ -127,7 +126,9 @@ ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off)
 		struct iovec one = { (void *)buf, n };
 
 		if (r > 0)
-			rec_add((struct ev){ .type = EV_WRITE, .off = off, .len = r,
+			rec_add((struct ev){ .type = EV_WRITE,
+					     .off = off,
+					     .len = r,
 					     .data = copy_iov(&one, 1, r) });
 		pthread_mutex_unlock(&rec.lock);
 	}
@@ -144,7 +145,9 @@ ssize_t __wrap_pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
 
 	if (mine) {
 		if (r > 0)
-			rec_add((struct ev){ .type = EV_WRITE, .off = off, .len = r,
+			rec_add((struct ev){ .type = EV_WRITE,
+					     .off = off,
+					     .len = r,
 					     .data = copy_iov(iov, cnt, r) });
 		pthread_mutex_unlock(&rec.lock);
 	}
@@ -160,9 +163,11 @@ int __wrap_fallocate(int fd, int mode, off_t off, off_t len)
 
 	if (mine) {
 		if (!r)
-			rec_add((struct ev){ .type = EV_FALLOC, .off = off, .len = len,
-					     .zero = mode & (FALLOC_FL_PUNCH_HOLE |
-							     FALLOC_FL_ZERO_RANGE),
+			rec_add((struct ev){ .type = EV_FALLOC,
+					     .off = off,
+					     .len = len,
+					     .zero = mode &
+						     (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE),
 					     .keep_size = mode & FALLOC_FL_KEEP_SIZE });
 		pthread_mutex_unlock(&rec.lock);
 	}
@@ -246,20 +251,20 @@ static void rec_stop(void)
 /* ---- The replay: the file as written and as synced, and the ordering rules */
 
 enum role { R_DATA, R_HEADER, R_L1, R_L2, R_REFTABLE, R_REFBLOCK, R_NR };
-static const char *const role_name[R_NR] = { "data", "header", "L1 table", "L2 table",
-					     "refcount table", "refcount block" };
+static const char *const role_name[R_NR] = { "data",	 "header",	   "L1 table",
+					     "L2 table", "refcount table", "refcount block" };
 
 struct replay {
-	unsigned int cb;		/* cluster_bits */
+	unsigned int cb; /* cluster_bits */
 	uint64_t cs;
-	uint32_t order;			/* refcount_order */
-	uint8_t *w, *d;			/* the file as written and as synced, cap bytes each */
+	uint32_t order; /* refcount_order */
+	uint8_t *w, *d; /* the file as written and as synced, cap bytes each */
 	uint64_t cap, wsize, dsize;
-	uint8_t *dirty;			/* per cluster: written since the last sync */
+	uint8_t *dirty; /* per cluster: written since the last sync */
 	uint64_t *dirty_list;
 	size_t nr_dirty;
-	uint8_t *role;			/* per cluster, from the final image; NULL: no checks */
-	uint64_t writes[R_NR];		/* cluster-sized pieces written, by role */
+	uint8_t *role; /* per cluster, from the final image; NULL: no checks */
+	uint64_t writes[R_NR]; /* cluster-sized pieces written, by role */
 	unsigned int reftable_moves, flushes, nr_bad;
 	char bad[4096];
 };
@@ -338,11 +343,11 @@ static enum role role_now(const struct replay *rp, uint64_t c)
 
 	if (!c)
 		return R_HEADER;
-	if (in_range(off, rd64(rp->w, rp->wsize, 48), (uint64_t)rd32(rp->w, rp->wsize, 56)
-						      << rp->cb))
+	if (in_range(off, rd64(rp->w, rp->wsize, 48),
+		     (uint64_t)rd32(rp->w, rp->wsize, 56) << rp->cb))
 		return R_REFTABLE;
-	if (in_range(off, rd64(rp->w, rp->wsize, 40), ALIGN_UP(rd32(rp->w, rp->wsize, 36) * 8ULL,
-							      rp->cs)))
+	if (in_range(off, rd64(rp->w, rp->wsize, 40),
+		     ALIGN_UP(rd32(rp->w, rp->wsize, 36) * 8ULL, rp->cs)))
 		return R_L1;
 	return rp->role[c];
 }
@@ -358,18 +363,21 @@ static void set_dirty(struct replay *rp, uint64_t c)
 /* A table entry now points at t: t must be synced, and counted by a synced refcount. */
 static void check_target(struct replay *rp, enum role r, uint64_t at, uint64_t t, bool counted)
 {
-	const char *what = r == R_L1 ? "L2 table" : r == R_L2 ? "data cluster" :
-			   "refcount block";
+	const char *what = r == R_L1 ? "L2 table" : r == R_L2 ? "data cluster" : "refcount block";
 
 	if (t >= rp->cap) {
-		bad(rp, "%s entry at %#" PRIx64 " points past the file, at %#" PRIx64,
-		    role_name[r], at, t);
+		bad(rp, "%s entry at %#" PRIx64 " points past the file, at %#" PRIx64, role_name[r],
+		    at, t);
 	} else if (rp->dirty[t >> rp->cb]) {
-		bad(rp, "%s entry at %#" PRIx64 " written while the %s at %#" PRIx64
-		    " it points at is not synced", role_name[r], at, what, t);
+		bad(rp,
+		    "%s entry at %#" PRIx64 " written while the %s at %#" PRIx64
+		    " it points at is not synced",
+		    role_name[r], at, what, t);
 	} else if (counted && !refcount_of(rp, rp->d, rp->dsize, t >> rp->cb)) {
-		bad(rp, "%s entry at %#" PRIx64 " written while the refcount of the %s at %#" PRIx64
-		    " it points at is not synced", role_name[r], at, what, t);
+		bad(rp,
+		    "%s entry at %#" PRIx64 " written while the refcount of the %s at %#" PRIx64
+		    " it points at is not synced",
+		    role_name[r], at, what, t);
 	}
 }
 
@@ -417,10 +425,12 @@ static void check_piece(struct replay *rp, enum role r, uint64_t off, uint64_t l
 	case R_L2:
 		for (uint64_t e = a; e < b; e += 8) {
 			uint64_t nv = rd64(rp->w, rp->wsize, e), ov = rd64(rp->d, rp->dsize, e);
-			uint64_t mask = r == R_L1 ? QCOW2_L1E_OFFSET_MASK : r == R_L2 ?
-					QCOW2_L2E_OFFSET_MASK : ~511ULL;
+			uint64_t mask = r == R_L1 ? QCOW2_L1E_OFFSET_MASK :
+					r == R_L2 ? QCOW2_L2E_OFFSET_MASK :
+						    ~511ULL;
 
-			if (nv == ov || !(nv & mask) || (r == R_L2 && (nv & QCOW2_OFLAG_COMPRESSED)))
+			if (nv == ov || !(nv & mask) ||
+			    (r == R_L2 && (nv & QCOW2_OFLAG_COMPRESSED)))
 				continue;
 			check_target(rp, r, e, nv & mask, r != R_REFTABLE);
 		}
@@ -435,19 +445,21 @@ static void check_piece(struct replay *rp, enum role r, uint64_t off, uint64_t l
 				break;
 		}
 		if (k == rtn)
-			break;	/* a new block: nothing points at it, nothing drops in it */
+			break; /* a new block: nothing points at it, nothing drops in it */
 		for (uint64_t i = (off - c0) * 8 >> rp->order;
 		     i < ALIGN_UP((off - c0 + len) * 8, 1ULL << rp->order) >> rp->order; i++) {
 			uint64_t nv = qcow2_refcount_get(rp->w + c0, rp->order, i);
 			uint64_t ov = rp->dsize >= c0 + rp->cs ?
-				      qcow2_refcount_get(rp->d + c0, rp->order, i) : 0;
+					      qcow2_refcount_get(rp->d + c0, rp->order, i) :
+					      0;
 			uint64_t c = k * epb + i, refs;
 
 			if (nv >= ov)
 				continue;
 			refs = references_to(rp, rp->d, rp->dsize, c);
 			if (nv < refs)
-				bad(rp, "refcount of cluster %#" PRIx64 " lowered to %" PRIu64
+				bad(rp,
+				    "refcount of cluster %#" PRIx64 " lowered to %" PRIu64
 				    " while %" PRIu64 " synced tables still reference it",
 				    c << rp->cb, nv, refs);
 		}
@@ -567,7 +579,7 @@ static void replay_run(struct replay *rp, unsigned int stop)
 		case EV_FALLOC:
 			if (e->zero) {
 				uint64_t end = e->off + e->len < rp->wsize ? e->off + e->len :
-					       rp->wsize;
+									     rp->wsize;
 
 				if (end > e->off)
 					apply_write(rp, e->off, end - e->off, NULL);
@@ -586,8 +598,10 @@ static void replay_run(struct replay *rp, unsigned int stop)
 		case EV_FLUSHED:
 			rp->flushes++;
 			if (rp->role && rp->nr_dirty)
-				bad(rp, "FLUSH %u completed with %zu clusters written and not synced,"
-				    " the first a %s at %#" PRIx64, rp->flushes, rp->nr_dirty,
+				bad(rp,
+				    "FLUSH %u completed with %zu clusters written and not synced,"
+				    " the first a %s at %#" PRIx64,
+				    rp->flushes, rp->nr_dirty,
 				    role_name[role_now(rp, rp->dirty_list[0])],
 				    rp->dirty_list[0] << rp->cb);
 			if (rp->flushes == stop)
@@ -711,8 +725,10 @@ static void assert_image_ok(struct fx *fx, const char *name, bool backing, const
 	char what[256], img[256];
 
 	if (backing)
-		snprintf(img, sizeof(img), "--image-opts driver=qcow2,file.filename=%s,"
-			 "backing.file.locking=off", name);
+		snprintf(img, sizeof(img),
+			 "--image-opts driver=qcow2,file.filename=%s,"
+			 "backing.file.locking=off",
+			 name);
 	else
 		snprintf(img, sizeof(img), "-f qcow2 %s", name);
 	if (sh(fx, "qemu-img check %s", img)) {
@@ -721,8 +737,10 @@ static void assert_image_ok(struct fx *fx, const char *name, bool backing, const
 	}
 	spill(fx_path(fx, "expect.raw"), want, len);
 	if (backing)
-		snprintf(img, sizeof(img), "--image-opts driver=qcow2,file.filename=%s,"
-			 "backing.file.locking=off driver=raw,file.filename=expect.raw", name);
+		snprintf(img, sizeof(img),
+			 "--image-opts driver=qcow2,file.filename=%s,"
+			 "backing.file.locking=off driver=raw,file.filename=expect.raw",
+			 name);
 	else
 		snprintf(img, sizeof(img), "-f qcow2 -F raw %s expect.raw", name);
 	if (sh(fx, "qemu-img compare %s", img)) {
@@ -748,8 +766,9 @@ static void tdisk_done(struct disk_request *req, int status)
 
 static void tdisk_open(struct tdisk *t, const char *path, uint64_t cache_size)
 {
-	struct disk_options o = { .path = path, .engine = DISK_ENGINE_THREADS, .threads = 2,
-				  .cache_size = cache_size };
+	struct disk_options o = {
+		.path = path, .engine = DISK_ENGINE_THREADS, .threads = 2, .cache_size = cache_size
+	};
 	char why[DISK_ERR_MAX];
 	int err = disk_open(&t->d, &o, why, sizeof(why));
 
@@ -761,8 +780,9 @@ static void tdisk_open(struct tdisk *t, const char *path, uint64_t cache_size)
 static int tdisk_io(struct tdisk *t, enum disk_op op, uint64_t off, void *buf, uint64_t len)
 {
 	struct iovec iov = { buf, len };
-	struct disk_request req = { .op = op, .offset = off, .len = len, .done = tdisk_done,
-				    .opaque = t };
+	struct disk_request req = {
+		.op = op, .offset = off, .len = len, .done = tdisk_done, .opaque = t
+	};
 
 	if (op == DISK_WRITE || op == DISK_READ) {
 		req.iov = &iov;
@@ -800,7 +820,7 @@ static void write_random(struct tdisk *t, uint8_t *want, uint64_t off, uint64_t 
 /* ---- Write and sync order */
 
 struct order_case {
-	const char *create;		/* qemu-img create options */
+	const char *create; /* qemu-img create options */
 	uint64_t size, cache_size;
 	bool backing;
 	unsigned int ops;
@@ -838,13 +858,17 @@ static void run_order_case(struct fx *fx, const struct order_case *oc)
 
 	if (oc->backing) {
 		want = make_backing(fx, size, 77);
-		assert_int_equal(sh(fx, "qemu-img create -q -f qcow2 -o %s -b base.raw -F raw "
-				    "disk.qcow2 %" PRIu64, oc->create, size), 0);
+		assert_int_equal(sh(fx,
+				    "qemu-img create -q -f qcow2 -o %s -b base.raw -F raw "
+				    "disk.qcow2 %" PRIu64,
+				    oc->create, size),
+				 0);
 	} else {
 		want = calloc(size, 1);
 		assert_non_null(want);
 		assert_int_equal(sh(fx, "qemu-img create -q -f qcow2 -o %s disk.qcow2 %" PRIu64,
-				    oc->create, size), 0);
+				    oc->create, size),
+				 0);
 	}
 	rec_start(img);
 	tdisk_open(&t, img, oc->cache_size);
@@ -865,9 +889,9 @@ static void run_order_case(struct fx *fx, const struct order_case *oc)
 	replay_run(&rp, 0);
 	print_message("%" PRIu64 " data, %" PRIu64 " L2, %" PRIu64 " L1, %" PRIu64
 		      " refcount block, %" PRIu64 " refcount table, %" PRIu64 " header writes; "
-		      "%u flushes, %u refcount table moves\n", rp.writes[R_DATA], rp.writes[R_L2],
-		      rp.writes[R_L1], rp.writes[R_REFBLOCK], rp.writes[R_REFTABLE],
-		      rp.writes[R_HEADER], rp.flushes, rp.reftable_moves);
+		      "%u flushes, %u refcount table moves\n",
+		      rp.writes[R_DATA], rp.writes[R_L2], rp.writes[R_L1], rp.writes[R_REFBLOCK],
+		      rp.writes[R_REFTABLE], rp.writes[R_HEADER], rp.flushes, rp.reftable_moves);
 	if (rp.nr_bad)
 		fail_msg("%u writes out of order, the first:\n%s", rp.nr_bad, rp.bad);
 	/* Close leaves nothing unsynced, and the replay saw every byte the file holds. */
@@ -891,8 +915,10 @@ static void run_order_case(struct fx *fx, const struct order_case *oc)
  */
 static void test_qcow2_flush_syncs_refcounts_before_l2_and_l2_before_l1(void **state)
 {
-	const struct order_case oc = { .create = "cluster_size=512", .size = 16 * MiB,
-				       .cache_size = 16 * KiB, .ops = 1500,
+	const struct order_case oc = { .create = "cluster_size=512",
+				       .size = 16 * MiB,
+				       .cache_size = 16 * KiB,
+				       .ops = 1500,
 				       .expect_reftable_move = true };
 
 	SKIP_WITHOUT_QEMU_IMG();
@@ -902,8 +928,9 @@ static void test_qcow2_flush_syncs_refcounts_before_l2_and_l2_before_l1(void **s
 /* 64 KiB clusters over a backing file: partial writes copy the rest of the cluster from it. */
 static void test_qcow2_flush_syncs_copied_on_write_data_before_l2(void **state)
 {
-	const struct order_case oc = { .create = "cluster_size=64k", .size = 32 * MiB,
-				       .backing = true, .ops = 400 };
+	const struct order_case oc = {
+		.create = "cluster_size=64k", .size = 32 * MiB, .backing = true, .ops = 400
+	};
 
 	SKIP_WITHOUT_QEMU_IMG();
 	run_order_case(*state, &oc);
@@ -926,8 +953,11 @@ static void run_flush_copy(struct fx *fx, bool backing)
 
 	if (backing) {
 		want = make_backing(fx, size, 99);
-		assert_int_equal(sh(fx, "qemu-img create -q -f qcow2 -b base.raw -F raw disk.qcow2 "
-				    "%" PRIu64, size), 0);
+		assert_int_equal(sh(fx,
+				    "qemu-img create -q -f qcow2 -b base.raw -F raw disk.qcow2 "
+				    "%" PRIu64,
+				    size),
+				 0);
 	} else {
 		want = calloc(size, 1);
 		assert_non_null(want);
@@ -983,10 +1013,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_qcow2_flush_syncs_refcounts_before_l2_and_l2_before_l1, fx_setup,
 			fx_teardown),
-		cmocka_unit_test_setup_teardown(test_qcow2_flush_syncs_copied_on_write_data_before_l2,
-						fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_qcow2_image_after_flush_passes_check_and_compare,
-						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_qcow2_flush_syncs_copied_on_write_data_before_l2, fx_setup,
+			fx_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_qcow2_image_after_flush_passes_check_and_compare, fx_setup,
+			fx_teardown),
 		cmocka_unit_test_setup_teardown(
 			test_qcow2_overlay_after_flush_passes_check_and_compare, fx_setup,
 			fx_teardown),

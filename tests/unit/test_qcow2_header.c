@@ -307,7 +307,7 @@ static void test_qcow2_header_rejects_l1(void **state)
 	qcow2_put_be32(buf + 36, 0x7fffffff);
 	expect_refusal(buf, CLUSTER, FILE_SIZE, -EINVAL, "L1 table is too large");
 	base_bytes(buf);
-	qcow2_put_be32(buf + 36, 1);		/* 1 GiB needs 2 entries of 512 MiB */
+	qcow2_put_be32(buf + 36, 1); /* 1 GiB needs 2 entries of 512 MiB */
 	expect_refusal(buf, CLUSTER, FILE_SIZE, -EINVAL, "too small for the virtual size");
 	base_bytes(buf);
 	qcow2_put_be64(buf + 40, FILE_SIZE);
@@ -429,7 +429,7 @@ static void test_qcow2_header_rejects_unsupported_features(void **state)
 	/* base_bytes put nkvm's table (8 names) at 104: add a ninth entry for bit 9. */
 	assert_int_equal(qcow2_be32(buf + 104), QCOW2_EXT_FEATURE_TABLE);
 	qcow2_put_be32(buf + 108, 9 * 48);
-	memmove(buf + 112 + 9 * 48, buf + 112 + 8 * 48, 8);	/* the end marker */
+	memmove(buf + 112 + 9 * 48, buf + 112 + 8 * 48, 8); /* the end marker */
 	memset(buf + 112 + 8 * 48, 0, 48);
 	buf[112 + 8 * 48 + 1] = 9;
 	strcpy((char *)buf + 112 + 8 * 48 + 2, "time travel");

@@ -62,8 +62,9 @@ static int fx_setup(void **state)
 	irq_routing_init(&fx->irq, NULL);
 	if (pci_init(&fx->bus, &fx->vm))
 		return -1;
-	fx->ctx = (struct device_context){ .vm = &fx->vm, .pci = &fx->bus, .irq = &fx->irq,
-					   .cpus = 2, .out_fd = fx->out[1] };
+	fx->ctx = (struct device_context){
+		.vm = &fx->vm, .pci = &fx->bus, .irq = &fx->irq, .cpus = 2, .out_fd = fx->out[1]
+	};
 	*state = fx;
 	return 0;
 }
@@ -123,7 +124,8 @@ static void test_devices_created_in_table_order_and_destroyed(void **state)
 	snprintf(spec, sizeof(spec), "%s,ro,serial=S", fx->b);
 	parse(fx, argv);
 	assert_int_equal(devices_create(&fx->list, &fx->ctx, fx->o.devices, fx->o.nr_devices, err,
-					sizeof(err)), 0);
+					sizeof(err)),
+			 0);
 	assert_int_equal(fx->list.nr, 4);
 	/* Table order, not command-line order: rng, console, then the disks as given. */
 	assert_int_equal(slot_id(fx, 1), 0x10441af4);
@@ -131,7 +133,7 @@ static void test_devices_created_in_table_order_and_destroyed(void **state)
 	assert_int_equal(slot_id(fx, 2), 0x10431af4);
 	assert_int_equal(slot_class(fx, 2), PCI_CLASS_OTHERS);
 	assert_int_equal(slot_id(fx, 3), 0x10421af4);
-	assert_int_equal(slot_class(fx, 3), PCI_CLASS_STORAGE_OTHER);	/* the device's class */
+	assert_int_equal(slot_class(fx, 3), PCI_CLASS_STORAGE_OTHER); /* the device's class */
 	assert_int_equal(slot_id(fx, 4), 0x10421af4);
 	assert_int_equal(slot_id(fx, 5), 0xffffffff);
 	/* virtio-console takes the host's input from the UART. */
@@ -155,7 +157,8 @@ static void test_serial_console_makes_no_device(void **state)
 
 	parse(fx, argv);
 	assert_int_equal(devices_create(&fx->list, &fx->ctx, fx->o.devices, fx->o.nr_devices, err,
-					sizeof(err)), 0);
+					sizeof(err)),
+			 0);
 	assert_int_equal(fx->list.nr, 0);
 	assert_null(fx->ctx.console_input);
 	assert_int_equal(slot_id(fx, 1), 0xffffffff);
@@ -170,10 +173,11 @@ static void test_failed_disk_says_which_and_keeps_devices_made_before(void **sta
 	snprintf(missing, sizeof(missing), "%s/missing.img", fx->dir);
 	parse(fx, argv);
 	assert_int_equal(devices_create(&fx->list, &fx->ctx, fx->o.devices, fx->o.nr_devices, err,
-					sizeof(err)), -ENOENT);
+					sizeof(err)),
+			 -ENOENT);
 	assert_true(!strncmp(err, missing, strlen(missing)));
 	assert_non_null(strstr(err, ": no such file"));
-	assert_int_equal(fx->list.nr, 1);	/* the rng; the fixture's teardown destroys it */
+	assert_int_equal(fx->list.nr, 1); /* the rng; the fixture's teardown destroys it */
 }
 
 int main(void)
@@ -183,8 +187,9 @@ int main(void)
 						fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_serial_console_makes_no_device, fx_setup,
 						fx_teardown),
-		cmocka_unit_test_setup_teardown(test_failed_disk_says_which_and_keeps_devices_made_before,
-						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_failed_disk_says_which_and_keeps_devices_made_before, fx_setup,
+			fx_teardown),
 	};
 
 	return cmocka_run_group_tests_name("run_devices", tests, NULL, NULL);

@@ -14,7 +14,7 @@
 
 static int parse(struct run_options *o, char *err, ...)
 {
-	static char *argv[32];	/* o->cmd points into it after we return */
+	static char *argv[32]; /* o->cmd points into it after we return */
 	int argc = 0;
 	va_list ap;
 
@@ -83,8 +83,8 @@ static void test_all_options_and_command(void **state)
 	struct run_options o;
 	char err[256];
 
-	assert_int_equal(parse(&o, err, "-k", "bz", "-i", "rd", "-p", "a=1 b", "-m", "2G", "-c", "4",
-			       "--name", "web-1", "--", "sh", "-c", "exit 7", NULL),
+	assert_int_equal(parse(&o, err, "-k", "bz", "-i", "rd", "-p", "a=1 b", "-m", "2G", "-c",
+			       "4", "--name", "web-1", "--", "sh", "-c", "exit 7", NULL),
 			 0);
 	assert_string_equal(o.kernel, "bz");
 	assert_string_equal(o.initrd, "rd");
@@ -106,9 +106,9 @@ static void test_mem_units(void **state)
 	assert_int_equal(o.mem, 512ULL << 20);
 	assert_int_equal(parse(&o, err, "--mem", "1024M", NULL), 0);
 	assert_int_equal(o.mem, 1ULL << 30);
-	assert_int_equal(parse(&o, err, "-m", "1T", NULL), 0);	/* host limit checked later */
+	assert_int_equal(parse(&o, err, "-m", "1T", NULL), 0); /* host limit checked later */
 	assert_int_equal(o.mem, 1ULL << 40);
-	assert_string_equal(o.mem_arg, "1T");	/* as written, for that message */
+	assert_string_equal(o.mem_arg, "1T"); /* as written, for that message */
 	assert_int_equal(parse(&o, err, "--mem=2G", NULL), 0);
 	assert_string_equal(o.mem_arg, "2G");
 }
@@ -187,8 +187,9 @@ static void test_disk_options(void **state)
 	struct run_options o;
 	char err[256];
 
-	assert_int_equal(parse(&o, err, "-d", "a.img", "--disk", "b.img,ro,serial=SN1,cache=none,queues=3",
-			       NULL), 0);
+	assert_int_equal(parse(&o, err, "-d", "a.img", "--disk",
+			       "b.img,ro,serial=SN1,cache=none,queues=3", NULL),
+			 0);
 	assert_int_equal(count(&o, &disk_device_type), 2);
 	assert_string_equal(disk(&o, 0)->path, "a.img");
 	assert_false(disk(&o, 0)->readonly);
@@ -211,14 +212,15 @@ static void test_disk_format_engine_and_cache_size_are_enum_values(void **state)
 
 	assert_int_equal(parse(&o, err, "--engine", "aio", "-d",
 			       "a.img,format=qcow2,engine=io_uring,cache-size=2M,cache=writeback",
-			       "-d", "b.img,format=raw", NULL), 0);
+			       "-d", "b.img,format=raw", NULL),
+			 0);
 	assert_int_equal(o.engine, DISK_ENGINE_AIO);
 	assert_int_equal(disk(&o, 0)->format, DISK_FORMAT_QCOW2);
 	assert_int_equal(disk(&o, 0)->engine, DISK_ENGINE_IO_URING);
 	assert_int_equal(disk(&o, 0)->cache_size, 2 << 20);
 	assert_false(disk(&o, 0)->direct);
 	assert_int_equal(disk(&o, 1)->format, DISK_FORMAT_RAW);
-	assert_int_equal(disk(&o, 1)->engine, DISK_ENGINE_DEFAULT);	/* --engine applies later */
+	assert_int_equal(disk(&o, 1)->engine, DISK_ENGINE_DEFAULT); /* --engine applies later */
 	run_options_free(&o);
 	assert_int_equal(parse(&o, err, "--engine", "uring", NULL), -1);
 	assert_string_equal(err, "--engine uring: threads, aio or io_uring");
@@ -259,7 +261,8 @@ static void test_too_many_disks(void **state)
 	char err[256];
 
 	assert_int_equal(parse(&o, err, "-d", "1", "-d", "2", "-d", "3", "-d", "4", "-d", "5", "-d",
-			       "6", "-d", "7", "-d", "8", "-d", "9", NULL), -1);
+			       "6", "-d", "7", "-d", "8", "-d", "9", NULL),
+			 -1);
 	assert_non_null(strstr(err, "at most 8"));
 	run_options_free(&o);
 }
@@ -274,7 +277,7 @@ static void test_console_choice(void **state)
 	assert_int_equal(parse(&o, err, "--console", "virtio", "--rng", NULL), 0);
 	con = device(&o, &console_device_type, 0);
 	assert_non_null(con);
-	assert_string_equal(con->type->cmdline(con->cfg), "console=hvc0");	/* virtio */
+	assert_string_equal(con->type->cmdline(con->cfg), "console=hvc0"); /* virtio */
 	assert_int_equal(count(&o, &rng_device_type), 1);
 	run_options_free(&o);
 	assert_int_equal(parse(&o, err, "--console", "tty7", NULL), -1);
@@ -292,11 +295,12 @@ static void test_console_and_rng_given_twice_keep_one_the_last(void **state)
 	const struct run_device *con;
 
 	assert_int_equal(parse(&o, err, "--rng", "--console", "virtio", "--rng", "--console=serial",
-			       NULL), 0);
+			       NULL),
+			 0);
 	assert_int_equal(count(&o, &rng_device_type), 1);
 	assert_int_equal(count(&o, &console_device_type), 1);
 	con = device(&o, &console_device_type, 0);
-	assert_null(con->type->cmdline(con->cfg));	/* serial: no hvc0 */
+	assert_null(con->type->cmdline(con->cfg)); /* serial: no hvc0 */
 	run_options_free(&o);
 }
 
@@ -328,8 +332,8 @@ static void test_help_has_every_device_option_and_key_from_the_table(void **stat
 			char arg[64];
 
 			kvopt_arg_text(k, arg, sizeof(arg));
-			snprintf(line, sizeof(line), "\n  %*s%s%s%s", 23, "", k->key, *arg ? "=" : "",
-				 arg);
+			snprintf(line, sizeof(line), "\n  %*s%s%s%s", 23, "", k->key,
+				 *arg ? "=" : "", arg);
 			assert_non_null(strstr(text, line));
 			assert_non_null(strstr(text, k->help));
 		}

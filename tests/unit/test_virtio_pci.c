@@ -70,11 +70,11 @@ struct fx {
 	struct pci_bus *bus;
 	struct irq_routing *irq;
 	struct virtio_driver drv;
-	struct virtio_driver_queue q;	/* queue 0, once driver_setup set it up */
+	struct virtio_driver_queue q; /* queue 0, once driver_setup set it up */
 	struct virtio_device *vdev;
-	struct virtio_pci *vp;		/* the test device's transport; NULL for virtio-blk */
+	struct virtio_pci *vp; /* the test device's transport; NULL for virtio-blk */
 	struct tdev *td;
-	bool wedged;			/* a reset never returned: leave everything as it is */
+	bool wedged; /* a reset never returned: leave everything as it is */
 };
 
 static uint64_t now_ms(void)
@@ -237,7 +237,7 @@ static int fx_teardown(void **state)
 	struct fx *fx = *state;
 
 	if (fx->wedged)
-		return 0;	/* threads still run in the device: freeing it would hang or crash */
+		return 0; /* threads still run in the device: freeing it would hang or crash */
 	if (fx->vp) {
 		virtio_pci_free(fx->vp);
 		free(fx->td);
@@ -296,7 +296,8 @@ static void driver_setup(struct fx *fx)
 	assert_int_equal(virtio_driver_features_ok(&fx->drv, 1ULL << VIRTIO_F_VERSION_1), 0);
 	assert_int_equal(status_read(fx), S_READY);
 	assert_int_equal(virtio_driver_queue_setup(&fx->drv, &fx->q, 0, TEST_QSIZE, DESC_GPA,
-						   VIRTIO_MSI_NO_VECTOR), 0);
+						   VIRTIO_MSI_NO_VECTOR),
+			 0);
 	assert_int_equal(fx->q.avail_gpa, AVAIL_GPA);
 	assert_int_equal(fx->q.used_gpa, USED_GPA);
 }
@@ -364,7 +365,7 @@ static unsigned int nr_threads(void)
 		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
 		f = fopen(path, "re");
 		if (!f)
-			continue;	/* it just ended */
+			continue; /* it just ended */
 		if (!fgets(comm, sizeof(comm), f))
 			comm[0] = 0;
 		fclose(f);
@@ -393,7 +394,7 @@ static void driver_ok_set_again_starts_nothing(struct fx *fx, enum disk_engine_k
 	idle = nr_threads();
 	driver_init(fx);
 	running = nr_threads();
-	assert_int_equal(running, idle + 1);	/* the queue's thread */
+	assert_int_equal(running, idle + 1); /* the queue's thread */
 	for (int i = 0; i < 5; i++) {
 		status_write(fx, S_READY);
 		status_write(fx, S_READY | S_DRIVER_OK);
@@ -855,13 +856,13 @@ static void test_features_refused_leave_features_ok_clear(void **state)
 	add_test_device(fx);
 	driver_reset(fx);
 	status_write(fx, S_ACKNOWLEDGE | S_DRIVER);
-	features_write(fx, (1ULL << VIRTIO_F_VERSION_1) | (1ULL << 40));	/* not offered */
+	features_write(fx, (1ULL << VIRTIO_F_VERSION_1) | (1ULL << 40)); /* not offered */
 	status_write(fx, S_READY);
 	assert_int_equal(status_read(fx), S_ACKNOWLEDGE | S_DRIVER);
 	assert_int_equal(fx->vdev->features, 0);
 	driver_reset(fx);
 	status_write(fx, S_ACKNOWLEDGE | S_DRIVER);
-	features_write(fx, 1ULL << VIRTIO_RING_F_EVENT_IDX);	/* a legacy driver's choice */
+	features_write(fx, 1ULL << VIRTIO_RING_F_EVENT_IDX); /* a legacy driver's choice */
 	status_write(fx, S_READY | S_DRIVER_OK);
 	assert_int_equal(status_read(fx), S_ACKNOWLEDGE | S_DRIVER);
 	settle(fx);
@@ -904,7 +905,7 @@ static void test_bar_move_keeps_kicks_reaching_the_queue(void **state)
 	assert_true(old != 0);
 	driver_init(fx);
 	new = old + 0x100000;
-	cfg_write(fx, PCI_BAR0, (uint32_t)new | 4, 4);	/* 64-bit memory BAR */
+	cfg_write(fx, PCI_BAR0, (uint32_t) new | 4, 4); /* 64-bit memory BAR */
 	cfg_write(fx, PCI_BAR0 + 4, new >> 32, 4);
 	assert_int_equal(fx->drv.dev->bar_addr[0], new);
 	settle(fx);

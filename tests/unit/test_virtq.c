@@ -74,8 +74,8 @@ static void *gp(struct fixture *f, uint64_t gpa, uint64_t len)
 	return p;
 }
 
-static void put_desc(struct fixture *f, uint64_t table, unsigned int i, uint64_t addr,
-		     uint32_t len, uint16_t flags, uint16_t next)
+static void put_desc(struct fixture *f, uint64_t table, unsigned int i, uint64_t addr, uint32_t len,
+		     uint16_t flags, uint16_t next)
 {
 	struct drv_desc d = { .addr = addr, .len = len, .flags = flags, .next = next };
 
@@ -139,8 +139,9 @@ static void assert_iov(struct fixture *f, const struct iovec *iov, uint64_t gpa,
 
 static void reinit(struct fixture *f, uint16_t size, bool event_idx, bool indirect)
 {
-	assert_int_equal(virtq_init(&f->q, &f->mem, size, DESC_GPA, AVAIL_GPA, USED_GPA,
-				    event_idx, indirect), 0);
+	assert_int_equal(virtq_init(&f->q, &f->mem, size, DESC_GPA, AVAIL_GPA, USED_GPA, event_idx,
+				    indirect),
+			 0);
 }
 
 /* Pops expecting an error; the chain must then carry no segments. */

@@ -13,15 +13,15 @@
 #define ACPI_HDR_SIZE 36
 #define RSDP_SIZE 36
 #define MADT_PCAT_COMPAT 1
-#define FADT_SIZE 276		/* ACPI 6.x FADT, revision 6 */
-#define FADT_PWR_BUTTON (1U << 4)	/* no fixed-feature power button */
-#define FADT_SLP_BUTTON (1U << 5)	/* no fixed-feature sleep button */
-#define FADT_BOOT_NO_CMOS_RTC (1U << 5)	/* IAPC_BOOT_ARCH: no RTC to probe */
+#define FADT_SIZE 276 /* ACPI 6.x FADT, revision 6 */
+#define FADT_PWR_BUTTON (1U << 4) /* no fixed-feature power button */
+#define FADT_SLP_BUTTON (1U << 5) /* no fixed-feature sleep button */
+#define FADT_BOOT_NO_CMOS_RTC (1U << 5) /* IAPC_BOOT_ARCH: no RTC to probe */
 #define GAS_SYSTEM_IO 1
 #define SCI_IRQ 9
-#define PM1_EVT_LEN 4		/* 16-bit status, 16-bit enable */
+#define PM1_EVT_LEN 4 /* 16-bit status, 16-bit enable */
 #define PM1_CNT_LEN 2
-#define PM1_CNT_SCI_EN 0x0001		/* reads back set: the machine is in ACPI mode */
+#define PM1_CNT_SCI_EN 0x0001 /* reads back set: the machine is in ACPI mode */
 #define PM1_CNT_SLP_TYP_SHIFT 10
 #define PM1_CNT_SLP_TYP_MASK 0x1c00
 #define PM1_CNT_SLP_EN 0x2000
@@ -72,11 +72,11 @@ static size_t acpi_begin(struct acpi_buf *b, const char sig[4], uint8_t revision
 		return start;
 	memcpy(h, sig, 4);
 	h[8] = revision;
-	memcpy(h + 10, "NKVM  ", 6);		/* OEM ID */
-	memcpy(h + 16, "NKVMTBL ", 8);		/* OEM table ID */
-	put_le(h + 24, 1, 4);			/* OEM revision */
-	memcpy(h + 28, "NKVM", 4);		/* creator ID */
-	put_le(h + 32, 1, 4);			/* creator revision */
+	memcpy(h + 10, "NKVM  ", 6); /* OEM ID */
+	memcpy(h + 16, "NKVMTBL ", 8); /* OEM table ID */
+	put_le(h + 24, 1, 4); /* OEM revision */
+	memcpy(h + 28, "NKVM", 4); /* creator ID */
+	put_le(h + 32, 1, 4); /* creator revision */
 	return start;
 }
 
@@ -121,13 +121,13 @@ static void acpi_build_madt(struct acpi_buf *b, unsigned int nr_cpus)
 	/* The IOAPIC's ID must not collide with a CPU's APIC ID. */
 	ioapic[0] = (uint8_t)nr_cpus;
 	put_le(ioapic + 2, IOAPIC_ADDR, 4);
-	put_le(ioapic + 6, 0, 4);		/* GSI base */
+	put_le(ioapic + 6, 0, 4); /* GSI base */
 	madt_add(b, MADT_IO_APIC, ioapic, sizeof(ioapic));
 	/*
 	 * No override for IRQ 0: KVM's default routing sends the PIT (GSI 0) to IOAPIC pin 0,
 	 * not to pin 2 as on a PC chipset, so the identity mapping is the true one here.
 	 */
-	iso[0] = 0;				/* bus: ISA */
+	iso[0] = 0; /* bus: ISA */
 	/* The SCI, as on a PC: IRQ 9, level-triggered, active high (never raised). */
 	iso[1] = SCI_IRQ;
 	put_le(iso + 2, SCI_IRQ, 4);
@@ -145,9 +145,9 @@ static void acpi_build_madt(struct acpi_buf *b, unsigned int nr_cpus)
 static void put_gas_io(uint8_t *p, uint16_t port, unsigned int bytes)
 {
 	p[0] = GAS_SYSTEM_IO;
-	p[1] = 8 * bytes;	/* register bit width */
-	p[2] = 0;		/* bit offset */
-	p[3] = 0;		/* access size: legacy reason, undefined */
+	p[1] = 8 * bytes; /* register bit width */
+	p[2] = 0; /* bit offset */
+	p[3] = 0; /* access size: legacy reason, undefined */
 	put_le(p + 4, port, 8);
 }
 
@@ -158,7 +158,7 @@ static void acpi_build_fadt(struct acpi_buf *b, uint64_t dsdt_gpa)
 
 	if (!f)
 		return;
-	f -= ACPI_HDR_SIZE;	/* offsets below are the spec's, from the table's start */
+	f -= ACPI_HDR_SIZE; /* offsets below are the spec's, from the table's start */
 	put_le(f + 40, dsdt_gpa, 4);
 	put_le(f + 46, SCI_IRQ, 2);
 	/* SMI_CMD (48) stays 0: there is no legacy mode to leave, ACPI is always on. */
@@ -169,11 +169,11 @@ static void acpi_build_fadt(struct acpi_buf *b, uint64_t dsdt_gpa)
 	/* 8042 flag clear: Linux skips probing a keyboard controller (reset still works). */
 	put_le(f + 109, FADT_BOOT_NO_CMOS_RTC, 2);
 	put_le(f + 112, FADT_PWR_BUTTON | FADT_SLP_BUTTON, 4);
-	f[131] = 0;		/* FADT minor version: 6.0 */
+	f[131] = 0; /* FADT minor version: 6.0 */
 	put_le(f + 140, dsdt_gpa, 8);
 	put_gas_io(f + 148, ACPI_PM1A_EVT_PORT, PM1_EVT_LEN);
 	put_gas_io(f + 172, ACPI_PM1A_CNT_PORT, PM1_CNT_LEN);
-	memcpy(f + 268, "NKVM    ", 8);	/* hypervisor vendor identity */
+	memcpy(f + 268, "NKVM    ", 8); /* hypervisor vendor identity */
 	acpi_end(b, start);
 }
 
@@ -206,7 +206,7 @@ static void dsdt_pci_prt(struct aml *a)
 
 			aml_integer(a, ((uint64_t)slot << 16) | 0xffff);
 			aml_integer(a, pin);
-			aml_integer(a, 0);	/* no link device: the last field is a GSI */
+			aml_integer(a, 0); /* no link device: the last field is a GSI */
 			aml_integer(a, PCI_INTX_GSI_BASE + (slot + pin) % PCI_INTX_GSI_COUNT);
 			aml_close(a, entry);
 		}
@@ -223,7 +223,7 @@ static void acpi_build_dsdt(struct acpi_buf *b)
 	sb = aml_scope_open(&a, "\\_SB_");
 	dev = aml_device_open(&a, "PCI0");
 	aml_name(&a, "_HID");
-	aml_byte(&a, 0x0c);	/* DWordPrefix: an EISA ID is always 4 bytes */
+	aml_byte(&a, 0x0c); /* DWordPrefix: an EISA ID is always 4 bytes */
 	{
 		uint32_t id = aml_eisa_id("PNP0A03");
 
@@ -314,7 +314,7 @@ static void acpi_pm_write(void *opaque, uint64_t off, const void *data, unsigned
 		return;
 	pthread_mutex_lock(&pm->lock);
 	for (unsigned int i = 0; i < len; i++)
-		if (off + i >= 2)	/* the status bytes stay 0 */
+		if (off + i >= 2) /* the status bytes stay 0 */
 			pm->regs[off + i] = ((const uint8_t *)data)[i];
 	pm->regs[PM1_EVT_LEN] |= PM1_CNT_SCI_EN;
 	memcpy(&cnt, pm->regs + PM1_EVT_LEN, 2);

@@ -21,7 +21,7 @@
 /* PM1a event (status, enable) and control blocks (ACPI §4.8.3), ports no PC device uses. */
 #define ACPI_PM1A_EVT_PORT 0x600
 #define ACPI_PM1A_CNT_PORT 0x604
-#define ACPI_S5_TYPE 5		/* SLP_TYP nkvm's \_S5 asks for */
+#define ACPI_S5_TYPE 5 /* SLP_TYP nkvm's \_S5 asks for */
 
 struct vm;
 
@@ -42,7 +42,7 @@ uint8_t acpi_checksum(const uint8_t *p, size_t len);
 struct acpi_pm {
 	pthread_mutex_t lock;
 	struct vm *vm;
-	uint8_t regs[6];	/* PM1a_EVT (status, enable), then PM1a_CNT */
+	uint8_t regs[6]; /* PM1a_EVT (status, enable), then PM1a_CNT */
 };
 
 int acpi_pm_init(struct acpi_pm *pm, struct vm *vm);

@@ -99,7 +99,7 @@ static size_t aml_pkg_open(struct aml *a)
 
 void aml_close(struct aml *a, size_t mark)
 {
-	size_t len = a->len - mark;	/* PkgLength counts its own bytes */
+	size_t len = a->len - mark; /* PkgLength counts its own bytes */
 	uint8_t *p = a->p + mark;
 
 	if (a->overflow)
@@ -173,8 +173,8 @@ uint32_t aml_eisa_id(const char *id)
 
 	for (int i = 3; i < 7; i++) {
 		char c = id[i];
-		uint32_t d = (c >= '0' && c <= '9') ? (uint32_t)(c - '0')
-						    : (uint32_t)((c | 0x20) - 'a' + 10);
+		uint32_t d = (c >= '0' && c <= '9') ? (uint32_t)(c - '0') :
+						      (uint32_t)((c | 0x20) - 'a' + 10);
 
 		v |= d << (4 * (6 - i));
 	}
@@ -185,14 +185,14 @@ static void aml_res_address(struct aml *a, uint8_t tag, uint8_t type, uint8_t ty
 			    unsigned int width, uint64_t min, uint64_t max)
 {
 	aml_byte(a, tag);
-	aml_le(a, 3 + 5 * width, 2);	/* length of what follows the length field */
+	aml_le(a, 3 + 5 * width, 2); /* length of what follows the length field */
 	aml_byte(a, type);
 	aml_byte(a, RES_FLAGS_PRODUCER_FIXED);
 	aml_byte(a, type_flags);
-	aml_le(a, 0, width);		/* granularity */
+	aml_le(a, 0, width); /* granularity */
 	aml_le(a, min, width);
 	aml_le(a, max, width);
-	aml_le(a, 0, width);		/* translation offset */
+	aml_le(a, 0, width); /* translation offset */
 	aml_le(a, max - min + 1, width);
 }
 
@@ -203,22 +203,22 @@ void aml_res_word_bus(struct aml *a, uint16_t min, uint16_t max)
 
 void aml_res_io(struct aml *a, uint16_t base, uint8_t len)
 {
-	aml_byte(a, 0x47);	/* small item "I/O port", 7 bytes */
-	aml_byte(a, 0x01);	/* decodes 16 address bits */
+	aml_byte(a, 0x47); /* small item "I/O port", 7 bytes */
+	aml_byte(a, 0x01); /* decodes 16 address bits */
 	aml_le(a, base, 2);
 	aml_le(a, base, 2);
-	aml_byte(a, 1);		/* alignment */
+	aml_byte(a, 1); /* alignment */
 	aml_byte(a, len);
 }
 
 void aml_res_word_io(struct aml *a, uint16_t min, uint16_t max)
 {
-	aml_res_address(a, 0x88, RES_TYPE_IO, 0x03, 2, min, max);	/* entire range */
+	aml_res_address(a, 0x88, RES_TYPE_IO, 0x03, 2, min, max); /* entire range */
 }
 
 void aml_res_dword_mem(struct aml *a, uint32_t min, uint32_t max)
 {
-	aml_res_address(a, 0x87, RES_TYPE_MEM, 0x01, 4, min, max);	/* read-write */
+	aml_res_address(a, 0x87, RES_TYPE_MEM, 0x01, 4, min, max); /* read-write */
 }
 
 void aml_res_qword_mem(struct aml *a, uint64_t min, uint64_t max)
@@ -228,6 +228,6 @@ void aml_res_qword_mem(struct aml *a, uint64_t min, uint64_t max)
 
 void aml_res_end(struct aml *a)
 {
-	aml_byte(a, 0x79);	/* end tag */
-	aml_byte(a, 0x00);	/* checksum 0: "treat as correct" */
+	aml_byte(a, 0x79); /* end tag */
+	aml_byte(a, 0x00); /* checksum 0: "treat as correct" */
 }

@@ -8,15 +8,15 @@
 #include "lib/util.h"
 
 #define SETUP_HDR_OFFSET 0x1f1
-#define HDRS_MAGIC 0x53726448	/* "HdrS" */
+#define HDRS_MAGIC 0x53726448 /* "HdrS" */
 #define BOOT_FLAG 0xaa55
-#define MIN_BOOT_VERSION 0x020c	/* 2.12: xloadflags, so XLF_KERNEL_64 can be checked */
+#define MIN_BOOT_VERSION 0x020c /* 2.12: xloadflags, so XLF_KERNEL_64 can be checked */
 #define LOADER_UNDEFINED 0xff
 #define E820_TYPE_RAM 1
 #define E820_TYPE_RESERVED 2
 
-int bzimage_parse(const uint8_t *data, size_t len, uint64_t file_size, struct bzimage *k,
-		  char *err, size_t errlen)
+int bzimage_parse(const uint8_t *data, size_t len, uint64_t file_size, struct bzimage *k, char *err,
+		  size_t errlen)
 {
 	size_t hdr_end, setup_size;
 	unsigned int setup_sects;
@@ -97,8 +97,8 @@ int boot_place_initrd(const struct bzimage *k, const struct guest_memory *mem, u
 		      uint64_t *addr)
 {
 	/* The kernel decompresses in place up to pref_address + init_size (or 1 MiB + ...). */
-	uint64_t base = k->hdr.pref_address > BOOT_KERNEL_ADDR ? k->hdr.pref_address
-							       : BOOT_KERNEL_ADDR;
+	uint64_t base = k->hdr.pref_address > BOOT_KERNEL_ADDR ? k->hdr.pref_address :
+								 BOOT_KERNEL_ADDR;
 	uint64_t kernel_end = base + k->hdr.init_size;
 	uint64_t top = memory_low_end(mem);
 
@@ -121,14 +121,14 @@ static int copy_in(uint8_t *dst, const uint8_t *src, int fd, uint64_t off, size_
 }
 
 int boot_load(struct guest_memory *mem, const struct bzimage *k, const char *cmdline,
-	      const struct boot_blob *initrd, unsigned int nr_initrd, uint64_t rsdp_addr,
-	      char *err, size_t errlen)
+	      const struct boot_blob *initrd, unsigned int nr_initrd, uint64_t rsdp_addr, char *err,
+	      size_t errlen)
 {
 	struct boot_layout layout = { .rsdp_addr = rsdp_addr };
 	size_t cmdline_len = strlen(cmdline) + 1;
 	uint64_t cmdline_max = k->hdr.cmdline_size ? k->hdr.cmdline_size + 1ULL : 256;
-	uint64_t kernel_need = k->kernel_size > k->hdr.init_size ? k->kernel_size
-								 : k->hdr.init_size;
+	uint64_t kernel_need = k->kernel_size > k->hdr.init_size ? k->kernel_size :
+								   k->hdr.init_size;
 	struct boot_params *bp;
 	uint8_t *p;
 

@@ -12,10 +12,10 @@
 /* Where boot data goes in guest memory (all below 1 MiB, clear of the kernel). */
 #define BOOT_GDT_ADDR 0x500
 #define BOOT_PARAMS_ADDR 0x7000
-#define BOOT_PML4_ADDR 0x9000	/* then PDPT at +0x1000 and 4 PDs: identity map of 4 GiB */
+#define BOOT_PML4_ADDR 0x9000 /* then PDPT at +0x1000 and 4 PDs: identity map of 4 GiB */
 #define BOOT_CMDLINE_ADDR 0x20000
 #define BOOT_CMDLINE_MAX 0x10000
-#define BOOT_EBDA_START 0x9fc00	/* reserved from here to 1 MiB: EBDA, ACPI tables, "BIOS" */
+#define BOOT_EBDA_START 0x9fc00 /* reserved from here to 1 MiB: EBDA, ACPI tables, "BIOS" */
 #define BOOT_ACPI_ADDR 0xe0000
 #define BOOT_ACPI_SIZE 0x20000
 #define BOOT_KERNEL_ADDR 0x100000
@@ -23,13 +23,13 @@
 #define BOOT_KERNEL_ENTRY64 (BOOT_KERNEL_ADDR + 0x200)
 
 struct bzimage {
-	struct setup_header hdr;	/* copied out of the file */
+	struct setup_header hdr; /* copied out of the file */
 	/* The protected-mode part, loaded at 1 MiB: in memory, or else in file fd at offset. */
 	const uint8_t *kernel;
 	int fd;
 	uint64_t kernel_offset;
 	size_t kernel_size;
-	uint64_t initrd_max;		/* highest address the initrd may end at, inclusive */
+	uint64_t initrd_max; /* highest address the initrd may end at, inclusive */
 };
 
 /*
@@ -39,8 +39,8 @@ struct bzimage {
  * the caller sets k->fd for boot_load to read the kernel from.
  */
 #define BZIMAGE_HEADER_MAX ((255 + 1) * 512)
-int bzimage_parse(const uint8_t *data, size_t len, uint64_t file_size, struct bzimage *k,
-		  char *err, size_t errlen);
+int bzimage_parse(const uint8_t *data, size_t len, uint64_t file_size, struct bzimage *k, char *err,
+		  size_t errlen);
 
 /* Fills the e820 map of bp from the memory layout. */
 void boot_build_e820(struct boot_params *bp, const struct guest_memory *mem);
@@ -68,12 +68,12 @@ int boot_place_initrd(const struct bzimage *k, const struct guest_memory *mem, u
  * Returns 0 or a negative errno with a reason in err.
  */
 struct boot_blob {
-	const uint8_t *data;	/* the bytes, or NULL to read len bytes of fd from offset 0 */
+	const uint8_t *data; /* the bytes, or NULL to read len bytes of fd from offset 0 */
 	size_t len;
 	int fd;
 };
 int boot_load(struct guest_memory *mem, const struct bzimage *k, const char *cmdline,
-	      const struct boot_blob *initrd, unsigned int nr_initrd, uint64_t rsdp_addr,
-	      char *err, size_t errlen);
+	      const struct boot_blob *initrd, unsigned int nr_initrd, uint64_t rsdp_addr, char *err,
+	      size_t errlen);
 
 #endif

@@ -90,10 +90,9 @@ void cpu_cpuid_set_topology(struct kvm_cpuid2 *cpuid, unsigned int apic_id, unsi
 		switch (e->function) {
 		case 1:
 			/* Initial APIC ID, logical processors per package, HTT when > 1. */
-			e->ebx = (e->ebx & 0x0000ffff) | (apic_id << 24) |
-				 ((nr_cpus & 0xff) << 16);
+			e->ebx = (e->ebx & 0x0000ffff) | (apic_id << 24) | ((nr_cpus & 0xff) << 16);
 			e->edx = nr_cpus > 1 ? e->edx | (1U << 28) : e->edx & ~(1U << 28);
-			e->ecx |= 1U << 31;	/* running under a hypervisor */
+			e->ecx |= 1U << 31; /* running under a hypervisor */
 			break;
 		case 4:
 			/* Cores per package - 1 in EAX[31:26]; no thread sharing a cache. */
@@ -146,9 +145,9 @@ int cpu_write_boot_tables(struct guest_memory *mem)
 	if (!gdt || !pml4)
 		return -ENOSPC;
 	memset(gdt, 0, 8 * sizeof(uint64_t));
-	gdt[GDT_CODE] = gdt_entry(0xa09b, 0, 0xfffff);	/* 64-bit code, present, readable */
-	gdt[GDT_DATA] = gdt_entry(0xc093, 0, 0xfffff);	/* data, writable */
-	gdt[GDT_TSS] = gdt_entry(0x008b, 0, 0x67);	/* busy 32/64-bit TSS */
+	gdt[GDT_CODE] = gdt_entry(0xa09b, 0, 0xfffff); /* 64-bit code, present, readable */
+	gdt[GDT_DATA] = gdt_entry(0xc093, 0, 0xfffff); /* data, writable */
+	gdt[GDT_TSS] = gdt_entry(0x008b, 0, 0x67); /* busy 32/64-bit TSS */
 
 	/* Identity-map the first 4 GiB with 2 MiB pages: kernel, boot data, initrd, MMIO. */
 	memset(pml4, 0, 6 * 4096);
@@ -158,7 +157,7 @@ int cpu_write_boot_tables(struct guest_memory *mem)
 	for (unsigned int i = 0; i < 4; i++)
 		pdpt[i] = (BOOT_PML4_ADDR + 0x2000 + i * 0x1000) | 0x3;
 	for (unsigned int i = 0; i < 4 * 512; i++)
-		pd[i] = ((uint64_t)i << 21) | 0x83;	/* present, writable, 2 MiB page */
+		pd[i] = ((uint64_t)i << 21) | 0x83; /* present, writable, 2 MiB page */
 	return 0;
 }
 
@@ -178,8 +177,8 @@ static struct kvm_segment segment(unsigned int gdt_index, uint8_t type, int code
 	};
 }
 
-int cpu_set_boot_state(struct vcpu *vcpu, uint64_t entry, uint64_t boot_params,
-		       char *err, size_t errlen)
+int cpu_set_boot_state(struct vcpu *vcpu, uint64_t entry, uint64_t boot_params, char *err,
+		       size_t errlen)
 {
 	struct kvm_sregs sregs;
 	struct kvm_regs regs = { .rflags = 0x2, .rip = entry, .rsi = boot_params };
@@ -245,10 +244,14 @@ static int cpu_set_msrs(struct vcpu *vcpu)
 		uint32_t index;
 		uint64_t value;
 	} boot_msrs[] = {
-		{ MSR_IA32_SYSENTER_CS, 0 },  { MSR_IA32_SYSENTER_ESP, 0 },
-		{ MSR_IA32_SYSENTER_EIP, 0 }, { MSR_STAR, 0 },
-		{ MSR_CSTAR, 0 },	      { MSR_KERNEL_GS_BASE, 0 },
-		{ MSR_SYSCALL_MASK, 0 },      { MSR_LSTAR, 0 },
+		{ MSR_IA32_SYSENTER_CS, 0 },
+		{ MSR_IA32_SYSENTER_ESP, 0 },
+		{ MSR_IA32_SYSENTER_EIP, 0 },
+		{ MSR_STAR, 0 },
+		{ MSR_CSTAR, 0 },
+		{ MSR_KERNEL_GS_BASE, 0 },
+		{ MSR_SYSCALL_MASK, 0 },
+		{ MSR_LSTAR, 0 },
 		{ MSR_IA32_MISC_ENABLE, 1 }, /* fast string operations */
 		/* MTRRs on, default type write-back: otherwise RAM could be treated uncached. */
 		{ MSR_MTRR_DEF_TYPE, (1 << 11) | 6 },

@@ -17,7 +17,7 @@
 #define CMD_WRITE_OUTPUT 0xd1
 #define CMD_RESET 0xfe
 #define SELF_TEST_OK 0x55
-#define OUTPUT_RESET_LINE 0x01	/* output port bit 0 low pulses the CPU's reset */
+#define OUTPUT_RESET_LINE 0x01 /* output port bit 0 low pulses the CPU's reset */
 
 static void i8042_reply(struct i8042 *k, uint8_t v)
 {
@@ -123,7 +123,7 @@ int i8042_init(struct i8042 *k, struct vm *vm)
 	memset(k, 0, sizeof(*k));
 	pthread_mutex_init(&k->lock, NULL);
 	k->vm = vm;
-	k->ctr = 0x47;	/* as firmware leaves it: keyboard interrupt, system flag, translation */
+	k->ctr = 0x47; /* as firmware leaves it: keyboard interrupt, system flag, translation */
 	err = bus_register(&vm->pio, I8042_DATA, 1, &i8042_data_ops, k);
 	if (err)
 		return err;

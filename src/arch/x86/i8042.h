@@ -15,10 +15,10 @@ struct vm;
 struct i8042 {
 	pthread_mutex_t lock;
 	struct vm *vm;
-	uint8_t ctr;		/* controller configuration ("command byte") */
-	uint8_t out;		/* output buffer */
+	uint8_t ctr; /* controller configuration ("command byte") */
+	uint8_t out; /* output buffer */
 	int out_full;
-	uint8_t pending_cmd;	/* a command waiting for its data byte on port 0x60 */
+	uint8_t pending_cmd; /* a command waiting for its data byte on port 0x60 */
 };
 
 int i8042_init(struct i8042 *k, struct vm *vm);
