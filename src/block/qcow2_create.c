@@ -15,19 +15,6 @@
 #include "block/qcow2_tools.h"
 #include "lib/util.h"
 
-static int fail(int errnum, char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(int errnum, char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return errnum;
-}
-
 static uint64_t div_up(uint64_t a, uint64_t b)
 {
 	return a / b + (a % b != 0);
@@ -36,35 +23,36 @@ static uint64_t div_up(uint64_t a, uint64_t b)
 static int check_options(const struct qcow2_create_options *o, char *err, size_t errlen)
 {
 	if (o->version != 2 && o->version != 3)
-		return fail(-EINVAL, err, errlen, "qcow2 version %u is not 2 or 3", o->version);
+		return err_set(err, errlen, -EINVAL, "qcow2 version %u is not 2 or 3", o->version);
 	if (o->cluster_bits < QCOW2_MIN_CLUSTER_BITS || o->cluster_bits > QCOW2_MAX_CLUSTER_BITS)
-		return fail(-EINVAL, err, errlen,
-			    "cluster size must be a power of two between 512 and 2M");
+		return err_set(err, errlen, -EINVAL,
+			       "cluster size must be a power of two between 512 and 2M");
 	if (o->refcount_order > 6)
-		return fail(-EINVAL, err, errlen,
-			    "refcount_bits must be a power of two between 1 and 64");
+		return err_set(err, errlen, -EINVAL,
+			       "refcount_bits must be a power of two between 1 and 64");
 	/* Version 2 headers have no field for either: readers assume 16 bits and zlib. */
 	if (o->version == 2 && o->refcount_order != 4)
-		return fail(-EINVAL, err, errlen,
-			    "refcount widths other than 16 bits need compat=1.1 (v3)");
+		return err_set(err, errlen, -EINVAL,
+			       "refcount widths other than 16 bits need compat=1.1 (v3)");
 	if (o->compression_type != QCOW2_COMPRESSION_ZLIB &&
 	    o->compression_type != QCOW2_COMPRESSION_ZSTD)
-		return fail(-EINVAL, err, errlen, "unknown compression type %u",
-			    o->compression_type);
+		return err_set(err, errlen, -EINVAL, "unknown compression type %u",
+			       o->compression_type);
 	if (o->version == 2 && o->compression_type != QCOW2_COMPRESSION_ZLIB)
-		return fail(-EINVAL, err, errlen,
-			    "compression types other than zlib need compat=1.1 (v3)");
+		return err_set(err, errlen, -EINVAL,
+			       "compression types other than zlib need compat=1.1 (v3)");
 	if (o->size > QCOW2_MAX_SIZE)
-		return fail(-EFBIG, err, errlen, "virtual size is too large (at most 64 PiB)");
+		return err_set(err, errlen, -EFBIG, "virtual size is too large (at most 64 PiB)");
 	if (o->backing_file && o->backing_file[0]) {
 		if (strlen(o->backing_file) > QCOW2_MAX_BACKING_NAME)
-			return fail(-EINVAL, err, errlen,
-				    "backing file name is longer than %d bytes",
-				    QCOW2_MAX_BACKING_NAME);
+			return err_set(err, errlen, -EINVAL,
+				       "backing file name is longer than %d bytes",
+				       QCOW2_MAX_BACKING_NAME);
 		if (!o->backing_format || !o->backing_format[0])
-			return fail(-EINVAL, err, errlen, "a backing file needs a backing format");
+			return err_set(err, errlen, -EINVAL,
+				       "a backing file needs a backing format");
 		if (strlen(o->backing_format) >= sizeof(((struct qcow2_header *)0)->backing_format))
-			return fail(-EINVAL, err, errlen, "backing format name is too long");
+			return err_set(err, errlen, -EINVAL, "backing format name is too long");
 	}
 	return 0;
 }
@@ -107,16 +95,16 @@ static int encode_header(struct qcow2_header *h, uint8_t *buf, uint64_t cluster_
 	long len;
 
 	if (!tmp)
-		return fail(-ENOMEM, err, errlen, "out of memory");
+		return err_set(err, errlen, -ENOMEM, "out of memory");
 	len = qcow2_header_encode(h, tmp, room);
 	if (len > (long)cluster_size && h->version == 3)
 		len = drop_feature_table(tmp, len, h->header_length);
 	if (len < 0 || len > (long)cluster_size) {
 		free(tmp);
-		return fail(-ENOSPC, err, errlen,
-			    "the header and the backing file name do not fit in one %llu-byte "
-			    "cluster",
-			    (unsigned long long)cluster_size);
+		return err_set(err, errlen, -ENOSPC,
+			       "the header and the backing file name do not fit in one %llu-byte "
+			       "cluster",
+			       (unsigned long long)cluster_size);
 	}
 	memcpy(buf, tmp, cluster_size);
 	free(tmp);
@@ -164,10 +152,10 @@ static int layout(const struct qcow2_create_options *o, struct layout *l, char *
 	/* Each L2 table maps cs / 8 clusters. */
 	l1_size = div_up(size, cs * (cs / 8));
 	if (l1_size * 8 > QCOW2_MAX_L1_BYTES)
-		return fail(-EFBIG, err, errlen,
-			    "virtual size too large for %llu-byte clusters "
-			    "(L1 table over %llu MiB)",
-			    (unsigned long long)cs, QCOW2_MAX_L1_BYTES >> 20);
+		return err_set(err, errlen, -EFBIG,
+			       "virtual size too large for %llu-byte clusters "
+			       "(L1 table over %llu MiB)",
+			       (unsigned long long)cs, QCOW2_MAX_L1_BYTES >> 20);
 	l1_clusters = div_up(l1_size * 8, cs);
 
 	/*
@@ -187,7 +175,7 @@ static int layout(const struct qcow2_create_options *o, struct layout *l, char *
 		reft = t > reft ? t : reft;
 	}
 	if (reft * cs > QCOW2_MAX_REFTABLE_BYTES)
-		return fail(-EFBIG, err, errlen, "refcount table would be too large");
+		return err_set(err, errlen, -EFBIG, "refcount table would be too large");
 
 	h.version = o->version;
 	h.cluster_bits = o->cluster_bits;
@@ -214,7 +202,7 @@ static int layout(const struct qcow2_create_options *o, struct layout *l, char *
 	l->file_size = total * cs;
 	l->meta = calloc(1, l->meta_bytes);
 	if (!l->meta)
-		return fail(-ENOMEM, err, errlen, "out of memory");
+		return err_set(err, errlen, -ENOMEM, "out of memory");
 	ret = encode_header(&h, l->meta, cs, err, errlen);
 	if (ret) {
 		free(l->meta);
@@ -249,14 +237,14 @@ int qcow2_create(int fd, const struct qcow2_create_options *o, char *err, size_t
 	/* The L1 table reads as zeroes: the truncation leaves a hole there. */
 	if (ftruncate(fd, 0) || ftruncate(fd, l.file_size)) {
 		ret = -errno;
-		fail(ret, err, errlen, "cannot size the image: %s", strerror(-ret));
+		err_set(err, errlen, ret, "cannot size the image: %s", strerror(-ret));
 		goto out;
 	}
 	ret = write_at(fd, l.meta, l.meta_bytes, 0);
 	if (!ret && fsync(fd))
 		ret = -errno;
 	if (ret)
-		fail(ret, err, errlen, "cannot write the image: %s", strerror(-ret));
+		err_set(err, errlen, ret, "cannot write the image: %s", strerror(-ret));
 out:
 	free(l.meta);
 	return ret;

@@ -11,25 +11,11 @@
 #include <string.h>
 
 #include "block/qcow2_header.h"
+#include "lib/util.h"
 
 #define V2_HEADER_LEN 72
 #define V3_HEADER_LEN 104
 #define FEATURE_ENTRY_LEN 48
-
-static int fail(int errnum, char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(int errnum, char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return errnum;
-}
 
 /* The features nkvm knows by name, written into every version 3 header it encodes. */
 static const struct qcow2_feature_name known_features[] = {
@@ -59,15 +45,15 @@ static int check_table(const char *what, uint64_t off, uint64_t bytes, uint64_t 
 		       uint64_t file_size, char *err, size_t errlen)
 {
 	if (off & (cluster_size - 1))
-		return fail(-EINVAL, err, errlen, "%s offset %#llx is not cluster-aligned", what,
-			    (unsigned long long)off);
+		return err_set(err, errlen, -EINVAL, "%s offset %#llx is not cluster-aligned", what,
+			       (unsigned long long)off);
 	if (!bytes)
 		return 0;
 	if (off == 0)
-		return fail(-EINVAL, err, errlen, "%s overlaps the header", what);
+		return err_set(err, errlen, -EINVAL, "%s overlaps the header", what);
 	if (off > file_size || bytes > file_size - off)
-		return fail(-EINVAL, err, errlen, "%s offset %#llx is past the end of the file",
-			    what, (unsigned long long)off);
+		return err_set(err, errlen, -EINVAL, "%s offset %#llx is past the end of the file",
+			       what, (unsigned long long)off);
 	return 0;
 }
 
@@ -130,13 +116,13 @@ static int parse_extensions(struct qcow2_header *h, const uint8_t *buf, size_t l
 		uint64_t padded;
 
 		if (off + 8 > end)
-			return fail(-EINVAL, err, errlen,
-				    "header extensions run past the end of the first cluster");
+			return err_set(err, errlen, -EINVAL,
+				       "header extensions run past the end of the first cluster");
 		/* A file that ends here reads as zeroes beyond its end: an end marker. */
 		if (off >= len && len >= file_size)
 			return 0;
 		if (off + 8 > len)
-			return fail(-EINVAL, err, errlen, "header extensions are truncated");
+			return err_set(err, errlen, -EINVAL, "header extensions are truncated");
 		type = qcow2_be32(buf + off);
 		elen = qcow2_be32(buf + off + 4);
 		off += 8;
@@ -144,28 +130,28 @@ static int parse_extensions(struct qcow2_header *h, const uint8_t *buf, size_t l
 			return 0;
 		padded = ((uint64_t)elen + 7) & ~7ULL;
 		if (padded > end - off)
-			return fail(-EINVAL, err, errlen,
-				    "header extension %#x (%u bytes) runs "
-				    "past the end of the first cluster",
-				    type, elen);
+			return err_set(err, errlen, -EINVAL,
+				       "header extension %#x (%u bytes) runs "
+				       "past the end of the first cluster",
+				       type, elen);
 		if (off + elen > len)
-			return fail(-EINVAL, err, errlen, "header extension %#x is truncated",
-				    type);
+			return err_set(err, errlen, -EINVAL, "header extension %#x is truncated",
+				       type);
 		switch (type) {
 		case QCOW2_EXT_BACKING_FORMAT:
 			if (elen >= sizeof(h->backing_format))
-				return fail(-EINVAL, err, errlen,
-					    "backing format name is too long (%u bytes)", elen);
+				return err_set(err, errlen, -EINVAL,
+					       "backing format name is too long (%u bytes)", elen);
 			memcpy(h->backing_format, buf + off, elen);
 			h->backing_format[elen] = '\0';
 			if (strlen(h->backing_format) != elen)
-				return fail(-EINVAL, err, errlen,
-					    "backing format name contains a NUL byte");
+				return err_set(err, errlen, -EINVAL,
+					       "backing format name contains a NUL byte");
 			break;
 		case QCOW2_EXT_FEATURE_TABLE:
 			ret = parse_feature_table(h, buf + off, elen);
 			if (ret)
-				return fail(ret, err, errlen, "out of memory");
+				return err_set(err, errlen, ret, "out of memory");
 			break;
 		default:
 			/*
@@ -174,7 +160,7 @@ static int parse_extensions(struct qcow2_header *h, const uint8_t *buf, size_t l
 			 */
 			ret = add_unknown(h, type, buf + off, elen);
 			if (ret)
-				return fail(ret, err, errlen, "out of memory");
+				return err_set(err, errlen, ret, "out of memory");
 			break;
 		}
 		off += padded;
@@ -189,38 +175,38 @@ static int check_features(const struct qcow2_header *h, char *err, size_t errlen
 	uint64_t unknown = h->incompatible_features & ~known;
 
 	if (h->crypt_method)
-		return fail(-ENOTSUP, err, errlen, "unsupported feature: encryption (%s)",
-			    h->crypt_method == 1 ? "AES" :
-			    h->crypt_method == 2 ? "LUKS" :
-						   "unknown method");
+		return err_set(err, errlen, -ENOTSUP, "unsupported feature: encryption (%s)",
+			       h->crypt_method == 1 ? "AES" :
+			       h->crypt_method == 2 ? "LUKS" :
+						      "unknown method");
 	if (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE)
-		return fail(-ENOTSUP, err, errlen, "unsupported feature: external data file");
+		return err_set(err, errlen, -ENOTSUP, "unsupported feature: external data file");
 	if (h->incompatible_features & QCOW2_INCOMPAT_EXTL2)
-		return fail(-ENOTSUP, err, errlen, "unsupported feature: extended L2 entries");
+		return err_set(err, errlen, -ENOTSUP, "unsupported feature: extended L2 entries");
 	if (unknown) {
 		unsigned int bit = __builtin_ctzll(unknown);
 		const char *name = feature_name(h, 0, bit);
 
 		if (name)
-			return fail(-ENOTSUP, err, errlen, "unsupported feature: %s", name);
-		return fail(-ENOTSUP, err, errlen,
-			    "unsupported feature: unknown incompatible feature bit %u", bit);
+			return err_set(err, errlen, -ENOTSUP, "unsupported feature: %s", name);
+		return err_set(err, errlen, -ENOTSUP,
+			       "unsupported feature: unknown incompatible feature bit %u", bit);
 	}
 	/* "compression type" bit set: the field is present and not zlib; clear: zlib. */
 	if (h->incompatible_features & QCOW2_INCOMPAT_COMPRESSION) {
 		if (h->header_length <= V3_HEADER_LEN ||
 		    h->compression_type == QCOW2_COMPRESSION_ZLIB)
-			return fail(-EINVAL, err, errlen,
-				    "compression type bit set without a compression type");
+			return err_set(err, errlen, -EINVAL,
+				       "compression type bit set without a compression type");
 	} else if (h->compression_type != QCOW2_COMPRESSION_ZLIB) {
-		return fail(-EINVAL, err, errlen,
-			    "compression type %u without the compression type feature bit",
-			    h->compression_type);
+		return err_set(err, errlen, -EINVAL,
+			       "compression type %u without the compression type feature bit",
+			       h->compression_type);
 	}
 	if (h->compression_type != QCOW2_COMPRESSION_ZLIB &&
 	    h->compression_type != QCOW2_COMPRESSION_ZSTD)
-		return fail(-ENOTSUP, err, errlen, "unsupported feature: compression type %u",
-			    h->compression_type);
+		return err_set(err, errlen, -ENOTSUP, "unsupported feature: compression type %u",
+			       h->compression_type);
 	return 0;
 }
 
@@ -231,12 +217,13 @@ static int parse(struct qcow2_header *h, const uint8_t *buf, size_t len, uint64_
 	int ret;
 
 	if (len < V2_HEADER_LEN)
-		return fail(-EINVAL, err, errlen, "too short for a qcow2 header (%zu bytes)", len);
+		return err_set(err, errlen, -EINVAL, "too short for a qcow2 header (%zu bytes)",
+			       len);
 	if (qcow2_be32(buf) != QCOW2_MAGIC)
-		return fail(-EINVAL, err, errlen, "not a qcow2 image (bad magic)");
+		return err_set(err, errlen, -EINVAL, "not a qcow2 image (bad magic)");
 	h->version = qcow2_be32(buf + 4);
 	if (h->version != 2 && h->version != 3)
-		return fail(-ENOTSUP, err, errlen, "unsupported qcow2 version %u", h->version);
+		return err_set(err, errlen, -ENOTSUP, "unsupported qcow2 version %u", h->version);
 	h->backing_file_offset = qcow2_be64(buf + 8);
 	h->backing_file_size = qcow2_be32(buf + 16);
 	h->cluster_bits = qcow2_be32(buf + 20);
@@ -253,8 +240,8 @@ static int parse(struct qcow2_header *h, const uint8_t *buf, size_t len, uint64_
 		h->header_length = V2_HEADER_LEN;
 	} else {
 		if (len < V3_HEADER_LEN)
-			return fail(-EINVAL, err, errlen,
-				    "too short for a version 3 header (%zu bytes)", len);
+			return err_set(err, errlen, -EINVAL,
+				       "too short for a version 3 header (%zu bytes)", len);
 		h->incompatible_features = qcow2_be64(buf + 72);
 		h->compatible_features = qcow2_be64(buf + 80);
 		h->autoclear_features = qcow2_be64(buf + 88);
@@ -263,46 +250,49 @@ static int parse(struct qcow2_header *h, const uint8_t *buf, size_t len, uint64_
 	}
 
 	if (h->cluster_bits < QCOW2_MIN_CLUSTER_BITS || h->cluster_bits > QCOW2_MAX_CLUSTER_BITS)
-		return fail(-EINVAL, err, errlen, "cluster_bits %u is out of range (9 to 21)",
-			    h->cluster_bits);
+		return err_set(err, errlen, -EINVAL, "cluster_bits %u is out of range (9 to 21)",
+			       h->cluster_bits);
 	cluster_size = 1ULL << h->cluster_bits;
 	if (h->version == 3) {
 		if (h->header_length < V3_HEADER_LEN)
-			return fail(-EINVAL, err, errlen, "header_length %u is below 104",
-				    h->header_length);
+			return err_set(err, errlen, -EINVAL, "header_length %u is below 104",
+				       h->header_length);
 		if (h->header_length > cluster_size)
-			return fail(-EINVAL, err, errlen,
-				    "header_length %u is larger than a cluster", h->header_length);
+			return err_set(err, errlen, -EINVAL,
+				       "header_length %u is larger than a cluster",
+				       h->header_length);
 		if (h->header_length > len)
-			return fail(-EINVAL, err, errlen, "header is truncated");
+			return err_set(err, errlen, -EINVAL, "header is truncated");
 		if (h->header_length > V3_HEADER_LEN)
 			h->compression_type = buf[104];
 	}
 	if (h->refcount_order > 6)
-		return fail(-EINVAL, err, errlen, "refcount_order %u is out of range (0 to 6)",
-			    h->refcount_order);
+		return err_set(err, errlen, -EINVAL, "refcount_order %u is out of range (0 to 6)",
+			       h->refcount_order);
 	if (h->size > QCOW2_MAX_SIZE)
-		return fail(-EINVAL, err, errlen, "virtual size %llu is too large",
-			    (unsigned long long)h->size);
+		return err_set(err, errlen, -EINVAL, "virtual size %llu is too large",
+			       (unsigned long long)h->size);
 
 	/* L1: enough entries for the virtual size, and not absurdly many. */
 	l2_entries = cluster_size / 8;
 	l1_needed = (h->size + (cluster_size * l2_entries) - 1) / (cluster_size * l2_entries);
 	if ((uint64_t)h->l1_size * 8 > QCOW2_MAX_L1_BYTES)
-		return fail(-EINVAL, err, errlen, "L1 table is too large (%u entries)", h->l1_size);
+		return err_set(err, errlen, -EINVAL, "L1 table is too large (%u entries)",
+			       h->l1_size);
 	if (h->l1_size < l1_needed)
-		return fail(-EINVAL, err, errlen,
-			    "L1 table (%u entries) is too small for the virtual size", h->l1_size);
+		return err_set(err, errlen, -EINVAL,
+			       "L1 table (%u entries) is too small for the virtual size",
+			       h->l1_size);
 	ret = check_table("L1 table", h->l1_table_offset, (uint64_t)h->l1_size * 8, cluster_size,
 			  file_size, err, errlen);
 	if (ret)
 		return ret;
 
 	if (!h->refcount_table_clusters)
-		return fail(-EINVAL, err, errlen, "refcount table is empty");
+		return err_set(err, errlen, -EINVAL, "refcount table is empty");
 	if ((uint64_t)h->refcount_table_clusters * cluster_size > QCOW2_MAX_REFTABLE_BYTES)
-		return fail(-EINVAL, err, errlen, "refcount table is too large (%u clusters)",
-			    h->refcount_table_clusters);
+		return err_set(err, errlen, -EINVAL, "refcount table is too large (%u clusters)",
+			       h->refcount_table_clusters);
 	ret = check_table("refcount table", h->refcount_table_offset,
 			  (uint64_t)h->refcount_table_clusters * cluster_size, cluster_size,
 			  file_size, err, errlen);
@@ -312,10 +302,10 @@ static int parse(struct qcow2_header *h, const uint8_t *buf, size_t len, uint64_
 	    h->l1_table_offset < h->refcount_table_offset +
 					 (uint64_t)h->refcount_table_clusters * cluster_size &&
 	    h->refcount_table_offset < h->l1_table_offset + (uint64_t)h->l1_size * 8)
-		return fail(-EINVAL, err, errlen, "L1 table overlaps the refcount table");
+		return err_set(err, errlen, -EINVAL, "L1 table overlaps the refcount table");
 
 	if (h->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
-		return fail(-EINVAL, err, errlen, "too many snapshots (%u)", h->nb_snapshots);
+		return err_set(err, errlen, -EINVAL, "too many snapshots (%u)", h->nb_snapshots);
 	if (h->nb_snapshots) {
 		ret = check_table("snapshot table", h->snapshots_offset, 1, cluster_size, file_size,
 				  err, errlen);
@@ -328,18 +318,19 @@ static int parse(struct qcow2_header *h, const uint8_t *buf, size_t len, uint64_
 		uint64_t off = h->backing_file_offset, n = h->backing_file_size;
 
 		if (n > QCOW2_MAX_BACKING_NAME)
-			return fail(-EINVAL, err, errlen,
-				    "backing file name is too long (%llu bytes)",
-				    (unsigned long long)n);
+			return err_set(err, errlen, -EINVAL,
+				       "backing file name is too long (%llu bytes)",
+				       (unsigned long long)n);
 		if (off < h->header_length || off > cluster_size || n > cluster_size - off)
-			return fail(-EINVAL, err, errlen,
-				    "backing file name lies outside the first cluster's free part");
+			return err_set(
+				err, errlen, -EINVAL,
+				"backing file name lies outside the first cluster's free part");
 		if (off + n > len || off + n > file_size)
-			return fail(-EINVAL, err, errlen, "backing file name is truncated");
+			return err_set(err, errlen, -EINVAL, "backing file name is truncated");
 		memcpy(h->backing_file, buf + off, n);
 		h->backing_file[n] = '\0';
 		if (strlen(h->backing_file) != n || n == 0)
-			return fail(-EINVAL, err, errlen, "backing file name is malformed");
+			return err_set(err, errlen, -EINVAL, "backing file name is malformed");
 		ext_end = off;
 	}
 
