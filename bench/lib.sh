@@ -29,3 +29,33 @@ median() {
 
 # The kernel parameters nkvm gives its guests, for other VMMs booting the same guest.
 export NKVM_APPEND="console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.dumbkbd quiet"
+
+# ab_runs OUT BASE ROUNDS PROG SRC...: builds bench/PROG.c with the tree's files SRC (paths like
+# src/hw/pci.c) twice, the same way: from git revision BASE and from this tree; then runs the two
+# alternately ROUNDS times, each output line into OUT/runs.txt after "base " or "this ".
+ab_runs() {
+	local out=$1 base=$2 rounds=$3 prog=$4 who tree r s
+	shift 4
+	mkdir -p "$out/base"
+	git archive "$base" src | tar -x -C "$out/base"
+	for who in base this; do
+		tree=.
+		[[ $who == base ]] && tree=$out/base
+		local srcs=()
+		for s in "$@"; do srcs+=("$tree/$s"); done
+		cc -O2 -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE \
+			-I"$tree/src" -I"$tree" -o "$out/$prog-$who" "bench/$prog.c" "${srcs[@]}" -lpthread
+	done
+	for ((r = 1; r <= rounds; r++)); do
+		for who in base this; do
+			"$out/$prog-$who" | sed "s/^/$who /" >>"$out/runs.txt"
+		done
+	done
+}
+
+# ab_median OUT WHO KEY FIELD: the median of FIELD's values on OUT/runs.txt's lines "WHO KEY
+# FIELD=value".
+ab_median() {
+	awk -v w="$2" -v k="$3" -v f="$4=" '$1 == w && $2 == k { sub(f, "", $3); print $3 }' \
+		"$1/runs.txt" | median
+}

@@ -11,25 +11,10 @@ base=${2:-a04c995}
 . bench/lib.sh
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-build() { # TREE OUT
-	cc -O2 -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -I"$1/src" \
-		-I"$1" -o "$2" bench/mmio.c "$1/src/hw/pci.c" "$1/src/vmm/bus.c" \
-		"$1/src/lib/util.c" -lpthread
-}
-mkdir -p "$out/base"
-git archive "$base" src | tar -x -C "$out/base"
-build "$out/base" "$out/mmio-base"
-build . "$out/mmio-this"
-for ((r = 1; r <= rounds; r++)); do
-	for who in base this; do
-		"$out/mmio-$who" | sed "s/^/$who /" >>"$out/runs.txt"
-	done
-done
+ab_runs "$out" "$base" "$rounds" mmio src/hw/pci.c src/vmm/bus.c src/lib/util.c
 echo "MMIO dispatch, ns per access (median of $rounds; base $base, this $(git rev-parse --short HEAD))"
 for n in 1 2; do
-	b=$(awk -v n="threads=$n" '$1 == "base" && $2 == n { sub("ns_per_access=", "", $3); print $3 }' \
-		"$out/runs.txt" | median)
-	t=$(awk -v n="threads=$n" '$1 == "this" && $2 == n { sub("ns_per_access=", "", $3); print $3 }' \
-		"$out/runs.txt" | median)
+	b=$(ab_median "$out" base "threads=$n" ns_per_access)
+	t=$(ab_median "$out" this "threads=$n" ns_per_access)
 	echo "threads=$n base=$b this=$t ratio=$(awk -v b="$b" -v t="$t" 'BEGIN { printf "%.2f", t / b }')"
 done

@@ -11,26 +11,9 @@ base=${2:-be5880b}
 . bench/lib.sh
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-build() { # TREE OUT
-	cc -O2 -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -I"$1/src" \
-		-I"$1" -o "$2" bench/transport.c "$1/src/virtio/pci.c" "$1/src/virtio/queue.c" \
-		"$1/src/hw/pci.c" "$1/src/vmm/irq.c" "$1/src/vmm/bus.c" "$1/src/vmm/memory.c" \
-		"$1/src/lib/util.c" -lpthread
-}
-mkdir -p "$out/base"
-git archive "$base" src | tar -x -C "$out/base"
-build "$out/base" "$out/transport-base"
-build . "$out/transport-this"
-for ((r = 1; r <= rounds; r++)); do
-	for who in base this; do
-		"$out/transport-$who" | sed "s/^/$who /" >>"$out/runs.txt"
-	done
-done
+ab_runs "$out" "$base" "$rounds" transport src/virtio/pci.c src/virtio/queue.c src/hw/pci.c \
+	src/vmm/irq.c src/vmm/bus.c src/vmm/memory.c src/lib/util.c
 echo "virtio-pci register writes on the vCPU, ns (median of $rounds; base $base, this $(git rev-parse --short HEAD))"
 for op in reset start route unmask qreg; do
-	b=$(awk -v o="op=$op" '$1 == "base" && $2 == o { sub("ns=", "", $3); print $3 }' \
-		"$out/runs.txt" | median)
-	t=$(awk -v o="op=$op" '$1 == "this" && $2 == o { sub("ns=", "", $3); print $3 }' \
-		"$out/runs.txt" | median)
-	echo "$op base=$b this=$t"
+	echo "$op base=$(ab_median "$out" base "op=$op" ns) this=$(ab_median "$out" this "op=$op" ns)"
 done
