@@ -16,32 +16,20 @@ trap 'rm -rf "$tmp"' EXIT
 # run_guest OUT -- nkvm run arguments...: output (stdout+stderr, CRs stripped) to OUT, status in $rc.
 # A guest still running after 300 s is stopped and run once more, saying so: inside the emulated
 # test host a nested guest has been seen to stall for good now and then (1 boot in a few
-# hundred) while the test host itself keeps going; a second stall fails the test.
-# Inside the nested test host only (NKVM_TEST_HOST=nested), a guest that triple-faults is run up
-# to twice more, saying so: under the test host's emulated nested paging a guest running fio on
-# several disks resets in 1 boot in 6 to 12 (QEMU's too, tests/nested/README.md), and a
-# fresh-clone check has seen a 4-vCPU test fault twice in a row. On a real KVM a triple fault is
-# nkvm's bug, and fails the test at once.
+# hundred) while the test host itself keeps going; a second stall fails the test. A guest that
+# triple-faults fails its test at once: the test host's resets came from its emulated nested
+# paging, which it no longer has (tests/nested/README.md, "Guest resets"), and on a real KVM a
+# triple fault is nkvm's bug.
 run_guest() {
 	out=$1
 	shift
-	for try in 1 2 3; do
+	for try in 1 2; do
 		start=$(date +%s)
 		# -k: a monitor that ignored SIGTERM must not hold up the whole suite.
 		timeout -k 10 300 "$NKVM" run "$@" </dev/null >"$out.raw" 2>&1
 		rc=$?
-		if [ $(($(date +%s) - start)) -ge 300 ]; then
-			[ "$try" -eq 1 ] || break
+		if [ $(($(date +%s) - start)) -ge 300 ] && [ "$try" -eq 1 ]; then
 			echo "retry: the guest did not finish in 300 s (status $rc); running it once more"
-		elif [ "${NKVM_TEST_HOST:-}" = nested ] &&
-			grep -q 'the guest reset itself (triple fault)' "$out.raw"; then
-			[ "$try" -lt 3 ] || break
-			# The emulated test host's SVM (QEMU TCG): under the same disk workload, QEMU's
-			# guests reset there too (tests/nested/README.md, "Guest resets"), and its own
-			# kernel panics now and then. Again, and said.
-			echo "retry: the guest triple-faulted (status $rc); running it again ($((try + 1)) of 3)"
-			# Its last words and registers, for telling the test host's faults from ours.
-			grep -B6 -A1 'triple fault' "$out.raw" | tr -d '\r' | sed 's/^/    | /'
 		else
 			break
 		fi
