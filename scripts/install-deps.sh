@@ -11,8 +11,10 @@ set -eu
 # and e2fsck for the guest and the disk tests. strace: the test that sees flushes reach the file.
 # zlib1g-dev libzstd-dev: qcow2 compressed clusters. libaio-dev liburing-dev: the aio and
 # io_uring I/O engines. gnuplot-nox: the plot of bench/engines.sh. clang-format: `make format`.
+# libslirp-dev: user-mode networking (-n user). iperf3: the network benchmark, in the guest and
+# on its test host.
 PACKAGES="gcc make libcmocka-dev busybox-static kmod cpio qemu-system-x86 qemu-utils fio clang
-libclang-rt-14-dev clang-format
+libclang-rt-14-dev clang-format libslirp-dev iperf3
 zstd xz-utils e2fsprogs strace zlib1g-dev libzstd-dev libaio-dev liburing-dev gnuplot-nox"
 
 installed() {
