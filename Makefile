@@ -3,7 +3,7 @@
 CC      ?= gcc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -Isrc -I.
-LDLIBS  += -lpthread -lz -lzstd -laio -luring
+LDLIBS  += -lpthread -lz -lzstd -laio -luring -lslirp
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 SRCS    := $(sort $(wildcard src/*.c src/*/*.c src/*/*/*.c))
