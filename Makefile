@@ -37,7 +37,7 @@ build/src/guest_blob.o build/san/src/guest_blob.o: src/guest_blob.S guest/init
 	@mkdir -p $(dir $@)
 	$(CC) -c -o $@ $<
 
-build/tests/%: tests/unit/%.c $(SANOBJS)
+build/tests/%: tests/unit/%.c tests/unit/fixture.c $(SANOBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS) -lcmocka
 

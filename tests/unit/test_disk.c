@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "block/disk.h"
 #include "block/qcow2_tools.h"
 #include "lib/file.h"
@@ -96,13 +97,9 @@ struct fx {
 
 static int fx_setup(void **state)
 {
-	const char *base = getenv("TMPDIR");
 	struct fx *fx = calloc(1, sizeof(*fx));
 
-	if (!fx)
-		return -1;
-	snprintf(fx->dir, sizeof(fx->dir), "%s/nkvm-disk-XXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(fx->dir)) {
+	if (!fx || fx_dir_make(fx->dir, sizeof(fx->dir), NULL, "disk")) {
 		free(fx);
 		return -1;
 	}
@@ -123,10 +120,10 @@ static int fx_teardown(void **state)
 	return 0;
 }
 
+/* Into buf, which the caller keeps: some tests hold many paths at once. */
 static const char *fx_path(struct fx *fx, const char *name, char *buf)
 {
-	assert_int_equal(file_path(buf, PATH_MAX, "%s/%s", fx->dir, name), 0);
-	return buf;
+	return strcpy(buf, fx_dir_path(fx->dir, name));
 }
 
 /* Bytes that differ per seed and per position, so a misplaced block cannot pass for another. */

@@ -33,6 +33,7 @@
 #include <libaio.h>
 #include <liburing.h>
 
+#include "fixture.h"
 #include "block/disk.h"
 #include "block/engine.h"
 #include "block/engine_helpers.h"
@@ -154,8 +155,7 @@ static int fx_setup(void **state)
 	for (unsigned int i = 0; i < ARRAY_SIZE(bases); i++) {
 		if (!bases[i] || !*bases[i])
 			continue;
-		snprintf(fx->dir, sizeof(fx->dir), "%s/nkvm-engines-XXXXXX", bases[i]);
-		if (!mkdtemp(fx->dir))
+		if (fx_dir_make(fx->dir, sizeof(fx->dir), bases[i], "engines"))
 			continue;
 		if (!fx->v || !fx->v->direct || dir_takes_direct(fx->dir))
 			break;
@@ -187,11 +187,10 @@ static int fx_teardown(void **state)
 	return 0;
 }
 
+/* Into buf, which the caller keeps; on the test's file system when it mounted one. */
 static const char *fx_path(struct fx *fx, const char *name, char *buf)
 {
-	assert_int_equal(file_path(buf, PATH_MAX, "%s/%s", fx->mnt[0] ? fx->mnt : fx->dir, name),
-			 0);
-	return buf;
+	return strcpy(buf, fx_dir_path(fx->mnt[0] ? fx->mnt : fx->dir, name));
 }
 
 static void skip_unless_mount(const char *what)

@@ -11,7 +11,6 @@
 #include <limits.h>
 #include <semaphore.h>
 #include <setjmp.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -19,10 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "block/disk.h"
 #include "block/qcow2.h"
 #include "block/qcow2_header.h"
@@ -43,13 +42,9 @@ static bool have_qemu(void)
 
 static int fx_setup(void **state)
 {
-	const char *base = getenv("TMPDIR");
 	struct fx *fx = calloc(1, sizeof(*fx));
 
-	if (!fx)
-		return -1;
-	snprintf(fx->dir, sizeof(fx->dir), "%s/nkvm-qcow2-XXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(fx->dir)) {
+	if (!fx || fx_dir_make(fx->dir, sizeof(fx->dir), NULL, "qcow2")) {
 		free(fx);
 		return -1;
 	}
@@ -78,39 +73,11 @@ static int fx_teardown(void **state)
 
 static const char *fx_path(struct fx *fx, const char *name)
 {
-	static __thread char buf[4][PATH_MAX];
-	static __thread int next;
-	char *p = buf[next++ % 4];
-
-	assert_int_equal(file_path(p, PATH_MAX, "%s/%s", fx->dir, name), 0);
-	return p;
+	return fx_dir_path(fx->dir, name);
 }
 
-/* Runs a shell command in the fixture's directory; returns its exit status. */
-static int sh_status(struct fx *fx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int sh_status(struct fx *fx, const char *fmt, ...)
-{
-	char cmd[8192];
-	int n, st;
-	va_list ap;
-
-	n = snprintf(cmd, sizeof(cmd), "cd '%s' && (", fx->dir);
-	va_start(ap, fmt);
-	n += vsnprintf(cmd + n, sizeof(cmd) - n, fmt, ap);
-	va_end(ap);
-	snprintf(cmd + n, sizeof(cmd) - n, ") >>log 2>&1");
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
-#define sh(fx, ...)                                                                         \
-	do {                                                                                \
-		if (sh_status(fx, __VA_ARGS__)) {                                           \
-			char *log_ = NULL;                                                  \
-			file_read_text(fx_path(fx, "log"), &log_, NULL);                    \
-			fail_msg("command failed: %s\n%s", #__VA_ARGS__, log_ ? log_ : ""); \
-		}                                                                           \
-	} while (0)
+#define sh_status(fx, ...) fx_sh_status((fx)->dir, __VA_ARGS__)
+#define sh(fx, ...) fx_sh((fx)->dir, __VA_ARGS__)
 
 /* Bytes that differ by seed and position, with runs of zeroes and of text mixed in. */
 static void fill(uint8_t *buf, size_t len, uint64_t seed)

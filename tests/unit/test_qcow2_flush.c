@@ -31,10 +31,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "block/disk.h"
 #include "block/qcow2_header.h"
 #include "lib/file.h"
@@ -628,13 +628,9 @@ struct fx {
 
 static int fx_setup(void **state)
 {
-	const char *base = getenv("TMPDIR");
 	struct fx *fx = calloc(1, sizeof(*fx));
 
-	if (!fx)
-		return -1;
-	snprintf(fx->dir, sizeof(fx->dir), "%s/nkvm-qflush-XXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(fx->dir)) {
+	if (!fx || fx_dir_make(fx->dir, sizeof(fx->dir), NULL, "qflush")) {
 		free(fx);
 		return -1;
 	}
@@ -656,36 +652,16 @@ static int fx_teardown(void **state)
 
 static const char *fx_path(struct fx *fx, const char *name)
 {
-	static __thread char buf[4][PATH_MAX];
-	static __thread int next;
-	char *p = buf[next++ % 4];
-
-	assert_int_equal(file_path(p, PATH_MAX, "%s/%s", fx->dir, name), 0);
-	return p;
+	return fx_dir_path(fx->dir, name);
 }
 
-/* Runs a shell command in the fixture's directory, output to out; returns its exit status. */
-static int sh(struct fx *fx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int sh(struct fx *fx, const char *fmt, ...)
-{
-	char cmd[4096];
-	int n, st;
-	va_list ap;
-
-	n = snprintf(cmd, sizeof(cmd), "cd '%s' && (", fx->dir);
-	va_start(ap, fmt);
-	n += vsnprintf(cmd + n, sizeof(cmd) - n, fmt, ap);
-	va_end(ap);
-	snprintf(cmd + n, sizeof(cmd) - n, ") >out 2>&1");
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
+#define sh(fx, ...) fx_sh_status((fx)->dir, __VA_ARGS__)
 
 static void fail_with_out(struct fx *fx, const char *what)
 {
 	char *out = NULL;
 
-	file_read_text(fx_path(fx, "out"), &out, NULL);
+	file_read_text(fx_path(fx, FX_SH_LOG), &out, NULL);
 	fail_msg("%s:\n%s", what, out ? out : "?");
 }
 

@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <setjmp.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +15,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "block/qcow2_header.h"
 #include "lib/file.h"
 #include "lib/util.h"
@@ -29,13 +29,9 @@ struct fx {
 
 static int fx_setup(void **state)
 {
-	const char *base = getenv("TMPDIR");
 	struct fx *fx = calloc(1, sizeof(*fx));
 
-	if (!fx)
-		return -1;
-	snprintf(fx->dir, sizeof(fx->dir), "%s/nkvm-qh-XXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(fx->dir)) {
+	if (!fx || fx_dir_make(fx->dir, sizeof(fx->dir), NULL, "qh")) {
 		free(fx);
 		return -1;
 	}
@@ -57,22 +53,7 @@ static bool have_qemu_img(void)
 	return system("qemu-img --version >/dev/null 2>&1") == 0;
 }
 
-/* Runs a shell command in the fixture's directory; fails the test when it fails. */
-static void sh(struct fx *fx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sh(struct fx *fx, const char *fmt, ...)
-{
-	char cmd[4096];
-	int n;
-	va_list ap;
-
-	n = snprintf(cmd, sizeof(cmd), "cd '%s' && (", fx->dir);
-	va_start(ap, fmt);
-	n += vsnprintf(cmd + n, sizeof(cmd) - n, fmt, ap);
-	va_end(ap);
-	snprintf(cmd + n, sizeof(cmd) - n, ") >/dev/null 2>&1");
-	if (system(cmd) != 0)
-		fail_msg("command failed: %s", cmd);
-}
+#define sh(fx, ...) fx_sh((fx)->dir, __VA_ARGS__)
 
 /* Parses the first cluster of an image file. */
 static int parse_file(struct fx *fx, const char *name, struct qcow2_header *h, char *why)
