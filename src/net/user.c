@@ -35,6 +35,11 @@
 #define USER_SOCKBUF (4 * 1024 * 1024)
 /* The largest frame read: more than any MTU the device offers; longer frames are dropped. */
 #define USER_FRAME_MAX 65536
+/*
+ * Frames taken from one pair per pass: a guest that floods its TX queue must not starve
+ * libslirp's host sockets and timers; poll() reports the rest on the next pass.
+ */
+#define USER_DRAIN_BUDGET 256
 /* libslirp's messages about a misbehaving guest: the first few, not a flood from a hostile one. */
 #define USER_GUEST_ERRORS_SHOWN 10
 
@@ -268,10 +273,10 @@ static void user_timers_run(struct net_user *u)
 	} while (fired);
 }
 
-/* Hands the frames the device wrote on one pair to the stack, until the socket is empty. */
+/* Hands the frames the device wrote on one pair to the stack, up to the budget. */
 static void user_drain_pair(struct net_user *u, int fd)
 {
-	for (;;) {
+	for (unsigned int i = 0; i < USER_DRAIN_BUDGET; i++) {
 		ssize_t n = recv(fd, u->frame, USER_FRAME_MAX, MSG_DONTWAIT | MSG_TRUNC);
 
 		if (n < 0)
@@ -416,6 +421,9 @@ static int user_start_slirp(struct net_user *u, const struct net_user_config *cf
 	for (unsigned int i = 0; i < cfg->nr_hostfwd; i++) {
 		const struct net_user_hostfwd *fwd = &cfg->hostfwd[i];
 
+		/* Port 0 would have the kernel pick a port nobody knows about. */
+		if (!fwd->host_port || !fwd->guest_port)
+			return err_set(err, errlen, -EINVAL, "hostfwd port 0: ports are 1..65535");
 		errno = 0;
 		if (slirp_add_hostfwd(u->slirp, 0, user_addr(INADDR_LOOPBACK), fwd->host_port,
 				      user_addr(USER_DHCP_START), fwd->guest_port) < 0) {

@@ -314,7 +314,7 @@ static void test_user_backend_is_bare_frames_on_nonblocking_pairs(void **state)
 	net_backend_destroy(be);
 }
 
-static void test_user_rejects_queue_and_hostfwd_counts_out_of_range(void **state)
+static void test_user_rejects_bad_queue_count_hostfwd_count_and_port_0(void **state)
 {
 	struct net_user_config cfg = { .queues = 0 };
 	struct net_backend *be = NULL;
@@ -327,6 +327,15 @@ static void test_user_rejects_queue_and_hostfwd_counts_out_of_range(void **state
 	assert_int_equal(net_user_open(&be, &cfg, err, sizeof(err)), -EINVAL);
 	cfg.queues = 1;
 	cfg.nr_hostfwd = NET_USER_MAX_HOSTFWD + 1;
+	assert_int_equal(net_user_open(&be, &cfg, err, sizeof(err)), -EINVAL);
+	assert_null(be);
+	cfg.nr_hostfwd = 1;
+	cfg.hostfwd[0].host_port = 0; /* would listen on a port the kernel picks */
+	cfg.hostfwd[0].guest_port = 22;
+	assert_int_equal(net_user_open(&be, &cfg, err, sizeof(err)), -EINVAL);
+	assert_null(be);
+	cfg.hostfwd[0].host_port = free_port();
+	cfg.hostfwd[0].guest_port = 0;
 	assert_int_equal(net_user_open(&be, &cfg, err, sizeof(err)), -EINVAL);
 	assert_null(be);
 }
@@ -544,7 +553,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_user_backend_is_bare_frames_on_nonblocking_pairs),
-		cmocka_unit_test(test_user_rejects_queue_and_hostfwd_counts_out_of_range),
+		cmocka_unit_test(test_user_rejects_bad_queue_count_hostfwd_count_and_port_0),
 		cmocka_unit_test(test_user_answers_arp_request_for_gateway),
 		cmocka_unit_test(test_user_answers_icmp_echo_to_gateway),
 		cmocka_unit_test(test_user_dhcp_offers_guest_address_router_and_dns),
