@@ -448,8 +448,8 @@ int net_user_open(struct net_backend **be, const struct net_user_config *cfg, ch
 		return err_set(err, errlen, -EINVAL, "queues=%u is not in 1..%u", cfg->queues,
 			       NET_MAX_QUEUE_PAIRS);
 	if (cfg->nr_hostfwd > NET_USER_MAX_HOSTFWD)
-		return err_set(err, errlen, -EINVAL, "%u hostfwd rules: at most %u", cfg->nr_hostfwd,
-			       NET_USER_MAX_HOSTFWD);
+		return err_set(err, errlen, -EINVAL, "%u hostfwd rules: at most %u",
+			       cfg->nr_hostfwd, NET_USER_MAX_HOSTFWD);
 
 	u = calloc(1, sizeof(*u));
 	if (!u)
