@@ -31,6 +31,13 @@ struct vhost_net {
 	int fds[NET_MAX_QUEUE_PAIRS];
 };
 
+/* Bits that shape the rings or the frames' header (virtio 1.2 §6, §5.1.6). */
+#define VHOST_RING_FEATURES                                                                      \
+	(1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_RING_F_EVENT_IDX |                           \
+	 1ULL << VIRTIO_RING_F_INDIRECT_DESC | 1ULL << VIRTIO_F_RING_PACKED |                     \
+	 1ULL << VIRTIO_F_IN_ORDER | 1ULL << VIRTIO_F_ACCESS_PLATFORM |                            \
+	 1ULL << VIRTIO_NET_F_MRG_RXBUF)
+
 /* The memory table of struct vhost_memory, with room for every region of guest RAM. */
 struct vhost_mem_table {
 	struct vhost_memory hdr;
@@ -186,6 +193,12 @@ int vhost_net_start(struct vhost_net *vn, struct virtio_device *vdev, unsigned i
 	if (!vn || pair >= vn->nr_pairs || 2 * pair + 1 >= vdev->nr_queues)
 		return -EINVAL;
 	fd = vn->fds[pair];
+	/*
+	 * A negotiated bit that changes the rings' layout or the header vhost must not be missing
+	 * from vhost's own: it would read the rings otherwise than the driver writes them.
+	 */
+	if (vdev->features & VHOST_RING_FEATURES & ~vn->features)
+		return -ENOTSUP;
 	/*
 	 * What the driver and device agreed on, as far as vhost knows the bits. Not
 	 * VHOST_NET_F_VIRTIO_NET_HDR: the TAP takes and gives the vnet header itself
