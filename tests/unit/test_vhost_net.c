@@ -45,9 +45,10 @@ static const char *isolation_failed;
 /* --- a recording /dev/vhost-net ------------------------------------------------------------ */
 
 #define BIT(b) (1ULL << (b))
-#define FAKE_FEATURES                                                                              \
-	(BIT(VIRTIO_F_VERSION_1) | BIT(VIRTIO_RING_F_EVENT_IDX) | BIT(VIRTIO_RING_F_INDIRECT_DESC) | \
-	 BIT(VIRTIO_NET_F_MRG_RXBUF) | BIT(VHOST_NET_F_VIRTIO_NET_HDR) | BIT(VHOST_F_LOG_ALL))
+#define FAKE_FEATURES                                                     \
+	(BIT(VIRTIO_F_VERSION_1) | BIT(VIRTIO_RING_F_EVENT_IDX) |         \
+	 BIT(VIRTIO_RING_F_INDIRECT_DESC) | BIT(VIRTIO_NET_F_MRG_RXBUF) | \
+	 BIT(VHOST_NET_F_VIRTIO_NET_HDR) | BIT(VHOST_F_LOG_ALL))
 #define MAX_CALLS 64
 
 struct call {
@@ -175,9 +176,10 @@ static int fake_setup(void **state)
 	memset(&fake, 0, sizeof(fake));
 	fake.on = true;
 	fake.mem.nr_regions = 2;
-	fake.mem.regions[0] = (struct guest_region){ .gpa = 0, .size = RAM,
-						     .host = aligned_alloc(4096, RAM) };
-	fake.mem.regions[1] = (struct guest_region){ .gpa = MEM_HOLE_END, .size = RAM,
+	fake.mem.regions[0] =
+		(struct guest_region){ .gpa = 0, .size = RAM, .host = aligned_alloc(4096, RAM) };
+	fake.mem.regions[1] = (struct guest_region){ .gpa = MEM_HOLE_END,
+						     .size = RAM,
 						     .host = aligned_alloc(4096, RAM) };
 	memset(fake.mem.regions[0].host, 0, RAM);
 	memset(fake.mem.regions[1].host, 0, RAM);
@@ -185,8 +187,13 @@ static int fake_setup(void **state)
 		uint64_t at = (q & 1 ? MEM_HOLE_END : 0) + 0x4000 * (q / 2);
 
 		fake.views[q] = (struct virtio_vhost_queue){
-			.kick_fd = 100 + q, .call_fd = 200 + q, .size = 256, .desc = at,
-			.avail = at + 0x1000, .used = at + 0x2000, .mem = &fake.mem,
+			.kick_fd = 100 + q,
+			.call_fd = 200 + q,
+			.size = 256,
+			.desc = at,
+			.avail = at + 0x1000,
+			.used = at + 0x2000,
+			.mem = &fake.mem,
 		};
 	}
 	return 0;
@@ -254,10 +261,12 @@ static void assert_start_sequence(unsigned int *i, int inst, unsigned int pair, 
 		assert_int_equal(c->value, 0);
 		c = next_call(i, inst, VHOST_SET_VRING_ADDR);
 		assert_int_equal(c->index, ring);
-		assert_int_equal(c->addr.desc_user_addr, (uintptr_t)guest_ptr(&fake.mem, v->desc, 1));
+		assert_int_equal(c->addr.desc_user_addr,
+				 (uintptr_t)guest_ptr(&fake.mem, v->desc, 1));
 		assert_int_equal(c->addr.avail_user_addr,
 				 (uintptr_t)guest_ptr(&fake.mem, v->avail, 1));
-		assert_int_equal(c->addr.used_user_addr, (uintptr_t)guest_ptr(&fake.mem, v->used, 1));
+		assert_int_equal(c->addr.used_user_addr,
+				 (uintptr_t)guest_ptr(&fake.mem, v->used, 1));
 		assert_int_equal(c->addr.flags, 0); /* no dirty log */
 		c = next_call(i, inst, VHOST_SET_VRING_KICK);
 		assert_int_equal(c->index, ring);
@@ -450,7 +459,8 @@ static void post(unsigned int q, uint16_t head, unsigned int n, uint64_t buf, ui
 	struct vring_avail *a = gp(v->avail, 6 + 2ULL * v->size);
 
 	for (unsigned int i = 0; i < n; i++) {
-		d[head + i] = (struct vring_desc){ .addr = buf + i * len, .len = len, .flags = flags };
+		d[head + i] =
+			(struct vring_desc){ .addr = buf + i * len, .len = len, .flags = flags };
 		a->ring[(a->idx + i) % v->size] = head + i;
 	}
 	__atomic_store_n(&a->idx, a->idx + n, __ATOMIC_RELEASE); /* §2.7.13.3: ring, then idx */
@@ -581,8 +591,8 @@ static void test_missing_dev_vhost_net_says_to_load_the_module(void **state)
 	mount_empty_dev(0);
 	assert_int_equal(vhost_net_open(&vn, 1, err, sizeof(err)), -ENOENT);
 	assert_null(vn);
-	assert_string_equal(err,
-			    "/dev/vhost-net: No such file or directory (is the vhost_net module loaded?)");
+	assert_string_equal(
+		err, "/dev/vhost-net: No such file or directory (is the vhost_net module loaded?)");
 	assert_int_equal(umount("/dev"), 0);
 }
 
@@ -625,8 +635,9 @@ int main(void)
 		FAKE_TEST(test_start_refuses_a_ring_layout_vhost_does_not_know),
 		FAKE_TEST(test_a_failed_backend_attach_detaches_the_other_ring),
 		FAKE_TEST(test_start_refuses_a_pair_it_did_not_open),
-		cmocka_unit_test_setup_teardown(test_real_vhost_moves_frames_between_the_rings_and_the_tap,
-						real_setup, real_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_real_vhost_moves_frames_between_the_rings_and_the_tap, real_setup,
+			real_teardown),
 		cmocka_unit_test(test_missing_dev_vhost_net_says_to_load_the_module),
 		cmocka_unit_test(test_unopenable_dev_vhost_net_says_permission_denied),
 		cmocka_unit_test(test_queue_pair_counts_outside_the_limit_are_refused),
