@@ -43,7 +43,7 @@
 #define DEADLINE_MS 5000
 #define MAX_QUEUES (2 * 2 + 1)
 
-#define BASE_FEATURES                                                                         \
+#define BASE_FEATURES                                                                          \
 	(F(VIRTIO_F_VERSION_1) | F(VIRTIO_RING_F_EVENT_IDX) | F(VIRTIO_RING_F_INDIRECT_DESC) | \
 	 F(VIRTIO_NET_F_MAC) | F(VIRTIO_NET_F_STATUS) | F(VIRTIO_NET_F_MTU) |                  \
 	 F(VIRTIO_NET_F_CTRL_VQ) | F(VIRTIO_NET_F_CTRL_RX))
@@ -181,8 +181,8 @@ static void net_up(struct fx *fx, unsigned int pairs, bool vnet_hdr, uint64_t fe
 							   RINGS_GPA + q * RING_STRIDE,
 							   VIRTIO_MSI_NO_VECTOR),
 				 0);
-	virtio_driver_set_status(&fx->drv, virtio_driver_status(&fx->drv) |
-						   VIRTIO_CONFIG_S_DRIVER_OK);
+	virtio_driver_set_status(&fx->drv,
+				 virtio_driver_status(&fx->drv) | VIRTIO_CONFIG_S_DRIVER_OK);
 	virtio_driver_settle(&fx->drv);
 	assert_false(virtio_driver_status(&fx->drv) & VIRTIO_CONFIG_S_NEEDS_RESET);
 }
@@ -222,7 +222,8 @@ static uint16_t post(struct fx *fx, unsigned int qi, const struct seg *s, unsign
 		q->desc[d] = (struct vring_desc){
 			.addr = s[i].gpa,
 			.len = s[i].len,
-			.flags = (s[i].w ? VRING_DESC_F_WRITE : 0) | (i + 1 < n ? VRING_DESC_F_NEXT : 0),
+			.flags = (s[i].w ? VRING_DESC_F_WRITE : 0) |
+				 (i + 1 < n ? VRING_DESC_F_NEXT : 0),
 			.next = (d + 1) % q->size,
 		};
 	}
@@ -362,8 +363,9 @@ static void test_bogus_tx_headers_are_dropped_counted_and_never_sent(void **stat
 	g[1] = tx_frame(fx, &hdrlen, 100, 4); /* hdr_len beyond the chain */
 	post(fx, 1, (struct seg[]){ { g[1], NET_HDR_LEN + 100 } }, 1), bad++;
 	g[2] = tx_frame(fx, &good, NET_TX_MAX + 1 - NET_HDR_LEN, 5); /* past 64 KiB */
-	post(fx, 1, (struct seg[]){ { g[2], NET_TX_MAX / 2 }, { g[2] + NET_TX_MAX / 2,
-							    NET_TX_MAX + 1 - NET_TX_MAX / 2 } },
+	post(fx, 1,
+	     (struct seg[]){ { g[2], NET_TX_MAX / 2 },
+			     { g[2] + NET_TX_MAX / 2, NET_TX_MAX + 1 - NET_TX_MAX / 2 } },
 	     2),
 		bad++;
 	w = galloc(fx, 64); /* an empty chain: nothing readable */
@@ -415,7 +417,8 @@ static void test_tx_waits_for_a_full_backend_instead_of_dropping(void **state)
 	assert_in_range(cpu_ms() - cpu0, 0, 30);
 	assert_true(used_idx(fx, 1) < n);
 	for (unsigned int i = 0; i < n; i++) {
-		assert_int_equal(peer_recv(fx, 0, got, sizeof(got), DEADLINE_MS), NET_HDR_LEN + 1000);
+		assert_int_equal(peer_recv(fx, 0, got, sizeof(got), DEADLINE_MS),
+				 NET_HDR_LEN + 1000);
 		assert_int_equal(got[NET_HDR_LEN], (uint8_t)i);
 	}
 	assert_true(wait_used(fx, 1, n));
@@ -623,10 +626,11 @@ static void test_mq_vq_pairs_set_accepts_1_to_max_and_refuses_the_rest(void **st
 	uint64_t buf;
 
 	net_up(fx, 2, true, BASE_FEATURES | MRG | F(VIRTIO_NET_F_MQ));
-	assert_int_equal(le16toh(virtio_driver_bar_read(&fx->drv, fx->drv.device_cfg +
-						offsetof(struct virtio_net_config,
-							 max_virtqueue_pairs),
-						2)),
+	assert_int_equal(le16toh(virtio_driver_bar_read(&fx->drv,
+							fx->drv.device_cfg +
+								offsetof(struct virtio_net_config,
+									 max_virtqueue_pairs),
+							2)),
 			 2);
 	buf = galloc(fx, 2048);
 	post(fx, 2, (struct seg[]){ { buf, 2048, true } }, 1);
