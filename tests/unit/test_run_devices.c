@@ -180,6 +180,27 @@ static void test_failed_disk_says_which_and_keeps_devices_made_before(void **sta
 	assert_int_equal(fx->list.nr, 1); /* the rng; the fixture's teardown destroys it */
 }
 
+/* --share and --root: a virtio-fs function each (device 26: 0x105a), after the disks. */
+static void test_share_and_root_are_virtio_fs_functions_after_disks(void **state)
+{
+	struct fx *fx = *state;
+	char err[512];
+	char *argv[] = { "run", "--root", fx->dir, "--share", fx->dir, "-d", fx->a, NULL };
+
+	parse(fx, argv);
+	assert_int_equal(devices_create(&fx->list, &fx->ctx, fx->o.devices, fx->o.nr_devices, err,
+					sizeof(err)),
+			 0);
+	assert_int_equal(fx->list.nr, 3);
+	assert_int_equal(slot_id(fx, 1), 0x10421af4);
+	assert_int_equal(slot_id(fx, 2), 0x105a1af4);
+	assert_int_equal(slot_class(fx, 2), PCI_CLASS_STORAGE_OTHER);
+	assert_int_equal(slot_id(fx, 3), 0x105a1af4);
+	devices_destroy(&fx->list);
+	assert_int_equal(slot_id(fx, 2), 0xffffffff);
+	assert_int_equal(slot_id(fx, 3), 0xffffffff);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -190,6 +211,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_failed_disk_says_which_and_keeps_devices_made_before, fx_setup,
 			fx_teardown),
+		cmocka_unit_test_setup_teardown(test_share_and_root_are_virtio_fs_functions_after_disks,
+						fx_setup, fx_teardown),
 	};
 
 	return cmocka_run_group_tests_name("run_devices", tests, NULL, NULL);
