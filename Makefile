@@ -88,8 +88,13 @@ check: deps nkvm $(UNIT)
 unit: nkvm $(UNIT)
 	@tests/run-unit $(UNIT)
 
-integration: nkvm
+integration: nkvm build/tests/fs_helper
 	@tests/integration/run
+
+# What the virtio-fs integration tests run in the test host and the guest (from a share).
+build/tests/fs_helper: tests/integration/fs_helper.c
+	@mkdir -p $(dir $@)
+	$(CC) -static -Os -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $<
 
 fuzz: deps
 	@tests/fuzz/run
