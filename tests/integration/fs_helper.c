@@ -110,6 +110,7 @@ int main(int argc, char **argv)
 	}
 	if (argc == 5 && !strcmp(argv[1], "openmany"))
 		return openmany(argv[2], atol(argv[3]), atoi(argv[4]));
-	fprintf(stderr, "usage: fs_helper setxattr|getxattr|listxattr|mmapwrite|fsync|openmany ...\n");
+	fprintf(stderr,
+		"usage: fs_helper setxattr|getxattr|listxattr|mmapwrite|fsync|openmany ...\n");
 	return 2;
 }

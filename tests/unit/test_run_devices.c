@@ -211,8 +211,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_failed_disk_says_which_and_keeps_devices_made_before, fx_setup,
 			fx_teardown),
-		cmocka_unit_test_setup_teardown(test_share_and_root_are_virtio_fs_functions_after_disks,
-						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_share_and_root_are_virtio_fs_functions_after_disks, fx_setup,
+			fx_teardown),
 	};
 
 	return cmocka_run_group_tests_name("run_devices", tests, NULL, NULL);

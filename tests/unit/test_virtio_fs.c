@@ -396,7 +396,8 @@ static void test_fs_hiprio_forget_is_served_with_nothing_written(void **state)
 	fs_up(fx, 1);
 	srv_log.answer = 0;
 	post(fx, 0,
-	     (struct seg[]){ { req, sizeof(struct fuse_in_header) + sizeof(struct fuse_forget_in) } },
+	     (struct seg[]){
+		     { req, sizeof(struct fuse_in_header) + sizeof(struct fuse_forget_in) } },
 	     1);
 	assert_true(wait_used(fx, 0, 1));
 	assert_int_equal(used(fx, 0, 0).len, 0);
@@ -486,13 +487,15 @@ static void test_fs_destroy_destroys_its_server(void **state)
 }
 
 /* One request through the device and the real server: its reply in a fresh 4 KiB buffer. */
-static const uint8_t *real_request(struct fx *fx, uint32_t opcode, uint64_t nodeid,
-				   const void *arg, uint32_t arg_len, int32_t *error)
+static const uint8_t *real_request(struct fx *fx, uint32_t opcode, uint64_t nodeid, const void *arg,
+				   uint32_t arg_len, int32_t *error)
 {
 	static uint16_t done;
-	uint64_t req = galloc(fx, sizeof(struct fuse_in_header) + arg_len), reply = galloc(fx, 4096);
-	struct fuse_in_header h = { .len = sizeof(h) + arg_len, .opcode = opcode,
-				    .unique = ++done, .nodeid = nodeid };
+	uint64_t req = galloc(fx, sizeof(struct fuse_in_header) + arg_len),
+		 reply = galloc(fx, 4096);
+	struct fuse_in_header h = {
+		.len = sizeof(h) + arg_len, .opcode = opcode, .unique = ++done, .nodeid = nodeid
+	};
 	struct fuse_out_header out;
 
 	memcpy(gp(fx, req), &h, sizeof(h));
@@ -512,7 +515,8 @@ static void test_fs_real_server_answers_init_lookup_open_read(void **state)
 	struct fx *fx = *state;
 	char dir[] = "/var/tmp/nkvm-test-virtio-fs-XXXXXX", path[64], err[256];
 	struct fuse_server_config cfg = { .root = dir };
-	struct fuse_init_in init = { .major = FUSE_KERNEL_VERSION, .minor = 36,
+	struct fuse_init_in init = { .major = FUSE_KERNEL_VERSION,
+				     .minor = 36,
 				     .max_readahead = 65536 };
 	struct fuse_read_in rd = { .size = 100 };
 	struct fuse_open_in op = { .flags = O_RDONLY };
