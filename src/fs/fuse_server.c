@@ -86,7 +86,6 @@ int fuse_server_create(struct fuse_server **out, const struct fuse_server_config
 		       size_t errlen)
 {
 	struct fuse_server *srv;
-	struct stat st;
 	int fd, ret;
 
 	*out = NULL;
@@ -120,12 +119,11 @@ int fuse_server_create(struct fuse_server **out, const struct fuse_server_config
 	srv->as_root = geteuid() == 0;
 	srv->have_openat2 = 1;
 	ret = fs_tables_init(srv, fd, cfg->max_inodes, cfg->max_handles);
-	if (ret || fstat(fd, &st)) {
-		snprintf(err, errlen, "%s: %s", cfg->root, strerror(ret ? -ret : errno));
-		if (!srv->inodes || srv->inodes[FUSE_ROOT_ID].fd != fd)
-			close(fd);
+	if (ret) {
+		snprintf(err, errlen, "%s: %s", cfg->root, strerror(-ret));
+		close(fd); /* the tables are not made: the root is not in them */
 		fuse_server_destroy(srv);
-		return ret ? ret : -EIO;
+		return ret;
 	}
 	*out = srv;
 	return 0;

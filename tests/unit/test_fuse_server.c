@@ -278,6 +278,11 @@ static void test_lookup_and_getattr_report_the_host_file(void **state)
 	/* A second name lookup is the same inode (nkvm counts both lookups). */
 	assert_int_equal(lookup(f, FUSE_ROOT_ID, "hello", NULL), id);
 	assert_int_equal(lookup_err(f, FUSE_ROOT_ID, "missing"), -ENOENT);
+	{
+		struct fuse_access_in ac = { .mask = R_OK | W_OK };
+
+		assert_int_equal(call(f, FUSE_ACCESS, id, P(ac), NONE, NONE), 0);
+	}
 	assert_int_equal(call(f, FUSE_GETATTR, FUSE_ROOT_ID, P(ga), NONE, NONE), 0);
 	memcpy(&a, f->body, sizeof(a));
 	assert_true(S_ISDIR(a.attr.mode));
@@ -1085,6 +1090,49 @@ static void test_malformed_requests_get_an_error_reply(void **state)
 	assert_int_equal(call(f, FUSE_RELEASE, 0, P(rd), NONE, NONE), -EBADF);
 }
 
+static void test_create_refuses_a_missing_root_or_a_file_with_one_line(void **state)
+{
+	struct fx *f = *state;
+	struct fuse_server_config cfg = { f->canary, false, 0, 0 };
+	struct fuse_server *srv = (void *)1;
+	char err[256] = "", want[PATH_MAX + 64];
+
+	assert_int_equal(fuse_server_create(&srv, &cfg, err, sizeof(err)), -ENOTDIR);
+	assert_null(srv);
+	snprintf(want, sizeof(want), "%s: not a directory", f->canary);
+	assert_string_equal(err, want);
+	cfg.root = share_path(f, "missing");
+	assert_int_equal(fuse_server_create(&srv, &cfg, err, sizeof(err)), -ENOENT);
+	snprintf(want, sizeof(want), "%s: No such file or directory", cfg.root);
+	assert_string_equal(err, want);
+}
+
+static void test_destroy_closes_every_inode_and_handle_the_guest_held(void **state)
+{
+	struct fx *f = *state;
+	struct fuse_getattr_in ga = { 0 };
+	uint64_t id, fh, dfh;
+	int err, fds;
+
+	do_init(f);
+	host_write(f, "f", "0123");
+	fds = count_fds();
+	id = lookup(f, FUSE_ROOT_ID, "f", NULL);
+	fh = open_file(f, id, O_RDONLY, &err);
+	assert_int_equal(err, 0);
+	dfh = opendir_(f, FUSE_ROOT_ID);
+	assert_int_equal(count_fds(), fds + 3);
+	assert_int_equal(call(f, FUSE_DESTROY, 0, NONE, NONE, NONE), 0);
+	assert_int_equal(count_fds(), fds);
+	assert_int_equal(call(f, FUSE_GETATTR, id, P(ga), NONE, NONE), -ENOENT);
+	assert_int_equal(read_at(f, fh, 0, 4, 4096), -EBADF);
+	assert_int_equal(read_at(f, dfh, 0, 4, 4096), -EBADF);
+	/* The root stays, for the INIT of a new mount. */
+	do_init(f);
+	assert_int_equal(call(f, FUSE_GETATTR, FUSE_ROOT_ID, P(ga), NONE, NONE), 0);
+	assert_true(lookup(f, FUSE_ROOT_ID, "f", NULL) > FUSE_ROOT_ID);
+}
+
 struct worker {
 	struct fx *f;
 	int n;
@@ -1177,6 +1225,8 @@ int main(void)
 		T(test_forget_of_unknown_or_overcounted_inodes_is_harmless),
 		T(test_handle_and_inode_bounds_refuse_more_and_hold_nkvm_fds),
 		T(test_malformed_requests_get_an_error_reply),
+		T(test_create_refuses_a_missing_root_or_a_file_with_one_line),
+		T(test_destroy_closes_every_inode_and_handle_the_guest_held),
 		T(test_requests_from_several_threads_at_once),
 #undef T
 	};
