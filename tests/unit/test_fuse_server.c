@@ -935,7 +935,9 @@ static void test_mknod_of_a_device_is_refused_and_host_fifos_are_never_opened(vo
 	open_file(f, e.nodeid, O_RDONLY, &err);
 	assert_int_equal(err, -EACCES);
 	assert_int_equal(call(f, FUSE_CREATE, FUSE_ROOT_ID, P(cr), S("fifo"), NONE), -EACCES);
-	assert_int_equal(mknod(share_path(f, "hostnull"), S_IFCHR | 0666, makedev(1, 3)), 0);
+	/* A device node the host made (only root can): listed, never opened. */
+	if (mknod(share_path(f, "hostnull"), S_IFCHR | 0666, makedev(1, 3)))
+		return;
 	id = lookup(f, FUSE_ROOT_ID, "hostnull", NULL);
 	open_file(f, id, O_RDWR, &err);
 	assert_int_equal(err, -EACCES);
