@@ -87,8 +87,11 @@ int fs_tables_init(struct fuse_server *srv, int root_fd, unsigned int max_inodes
 	srv->nfree_inodes = 0;
 	for (unsigned int i = srv->max_inodes; i >= 2; i--)
 		srv->free_inodes[srv->nfree_inodes++] = i;
-	srv->inodes[1] = (struct fs_inode){ .fd = root_fd, .type = st.st_mode & S_IFMT,
-					    .dev = st.st_dev, .ino = st.st_ino, .nlookup = 1 };
+	srv->inodes[1] = (struct fs_inode){ .fd = root_fd,
+					    .type = st.st_mode & S_IFMT,
+					    .dev = st.st_dev,
+					    .ino = st.st_ino,
+					    .nlookup = 1 };
 	srv->hash[hash_of(srv, st.st_dev, st.st_ino)] = 1;
 	srv->nfree_handles = 0;
 	for (unsigned int i = srv->max_handles; i-- > 0;) {

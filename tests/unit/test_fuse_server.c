@@ -122,8 +122,9 @@ static int call_iov(struct fx *f, uint32_t op, uint64_t nodeid, const struct par
 		    unsigned int nparts, size_t reply_cap, uint32_t len_adjust)
 {
 	static uint8_t req[1 << 21];
-	struct fuse_in_header in = { .opcode = op, .unique = 42, .nodeid = nodeid,
-				     .uid = f->uid, .gid = f->gid, .pid = 1 };
+	struct fuse_in_header in = {
+		.opcode = op, .unique = 42, .nodeid = nodeid, .uid = f->uid, .gid = f->gid, .pid = 1
+	};
 	struct iovec riov[3], oiov[3];
 	struct fuse_out_header out;
 	size_t len = sizeof(in), got;
@@ -137,17 +138,16 @@ static int call_iov(struct fx *f, uint32_t op, uint64_t nodeid, const struct par
 	memcpy(req, &in, sizeof(in));
 	/* Odd cuts, so that no structure arrives in one piece. */
 	riov[0] = (struct iovec){ req, len < 7 ? len : 7 };
-	riov[1] = (struct iovec){ req + riov[0].iov_len, len - riov[0].iov_len < 45 ?
-								 len - riov[0].iov_len :
-								 45 };
+	riov[1] = (struct iovec){ req + riov[0].iov_len,
+				  len - riov[0].iov_len < 45 ? len - riov[0].iov_len : 45 };
 	riov[2] = (struct iovec){ req + riov[0].iov_len + riov[1].iov_len,
 				  len - riov[0].iov_len - riov[1].iov_len };
 	assert_true(reply_cap < sizeof(f->reply));
 	memset(f->reply, 0xa5, reply_cap + 1);
 	oiov[0] = (struct iovec){ f->reply, reply_cap < 5 ? reply_cap : 5 };
-	oiov[1] = (struct iovec){ f->reply + oiov[0].iov_len,
-				  reply_cap - oiov[0].iov_len < 27 ? reply_cap - oiov[0].iov_len :
-								     27 };
+	oiov[1] = (struct iovec){ f->reply + oiov[0].iov_len, reply_cap - oiov[0].iov_len < 27 ?
+								      reply_cap - oiov[0].iov_len :
+								      27 };
 	oiov[2] = (struct iovec){ f->reply + oiov[0].iov_len + oiov[1].iov_len,
 				  reply_cap - oiov[0].iov_len - oiov[1].iov_len };
 	got = fuse_server_handle(f->srv, riov, 3, oiov, 3);
@@ -176,8 +176,7 @@ static int call(struct fx *f, uint32_t op, uint64_t nodeid, struct part a, struc
 
 static void do_init(struct fx *f)
 {
-	struct fuse_init_in in = { .major = 7, .minor = 37, .max_readahead = 1 << 17,
-				   .flags = ~0u };
+	struct fuse_init_in in = { .major = 7, .minor = 37, .max_readahead = 1 << 17, .flags = ~0u };
 
 	assert_int_equal(call(f, FUSE_INIT, 0, P(in), NONE, NONE), 0);
 }
@@ -230,7 +229,9 @@ static const char *share_path(struct fx *f, const char *name)
 static void test_init_answers_the_shared_minor_and_only_flags_it_implements(void **state)
 {
 	struct fx *f = *state;
-	struct fuse_init_in in = { .major = 7, .minor = 37, .max_readahead = 1 << 17,
+	struct fuse_init_in in = { .major = 7,
+				   .minor = 37,
+				   .max_readahead = 1 << 17,
 				   .flags = FUSE_DO_READDIRPLUS | FUSE_POSIX_LOCKS |
 					    FUSE_WRITEBACK_CACHE | FUSE_MAX_PAGES };
 	struct fuse_init_out out;
@@ -288,8 +289,8 @@ static void test_lookup_and_getattr_report_the_host_file(void **state)
 	assert_true(S_ISDIR(a.attr.mode));
 }
 
-static uint64_t create(struct fx *f, uint64_t dir, const char *name, uint32_t flags,
-		       uint32_t mode, uint64_t *fh)
+static uint64_t create(struct fx *f, uint64_t dir, const char *name, uint32_t flags, uint32_t mode,
+		       uint64_t *fh)
 {
 	struct fuse_create_in in = { .flags = flags, .mode = mode };
 	struct fuse_entry_out e;
@@ -520,8 +521,8 @@ static void test_xattrs_set_get_list_remove(void **state)
 	if (setxattr(share_path(f, "x"), "user.probe", "1", 1, 0))
 		skip(); /* the scratch file system has no user xattrs */
 	id = lookup(f, FUSE_ROOT_ID, "x", NULL);
-	assert_int_equal(call(f, FUSE_SETXATTR, id, P(s), S("user.nkvm"), (struct part){ "value", 5 }),
-			 0);
+	assert_int_equal(
+		call(f, FUSE_SETXATTR, id, P(s), S("user.nkvm"), (struct part){ "value", 5 }), 0);
 	assert_int_equal(getxattr(share_path(f, "x"), "user.nkvm", v, sizeof(v)), 5);
 	assert_string_equal(v, "value");
 	assert_int_equal(call(f, FUSE_GETXATTR, id, P(g), S("user.nkvm"), NONE), 0);
@@ -596,7 +597,7 @@ static void read_dir(struct fx *f, uint64_t id, uint32_t op, uint32_t bufsize, b
 			name[d->namelen] = '\0';
 			/* The padding is zeros. */
 			for (size_t i = (size_t)((const uint8_t *)d->name - (f->body + pos)) +
-					 d->namelen;
+					d->namelen;
 			     i < size; i++)
 				assert_int_equal(f->body[pos + i], 0);
 			if (!strcmp(name, ".") || !strcmp(name, "..")) {
@@ -1157,7 +1158,8 @@ static void *worker_run(void *arg)
 		size_t nl = strlen(name) + 1;
 
 		/* LOOKUP then FORGET of a shared name and of the thread's own. */
-		*h = (struct fuse_in_header){ .len = sizeof(*h) + nl, .opcode = FUSE_LOOKUP,
+		*h = (struct fuse_in_header){ .len = sizeof(*h) + nl,
+					      .opcode = FUSE_LOOKUP,
 					      .nodeid = FUSE_ROOT_ID };
 		memcpy(req + sizeof(*h), i % 2 ? name : "shared", i % 2 ? nl : 7);
 		h->len = sizeof(*h) + (i % 2 ? nl : 7);
@@ -1167,7 +1169,40 @@ static void *worker_run(void *arg)
 			continue;
 		}
 		memcpy(&e, rep + sizeof(*o), sizeof(e));
-		*h = (struct fuse_in_header){ .len = sizeof(*h) + 8, .opcode = FUSE_FORGET,
+		/* OPEN, READ and RELEASE it while the other threads do the same. */
+		{
+			struct fuse_open_in oin = { .flags = O_RDONLY };
+			struct fuse_read_in rin = { .size = 1 };
+			struct fuse_release_in rel = { 0 };
+			struct fuse_open_out oo;
+
+			*h = (struct fuse_in_header){ .len = sizeof(*h) + sizeof(oin),
+						      .opcode = FUSE_OPEN,
+						      .nodeid = e.nodeid };
+			memcpy(req + sizeof(*h), &oin, sizeof(oin));
+			ri.iov_len = h->len;
+			if (fuse_server_handle(srv, &ri, 1, &oi, 1) != sizeof(*o) + sizeof(oo) ||
+			    o->error) {
+				w->failures++;
+				continue;
+			}
+			memcpy(&oo, rep + sizeof(*o), sizeof(oo));
+			rin.fh = rel.fh = oo.fh;
+			*h = (struct fuse_in_header){ .len = sizeof(*h) + sizeof(rin),
+						      .opcode = FUSE_READ };
+			memcpy(req + sizeof(*h), &rin, sizeof(rin));
+			ri.iov_len = h->len;
+			if (fuse_server_handle(srv, &ri, 1, &oi, 1) != sizeof(*o) + (i % 2 ? 0 : 1))
+				w->failures++;
+			*h = (struct fuse_in_header){ .len = sizeof(*h) + sizeof(rel),
+						      .opcode = FUSE_RELEASE };
+			memcpy(req + sizeof(*h), &rel, sizeof(rel));
+			ri.iov_len = h->len;
+			if (fuse_server_handle(srv, &ri, 1, &oi, 1) != sizeof(*o) || o->error)
+				w->failures++;
+		}
+		*h = (struct fuse_in_header){ .len = sizeof(*h) + 8,
+					      .opcode = FUSE_FORGET,
 					      .nodeid = e.nodeid };
 		memset(req + sizeof(*h), 0, 8);
 		req[sizeof(*h)] = 1;
