@@ -52,6 +52,9 @@ build/tests/test_vhost_net: LDLIBS += -Wl,--wrap=open,--wrap=ioctl \
 # test_virtio_fs stands in for the FUSE server behind the device.
 build/tests/test_virtio_fs: LDLIBS += -Wl,--wrap=fuse_server_handle,--wrap=fuse_server_destroy
 
+# test_fuse_server_noopenat2 runs test_fuse_server where openat2 answers ENOSYS.
+build/tests/test_fuse_server_noopenat2: LDLIBS += -Wl,--wrap=syscall
+
 # The fuzz targets (tests/fuzz/run) link against the whole monitor, built by clang with the
 # fuzzer's instrumentation, as an archive: each target takes only the objects it needs, and the
 # link set is the tree's own (SRCS, LDLIBS), not a list kept beside it.
