@@ -162,8 +162,8 @@ struct route {
 };
 
 static const struct route routes[] = {
-	{ "vmm.ping", "GET" },	 { "vm.info", "GET" },	  { "vm.counters", "GET" },
-	{ "vm.pause", "PUT" },	 { "vm.resume", "PUT" },
+	{ "vmm.ping", "GET" }, { "vm.info", "GET" },   { "vm.counters", "GET" },
+	{ "vm.pause", "PUT" }, { "vm.resume", "PUT" },
 };
 
 int api_handle(const struct api_hooks *h, const char *method, const char *path, const char *body,

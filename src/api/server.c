@@ -101,11 +101,12 @@ int api_server_start(struct api_server **out, int listen_fd, const struct api_ho
 	 * One thread polls every connection (epoll), so a client that connects and sends nothing
 	 * holds up nobody, and is dropped after API_IDLE_TIMEOUT_S.
 	 */
-	s->daemon = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC, 0, NULL, NULL, on_request, s,
-		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listen_fd, MHD_OPTION_CONNECTION_TIMEOUT,
-		(unsigned int)API_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)64,
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+	s->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC,
+				     0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET,
+				     (MHD_socket)listen_fd, MHD_OPTION_CONNECTION_TIMEOUT,
+				     (unsigned int)API_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
+				     (unsigned int)64, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+				     MHD_OPTION_END);
 	if (!s->daemon) {
 		free(s);
 		close(listen_fd);

@@ -105,11 +105,12 @@ static void print_json(const struct guest_row *rows, size_t n)
 		json_object_object_add(o, "state", json_object_new_string(rows[i].state));
 		json_object_object_add(o, "cpus", json_object_new_int64(rows[i].cpus));
 		json_object_object_add(o, "memory", json_object_new_int64(rows[i].mem));
-		json_object_object_add(o, "uptime_s", json_object_new_int64(rows[i].uptime_ms / 1000));
+		json_object_object_add(o, "uptime_s",
+				       json_object_new_int64(rows[i].uptime_ms / 1000));
 		json_object_array_add(a, o);
 	}
 	printf("%s\n", json_object_to_json_string_ext(a, JSON_C_TO_STRING_PRETTY |
-							     JSON_C_TO_STRING_SPACED));
+								 JSON_C_TO_STRING_SPACED));
 	json_object_put(a);
 }
 

@@ -24,9 +24,8 @@ static void print_human(const char *name, struct json_object *info, struct json_
 	printf("name:    %s\n", name);
 	printf("state:   %s\n", json_object_get_string(get(info, "state", NULL)));
 	printf("pid:     %lld\n", (long long)json_object_get_int64(get(info, "nkvm", "pid")));
-	printf("cpus:    %lld\n",
-	       (long long)json_object_get_int64(get(get(info, "config", "cpus"), "boot_vcpus",
-						    NULL)));
+	printf("cpus:    %lld\n", (long long)json_object_get_int64(
+					  get(get(info, "config", "cpus"), "boot_vcpus", NULL)));
 	printf("memory:  %lldM\n", (long long)(mem >> 20));
 	printf("uptime:  %lld:%02lld:%02lld\n", (long long)(up / 3600), (long long)(up / 60 % 60),
 	       (long long)(up % 60));
@@ -70,10 +69,10 @@ int cmd_stat(int argc, char **argv)
 		api_reply_free(&info);
 		return status;
 	}
-	if (info.status != 200 || ctr.status != 200 || !json_object_is_type(info.json, json_type_object) ||
+	if (info.status != 200 || ctr.status != 200 ||
+	    !json_object_is_type(info.json, json_type_object) ||
 	    !json_object_is_type(ctr.json, json_type_object)) {
-		nkvm_err("%s: stat: %s", name,
-			 api_reply_error(info.status != 200 ? &info : &ctr));
+		nkvm_err("%s: stat: %s", name, api_reply_error(info.status != 200 ? &info : &ctr));
 		status = CTL_REFUSED;
 	} else if (json) {
 		struct json_object *o = json_object_new_object();
@@ -82,7 +81,7 @@ int cmd_stat(int argc, char **argv)
 		json_object_object_add(o, "info", json_object_get(info.json));
 		json_object_object_add(o, "counters", json_object_get(ctr.json));
 		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-								     JSON_C_TO_STRING_SPACED));
+									 JSON_C_TO_STRING_SPACED));
 		json_object_put(o);
 	} else {
 		print_human(name, info.json, ctr.json);

@@ -166,7 +166,8 @@ int vm_clock_save(struct vm *vm)
  */
 int vm_clock_restore(struct vm *vm)
 {
-	struct kvm_clock_data c = { .clock = vm->clock.clock + (monotonic_ns() - vm->clock_saved_ns) };
+	struct kvm_clock_data c = { .clock = vm->clock.clock +
+					     (monotonic_ns() - vm->clock_saved_ns) };
 
 	return ioctl(vm->vm_fd, KVM_SET_CLOCK, &c) < 0 ? -errno : 0;
 }

@@ -88,8 +88,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	default:
 		abort();
 	}
-	if (calls != before && (strcmp(method, "PUT") || size > API_BODY_MAX ||
-				(strcmp(path, "/api/v1/vm.pause") && strcmp(path, "/api/v1/vm.resume"))))
+	if (calls != before &&
+	    (strcmp(method, "PUT") || size > API_BODY_MAX ||
+	     (strcmp(path, "/api/v1/vm.pause") && strcmp(path, "/api/v1/vm.resume"))))
 		abort();
 	if (status == 204 && calls == before)
 		abort();

@@ -220,7 +220,7 @@ static void test_wrong_methods_are_405_and_say_allow(void **state)
 static void test_bad_json_bodies_are_400(void **state)
 {
 	static const char *const bad[] = {
-		"{",	 "}",	   "{\"a\":}", "[1,2",  "nul", "{\"a\":1} x",
+		"{",	 "}",	   "{\"a\":}", "[1,2",	"nul", "{\"a\":1} x",
 		"\"abc", "{\"a\"", "\x01",     "{} {}", "-",
 	};
 
