@@ -19,6 +19,7 @@
 #include "arch/x86/cpu.h"
 #include "arch/x86/i8042.h"
 #include "cmd/cmd.h"
+#include "cmd/run_api.h"
 #include "cmd/run_devices.h"
 #include "cmd/run_options.h"
 #include "guest/abi.h"
@@ -56,6 +57,7 @@ struct machine {
 	struct loop loop;
 	struct console console;
 	struct loop_source signals;
+	struct run_api api; /* the control socket */
 };
 
 struct boot_files {
@@ -369,6 +371,9 @@ static int run_machine(struct machine *m)
 	if (m->devctx.console_input)
 		console_set_input(&m->console, m->devctx.console_input,
 				  m->devctx.console_input_opaque);
+	/* The server's thread inherits the mask: signals stay with the loop. */
+	if (run_api_start(&m->api, &m->vm))
+		return 1;
 	term_raw(STDIN_FILENO);
 	err = vcpus_start(&m->vm);
 	if (err) {
@@ -456,7 +461,8 @@ static int boot(const struct run_options *o)
 	if (!f || !m)
 		die("out of memory");
 	f->kernel_fd = f->initrd_fd = -1;
-	if (host_ram_check(o->mem, o->mem_arg) || load_boot_files(o, f))
+	if (run_api_open(&m->api, o->name) || host_ram_check(o->mem, o->mem_arg) ||
+	    load_boot_files(o, f))
 		goto out;
 	if (bzimage_parse(f->kernel_hdr, f->hdr_len, f->kernel_len, &k, why, sizeof(why))) {
 		nkvm_err("%s: not a bootable kernel: %s", f->kernel_path, why);
@@ -478,9 +484,14 @@ static int boot(const struct run_options *o)
 	    create_vcpus(m))
 		goto out;
 	free_boot_files(f);
+	m->api.kernel = f->kernel_path;
+	m->api.initrd = f->initrd_path[0] ? f->initrd_path : NULL;
+	m->api.cmdline = f->cmdline;
 	status = run_machine(m);
 	report_stats(&m->vm);
 out:
+	/* Also after SIGTERM, which the loop turns into an ordinary stop. */
+	run_api_close(&m->api);
 	/* Devices made before a failure: their files closed as at a normal exit. */
 	devices_destroy(&m->devices);
 	free_boot_files(f);

@@ -799,6 +799,139 @@ test_blk_probed_raw_refuses_qcow2_header() {
 	fi
 }
 
+# Waits up to $2 seconds for file $1 to hold a line matching $3 (grep -E); 1 when it never did.
+wait_for_line() {
+	n=0
+	while [ "$n" -lt "$2" ]; do
+		tr -d '\r' <"$1" | grep -qE -- "$3" && return 0
+		sleep 1
+		n=$((n + 1))
+	done
+	return 1
+}
+
+# Two guests with different names at once: list shows both (and --json parses), a third with a
+# live name is refused, and their sockets are gone once they end (SIGTERM).
+test_list_shows_two_named_guests() {
+	"$NKVM" run --name it-a -- sleep 300 </dev/null >"$tmp/a" 2>&1 &
+	pa=$!
+	"$NKVM" run --name it-b -c 2 -m 128M -- sleep 300 </dev/null >"$tmp/b" 2>&1 &
+	pb=$!
+	n=0
+	while [ $n -lt 60 ]; do
+		"$NKVM" list >"$tmp/l" 2>&1
+		grep -q '^it-a ' "$tmp/l" && grep -q '^it-b ' "$tmp/l" && break
+		sleep 1
+		n=$((n + 1))
+	done
+	"$NKVM" list --json >"$tmp/j" 2>"$tmp/j.err"
+	"$NKVM" run --name it-a -- true </dev/null >"$tmp/dup" 2>&1
+	rcdup=$?
+	kill -TERM "$pa" "$pb"
+	wait "$pa"
+	wait "$pb"
+	"$NKVM" list >"$tmp/after" 2>&1
+	if ! grep -q '^it-a .* Running  *1  *256M' "$tmp/l" || ! grep -q '^it-b .* 2  *128M' "$tmp/l"; then
+		fail list_shows_two_named_guests "list did not show both" "$tmp/l"
+	elif ! jq -e 'map(.name) == ["it-a", "it-b"] and .[1].cpus == 2 and .[1].memory == 134217728' \
+		"$tmp/j" >/dev/null; then
+		fail list_shows_two_named_guests "list --json" "$tmp/j"
+	elif [ "$rcdup" -ne 1 ] || ! grep -q 'it-a: a guest of that name is running' "$tmp/dup"; then
+		fail list_shows_two_named_guests "a live name: status $rcdup, want 1" "$tmp/dup"
+	elif grep -q '^it-' "$tmp/after" || ls /run/nkvm/it-* 2>/dev/null; then
+		fail list_shows_two_named_guests "sockets left after SIGTERM" "$tmp/after"
+	else
+		pass list_shows_two_named_guests
+	fi
+}
+
+# The last "n I T" line the counting guest printed: "I T".
+last_count() {
+	tr -d '\r' <"$tmp/cnt" | sed -n 's/^n \([0-9]*\) \([0-9]*\)$/\1 \2/p' | tail -1
+}
+
+# A guest counting once a second (with its date): pause stops the count, stat says Paused,
+# resume goes on at the next number, and its date is not left behind by the 5 s pause.
+test_pause_stops_counting_and_resume_continues() {
+	"$NKVM" run --name it-count -- sh -c \
+		'i=0; while [ $i -lt 600 ]; do i=$((i + 1)); echo "n $i $(date +%s)"; sleep 1; done' \
+		</dev/null >"$tmp/cnt" 2>&1 &
+	pc=$!
+	why=""
+	wait_for_line "$tmp/cnt" 180 '^n 3 ' || why="the guest never counted to 3"
+	if [ -z "$why" ]; then
+		set -- $(last_count)
+		lag0=$(($(date +%s) - $2))
+		"$NKVM" pause it-count >"$tmp/p1" 2>&1 || why="pause: status $?"
+	fi
+	if [ -z "$why" ]; then
+		sleep 1
+		before=$(last_count)
+		"$NKVM" stat it-count >"$tmp/stat" 2>&1 || why="stat: status $?"
+		"$NKVM" stat it-count --json >"$tmp/statj" 2>&1
+		"$NKVM" pause it-count >"$tmp/p2" 2>&1
+		rc2=$?
+		sleep 5
+		during=$(last_count)
+		"$NKVM" resume it-count >"$tmp/r1" 2>&1 || why="resume: status $?"
+	fi
+	if [ -z "$why" ]; then
+		set -- $before
+		next=$(($1 + 1))
+		wait_for_line "$tmp/cnt" 60 "^n $((next + 2)) " || why="no count after resume"
+		set -- $(last_count)
+		lag1=$(($(date +%s) - $2))
+	fi
+	kill -TERM "$pc"
+	wait "$pc"
+	# Every number once, in order: nothing lost or repeated across the pause.
+	gaps=$(tr -d '\r' <"$tmp/cnt" | sed -n 's/^n \([0-9]*\) .*/\1/p' | awk 'NR != $1 { print NR; exit }')
+	if [ -n "$why" ]; then
+		fail pause_stops_counting_and_resume_continues "$why" "$tmp/cnt"
+	elif [ "$before" != "$during" ]; then
+		fail pause_stops_counting_and_resume_continues "counted while paused: $before, then $during" "$tmp/cnt"
+	elif [ -n "$gaps" ]; then
+		fail pause_stops_counting_and_resume_continues "the count skipped at line $gaps" "$tmp/cnt"
+	elif ! grep -q '^state: *Paused$' "$tmp/stat" || ! grep -q '^vcpu0: io=[1-9]' "$tmp/stat" ||
+		[ "$(jq -r .info.state "$tmp/statj")" != Paused ]; then
+		fail pause_stops_counting_and_resume_continues "stat did not show it paused" "$tmp/stat"
+	elif [ "$rc2" -ne 1 ] || ! grep -q 'already paused' "$tmp/p2"; then
+		fail pause_stops_counting_and_resume_continues "a second pause: status $rc2, want 1" "$tmp/p2"
+	else
+		pass pause_stops_counting_and_resume_continues
+	fi
+	# The guest's date against the host's, before and after: the pause must not open a gap.
+	if [ -z "$why" ] && [ $((lag1 - lag0)) -ge 3 ]; then
+		fail pause_keeps_guest_date "the guest's date fell behind by $((lag1 - lag0)) s (lag $lag0 s, then $lag1 s)" "$tmp/cnt"
+	elif [ -z "$why" ]; then
+		pass pause_keeps_guest_date
+	else
+		fail pause_keeps_guest_date "$why"
+	fi
+}
+
+# Commands naming no guest: status 3; a guest that died leaves a socket that is removed.
+test_control_commands_without_guest() {
+	"$NKVM" pause no-such-guest >"$tmp/o" 2>&1
+	rc=$?
+	"$NKVM" stat >"$tmp/u" 2>&1
+	rcu=$?
+	"$NKVM" run --name it-dies -- sleep 300 </dev/null >"$tmp/d" 2>&1 &
+	pd=$!
+	sleep 3 # it binds its socket first thing
+	kill -KILL "$pd"
+	wait "$pd"
+	"$NKVM" stat it-dies >"$tmp/s" 2>&1
+	rcs=$?
+	if [ "$rc" -eq 3 ] && [ "$rcu" -eq 2 ] && [ "$rcs" -eq 3 ] &&
+		grep -q 'it-dies: the guest has died; removed its stale socket' "$tmp/s" &&
+		[ ! -e /run/nkvm/it-dies.sock ]; then
+		pass control_commands_without_guest
+	else
+		fail control_commands_without_guest "status $rc, $rcu, $rcs; want 3, 2, 3" "$tmp/s"
+	fi
+}
+
 all_tests="test_bad_input test_command_output_and_status test_command_output_is_clean \
 	test_exit_status_propagates test_missing_command_is_127 test_arguments_survive_quoting \
 	test_kernel_version test_nproc_matches_cpus test_every_cpu_online test_tsc_deadline_timer \
@@ -814,7 +947,9 @@ all_tests="test_bad_input test_command_output_and_status test_command_output_is_
 	test_blk_ext4_made_in_guest_checks_clean_on_host test_blk_fio_verify_one_queue_per_vcpu \
 	test_blk_root_on_disk test_console_on_hvc0 test_qcow2_ext4_in_guest_checks_clean \
 	test_qcow2_overlay_on_raw_base test_qcow2_overlay_fs_over_populated_base \
-	test_engines_verify_and_discard test_enospc_reaches_guest_as_ioerr"
+	test_engines_verify_and_discard test_enospc_reaches_guest_as_ioerr \
+	test_list_shows_two_named_guests test_pause_stops_counting_and_resume_continues \
+	test_control_commands_without_guest"
 if [ "${1:-}" = --list ]; then
 	echo $all_tests
 	exit 0
