@@ -14,6 +14,7 @@ const struct device_type *const device_types[] = {
 	&rng_device_type,
 	&console_device_type,
 	&disk_device_type,
+	&balloon_device_type, /* by default: last, so that it moved no other device's slot */
 	NULL,
 };
 
