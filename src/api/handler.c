@@ -92,7 +92,10 @@ static void add_string(struct json_object *o, const char *key, const char *s)
 		json_object_object_add(o, key, json_object_new_string(s));
 }
 
-/* VmInfo: config (CpusConfig, MemoryConfig, PayloadConfig), state, memory_actual_size. */
+/*
+ * VmInfo: config (CpusConfig, MemoryConfig, PayloadConfig, BalloonConfig), state, and
+ * memory_actual_size: the memory less what the balloon holds.
+ */
 static int handle_info(const struct api_hooks *h, struct api_response *r)
 {
 	struct json_object *o = json_object_new_object(), *config = json_object_new_object();
@@ -110,10 +113,19 @@ static int handle_info(const struct api_hooks *h, struct api_response *r)
 	json_object_object_add(config, "cpus", cpus);
 	json_object_object_add(config, "memory", memory);
 	json_object_object_add(config, "payload", payload);
+	if (info.balloon) {
+		struct json_object *balloon = json_object_new_object();
+
+		json_object_object_add(balloon, "size", json_object_new_int64(0));
+		json_object_object_add(balloon, "deflate_on_oom", json_object_new_boolean(1));
+		json_object_object_add(balloon, "free_page_reporting", json_object_new_boolean(1));
+		json_object_object_add(config, "balloon", balloon);
+	}
 	json_object_object_add(o, "config", config);
 	json_object_object_add(o, "state", json_object_new_string(api_vm_state_name(info.state)));
-	json_object_object_add(o, "memory_actual_size",
-			       json_object_new_int64((int64_t)info.mem_bytes));
+	json_object_object_add(
+		o, "memory_actual_size",
+		json_object_new_int64((int64_t)(info.mem_bytes - info.balloon_actual)));
 	add_string(own, "name", info.name);
 	json_object_object_add(own, "pid", json_object_new_int64(info.pid));
 	json_object_object_add(own, "uptime_ms", json_object_new_int64((int64_t)info.uptime_ms));
@@ -156,6 +168,78 @@ static int handle_action(int (*fn)(void *), void *opaque, const char *verb, cons
 	return respond_error(r, 500, "%s failed", verb);
 }
 
+/*
+ * The integer member key of a VmResize body: 1 with *v, 0 when absent or null (as ch-remote
+ * sends the sizes it leaves alone), -1 when not an integer.
+ */
+static int resize_field(struct json_object *o, const char *key, int64_t *v)
+{
+	struct json_object *x = NULL;
+
+	*v = 0;
+	if (!json_object_object_get_ex(o, key, &x) || !x)
+		return 0;
+	if (!json_object_is_type(x, json_type_int))
+		return -1;
+	*v = json_object_get_int64(x); /* past INT64_MAX: INT64_MAX */
+	return 1;
+}
+
+/*
+ * Cloud Hypervisor's VmResize {desired_vcpus, desired_ram, desired_balloon}: nkvm changes only
+ * the balloon; vCPUs and RAM may be named only at the sizes they have. 204 done, 400 otherwise.
+ */
+static int handle_resize(const struct api_hooks *h, const char *body, size_t len,
+			 struct api_response *r)
+{
+	struct api_vm_info info = { 0 };
+	struct json_object *o;
+	int64_t cpus, ram, balloon;
+	int has_cpus, has_ram, has_balloon, err;
+	char *text, msg[160];
+
+	if (!len)
+		return respond_error(r, 400, "vm.resize takes a VmResize body: %s",
+				     "{\"desired_balloon\": BYTES}");
+	text = strndup(body, len);
+	o = text ? json_tokener_parse(text) : NULL;
+	free(text);
+	if (!json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		return respond_error(r, 400, "vm.resize takes a JSON object%s", NULL);
+	}
+	has_cpus = resize_field(o, "desired_vcpus", &cpus);
+	has_ram = resize_field(o, "desired_ram", &ram);
+	has_balloon = resize_field(o, "desired_balloon", &balloon);
+	json_object_put(o);
+	h->info(h->opaque, &info);
+	if (has_cpus < 0 || has_ram < 0 || has_balloon < 0)
+		return respond_error(r, 400,
+				     "desired_vcpus, desired_ram and desired_balloon are %s",
+				     "integers");
+	if ((has_cpus && cpus != info.cpus) || (has_ram && (uint64_t)ram != info.mem_bytes))
+		return respond_error(r, 400, "nkvm cannot hot-plug vCPUs or memory; %s",
+				     "desired_balloon sets the guest's memory");
+	if (!has_balloon)
+		return has_cpus || has_ram ? (r->status = 204) :
+					     respond_error(r, 400, "nothing to resize: %s",
+							   "{\"desired_balloon\": BYTES}");
+	if (balloon < 0 || (uint64_t)balloon > info.mem_bytes) {
+		snprintf(
+			msg, sizeof(msg),
+			"desired_balloon %lld is not between 0 and the guest's memory (%llu bytes)",
+			(long long)balloon, (unsigned long long)info.mem_bytes);
+		return respond_error(r, 400, "%s", msg);
+	}
+	err = h->resize_balloon ? h->resize_balloon(h->opaque, balloon) : -ENODEV;
+	if (!err)
+		return r->status = 204;
+	if (err == -ENODEV)
+		return respond_error(r, 400, "the guest has no balloon device (--no-balloon)%s",
+				     NULL);
+	return respond_error(r, 500, "resize failed: %s", strerror(-err));
+}
+
 struct route {
 	const char *name; /* after API_PREFIX */
 	const char *method;
@@ -163,7 +247,7 @@ struct route {
 
 static const struct route routes[] = {
 	{ "vmm.ping", "GET" }, { "vm.info", "GET" },   { "vm.counters", "GET" },
-	{ "vm.pause", "PUT" }, { "vm.resume", "PUT" },
+	{ "vm.pause", "PUT" }, { "vm.resume", "PUT" }, { "vm.resize", "PUT" },
 };
 
 int api_handle(const struct api_hooks *h, const char *method, const char *path, const char *body,
@@ -196,6 +280,8 @@ int api_handle(const struct api_hooks *h, const char *method, const char *path, 
 		return handle_info(h, r);
 	if (!strcmp(route->name, "vm.counters"))
 		return handle_counters(h, r);
+	if (!strcmp(route->name, "vm.resize"))
+		return handle_resize(h, body, body_len, r);
 	if (!strcmp(route->name, "vm.pause"))
 		return handle_action(h->pause, h->opaque, "pause", "the VM is already paused", r);
 	return handle_action(h->resume, h->opaque, "resume", "the VM is not paused", r);

@@ -27,6 +27,8 @@ struct api_vm_info {
 	const char *kernel, *cmdline, *initramfs; /* NULL when none */
 	int pid;
 	uint64_t uptime_ms;
+	int balloon; /* whether the guest has a balloon device */
+	uint64_t balloon_actual; /* bytes the guest's balloon holds */
 };
 
 /* Called once per counter by the counters hook: group ("vcpu0", "disk0"), name, value. */
@@ -39,6 +41,11 @@ struct api_hooks {
 	/* 0, -EALREADY when already paused (resume: not paused), or another negative errno. */
 	int (*pause)(void *opaque);
 	int (*resume)(void *opaque);
+	/*
+	 * vm.resize's desired_balloon (bytes, at most the guest's memory): 0, -ENODEV without a
+	 * balloon device, or another negative errno. NULL: no balloon.
+	 */
+	int (*resize_balloon)(void *opaque, uint64_t bytes);
 };
 
 struct api_response {

@@ -3,7 +3,8 @@
  * libFuzzer target: the control API's request handling (src/api/handler.c) over made-up VM
  * hooks. Input: a method line, a path line, then the body. Whatever the bytes: the status is one
  * the API documents; every answer but 204 is one JSON value, an object with a string "error" for
- * 4xx/5xx; pause and resume reach the VM only for a well-formed PUT to their endpoint.
+ * 4xx/5xx; pause, resume and resize reach the VM only for a well-formed PUT to their endpoint,
+ * and resize never with a balloon above the guest's memory.
  */
 #include <errno.h>
 #include <json-c/json.h>
@@ -41,7 +42,19 @@ static int resume_vm(void *opaque)
 	return !paused ? -EALREADY : (paused = 0, 0);
 }
 
-static const struct api_hooks hooks = { NULL, info, counters, pause_vm, resume_vm };
+static int resize_balloon(void *opaque, uint64_t bytes)
+{
+	calls++;
+	return bytes > 256 << 20 ? (abort(), 0) : 0; /* the handler checked the size */
+}
+
+static const struct api_hooks hooks = {
+	.info = info,
+	.counters = counters,
+	.pause = pause_vm,
+	.resume = resume_vm,
+	.resize_balloon = resize_balloon,
+};
 
 /* The next line of data (up to '\n' or the end) as a NUL-terminated string. */
 static char *take_line(const uint8_t **data, size_t *size)
@@ -90,7 +103,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (calls != before &&
 	    (strcmp(method, "PUT") || size > API_BODY_MAX ||
-	     (strcmp(path, "/api/v1/vm.pause") && strcmp(path, "/api/v1/vm.resume"))))
+	     (strcmp(path, "/api/v1/vm.pause") && strcmp(path, "/api/v1/vm.resume") &&
+	      strcmp(path, "/api/v1/vm.resize"))))
 		abort();
 	if (status == 204 && calls == before)
 		abort();

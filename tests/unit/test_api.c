@@ -16,6 +16,9 @@ struct fake_vm {
 	int paused;
 	int pause_calls, resume_calls;
 	int fail; /* a negative errno for pause and resume to return */
+	int resize_calls, resize_err;
+	uint64_t balloon; /* what resize_balloon was given */
+	uint64_t balloon_actual; /* what info reports the balloon holds */
 };
 
 static void fake_info(void *opaque, struct api_vm_info *info)
@@ -29,6 +32,8 @@ static void fake_info(void *opaque, struct api_vm_info *info)
 	info->kernel = "/k/vmlinuz";
 	info->pid = 4242;
 	info->uptime_ms = 1500;
+	info->balloon = 1;
+	info->balloon_actual = vm->balloon_actual;
 }
 
 static void fake_counters(void *opaque, api_counter_fn emit, void *ctx)
@@ -64,6 +69,17 @@ static int fake_resume(void *opaque)
 	return 0;
 }
 
+static int fake_resize_balloon(void *opaque, uint64_t bytes)
+{
+	struct fake_vm *vm = opaque;
+
+	vm->resize_calls++;
+	if (vm->resize_err)
+		return vm->resize_err;
+	vm->balloon = bytes;
+	return 0;
+}
+
 static struct fake_vm vm;
 static const struct api_hooks hooks = {
 	.opaque = &vm,
@@ -71,6 +87,7 @@ static const struct api_hooks hooks = {
 	.counters = fake_counters,
 	.pause = fake_pause,
 	.resume = fake_resume,
+	.resize_balloon = fake_resize_balloon,
 };
 
 static int reset(void **state)
@@ -254,6 +271,89 @@ static void test_huge_body_is_413(void **state)
 	free(big);
 }
 
+#define S(text) text, strlen(text)
+
+static void test_resize_sets_the_balloon_in_bytes(void **state)
+{
+	assert_null(
+		request("PUT", "/api/v1/vm.resize", S("{\"desired_balloon\": 402653184}"), 204));
+	assert_int_equal(vm.resize_calls, 1);
+	assert_int_equal(vm.balloon, 384ULL << 20);
+	/* The whole memory is a size, and so is 0 (deflate). */
+	assert_null(
+		request("PUT", "/api/v1/vm.resize", S("{\"desired_balloon\": 536870912}"), 204));
+	assert_null(request("PUT", "/api/v1/vm.resize", S("{\"desired_balloon\": 0}"), 204));
+	assert_int_equal(vm.balloon, 0);
+}
+
+/* ch-remote sends the sizes it leaves alone as null; and the current sizes change nothing. */
+static void test_resize_takes_ch_remote_nulls_and_current_sizes(void **state)
+{
+	assert_null(request("PUT", "/api/v1/vm.resize",
+			    S("{\"desired_vcpus\":null,\"desired_ram\":null,"
+			      "\"desired_balloon\":1048576}"),
+			    204));
+	assert_int_equal(vm.balloon, 1ULL << 20);
+	assert_null(request("PUT", "/api/v1/vm.resize",
+			    S("{\"desired_vcpus\":3,\"desired_ram\":536870912}"), 204));
+	assert_int_equal(vm.resize_calls, 1);
+}
+
+static void test_resize_bad_bodies_are_400(void **state)
+{
+	static const char *const bad[] = {
+		"",
+		"[]",
+		"{}",
+		"42",
+		"{\"desired_balloon\": \"1G\"}",
+		"{\"desired_balloon\": 1.5}",
+		"{\"desired_balloon\": true}",
+		"{\"desired_balloon\": -1}",
+		"{\"desired_balloon\": {}}",
+		"{\"desired_vcpus\": 4, \"desired_balloon\": 0}",
+		"{\"desired_ram\": 1073741824}",
+		"{\"desired_ram\": \"x\"}",
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		expect_error("PUT", "/api/v1/vm.resize", bad[i], strlen(bad[i]), 400);
+	expect_error("GET", "/api/v1/vm.resize", NULL, 0, 405);
+	assert_int_equal(vm.resize_calls, 0);
+}
+
+static void test_resize_above_the_guests_memory_is_400(void **state)
+{
+	expect_error("PUT", "/api/v1/vm.resize", S("{\"desired_balloon\": 536870913}"), 400);
+	expect_error("PUT", "/api/v1/vm.resize",
+		     S("{\"desired_balloon\": 99999999999999999999999}"), 400);
+	expect_error("PUT", "/api/v1/vm.resize", S("{\"desired_balloon\": 18446744073709551615}"),
+		     400);
+	assert_int_equal(vm.resize_calls, 0);
+}
+
+static void test_resize_without_a_balloon_is_400_and_failure_500(void **state)
+{
+	vm.resize_err = -ENODEV;
+	expect_error("PUT", "/api/v1/vm.resize", S("{\"desired_balloon\": 0}"), 400);
+	vm.resize_err = -EIO;
+	expect_error("PUT", "/api/v1/vm.resize", S("{\"desired_balloon\": 0}"), 500);
+	assert_int_equal(vm.resize_calls, 2);
+}
+
+static void test_info_memory_actual_size_is_memory_less_balloon(void **state)
+{
+	struct json_object *o, *b;
+
+	vm.balloon_actual = 128ULL << 20;
+	o = request("GET", "/api/v1/vm.info", NULL, 0, 200);
+	assert_int_equal(get_int(o, "memory_actual_size", NULL, NULL), 384LL << 20);
+	assert_true(json_object_object_get_ex(o, "config", &b));
+	assert_true(json_object_object_get_ex(b, "balloon", &b));
+	assert_true(json_object_get_boolean(json_object_object_get(b, "deflate_on_oom")));
+	json_object_put(o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -268,6 +368,12 @@ int main(void)
 		cmocka_unit_test_setup(test_bad_json_bodies_are_400, reset),
 		cmocka_unit_test_setup(test_good_json_bodies_are_accepted, reset),
 		cmocka_unit_test_setup(test_huge_body_is_413, reset),
+		cmocka_unit_test_setup(test_resize_sets_the_balloon_in_bytes, reset),
+		cmocka_unit_test_setup(test_resize_takes_ch_remote_nulls_and_current_sizes, reset),
+		cmocka_unit_test_setup(test_resize_bad_bodies_are_400, reset),
+		cmocka_unit_test_setup(test_resize_above_the_guests_memory_is_400, reset),
+		cmocka_unit_test_setup(test_resize_without_a_balloon_is_400_and_failure_500, reset),
+		cmocka_unit_test_setup(test_info_memory_actual_size_is_memory_less_balloon, reset),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
