@@ -19,6 +19,9 @@ struct api_reply {
  */
 int api_call(const char *path, const char *method, const char *endpoint, struct api_reply *r,
 	     char *err, size_t errlen);
+/* As api_call, with body (JSON text, NULL for none) sent as the request's body. */
+int api_call_body(const char *path, const char *method, const char *endpoint, const char *body,
+		  struct api_reply *r, char *err, size_t errlen);
 
 void api_reply_free(struct api_reply *r);
 

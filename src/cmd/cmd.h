@@ -3,6 +3,7 @@
 #ifndef NKVM_CMD_CMD_H
 #define NKVM_CMD_CMD_H
 
+int cmd_balloon(int argc, char **argv);
 int cmd_img(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_pause(int argc, char **argv);

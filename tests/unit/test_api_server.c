@@ -51,7 +51,21 @@ static int fake_resume(void *opaque)
 	return !paused ? -EALREADY : (paused = 0, 0);
 }
 
-static const struct api_hooks hooks = { NULL, fake_info, fake_counters, fake_pause, fake_resume };
+static uint64_t balloon;
+
+static int fake_resize_balloon(void *opaque, uint64_t bytes)
+{
+	balloon = bytes;
+	return 0;
+}
+
+static const struct api_hooks hooks = {
+	.info = fake_info,
+	.counters = fake_counters,
+	.pause = fake_pause,
+	.resume = fake_resume,
+	.resize_balloon = fake_resize_balloon,
+};
 
 static int setup(void **state)
 {
@@ -128,6 +142,30 @@ static void test_client_pauses_and_reads_errors_over_socket(void **state)
 	assert_int_equal(api_call(sock, "GET", "vm.nothing", &r, err, sizeof(err)), 0);
 	assert_int_equal(r.status, 404);
 	api_reply_free(&r);
+	api_server_stop(s);
+}
+
+/* nkvm balloon's request: the body reaches the handler through the server. */
+static void test_client_sends_a_resize_body_over_socket(void **state)
+{
+	struct api_server *s;
+	struct api_reply r;
+	char err[256];
+
+	balloon = 0;
+	assert_int_equal(api_server_start(&s, api_sock_listen(sock), &hooks), 0);
+	assert_int_equal(api_call_body(sock, "PUT", "vm.resize", "{\"desired_balloon\": 1048576}",
+				       &r, err, sizeof(err)),
+			 0);
+	assert_int_equal(r.status, 204);
+	assert_int_equal(balloon, 1 << 20);
+	assert_int_equal(api_call_body(sock, "PUT", "vm.resize", "{\"desired_balloon\": 67108865}",
+				       &r, err, sizeof(err)),
+			 0);
+	assert_int_equal(r.status, 400);
+	assert_non_null(strstr(api_reply_error(&r), "guest's memory"));
+	api_reply_free(&r);
+	assert_int_equal(balloon, 1 << 20);
 	api_server_stop(s);
 }
 
@@ -246,6 +284,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_client_pauses_and_reads_errors_over_socket,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_client_sends_a_resize_body_over_socket, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_huge_body_over_socket_is_413, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_http_gets_an_answer_and_server_lives,
 						setup, teardown),
