@@ -385,6 +385,7 @@ static int run_machine(struct machine *m)
 	vcpus_stop(&m->vm);
 	report_triple_faults(&m->vm);
 	console_flush(&m->console);
+	run_api_detach_devices(&m->api);
 	/*
 	 * The guest is stopped: destroy every device, last made first. Each waits for its requests
 	 * in flight; a disk's close makes formats that keep metadata in memory (qcow2's tables and
@@ -487,6 +488,7 @@ static int boot(const struct run_options *o)
 	m->api.kernel = f->kernel_path;
 	m->api.initrd = f->initrd_path[0] ? f->initrd_path : NULL;
 	m->api.cmdline = f->cmdline;
+	m->api.balloon = m->devctx.balloon;
 	status = run_machine(m);
 	report_stats(&m->vm);
 out:

@@ -10,6 +10,7 @@
 #include "api/socket.h"
 #include "cmd/run_api.h"
 #include "lib/log.h"
+#include "virtio/balloon.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
@@ -36,6 +37,45 @@ static void hook_info(void *opaque, struct api_vm_info *info)
 	info->cmdline = a->cmdline;
 	info->pid = getpid();
 	info->uptime_ms = (now_ns() - a->start_ns) / 1000000;
+	pthread_mutex_lock(&a->dev_lock);
+	if (a->balloon) {
+		struct virtio_balloon_info b;
+
+		virtio_balloon_info(a->balloon, &b, 0);
+		info->balloon = 1;
+		info->balloon_actual = b.actual;
+	}
+	pthread_mutex_unlock(&a->dev_lock);
+}
+
+/*
+ * How long a counters read waits for the guest's fresh memory statistics; its driver answers
+ * from a work queue, well within this. A paused guest cannot: it gets the last ones at once.
+ */
+#define BALLOON_STATS_WAIT_MS 100
+
+/* The balloon's figures and the guest's statistics, in bytes (CH's BalloonStats names). */
+static void balloon_counters(struct run_api *a, api_counter_fn emit, void *ctx)
+{
+	struct virtio_balloon_info b;
+
+	pthread_mutex_lock(&a->dev_lock);
+	if (!a->balloon) {
+		pthread_mutex_unlock(&a->dev_lock);
+		return;
+	}
+	virtio_balloon_info(a->balloon, &b, vcpus_paused(a->vm) ? 0 : BALLOON_STATS_WAIT_MS);
+	pthread_mutex_unlock(&a->dev_lock);
+	emit(ctx, "balloon", "target", b.target);
+	emit(ctx, "balloon", "actual", b.actual);
+	emit(ctx, "balloon", "inflated", b.inflated);
+	emit(ctx, "balloon", "deflated", b.deflated);
+	emit(ctx, "balloon", "returned", b.returned);
+	emit(ctx, "balloon", "reported", b.reported);
+	emit(ctx, "balloon", "bad_pfns", b.bad_pfns);
+	for (unsigned int t = 0; t < VIRTIO_BALLOON_S_NR; t++)
+		if (b.have & (1U << t))
+			emit(ctx, "guest_memory", virtio_balloon_stat_name(t), b.stats[t]);
 }
 
 /* Each vCPU's exits by kind; the vCPU threads count them, read here without stopping them. */
@@ -52,6 +92,19 @@ static void hook_counters(void *opaque, api_counter_fn emit, void *ctx)
 			emit(ctx, group, kinds[k],
 			     __atomic_load_n(&a->vm->vcpus[i].stats.exits[k], __ATOMIC_RELAXED));
 	}
+	balloon_counters(a, emit, ctx);
+}
+
+static int hook_resize_balloon(void *opaque, uint64_t bytes)
+{
+	struct run_api *a = opaque;
+	int err = -ENODEV;
+
+	pthread_mutex_lock(&a->dev_lock);
+	if (a->balloon)
+		err = virtio_balloon_set_target(a->balloon, bytes);
+	pthread_mutex_unlock(&a->dev_lock);
+	return err;
 }
 
 /* Both run on the server's one thread, so a pause and a resume never overlap. */
@@ -106,6 +159,7 @@ int run_api_open(struct run_api *a, const char *name)
 	int err;
 
 	memset(a, 0, sizeof(*a));
+	pthread_mutex_init(&a->dev_lock, NULL);
 	a->listen_fd = -1;
 	a->start_ns = now_ns();
 	if (name)
@@ -149,12 +203,20 @@ int run_api_start(struct run_api *a, struct vm *vm)
 		.counters = hook_counters,
 		.pause = hook_pause,
 		.resume = hook_resume,
+		.resize_balloon = hook_resize_balloon,
 	};
 	err = api_server_start(&a->server, a->listen_fd, &a->hooks);
 	a->listen_fd = -1; /* the server's now, or closed */
 	if (err)
 		nkvm_err("%s: cannot serve the control socket: %s", a->path, strerror(-err));
 	return err;
+}
+
+void run_api_detach_devices(struct run_api *a)
+{
+	pthread_mutex_lock(&a->dev_lock);
+	a->balloon = NULL;
+	pthread_mutex_unlock(&a->dev_lock);
 }
 
 void run_api_close(struct run_api *a)

@@ -6,6 +6,7 @@
 #ifndef NKVM_CMD_RUN_API_H
 #define NKVM_CMD_RUN_API_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/un.h>
 
@@ -13,6 +14,7 @@
 #include "api/server.h"
 
 struct vm;
+struct virtio_balloon;
 
 struct run_api {
 	char name[80];
@@ -24,6 +26,9 @@ struct run_api {
 	const char *kernel, *initrd, *cmdline;
 	uint64_t start_ns;
 	int clock_saved;
+	/* Devices the hooks reach, NULL when absent; dev_lock keeps them until detached. */
+	pthread_mutex_t dev_lock;
+	struct virtio_balloon *balloon;
 };
 
 /*
@@ -34,6 +39,9 @@ int run_api_open(struct run_api *a, const char *name);
 
 /* Once the vCPUs exist (and signals are blocked): serves the socket on its own thread. */
 int run_api_start(struct run_api *a, struct vm *vm);
+
+/* Before the devices are destroyed: the hooks stop using them (and wait for one that is). */
+void run_api_detach_devices(struct run_api *a);
 
 /* Stops serving and removes the socket. Safe after a failed or no open. */
 void run_api_close(struct run_api *a);

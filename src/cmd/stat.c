@@ -16,6 +16,43 @@ static struct json_object *get(struct json_object *o, const char *a, const char 
 	return x;
 }
 
+static void print_mib(const char *label, struct json_object *o, const char *key)
+{
+	struct json_object *x;
+
+	if (json_object_object_get_ex(o, key, &x))
+		printf(" %s=%lldM", label, (long long)(json_object_get_int64(x) >> 20));
+}
+
+/* The balloon's figures and the guest's own (its statistics queue), under memory. */
+static void print_memory(struct json_object *ctr)
+{
+	struct json_object *b = get(ctr, "balloon", NULL), *g = get(ctr, "guest_memory", NULL), *x;
+
+	if (b) {
+		printf("balloon:");
+		print_mib("target", b, "target");
+		print_mib("actual", b, "actual");
+		print_mib("returned", b, "returned");
+		print_mib("reported", b, "reported");
+		printf("\n");
+	}
+	if (g) {
+		printf("guest:  ");
+		print_mib("total", g, "total_memory");
+		print_mib("free", g, "free_memory");
+		print_mib("available", g, "available_memory");
+		print_mib("caches", g, "disk_caches");
+		print_mib("swap_in", g, "swap_in");
+		print_mib("swap_out", g, "swap_out");
+		if (json_object_object_get_ex(g, "major_faults", &x))
+			printf(" major_faults=%lld", (long long)json_object_get_int64(x));
+		if (json_object_object_get_ex(g, "minor_faults", &x))
+			printf(" minor_faults=%lld", (long long)json_object_get_int64(x));
+		printf("\n");
+	}
+}
+
 static void print_human(const char *name, struct json_object *info, struct json_object *ctr)
 {
 	int64_t mem = json_object_get_int64(get(get(info, "config", "memory"), "size", NULL));
@@ -27,10 +64,13 @@ static void print_human(const char *name, struct json_object *info, struct json_
 	printf("cpus:    %lld\n", (long long)json_object_get_int64(
 					  get(get(info, "config", "cpus"), "boot_vcpus", NULL)));
 	printf("memory:  %lldM\n", (long long)(mem >> 20));
+	print_memory(ctr);
 	printf("uptime:  %lld:%02lld:%02lld\n", (long long)(up / 3600), (long long)(up / 60 % 60),
 	       (long long)(up % 60));
 	json_object_object_foreach(ctr, group, counters)
 	{
+		if (!strcmp(group, "balloon") || !strcmp(group, "guest_memory"))
+			continue; /* under memory */
 		printf("%s:", group);
 		json_object_object_foreach(counters, key, value)
 			printf(" %s=%lld", key, (long long)json_object_get_int64(value));
