@@ -910,6 +910,89 @@ test_pause_stops_counting_and_resume_continues() {
 	fi
 }
 
+# The guest's last "mem TOTAL_KB FREE_KB" line: "TOTAL_KB FREE_KB".
+last_mem() {
+	tr -d '\r' <"$tmp/bal" | sed -n 's/^mem \([0-9]*\) \([0-9]*\)$/\1 \2/p' | tail -1
+}
+
+# Waits up to $1 seconds for the guest's free memory (kB) to satisfy "test FREE $2 $3".
+wait_mem_free() {
+	n=0
+	while [ "$n" -lt "$1" ]; do
+		set -- "$1" "$2" "$3" $(last_mem)
+		[ -n "${5:-}" ] && [ "$5" "$2" "$3" ] && return 0
+		sleep 1
+		n=$((n + 1))
+	done
+	return 1
+}
+
+# A 512M guest that touched ~380M (a tmpfs filled, then emptied): `nkvm balloon NAME 128M`
+# takes about 384M from its free memory and nkvm's RSS falls from its peak by at least 80% of
+# that; stat shows the balloon's figures and the guest's own; `nkvm balloon NAME 512M` gives
+# the memory back to the guest; and a size above its memory is refused (status 1).
+test_balloon_takes_memory_and_gives_it_back() {
+	"$NKVM" run --name it-bal -m 512M -- sh -c \
+		'mkdir -p /fill && mount -t tmpfs -o size=450m none /fill &&
+		 dd if=/dev/zero of=/fill/f bs=1M count=380 2>/dev/null; rm -f /fill/f; echo FILLED
+		 i=0; while [ $i -lt 600 ]; do i=$((i + 1));
+		 echo "mem $(awk "/^MemTotal:/ { t = \$2 } /^MemFree:/ { f = \$2 } END { print t, f }" /proc/meminfo)";
+		 sleep 1; done' </dev/null >"$tmp/bal" 2>&1 &
+	pc=$!
+	why=""
+	want_kb=$((384 * 1024 * 8 / 10))
+	wait_for_line "$tmp/bal" 240 '^FILLED' && wait_for_line "$tmp/bal" 30 '^mem ' ||
+		why="the guest never filled its memory"
+	if [ -z "$why" ]; then
+		sleep 3
+		set -- $(last_mem)
+		free0=$2
+		"$NKVM" balloon it-bal 128M >"$tmp/b1" 2>&1 || why="balloon 128M: status $?"
+	fi
+	if [ -z "$why" ]; then
+		wait_mem_free 120 -le $((free0 - want_kb)) ||
+			why="the guest's free memory stayed at $(last_mem) kB (from $free0)"
+		# Until the driver says it holds all 384M (it inflates 1M at a time).
+		n=0
+		while [ $n -lt 60 ]; do
+			"$NKVM" stat it-bal --json >"$tmp/statj" 2>&1
+			jq -e '.counters.balloon.actual == 402653184' "$tmp/statj" >/dev/null && break
+			sleep 1
+			n=$((n + 1))
+		done
+		sleep 2
+		hwm=$(awk '/^VmHWM:/ { print $2 }' /proc/$pc/status)
+		rss=$(awk '/^VmRSS:/ { print $2 }' /proc/$pc/status)
+		"$NKVM" stat it-bal >"$tmp/stat" 2>&1
+		"$NKVM" stat it-bal --json >"$tmp/statj" 2>&1
+		"$NKVM" balloon it-bal 1G >"$tmp/big" 2>&1
+		rcbig=$?
+	fi
+	if [ -z "$why" ]; then
+		"$NKVM" balloon it-bal 512M >"$tmp/b2" 2>&1 || why="balloon 512M: status $?"
+		wait_mem_free 120 -ge $((free0 - (384 * 1024 - want_kb))) ||
+			why="deflating gave back too little: free $(last_mem) kB (was $free0)"
+	fi
+	kill -TERM "$pc"
+	wait "$pc"
+	tn=balloon_takes_memory_and_gives_it_back
+	if [ -n "$why" ]; then
+		fail $tn "$why" "$tmp/bal"
+	elif [ $((hwm - rss)) -lt "$want_kb" ]; then
+		fail $tn "nkvm's RSS fell by $(((hwm - rss) / 1024))M from its peak, want 80% of 384M" "$tmp/stat"
+	elif ! grep -q '^balloon: target=384M actual=384M' "$tmp/stat" || ! grep -q '^guest: .*free=' "$tmp/stat"; then
+		fail $tn "stat did not show the balloon's figures" "$tmp/stat"
+	elif ! jq -e '.counters.balloon.inflated >= 322122547 and .counters.guest_memory.total_memory > 0' \
+		"$tmp/statj" >/dev/null; then
+		fail $tn "stat --json" "$tmp/statj"
+	elif [ "$rcbig" -ne 1 ] || ! grep -q "more than the guest's memory" "$tmp/big"; then
+		fail $tn "balloon 1G on a 512M guest: status $rcbig, want 1" "$tmp/big"
+	else
+		echo "   balloon: guest free ${free0} kB -> $(last_mem); nkvm RSS peak $((hwm / 1024))M -> $((rss / 1024))M"
+		pass $tn
+	fi
+}
+
 # Commands naming no guest: status 3; a guest that died leaves a socket that is removed.
 test_control_commands_without_guest() {
 	"$NKVM" pause no-such-guest >"$tmp/o" 2>&1
@@ -949,7 +1032,7 @@ all_tests="test_bad_input test_command_output_and_status test_command_output_is_
 	test_qcow2_overlay_on_raw_base test_qcow2_overlay_fs_over_populated_base \
 	test_engines_verify_and_discard test_enospc_reaches_guest_as_ioerr \
 	test_list_shows_two_named_guests test_pause_stops_counting_and_resume_continues \
-	test_control_commands_without_guest"
+	test_control_commands_without_guest test_balloon_takes_memory_and_gives_it_back"
 if [ "${1:-}" = --list ]; then
 	echo $all_tests
 	exit 0
