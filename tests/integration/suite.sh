@@ -873,6 +873,9 @@ test_net_bad_options() {
 	if [ -f /etc/nested/cmd ] && command -v start-stop-daemon >/dev/null; then
 		kvm_mode=$(stat -c %a /dev/kvm)
 		chmod 666 /dev/kvm
+		# start-stop-daemon looks the IDs up; the test host has no user database of its own.
+		grep -qs '^nobody:' /etc/passwd || echo 'nobody:x:65534:65534::/:/bin/false' >>/etc/passwd
+		grep -qs '^nogroup:' /etc/group || echo 'nogroup:x:65534:' >>/etc/group
 		printf '#!/bin/sh\nexec start-stop-daemon -S -c 65534:65534 -x %s -- "$@"\n' \
 			"$(realpath "$NKVM")" >"$tmp/nobody-nkvm"
 		chmod 755 "$tmp/nobody-nkvm"
