@@ -881,9 +881,17 @@ test_net_bad_options() {
 		chmod 755 "$tmp/nobody-nkvm"
 		saved=$NKVM
 		NKVM=$tmp/nobody-nkvm
-		expect_error net_error_no_permission_for_tun \
+		# The test host has no udev to make /dev/net/tun 0666: nobody cannot even open it...
+		tun_mode=$(stat -c %a /dev/net/tun)
+		chmod 600 /dev/net/tun
+		expect_error net_error_no_permission_for_tun "-n tap: /dev/net/tun: Permission denied" \
+			-n tap -- true
+		# ...and where everyone may, creating a TAP needs CAP_NET_ADMIN.
+		chmod 666 /dev/net/tun
+		expect_error net_error_no_cap_net_admin \
 			"-n tap: /dev/net/tun: cannot create a TAP: Operation not permitted" -n tap -- true
 		NKVM=$saved
+		chmod "$tun_mode" /dev/net/tun
 		chmod "$kvm_mode" /dev/kvm
 	fi
 }
@@ -966,11 +974,12 @@ net_tap_traffic() {
 	timeout 280 nc -l -p $((NET_PORT + 1)) >"$tmp/recv" 0<>"$tmp/hold" &
 	recv_pid=$!
 	net_start "$tmp/o" -n "tap,host_ip=$NET_HOST/24,guest_ip=$NET_GUEST/24,vhost=$v" -- sh -c '
-		ping -c 2 -W 5 "$1" >/dev/null && echo GUEST-PING-OK
+		ping -c 2 -W 5 "$1" >/dev/null || exit 3
+		echo GUEST-PING-OK
 		mkfifo /tmp/hold /tmp/sent
 		nc "$1" "$2" 0<>/tmp/hold | sha256sum | sed "s/ .*/ RECV-SUM/"
 		sha256sum </tmp/sent >/tmp/sum &
-		head -c 268435456 /dev/urandom | tee /tmp/sent | nc "$1" $(($2 + 1))
+		head -c 268435456 /dev/urandom | tee /tmp/sent | nc "$1" $(($2 + 1)) || exit 4
 		wait
 		echo "$(cut -d" " -f1 /tmp/sum) SENT-SUM"
 		i=0
@@ -1025,8 +1034,10 @@ net_tap_two_queues() {
 	v=$1
 	name=net_tap_two_queues_vhost_$v
 	net_hold
+	listeners=
 	for i in 0 1 2 3; do
 		timeout 200 nc -l -p $((NET_PORT + i)) >/dev/null 0<>"$tmp/hold" &
+		listeners="$listeners $!"
 	done
 	net_start "$tmp/o" -c 2 -n "tap,host_ip=$NET_HOST/24,guest_ip=$NET_GUEST/24,queues=2,vhost=$v" \
 		-- sh -c 'for i in 0 1 2 3; do
@@ -1036,7 +1047,8 @@ net_tap_two_queues() {
 		awk "/virtio[0-9]+-(input|output)\\.[0-9]+\$/ { print \"QUEUE\", \$NF, \$2 + \$3 }" \
 			/proc/interrupts' sh "$NET_HOST" "$NET_PORT"
 	net_wait
-	wait
+	# Done with the guest, or never connected by it.
+	kill $listeners 2>/dev/null
 	busy=$(grep -cE '^QUEUE virtio[0-9]+-(input|output)\.[01] [1-9]' "$tmp/o")
 	if [ "$rc" -eq 0 ] && [ "$busy" -eq 4 ]; then
 		pass "$name"
