@@ -77,13 +77,15 @@ static int parse_mac(const char *s, uint8_t mac[6], char *err, size_t errlen)
 	for (int i = 0; i < 6; i++) {
 		const char *p = s + 3 * i;
 
-		if (!isxdigit((unsigned char)p[0]) || !isxdigit((unsigned char)p[1]) || (i < 5 && p[2] != ':'))
+		if (!isxdigit((unsigned char)p[0]) || !isxdigit((unsigned char)p[1]) ||
+		    (i < 5 && p[2] != ':'))
 			goto bad;
 		mac[i] = strtoul((char[]){ p[0], p[1], '\0' }, NULL, 16);
 	}
 	/* IEEE 802: the first byte's low bit marks a group address, which no NIC may have. */
 	if (mac[0] & 1)
-		return fail(err, errlen, "mac %s is a multicast address (its first byte is odd)", s);
+		return fail(err, errlen, "mac %s is a multicast address (its first byte is odd)",
+			    s);
 	return 0;
 bad:
 	return fail(err, errlen, "mac must be six hex bytes, as 52:54:00:12:34:56", NULL);

@@ -11,6 +11,7 @@
  * NICs come after the disks for that reason.
  * --help lists them in this order too.
  */
+/* clang-format off: one type a line */
 const struct device_type *const device_types[] = {
 	&rng_device_type,
 	&console_device_type,
@@ -18,6 +19,7 @@ const struct device_type *const device_types[] = {
 	&net_device_type,
 	NULL,
 };
+/* clang-format on */
 
 const char *device_type_label(const struct device_type *t, char *buf, size_t len)
 {

@@ -185,8 +185,8 @@ static void test_nics_after_disks_and_failed_tap_names_its_option(void **state)
 {
 	struct fx *fx = *state;
 	char err[512];
-	char *argv[] = { "run", "-n", "user", "-d", fx->a, "-n", "user,queues=2", "-n",
-			 "tap,ifname=lo", NULL };
+	char *argv[] = { "run",		  "-n", "user",		 "-d", fx->a, "-n",
+			 "user,queues=2", "-n", "tap,ifname=lo", NULL };
 
 	parse(fx, argv);
 	/* The tap NIC cannot open (lo is no TAP, or no CAP_NET_ADMIN): the others stay made. */
@@ -212,8 +212,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_failed_disk_says_which_and_keeps_devices_made_before, fx_setup,
 			fx_teardown),
-		cmocka_unit_test_setup_teardown(test_nics_after_disks_and_failed_tap_names_its_option,
-						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_nics_after_disks_and_failed_tap_names_its_option, fx_setup,
+			fx_teardown),
 	};
 
 	return cmocka_run_group_tests_name("run_devices", tests, NULL, NULL);

@@ -108,7 +108,8 @@ static void test_net_tap_keys_parsed(void **state)
 
 static void test_net_bad_mac_rejected(void **state)
 {
-	expect_error("user,mac=zz", "-n user,mac=zz: mac must be six hex bytes, as 52:54:00:12:34:56");
+	expect_error("user,mac=zz",
+		     "-n user,mac=zz: mac must be six hex bytes, as 52:54:00:12:34:56");
 	expect_error("user,mac=52:54:00:12:34:5", "-n user,mac=52:54:00:12:34:5: mac must be six "
 						  "hex bytes, as 52:54:00:12:34:56");
 	expect_error("user,mac=52-54-00-12-34-56", "-n user,mac=52-54-00-12-34-56: mac must be six "
@@ -156,8 +157,9 @@ static void test_net_bad_tap_values_rejected(void **state)
 {
 	expect_error("tap,host_ip=10.1.1.1", "-n tap,host_ip=10.1.1.1: host_ip must be an IPv4 "
 					     "ADDR/PREFIX, as 192.168.100.1/24");
-	expect_error("tap,guest_ip=10.1.1.300/24", "-n tap,guest_ip=10.1.1.300/24: guest_ip must be "
-						   "an IPv4 ADDR/PREFIX, as 192.168.100.1/24");
+	expect_error("tap,guest_ip=10.1.1.300/24",
+		     "-n tap,guest_ip=10.1.1.300/24: guest_ip must be "
+		     "an IPv4 ADDR/PREFIX, as 192.168.100.1/24");
 	expect_error("tap,guest_ip=10.1.1.3/33", "-n tap,guest_ip=10.1.1.3/33: guest_ip must be an "
 						 "IPv4 ADDR/PREFIX, as 192.168.100.1/24");
 	expect_error("tap,vhost=maybe", "-n tap,vhost=maybe: vhost must be on, off or auto");
@@ -268,13 +270,13 @@ static void test_net_after_disks_in_table(void **state)
 static void test_net_help_lists_every_key(void **state)
 {
 	static const char *const keys[] = { "-n, --net user|tap[,OPTION]...",
-					     "hostfwd=tcp:HOSTPORT-GUESTPORT",
-					     "ifname=NAME",
-					     "host_ip=ADDR/PREFIX",
-					     "guest_ip=ADDR/PREFIX",
-					     "vhost=on|off|auto",
-					     "mac=MAC",
-					     "queues=N" };
+					    "hostfwd=tcp:HOSTPORT-GUESTPORT",
+					    "ifname=NAME",
+					    "host_ip=ADDR/PREFIX",
+					    "guest_ip=ADDR/PREFIX",
+					    "vhost=on|off|auto",
+					    "mac=MAC",
+					    "queues=N" };
 	char *text = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&text, &len);
