@@ -11,7 +11,7 @@
  * NICs come after the disks for that reason.
  * --help lists them in this order too.
  */
-/* clang-format off: one type a line */
+/* clang-format off */
 const struct device_type *const device_types[] = {
 	&rng_device_type,
 	&console_device_type,
