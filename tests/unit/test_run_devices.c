@@ -183,6 +183,28 @@ static void test_failed_disk_says_which_and_keeps_devices_made_before(void **sta
 	assert_int_equal(fx->list.nr, 1); /* the rng; the fixture's teardown destroys it */
 }
 
+/* NICs come after the disks, whatever the command line's order, so the disks' slots stay. */
+static void test_nics_after_disks_and_failed_tap_names_its_option(void **state)
+{
+	struct fx *fx = *state;
+	char err[512];
+	char *argv[] = { "run",		  "-n", "user",		 "-d", fx->a, "-n",
+			 "user,queues=2", "-n", "tap,ifname=lo", NULL };
+
+	parse(fx, argv);
+	/* The tap NIC cannot open (lo is no TAP, or no CAP_NET_ADMIN): the others stay made. */
+	assert_int_not_equal(devices_create(&fx->list, &fx->ctx, fx->o.devices, fx->o.nr_devices,
+					    err, sizeof(err)),
+			     0);
+	assert_true(!strncmp(err, "-n tap: ", 8));
+	assert_int_equal(fx->list.nr, 3);
+	assert_int_equal(slot_id(fx, 1), 0x10421af4);
+	assert_int_equal(slot_id(fx, 2), 0x10411af4);
+	assert_int_equal(slot_class(fx, 2), 0x020000); /* an Ethernet controller */
+	assert_int_equal(slot_id(fx, 3), 0x10411af4);
+	assert_int_equal(slot_id(fx, 4), 0xffffffff);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -192,6 +214,9 @@ int main(void)
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(
 			test_failed_disk_says_which_and_keeps_devices_made_before, fx_setup,
+			fx_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_nics_after_disks_and_failed_tap_names_its_option, fx_setup,
 			fx_teardown),
 	};
 
