@@ -7,13 +7,15 @@
 
 /*
  * The devices `nkvm run` knows, in creation order: PCI slots are given in this order (then in
- * command-line order within a type), so rng, console and disks keep the addresses they had.
+ * command-line order within a type), so rng, console and disks keep the addresses they had
+ * and later types (vsock) come after them.
  * --help lists them in this order too.
  */
 const struct device_type *const device_types[] = {
 	&rng_device_type,
 	&console_device_type,
 	&disk_device_type,
+	&vsock_device_type,
 	NULL,
 };
 

@@ -54,7 +54,8 @@ struct device_type {
 };
 
 /* The types, each defined in its run_dev_*.c. */
-extern const struct device_type rng_device_type, console_device_type, disk_device_type;
+extern const struct device_type rng_device_type, console_device_type, disk_device_type,
+	vsock_device_type;
 
 /*
  * Every type, in creation order (hence PCI slot order). NULL-terminated. The option letter or
