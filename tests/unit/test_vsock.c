@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -655,6 +657,39 @@ static void test_socket_in_use_is_refused_and_left_alone(void **state)
 	close(l);
 }
 
+/* --- vhost-vsock, on a /dev of the test's own without it ------------------------------------ */
+
+static const char *isolation_failed;
+
+/* A private mount namespace, made while the process has one thread (CLONE_NEWNS needs it). */
+static void isolate(void)
+{
+	if (geteuid() != 0)
+		isolation_failed = "not root";
+	else if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
+		isolation_failed = "cannot make a private mount namespace";
+}
+
+static void test_vhost_without_dev_vhost_vsock_fails_create_with_its_reason(void **state)
+{
+	struct fx *fx = *state;
+	struct vsock_options o = { .cid = 3 };
+	char err[256] = "";
+
+	if (isolation_failed) {
+		print_message("(%s: skipped)\n", isolation_failed);
+		skip();
+	}
+	assert_int_equal(mount("tmpfs", "/dev", "tmpfs", 0, "mode=0755"), 0);
+	assert_int_equal(virtio_vsock_create(&fx->vs, fx->vm, fx->bus, fx->irq, &o, err,
+					     sizeof(err)),
+			 -ENOENT);
+	assert_int_equal(umount("/dev"), 0);
+	assert_null(fx->vs);
+	assert_string_equal(err, "/dev/vhost-vsock: No such file or directory (is the vhost_vsock "
+				 "module loaded?)");
+}
+
 #define VTEST(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
 
 int main(void)
@@ -673,8 +708,10 @@ int main(void)
 		VTEST(test_packet_for_no_connection_gets_rst_but_rst_gets_nothing),
 		VTEST(test_reserved_cids_are_refused_with_one_line),
 		VTEST(test_socket_in_use_is_refused_and_left_alone),
+		VTEST(test_vhost_without_dev_vhost_vsock_fails_create_with_its_reason),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
+	isolate();
 	return cmocka_run_group_tests_name("vsock", tests, NULL, NULL);
 }
