@@ -8,7 +8,7 @@
 /*
  * The devices `nkvm run` knows, in creation order: PCI slots are given in this order (then in
  * command-line order within a type), so rng, console and disks keep the addresses they had;
- * NICs come after the disks for that reason.
+ * NICs and vsock come after the disks for that reason.
  * --help lists them in this order too.
  */
 /* clang-format off */
@@ -17,6 +17,7 @@ const struct device_type *const device_types[] = {
 	&console_device_type,
 	&disk_device_type,
 	&net_device_type,
+	&vsock_device_type,
 	&balloon_device_type, /* by default: last, so that it moved no other device's slot */
 	NULL,
 };

@@ -67,7 +67,7 @@ struct device_type {
 
 /* The types, each defined in its run_dev_*.c. */
 extern const struct device_type rng_device_type, console_device_type, disk_device_type,
-	net_device_type;
+	net_device_type, vsock_device_type;
 extern const struct device_type balloon_device_type;
 
 /*

@@ -105,6 +105,8 @@ static const struct guest_tool {
 	{ "mkfs.ext4", "e2fsprogs", { "mke2fs" }, false },
 	/* ...and check them after the guest wrote to them; busybox has no fsck for ext*. */
 	{ "e2fsck", "e2fsprogs", { "fsck.ext4" }, false },
+	/* The vsock tests' guest end (VSOCK-LISTEN, VSOCK-CONNECT); busybox speaks no AF_VSOCK. */
+	{ "socat", "socat", { NULL }, false },
 	/*
 	 * The block benchmarks' load generator. Debian links every engine in (no plugins to
 	 * dlopen), and with them ceph, gluster, ICU...: 84 MB of libraries, with which a 256 MiB

@@ -1324,6 +1324,93 @@ test_net_tap_gone_after_kill_9() {
 	fi
 }
 
+# The guest's end of the vsock tests: a listener on port 5000 whose bytes it sums ("in SUM"),
+# then 300000 bytes of its own ("out SUM") sent to the host's port 6000.
+vsock_guest_script='socat -u VSOCK-LISTEN:5000 CREATE:/tmp/in & sleep 1; echo vsock-ready; wait
+echo "in $(md5sum </tmp/in | cut -d" " -f1)"
+head -c 300000 /dev/urandom >/tmp/out; echo "out $(md5sum </tmp/out | cut -d" " -f1)"
+socat -u FILE:/tmp/out VSOCK-CONNECT:2:6000 && echo sent'
+
+# Runs $1 (a command that sends $tmp/vs-send to the guest's port 5000) until it works, at most 5
+# times, once the guest listens; then waits for the guest (pid $2). Sets why: "" on success.
+vsock_host_send() {
+	why=""
+	if ! wait_for_line "$tmp/vs-guest" 240 '^vsock-ready$'; then
+		why="the guest never listened"
+		return
+	fi
+	n=0
+	until eval "$1"; do
+		n=$((n + 1))
+		if [ $n -ge 5 ]; then
+			why="could not send to the guest's port 5000"
+			return
+		fi
+		sleep 1
+	done
+	wait "$2"
+}
+
+# What the guest summed and sent, against the host's sums: "" when the bytes match both ways.
+vsock_check() {
+	want_in=$(md5sum <"$tmp/vs-send" | cut -d' ' -f1)
+	got_out=$(md5sum <"$1" 2>/dev/null | cut -d' ' -f1)
+	if ! has_line "$tmp/vs-guest" "in $want_in"; then
+		echo "host to guest: the guest's bytes differ"
+	elif ! has_line "$tmp/vs-guest" "out $got_out" || ! has_line "$tmp/vs-guest" sent; then
+		echo "guest to host: the host's bytes differ"
+	fi
+}
+
+# vhost-vsock: host `socat VSOCK-CONNECT:CID:5000` reaches a listener in the guest, and the guest's
+# VSOCK-CONNECT:2:6000 a host VSOCK-LISTEN; 200000 and 300000 bytes arrive unchanged.
+test_vsock_vhost_both_ways() {
+	head -c 200000 /dev/urandom >"$tmp/vs-send"
+	rm -f "$tmp/vs-recv"
+	: >"$tmp/vs-guest"
+	timeout 300 socat -u VSOCK-LISTEN:6000 CREATE:"$tmp/vs-recv" 2>"$tmp/vs-l.err" &
+	pl=$!
+	"$NKVM" run --vsock 7 -- sh -c "$vsock_guest_script" </dev/null >"$tmp/vs-guest" 2>&1 &
+	pg=$!
+	vsock_host_send 'timeout 30 socat -u FILE:"$tmp/vs-send" VSOCK-CONNECT:7:5000' "$pg"
+	# On a failure neither end may be left waiting for the other.
+	[ -z "$why" ] || kill "$pg" "$pl" 2>/dev/null
+	wait "$pl"
+	[ -n "$why" ] || why=$(vsock_check "$tmp/vs-recv")
+	if [ -n "$why" ]; then
+		fail vsock_vhost_both_ways "$why" "$tmp/vs-guest"
+	else
+		pass vsock_vhost_both_ways
+	fi
+}
+
+# The unix-socket back end: a host program's "CONNECT 5000" gets "OK PORT" and reaches the
+# guest's listener; the guest's connection to host port 6000 reaches the listener at PATH_6000.
+test_vsock_socket_connect_protocol_both_ways() {
+	sock=$tmp/vs.sock
+	head -c 200000 /dev/urandom >"$tmp/vs-send"
+	rm -f "$tmp/vs-recv" "$tmp/vs-ok"
+	: >"$tmp/vs-guest"
+	timeout 300 socat -u UNIX-LISTEN:"${sock}_6000" CREATE:"$tmp/vs-recv" 2>"$tmp/vs-l.err" &
+	pl=$!
+	"$NKVM" run --vsock 8,socket="$sock" -- sh -c "$vsock_guest_script" </dev/null \
+		>"$tmp/vs-guest" 2>&1 &
+	pg=$!
+	vsock_host_send '{ echo "CONNECT 5000"; cat "$tmp/vs-send"; } |
+		timeout 30 socat -t 30 - UNIX-CONNECT:"$sock" >"$tmp/vs-ok" && grep -q "^OK [0-9]" "$tmp/vs-ok"' "$pg"
+	# On a failure neither end may be left waiting for the other.
+	[ -z "$why" ] || kill "$pg" "$pl" 2>/dev/null
+	wait "$pl"
+	[ -n "$why" ] || why=$(vsock_check "$tmp/vs-recv")
+	if [ -n "$why" ]; then
+		fail vsock_socket_connect_protocol_both_ways "$why" "$tmp/vs-guest"
+	elif [ -e "$sock" ]; then
+		fail vsock_socket_connect_protocol_both_ways "$sock left after the guest ended"
+	else
+		pass vsock_socket_connect_protocol_both_ways
+	fi
+}
+
 all_tests="test_bad_input test_command_output_and_status test_command_output_is_clean \
 	test_exit_status_propagates test_missing_command_is_127 test_arguments_survive_quoting \
 	test_kernel_version test_nproc_matches_cpus test_every_cpu_online test_tsc_deadline_timer \
@@ -1344,7 +1431,8 @@ all_tests="test_bad_input test_command_output_and_status test_command_output_is_
 	test_control_commands_without_guest test_balloon_takes_memory_and_gives_it_back \
 	test_net_bad_options test_net_no_nic_no_driver_lo_up test_net_user_fetches_64m_from_host \
 	test_net_user_hostfwd_both_ways test_net_tap_vhost_on test_net_tap_vhost_off \
-	test_net_tap_two_queues test_net_tap_gone_after_kill_9"
+	test_net_tap_two_queues test_net_tap_gone_after_kill_9 \
+	test_vsock_vhost_both_ways test_vsock_socket_connect_protocol_both_ways"
 if [ "${1:-}" = --list ]; then
 	echo $all_tests
 	exit 0
