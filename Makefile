@@ -45,6 +45,10 @@ build/tests/%: tests/unit/%.c $(SANOBJS)
 build/tests/test_qcow2_flush: LDLIBS += -Wl,--wrap=pwrite,--wrap=pwritev,--wrap=fallocate \
 	-Wl,--wrap=ftruncate,--wrap=fdatasync,--wrap=fsync
 
+# test_vhost_net stands in for /dev/vhost-net and the transport's view of the queues.
+build/tests/test_vhost_net: LDLIBS += -Wl,--wrap=open,--wrap=ioctl \
+	-Wl,--wrap=virtio_queue_vhost_view,--wrap=virtio_memory
+
 # The fuzz targets (tests/fuzz/run) link against the whole monitor, built by clang with the
 # fuzzer's instrumentation, as an archive: each target takes only the objects it needs, and the
 # link set is the tree's own (SRCS, LDLIBS), not a list kept beside it.

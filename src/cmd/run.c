@@ -19,6 +19,7 @@
 #include "arch/x86/cpu.h"
 #include "arch/x86/i8042.h"
 #include "cmd/cmd.h"
+#include "cmd/run_dev_net.h"
 #include "cmd/run_devices.h"
 #include "cmd/run_options.h"
 #include "guest/abi.h"
@@ -107,31 +108,40 @@ static int resolve_guest_paths(const struct run_options *o, struct boot_files *f
 	return 0;
 }
 
-/* The guest's command goes in a tiny cpio archive, so no argument is limited or mangled. */
-static int build_command_archive(const struct run_options *o, struct cpio *c)
+/*
+ * The guest's command and its NICs' set-up go in a tiny cpio archive, so no argument is
+ * limited or mangled. None when there is neither.
+ */
+static int build_extra_archive(const struct run_options *o, struct cpio *c)
 {
-	size_t len = 0;
-	char *argv_blob, *p;
+	char *argv_blob = NULL, *net = NULL, *p;
+	size_t len = 0, net_len = 0;
 	int err;
 
-	if (!o->cmd)
-		return 0;
-	for (char **a = o->cmd; *a; a++)
+	err = run_net_guest_file(o, &net, &net_len);
+	if (err || (!o->cmd && !net))
+		return err;
+	for (char **a = o->cmd; a && *a; a++)
 		len += strlen(*a) + 1;
 	argv_blob = malloc(len ? len : 1);
-	if (!argv_blob)
+	if (!argv_blob) {
+		free(net);
 		return -ENOMEM;
+	}
 	p = argv_blob;
-	for (char **a = o->cmd; *a; a++)
+	for (char **a = o->cmd; a && *a; a++)
 		p = stpcpy(p, *a) + 1;
 	err = cpio_add_dir(c, "etc", 0755);
 	if (!err)
 		err = cpio_add_dir(c, "etc/nkvm", 0755);
-	if (!err)
+	if (!err && o->cmd)
 		err = cpio_add_file(c, NKVM_CMD_FILE, 0644, argv_blob, len);
+	if (!err && net)
+		err = cpio_add_file(c, NKVM_NET_FILE, 0644, net, net_len);
 	if (!err)
 		err = cpio_finish(c);
 	free(argv_blob);
+	free(net);
 	return err;
 }
 
@@ -198,7 +208,7 @@ static int load_boot_files(const struct run_options *o, struct boot_files *f)
 			return -1;
 		}
 	}
-	if (build_command_archive(o, &f->extra)) {
+	if (build_extra_archive(o, &f->extra)) {
 		nkvm_err("out of memory building the guest's command");
 		return -1;
 	}
@@ -244,6 +254,7 @@ static int create_devices(struct machine *m, const struct run_options *o)
 		.pci = &m->pci,
 		.irq = &m->irq,
 		.cpus = o->cpus,
+		.name = o->name,
 		.engine = o->engine,
 		.out_fd = STDOUT_FILENO,
 	};

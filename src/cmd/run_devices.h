@@ -25,6 +25,8 @@ struct device_context {
 	struct pci_bus *pci;
 	struct irq_routing *irq;
 	unsigned int cpus; /* -c: the default number of a device's queues */
+	const char *name; /* --name, NULL without: what a NIC's default MAC is derived from */
+	unsigned int index; /* the device's place among those of its type: 0 for eth0 */
 	enum disk_engine_kind engine; /* --engine: for disks that name none */
 	int out_fd; /* the host's console output */
 	/* Set by a device that takes host console input instead of the UART (virtio-console). */
@@ -40,6 +42,11 @@ struct device_type {
 	struct kvopt_set syntax; /* the argument; no positional and no keys: no argument */
 	size_t cfg_size; /* the struct kvopt_parse fills, one per device given */
 	unsigned int max; /* how many may be given; 1: a second replaces the first */
+	/*
+	 * Optional: checks what the syntax cannot say alone (a MAC's form, keys that only go
+	 * together), before any device is made. Returns 0 or -EINVAL with one line in err.
+	 */
+	int (*check)(void *cfg, char *err, size_t errlen);
 	/* Optional: kernel parameters this device needs ("console=hvc0"), or NULL. */
 	const char *(*cmdline)(const void *cfg);
 	/*
@@ -54,7 +61,8 @@ struct device_type {
 };
 
 /* The types, each defined in its run_dev_*.c. */
-extern const struct device_type rng_device_type, console_device_type, disk_device_type;
+extern const struct device_type rng_device_type, console_device_type, disk_device_type,
+	net_device_type;
 
 /*
  * Every type, in creation order (hence PCI slot order). NULL-terminated. The option letter or

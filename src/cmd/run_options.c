@@ -140,6 +140,8 @@ static int parse_device(const struct device_type *t, const char *arg, struct run
 	}
 	if (arg && kvopt_parse(&t->syntax, d->text, d->cfg, why, sizeof(why)))
 		goto fail;
+	if (t->check && t->check(d->cfg, why, sizeof(why)))
+		goto fail;
 	return 0;
 fail:
 	snprintf(err, errlen, "%s%s%s: %s", label, arg ? " " : "", arg ? arg : "", why);

@@ -27,7 +27,7 @@
 #include "lib/util.h"
 
 /* Bumped when what the initrd holds changes, so that `nkvm setup` rebuilds an older one. */
-#define INITRD_REVISION 2
+#define INITRD_REVISION 3
 
 #define BUSYBOX "/bin/busybox"
 
@@ -50,9 +50,6 @@ static const char *const guest_modules[] = {
 	"virtio_pci_modern_dev",
 	"virtio_pci_legacy_dev",
 	"virtio_blk",
-	"virtio_net",
-	"net_failover",
-	"failover",
 	"virtio_console",
 	"virtio-rng",
 	"virtio_balloon",
@@ -81,6 +78,12 @@ static const char *const guest_modules[] = {
  * and the code pages of its default codepage= and iocharset= (the kernel's config).
  */
 static const char *const guest_modules_on_demand[] = { "vfat", "nls_cp437", "nls_ascii" };
+
+/*
+ * In the archive, loaded by the init only when nkvm gives the guest a NIC (NKVM_NET_FILE):
+ * NKVM_NET_MODULES_FILE lists them, less what the boot list loaded already.
+ */
+static const char *const guest_net_modules[] = { "virtio_net", "net_failover", "failover" };
 
 /*
  * Host programs the integration tests and benchmarks run inside the guest, where busybox has
@@ -645,7 +648,10 @@ static int module_read(struct initrd *r, const char *rel, char **data, size_t *l
 	return setup_run_tool(argv, NULL, data, len);
 }
 
-/* Adds lib/modules/VERSION/rel and appends its plain name to the load list, if there is one. */
+/*
+ * Adds lib/modules/VERSION/rel and appends its plain name to the load list, if there is one;
+ * a module in the archive already is in an earlier list, so it goes in neither again.
+ */
 static int add_module(struct initrd *r, const char *rel, FILE *list)
 {
 	char name[PATH_MAX], *data;
@@ -656,8 +662,7 @@ static int add_module(struct initrd *r, const char *rel, FILE *list)
 		return report(-ENAMETOOLONG, rel);
 	prefix = strlen(name) - strlen(rel);
 	strip_compression(name);
-	/* An on-demand module that the boot list loads anyway. */
-	if (!list && initrd_has(r, name))
+	if (initrd_has(r, name))
 		return 0;
 	ret = module_read(r, rel, &data, &len);
 	if (ret)
@@ -697,7 +702,8 @@ static int add_module_indexes(struct initrd *r, char *dep, const char *builtin)
 	return report(ret, "module indexes");
 }
 
-static int add_module_list(struct initrd *r, const struct moddep_result *mods)
+/* Adds mods and the list of them to load, as file. */
+static int add_module_list(struct initrd *r, const struct moddep_result *mods, const char *file)
 {
 	char *list = NULL;
 	size_t len = 0, i;
@@ -706,15 +712,29 @@ static int add_module_list(struct initrd *r, const struct moddep_result *mods)
 
 	f = open_memstream(&list, &len);
 	if (!f)
-		return report(-ENOMEM, NKVM_MODULES_FILE);
+		return report(-ENOMEM, file);
 	for (i = 0; !ret && i < mods->n_paths; i++)
 		ret = add_module(r, mods->paths[i], f);
 	if (fclose(f) && !ret)
-		ret = report(-ENOMEM, NKVM_MODULES_FILE);
+		ret = report(-ENOMEM, file);
 	if (!ret)
-		ret = report(cpio_add_file(&r->cpio, NKVM_MODULES_FILE, 0644, list, len),
-			     NKVM_MODULES_FILE);
+		ret = report(cpio_add_file(&r->cpio, file, 0644, list, len), file);
 	free(list);
+	return ret;
+}
+
+/* guest_net_modules with their dependencies, after the boot list has its own. */
+static int add_net_modules(struct initrd *r, const char *dep, const char *builtin)
+{
+	struct moddep_result mods = { 0 };
+	int ret;
+
+	ret = report(moddep_resolve(dep, builtin, guest_net_modules, ARRAY_SIZE(guest_net_modules),
+				    &mods),
+		     "modules.dep");
+	if (!ret)
+		ret = add_module_list(r, &mods, NKVM_NET_MODULES_FILE);
+	moddep_result_free(&mods);
 	return ret;
 }
 
@@ -749,7 +769,9 @@ static int add_modules(struct initrd *r)
 					    &mods),
 			     "modules.dep");
 	if (!ret)
-		ret = add_module_list(r, &mods);
+		ret = add_module_list(r, &mods, NKVM_MODULES_FILE);
+	if (!ret)
+		ret = add_net_modules(r, dep, builtin);
 	if (!ret)
 		ret = add_modules_on_demand(r, dep, builtin);
 	if (!ret)

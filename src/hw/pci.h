@@ -23,6 +23,7 @@ struct pci_device;
 
 /* Class codes (PCI Code and ID Assignment §1): base class, subclass, programming interface. */
 #define PCI_CLASS_STORAGE_OTHER 0x018000
+#define PCI_CLASS_NETWORK_ETHERNET 0x020000
 #define PCI_CLASS_OTHERS 0xff0000 /* a device that fits no defined class */
 
 /* Configuration registers: <linux/pci_regs.h>, and shorter names for two of them. */

@@ -48,6 +48,11 @@ struct virtio_device_ops {
 	 * -EOPNOTSUPP (on the first call only) when the device cannot wait so.
 	 */
 	int (*queue_wait)(struct virtio_device *vdev, unsigned int q, int kick_fd);
+	/*
+	 * Optional, after a successful start: whether something else (the kernel's vhost) serves
+	 * queue q from now to the next reset, so that the transport runs no thread for it.
+	 */
+	bool (*queue_offloaded)(struct virtio_device *vdev, unsigned int q);
 };
 
 struct virtio_device {

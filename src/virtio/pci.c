@@ -495,7 +495,9 @@ static void vp_do_start(struct virtio_pci *vp)
 	for (unsigned int i = 0; i < vdev->nr_queues; i++) {
 		struct vp_queue *q = &vp->queues[i];
 
-		if (!q->ready)
+		/* A queue vhost serves: its kicks and rings are the kernel's until the reset. */
+		if (!q->ready ||
+		    (vdev->ops->queue_offloaded && vdev->ops->queue_offloaded(vdev, i)))
 			continue;
 		atomic_store(&q->stop, false);
 		q->thread_running = pthread_create(&q->thread, NULL, vp_queue_thread, q) == 0;

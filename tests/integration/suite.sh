@@ -799,6 +799,281 @@ test_blk_probed_raw_refuses_qcow2_header() {
 	fi
 }
 
+# --- networking (-n) -------------------------------------------------------------------------
+# The test host's servers listen on ports from here (different in each suite run); TAP tests use
+# this subnet, the host side given by host_ip=, the guest's by guest_ip= (set by nkvm's init).
+NET_PORT=$((20000 + $$ % 20000))
+NET_HOST=192.168.100.1
+NET_GUEST=192.168.100.2
+
+# net_data FILE MIB: random bytes, made once per suite run.
+net_data() {
+	[ -s "$1" ] || head -c $(($2 * 1048576)) /dev/urandom >"$1"
+}
+
+sum_of() {
+	sha256sum "$1" | cut -d' ' -f1
+}
+
+# A FIFO nobody writes to: as nc's stdin it never ends, so nc leaves the connection open for
+# what the other side sends (busybox nc shuts down its side at the end of its input).
+net_hold() {
+	[ -p "$tmp/hold" ] || mkfifo "$tmp/hold"
+}
+
+# net_start OUT -- nkvm run arguments...: nkvm in the background ($net_pid), output to OUT.raw.
+net_start() {
+	out=$1
+	shift
+	net_started=$(date +%s)
+	timeout -k 10 300 "$NKVM" run "$@" </dev/null >"$out.raw" 2>&1 &
+	net_pid=$!
+}
+
+# net_wait: waits for net_start's nkvm; status in $rc, output (CRs stripped) in $out.
+net_wait() {
+	wait "$net_pid"
+	rc=$?
+	tr -d '\r' <"$out.raw" >"$out"
+	echo "time: $(($(date +%s) - net_started)) s"
+}
+
+# net_wait_line OUT.raw LINE SECONDS: LINE shows in nkvm's output while nkvm runs.
+net_wait_line() {
+	i=0
+	while [ $i -lt "$3" ] && kill -0 "$net_pid" 2>/dev/null; do
+		tr -d '\r' <"$1" | grep -qxF -- "$2" && return 0
+		sleep 1
+		i=$((i + 1))
+	done
+	return 1
+}
+
+# The TAP devices nkvm created (nkvmN).
+net_taps() {
+	for d in /sys/class/net/nkvm*; do
+		if [ -e "$d" ]; then echo "${d##*/}"; fi
+	done
+}
+
+test_net_bad_options() {
+	expect_error net_error_bad_mac "-n user,mac=zz: mac must be six hex bytes" -n user,mac=zz -- true
+	expect_error net_error_queues_zero "-n user,queues=0: queues must be 1 to 16" \
+		-n user,queues=0 -- true
+	expect_error net_error_hostfwd_port \
+		"-n user,hostfwd=tcp:99999-22: hostfwd port 99999 is not 1 to 65535" \
+		-n user,hostfwd=tcp:99999-22 -- true
+	expect_error net_error_tap_key_on_user "-n user,ifname=tap0: ifname is for -n tap only" \
+		-n user,ifname=tap0 -- true
+	expect_error net_error_user_key_on_tap \
+		"-n tap,hostfwd=tcp:2222-22: hostfwd is for -n user only" \
+		-n tap,hostfwd=tcp:2222-22 -- true
+	expect_error net_error_ifname_not_a_tap "-n tap: lo is not a TAP device" -n tap,ifname=lo -- true
+	# Without CAP_NET_ADMIN (as nobody, whom the test host lets use /dev/kvm for this).
+	if [ -f /etc/nested/cmd ] && command -v start-stop-daemon >/dev/null; then
+		kvm_mode=$(stat -c %a /dev/kvm)
+		chmod 666 /dev/kvm
+		# start-stop-daemon looks the IDs up; the test host has no user database of its own.
+		grep -qs '^nobody:' /etc/passwd || echo 'nobody:x:65534:65534::/:/bin/false' >>/etc/passwd
+		grep -qs '^nogroup:' /etc/group || echo 'nogroup:x:65534:' >>/etc/group
+		printf '#!/bin/sh\nexec start-stop-daemon -S -c 65534:65534 -x %s -- "$@"\n' \
+			"$(realpath "$NKVM")" >"$tmp/nobody-nkvm"
+		chmod 755 "$tmp/nobody-nkvm"
+		saved=$NKVM
+		NKVM=$tmp/nobody-nkvm
+		expect_error net_error_no_permission_for_tun \
+			"-n tap: /dev/net/tun: cannot create a TAP: Operation not permitted" -n tap -- true
+		NKVM=$saved
+		chmod "$kvm_mode" /dev/kvm
+	fi
+}
+
+# No NIC: no NIC driver loaded; lo is up all the same.
+test_net_no_nic_no_driver_lo_up() {
+	run_guest "$tmp/o" -- sh -c 'test -d /sys/module/virtio_net && echo DRIVER-LOADED;
+		ip -o link show lo | grep -q "[<,]UP[,>]" && echo LO-UP;
+		ping -c 1 -W 2 127.0.0.1 >/dev/null && echo LO-PING'
+	if [ "$rc" -eq 0 ] && ! grep -q DRIVER-LOADED "$tmp/o" && has_line "$tmp/o" LO-UP &&
+		has_line "$tmp/o" LO-PING; then
+		pass net_no_nic_no_driver_lo_up
+	else
+		fail net_no_nic_no_driver_lo_up "status $rc" "$tmp/o"
+	fi
+}
+
+# -n user: the guest is set up as QEMU's (address, route, DNS) and fetches 64 MiB from a server
+# on the test host's 127.0.0.1, which it reaches as 10.0.2.2.
+test_net_user_fetches_64m_from_host() {
+	mkdir -p "$tmp/www"
+	net_data "$tmp/www/big" 64
+	want=$(sum_of "$tmp/www/big")
+	httpd -f -p "127.0.0.1:$NET_PORT" -h "$tmp/www" &
+	httpd_pid=$!
+	start=$(date +%s)
+	run_guest "$tmp/o" -n user -- sh -c 'ip -o -4 addr show; ip route; cat /etc/resolv.conf;
+		wget -q -O - "http://10.0.2.2:$1/big" | sha256sum' sh "$NET_PORT"
+	echo "time: $(($(date +%s) - start)) s"
+	kill "$httpd_pid"
+	wait "$httpd_pid" 2>/dev/null
+	if [ "$rc" -eq 0 ] && grep -q "inet 10.0.2.15/24" "$tmp/o" &&
+		grep -q "^default via 10.0.2.2 " "$tmp/o" && has_line "$tmp/o" "nameserver 10.0.2.3" &&
+		has_line "$tmp/o" "$want  -"; then
+		pass net_user_fetches_64m_from_host
+	else
+		fail net_user_fetches_64m_from_host "status $rc, want sha256 $want" "$tmp/o"
+	fi
+}
+
+# hostfwd (given twice): the host's 127.0.0.1 ports reach listeners in the guest, 4 MiB each way.
+test_net_user_hostfwd_both_ways() {
+	up=$NET_PORT
+	down=$((NET_PORT + 1))
+	net_data "$tmp/up" 4
+	net_hold
+	rm -f "$tmp/down"
+	net_start "$tmp/o" -n "user,hostfwd=tcp:$up-5555,hostfwd=tcp::$down-:5556" -- sh -c '
+		head -c 4194304 /dev/urandom >/tmp/down
+		echo "$(sha256sum </tmp/down | cut -d" " -f1) DOWN-SUM"
+		mkfifo /tmp/hold
+		nc -l -p 5555 0<>/tmp/hold | sha256sum | sed "s/ .*/ UP-SUM/" &
+		nc -l -p 5556 </tmp/down &
+		sleep 1
+		echo LISTENING
+		wait'
+	if net_wait_line "$tmp/o.raw" LISTENING 240; then
+		timeout 60 nc 127.0.0.1 "$up" <"$tmp/up"
+		timeout 60 nc 127.0.0.1 "$down" >"$tmp/down" 0<>"$tmp/hold"
+	fi
+	net_wait
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" "$(sum_of "$tmp/up") UP-SUM" &&
+		[ -s "$tmp/down" ] && has_line "$tmp/o" "$(sum_of "$tmp/down") DOWN-SUM"; then
+		pass net_user_hostfwd_both_ways
+	else
+		fail net_user_hostfwd_both_ways "status $rc, $(wc -c <"$tmp/down") bytes down" "$tmp/o"
+	fi
+}
+
+# net_tap_traffic VHOST: ping both ways, 256 MiB over TCP each way, checksums compared; then a
+# 1 MiB write from the guest, which leaves it as large GSO frames: far fewer frames on the TAP
+# than the 724 of 1448 bytes it would take without offloads; the TAP is gone after exit.
+net_tap_traffic() {
+	v=$1
+	name=net_tap_vhost_$v
+	net_data "$tmp/big" 256
+	net_hold
+	timeout 280 nc -l -p "$NET_PORT" <"$tmp/big" >/dev/null &
+	serve_pid=$!
+	timeout 280 nc -l -p $((NET_PORT + 1)) >"$tmp/recv" 0<>"$tmp/hold" &
+	recv_pid=$!
+	net_start "$tmp/o" -n "tap,host_ip=$NET_HOST/24,guest_ip=$NET_GUEST/24,vhost=$v" -- sh -c '
+		ping -c 2 -W 5 "$1" >/dev/null && echo GUEST-PING-OK
+		mkfifo /tmp/hold /tmp/sent
+		nc "$1" "$2" 0<>/tmp/hold | sha256sum | sed "s/ .*/ RECV-SUM/"
+		sha256sum </tmp/sent >/tmp/sum &
+		head -c 268435456 /dev/urandom | tee /tmp/sent | nc "$1" $(($2 + 1))
+		wait
+		echo "$(cut -d" " -f1 /tmp/sum) SENT-SUM"
+		i=0
+		until head -c 1048576 /dev/zero | nc "$1" $(($2 + 2)) 2>/dev/null; do
+			i=$((i + 1))
+			[ $i -lt 100 ] || break
+			sleep 0.3
+		done' sh "$NET_HOST" "$NET_PORT"
+	host_ping=no
+	i=0
+	while [ $i -lt 200 ] && kill -0 "$net_pid" 2>/dev/null; do
+		if ping -c 1 -W 1 "$NET_GUEST" >/dev/null 2>&1; then
+			host_ping=ok
+			break
+		fi
+		i=$((i + 1))
+	done
+	tap=$(net_taps | head -n 1)
+	wait "$serve_pid" "$recv_pid"
+	frames=none
+	if [ -n "$tap" ] && [ -d "/sys/class/net/$tap" ]; then
+		rx0=$(cat "/sys/class/net/$tap/statistics/rx_packets")
+		timeout 60 nc -l -p $((NET_PORT + 2)) >"$tmp/gso" 0<>"$tmp/hold"
+		rx1=$(cat "/sys/class/net/$tap/statistics/rx_packets")
+		frames=$((rx1 - rx0))
+	fi
+	net_wait
+	echo "time: $name, $frames frames for 1 MiB"
+	left=$(net_taps)
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" GUEST-PING-OK && [ "$host_ping" = ok ] &&
+		has_line "$tmp/o" "$(sum_of "$tmp/big") RECV-SUM" &&
+		has_line "$tmp/o" "$(sum_of "$tmp/recv") SENT-SUM" &&
+		[ "$(wc -c <"$tmp/recv")" -eq 268435456 ] &&
+		[ "$(wc -c <"$tmp/gso")" -eq 1048576 ] && [ "$frames" -lt 180 ] && [ -z "$left" ]; then
+		pass "$name"
+	else
+		fail "$name" "status $rc, tap ${tap:-none}, host ping $host_ping, $frames frames, \
+$(wc -c <"$tmp/recv") bytes received, TAPs left: ${left:-none}" "$tmp/o"
+	fi
+}
+
+test_net_tap_vhost_on() {
+	net_tap_traffic on
+}
+
+test_net_tap_vhost_off() {
+	net_tap_traffic off
+}
+
+# -c 2, queues=2: four connections, two sent from each vCPU; each queue's interrupt counts.
+net_tap_two_queues() {
+	v=$1
+	name=net_tap_two_queues_vhost_$v
+	net_hold
+	for i in 0 1 2 3; do
+		timeout 200 nc -l -p $((NET_PORT + i)) >/dev/null 0<>"$tmp/hold" &
+	done
+	net_start "$tmp/o" -c 2 -n "tap,host_ip=$NET_HOST/24,guest_ip=$NET_GUEST/24,queues=2,vhost=$v" \
+		-- sh -c 'for i in 0 1 2 3; do
+			taskset $((1 << (i % 2))) sh -c "head -c 4194304 /dev/zero | nc $1 $(($2 + i))" &
+		done
+		wait
+		awk "/virtio[0-9]+-(input|output)\\.[0-9]+\$/ { print \"QUEUE\", \$NF, \$2 + \$3 }" \
+			/proc/interrupts' sh "$NET_HOST" "$NET_PORT"
+	net_wait
+	wait
+	busy=$(grep -cE '^QUEUE virtio[0-9]+-(input|output)\.[01] [1-9]' "$tmp/o")
+	if [ "$rc" -eq 0 ] && [ "$busy" -eq 4 ]; then
+		pass "$name"
+	else
+		fail "$name" "status $rc, $busy of 4 queue vectors counted" "$tmp/o"
+	fi
+}
+
+test_net_tap_two_queues() {
+	net_tap_two_queues on
+	net_tap_two_queues off
+}
+
+# The TAP nkvm made goes with it, also when nkvm is killed with SIGKILL.
+test_net_tap_gone_after_kill_9() {
+	net_start "$tmp/o" -n tap -- sleep 600
+	i=0
+	while [ $i -lt 60 ] && [ -z "$(net_taps)" ] && kill -0 "$net_pid" 2>/dev/null; do
+		sleep 1
+		i=$((i + 1))
+	done
+	tap=$(net_taps)
+	kill -9 "$net_pid"
+	net_wait
+	i=0
+	while [ $i -lt 10 ] && [ -n "$(net_taps)" ]; do
+		sleep 1
+		i=$((i + 1))
+	done
+	if [ -n "$tap" ] && [ "$rc" -eq 137 ] && [ -z "$(net_taps)" ]; then
+		pass net_tap_gone_after_kill_9
+	else
+		fail net_tap_gone_after_kill_9 "status $rc, TAP ${tap:-never made}, left: $(net_taps)" \
+			"$tmp/o"
+	fi
+}
+
 all_tests="test_bad_input test_command_output_and_status test_command_output_is_clean \
 	test_exit_status_propagates test_missing_command_is_127 test_arguments_survive_quoting \
 	test_kernel_version test_nproc_matches_cpus test_every_cpu_online test_tsc_deadline_timer \
@@ -814,7 +1089,10 @@ all_tests="test_bad_input test_command_output_and_status test_command_output_is_
 	test_blk_ext4_made_in_guest_checks_clean_on_host test_blk_fio_verify_one_queue_per_vcpu \
 	test_blk_root_on_disk test_console_on_hvc0 test_qcow2_ext4_in_guest_checks_clean \
 	test_qcow2_overlay_on_raw_base test_qcow2_overlay_fs_over_populated_base \
-	test_engines_verify_and_discard test_enospc_reaches_guest_as_ioerr"
+	test_engines_verify_and_discard test_enospc_reaches_guest_as_ioerr \
+	test_net_bad_options test_net_no_nic_no_driver_lo_up test_net_user_fetches_64m_from_host \
+	test_net_user_hostfwd_both_ways test_net_tap_vhost_on test_net_tap_vhost_off \
+	test_net_tap_two_queues test_net_tap_gone_after_kill_9"
 if [ "${1:-}" = --list ]; then
 	echo $all_tests
 	exit 0

@@ -927,6 +927,38 @@ static void test_bar_move_keeps_kicks_reaching_the_queue(void **state)
 
 #define VTEST(t) cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)
 
+static bool tdev_queue_offloaded(struct virtio_device *vdev, unsigned int q)
+{
+	return true;
+}
+
+/*
+ * A queue the device says something else serves (vhost-net) gets no thread from the transport:
+ * no queue_start and no pass over the ring, and the reset still works.
+ */
+static void test_offloaded_queue_gets_no_thread(void **state)
+{
+	static struct virtio_device_ops ops;
+	struct fx *fx = *state;
+	struct tdev *td;
+
+	add_test_device(fx);
+	td = fx->td;
+	ops = tdev_ops;
+	ops.queue_offloaded = tdev_queue_offloaded;
+	td->vdev.ops = &ops;
+	driver_setup(fx);
+	publish(fx, 1);
+	status_write(fx, S_READY | S_DRIVER_OK);
+	settle(fx);
+	usleep(50 * 1000);
+	assert_int_equal(atomic_load(&td->starts), 1);
+	assert_int_equal(atomic_load(&td->queue_starts), 0);
+	assert_int_equal(atomic_load(&td->popped), 0);
+	reset_within_deadline(fx);
+	assert_int_equal(atomic_load(&td->queue_stops), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -947,6 +979,7 @@ int main(void)
 		VTEST(test_features_refused_leave_features_ok_clear),
 		VTEST(test_queue_size_refused_keeps_the_old_size),
 		VTEST(test_bar_move_keeps_kicks_reaching_the_queue),
+		VTEST(test_offloaded_queue_gets_no_thread),
 	};
 
 	return cmocka_run_group_tests_name("virtio_pci", tests, NULL, NULL);
