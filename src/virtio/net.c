@@ -179,9 +179,10 @@ static void net_tx_process(struct virtio_net *net, struct net_queue *nq)
 				/* §5.1.6.2.1 broken by the guest: the frame never reaches the host. */
 				count(&net->tx_errors, 1);
 				if (!atomic_exchange(&net->told_bad_tx, true))
-					nkvm_err("%s: queue %u: dropped a malformed frame (%s); more are "
-						 "only counted",
-						 net->name, nq->index, net_tx_why(err));
+					nkvm_err(
+						"%s: queue %u: dropped a malformed frame (%s); more are "
+						"only counted",
+						net->name, nq->index, net_tx_why(err));
 				net_give(net, nq, nq->chain.head, 0);
 				net_batch_step(net, nq);
 				continue;

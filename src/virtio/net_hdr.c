@@ -98,7 +98,8 @@ static int net_tx_check_hdr(const struct virtio_net_hdr_v1 *h, uint64_t features
 		/* A segmented frame comes with a partial checksum and a segment size. */
 		if (!(h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) || !h->gso_size)
 			return -EINVAL;
-		if ((h->gso_type & VIRTIO_NET_HDR_GSO_ECN) && !(features & F(VIRTIO_NET_F_HOST_ECN)))
+		if ((h->gso_type & VIRTIO_NET_HDR_GSO_ECN) &&
+		    !(features & F(VIRTIO_NET_F_HOST_ECN)))
 			return -EINVAL;
 	}
 	if (h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
@@ -143,8 +144,7 @@ int net_tx_parse(const struct virtq_chain *c, uint64_t features, struct net_tx_f
 }
 
 /* §5.1.6.5.2: two tables of 6-byte addresses, each after its le32 count, exactly filling data. */
-static bool net_ctrl_mac_table_ok(const struct iovec *iov, unsigned int n, size_t off,
-				  uint64_t len)
+static bool net_ctrl_mac_table_ok(const struct iovec *iov, unsigned int n, size_t off, uint64_t len)
 {
 	uint64_t at = 0;
 

@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,7 +45,7 @@
 #define DEADLINE_MS 5000
 #define MAX_QUEUES (2 * 2 + 1)
 
-#define BASE_FEATURES                                                                         \
+#define BASE_FEATURES                                                                          \
 	(F(VIRTIO_F_VERSION_1) | F(VIRTIO_RING_F_EVENT_IDX) | F(VIRTIO_RING_F_INDIRECT_DESC) | \
 	 F(VIRTIO_NET_F_MAC) | F(VIRTIO_NET_F_STATUS) | F(VIRTIO_NET_F_MTU) |                  \
 	 F(VIRTIO_NET_F_CTRL_VQ) | F(VIRTIO_NET_F_CTRL_RX))
@@ -84,6 +86,7 @@ struct fx {
 	unsigned int nq;
 	struct virtio_net *net;
 	struct tbe *tbe; /* the device's back end, while the device lives */
+	bool vhost, vhost_required; /* net_up's back end asks for vhost-net */
 	int peer[2]; /* the test's ends, one per pair */
 	uint64_t data_next;
 };
@@ -157,6 +160,8 @@ static void net_up(struct fx *fx, unsigned int pairs, bool vnet_hdr, uint64_t fe
 	t->be.nr_pairs = pairs;
 	t->be.vnet_hdr = vnet_hdr;
 	t->be.offloads = vnet_hdr ? NET_OFFLOAD_FEATURES : 0;
+	t->be.vhost = fx->vhost;
+	t->be.vhost_required = fx->vhost_required;
 	for (unsigned int p = 0; p < pairs; p++) {
 		int sv[2];
 
@@ -181,8 +186,8 @@ static void net_up(struct fx *fx, unsigned int pairs, bool vnet_hdr, uint64_t fe
 							   RINGS_GPA + q * RING_STRIDE,
 							   VIRTIO_MSI_NO_VECTOR),
 				 0);
-	virtio_driver_set_status(&fx->drv, virtio_driver_status(&fx->drv) |
-						   VIRTIO_CONFIG_S_DRIVER_OK);
+	virtio_driver_set_status(&fx->drv,
+				 virtio_driver_status(&fx->drv) | VIRTIO_CONFIG_S_DRIVER_OK);
 	virtio_driver_settle(&fx->drv);
 	assert_false(virtio_driver_status(&fx->drv) & VIRTIO_CONFIG_S_NEEDS_RESET);
 }
@@ -222,7 +227,8 @@ static uint16_t post(struct fx *fx, unsigned int qi, const struct seg *s, unsign
 		q->desc[d] = (struct vring_desc){
 			.addr = s[i].gpa,
 			.len = s[i].len,
-			.flags = (s[i].w ? VRING_DESC_F_WRITE : 0) | (i + 1 < n ? VRING_DESC_F_NEXT : 0),
+			.flags = (s[i].w ? VRING_DESC_F_WRITE : 0) |
+				 (i + 1 < n ? VRING_DESC_F_NEXT : 0),
 			.next = (d + 1) % q->size,
 		};
 	}
@@ -362,8 +368,9 @@ static void test_bogus_tx_headers_are_dropped_counted_and_never_sent(void **stat
 	g[1] = tx_frame(fx, &hdrlen, 100, 4); /* hdr_len beyond the chain */
 	post(fx, 1, (struct seg[]){ { g[1], NET_HDR_LEN + 100 } }, 1), bad++;
 	g[2] = tx_frame(fx, &good, NET_TX_MAX + 1 - NET_HDR_LEN, 5); /* past 64 KiB */
-	post(fx, 1, (struct seg[]){ { g[2], NET_TX_MAX / 2 }, { g[2] + NET_TX_MAX / 2,
-							    NET_TX_MAX + 1 - NET_TX_MAX / 2 } },
+	post(fx, 1,
+	     (struct seg[]){ { g[2], NET_TX_MAX / 2 },
+			     { g[2] + NET_TX_MAX / 2, NET_TX_MAX + 1 - NET_TX_MAX / 2 } },
 	     2),
 		bad++;
 	w = galloc(fx, 64); /* an empty chain: nothing readable */
@@ -415,7 +422,8 @@ static void test_tx_waits_for_a_full_backend_instead_of_dropping(void **state)
 	assert_in_range(cpu_ms() - cpu0, 0, 30);
 	assert_true(used_idx(fx, 1) < n);
 	for (unsigned int i = 0; i < n; i++) {
-		assert_int_equal(peer_recv(fx, 0, got, sizeof(got), DEADLINE_MS), NET_HDR_LEN + 1000);
+		assert_int_equal(peer_recv(fx, 0, got, sizeof(got), DEADLINE_MS),
+				 NET_HDR_LEN + 1000);
 		assert_int_equal(got[NET_HDR_LEN], (uint8_t)i);
 	}
 	assert_true(wait_used(fx, 1, n));
@@ -623,10 +631,11 @@ static void test_mq_vq_pairs_set_accepts_1_to_max_and_refuses_the_rest(void **st
 	uint64_t buf;
 
 	net_up(fx, 2, true, BASE_FEATURES | MRG | F(VIRTIO_NET_F_MQ));
-	assert_int_equal(le16toh(virtio_driver_bar_read(&fx->drv, fx->drv.device_cfg +
-						offsetof(struct virtio_net_config,
-							 max_virtqueue_pairs),
-						2)),
+	assert_int_equal(le16toh(virtio_driver_bar_read(&fx->drv,
+							fx->drv.device_cfg +
+								offsetof(struct virtio_net_config,
+									 max_virtqueue_pairs),
+							2)),
 			 2);
 	buf = galloc(fx, 2048);
 	post(fx, 2, (struct seg[]){ { buf, 2048, true } }, 1);
@@ -667,6 +676,89 @@ static void test_start_hands_the_negotiated_features_to_the_backend(void **state
 	assert_int_equal(fx->tbe->offloads_set, want);
 }
 
+/* --- vhost-net, on a /dev of the test's own without vhost-net ------------------------------ */
+
+static const char *isolation_failed;
+
+/* A private mount namespace, made while the process has one thread (CLONE_NEWNS needs it). */
+static void isolate(void)
+{
+	if (geteuid() != 0)
+		isolation_failed = "not root";
+	else if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
+		isolation_failed = "cannot make a private mount namespace";
+}
+
+static void mount_empty_dev(void)
+{
+	if (isolation_failed) {
+		print_message("(%s: skipped)\n", isolation_failed);
+		skip();
+	}
+	assert_int_equal(mount("tmpfs", "/dev", "tmpfs", 0, "mode=0755"), 0);
+}
+
+/* vhost=on: no vhost-net fails the device's creation, with the reason, and frees the back end. */
+static void test_vhost_required_without_vhost_net_fails_create_with_its_reason(void **state)
+{
+	struct fx *fx = *state;
+	struct tbe *t = calloc(1, sizeof(*t));
+	struct virtio_net_options o = { .mac = { 0x52, 0x54, 0, 0, 0, 1 } };
+	char err[256] = "";
+	int sv[2];
+
+	mount_empty_dev();
+	assert_non_null(t);
+	t->be = (struct net_backend){ .ops = &tbe_ops,
+				      .name = "test",
+				      .nr_pairs = 1,
+				      .vnet_hdr = true,
+				      .vhost = true,
+				      .vhost_required = true };
+	assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
+	t->be.fds[0] = sv[0];
+	fx->peer[0] = sv[1];
+	assert_int_equal(virtio_net_create(&fx->net, fx->vm, fx->bus, fx->irq, &t->be, &o, err,
+					   sizeof(err)),
+			 -ENOENT);
+	assert_null(fx->net);
+	assert_string_equal(err, "vhost-net: /dev/vhost-net: No such file or directory (is the "
+				 "vhost_net module loaded?)");
+	assert_int_equal(umount("/dev"), 0);
+}
+
+/* vhost=auto: one notice line, then the userspace data path carries the frames. */
+static void test_vhost_auto_without_vhost_net_says_so_and_uses_userspace(void **state)
+{
+	struct fx *fx = *state;
+	struct virtio_net_hdr_v1 h = { 0 };
+	char out[512] = "";
+	uint8_t got[256];
+	FILE *tmp = tmpfile();
+	int saved = dup(2);
+	uint64_t gpa;
+
+	mount_empty_dev();
+	assert_non_null(tmp);
+	fflush(stderr);
+	dup2(fileno(tmp), 2);
+	fx->vhost = true;
+	net_up(fx, 1, true, BASE_FEATURES | MRG);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	assert_int_equal(umount("/dev"), 0);
+	rewind(tmp);
+	assert_non_null(fgets(out, sizeof(out), tmp));
+	fclose(tmp);
+	assert_string_equal(out, "nkvm: test: vhost-net unavailable (/dev/vhost-net: No such file "
+				 "or directory (is the vhost_net module loaded?)); using the "
+				 "userspace data path\n");
+	gpa = tx_frame(fx, &h, 100, 19);
+	post(fx, 1, (struct seg[]){ { gpa, NET_HDR_LEN + 100 } }, 1);
+	assert_int_equal(peer_recv(fx, 0, got, sizeof(got), DEADLINE_MS), NET_HDR_LEN + 100);
+}
+
 #define NTEST(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
 
 int main(void)
@@ -685,8 +777,11 @@ int main(void)
 		NTEST(test_mq_vq_pairs_set_accepts_1_to_max_and_refuses_the_rest),
 		NTEST(test_without_mq_the_control_queue_is_queue_2),
 		NTEST(test_start_hands_the_negotiated_features_to_the_backend),
+		NTEST(test_vhost_required_without_vhost_net_fails_create_with_its_reason),
+		NTEST(test_vhost_auto_without_vhost_net_says_so_and_uses_userspace),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
+	isolate();
 	return cmocka_run_group_tests_name("virtio_net", tests, NULL, NULL);
 }
