@@ -183,9 +183,10 @@ static int tap_open_queues(struct tap *t, int sock, const struct tap_config *cfg
 	fd = tap_open_queue(t, sock, flags, creating, err, errlen);
 	if (fd == -EINVAL && !creating && tap_is_tap(sock, t->ifname)) {
 		if (cfg->queues > 1)
-			return err_set(err, errlen, fd,
-				       "%s is a single-queue TAP: queues=%u needs a multi_queue one",
-				       t->ifname, cfg->queues);
+			return err_set(
+				err, errlen, fd,
+				"%s is a single-queue TAP: queues=%u needs a multi_queue one",
+				t->ifname, cfg->queues);
 		flags |= IFF_MULTI_QUEUE;
 		fd = tap_open_queue(t, sock, flags, creating, err, errlen);
 	}
@@ -246,8 +247,7 @@ static int tap_configure_link(struct tap *t, int sock, const struct tap_config *
 		memcpy(&ifr.ifr_addr, &sin, sizeof(sin));
 		if (ioctl(sock, SIOCSIFADDR, &ifr) < 0)
 			goto fail_addr;
-		sin.sin_addr.s_addr =
-			htonl(cfg->host_prefix ? ~0U << (32 - cfg->host_prefix) : 0);
+		sin.sin_addr.s_addr = htonl(cfg->host_prefix ? ~0U << (32 - cfg->host_prefix) : 0);
 		memcpy(&ifr.ifr_netmask, &sin, sizeof(sin));
 		if (ioctl(sock, SIOCSIFNETMASK, &ifr) < 0)
 			goto fail_addr;
@@ -264,8 +264,7 @@ fail_addr:
 		       inet_ntoa(cfg->host_ip), cfg->host_prefix, strerror(-r));
 fail_up:
 	r = -errno;
-	return err_set(err, errlen, r, "%s: cannot bring the link up: %s", t->ifname,
-		       strerror(-r));
+	return err_set(err, errlen, r, "%s: cannot bring the link up: %s", t->ifname, strerror(-r));
 }
 
 int tap_open(struct net_backend **out, const struct tap_config *cfg, char *err, size_t errlen)

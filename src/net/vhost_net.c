@@ -32,10 +32,10 @@ struct vhost_net {
 };
 
 /* Bits that shape the rings or the frames' header (virtio 1.2 §6, §5.1.6). */
-#define VHOST_RING_FEATURES                                                                      \
-	(1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_RING_F_EVENT_IDX |                           \
-	 1ULL << VIRTIO_RING_F_INDIRECT_DESC | 1ULL << VIRTIO_F_RING_PACKED |                     \
-	 1ULL << VIRTIO_F_IN_ORDER | 1ULL << VIRTIO_F_ACCESS_PLATFORM |                            \
+#define VHOST_RING_FEATURES                                                   \
+	(1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_RING_F_EVENT_IDX |       \
+	 1ULL << VIRTIO_RING_F_INDIRECT_DESC | 1ULL << VIRTIO_F_RING_PACKED | \
+	 1ULL << VIRTIO_F_IN_ORDER | 1ULL << VIRTIO_F_ACCESS_PLATFORM |       \
 	 1ULL << VIRTIO_NET_F_MRG_RXBUF)
 
 /* The memory table of struct vhost_memory, with room for every region of guest RAM. */
@@ -57,8 +57,8 @@ int vhost_net_open(struct vhost_net **out, unsigned int nr_pairs, char *err, siz
 
 	*out = NULL;
 	if (nr_pairs == 0 || nr_pairs > NET_MAX_QUEUE_PAIRS)
-		return err_set(err, errlen, -EINVAL, "vhost-net: %u queue pairs (1 to %u)", nr_pairs,
-			       NET_MAX_QUEUE_PAIRS);
+		return err_set(err, errlen, -EINVAL, "vhost-net: %u queue pairs (1 to %u)",
+			       nr_pairs, NET_MAX_QUEUE_PAIRS);
 	vn = calloc(1, sizeof(*vn));
 	if (!vn)
 		return err_set(err, errlen, -ENOMEM, "vhost-net: out of memory");
@@ -80,7 +80,8 @@ int vhost_net_open(struct vhost_net **out, unsigned int nr_pairs, char *err, siz
 		/* The instance's rings and memory table belong to this process from now on. */
 		r = vhost_ioctl(vn->fds[i], VHOST_SET_OWNER, NULL);
 		if (r < 0) {
-			err_set(err, errlen, r, VHOST_NET_PATH ": VHOST_SET_OWNER: %s", strerror(-r));
+			err_set(err, errlen, r, VHOST_NET_PATH ": VHOST_SET_OWNER: %s",
+				strerror(-r));
 			goto fail;
 		}
 		if (i == 0) {
@@ -182,8 +183,7 @@ static void vhost_set_backend(int fd, unsigned int ring, int tap_fd)
 	(void)vhost_ioctl(fd, VHOST_NET_SET_BACKEND, &be);
 }
 
-int vhost_net_start(struct vhost_net *vn, struct virtio_device *vdev, unsigned int pair,
-		    int tap_fd)
+int vhost_net_start(struct vhost_net *vn, struct virtio_device *vdev, unsigned int pair, int tap_fd)
 {
 	struct vhost_vring_file be;
 	uint64_t features;

@@ -265,7 +265,8 @@ static void test_two_queues_on_a_single_queue_tap_say_so(void **state)
 	make_persistent("nkvmtest2", IFF_TAP | IFF_NO_PI);
 	assert_int_equal(tap_open(&be, &cfg, err, sizeof(err)), -EINVAL);
 	assert_null(be);
-	assert_string_equal(err, "nkvmtest2 is a single-queue TAP: queues=2 needs a multi_queue one");
+	assert_string_equal(err,
+			    "nkvmtest2 is a single-queue TAP: queues=2 needs a multi_queue one");
 	remove_persistent("nkvmtest2", IFF_TAP | IFF_NO_PI);
 }
 
@@ -444,8 +445,8 @@ static void test_offloads_are_probed_off_until_set_offloads_turns_them_on(void *
 	assert_int_equal(ethtool_get(name, ETHTOOL_GTSO), 0);
 	assert_non_null(be->ops->set_offloads);
 	assert_int_equal(be->ops->set_offloads(be, BIT(VIRTIO_NET_F_GUEST_CSUM) |
-							    BIT(VIRTIO_NET_F_GUEST_TSO4) |
-							    BIT(VIRTIO_NET_F_MAC)),
+							   BIT(VIRTIO_NET_F_GUEST_TSO4) |
+							   BIT(VIRTIO_NET_F_MAC)),
 			 0);
 	assert_int_equal(ethtool_get(name, ETHTOOL_GTXCSUM), 1);
 	assert_int_equal(ethtool_get(name, ETHTOOL_GTSO), 1);

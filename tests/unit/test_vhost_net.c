@@ -8,7 +8,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
+#include <linux/if_packet.h>
 #include <linux/vhost.h>
+#include <linux/virtio_ring.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <linux/virtio_net.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -26,6 +32,7 @@
 #include <cmocka.h>
 
 #include "net/backend.h"
+#include "net/tap.h"
 #include "net/vhost_net.h"
 #include "virtio/device.h"
 #include "vmm/memory.h"
@@ -38,9 +45,10 @@ static const char *isolation_failed;
 /* --- a recording /dev/vhost-net ------------------------------------------------------------ */
 
 #define BIT(b) (1ULL << (b))
-#define FAKE_FEATURES                                                                              \
-	(BIT(VIRTIO_F_VERSION_1) | BIT(VIRTIO_RING_F_EVENT_IDX) | BIT(VIRTIO_RING_F_INDIRECT_DESC) | \
-	 BIT(VIRTIO_NET_F_MRG_RXBUF) | BIT(VHOST_NET_F_VIRTIO_NET_HDR) | BIT(VHOST_F_LOG_ALL))
+#define FAKE_FEATURES                                                     \
+	(BIT(VIRTIO_F_VERSION_1) | BIT(VIRTIO_RING_F_EVENT_IDX) |         \
+	 BIT(VIRTIO_RING_F_INDIRECT_DESC) | BIT(VIRTIO_NET_F_MRG_RXBUF) | \
+	 BIT(VHOST_NET_F_VIRTIO_NET_HDR) | BIT(VHOST_F_LOG_ALL))
 #define MAX_CALLS 64
 
 struct call {
@@ -168,15 +176,24 @@ static int fake_setup(void **state)
 	memset(&fake, 0, sizeof(fake));
 	fake.on = true;
 	fake.mem.nr_regions = 2;
-	fake.mem.regions[0] = (struct guest_region){ .gpa = 0, .size = RAM, .host = calloc(1, RAM) };
-	fake.mem.regions[1] = (struct guest_region){ .gpa = MEM_HOLE_END, .size = RAM,
-						     .host = calloc(1, RAM) };
+	fake.mem.regions[0] =
+		(struct guest_region){ .gpa = 0, .size = RAM, .host = aligned_alloc(4096, RAM) };
+	fake.mem.regions[1] = (struct guest_region){ .gpa = MEM_HOLE_END,
+						     .size = RAM,
+						     .host = aligned_alloc(4096, RAM) };
+	memset(fake.mem.regions[0].host, 0, RAM);
+	memset(fake.mem.regions[1].host, 0, RAM);
 	for (unsigned int q = 0; q < 4; q++) {
 		uint64_t at = (q & 1 ? MEM_HOLE_END : 0) + 0x4000 * (q / 2);
 
 		fake.views[q] = (struct virtio_vhost_queue){
-			.kick_fd = 100 + q, .call_fd = 200 + q, .size = 256, .desc = at,
-			.avail = at + 0x1000, .used = at + 0x2000, .mem = &fake.mem,
+			.kick_fd = 100 + q,
+			.call_fd = 200 + q,
+			.size = 256,
+			.desc = at,
+			.avail = at + 0x1000,
+			.used = at + 0x2000,
+			.mem = &fake.mem,
 		};
 	}
 	return 0;
@@ -244,10 +261,12 @@ static void assert_start_sequence(unsigned int *i, int inst, unsigned int pair, 
 		assert_int_equal(c->value, 0);
 		c = next_call(i, inst, VHOST_SET_VRING_ADDR);
 		assert_int_equal(c->index, ring);
-		assert_int_equal(c->addr.desc_user_addr, (uintptr_t)guest_ptr(&fake.mem, v->desc, 1));
+		assert_int_equal(c->addr.desc_user_addr,
+				 (uintptr_t)guest_ptr(&fake.mem, v->desc, 1));
 		assert_int_equal(c->addr.avail_user_addr,
 				 (uintptr_t)guest_ptr(&fake.mem, v->avail, 1));
-		assert_int_equal(c->addr.used_user_addr, (uintptr_t)guest_ptr(&fake.mem, v->used, 1));
+		assert_int_equal(c->addr.used_user_addr,
+				 (uintptr_t)guest_ptr(&fake.mem, v->used, 1));
 		assert_int_equal(c->addr.flags, 0); /* no dirty log */
 		c = next_call(i, inst, VHOST_SET_VRING_KICK);
 		assert_int_equal(c->index, ring);
@@ -396,14 +415,162 @@ static void test_start_refuses_a_pair_it_did_not_open(void **state)
 	vhost_net_close(vn);
 }
 
+/* --- the real vhost-net, where there is one (the nested test host loads it) ------------------- */
+
+#define ETH_P_TEST 0x88b5
+#define FRAME_LEN 60
+#define HDR_LEN 12
+#define RX_BUFS 8
+
+static int real_setup(void **state)
+{
+	fake_setup(state);
+	fake.on = false; /* open and ioctl go to the kernel; the queues' view stays the test's */
+	for (unsigned int q = 0; q < 2; q++) {
+		fake.views[q].kick_fd = eventfd(0, EFD_CLOEXEC);
+		fake.views[q].call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	}
+	return 0;
+}
+
+static int real_teardown(void **state)
+{
+	for (unsigned int q = 0; q < 2; q++) {
+		close(fake.views[q].kick_fd);
+		close(fake.views[q].call_fd);
+	}
+	return fake_teardown(state);
+}
+
+static void *gp(uint64_t gpa, uint64_t len)
+{
+	void *p = guest_ptr(&fake.mem, gpa, len);
+
+	assert_non_null(p);
+	return p;
+}
+
+/* Makes chains [head, head + n) of one descriptor each available on queue q. */
+static void post(unsigned int q, uint16_t head, unsigned int n, uint64_t buf, uint32_t len,
+		 uint16_t flags)
+{
+	const struct virtio_vhost_queue *v = &fake.views[q];
+	struct vring_desc *d = gp(v->desc, 16ULL * v->size);
+	struct vring_avail *a = gp(v->avail, 6 + 2ULL * v->size);
+
+	for (unsigned int i = 0; i < n; i++) {
+		d[head + i] =
+			(struct vring_desc){ .addr = buf + i * len, .len = len, .flags = flags };
+		a->ring[(a->idx + i) % v->size] = head + i;
+	}
+	__atomic_store_n(&a->idx, a->idx + n, __ATOMIC_RELEASE); /* §2.7.13.3: ring, then idx */
+	assert_int_equal(eventfd_write(v->kick_fd, 1), 0);
+}
+
+/* Waits for the call eventfd of queue q and for used->idx to reach idx. */
+static struct vring_used *wait_used(unsigned int q, uint16_t idx)
+{
+	const struct virtio_vhost_queue *v = &fake.views[q];
+	struct vring_used *u = gp(v->used, 6 + 8ULL * v->size);
+	struct pollfd p = { .fd = v->call_fd, .events = POLLIN };
+
+	for (int tries = 0; __atomic_load_n(&u->idx, __ATOMIC_ACQUIRE) != idx; tries++) {
+		assert_true(tries < 50);
+		poll(&p, 1, 100);
+	}
+	return u;
+}
+
+static void make_frame(uint8_t *f, uint8_t tag)
+{
+	memset(f, 0xff, 6);
+	memcpy(f + 6, "\x02\x00\x00\x00\x00\x01", 6);
+	f[12] = ETH_P_TEST >> 8;
+	f[13] = ETH_P_TEST & 0xff;
+	memset(f + 14, tag, FRAME_LEN - 14);
+}
+
+static void test_real_vhost_moves_frames_between_the_rings_and_the_tap(void **state)
+{
+	struct tap_config cfg = { .queues = 1 };
+	struct virtio_device vdev = negotiated(BIT(VIRTIO_F_VERSION_1));
+	struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_TEST) };
+	uint64_t txbuf = MEM_HOLE_END + 0x8000, rxbuf = 0x8000;
+	uint8_t frame[FRAME_LEN], in[2048];
+	struct pollfd p;
+	struct net_backend *be = NULL;
+	struct vhost_net *vn = NULL;
+	struct vring_used *u;
+	char err[256] = "", path[128];
+	unsigned int i;
+	int ps, fd;
+
+	if (isolation_failed || access("/dev/vhost-net", R_OK | W_OK) != 0 ||
+	    access("/dev/net/tun", R_OK | W_OK) != 0) {
+		print_message("skipped: no /dev/vhost-net or /dev/net/tun here (or not root)\n");
+		skip();
+	}
+	assert_int_equal(tap_open(&be, &cfg, err, sizeof(err)), 0);
+	/* No IPv6 autoconfiguration frames in the RX ring (best effort: RX_BUFS cover the rest). */
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/disable_ipv6", tap_ifname(be));
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		(void)!write(fd, "1", 1);
+		close(fd);
+	}
+	assert_int_equal(vhost_net_open(&vn, 1, err, sizeof(err)), 0);
+	assert_true(vhost_net_features(vn) & BIT(VIRTIO_F_VERSION_1));
+	ps = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_TEST));
+	assert_true(ps >= 0);
+	sll.sll_ifindex = (int)if_nametoindex(tap_ifname(be));
+	assert_int_equal(bind(ps, (struct sockaddr *)&sll, sizeof(sll)), 0);
+	assert_int_equal(vhost_net_start(vn, &vdev, 0, be->fds[0]), 0);
+
+	/* TX: a chain with a zero header and a frame leaves through the TAP. */
+	memset(gp(txbuf, HDR_LEN), 0, HDR_LEN);
+	make_frame(gp(txbuf + HDR_LEN, FRAME_LEN), 0x3c);
+	post(1, 0, 1, txbuf, HDR_LEN + FRAME_LEN, 0);
+	p = (struct pollfd){ .fd = ps, .events = POLLIN };
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	assert_int_equal(recv(ps, in, sizeof(in), 0), FRAME_LEN);
+	assert_memory_equal(in, gp(txbuf + HDR_LEN, FRAME_LEN), FRAME_LEN);
+	u = wait_used(1, 1);
+	assert_int_equal(u->ring[0].id, 0);
+
+	/* RX: a frame sent on the interface lands in a posted buffer behind a 12-byte header. */
+	post(0, 0, RX_BUFS, rxbuf, 2048, VRING_DESC_F_WRITE);
+	make_frame(frame, 0x4d);
+	sll.sll_halen = 6;
+	memset(sll.sll_addr, 0xff, 6);
+	assert_int_equal(sendto(ps, frame, sizeof(frame), 0, (struct sockaddr *)&sll, sizeof(sll)),
+			 sizeof(frame));
+	for (i = 0;; i++) {
+		uint8_t *b;
+
+		u = wait_used(0, i + 1);
+		assert_true(i < RX_BUFS);
+		b = gp(rxbuf + 2048ULL * u->ring[i].id, 2048);
+		if (b[HDR_LEN + 12] != ETH_P_TEST >> 8 || b[HDR_LEN + 13] != (ETH_P_TEST & 0xff))
+			continue;
+		assert_int_equal(u->ring[i].len, HDR_LEN + FRAME_LEN);
+		assert_memory_equal(b + HDR_LEN, frame, FRAME_LEN);
+		break;
+	}
+
+	vhost_net_close(vn);
+	close(ps);
+	net_backend_destroy(be);
+}
+
 /* --- the real /dev -------------------------------------------------------------------------- */
 
 static void isolate(void)
 {
 	if (geteuid() != 0)
 		isolation_failed = "not root";
-	else if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
-		isolation_failed = "cannot make a private mount namespace";
+	else if (unshare(CLONE_NEWNS | CLONE_NEWNET) != 0 ||
+		 mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
+		isolation_failed = "cannot make private mount and network namespaces";
 }
 
 /* A fresh, empty /dev (nodev: device nodes in it cannot be opened). */
@@ -424,8 +591,8 @@ static void test_missing_dev_vhost_net_says_to_load_the_module(void **state)
 	mount_empty_dev(0);
 	assert_int_equal(vhost_net_open(&vn, 1, err, sizeof(err)), -ENOENT);
 	assert_null(vn);
-	assert_string_equal(err,
-			    "/dev/vhost-net: No such file or directory (is the vhost_net module loaded?)");
+	assert_string_equal(
+		err, "/dev/vhost-net: No such file or directory (is the vhost_net module loaded?)");
 	assert_int_equal(umount("/dev"), 0);
 }
 
@@ -468,6 +635,9 @@ int main(void)
 		FAKE_TEST(test_start_refuses_a_ring_layout_vhost_does_not_know),
 		FAKE_TEST(test_a_failed_backend_attach_detaches_the_other_ring),
 		FAKE_TEST(test_start_refuses_a_pair_it_did_not_open),
+		cmocka_unit_test_setup_teardown(
+			test_real_vhost_moves_frames_between_the_rings_and_the_tap, real_setup,
+			real_teardown),
 		cmocka_unit_test(test_missing_dev_vhost_net_says_to_load_the_module),
 		cmocka_unit_test(test_unopenable_dev_vhost_net_says_permission_denied),
 		cmocka_unit_test(test_queue_pair_counts_outside_the_limit_are_refused),
