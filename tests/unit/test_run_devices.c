@@ -210,8 +210,8 @@ static void test_share_and_root_are_virtio_fs_functions_after_disks(void **state
 {
 	struct fx *fx = *state;
 	char err[512];
-	char *argv[] = { "run", "--root", fx->dir, "--share", fx->dir, "-d", fx->a, "--no-balloon",
-			 NULL };
+	char *argv[] = { "run", "--root", fx->dir,	  "--share", fx->dir,
+			 "-d",	fx->a,	  "--no-balloon", NULL };
 
 	parse(fx, argv);
 	assert_int_equal(devices_create(&fx->list, &fx->ctx, fx->o.devices, fx->o.nr_devices, err,
