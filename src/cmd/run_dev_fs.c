@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* --share and --root in the device table: a virtio-fs device over a FUSE server each. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,34 @@ static const struct kvopt_spec root_path = {
 	.arg = "HOSTDIR",
 };
 
+/*
+ * The descriptors nkvm keeps for itself (disks, eventfds, TAP queues, sockets) whatever the
+ * guests' shares hold.
+ */
+#define SHARE_FD_RESERVE 512
+
+/*
+ * Bounds that fit the descriptor limit: a guest that holds every inode and handle it may must
+ * leave nkvm descriptors of its own, so under a limit too low for the server's defaults the
+ * bounds shrink with it (a fifth for open handles, the rest for inodes). Each share is sized
+ * against the whole limit: two shares under a low limit may still run out together, and then
+ * the guest gets EMFILE/ENFILE from its opens, never nkvm a failure of its own.
+ */
+static void share_bounds(struct fuse_server_config *c)
+{
+	struct rlimit rl;
+	uint64_t budget;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY)
+		return;
+	budget = rl.rlim_cur > 2 * SHARE_FD_RESERVE ? rl.rlim_cur - SHARE_FD_RESERVE :
+						      rl.rlim_cur / 2;
+	if (budget >= FUSE_SERVER_MAX_INODES + FUSE_SERVER_MAX_HANDLES)
+		return;
+	c->max_handles = budget / 5;
+	c->max_inodes = budget - c->max_handles;
+}
+
 static int share_create(struct device_context *ctx, const void *cfg, void **dev, char *err,
 			size_t errlen)
 {
@@ -55,6 +84,7 @@ static int share_create(struct device_context *ctx, const void *cfg, void **dev,
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+	share_bounds(&scfg);
 	r = fuse_server_create(&srv, &scfg, err, errlen);
 	if (r)
 		return r;

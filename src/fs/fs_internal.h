@@ -17,8 +17,10 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-#define FS_DEFAULT_MAX_INODES 65536
-#define FS_DEFAULT_MAX_HANDLES 16384
+#include "fs/fuse_server.h"
+
+#define FS_DEFAULT_MAX_INODES FUSE_SERVER_MAX_INODES
+#define FS_DEFAULT_MAX_HANDLES FUSE_SERVER_MAX_HANDLES
 /* The largest READ/WRITE and READDIR the guest is offered: FUSE_MAX_PAGES pages of 4 KiB. */
 #define FS_MAX_PAGES 256
 #define FS_MAX_WRITE (FS_MAX_PAGES * 4096u)

@@ -15,6 +15,10 @@
 
 struct fuse_server;
 
+/* The bounds a config's 0 means: what one guest may hold at once. */
+#define FUSE_SERVER_MAX_INODES 65536
+#define FUSE_SERVER_MAX_HANDLES 16384
+
 struct fuse_server_config {
 	const char *root; /* the host directory served as the file system's root */
 	bool readonly; /* every change fails with EROFS */
