@@ -539,11 +539,27 @@ static short conn_events(struct virtio_vsock *vs, const struct vsock_conn *c)
 	return ev;
 }
 
+/*
+ * Whether a pump left RSTs or control packets behind that a held receive buffer can carry now:
+ * its data step queues them (an RST when a flush ends a connection, SHUTDOWN at a host
+ * program's end of file) after its control step ran, and no event of the guest's may follow
+ * (Linux refills its receive ring only when half of it is used).
+ */
+static bool vsock_control_ready(struct virtio_vsock *vs)
+{
+	bool any = vs->nr_rsts;
+
+	for (unsigned int i = 0; i < VSOCK_MAX_CONNS && !any; i++)
+		any = vs->conns[i].state != CONN_FREE && vs->conns[i].pending;
+	return any && rx_take(vs);
+}
+
 static void *vsock_thread(void *arg)
 {
 	struct virtio_vsock *vs = arg;
 	struct pollfd pfd[2 + VSOCK_MAX_CONNS];
 	uint64_t count;
+	int timeout;
 
 	pthread_mutex_lock(&vs->lock);
 	while (!vs->stop) {
@@ -559,8 +575,9 @@ static void *vsock_thread(void *arg)
 			pfd[2 + i] =
 				(struct pollfd){ .fd = ev ? vs->conns[i].fd : -1, .events = ev };
 		}
+		timeout = vsock_control_ready(vs) ? 0 : -1;
 		pthread_mutex_unlock(&vs->lock);
-		if (poll(pfd, ARRAY_SIZE(pfd), -1) > 0 && (pfd[0].revents & POLLIN) &&
+		if (poll(pfd, ARRAY_SIZE(pfd), timeout) > 0 && (pfd[0].revents & POLLIN) &&
 		    read(vs->wake_fd, &count, sizeof(count)) < 0) {
 			/* EAGAIN: another reader took it; nothing else can fail on our eventfd. */
 		}

@@ -62,6 +62,7 @@ struct fx {
 	uint16_t rx_seen; /* used entries of the receive queue taken */
 	struct virtio_vsock *vs;
 	uint64_t data_next;
+	bool no_refill; /* rx() gives no buffer back: the device hears nothing from the guest */
 };
 
 static uint64_t now_ms(void)
@@ -274,7 +275,8 @@ static bool rx(struct fx *fx, struct pkt *p, void *data, size_t max, int ms)
 	assert_true(p->len <= max);
 	memcpy(data, b + HDR_LEN, p->len);
 	/* The buffer goes back to the device, as a driver refills its receive ring. */
-	rx_post(fx, 1);
+	if (!fx->no_refill)
+		rx_post(fx, 1);
 	return true;
 }
 
@@ -425,6 +427,34 @@ static void test_bad_connect_line_closes_the_client_and_asks_the_guest_nothing(v
 		close(fd);
 	}
 	assert_false(rx(fx, &p, data, sizeof(data), 200));
+}
+
+/*
+ * A host program's last bytes and end of file reach the guest as RW then SHUTDOWN, with no kick
+ * in between: a Linux guest refills its receive ring only when half of it is used.
+ */
+static void test_host_eof_reaches_guest_as_shutdown_without_a_kick(void **state)
+{
+	struct fx *fx = *state;
+	uint8_t data[RX_BUF];
+	uint32_t hport;
+	struct pkt p;
+	int fd;
+
+	vsock_up(fx);
+	hport = host_connect(fx, &fd, 1235);
+	fx->no_refill = true;
+	assert_int_equal(send(fd, "bye", 3, 0), 3);
+	assert_int_equal(shutdown(fd, SHUT_WR), 0);
+	assert_true(rx(fx, &p, data, sizeof(data), DEADLINE_MS));
+	assert_int_equal(p.op, VIRTIO_VSOCK_OP_RW);
+	assert_int_equal(p.len, 3);
+	assert_memory_equal(data, "bye", 3);
+	assert_true(rx(fx, &p, data, sizeof(data), DEADLINE_MS));
+	assert_int_equal(p.op, VIRTIO_VSOCK_OP_SHUTDOWN);
+	assert_int_equal(p.flags, VIRTIO_VSOCK_SHUTDOWN_SEND);
+	assert_int_equal(p.src_port, hport);
+	close(fd);
 }
 
 static void test_host_data_waits_for_the_guests_credit(void **state)
@@ -698,6 +728,7 @@ int main(void)
 		VTEST(test_host_connect_reaches_guest_port_and_bytes_flow_both_ways),
 		VTEST(test_host_connect_refused_by_guest_closes_the_client),
 		VTEST(test_bad_connect_line_closes_the_client_and_asks_the_guest_nothing),
+		VTEST(test_host_eof_reaches_guest_as_shutdown_without_a_kick),
 		VTEST(test_host_data_waits_for_the_guests_credit),
 		VTEST(test_guest_connect_reaches_listener_at_path_port),
 		VTEST(test_guest_connect_without_listener_gets_rst),
