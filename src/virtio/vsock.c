@@ -201,8 +201,11 @@ static void conn_flush(struct virtio_vsock *vs, struct vsock_conn *c)
 		shutdown(c->fd, SHUT_WR);
 		c->shut_wr_done = true;
 	}
-	/* Both directions done: the connection ends (§5.10.6.5, the side closing last sends RST). */
-	if (c->guest_no_send && c->host_eof)
+	/*
+	 * Both directions done, the guest's bytes all passed on: the connection ends (§5.10.6.5,
+	 * the side closing last sends RST). A guest that will receive no more counts as done.
+	 */
+	if (c->guest_no_send && (c->host_eof || c->guest_no_rcv))
 		conn_reset(vs, c);
 }
 
@@ -328,11 +331,13 @@ static void vsock_guest_packet(struct virtio_vsock *vs, const struct virtq_chain
 	case VIRTIO_VSOCK_OP_SHUTDOWN:
 		c->guest_no_rcv |= !!(p.flags & VIRTIO_VSOCK_SHUTDOWN_RCV);
 		c->guest_no_send |= !!(p.flags & VIRTIO_VSOCK_SHUTDOWN_SEND);
-		/* Both directions shut: the connection is over; we answer RST (§5.10.6.5). */
-		if (c->guest_no_rcv && c->guest_no_send)
-			conn_reset(vs, c);
-		else
-			conn_flush(vs, c);
+		/*
+		 * Both directions shut (Linux's close() sends both at once): the connection is over
+		 * and we answer RST (§5.10.6.5), but only once the bytes it sent before reached the
+		 * host program, as Linux keeps them for its reader (virtio_transport_common.c,
+		 * OP_SHUTDOWN). conn_flush resets it when its buffer is empty.
+		 */
+		conn_flush(vs, c);
 		break;
 	case VIRTIO_VSOCK_OP_RST:
 		conn_free(c);

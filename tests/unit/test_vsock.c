@@ -533,6 +533,55 @@ static void test_guest_connect_reaches_listener_at_path_port(void **state)
 	close(l);
 }
 
+/*
+ * Linux's close() sends SHUTDOWN with both flags at once, maybe before the host program read
+ * what the guest sent: those bytes still reach it, then its end of file, then the guest's RST.
+ */
+static void test_guest_close_delivers_bytes_the_host_had_not_read_yet(void **state)
+{
+	struct fx *fx = *state;
+	static uint8_t sent[VSOCK_CONN_BUF], got[VSOCK_CONN_BUF + 1];
+	char lpath[200];
+	struct pkt p, w;
+	size_t have = 0;
+	ssize_t n;
+	int l, fd;
+
+	snprintf(lpath, sizeof(lpath), "%s_5001", fx->path);
+	l = unix_listen(lpath);
+	vsock_up(fx);
+	w = gpkt(779, 5001, VIRTIO_VSOCK_OP_REQUEST);
+	tx(fx, &w, NULL, 0);
+	rx_expect(fx, &p, VIRTIO_VSOCK_OP_RESPONSE);
+	fd = accept(l, NULL, NULL);
+	assert_true(fd >= 0);
+	/* All the credit nkvm gave: more than a unix socket holds, so some waits in nkvm. */
+	for (size_t i = 0; i < sizeof(sent); i++)
+		sent[i] = i % 251;
+	w.op = VIRTIO_VSOCK_OP_RW;
+	for (size_t off = 0; off < sizeof(sent); off += w.len) {
+		w.len = 64 * 1024;
+		tx(fx, &w, sent + off, w.len);
+	}
+	w.op = VIRTIO_VSOCK_OP_SHUTDOWN;
+	w.len = 0;
+	w.flags = VIRTIO_VSOCK_SHUTDOWN_RCV | VIRTIO_VSOCK_SHUTDOWN_SEND;
+	tx(fx, &w, NULL, 0);
+	while ((n = recv_ms(fd, got + have, sizeof(got) - have, DEADLINE_MS)) > 0)
+		have += n;
+	assert_int_equal(n, 0);
+	assert_int_equal(have, sizeof(sent));
+	assert_memory_equal(got, sent, sizeof(sent));
+	/* Credit updates for what the host read may come first. */
+	do {
+		assert_true(rx(fx, &p, got, sizeof(got), DEADLINE_MS));
+	} while (p.op == VIRTIO_VSOCK_OP_CREDIT_UPDATE);
+	assert_int_equal(p.op, VIRTIO_VSOCK_OP_RST);
+	assert_int_equal(p.dst_port, 779);
+	close(fd);
+	close(l);
+}
+
 static void test_guest_connect_without_listener_gets_rst(void **state)
 {
 	struct fx *fx = *state;
@@ -731,6 +780,7 @@ int main(void)
 		VTEST(test_host_eof_reaches_guest_as_shutdown_without_a_kick),
 		VTEST(test_host_data_waits_for_the_guests_credit),
 		VTEST(test_guest_connect_reaches_listener_at_path_port),
+		VTEST(test_guest_close_delivers_bytes_the_host_had_not_read_yet),
 		VTEST(test_guest_connect_without_listener_gets_rst),
 		VTEST(test_unknown_op_and_type_get_rst_and_the_device_goes_on),
 		VTEST(test_len_past_the_chain_gets_rst_and_no_byte_reaches_the_host),
