@@ -201,8 +201,11 @@ static void conn_flush(struct virtio_vsock *vs, struct vsock_conn *c)
 		shutdown(c->fd, SHUT_WR);
 		c->shut_wr_done = true;
 	}
-	/* Both directions done: the connection ends (§5.10.6.5, the side closing last sends RST). */
-	if (c->guest_no_send && c->host_eof)
+	/*
+	 * Both directions done, the guest's bytes all passed on: the connection ends (§5.10.6.5,
+	 * the side closing last sends RST). A guest that will receive no more counts as done.
+	 */
+	if (c->guest_no_send && (c->host_eof || c->guest_no_rcv))
 		conn_reset(vs, c);
 }
 
@@ -328,11 +331,13 @@ static void vsock_guest_packet(struct virtio_vsock *vs, const struct virtq_chain
 	case VIRTIO_VSOCK_OP_SHUTDOWN:
 		c->guest_no_rcv |= !!(p.flags & VIRTIO_VSOCK_SHUTDOWN_RCV);
 		c->guest_no_send |= !!(p.flags & VIRTIO_VSOCK_SHUTDOWN_SEND);
-		/* Both directions shut: the connection is over; we answer RST (§5.10.6.5). */
-		if (c->guest_no_rcv && c->guest_no_send)
-			conn_reset(vs, c);
-		else
-			conn_flush(vs, c);
+		/*
+		 * Both directions shut (Linux's close() sends both at once): the connection is over
+		 * and we answer RST (§5.10.6.5), but only once the bytes it sent before reached the
+		 * host program, as Linux keeps them for its reader (virtio_transport_common.c,
+		 * OP_SHUTDOWN). conn_flush resets it when its buffer is empty.
+		 */
+		conn_flush(vs, c);
 		break;
 	case VIRTIO_VSOCK_OP_RST:
 		conn_free(c);
@@ -539,11 +544,27 @@ static short conn_events(struct virtio_vsock *vs, const struct vsock_conn *c)
 	return ev;
 }
 
+/*
+ * Whether a pump left RSTs or control packets behind that a held receive buffer can carry now:
+ * its data step queues them (an RST when a flush ends a connection, SHUTDOWN at a host
+ * program's end of file) after its control step ran, and no event of the guest's may follow
+ * (Linux refills its receive ring only when half of it is used).
+ */
+static bool vsock_control_ready(struct virtio_vsock *vs)
+{
+	bool any = vs->nr_rsts;
+
+	for (unsigned int i = 0; i < VSOCK_MAX_CONNS && !any; i++)
+		any = vs->conns[i].state != CONN_FREE && vs->conns[i].pending;
+	return any && rx_take(vs);
+}
+
 static void *vsock_thread(void *arg)
 {
 	struct virtio_vsock *vs = arg;
 	struct pollfd pfd[2 + VSOCK_MAX_CONNS];
 	uint64_t count;
+	int timeout;
 
 	pthread_mutex_lock(&vs->lock);
 	while (!vs->stop) {
@@ -559,8 +580,9 @@ static void *vsock_thread(void *arg)
 			pfd[2 + i] =
 				(struct pollfd){ .fd = ev ? vs->conns[i].fd : -1, .events = ev };
 		}
+		timeout = vsock_control_ready(vs) ? 0 : -1;
 		pthread_mutex_unlock(&vs->lock);
-		if (poll(pfd, ARRAY_SIZE(pfd), -1) > 0 && (pfd[0].revents & POLLIN) &&
+		if (poll(pfd, ARRAY_SIZE(pfd), timeout) > 0 && (pfd[0].revents & POLLIN) &&
 		    read(vs->wake_fd, &count, sizeof(count)) < 0) {
 			/* EAGAIN: another reader took it; nothing else can fail on our eventfd. */
 		}

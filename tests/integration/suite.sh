@@ -1556,17 +1556,19 @@ test_net_tap_gone_after_kill_9() {
 }
 
 # The guest's end of the vsock tests: a listener on port 5000 whose bytes it sums ("in SUM"),
-# then 300000 bytes of its own ("out SUM") sent to the host's port 6000.
+# then 300000 bytes of its own ("out SUM") sent to the host's port 6000. The sizes and the
+# kernel's vsock messages are there for a failure's report.
 vsock_guest_script='socat -u VSOCK-LISTEN:5000 CREATE:/tmp/in & sleep 1; echo vsock-ready; wait
-echo "in $(md5sum </tmp/in | cut -d" " -f1)"
+echo "in $(md5sum </tmp/in | cut -d" " -f1)"; echo "in-size $(wc -c </tmp/in)"
 head -c 300000 /dev/urandom >/tmp/out; echo "out $(md5sum </tmp/out | cut -d" " -f1)"
-socat -u FILE:/tmp/out VSOCK-CONNECT:2:6000 && echo sent'
+socat -u FILE:/tmp/out VSOCK-CONNECT:2:6000 && echo sent
+dmesg | grep -i vsock'
 
 # Runs $1 (a command that sends $tmp/vs-send to the guest's port 5000) until it works, at most 5
 # times, once the guest listens; then waits for the guest (pid $2). Sets why: "" on success.
 vsock_host_send() {
 	why=""
-	if ! wait_for_line "$tmp/vs-guest" 240 '^vsock-ready$'; then
+	if ! wait_for_line "$tmp/vs-guest.raw" 240 '^vsock-ready$'; then
 		why="the guest never listened"
 		return
 	fi
@@ -1582,14 +1584,24 @@ vsock_host_send() {
 	wait "$2"
 }
 
-# What the guest summed and sent, against the host's sums: "" when the bytes match both ways.
+# vsock_guest_ended PID: waits for the guest and puts its output, CRs stripped (the serial
+# console ends lines with CR LF, and has_line matches whole lines), in $tmp/vs-guest.
+vsock_guest_ended() {
+	wait "$1" 2>/dev/null
+	tr -d '\r' <"$tmp/vs-guest.raw" >"$tmp/vs-guest"
+}
+
+# What the guest summed and sent, against the host's sums: "" when the bytes match both ways;
+# else which way differs, with both ends' sizes and sums.
 vsock_check() {
 	want_in=$(md5sum <"$tmp/vs-send" | cut -d' ' -f1)
 	got_out=$(md5sum <"$1" 2>/dev/null | cut -d' ' -f1)
 	if ! has_line "$tmp/vs-guest" "in $want_in"; then
-		echo "host to guest: the guest's bytes differ"
+		echo "host to guest: the host sent $(wc -c <"$tmp/vs-send") bytes, md5 $want_in;" \
+			"the guest:" $(grep -E '^in(-size)? ' "$tmp/vs-guest")
 	elif ! has_line "$tmp/vs-guest" "out $got_out" || ! has_line "$tmp/vs-guest" sent; then
-		echo "guest to host: the host's bytes differ"
+		echo "guest to host: the host got $(wc -c <"$1" 2>/dev/null || echo no) bytes," \
+			"md5 $got_out; the guest:" $(grep -E '^(out |sent)' "$tmp/vs-guest")
 	fi
 }
 
@@ -1598,15 +1610,16 @@ vsock_check() {
 test_vsock_vhost_both_ways() {
 	head -c 200000 /dev/urandom >"$tmp/vs-send"
 	rm -f "$tmp/vs-recv"
-	: >"$tmp/vs-guest"
+	: >"$tmp/vs-guest.raw"
 	timeout 300 socat -u VSOCK-LISTEN:6000 CREATE:"$tmp/vs-recv" 2>"$tmp/vs-l.err" &
 	pl=$!
-	"$NKVM" run --vsock 7 -- sh -c "$vsock_guest_script" </dev/null >"$tmp/vs-guest" 2>&1 &
+	"$NKVM" run --vsock 7 -- sh -c "$vsock_guest_script" </dev/null >"$tmp/vs-guest.raw" 2>&1 &
 	pg=$!
 	vsock_host_send 'timeout 30 socat -u FILE:"$tmp/vs-send" VSOCK-CONNECT:7:5000' "$pg"
 	# On a failure neither end may be left waiting for the other.
 	[ -z "$why" ] || kill "$pg" "$pl" 2>/dev/null
 	wait "$pl"
+	vsock_guest_ended "$pg"
 	[ -n "$why" ] || why=$(vsock_check "$tmp/vs-recv")
 	if [ -n "$why" ]; then
 		fail vsock_vhost_both_ways "$why" "$tmp/vs-guest"
@@ -1621,17 +1634,18 @@ test_vsock_socket_connect_protocol_both_ways() {
 	sock=$tmp/vs.sock
 	head -c 200000 /dev/urandom >"$tmp/vs-send"
 	rm -f "$tmp/vs-recv" "$tmp/vs-ok"
-	: >"$tmp/vs-guest"
+	: >"$tmp/vs-guest.raw"
 	timeout 300 socat -u UNIX-LISTEN:"${sock}_6000" CREATE:"$tmp/vs-recv" 2>"$tmp/vs-l.err" &
 	pl=$!
 	"$NKVM" run --vsock 8,socket="$sock" -- sh -c "$vsock_guest_script" </dev/null \
-		>"$tmp/vs-guest" 2>&1 &
+		>"$tmp/vs-guest.raw" 2>&1 &
 	pg=$!
 	vsock_host_send '{ echo "CONNECT 5000"; cat "$tmp/vs-send"; } |
 		timeout 30 socat -t 30 - UNIX-CONNECT:"$sock" >"$tmp/vs-ok" && grep -q "^OK [0-9]" "$tmp/vs-ok"' "$pg"
 	# On a failure neither end may be left waiting for the other.
 	[ -z "$why" ] || kill "$pg" "$pl" 2>/dev/null
 	wait "$pl"
+	vsock_guest_ended "$pg"
 	[ -n "$why" ] || why=$(vsock_check "$tmp/vs-recv")
 	if [ -n "$why" ]; then
 		fail vsock_socket_connect_protocol_both_ways "$why" "$tmp/vs-guest"

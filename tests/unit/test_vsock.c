@@ -62,6 +62,7 @@ struct fx {
 	uint16_t rx_seen; /* used entries of the receive queue taken */
 	struct virtio_vsock *vs;
 	uint64_t data_next;
+	bool no_refill; /* rx() gives no buffer back: the device hears nothing from the guest */
 };
 
 static uint64_t now_ms(void)
@@ -274,7 +275,8 @@ static bool rx(struct fx *fx, struct pkt *p, void *data, size_t max, int ms)
 	assert_true(p->len <= max);
 	memcpy(data, b + HDR_LEN, p->len);
 	/* The buffer goes back to the device, as a driver refills its receive ring. */
-	rx_post(fx, 1);
+	if (!fx->no_refill)
+		rx_post(fx, 1);
 	return true;
 }
 
@@ -427,6 +429,34 @@ static void test_bad_connect_line_closes_the_client_and_asks_the_guest_nothing(v
 	assert_false(rx(fx, &p, data, sizeof(data), 200));
 }
 
+/*
+ * A host program's last bytes and end of file reach the guest as RW then SHUTDOWN, with no kick
+ * in between: a Linux guest refills its receive ring only when half of it is used.
+ */
+static void test_host_eof_reaches_guest_as_shutdown_without_a_kick(void **state)
+{
+	struct fx *fx = *state;
+	uint8_t data[RX_BUF];
+	uint32_t hport;
+	struct pkt p;
+	int fd;
+
+	vsock_up(fx);
+	hport = host_connect(fx, &fd, 1235);
+	fx->no_refill = true;
+	assert_int_equal(send(fd, "bye", 3, 0), 3);
+	assert_int_equal(shutdown(fd, SHUT_WR), 0);
+	assert_true(rx(fx, &p, data, sizeof(data), DEADLINE_MS));
+	assert_int_equal(p.op, VIRTIO_VSOCK_OP_RW);
+	assert_int_equal(p.len, 3);
+	assert_memory_equal(data, "bye", 3);
+	assert_true(rx(fx, &p, data, sizeof(data), DEADLINE_MS));
+	assert_int_equal(p.op, VIRTIO_VSOCK_OP_SHUTDOWN);
+	assert_int_equal(p.flags, VIRTIO_VSOCK_SHUTDOWN_SEND);
+	assert_int_equal(p.src_port, hport);
+	close(fd);
+}
+
 static void test_host_data_waits_for_the_guests_credit(void **state)
 {
 	struct fx *fx = *state;
@@ -499,6 +529,55 @@ static void test_guest_connect_reaches_listener_at_path_port(void **state)
 	tx(fx, &w, NULL, 0);
 	rx_expect(fx, &p, VIRTIO_VSOCK_OP_RST);
 	assert_int_equal(recv_ms(fd, buf, sizeof(buf), DEADLINE_MS), 0);
+	close(fd);
+	close(l);
+}
+
+/*
+ * Linux's close() sends SHUTDOWN with both flags at once, maybe before the host program read
+ * what the guest sent: those bytes still reach it, then its end of file, then the guest's RST.
+ */
+static void test_guest_close_delivers_bytes_the_host_had_not_read_yet(void **state)
+{
+	struct fx *fx = *state;
+	static uint8_t sent[VSOCK_CONN_BUF], got[VSOCK_CONN_BUF + 1];
+	char lpath[200];
+	struct pkt p, w;
+	size_t have = 0;
+	ssize_t n;
+	int l, fd;
+
+	snprintf(lpath, sizeof(lpath), "%s_5001", fx->path);
+	l = unix_listen(lpath);
+	vsock_up(fx);
+	w = gpkt(779, 5001, VIRTIO_VSOCK_OP_REQUEST);
+	tx(fx, &w, NULL, 0);
+	rx_expect(fx, &p, VIRTIO_VSOCK_OP_RESPONSE);
+	fd = accept(l, NULL, NULL);
+	assert_true(fd >= 0);
+	/* All the credit nkvm gave: more than a unix socket holds, so some waits in nkvm. */
+	for (size_t i = 0; i < sizeof(sent); i++)
+		sent[i] = i % 251;
+	w.op = VIRTIO_VSOCK_OP_RW;
+	for (size_t off = 0; off < sizeof(sent); off += w.len) {
+		w.len = 64 * 1024;
+		tx(fx, &w, sent + off, w.len);
+	}
+	w.op = VIRTIO_VSOCK_OP_SHUTDOWN;
+	w.len = 0;
+	w.flags = VIRTIO_VSOCK_SHUTDOWN_RCV | VIRTIO_VSOCK_SHUTDOWN_SEND;
+	tx(fx, &w, NULL, 0);
+	while ((n = recv_ms(fd, got + have, sizeof(got) - have, DEADLINE_MS)) > 0)
+		have += n;
+	assert_int_equal(n, 0);
+	assert_int_equal(have, sizeof(sent));
+	assert_memory_equal(got, sent, sizeof(sent));
+	/* Credit updates for what the host read may come first. */
+	do {
+		assert_true(rx(fx, &p, got, sizeof(got), DEADLINE_MS));
+	} while (p.op == VIRTIO_VSOCK_OP_CREDIT_UPDATE);
+	assert_int_equal(p.op, VIRTIO_VSOCK_OP_RST);
+	assert_int_equal(p.dst_port, 779);
 	close(fd);
 	close(l);
 }
@@ -698,8 +777,10 @@ int main(void)
 		VTEST(test_host_connect_reaches_guest_port_and_bytes_flow_both_ways),
 		VTEST(test_host_connect_refused_by_guest_closes_the_client),
 		VTEST(test_bad_connect_line_closes_the_client_and_asks_the_guest_nothing),
+		VTEST(test_host_eof_reaches_guest_as_shutdown_without_a_kick),
 		VTEST(test_host_data_waits_for_the_guests_credit),
 		VTEST(test_guest_connect_reaches_listener_at_path_port),
+		VTEST(test_guest_close_delivers_bytes_the_host_had_not_read_yet),
 		VTEST(test_guest_connect_without_listener_gets_rst),
 		VTEST(test_unknown_op_and_type_get_rst_and_the_device_goes_on),
 		VTEST(test_len_past_the_chain_gets_rst_and_no_byte_reaches_the_host),
