@@ -16,6 +16,7 @@ static const struct command commands[] = {
 	{ "list", cmd_list, "list running guests: NAME PID STATE CPUS MEMORY UPTIME [--json]" },
 	{ "pause", cmd_pause, "pause a running guest: nkvm pause NAME" },
 	{ "resume", cmd_resume, "resume a paused guest: nkvm resume NAME" },
+	{ "stop", cmd_stop, "power a guest off: nkvm stop NAME [--force] [--timeout SEC]" },
 	{ "stat", cmd_stat, "a guest's state and counters: nkvm stat NAME [--json]" },
 	{ "img", cmd_img, "create, inspect and check disk images (nkvm img --help)" },
 	{ "setup", cmd_setup, "prepare the default guest: kernel and initramfs" },

@@ -145,8 +145,10 @@ static int handle_counters(const struct api_hooks *h, struct api_response *r)
 static int handle_action(int (*fn)(void *), void *opaque, const char *verb, const char *wrong,
 			 struct api_response *r)
 {
-	int err = fn(opaque);
+	int err = fn ? fn(opaque) : -EOPNOTSUPP;
 
+	if (err == -EOPNOTSUPP)
+		return respond_error(r, 501, "%s is not supported by this VM", verb);
 	if (!err) {
 		r->status = 204;
 		return 204;
@@ -164,6 +166,7 @@ struct route {
 static const struct route routes[] = {
 	{ "vmm.ping", "GET" }, { "vm.info", "GET" },   { "vm.counters", "GET" },
 	{ "vm.pause", "PUT" }, { "vm.resume", "PUT" },
+	{ "vm.power-button", "PUT" }, { "vm.shutdown", "PUT" },
 };
 
 int api_handle(const struct api_hooks *h, const char *method, const char *path, const char *body,
@@ -198,6 +201,12 @@ int api_handle(const struct api_hooks *h, const char *method, const char *path, 
 		return handle_counters(h, r);
 	if (!strcmp(route->name, "vm.pause"))
 		return handle_action(h->pause, h->opaque, "pause", "the VM is already paused", r);
+	if (!strcmp(route->name, "vm.power-button"))
+		return handle_action(h->power_button, h->opaque, "power button",
+				     "the VM is paused: resume it first, or shut it down", r);
+	if (!strcmp(route->name, "vm.shutdown"))
+		return handle_action(h->shutdown, h->opaque, "shutdown", "the VM is shutting down",
+				     r);
 	return handle_action(h->resume, h->opaque, "resume", "the VM is not paused", r);
 }
 

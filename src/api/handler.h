@@ -39,6 +39,13 @@ struct api_hooks {
 	/* 0, -EALREADY when already paused (resume: not paused), or another negative errno. */
 	int (*pause)(void *opaque);
 	int (*resume)(void *opaque);
+	/*
+	 * A graceful power-off request to the guest (Ctrl-Alt-Del): 0, -EALREADY when paused (it
+	 * could not act on it), or another negative errno. Shutdown ends the guest from nkvm's
+	 * side, with the disks closed as at any exit: 0 or a negative errno.
+	 */
+	int (*power_button)(void *opaque);
+	int (*shutdown)(void *opaque);
 };
 
 struct api_response {

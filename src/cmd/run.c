@@ -40,8 +40,11 @@
 /*
  * Always on the command line: the console on the UART, reboot through the i8042 (which ends
  * nkvm), no reboot loop after a panic, and an i8042 probe that asks only what nkvm emulates.
+ * i8042.nopnp: the FADT's boot flags say there is no 8042, which Linux believes unless PNP
+ * detection is off; its keyboard carries nkvm's Ctrl-Alt-Del (nkvm stop) and SysRq.
  */
-#define RUN_BASE_CMDLINE "reboot=k panic=-1 i8042.noaux i8042.nomux i8042.dumbkbd quiet"
+#define RUN_BASE_CMDLINE                                                                          \
+	"reboot=k panic=-1 i8042.noaux i8042.nomux i8042.dumbkbd i8042.nopnp quiet"
 /* The UART is a console from the start; devices may add theirs after it (console=hvc0). */
 #define RUN_CONSOLE_SERIAL "console=ttyS0"
 
@@ -372,6 +375,7 @@ static int run_machine(struct machine *m)
 		console_set_input(&m->console, m->devctx.console_input,
 				  m->devctx.console_input_opaque);
 	/* The server's thread inherits the mask: signals stay with the loop. */
+	m->api.i8042 = &m->i8042;
 	if (run_api_start(&m->api, &m->vm))
 		return 1;
 	term_raw(STDIN_FILENO);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "api/socket.h"
+#include "arch/x86/i8042.h"
 #include "cmd/run_api.h"
 #include "lib/log.h"
 #include "vmm/vcpu.h"
@@ -86,6 +87,32 @@ static int hook_resume(void *opaque)
 	return vcpus_resume(a->vm);
 }
 
+/*
+ * Ctrl-Alt-Del, which the guest's init turns into an orderly power-off (guest/init.c). A
+ * paused guest would not read it, and it would fire at resume: refused instead.
+ */
+static int hook_power_button(void *opaque)
+{
+	struct run_api *a = opaque;
+	int err;
+
+	if (vcpus_paused(a->vm))
+		return -EALREADY;
+	err = i8042_ctrl_alt_del(a->i8042);
+	if (err)
+		nkvm_err("power button: cannot type Ctrl-Alt-Del: %s", strerror(-err));
+	return err;
+}
+
+/* The ordinary stop path: vCPUs leave (also when parked), then every device is closed. */
+static int hook_shutdown(void *opaque)
+{
+	struct run_api *a = opaque;
+
+	vm_request_stop(a->vm, RUN_STATUS_SHUTDOWN);
+	return 0;
+}
+
 /* The directory, and for root its parent /run where a minimal system lacks it. */
 static int make_dir(const char *dir)
 {
@@ -149,6 +176,8 @@ int run_api_start(struct run_api *a, struct vm *vm)
 		.counters = hook_counters,
 		.pause = hook_pause,
 		.resume = hook_resume,
+		.power_button = hook_power_button,
+		.shutdown = hook_shutdown,
 	};
 	err = api_server_start(&a->server, a->listen_fd, &a->hooks);
 	a->listen_fd = -1; /* the server's now, or closed */

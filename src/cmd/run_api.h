@@ -13,6 +13,10 @@
 #include "api/server.h"
 
 struct vm;
+struct i8042;
+
+/* nkvm run's status when vm.shutdown ended the guest: as after SIGTERM, nkvm's own stop. */
+#define RUN_STATUS_SHUTDOWN (128 + 15)
 
 struct run_api {
 	char name[80];
@@ -21,6 +25,7 @@ struct run_api {
 	struct api_server *server;
 	struct api_hooks hooks;
 	struct vm *vm;
+	struct i8042 *i8042; /* the keyboard nkvm types Ctrl-Alt-Del and SysRq on */
 	const char *kernel, *initrd, *cmdline;
 	uint64_t start_ns;
 	int clock_saved;

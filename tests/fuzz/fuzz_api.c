@@ -41,7 +41,20 @@ static int resume_vm(void *opaque)
 	return !paused ? -EALREADY : (paused = 0, 0);
 }
 
-static const struct api_hooks hooks = { NULL, info, counters, pause_vm, resume_vm };
+static int press(void *opaque)
+{
+	calls++;
+	return paused ? -EALREADY : 0;
+}
+
+static const struct api_hooks hooks = {
+	.info = info,
+	.counters = counters,
+	.pause = pause_vm,
+	.resume = resume_vm,
+	.power_button = press,
+	.shutdown = press,
+};
 
 /* The next line of data (up to '\n' or the end) as a NUL-terminated string. */
 static char *take_line(const uint8_t **data, size_t *size)
@@ -90,7 +103,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (calls != before &&
 	    (strcmp(method, "PUT") || size > API_BODY_MAX ||
-	     (strcmp(path, "/api/v1/vm.pause") && strcmp(path, "/api/v1/vm.resume"))))
+	     (strcmp(path, "/api/v1/vm.pause") && strcmp(path, "/api/v1/vm.resume") &&
+	      strcmp(path, "/api/v1/vm.power-button") && strcmp(path, "/api/v1/vm.shutdown"))))
 		abort();
 	if (status == 204 && calls == before)
 		abort();

@@ -932,6 +932,98 @@ test_control_commands_without_guest() {
 	fi
 }
 
+# Seconds since boot with hundredths, from /proc/uptime (busybox date has no %N).
+uptime_cs() {
+	awk '{ printf "%d\n", $1 * 100 }' /proc/uptime
+}
+
+# nkvm stop: Ctrl-Alt-Del reaches the guest's init, which logs an orderly power-off; the ext4
+# on a qcow2 disk that the guest wrote and left mounted is clean for qemu-img and e2fsck after.
+test_stop_powers_off_and_qcow2_checks_clean() {
+	need qemu-img stop_powers_off_and_qcow2_checks_clean || return
+	need e2fsck stop_powers_off_and_qcow2_checks_clean || return
+	qemu-img create -q -f qcow2 "$tmp/st.qcow2" 128M
+	"$NKVM" run --name it-stop -d "$tmp/st.qcow2" -- sh -c \
+		'mkfs.ext4 -q /dev/vda && mkdir -p /mnt && mount -t ext4 /dev/vda /mnt &&
+		 i=0; while [ $i -lt 40 ]; do head -c 65536 /dev/urandom >/mnt/f$i; i=$((i + 1)); done;
+		 echo WRITTEN; exec sleep 600' </dev/null >"$tmp/st" 2>&1 &
+	ps=$!
+	why=""
+	wait_for_line "$tmp/st" 180 '^WRITTEN' || why="the guest never wrote its files"
+	"$NKVM" stop it-stop >"$tmp/st.stop" 2>&1
+	rcs=$?
+	wait "$ps"
+	rcr=$?
+	tr -d '\r' <"$tmp/st" >"$tmp/st.raw0"
+	mv "$tmp/st.raw0" "$tmp/st"
+	cat "$tmp/st.stop" >>"$tmp/st"
+	qemu-img check "$tmp/st.qcow2" >"$tmp/chk" 2>&1
+	crc=$?
+	qemu-img convert -O raw "$tmp/st.qcow2" "$tmp/st.raw" && e2fsck -fn "$tmp/st.raw" >>"$tmp/chk" 2>&1
+	frc=$?
+	rm -f "$tmp/st.raw" "$tmp/st.qcow2"
+	cat "$tmp/chk" >>"$tmp/st"
+	if [ -n "$why" ]; then
+		fail stop_powers_off_and_qcow2_checks_clean "$why" "$tmp/st"
+	elif [ "$rcs" -ne 0 ] || [ "$rcr" -ne 0 ]; then
+		fail stop_powers_off_and_qcow2_checks_clean "stop status $rcs, run status $rcr; want 0, 0" "$tmp/st"
+	elif ! has_line "$tmp/st" "nkvm-init: power button: stopping processes" ||
+		! has_line "$tmp/st" "nkvm-init: power button: filesystems synced and unmounted, powering off"; then
+		fail stop_powers_off_and_qcow2_checks_clean "init did not log an orderly power-off" "$tmp/st"
+	elif [ "$crc" -ne 0 ] || [ "$frc" -ne 0 ]; then
+		fail stop_powers_off_and_qcow2_checks_clean "qemu-img check $crc, e2fsck $frc" "$tmp/st"
+	else
+		pass stop_powers_off_and_qcow2_checks_clean
+	fi
+}
+
+# A guest whose Ctrl-Alt-Del goes to a shell that ignores SIGINT: stop --timeout 3 ends it
+# itself, within 2 s of the timeout; --force ends another guest at once.
+test_stop_force_ends_guest_ignoring_power_button() {
+	"$NKVM" run --name it-deaf -- sh -c \
+		'trap "" INT; echo $$ >/proc/sys/kernel/cad_pid && echo DEAF; while :; do sleep 1; done' \
+		</dev/null >"$tmp/deaf" 2>&1 &
+	pd=$!
+	"$NKVM" run --name it-force -- sleep 600 </dev/null >"$tmp/force" 2>&1 &
+	pf=$!
+	why=""
+	wait_for_line "$tmp/deaf" 180 '^DEAF' || why="the deaf guest never started"
+	t0=$(uptime_cs)
+	"$NKVM" stop it-deaf --timeout 3 >"$tmp/deaf.stop" 2>&1
+	rcs=$?
+	t1=$(uptime_cs)
+	wait "$pd"
+	rcd=$?
+	n=0
+	while [ $n -lt 180 ] && ! "$NKVM" list 2>/dev/null | grep -q '^it-force '; do
+		sleep 1
+		n=$((n + 1))
+	done
+	t2=$(uptime_cs)
+	"$NKVM" stop --force it-force >"$tmp/force.stop" 2>&1
+	rcf=$?
+	t3=$(uptime_cs)
+	wait "$pf"
+	rcff=$?
+	cat "$tmp/deaf.stop" >>"$tmp/deaf"
+	cat "$tmp/force" "$tmp/force.stop" >>"$tmp/deaf"
+	took=$((t1 - t0))
+	if [ -n "$why" ]; then
+		fail stop_force_ends_guest_ignoring_power_button "$why" "$tmp/deaf"
+	elif [ "$rcs" -ne 0 ] || [ "$rcd" -ne 143 ]; then
+		fail stop_force_ends_guest_ignoring_power_button "stop status $rcs, run status $rcd; want 0, 143" "$tmp/deaf"
+	elif [ "$took" -lt 300 ] || [ "$took" -gt 500 ]; then
+		fail stop_force_ends_guest_ignoring_power_button "stop --timeout 3 took $took cs" "$tmp/deaf"
+	elif ! grep -q 'it-deaf: not powered off after 3 s; ending it' "$tmp/deaf.stop" ||
+		grep -q 'power button: stopping' "$tmp/deaf"; then
+		fail stop_force_ends_guest_ignoring_power_button "the guest did not ignore it, or stop did not say" "$tmp/deaf"
+	elif [ "$rcf" -ne 0 ] || [ "$rcff" -ne 143 ] || [ $((t3 - t2)) -gt 200 ]; then
+		fail stop_force_ends_guest_ignoring_power_button "--force: status $rcf, run $rcff, $((t3 - t2)) cs" "$tmp/deaf"
+	else
+		pass stop_force_ends_guest_ignoring_power_button
+	fi
+}
+
 all_tests="test_bad_input test_command_output_and_status test_command_output_is_clean \
 	test_exit_status_propagates test_missing_command_is_127 test_arguments_survive_quoting \
 	test_kernel_version test_nproc_matches_cpus test_every_cpu_online test_tsc_deadline_timer \
@@ -949,7 +1041,8 @@ all_tests="test_bad_input test_command_output_and_status test_command_output_is_
 	test_qcow2_overlay_on_raw_base test_qcow2_overlay_fs_over_populated_base \
 	test_engines_verify_and_discard test_enospc_reaches_guest_as_ioerr \
 	test_list_shows_two_named_guests test_pause_stops_counting_and_resume_continues \
-	test_control_commands_without_guest"
+	test_control_commands_without_guest test_stop_powers_off_and_qcow2_checks_clean \
+	test_stop_force_ends_guest_ignoring_power_button"
 if [ "${1:-}" = --list ]; then
 	echo $all_tests
 	exit 0

@@ -16,6 +16,7 @@ struct fake_vm {
 	int paused;
 	int pause_calls, resume_calls;
 	int fail; /* a negative errno for pause and resume to return */
+	int buttons, shutdowns;
 };
 
 static void fake_info(void *opaque, struct api_vm_info *info)
@@ -64,8 +65,28 @@ static int fake_resume(void *opaque)
 	return 0;
 }
 
+static int fake_power_button(void *opaque)
+{
+	struct fake_vm *vm = opaque;
+
+	if (vm->paused)
+		return -EALREADY;
+	vm->buttons++;
+	return 0;
+}
+
+static int fake_shutdown(void *opaque)
+{
+	struct fake_vm *vm = opaque;
+
+	vm->shutdowns++;
+	return 0;
+}
+
 static struct fake_vm vm;
 static const struct api_hooks hooks = {
+	.power_button = fake_power_button,
+	.shutdown = fake_shutdown,
 	.opaque = &vm,
 	.info = fake_info,
 	.counters = fake_counters,
@@ -181,6 +202,38 @@ static void test_pause_failure_is_500_with_json(void **state)
 	expect_error("PUT", "/api/v1/vm.pause", NULL, 0, 500);
 }
 
+/* Cloud Hypervisor's names: PUT vm.power-button and vm.shutdown, 204 with no body. */
+static void test_power_button_and_shutdown_reach_the_vm(void **state)
+{
+	assert_null(request("PUT", "/api/v1/vm.power-button", NULL, 0, 204));
+	assert_int_equal(vm.buttons, 1);
+	assert_int_equal(vm.shutdowns, 0);
+	assert_null(request("PUT", "/api/v1/vm.shutdown", NULL, 0, 204));
+	assert_int_equal(vm.shutdowns, 1);
+	expect_error("GET", "/api/v1/vm.power-button", NULL, 0, 405);
+	expect_error("GET", "/api/v1/vm.shutdown", NULL, 0, 405);
+}
+
+/* A paused guest cannot see the button: 405, and nothing was pressed. */
+static void test_power_button_on_paused_vm_is_405(void **state)
+{
+	vm.paused = 1;
+	expect_error("PUT", "/api/v1/vm.power-button", NULL, 0, 405);
+	assert_int_equal(vm.buttons, 0);
+}
+
+/* A VM whose hooks lack an action (the fuzzer's, older callers): 501, not a crash. */
+static void test_missing_hook_is_501(void **state)
+{
+	struct api_hooks h = hooks;
+	struct api_response r;
+
+	h.shutdown = NULL;
+	assert_int_equal(api_handle(&h, "PUT", "/api/v1/vm.shutdown", NULL, 0, &r), 501);
+	assert_non_null(r.body);
+	api_response_free(&r);
+}
+
 static void test_counters_group_by_vcpu(void **state)
 {
 	struct json_object *o = request("GET", "/api/v1/vm.counters", NULL, 0, 200);
@@ -262,6 +315,9 @@ int main(void)
 		cmocka_unit_test_setup(test_pause_then_info_says_paused_then_resume, reset),
 		cmocka_unit_test_setup(test_pause_twice_is_405_resume_running_is_405, reset),
 		cmocka_unit_test_setup(test_pause_failure_is_500_with_json, reset),
+		cmocka_unit_test_setup(test_power_button_and_shutdown_reach_the_vm, reset),
+		cmocka_unit_test_setup(test_power_button_on_paused_vm_is_405, reset),
+		cmocka_unit_test_setup(test_missing_hook_is_501, reset),
 		cmocka_unit_test_setup(test_counters_group_by_vcpu, reset),
 		cmocka_unit_test_setup(test_unknown_paths_are_404, reset),
 		cmocka_unit_test_setup(test_wrong_methods_are_405_and_say_allow, reset),
