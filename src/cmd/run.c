@@ -376,6 +376,7 @@ static int run_machine(struct machine *m)
 				  m->devctx.console_input_opaque);
 	/* The server's thread inherits the mask: signals stay with the loop. */
 	m->api.i8042 = &m->i8042;
+	m->api.devices = &m->devices;
 	if (run_api_start(&m->api, &m->vm))
 		return 1;
 	term_raw(STDIN_FILENO);
@@ -394,6 +395,7 @@ static int run_machine(struct machine *m)
 	 * in flight; a disk's close makes formats that keep metadata in memory (qcow2's tables and
 	 * refcounts) write it back, as a guest's last FLUSH would.
 	 */
+	run_api_forget_devices(&m->api);
 	devices_destroy(&m->devices);
 	term_restore();
 	return m->vm.exit_status;

@@ -10,6 +10,7 @@
 #include "api/socket.h"
 #include "arch/x86/i8042.h"
 #include "cmd/run_api.h"
+#include "cmd/run_devices.h"
 #include "lib/log.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
@@ -39,7 +40,54 @@ static void hook_info(void *opaque, struct api_vm_info *info)
 	info->uptime_ms = (now_ns() - a->start_ns) / 1000000;
 }
 
-/* Each vCPU's exits by kind; the vCPU threads count them, read here without stopping them. */
+struct device_emit {
+	api_counter_fn emit;
+	void *ctx;
+	const char *group;
+};
+
+static void device_emit(void *ctx, const char *name, uint64_t value)
+{
+	struct device_emit *d = ctx;
+
+	d->emit(d->ctx, d->group, name, value);
+}
+
+/* Each device's own counters, grouped by type and index: disk0, disk1, net0. */
+static void devices_counters(struct run_api *a, api_counter_fn emit, void *ctx)
+{
+	const struct device_list *l;
+
+	pthread_mutex_lock(&a->devices_lock);
+	l = a->devices;
+	for (unsigned int i = 0; l && i < l->nr; i++) {
+		const struct device_type *t = l->devs[i].type;
+		struct device_emit d = { emit, ctx, NULL };
+		unsigned int index = 0;
+		char group[48];
+
+		if (!t->counters || !l->devs[i].dev)
+			continue;
+		for (unsigned int j = 0; j < i; j++)
+			index += l->devs[j].type == t;
+		snprintf(group, sizeof(group), "%s%u", t->long_opt, index);
+		d.group = group;
+		t->counters(l->devs[i].dev, device_emit, &d);
+	}
+	pthread_mutex_unlock(&a->devices_lock);
+}
+
+void run_api_forget_devices(struct run_api *a)
+{
+	pthread_mutex_lock(&a->devices_lock);
+	a->devices = NULL;
+	pthread_mutex_unlock(&a->devices_lock);
+}
+
+/*
+ * Each vCPU's exits by kind (the vCPU threads count them, read here without stopping them),
+ * then each device's counters.
+ */
 static void hook_counters(void *opaque, api_counter_fn emit, void *ctx)
 {
 	static const char *const kinds[VCPU_EXIT_KINDS] = { "io", "mmio", "other" };
@@ -53,6 +101,7 @@ static void hook_counters(void *opaque, api_counter_fn emit, void *ctx)
 			emit(ctx, group, kinds[k],
 			     __atomic_load_n(&a->vm->vcpus[i].stats.exits[k], __ATOMIC_RELAXED));
 	}
+	devices_counters(a, emit, ctx);
 }
 
 /* Both run on the server's one thread, so a pause and a resume never overlap. */
@@ -133,6 +182,7 @@ int run_api_open(struct run_api *a, const char *name)
 	int err;
 
 	memset(a, 0, sizeof(*a));
+	pthread_mutex_init(&a->devices_lock, NULL);
 	a->listen_fd = -1;
 	a->start_ns = now_ns();
 	if (name)

@@ -6,6 +6,7 @@
 #ifndef NKVM_CMD_RUN_API_H
 #define NKVM_CMD_RUN_API_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/un.h>
 
@@ -14,6 +15,7 @@
 
 struct vm;
 struct i8042;
+struct device_list;
 
 /* nkvm run's status when vm.shutdown ended the guest: as after SIGTERM, nkvm's own stop. */
 #define RUN_STATUS_SHUTDOWN (128 + 15)
@@ -26,6 +28,9 @@ struct run_api {
 	struct api_hooks hooks;
 	struct vm *vm;
 	struct i8042 *i8042; /* the keyboard nkvm types Ctrl-Alt-Del and SysRq on */
+	/* The devices whose counters vm.counters shows; NULL once they are being destroyed. */
+	pthread_mutex_t devices_lock;
+	const struct device_list *devices;
 	const char *kernel, *initrd, *cmdline;
 	uint64_t start_ns;
 	int clock_saved;
@@ -39,6 +44,12 @@ int run_api_open(struct run_api *a, const char *name);
 
 /* Once the vCPUs exist (and signals are blocked): serves the socket on its own thread. */
 int run_api_start(struct run_api *a, struct vm *vm);
+
+/*
+ * Before the devices are destroyed: the API stops reading them, and waits for a reader. The
+ * socket still answers, so that `nkvm stop` sees the guest until its disks are closed.
+ */
+void run_api_forget_devices(struct run_api *a);
 
 /* Stops serving and removes the socket. Safe after a failed or no open. */
 void run_api_close(struct run_api *a);

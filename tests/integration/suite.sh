@@ -1024,6 +1024,39 @@ test_stop_force_ends_guest_ignoring_power_button() {
 	fi
 }
 
+# stat's per-disk counters: they move by what the guest reads and writes, with no errors.
+test_stat_disk_counters_move_after_guest_io() {
+	truncate -s 16M "$tmp/io.raw"
+	"$NKVM" run --name it-io -d "$tmp/io.raw" -- sh -c \
+		'echo READY; sleep 4; dd if=/dev/vda of=/dev/null bs=64k count=64 2>/dev/null;
+		 dd if=/dev/zero of=/dev/vda bs=64k count=16 conv=fsync 2>/dev/null; echo DONE;
+		 exec sleep 600' </dev/null >"$tmp/io" 2>&1 &
+	pi=$!
+	why=""
+	wait_for_line "$tmp/io" 180 '^READY' || why="the guest never started"
+	"$NKVM" stat it-io --json >"$tmp/io.0" 2>&1
+	wait_for_line "$tmp/io" 60 '^DONE' || why="${why:-the guest did no I/O}"
+	"$NKVM" stat it-io --json >"$tmp/io.1" 2>&1
+	"$NKVM" stat it-io >"$tmp/io.h" 2>&1
+	"$NKVM" stop --force it-io >/dev/null 2>&1
+	wait "$pi"
+	rm -f "$tmp/io.raw"
+	cat "$tmp/io.0" "$tmp/io.1" "$tmp/io.h" >>"$tmp/io"
+	c() { jq -r ".counters.disk0.$2" "$tmp/io.$1"; }
+	if [ -n "$why" ]; then
+		fail stat_disk_counters_move_after_guest_io "$why" "$tmp/io"
+	elif [ "$(($(c 1 read_bytes) - $(c 0 read_bytes)))" -lt 4194304 ] ||
+		[ "$(($(c 1 write_bytes) - $(c 0 write_bytes)))" -lt 1048576 ] ||
+		[ "$(c 1 requests)" -le "$(c 0 requests)" ] || [ "$(c 1 errors)" != 0 ] ||
+		[ "$(c 1 in_flight)" != 0 ]; then
+		fail stat_disk_counters_move_after_guest_io "disk0's counters did not move as the I/O" "$tmp/io"
+	elif ! grep -q '^disk0: requests=[0-9]* read_bytes=' "$tmp/io.h"; then
+		fail stat_disk_counters_move_after_guest_io "nkvm stat shows no disk0 line" "$tmp/io"
+	else
+		pass stat_disk_counters_move_after_guest_io
+	fi
+}
+
 all_tests="test_bad_input test_command_output_and_status test_command_output_is_clean \
 	test_exit_status_propagates test_missing_command_is_127 test_arguments_survive_quoting \
 	test_kernel_version test_nproc_matches_cpus test_every_cpu_online test_tsc_deadline_timer \
@@ -1042,7 +1075,7 @@ all_tests="test_bad_input test_command_output_and_status test_command_output_is_
 	test_engines_verify_and_discard test_enospc_reaches_guest_as_ioerr \
 	test_list_shows_two_named_guests test_pause_stops_counting_and_resume_continues \
 	test_control_commands_without_guest test_stop_powers_off_and_qcow2_checks_clean \
-	test_stop_force_ends_guest_ignoring_power_button"
+	test_stop_force_ends_guest_ignoring_power_button test_stat_disk_counters_move_after_guest_io"
 if [ "${1:-}" = --list ]; then
 	echo $all_tests
 	exit 0

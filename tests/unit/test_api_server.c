@@ -51,7 +51,12 @@ static int fake_resume(void *opaque)
 	return !paused ? -EALREADY : (paused = 0, 0);
 }
 
-static const struct api_hooks hooks = { NULL, fake_info, fake_counters, fake_pause, fake_resume };
+static const struct api_hooks hooks = {
+	.info = fake_info,
+	.counters = fake_counters,
+	.pause = fake_pause,
+	.resume = fake_resume,
+};
 
 static int setup(void **state)
 {
