@@ -18,6 +18,7 @@ static const struct command commands[] = {
 	{ "resume", cmd_resume, "resume a paused guest: nkvm resume NAME" },
 	{ "stop", cmd_stop, "power a guest off: nkvm stop NAME [--force] [--timeout SEC]" },
 	{ "stat", cmd_stat, "a guest's state and counters: nkvm stat NAME [--json]" },
+	{ "debug", cmd_debug, "a guest's vCPU registers, a magic SysRq: nkvm debug NAME [--regs] [--sysrq KEY]" },
 	{ "img", cmd_img, "create, inspect and check disk images (nkvm img --help)" },
 	{ "setup", cmd_setup, "prepare the default guest: kernel and initramfs" },
 	{ "version", cmd_version, "print nkvm's version" },

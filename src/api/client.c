@@ -42,6 +42,13 @@ static size_t on_data(char *data, size_t size, size_t n, void *opaque)
 int api_call(const char *path, const char *method, const char *endpoint, struct api_reply *r,
 	     char *err, size_t errlen)
 {
+	return api_call_body(path, method, endpoint, NULL, r, err, errlen);
+}
+
+int api_call_body(const char *path, const char *method, const char *endpoint, const char *body,
+		  struct api_reply *r, char *err, size_t errlen)
+{
+	struct curl_slist *headers = NULL;
 	struct reply_buf b = { 0 };
 	char url[256];
 	CURLcode rc;
@@ -69,10 +76,17 @@ int api_call(const char *path, const char *method, const char *endpoint, struct 
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)CALL_TIMEOUT_S);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	if (body) {
+		headers = curl_slist_append(NULL, "Content-Type: application/json");
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	}
 	rc = curl_easy_perform(c);
 	if (rc == CURLE_OK)
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
 	curl_easy_cleanup(c);
+	curl_slist_free_all(headers);
 	if (rc != CURLE_OK) {
 		snprintf(err, errlen, "%s: %s", path,
 			 b.overflow ? "answer too long" : curl_easy_strerror(rc));

@@ -20,6 +20,10 @@ struct api_reply {
 int api_call(const char *path, const char *method, const char *endpoint, struct api_reply *r,
 	     char *err, size_t errlen);
 
+/* The same with a JSON request body (NULL: none). */
+int api_call_body(const char *path, const char *method, const char *endpoint, const char *body,
+		  struct api_reply *r, char *err, size_t errlen);
+
 void api_reply_free(struct api_reply *r);
 
 /* The "error" string of a 4xx/5xx reply, or a fallback naming the status. */

@@ -31,6 +31,12 @@ void ctl_remove_stale(const char *name, const char *path)
 
 int ctl_call(const char *name, const char *method, const char *endpoint, struct api_reply *r)
 {
+	return ctl_call_body(name, method, endpoint, NULL, r);
+}
+
+int ctl_call_body(const char *name, const char *method, const char *endpoint, const char *body,
+		  struct api_reply *r)
+{
 	char dir[108], path[128], err[512];
 	int ret;
 
@@ -40,7 +46,7 @@ int ctl_call(const char *name, const char *method, const char *endpoint, struct 
 		nkvm_err("%s: no such guest", name);
 		return CTL_NO_GUEST;
 	}
-	ret = api_call(path, method, endpoint, r, err, sizeof(err));
+	ret = api_call_body(path, method, endpoint, body, r, err, sizeof(err));
 	if (ret == -ENOENT) {
 		nkvm_err("%s: no such guest (see nkvm list)", name);
 		return CTL_NO_GUEST;

@@ -14,6 +14,9 @@ enum { CTL_OK = 0, CTL_REFUSED = 1, CTL_USAGE = 2, CTL_NO_GUEST = 3 };
  * and said so) or CTL_REFUSED (no answer).
  */
 int ctl_call(const char *name, const char *method, const char *endpoint, struct api_reply *r);
+/* The same with a JSON request body. */
+int ctl_call_body(const char *name, const char *method, const char *endpoint, const char *body,
+		  struct api_reply *r);
 
 /* Removes a stale socket (after api_call said -ECONNREFUSED) and says so on stderr. */
 void ctl_remove_stale(const char *name, const char *path);

@@ -3,6 +3,7 @@
 #include <libgen.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -162,6 +163,40 @@ static int hook_shutdown(void *opaque)
 	return 0;
 }
 
+/*
+ * Registers as the vCPUs stopped: each one parked, its exit handled. A running VM is paused
+ * around the reads (on this, the server's one thread, as pause and resume are) without saving
+ * its clock: the pause lasts a few ioctls.
+ */
+static int hook_vcpu_regs(void *opaque, struct api_vcpu_regs *out, unsigned int max)
+{
+	struct run_api *a = opaque;
+	bool paused_here = !vcpus_paused(a->vm);
+	unsigned int n = 0;
+	int err = 0;
+
+	if (paused_here && (err = vcpus_pause(a->vm)) != 0)
+		return err;
+	for (unsigned int i = 0; i < a->vm->nr_vcpus && n < max && !err; i++, n++) {
+		out[n].id = i;
+		if (ioctl(a->vm->vcpus[i].fd, KVM_GET_REGS, &out[n].regs) < 0 ||
+		    ioctl(a->vm->vcpus[i].fd, KVM_GET_SREGS, &out[n].sregs) < 0)
+			err = -errno;
+	}
+	if (paused_here)
+		vcpus_resume(a->vm);
+	return err ? err : (int)n;
+}
+
+static int hook_sysrq(void *opaque, char key)
+{
+	struct run_api *a = opaque;
+
+	if (vcpus_paused(a->vm))
+		return -EALREADY;
+	return i8042_sysrq(a->i8042, key);
+}
+
 /* The directory, and for root its parent /run where a minimal system lacks it. */
 static int make_dir(const char *dir)
 {
@@ -228,6 +263,8 @@ int run_api_start(struct run_api *a, struct vm *vm)
 		.resume = hook_resume,
 		.power_button = hook_power_button,
 		.shutdown = hook_shutdown,
+		.vcpu_regs = hook_vcpu_regs,
+		.sysrq = hook_sysrq,
 	};
 	err = api_server_start(&a->server, a->listen_fd, &a->hooks);
 	a->listen_fd = -1; /* the server's now, or closed */

@@ -47,7 +47,20 @@ static int press(void *opaque)
 	return paused ? -EALREADY : 0;
 }
 
+static int regs(void *opaque, struct api_vcpu_regs *out, unsigned int max)
+{
+	return max ? (out[0].id = 0, 1) : 0;
+}
+
+static int sysrq(void *opaque, char key)
+{
+	calls++;
+	return paused ? -EALREADY : 0;
+}
+
 static const struct api_hooks hooks = {
+	.vcpu_regs = regs,
+	.sysrq = sysrq,
 	.info = info,
 	.counters = counters,
 	.pause = pause_vm,
@@ -104,7 +117,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (calls != before &&
 	    (strcmp(method, "PUT") || size > API_BODY_MAX ||
 	     (strcmp(path, "/api/v1/vm.pause") && strcmp(path, "/api/v1/vm.resume") &&
-	      strcmp(path, "/api/v1/vm.power-button") && strcmp(path, "/api/v1/vm.shutdown"))))
+	      strcmp(path, "/api/v1/vm.power-button") && strcmp(path, "/api/v1/vm.shutdown") &&
+	      strcmp(path, "/api/v1/nkvm.sysrq"))))
 		abort();
 	if (status == 204 && calls == before)
 		abort();

@@ -1057,6 +1057,39 @@ test_stat_disk_counters_move_after_guest_io() {
 	fi
 }
 
+# nkvm debug: registers of both vCPUs (the guest runs on after), and Alt-SysRq-h on the
+# guest's keyboard makes its kernel print the SysRq help on the console.
+test_debug_prints_registers_and_sends_sysrq() {
+	"$NKVM" run --name it-dbg -c 2 -- sh -c 'echo READY; exec sleep 600' </dev/null >"$tmp/dbg" 2>&1 &
+	pg=$!
+	why=""
+	wait_for_line "$tmp/dbg" 180 '^READY' || why="the guest never started"
+	"$NKVM" debug it-dbg >"$tmp/dbg.r" 2>&1
+	rcr=$?
+	"$NKVM" debug it-dbg --sysrq h >"$tmp/dbg.s" 2>&1
+	rcs=$?
+	wait_for_line "$tmp/dbg" 30 'sysrq: HELP' || why="${why:-no SysRq help on the console}"
+	"$NKVM" debug it-dbg --sysrq '!' >"$tmp/dbg.bad" 2>&1
+	rcb=$?
+	"$NKVM" stat it-dbg >"$tmp/dbg.st" 2>&1
+	"$NKVM" stop --force it-dbg >/dev/null 2>&1
+	wait "$pg"
+	cat "$tmp/dbg.r" "$tmp/dbg.s" "$tmp/dbg.bad" "$tmp/dbg.st" >>"$tmp/dbg"
+	if [ -n "$why" ]; then
+		fail debug_prints_registers_and_sends_sysrq "$why" "$tmp/dbg"
+	elif [ "$rcr" -ne 0 ] || ! grep -q '^vcpu0:$' "$tmp/dbg.r" || ! grep -q '^vcpu1:$' "$tmp/dbg.r" ||
+		[ "$(grep -c '^  rip=0x[0-9a-f]* rsp=0x' "$tmp/dbg.r")" -ne 2 ] ||
+		[ "$(grep -c ' cr3=0x[0-9a-f]*' "$tmp/dbg.r")" -ne 2 ]; then
+		fail debug_prints_registers_and_sends_sysrq "registers: status $rcr" "$tmp/dbg"
+	elif [ "$rcs" -ne 0 ] || [ "$rcb" -ne 2 ]; then
+		fail debug_prints_registers_and_sends_sysrq "sysrq: status $rcs, bad key $rcb; want 0, 2" "$tmp/dbg"
+	elif ! grep -q '^state: *Running' "$tmp/dbg.st"; then
+		fail debug_prints_registers_and_sends_sysrq "the guest was left paused" "$tmp/dbg"
+	else
+		pass debug_prints_registers_and_sends_sysrq
+	fi
+}
+
 all_tests="test_bad_input test_command_output_and_status test_command_output_is_clean \
 	test_exit_status_propagates test_missing_command_is_127 test_arguments_survive_quoting \
 	test_kernel_version test_nproc_matches_cpus test_every_cpu_online test_tsc_deadline_timer \
@@ -1075,7 +1108,8 @@ all_tests="test_bad_input test_command_output_and_status test_command_output_is_
 	test_engines_verify_and_discard test_enospc_reaches_guest_as_ioerr \
 	test_list_shows_two_named_guests test_pause_stops_counting_and_resume_continues \
 	test_control_commands_without_guest test_stop_powers_off_and_qcow2_checks_clean \
-	test_stop_force_ends_guest_ignoring_power_button test_stat_disk_counters_move_after_guest_io"
+	test_stop_force_ends_guest_ignoring_power_button test_stat_disk_counters_move_after_guest_io \
+	test_debug_prints_registers_and_sends_sysrq"
 if [ "${1:-}" = --list ]; then
 	echo $all_tests
 	exit 0
