@@ -578,7 +578,8 @@ static void orderly_shutdown(void)
 		;
 	sync();
 	unmount_disks();
-	fprintf(stderr, "nkvm-init: power button: filesystems synced and unmounted, powering off\n");
+	fprintf(stderr,
+		"nkvm-init: power button: filesystems synced and unmounted, powering off\n");
 }
 
 static void set_environment(void)

@@ -237,10 +237,11 @@ static int handle_sysrq(const struct api_hooks *h, const char *body, size_t len,
 	if (text)
 		o = json_tokener_parse(text);
 	free(text);
-	if (o && json_object_object_get_ex(o, "key", &k) && json_object_is_type(k, json_type_string))
+	if (o && json_object_object_get_ex(o, "key", &k) &&
+	    json_object_is_type(k, json_type_string))
 		key = json_object_get_string(k);
-	if (!key || strlen(key) != 1 || !((key[0] >= 'a' && key[0] <= 'z') ||
-					  (key[0] >= '0' && key[0] <= '9'))) {
+	if (!key || strlen(key) != 1 ||
+	    !((key[0] >= 'a' && key[0] <= 'z') || (key[0] >= '0' && key[0] <= '9'))) {
 		json_object_put(o);
 		return respond_error(r, 400, "want {\"key\": K}, K a letter a-z or a digit%s",
 				     NULL);
@@ -264,11 +265,16 @@ struct route {
 };
 
 static const struct route routes[] = {
-	{ "vmm.ping", "GET" }, { "vm.info", "GET" },   { "vm.counters", "GET" },
-	{ "vm.pause", "PUT" }, { "vm.resume", "PUT" },
-	{ "vm.power-button", "PUT" }, { "vm.shutdown", "PUT" },
+	{ "vmm.ping", "GET" },
+	{ "vm.info", "GET" },
+	{ "vm.counters", "GET" },
+	{ "vm.pause", "PUT" },
+	{ "vm.resume", "PUT" },
+	{ "vm.power-button", "PUT" },
+	{ "vm.shutdown", "PUT" },
 	/* nkvm's own, under a prefix Cloud Hypervisor's names (vmm.*, vm.*) never take. */
-	{ "nkvm.debug", "GET" }, { "nkvm.sysrq", "PUT" },
+	{ "nkvm.debug", "GET" },
+	{ "nkvm.sysrq", "PUT" },
 };
 
 int api_handle(const struct api_hooks *h, const char *method, const char *path, const char *body,

@@ -10,6 +10,7 @@ int cmd_resume(int argc, char **argv);
 int cmd_stat(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 int cmd_debug(int argc, char **argv);
+int cmd_console(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_setup(int argc, char **argv);
 int cmd_version(int argc, char **argv);

@@ -1090,6 +1090,55 @@ test_debug_prints_registers_and_sends_sysrq() {
 	fi
 }
 
+# run --detach prints the name and returns; nkvm console shows what the guest wrote before it
+# attached and takes input (Ctrl-A d detaches); a second console then gets only what was
+# written while none was attached; a console already attached turns another away.
+test_detach_console_replays_output_and_takes_input() {
+	need mkfifo detach_console_replays_output_and_takes_input || return
+	"$NKVM" run --detach --name it-det -- sh -c \
+		'echo BEFORE-ATTACH; read l; echo "got:$l"; sleep 3; echo WHILE-DETACHED; exec sleep 600' \
+		</dev/null >"$tmp/det.run" 2>&1
+	rcd=$?
+	why=""
+	rm -f "$tmp/det.in"
+	mkfifo "$tmp/det.in"
+	: >"$tmp/det"
+	: >"$tmp/det2"
+	"$NKVM" console it-det <"$tmp/det.in" >"$tmp/det" 2>&1 &
+	pa=$!
+	exec 3>"$tmp/det.in"
+	wait_for_line "$tmp/det" 180 'BEFORE-ATTACH' || why="no output before attaching"
+	"$NKVM" console it-det </dev/null >"$tmp/det.busy" 2>&1
+	printf 'hello\n' >&3
+	[ -n "$why" ] || wait_for_line "$tmp/det" 60 'got:hello' || why="the input did not reach the guest"
+	printf '\001d' >&3
+	exec 3>&-
+	wait "$pa"
+	rca=$?
+	sleep 6
+	"$NKVM" console it-det </dev/null >"$tmp/det2" 2>&1 &
+	pb=$!
+	[ -n "$why" ] || wait_for_line "$tmp/det2" 30 'WHILE-DETACHED' || why="nothing kept while detached"
+	"$NKVM" stop --force it-det >"$tmp/det.stop" 2>&1
+	rcs=$?
+	wait "$pb"
+	rcb=$?
+	cat "$tmp/det.run" "$tmp/det.busy" "$tmp/det2" "$tmp/det.stop" >>"$tmp/det"
+	if [ -n "$why" ]; then
+		fail detach_console_replays_output_and_takes_input "$why" "$tmp/det"
+	elif [ "$rcd" -ne 0 ] || [ "$(cat "$tmp/det.run")" != it-det ]; then
+		fail detach_console_replays_output_and_takes_input "run --detach: status $rcd" "$tmp/det"
+	elif [ "$rca" -ne 0 ] || [ "$rcb" -ne 0 ] || [ "$rcs" -ne 0 ]; then
+		fail detach_console_replays_output_and_takes_input "console $rca, $rcb, stop $rcs" "$tmp/det"
+	elif grep -q BEFORE-ATTACH "$tmp/det2"; then
+		fail detach_console_replays_output_and_takes_input "the second console got old output again" "$tmp/det"
+	elif ! grep -q 'another console is attached' "$tmp/det.busy"; then
+		fail detach_console_replays_output_and_takes_input "a second console was not turned away" "$tmp/det"
+	else
+		pass detach_console_replays_output_and_takes_input
+	fi
+}
+
 all_tests="test_bad_input test_command_output_and_status test_command_output_is_clean \
 	test_exit_status_propagates test_missing_command_is_127 test_arguments_survive_quoting \
 	test_kernel_version test_nproc_matches_cpus test_every_cpu_online test_tsc_deadline_timer \
@@ -1109,7 +1158,7 @@ all_tests="test_bad_input test_command_output_and_status test_command_output_is_
 	test_list_shows_two_named_guests test_pause_stops_counting_and_resume_continues \
 	test_control_commands_without_guest test_stop_powers_off_and_qcow2_checks_clean \
 	test_stop_force_ends_guest_ignoring_power_button test_stat_disk_counters_move_after_guest_io \
-	test_debug_prints_registers_and_sends_sysrq"
+	test_debug_prints_registers_and_sends_sysrq test_detach_console_replays_output_and_takes_input"
 if [ "${1:-}" = --list ]; then
 	echo $all_tests
 	exit 0

@@ -279,9 +279,13 @@ static void test_debug_lists_each_vcpu_registers_in_hex(void **state)
 
 static void test_sysrq_takes_one_letter_or_digit(void **state)
 {
-	static const char *const bad[] = { "{}", "{\"key\": 5}", "{\"key\": \"\"}",
-					   "{\"key\": \"tt\"}", "{\"key\": \"T\"}",
-					   "{\"key\": \"!\"}", "[\"t\"]" };
+	static const char *const bad[] = { "{}",
+					   "{\"key\": 5}",
+					   "{\"key\": \"\"}",
+					   "{\"key\": \"tt\"}",
+					   "{\"key\": \"T\"}",
+					   "{\"key\": \"!\"}",
+					   "[\"t\"]" };
 
 	assert_null(request("PUT", "/api/v1/nkvm.sysrq", "{\"key\": \"t\"}", 12, 204));
 	assert_null(request("PUT", "/api/v1/nkvm.sysrq", "{\"key\":\"7\"}", 11, 204));

@@ -386,7 +386,8 @@ int main(void)
 		cmocka_unit_test(test_uart_full_transmitter_reports_busy),
 		cmocka_unit_test(test_i8042_selftest_ctr_and_reset),
 		cmocka_unit_test(test_i8042_ctrl_alt_del_types_set1_codes_in_order),
-		cmocka_unit_test(test_i8042_keys_wait_behind_controller_reply_and_disabled_keyboard),
+		cmocka_unit_test(
+			test_i8042_keys_wait_behind_controller_reply_and_disabled_keyboard),
 		cmocka_unit_test(test_i8042_typing_beyond_buffer_is_enobufs),
 		cmocka_unit_test(test_pci_host_bridge_visible_and_empty_slots_absent),
 		cmocka_unit_test(test_pci_unregistered_device_leaves_slot_empty_and_bar_silent),

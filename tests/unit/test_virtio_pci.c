@@ -925,7 +925,6 @@ static void test_bar_move_keeps_kicks_reaching_the_queue(void **state)
 	reset_within_deadline(fx);
 }
 
-
 /* One request of type on the ring: header, data (len bytes; in: device-writable), status. */
 static void blk_request(struct fx *fx, uint32_t type, uint64_t sector, uint32_t len, bool in,
 			unsigned int n)

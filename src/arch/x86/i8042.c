@@ -83,14 +83,10 @@ static int i8042_type(struct i8042 *k, const uint8_t *codes, unsigned int n)
 int i8042_ctrl_alt_del(struct i8042 *k)
 {
 	static const uint8_t codes[] = {
-		SC_LCTRL,
-		SC_LALT,
-		SC_EXTENDED,
-		SC_DELETE,
-		SC_EXTENDED,
-		SC_DELETE | SC_BREAK,
-		SC_LALT | SC_BREAK,
-		SC_LCTRL | SC_BREAK,
+		SC_LCTRL,	    SC_LALT,
+		SC_EXTENDED,	    SC_DELETE,
+		SC_EXTENDED,	    SC_DELETE | SC_BREAK,
+		SC_LALT | SC_BREAK, SC_LCTRL | SC_BREAK,
 	};
 
 	return i8042_type(k, codes, sizeof(codes));
@@ -148,8 +144,7 @@ static void i8042_data(struct i8042 *k, uint8_t val)
 	if (cmd == CMD_WRITE_CTR) {
 		k->ctr = val;
 		i8042_feed(k);
-	}
-	else if (cmd == CMD_WRITE_OUTPUT && !(val & OUTPUT_RESET_LINE))
+	} else if (cmd == CMD_WRITE_OUTPUT && !(val & OUTPUT_RESET_LINE))
 		i8042_reset(k);
 	/* Bytes for the keyboard itself go nowhere: there is none. */
 }
