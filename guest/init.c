@@ -42,11 +42,17 @@
 
 #include "abi.h"
 
-/* How the guest ends: the status of its command or shell, or what busybox asked PID 1 for. */
+/*
+ * How the guest ends: the status of its command or shell, what busybox asked PID 1 for, or
+ * Ctrl-Alt-Del from the monitor (nkvm stop), an orderly power-off.
+ */
 struct outcome {
-	bool reboot;
+	bool reboot, power_button;
 	int status;
 };
+
+/* After Ctrl-Alt-Del: how long the guest's processes get between SIGTERM and SIGKILL. */
+#define SHUTDOWN_GRACE_MS 3000
 
 struct mount_point {
 	const char *source, *dir, *type;
@@ -145,6 +151,21 @@ static void open_console(void)
 	dup2(fd, STDERR_FILENO);
 	if (fd > STDERR_FILENO)
 		close(fd);
+}
+
+/*
+ * Every magic SysRq function, not only the distribution's safe few (0x1b6): only the host
+ * can type them (nkvm debug --sysrq), on a keyboard nothing else uses.
+ */
+static void enable_sysrq(void)
+{
+	int fd = open("/proc/sys/kernel/sysrq", O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (write(fd, "1", 1) < 0)
+		fprintf(stderr, "nkvm-init: /proc/sys/kernel/sysrq: %s\n", strerror(errno));
+	close(fd);
 }
 
 static void mount_all(void)
@@ -578,6 +599,60 @@ static void release_root(void)
 	mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY, NULL);
 }
 
+/* Reaps children until none is left or deadline_ms (CLOCK_MONOTONIC) passes. */
+static void reap_until(long deadline_ms)
+{
+	while (waitpid(-1, NULL, WNOHANG) >= 0 || errno == EINTR) {
+		if (now_ms() >= deadline_ms)
+			return;
+		usleep(20 * 1000);
+	}
+}
+
+/*
+ * The disks' filesystems the command mounted, last mounted first, so that nothing waits in
+ * the page cache and each is marked clean. "/" is release_root's; /proc/mounts is read whole
+ * before the first umount changes it.
+ */
+static void unmount_disks(void)
+{
+	char *text, *line, *save = NULL, *lines[64];
+	size_t len, n = 0;
+
+	if (read_file("/proc/mounts", &text, &len) < 0)
+		return;
+	for (line = strtok_r(text, "\n", &save); line && n < 64; line = strtok_r(NULL, "\n", &save))
+		lines[n++] = line;
+	while (n--) {
+		char src[256], dir[256];
+
+		if (sscanf(lines[n], "%255s %255s", src, dir) != 2 || strncmp(src, "/dev/", 5) ||
+		    !strcmp(dir, "/"))
+			continue;
+		if (umount(dir) < 0)
+			fprintf(stderr, "nkvm-init: umount %s: %s\n", dir, strerror(errno));
+	}
+	free(text);
+}
+
+/*
+ * Ctrl-Alt-Del (nkvm stop): every process gets SIGTERM and a moment to finish, then SIGKILL;
+ * the disks are unmounted (written back and marked clean), and the guest powers off, status 0.
+ */
+static void orderly_shutdown(void)
+{
+	fprintf(stderr, "nkvm-init: power button: stopping processes\n");
+	kill(-1, SIGTERM);
+	reap_until(now_ms() + SHUTDOWN_GRACE_MS);
+	kill(-1, SIGKILL);
+	while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
+		;
+	sync();
+	unmount_disks();
+	fprintf(stderr,
+		"nkvm-init: power button: filesystems synced and unmounted, powering off\n");
+}
+
 static void set_environment(void)
 {
 	setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin", 1);
@@ -950,6 +1025,8 @@ static struct outcome wait_for(pid_t child, const sigset_t *set)
 			return (struct outcome){ .reboot = false, .status = 0 };
 		case SIGTERM:
 			return (struct outcome){ .reboot = true };
+		case SIGINT: /* Ctrl-Alt-Del, with reboot(RB_DISABLE_CAD) in effect */
+			return (struct outcome){ .power_button = true };
 		case SIGCHLD:
 			while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
 				if (pid == child)
@@ -981,9 +1058,13 @@ int main(void)
 	sigaddset(&set, SIGUSR1);
 	sigaddset(&set, SIGUSR2);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
 	sigprocmask(SIG_BLOCK, &set, NULL);
+	/* Ctrl-Alt-Del becomes SIGINT to us, not an immediate reboot (kernel/reboot.c). */
+	reboot(RB_DISABLE_CAD);
 
 	mount_all();
+	enable_sysrq();
 	set_environment();
 	load_modules(NKVM_MODULES_FILE);
 	/* Like the command, a file of the initramfs, which a switch of root leaves behind. */
@@ -1039,6 +1120,8 @@ int main(void)
 		sigprocmask(SIG_BLOCK, &set, NULL);
 	}
 	end = wait_for(start(argv, root), &set);
+	if (end.power_button)
+		orderly_shutdown();
 	if (root)
 		release_root();
 	free(share_text);

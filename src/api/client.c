@@ -77,9 +77,10 @@ int api_call_body(const char *path, const char *method, const char *endpoint, co
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)CALL_TIMEOUT_S);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	if (body) {
-		headers = curl_slist_append(headers, "Content-Type: application/json");
+		headers = curl_slist_append(NULL, "Content-Type: application/json");
 		curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
 	}
 	rc = curl_easy_perform(c);
 	if (rc == CURLE_OK)

@@ -157,8 +157,10 @@ static int handle_counters(const struct api_hooks *h, struct api_response *r)
 static int handle_action(int (*fn)(void *), void *opaque, const char *verb, const char *wrong,
 			 struct api_response *r)
 {
-	int err = fn(opaque);
+	int err = fn ? fn(opaque) : -EOPNOTSUPP;
 
+	if (err == -EOPNOTSUPP)
+		return respond_error(r, 501, "%s is not supported by this VM", verb);
 	if (!err) {
 		r->status = 204;
 		return 204;
@@ -240,14 +242,124 @@ static int handle_resize(const struct api_hooks *h, const char *body, size_t len
 	return respond_error(r, 500, "resize failed: %s", strerror(-err));
 }
 
+static void add_hex(struct json_object *o, const char *key, uint64_t v)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "0x%llx", (unsigned long long)v);
+	json_object_object_add(o, key, json_object_new_string(buf));
+}
+
+/* nkvm.debug: {"vcpus": [{"id": 0, "rip": "0x...", ...}]}, 64-bit values as hex strings. */
+static int handle_debug(const struct api_hooks *h, struct api_response *r)
+{
+	struct api_vm_info info = { 0 };
+	struct api_vcpu_regs *v;
+	struct json_object *o, *list;
+	int n;
+
+	if (!h->vcpu_regs)
+		return respond_error(r, 501, "registers are not available from this VM%s", NULL);
+	h->info(h->opaque, &info);
+	v = calloc(info.cpus ? info.cpus : 1, sizeof(*v));
+	if (!v)
+		return respond_error(r, 500, "out of memory%s", NULL);
+	n = h->vcpu_regs(h->opaque, v, info.cpus);
+	if (n < 0) {
+		free(v);
+		return respond_error(r, 500, "cannot read the registers: %s", strerror(-n));
+	}
+	o = json_object_new_object();
+	list = json_object_new_array();
+	for (int i = 0; i < n; i++) {
+		const struct kvm_regs *g = &v[i].regs;
+		const struct kvm_sregs *sr = &v[i].sregs;
+		struct json_object *c = json_object_new_object();
+
+		json_object_object_add(c, "id", json_object_new_int64(v[i].id));
+		add_hex(c, "rip", g->rip);
+		add_hex(c, "rsp", g->rsp);
+		add_hex(c, "rbp", g->rbp);
+		add_hex(c, "rflags", g->rflags);
+		add_hex(c, "rax", g->rax);
+		add_hex(c, "rbx", g->rbx);
+		add_hex(c, "rcx", g->rcx);
+		add_hex(c, "rdx", g->rdx);
+		add_hex(c, "rsi", g->rsi);
+		add_hex(c, "rdi", g->rdi);
+		add_hex(c, "r8", g->r8);
+		add_hex(c, "r9", g->r9);
+		add_hex(c, "r10", g->r10);
+		add_hex(c, "r11", g->r11);
+		add_hex(c, "r12", g->r12);
+		add_hex(c, "r13", g->r13);
+		add_hex(c, "r14", g->r14);
+		add_hex(c, "r15", g->r15);
+		add_hex(c, "cr0", sr->cr0);
+		add_hex(c, "cr2", sr->cr2);
+		add_hex(c, "cr3", sr->cr3);
+		add_hex(c, "cr4", sr->cr4);
+		add_hex(c, "efer", sr->efer);
+		add_hex(c, "cs", sr->cs.selector);
+		add_hex(c, "ss", sr->ss.selector);
+		json_object_array_add(list, c);
+	}
+	free(v);
+	json_object_object_add(o, "vcpus", list);
+	return respond_json(r, 200, o);
+}
+
+/* nkvm.sysrq {"key": "t"}: one lower-case letter or digit. */
+static int handle_sysrq(const struct api_hooks *h, const char *body, size_t len,
+			struct api_response *r)
+{
+	struct json_object *o = NULL, *k;
+	const char *key = NULL;
+	char *text = strndup(body ? body : "", len);
+	int err;
+
+	if (text)
+		o = json_tokener_parse(text);
+	free(text);
+	if (o && json_object_object_get_ex(o, "key", &k) &&
+	    json_object_is_type(k, json_type_string))
+		key = json_object_get_string(k);
+	if (!key || strlen(key) != 1 ||
+	    !((key[0] >= 'a' && key[0] <= 'z') || (key[0] >= '0' && key[0] <= '9'))) {
+		json_object_put(o);
+		return respond_error(r, 400, "want {\"key\": K}, K a letter a-z or a digit%s",
+				     NULL);
+	}
+	err = h->sysrq ? h->sysrq(h->opaque, key[0]) : -EOPNOTSUPP;
+	json_object_put(o);
+	if (!err) {
+		r->status = 204;
+		return 204;
+	}
+	if (err == -EOPNOTSUPP)
+		return respond_error(r, 501, "SysRq is not supported by this VM%s", NULL);
+	if (err == -EALREADY)
+		return respond_error(r, 405, "the VM is paused: resume it first%s", NULL);
+	return respond_error(r, 500, "cannot send SysRq: %s", strerror(-err));
+}
+
 struct route {
 	const char *name; /* after API_PREFIX */
 	const char *method;
 };
 
 static const struct route routes[] = {
-	{ "vmm.ping", "GET" }, { "vm.info", "GET" },   { "vm.counters", "GET" },
-	{ "vm.pause", "PUT" }, { "vm.resume", "PUT" }, { "vm.resize", "PUT" },
+	{ "vmm.ping", "GET" },
+	{ "vm.info", "GET" },
+	{ "vm.counters", "GET" },
+	{ "vm.pause", "PUT" },
+	{ "vm.resume", "PUT" },
+	{ "vm.resize", "PUT" },
+	{ "vm.power-button", "PUT" },
+	{ "vm.shutdown", "PUT" },
+	/* nkvm's own, under a prefix Cloud Hypervisor's names (vmm.*, vm.*) never take. */
+	{ "nkvm.debug", "GET" },
+	{ "nkvm.sysrq", "PUT" },
 };
 
 int api_handle(const struct api_hooks *h, const char *method, const char *path, const char *body,
@@ -284,6 +396,16 @@ int api_handle(const struct api_hooks *h, const char *method, const char *path, 
 		return handle_resize(h, body, body_len, r);
 	if (!strcmp(route->name, "vm.pause"))
 		return handle_action(h->pause, h->opaque, "pause", "the VM is already paused", r);
+	if (!strcmp(route->name, "nkvm.debug"))
+		return handle_debug(h, r);
+	if (!strcmp(route->name, "nkvm.sysrq"))
+		return handle_sysrq(h, body, body_len, r);
+	if (!strcmp(route->name, "vm.power-button"))
+		return handle_action(h->power_button, h->opaque, "power button",
+				     "the VM is paused: resume it first, or shut it down", r);
+	if (!strcmp(route->name, "vm.shutdown"))
+		return handle_action(h->shutdown, h->opaque, "shutdown", "the VM is shutting down",
+				     r);
 	return handle_action(h->resume, h->opaque, "resume", "the VM is not paused", r);
 }
 

@@ -8,6 +8,7 @@
 #ifndef NKVM_API_HANDLER_H
 #define NKVM_API_HANDLER_H
 
+#include <linux/kvm.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,13 @@ struct api_vm_info {
 	uint64_t balloon_actual; /* bytes the guest's balloon holds */
 };
 
+/* One vCPU's registers, for nkvm.debug. */
+struct api_vcpu_regs {
+	unsigned int id;
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+};
+
 /* Called once per counter by the counters hook: group ("vcpu0", "disk0"), name, value. */
 typedef void (*api_counter_fn)(void *ctx, const char *group, const char *name, uint64_t value);
 
@@ -46,6 +54,20 @@ struct api_hooks {
 	 * balloon device, or another negative errno. NULL: no balloon.
 	 */
 	int (*resize_balloon)(void *opaque, uint64_t bytes);
+	/*
+	 * A graceful power-off request to the guest (Ctrl-Alt-Del): 0, -EALREADY when paused (it
+	 * could not act on it), or another negative errno. Shutdown ends the guest from nkvm's
+	 * side, with the disks closed as at any exit: 0 or a negative errno.
+	 */
+	int (*power_button)(void *opaque);
+	int (*shutdown)(void *opaque);
+	/*
+	 * nkvm's own: up to max vCPUs' registers, taken with the vCPUs parked (the VM is paused
+	 * for it when it runs). Returns how many, or a negative errno.
+	 */
+	int (*vcpu_regs)(void *opaque, struct api_vcpu_regs *out, unsigned int max);
+	/* A magic SysRq (key: 'a'-'z', '0'-'9'): 0, -EINVAL, -EALREADY when paused, or an errno. */
+	int (*sysrq)(void *opaque, char key);
 };
 
 struct api_response {

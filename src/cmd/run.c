@@ -12,6 +12,7 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/sysinfo.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "arch/x86/acpi.h"
@@ -21,6 +22,7 @@
 #include "cmd/cmd.h"
 #include "cmd/run_api.h"
 #include "cmd/run_dev_fs.h"
+#include "cmd/run_console.h"
 #include "cmd/run_dev_net.h"
 #include "cmd/run_devices.h"
 #include "cmd/run_options.h"
@@ -42,8 +44,10 @@
 /*
  * Always on the command line: the console on the UART, reboot through the i8042 (which ends
  * nkvm), no reboot loop after a panic, and an i8042 probe that asks only what nkvm emulates.
+ * i8042.nopnp: the FADT's boot flags say there is no 8042, which Linux believes unless PNP
+ * detection is off; its keyboard carries nkvm's Ctrl-Alt-Del (nkvm stop) and SysRq.
  */
-#define RUN_BASE_CMDLINE "reboot=k panic=-1 i8042.noaux i8042.nomux i8042.dumbkbd quiet"
+#define RUN_BASE_CMDLINE "reboot=k panic=-1 i8042.noaux i8042.nomux i8042.dumbkbd i8042.nopnp quiet"
 /* The UART is a console from the start; devices may add theirs after it (console=hvc0). */
 #define RUN_CONSOLE_SERIAL "console=ttyS0"
 
@@ -60,6 +64,10 @@ struct machine {
 	struct console console;
 	struct loop_source signals;
 	struct run_api api; /* the control socket */
+	/* --detach: the console's ring and socket, and the pipe that tells the parent "started". */
+	bool detached;
+	struct run_console detached_console;
+	int ready_fd;
 };
 
 struct boot_files {
@@ -355,6 +363,84 @@ static void report_triple_faults(struct vm *vm)
 	}
 }
 
+/*
+ * --detach, before the VM exists (KVM's fds do not survive a fork): the parent waits on a pipe
+ * and exits as soon as the child, in a session of its own, says the guest is about to start
+ * (status 0, printing the name) or ends first (the child's status; it printed why on the
+ * terminal). Returns in the child, with *ready_fd for detach_ready; -errno when fork failed.
+ */
+static int detach(const char *name, int *ready_fd)
+{
+	int p[2], st = 0, null;
+	ssize_t n;
+	pid_t pid;
+	char c;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return -errno;
+	}
+	if (pid == 0) {
+		close(p[0]);
+		setsid();
+		*ready_fd = p[1];
+		null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (null >= 0) {
+			dup2(null, STDIN_FILENO);
+			close(null);
+		}
+		return 0;
+	}
+	close(p[1]);
+	while ((n = read(p[0], &c, 1)) < 0 && errno == EINTR)
+		;
+	if (n == 1) {
+		printf("%s\n", name);
+		fflush(stdout);
+		_exit(0);
+	}
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 1);
+}
+
+/* The child's guest starts: the parent may go; nkvm's own messages go nowhere from now on. */
+static void detach_ready(int *ready_fd)
+{
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	if (null >= 0) {
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		close(null);
+	}
+	if (*ready_fd >= 0 && write(*ready_fd, "R", 1) < 0) {
+		/* The parent is gone: nobody to tell. */
+	}
+	if (*ready_fd >= 0)
+		close(*ready_fd);
+	*ready_fd = -1;
+}
+
+/* A detached guest's console: a ring and DIR/NAME.console instead of stdin and stdout. */
+static int open_detached_console(struct machine *m)
+{
+	char path[sizeof(m->api.path)];
+	int err = run_console_path(path, sizeof(path), m->api.path);
+
+	if (!err)
+		err = run_console_open(&m->detached_console, path, &m->console, &m->loop);
+	if (err)
+		nkvm_err("%s: cannot make the console socket: %s", path, strerror(-err));
+	return err;
+}
+
 static int run_machine(struct machine *m)
 {
 	struct loop_source stop_src = { .fd = m->vm.stop_fd, .fn = on_stop, .opaque = m };
@@ -382,8 +468,8 @@ static int run_machine(struct machine *m)
 	if (!err)
 		err = loop_add(&m->loop, &stop_src, EPOLLIN);
 	if (!err)
-		err = console_init(&m->console, &m->vm, &m->uart, &m->loop, STDIN_FILENO,
-				   STDOUT_FILENO);
+		err = console_init(&m->console, &m->vm, &m->uart, &m->loop,
+				   m->detached ? -1 : STDIN_FILENO, STDOUT_FILENO);
 	if (err) {
 		nkvm_err("cannot set up the main loop: %s", strerror(-err));
 		return 1;
@@ -392,9 +478,16 @@ static int run_machine(struct machine *m)
 		console_set_input(&m->console, m->devctx.console_input,
 				  m->devctx.console_input_opaque);
 	/* The server's thread inherits the mask: signals stay with the loop. */
+	m->api.i8042 = &m->i8042;
+	m->api.devices = &m->devices;
 	if (run_api_start(&m->api, &m->vm))
 		return 1;
-	term_raw(STDIN_FILENO);
+	if (m->detached && open_detached_console(m))
+		return 1;
+	if (m->detached)
+		detach_ready(&m->ready_fd);
+	else
+		term_raw(STDIN_FILENO);
 	err = vcpus_start(&m->vm);
 	if (err) {
 		nkvm_err("cannot start vCPU threads: %s", strerror(-err));
@@ -405,12 +498,13 @@ static int run_machine(struct machine *m)
 	vcpus_stop(&m->vm);
 	report_triple_faults(&m->vm);
 	console_flush(&m->console);
-	run_api_detach_devices(&m->api);
+	run_console_close(&m->detached_console);
 	/*
 	 * The guest is stopped: destroy every device, last made first. Each waits for its requests
 	 * in flight; a disk's close makes formats that keep metadata in memory (qcow2's tables and
 	 * refcounts) write it back, as a guest's last FLUSH would.
 	 */
+	run_api_forget_devices(&m->api);
 	devices_destroy(&m->devices);
 	term_restore();
 	return m->vm.exit_status;
@@ -482,6 +576,7 @@ static int boot(const struct run_options *o)
 	if (!f || !m)
 		die("out of memory");
 	f->kernel_fd = f->initrd_fd = -1;
+	m->ready_fd = -1;
 	if (run_api_open(&m->api, o->name) || host_ram_check(o->mem, o->mem_arg) ||
 	    load_boot_files(o, f))
 		goto out;
@@ -494,6 +589,14 @@ static int boot(const struct run_options *o)
 	if (unusable) {
 		nkvm_err("%s", unusable);
 		goto out;
+	}
+	m->detached = o->detach;
+	if (m->detached) {
+		err = detach(m->api.name, &m->ready_fd);
+		if (err) {
+			nkvm_err("--detach: cannot fork: %s", strerror(-err));
+			goto out;
+		}
 	}
 	err = vm_create(&m->vm, o->mem, o->cpus, why, sizeof(why));
 	m->vm.keep_stats = getenv("NKVM_STATS") != NULL;

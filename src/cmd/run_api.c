@@ -3,12 +3,15 @@
 #include <libgen.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "api/socket.h"
+#include "arch/x86/i8042.h"
 #include "cmd/run_api.h"
+#include "cmd/run_devices.h"
 #include "lib/log.h"
 #include "virtio/balloon.h"
 #include "vmm/vcpu.h"
@@ -37,7 +40,7 @@ static void hook_info(void *opaque, struct api_vm_info *info)
 	info->cmdline = a->cmdline;
 	info->pid = getpid();
 	info->uptime_ms = (now_ns() - a->start_ns) / 1000000;
-	pthread_mutex_lock(&a->dev_lock);
+	pthread_mutex_lock(&a->devices_lock);
 	if (a->balloon) {
 		struct virtio_balloon_info b;
 
@@ -45,7 +48,7 @@ static void hook_info(void *opaque, struct api_vm_info *info)
 		info->balloon = 1;
 		info->balloon_actual = b.actual;
 	}
-	pthread_mutex_unlock(&a->dev_lock);
+	pthread_mutex_unlock(&a->devices_lock);
 }
 
 /*
@@ -59,13 +62,13 @@ static void balloon_counters(struct run_api *a, api_counter_fn emit, void *ctx)
 {
 	struct virtio_balloon_info b;
 
-	pthread_mutex_lock(&a->dev_lock);
+	pthread_mutex_lock(&a->devices_lock);
 	if (!a->balloon) {
-		pthread_mutex_unlock(&a->dev_lock);
+		pthread_mutex_unlock(&a->devices_lock);
 		return;
 	}
 	virtio_balloon_info(a->balloon, &b, vcpus_paused(a->vm) ? 0 : BALLOON_STATS_WAIT_MS);
-	pthread_mutex_unlock(&a->dev_lock);
+	pthread_mutex_unlock(&a->devices_lock);
 	emit(ctx, "balloon", "target", b.target);
 	emit(ctx, "balloon", "actual", b.actual);
 	emit(ctx, "balloon", "inflated", b.inflated);
@@ -78,7 +81,55 @@ static void balloon_counters(struct run_api *a, api_counter_fn emit, void *ctx)
 			emit(ctx, "guest_memory", virtio_balloon_stat_name(t), b.stats[t]);
 }
 
-/* Each vCPU's exits by kind; the vCPU threads count them, read here without stopping them. */
+struct device_emit {
+	api_counter_fn emit;
+	void *ctx;
+	const char *group;
+};
+
+static void device_emit(void *ctx, const char *name, uint64_t value)
+{
+	struct device_emit *d = ctx;
+
+	d->emit(d->ctx, d->group, name, value);
+}
+
+/* Each device's own counters, grouped by type and index: disk0, disk1, net0. */
+static void devices_counters(struct run_api *a, api_counter_fn emit, void *ctx)
+{
+	const struct device_list *l;
+
+	pthread_mutex_lock(&a->devices_lock);
+	l = a->devices;
+	for (unsigned int i = 0; l && i < l->nr; i++) {
+		const struct device_type *t = l->devs[i].type;
+		struct device_emit d = { emit, ctx, NULL };
+		unsigned int index = 0;
+		char group[48];
+
+		if (!t->counters || !l->devs[i].dev)
+			continue;
+		for (unsigned int j = 0; j < i; j++)
+			index += l->devs[j].type == t;
+		snprintf(group, sizeof(group), "%s%u", t->long_opt, index);
+		d.group = group;
+		t->counters(l->devs[i].dev, device_emit, &d);
+	}
+	pthread_mutex_unlock(&a->devices_lock);
+}
+
+void run_api_forget_devices(struct run_api *a)
+{
+	pthread_mutex_lock(&a->devices_lock);
+	a->devices = NULL;
+	a->balloon = NULL;
+	pthread_mutex_unlock(&a->devices_lock);
+}
+
+/*
+ * Each vCPU's exits by kind (the vCPU threads count them, read here without stopping them),
+ * then each device's counters, then the balloon's figures.
+ */
 static void hook_counters(void *opaque, api_counter_fn emit, void *ctx)
 {
 	static const char *const kinds[VCPU_EXIT_KINDS] = { "io", "mmio", "other" };
@@ -92,6 +143,7 @@ static void hook_counters(void *opaque, api_counter_fn emit, void *ctx)
 			emit(ctx, group, kinds[k],
 			     __atomic_load_n(&a->vm->vcpus[i].stats.exits[k], __ATOMIC_RELAXED));
 	}
+	devices_counters(a, emit, ctx);
 	balloon_counters(a, emit, ctx);
 }
 
@@ -100,10 +152,10 @@ static int hook_resize_balloon(void *opaque, uint64_t bytes)
 	struct run_api *a = opaque;
 	int err = -ENODEV;
 
-	pthread_mutex_lock(&a->dev_lock);
+	pthread_mutex_lock(&a->devices_lock);
 	if (a->balloon)
 		err = virtio_balloon_set_target(a->balloon, bytes);
-	pthread_mutex_unlock(&a->dev_lock);
+	pthread_mutex_unlock(&a->devices_lock);
 	return err;
 }
 
@@ -139,6 +191,66 @@ static int hook_resume(void *opaque)
 	return vcpus_resume(a->vm);
 }
 
+/*
+ * Ctrl-Alt-Del, which the guest's init turns into an orderly power-off (guest/init.c). A
+ * paused guest would not read it, and it would fire at resume: refused instead.
+ */
+static int hook_power_button(void *opaque)
+{
+	struct run_api *a = opaque;
+	int err;
+
+	if (vcpus_paused(a->vm))
+		return -EALREADY;
+	err = i8042_ctrl_alt_del(a->i8042);
+	if (err)
+		nkvm_err("power button: cannot type Ctrl-Alt-Del: %s", strerror(-err));
+	return err;
+}
+
+/* The ordinary stop path: vCPUs leave (also when parked), then every device is closed. */
+static int hook_shutdown(void *opaque)
+{
+	struct run_api *a = opaque;
+
+	vm_request_stop(a->vm, RUN_STATUS_SHUTDOWN);
+	return 0;
+}
+
+/*
+ * Registers as the vCPUs stopped: each one parked, its exit handled. A running VM is paused
+ * around the reads (on this, the server's one thread, as pause and resume are) without saving
+ * its clock: the pause lasts a few ioctls.
+ */
+static int hook_vcpu_regs(void *opaque, struct api_vcpu_regs *out, unsigned int max)
+{
+	struct run_api *a = opaque;
+	bool paused_here = !vcpus_paused(a->vm);
+	unsigned int n = 0;
+	int err = 0;
+
+	if (paused_here && (err = vcpus_pause(a->vm)) != 0)
+		return err;
+	for (unsigned int i = 0; i < a->vm->nr_vcpus && n < max && !err; i++, n++) {
+		out[n].id = i;
+		if (ioctl(a->vm->vcpus[i].fd, KVM_GET_REGS, &out[n].regs) < 0 ||
+		    ioctl(a->vm->vcpus[i].fd, KVM_GET_SREGS, &out[n].sregs) < 0)
+			err = -errno;
+	}
+	if (paused_here)
+		vcpus_resume(a->vm);
+	return err ? err : (int)n;
+}
+
+static int hook_sysrq(void *opaque, char key)
+{
+	struct run_api *a = opaque;
+
+	if (vcpus_paused(a->vm))
+		return -EALREADY;
+	return i8042_sysrq(a->i8042, key);
+}
+
 /* The directory, and for root its parent /run where a minimal system lacks it. */
 static int make_dir(const char *dir)
 {
@@ -159,7 +271,7 @@ int run_api_open(struct run_api *a, const char *name)
 	int err;
 
 	memset(a, 0, sizeof(*a));
-	pthread_mutex_init(&a->dev_lock, NULL);
+	pthread_mutex_init(&a->devices_lock, NULL);
 	a->listen_fd = -1;
 	a->start_ns = now_ns();
 	if (name)
@@ -204,19 +316,16 @@ int run_api_start(struct run_api *a, struct vm *vm)
 		.pause = hook_pause,
 		.resume = hook_resume,
 		.resize_balloon = hook_resize_balloon,
+		.power_button = hook_power_button,
+		.shutdown = hook_shutdown,
+		.vcpu_regs = hook_vcpu_regs,
+		.sysrq = hook_sysrq,
 	};
 	err = api_server_start(&a->server, a->listen_fd, &a->hooks);
 	a->listen_fd = -1; /* the server's now, or closed */
 	if (err)
 		nkvm_err("%s: cannot serve the control socket: %s", a->path, strerror(-err));
 	return err;
-}
-
-void run_api_detach_devices(struct run_api *a)
-{
-	pthread_mutex_lock(&a->dev_lock);
-	a->balloon = NULL;
-	pthread_mutex_unlock(&a->dev_lock);
 }
 
 void run_api_close(struct run_api *a)

@@ -15,6 +15,11 @@
 
 struct vm;
 struct virtio_balloon;
+struct i8042;
+struct device_list;
+
+/* nkvm run's status when vm.shutdown ended the guest: as after SIGTERM, nkvm's own stop. */
+#define RUN_STATUS_SHUTDOWN (128 + 15)
 
 struct run_api {
 	char name[80];
@@ -23,12 +28,18 @@ struct run_api {
 	struct api_server *server;
 	struct api_hooks hooks;
 	struct vm *vm;
+	struct i8042 *i8042; /* the keyboard nkvm types Ctrl-Alt-Del and SysRq on */
+	/*
+	 * The devices the hooks reach: every one for its counters (vm.counters), the balloon
+	 * (NULL when absent) for vm.info and vm.resize. NULL once run_api_forget_devices ran;
+	 * devices_lock keeps them alive while a hook uses them.
+	 */
+	pthread_mutex_t devices_lock;
+	const struct device_list *devices;
+	struct virtio_balloon *balloon;
 	const char *kernel, *initrd, *cmdline;
 	uint64_t start_ns;
 	int clock_saved;
-	/* Devices the hooks reach, NULL when absent; dev_lock keeps them until detached. */
-	pthread_mutex_t dev_lock;
-	struct virtio_balloon *balloon;
 };
 
 /*
@@ -40,8 +51,11 @@ int run_api_open(struct run_api *a, const char *name);
 /* Once the vCPUs exist (and signals are blocked): serves the socket on its own thread. */
 int run_api_start(struct run_api *a, struct vm *vm);
 
-/* Before the devices are destroyed: the hooks stop using them (and wait for one that is). */
-void run_api_detach_devices(struct run_api *a);
+/*
+ * Before the devices are destroyed: the API stops reading them, and waits for a reader. The
+ * socket still answers, so that `nkvm stop` sees the guest until its disks are closed.
+ */
+void run_api_forget_devices(struct run_api *a);
 
 /* Stops serving and removes the socket. Safe after a failed or no open. */
 void run_api_close(struct run_api *a);

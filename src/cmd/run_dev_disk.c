@@ -106,6 +106,19 @@ static void disk_destroy(void *dev)
 	virtio_blk_destroy(dev);
 }
 
+static void disk_counters(void *dev, void (*emit)(void *ctx, const char *name, uint64_t value),
+			  void *ctx)
+{
+	struct virtio_blk_stats st;
+
+	virtio_blk_get_stats(dev, &st);
+	emit(ctx, "requests", st.requests);
+	emit(ctx, "read_bytes", st.read_bytes);
+	emit(ctx, "write_bytes", st.write_bytes);
+	emit(ctx, "errors", st.errors);
+	emit(ctx, "in_flight", st.in_flight);
+}
+
 const struct device_type disk_device_type = {
 	.name = "disk",
 	.long_opt = "disk",
@@ -116,4 +129,5 @@ const struct device_type disk_device_type = {
 	.max = RUN_MAX_DISKS,
 	.create = disk_create,
 	.destroy = disk_destroy,
+	.counters = disk_counters,
 };

@@ -358,4 +358,5 @@ const struct device_type net_device_type = {
 	.check = net_check,
 	.create = net_create,
 	.destroy = net_destroy,
+	.counters = run_net_counters,
 };

@@ -63,7 +63,18 @@ struct device_type {
 		      size_t errlen);
 	/* After the guest stopped: waits for the device's requests, frees it (closes its files). */
 	void (*destroy)(void *dev);
+	/*
+	 * Optional: the device's counters for vm.counters and `nkvm stat`, in a group named after
+	 * the type's long option and its index among devices of the type ("disk0", "net1"). Any
+	 * thread, while the device exists.
+	 */
+	void (*counters)(void *dev, void (*emit)(void *ctx, const char *name, uint64_t value),
+			 void *ctx);
 };
+
+/* The counters of a NIC whose dev is a struct virtio_net (run_dev_net_counters.c). */
+void run_net_counters(void *dev, void (*emit)(void *ctx, const char *name, uint64_t value),
+		      void *ctx);
 
 /* The types, each defined in its run_dev_*.c. */
 extern const struct device_type rng_device_type, console_device_type, disk_device_type,

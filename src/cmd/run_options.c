@@ -22,6 +22,7 @@ static const char usage_head[] =
 	"  -m, --mem SIZE       guest RAM: 512M, 2G, or a number of MiB (default 256M)\n"
 	"  -c, --cpus N         vCPUs (default 1)\n"
 	"      --name NAME      name of this guest\n"
+	"      --detach         run in the background, print the name; see nkvm console\n"
 	"      --engine threads|aio|io_uring\n"
 	"                       the I/O engine of disks that name none\n";
 
@@ -167,6 +168,7 @@ static const struct option generic_opts[] = {
 	{ "params", required_argument, NULL, 'p' }, { "mem", required_argument, NULL, 'm' },
 	{ "cpus", required_argument, NULL, 'c' },   { "name", required_argument, NULL, 'N' },
 	{ "engine", required_argument, NULL, 'E' }, { "help", no_argument, NULL, 'h' },
+	{ "detach", no_argument, NULL, 'D' },
 };
 /* clang-format on */
 
@@ -252,6 +254,9 @@ int run_parse_options(int argc, char **argv, struct run_options *o, char *err, s
 					"--name %s: use up to 64 letters, digits, '-', '_', '.'",
 					optarg);
 			o->name = optarg;
+			break;
+		case 'D':
+			o->detach = 1;
 			break;
 		case 'E':
 			if (parse_engine(optarg, o, err, errlen))

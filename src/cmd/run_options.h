@@ -30,6 +30,7 @@ struct run_options {
 	struct run_device devices[RUN_MAX_DEVICES];
 	char **cmd; /* NULL-terminated, or NULL for an interactive shell */
 	int help;
+	int detach; /* --detach: in the background, the console kept for nkvm console */
 };
 
 /*

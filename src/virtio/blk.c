@@ -49,6 +49,8 @@ struct virtio_blk {
 	pthread_cond_t idle;
 	unsigned int inflight;
 	struct blk_queue *queues;
+	/* virtio_blk_get_stats; updated by whichever thread completes a request. */
+	atomic_uint_fast64_t requests, read_bytes, write_bytes, errors;
 };
 
 struct blk_request {
@@ -58,6 +60,7 @@ struct blk_request {
 	uint16_t head;
 	uint8_t *status; /* the last byte the driver gave us to write */
 	uint32_t in_len; /* bytes written to the driver, status included */
+	uint64_t data_len; /* bytes to read or write, for the stats */
 	unsigned int iovcnt;
 	struct iovec iov[];
 };
@@ -84,6 +87,17 @@ static void blk_batch_end(struct virtio_blk *blk, unsigned int q)
 		bq->pushed = false;
 		virtio_notify(&blk->vdev, q);
 	}
+}
+
+static void blk_count(struct virtio_blk *blk, bool ok, enum disk_op op, uint64_t bytes)
+{
+	atomic_fetch_add_explicit(&blk->requests, 1, memory_order_relaxed);
+	if (!ok)
+		atomic_fetch_add_explicit(&blk->errors, 1, memory_order_relaxed);
+	else if (op == DISK_READ)
+		atomic_fetch_add_explicit(&blk->read_bytes, bytes, memory_order_relaxed);
+	else if (op == DISK_WRITE)
+		atomic_fetch_add_explicit(&blk->write_bytes, bytes, memory_order_relaxed);
 }
 
 static void blk_finish(struct virtio_blk *blk, unsigned int q, uint16_t head, uint32_t len)
@@ -113,6 +127,7 @@ static void blk_done(struct disk_request *dreq, int status)
 					     VIRTIO_BLK_S_IOERR;
 	if (status)
 		r->in_len = 1; /* §5.2.6.1: nothing but the status counts as written */
+	blk_count(blk, !status, r->dreq.op, r->data_len);
 	blk_finish(blk, r->queue, r->head, r->in_len);
 	free(r);
 }
@@ -123,6 +138,7 @@ static void blk_complete_now(struct virtio_blk *blk, unsigned int q, uint16_t he
 {
 	if (status)
 		*status = value;
+	blk_count(blk, status && value == VIRTIO_BLK_S_OK, DISK_FLUSH, 0);
 	blk_finish(blk, q, head, status ? len : 0);
 }
 
@@ -177,6 +193,7 @@ static void blk_handle(struct virtio_blk *blk, unsigned int q, const struct virt
 	r->status = p.status;
 	r->in_len = 1;
 	r->iovcnt = p.iovcnt;
+	r->data_len = p.data_len;
 	r->dreq.done = blk_done;
 	r->dreq.iov = r->iov;
 	r->dreq.iovcnt = p.iovcnt;
@@ -428,4 +445,17 @@ void virtio_blk_destroy(struct virtio_device *vdev)
 	pthread_mutex_destroy(&blk->lock);
 	free(blk->queues);
 	free(blk);
+}
+
+void virtio_blk_get_stats(struct virtio_device *vdev, struct virtio_blk_stats *out)
+{
+	struct virtio_blk *blk = (struct virtio_blk *)vdev;
+
+	out->requests = atomic_load_explicit(&blk->requests, memory_order_relaxed);
+	out->read_bytes = atomic_load_explicit(&blk->read_bytes, memory_order_relaxed);
+	out->write_bytes = atomic_load_explicit(&blk->write_bytes, memory_order_relaxed);
+	out->errors = atomic_load_explicit(&blk->errors, memory_order_relaxed);
+	pthread_mutex_lock(&blk->lock);
+	out->in_flight = blk->inflight;
+	pthread_mutex_unlock(&blk->lock);
 }

@@ -5,6 +5,7 @@
 
 #include <linux/virtio_blk.h> /* VIRTIO_BLK_ID_BYTES */
 #include <stdbool.h>
+#include <stdint.h>
 
 struct vm;
 struct pci_bus;
@@ -36,5 +37,16 @@ int virtio_blk_create(struct virtio_device **vdev, struct vm *vm, struct pci_bus
  * img bench between runs.
  */
 void virtio_blk_destroy(struct virtio_device *vdev);
+
+/*
+ * What the guest asked of the disk since it was created: requests completed (any type), bytes
+ * read and written by those that succeeded, those that did not (any status but OK), and
+ * requests taken from the rings and not yet completed. Any thread, without stopping the device.
+ */
+struct virtio_blk_stats {
+	uint64_t requests, read_bytes, write_bytes, errors, in_flight;
+};
+
+void virtio_blk_get_stats(struct virtio_device *vdev, struct virtio_blk_stats *out);
 
 #endif

@@ -70,6 +70,10 @@ void console_flush(struct console *c)
 	size_t n;
 
 	while ((n = serial_take_output(c->uart, buf, sizeof(buf))) > 0) {
+		if (c->output) {
+			c->output(c->output_opaque, buf, n);
+			continue;
+		}
 		if (write_all(c->out_fd, buf, n) < 0) {
 			/* Nobody reads our output any more: stop rather than run blind. */
 			vm_request_stop(c->vm, 1);
@@ -86,6 +90,26 @@ static void console_on_output(struct loop_source *src, uint32_t events)
 	if (read(src->fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
 		return;
 	console_flush(c);
+}
+
+void console_set_output(struct console *c, void (*fn)(void *, const uint8_t *, size_t),
+			void *opaque)
+{
+	c->output = fn;
+	c->output_opaque = opaque;
+}
+
+size_t console_input(struct console *c, const uint8_t *buf, size_t len)
+{
+	size_t room = sizeof(c->pending) - c->pending_len;
+
+	if (len > room)
+		len = room;
+	memcpy(c->pending + c->pending_len, buf, len);
+	c->pending_len += len;
+	if (c->pending_len)
+		console_push_pending(c);
+	return len;
 }
 
 static size_t console_uart_receive(void *uart, const uint8_t *buf, size_t len)

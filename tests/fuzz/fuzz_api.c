@@ -3,8 +3,8 @@
  * libFuzzer target: the control API's request handling (src/api/handler.c) over made-up VM
  * hooks. Input: a method line, a path line, then the body. Whatever the bytes: the status is one
  * the API documents; every answer but 204 is one JSON value, an object with a string "error" for
- * 4xx/5xx; pause, resume and resize reach the VM only for a well-formed PUT to their endpoint,
- * and resize never with a balloon above the guest's memory.
+ * 4xx/5xx; pause, resume, resize, power-button, shutdown and sysrq reach the VM only for a
+ * well-formed PUT to their endpoint, and resize never with a balloon above the guest's memory.
  */
 #include <errno.h>
 #include <json-c/json.h>
@@ -48,12 +48,33 @@ static int resize_balloon(void *opaque, uint64_t bytes)
 	return bytes > 256 << 20 ? (abort(), 0) : 0; /* the handler checked the size */
 }
 
+static int press(void *opaque)
+{
+	calls++;
+	return paused ? -EALREADY : 0;
+}
+
+static int regs(void *opaque, struct api_vcpu_regs *out, unsigned int max)
+{
+	return max ? (out[0].id = 0, 1) : 0;
+}
+
+static int sysrq(void *opaque, char key)
+{
+	calls++;
+	return paused ? -EALREADY : 0;
+}
+
 static const struct api_hooks hooks = {
+	.vcpu_regs = regs,
+	.sysrq = sysrq,
 	.info = info,
 	.counters = counters,
 	.pause = pause_vm,
 	.resume = resume_vm,
 	.resize_balloon = resize_balloon,
+	.power_button = press,
+	.shutdown = press,
 };
 
 /* The next line of data (up to '\n' or the end) as a NUL-terminated string. */
@@ -104,7 +125,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (calls != before &&
 	    (strcmp(method, "PUT") || size > API_BODY_MAX ||
 	     (strcmp(path, "/api/v1/vm.pause") && strcmp(path, "/api/v1/vm.resume") &&
-	      strcmp(path, "/api/v1/vm.resize"))))
+	      strcmp(path, "/api/v1/vm.resize") && strcmp(path, "/api/v1/vm.power-button") &&
+	      strcmp(path, "/api/v1/vm.shutdown") && strcmp(path, "/api/v1/nkvm.sysrq"))))
 		abort();
 	if (status == 204 && calls == before)
 		abort();

@@ -1656,6 +1656,213 @@ test_vsock_socket_connect_protocol_both_ways() {
 	fi
 }
 
+# Seconds since boot with hundredths, from /proc/uptime (busybox date has no %N).
+uptime_cs() {
+	awk '{ printf "%d\n", $1 * 100 }' /proc/uptime
+}
+
+# nkvm stop: Ctrl-Alt-Del reaches the guest's init, which logs an orderly power-off; the ext4
+# on a qcow2 disk that the guest wrote and left mounted is clean for qemu-img and e2fsck after.
+test_stop_powers_off_and_qcow2_checks_clean() {
+	need qemu-img stop_powers_off_and_qcow2_checks_clean || return
+	need e2fsck stop_powers_off_and_qcow2_checks_clean || return
+	qemu-img create -q -f qcow2 "$tmp/st.qcow2" 128M
+	"$NKVM" run --name it-stop -d "$tmp/st.qcow2" -- sh -c \
+		'mkfs.ext4 -q /dev/vda && mkdir -p /mnt && mount -t ext4 /dev/vda /mnt &&
+		 i=0; while [ $i -lt 40 ]; do head -c 65536 /dev/urandom >/mnt/f$i; i=$((i + 1)); done;
+		 echo WRITTEN; exec sleep 600' </dev/null >"$tmp/st" 2>&1 &
+	ps=$!
+	why=""
+	wait_for_line "$tmp/st" 180 '^WRITTEN' || why="the guest never wrote its files"
+	"$NKVM" stop it-stop >"$tmp/st.stop" 2>&1
+	rcs=$?
+	wait "$ps"
+	rcr=$?
+	tr -d '\r' <"$tmp/st" >"$tmp/st.raw0"
+	mv "$tmp/st.raw0" "$tmp/st"
+	cat "$tmp/st.stop" >>"$tmp/st"
+	qemu-img check "$tmp/st.qcow2" >"$tmp/chk" 2>&1
+	crc=$?
+	qemu-img convert -O raw "$tmp/st.qcow2" "$tmp/st.raw" && e2fsck -fn "$tmp/st.raw" >>"$tmp/chk" 2>&1
+	frc=$?
+	rm -f "$tmp/st.raw" "$tmp/st.qcow2"
+	cat "$tmp/chk" >>"$tmp/st"
+	if [ -n "$why" ]; then
+		fail stop_powers_off_and_qcow2_checks_clean "$why" "$tmp/st"
+	elif [ "$rcs" -ne 0 ] || [ "$rcr" -ne 0 ]; then
+		fail stop_powers_off_and_qcow2_checks_clean "stop status $rcs, run status $rcr; want 0, 0" "$tmp/st"
+	elif ! has_line "$tmp/st" "nkvm-init: power button: stopping processes" ||
+		! has_line "$tmp/st" "nkvm-init: power button: filesystems synced and unmounted, powering off"; then
+		fail stop_powers_off_and_qcow2_checks_clean "init did not log an orderly power-off" "$tmp/st"
+	elif [ "$crc" -ne 0 ] || [ "$frc" -ne 0 ]; then
+		fail stop_powers_off_and_qcow2_checks_clean "qemu-img check $crc, e2fsck $frc" "$tmp/st"
+	else
+		pass stop_powers_off_and_qcow2_checks_clean
+	fi
+}
+
+# A guest whose Ctrl-Alt-Del goes to a shell that ignores SIGINT: stop --timeout 3 ends it
+# itself, within 2 s of the timeout; --force ends another guest at once.
+test_stop_force_ends_guest_ignoring_power_button() {
+	"$NKVM" run --name it-deaf -- sh -c \
+		'trap "" INT; echo $$ >/proc/sys/kernel/cad_pid && echo DEAF; while :; do sleep 1; done' \
+		</dev/null >"$tmp/deaf" 2>&1 &
+	pd=$!
+	"$NKVM" run --name it-force -- sleep 600 </dev/null >"$tmp/force" 2>&1 &
+	pf=$!
+	why=""
+	wait_for_line "$tmp/deaf" 180 '^DEAF' || why="the deaf guest never started"
+	t0=$(uptime_cs)
+	"$NKVM" stop it-deaf --timeout 3 >"$tmp/deaf.stop" 2>&1
+	rcs=$?
+	t1=$(uptime_cs)
+	wait "$pd"
+	rcd=$?
+	n=0
+	while [ $n -lt 180 ] && ! "$NKVM" list 2>/dev/null | grep -q '^it-force '; do
+		sleep 1
+		n=$((n + 1))
+	done
+	t2=$(uptime_cs)
+	"$NKVM" stop --force it-force >"$tmp/force.stop" 2>&1
+	rcf=$?
+	t3=$(uptime_cs)
+	wait "$pf"
+	rcff=$?
+	cat "$tmp/deaf.stop" >>"$tmp/deaf"
+	cat "$tmp/force" "$tmp/force.stop" >>"$tmp/deaf"
+	took=$((t1 - t0))
+	if [ -n "$why" ]; then
+		fail stop_force_ends_guest_ignoring_power_button "$why" "$tmp/deaf"
+	elif [ "$rcs" -ne 0 ] || [ "$rcd" -ne 143 ]; then
+		fail stop_force_ends_guest_ignoring_power_button "stop status $rcs, run status $rcd; want 0, 143" "$tmp/deaf"
+	elif [ "$took" -lt 300 ] || [ "$took" -gt 500 ]; then
+		fail stop_force_ends_guest_ignoring_power_button "stop --timeout 3 took $took cs" "$tmp/deaf"
+	elif ! grep -q 'it-deaf: not powered off after 3 s; ending it' "$tmp/deaf.stop" ||
+		grep -q 'power button: stopping' "$tmp/deaf"; then
+		fail stop_force_ends_guest_ignoring_power_button "the guest did not ignore it, or stop did not say" "$tmp/deaf"
+	elif [ "$rcf" -ne 0 ] || [ "$rcff" -ne 143 ] || [ $((t3 - t2)) -gt 200 ]; then
+		fail stop_force_ends_guest_ignoring_power_button "--force: status $rcf, run $rcff, $((t3 - t2)) cs" "$tmp/deaf"
+	else
+		pass stop_force_ends_guest_ignoring_power_button
+	fi
+}
+
+# stat's per-disk counters: they move by what the guest reads and writes, with no errors.
+test_stat_disk_counters_move_after_guest_io() {
+	truncate -s 16M "$tmp/io.raw"
+	"$NKVM" run --name it-io -d "$tmp/io.raw" -- sh -c \
+		'echo READY; sleep 4; dd if=/dev/vda of=/dev/null bs=64k count=64 2>/dev/null;
+		 dd if=/dev/zero of=/dev/vda bs=64k count=16 conv=fsync 2>/dev/null; echo DONE;
+		 exec sleep 600' </dev/null >"$tmp/io" 2>&1 &
+	pi=$!
+	why=""
+	wait_for_line "$tmp/io" 180 '^READY' || why="the guest never started"
+	"$NKVM" stat it-io --json >"$tmp/io.0" 2>&1
+	wait_for_line "$tmp/io" 60 '^DONE' || why="${why:-the guest did no I/O}"
+	"$NKVM" stat it-io --json >"$tmp/io.1" 2>&1
+	"$NKVM" stat it-io >"$tmp/io.h" 2>&1
+	"$NKVM" stop --force it-io >/dev/null 2>&1
+	wait "$pi"
+	rm -f "$tmp/io.raw"
+	cat "$tmp/io.0" "$tmp/io.1" "$tmp/io.h" >>"$tmp/io"
+	c() { jq -r ".counters.disk0.$2" "$tmp/io.$1"; }
+	if [ -n "$why" ]; then
+		fail stat_disk_counters_move_after_guest_io "$why" "$tmp/io"
+	elif [ "$(($(c 1 read_bytes) - $(c 0 read_bytes)))" -lt 4194304 ] ||
+		[ "$(($(c 1 write_bytes) - $(c 0 write_bytes)))" -lt 1048576 ] ||
+		[ "$(c 1 requests)" -le "$(c 0 requests)" ] || [ "$(c 1 errors)" != 0 ] ||
+		[ "$(c 1 in_flight)" != 0 ]; then
+		fail stat_disk_counters_move_after_guest_io "disk0's counters did not move as the I/O" "$tmp/io"
+	elif ! grep -q '^disk0: requests=[0-9]* read_bytes=' "$tmp/io.h"; then
+		fail stat_disk_counters_move_after_guest_io "nkvm stat shows no disk0 line" "$tmp/io"
+	else
+		pass stat_disk_counters_move_after_guest_io
+	fi
+}
+
+# nkvm debug: registers of both vCPUs (the guest runs on after), and Alt-SysRq-h on the
+# guest's keyboard makes its kernel print the SysRq help on the console.
+test_debug_prints_registers_and_sends_sysrq() {
+	"$NKVM" run --name it-dbg -c 2 -- sh -c 'echo READY; exec sleep 600' </dev/null >"$tmp/dbg" 2>&1 &
+	pg=$!
+	why=""
+	wait_for_line "$tmp/dbg" 180 '^READY' || why="the guest never started"
+	"$NKVM" debug it-dbg >"$tmp/dbg.r" 2>&1
+	rcr=$?
+	"$NKVM" debug it-dbg --sysrq h >"$tmp/dbg.s" 2>&1
+	rcs=$?
+	wait_for_line "$tmp/dbg" 30 'sysrq: HELP' || why="${why:-no SysRq help on the console}"
+	"$NKVM" debug it-dbg --sysrq '!' >"$tmp/dbg.bad" 2>&1
+	rcb=$?
+	"$NKVM" stat it-dbg >"$tmp/dbg.st" 2>&1
+	"$NKVM" stop --force it-dbg >/dev/null 2>&1
+	wait "$pg"
+	cat "$tmp/dbg.r" "$tmp/dbg.s" "$tmp/dbg.bad" "$tmp/dbg.st" >>"$tmp/dbg"
+	if [ -n "$why" ]; then
+		fail debug_prints_registers_and_sends_sysrq "$why" "$tmp/dbg"
+	elif [ "$rcr" -ne 0 ] || ! grep -q '^vcpu0:$' "$tmp/dbg.r" || ! grep -q '^vcpu1:$' "$tmp/dbg.r" ||
+		[ "$(grep -c '^  rip=0x[0-9a-f]* rsp=0x' "$tmp/dbg.r")" -ne 2 ] ||
+		[ "$(grep -c ' cr3=0x[0-9a-f]*' "$tmp/dbg.r")" -ne 2 ]; then
+		fail debug_prints_registers_and_sends_sysrq "registers: status $rcr" "$tmp/dbg"
+	elif [ "$rcs" -ne 0 ] || [ "$rcb" -ne 2 ]; then
+		fail debug_prints_registers_and_sends_sysrq "sysrq: status $rcs, bad key $rcb; want 0, 2" "$tmp/dbg"
+	elif ! grep -q '^state: *Running' "$tmp/dbg.st"; then
+		fail debug_prints_registers_and_sends_sysrq "the guest was left paused" "$tmp/dbg"
+	else
+		pass debug_prints_registers_and_sends_sysrq
+	fi
+}
+
+# run --detach prints the name and returns; nkvm console shows what the guest wrote before it
+# attached and takes input (Ctrl-A d detaches); a second console then gets only what was
+# written while none was attached; a console already attached turns another away.
+test_detach_console_replays_output_and_takes_input() {
+	need mkfifo detach_console_replays_output_and_takes_input || return
+	"$NKVM" run --detach --name it-det -- sh -c \
+		'echo BEFORE-ATTACH; read l; echo "got:$l"; sleep 3; echo WHILE-DETACHED; exec sleep 600' \
+		</dev/null >"$tmp/det.run" 2>&1
+	rcd=$?
+	why=""
+	rm -f "$tmp/det.in"
+	mkfifo "$tmp/det.in"
+	: >"$tmp/det"
+	: >"$tmp/det2"
+	"$NKVM" console it-det <"$tmp/det.in" >"$tmp/det" 2>&1 &
+	pa=$!
+	exec 3>"$tmp/det.in"
+	wait_for_line "$tmp/det" 180 'BEFORE-ATTACH' || why="no output before attaching"
+	"$NKVM" console it-det </dev/null >"$tmp/det.busy" 2>&1
+	printf 'hello\n' >&3
+	[ -n "$why" ] || wait_for_line "$tmp/det" 60 'got:hello' || why="the input did not reach the guest"
+	printf '\001d' >&3
+	exec 3>&-
+	wait "$pa"
+	rca=$?
+	sleep 6
+	"$NKVM" console it-det </dev/null >"$tmp/det2" 2>&1 &
+	pb=$!
+	[ -n "$why" ] || wait_for_line "$tmp/det2" 30 'WHILE-DETACHED' || why="nothing kept while detached"
+	"$NKVM" stop --force it-det >"$tmp/det.stop" 2>&1
+	rcs=$?
+	wait "$pb"
+	rcb=$?
+	cat "$tmp/det.run" "$tmp/det.busy" "$tmp/det2" "$tmp/det.stop" >>"$tmp/det"
+	if [ -n "$why" ]; then
+		fail detach_console_replays_output_and_takes_input "$why" "$tmp/det"
+	elif [ "$rcd" -ne 0 ] || [ "$(cat "$tmp/det.run")" != it-det ]; then
+		fail detach_console_replays_output_and_takes_input "run --detach: status $rcd" "$tmp/det"
+	elif [ "$rca" -ne 0 ] || [ "$rcb" -ne 0 ] || [ "$rcs" -ne 0 ]; then
+		fail detach_console_replays_output_and_takes_input "console $rca, $rcb, stop $rcs" "$tmp/det"
+	elif grep -q BEFORE-ATTACH "$tmp/det2"; then
+		fail detach_console_replays_output_and_takes_input "the second console got old output again" "$tmp/det"
+	elif ! grep -q 'another console is attached' "$tmp/det.busy"; then
+		fail detach_console_replays_output_and_takes_input "a second console was not turned away" "$tmp/det"
+	else
+		pass detach_console_replays_output_and_takes_input
+	fi
+}
+
 all_tests="test_bad_input test_command_output_and_status test_command_output_is_clean \
 	test_exit_status_propagates test_missing_command_is_127 test_arguments_survive_quoting \
 	test_kernel_version test_nproc_matches_cpus test_every_cpu_online test_tsc_deadline_timer \
@@ -1680,7 +1887,10 @@ all_tests="test_bad_input test_command_output_and_status test_command_output_is_
 	test_vsock_vhost_both_ways test_vsock_socket_connect_protocol_both_ways \
 	test_fs_modules_on_demand_and_bad_input test_fs_share_tree_and_guest_changes \
 	test_fs_share_ro_refuses_each_change test_fs_root_runs_script_and_status_returns \
-	test_fs_escapes_fail_and_canary_untouched test_fs_guest_cannot_exceed_handle_bound"
+	test_fs_escapes_fail_and_canary_untouched test_fs_guest_cannot_exceed_handle_bound \
+	test_stop_powers_off_and_qcow2_checks_clean \
+	test_stop_force_ends_guest_ignoring_power_button test_stat_disk_counters_move_after_guest_io \
+	test_debug_prints_registers_and_sends_sysrq test_detach_console_replays_output_and_takes_input"
 if [ "${1:-}" = --list ]; then
 	echo $all_tests
 	exit 0

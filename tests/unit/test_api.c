@@ -19,6 +19,9 @@ struct fake_vm {
 	int resize_calls, resize_err;
 	uint64_t balloon; /* what resize_balloon was given */
 	uint64_t balloon_actual; /* what info reports the balloon holds */
+	int buttons, shutdowns;
+	char sysrq_keys[8];
+	int nr_sysrq;
 };
 
 static void fake_info(void *opaque, struct api_vm_info *info)
@@ -80,8 +83,53 @@ static int fake_resize_balloon(void *opaque, uint64_t bytes)
 	return 0;
 }
 
+static int fake_power_button(void *opaque)
+{
+	struct fake_vm *vm = opaque;
+
+	if (vm->paused)
+		return -EALREADY;
+	vm->buttons++;
+	return 0;
+}
+
+static int fake_shutdown(void *opaque)
+{
+	struct fake_vm *vm = opaque;
+
+	vm->shutdowns++;
+	return 0;
+}
+
+/* Two of the three vCPUs the info hook names: fewer is what a hook may return. */
+static int fake_vcpu_regs(void *opaque, struct api_vcpu_regs *out, unsigned int max)
+{
+	assert_int_equal(max, 3);
+	for (unsigned int i = 0; i < 2; i++) {
+		out[i].id = i;
+		out[i].regs.rip = 0xffffffff81000000ULL + i;
+		out[i].regs.rsp = 0x1000 * (i + 1);
+		out[i].sregs.cr3 = 0x2000;
+	}
+	return 2;
+}
+
+static int fake_sysrq(void *opaque, char key)
+{
+	struct fake_vm *vm = opaque;
+
+	if (vm->paused)
+		return -EALREADY;
+	vm->sysrq_keys[vm->nr_sysrq++ % 8] = key;
+	return 0;
+}
+
 static struct fake_vm vm;
 static const struct api_hooks hooks = {
+	.vcpu_regs = fake_vcpu_regs,
+	.sysrq = fake_sysrq,
+	.power_button = fake_power_button,
+	.shutdown = fake_shutdown,
 	.opaque = &vm,
 	.info = fake_info,
 	.counters = fake_counters,
@@ -196,6 +244,77 @@ static void test_pause_failure_is_500_with_json(void **state)
 {
 	vm.fail = -EIO;
 	expect_error("PUT", "/api/v1/vm.pause", NULL, 0, 500);
+}
+
+/* Cloud Hypervisor's names: PUT vm.power-button and vm.shutdown, 204 with no body. */
+static void test_power_button_and_shutdown_reach_the_vm(void **state)
+{
+	assert_null(request("PUT", "/api/v1/vm.power-button", NULL, 0, 204));
+	assert_int_equal(vm.buttons, 1);
+	assert_int_equal(vm.shutdowns, 0);
+	assert_null(request("PUT", "/api/v1/vm.shutdown", NULL, 0, 204));
+	assert_int_equal(vm.shutdowns, 1);
+	expect_error("GET", "/api/v1/vm.power-button", NULL, 0, 405);
+	expect_error("GET", "/api/v1/vm.shutdown", NULL, 0, 405);
+}
+
+/* A paused guest cannot see the button: 405, and nothing was pressed. */
+static void test_power_button_on_paused_vm_is_405(void **state)
+{
+	vm.paused = 1;
+	expect_error("PUT", "/api/v1/vm.power-button", NULL, 0, 405);
+	assert_int_equal(vm.buttons, 0);
+}
+
+/* A VM whose hooks lack an action (the fuzzer's, older callers): 501, not a crash. */
+static void test_missing_hook_is_501(void **state)
+{
+	struct api_hooks h = hooks;
+	struct api_response r;
+
+	h.shutdown = NULL;
+	assert_int_equal(api_handle(&h, "PUT", "/api/v1/vm.shutdown", NULL, 0, &r), 501);
+	assert_non_null(r.body);
+	api_response_free(&r);
+}
+
+/* nkvm.debug: one object per vCPU the hook read, 64-bit registers as hex strings. */
+static void test_debug_lists_each_vcpu_registers_in_hex(void **state)
+{
+	struct json_object *o = request("GET", "/api/v1/nkvm.debug", NULL, 0, 200), *list, *c;
+
+	assert_true(json_object_object_get_ex(o, "vcpus", &list));
+	assert_int_equal(json_object_array_length(list), 2);
+	c = json_object_array_get_idx(list, 1);
+	assert_int_equal(get_int(c, "id", NULL, NULL), 1);
+	assert_string_equal(get_str(c, "rip", NULL), "0xffffffff81000001");
+	assert_string_equal(get_str(c, "rsp", NULL), "0x2000");
+	assert_string_equal(get_str(c, "cr3", NULL), "0x2000");
+	json_object_put(o);
+	expect_error("PUT", "/api/v1/nkvm.debug", NULL, 0, 405);
+}
+
+static void test_sysrq_takes_one_letter_or_digit(void **state)
+{
+	static const char *const bad[] = { "{}",
+					   "{\"key\": 5}",
+					   "{\"key\": \"\"}",
+					   "{\"key\": \"tt\"}",
+					   "{\"key\": \"T\"}",
+					   "{\"key\": \"!\"}",
+					   "[\"t\"]" };
+
+	assert_null(request("PUT", "/api/v1/nkvm.sysrq", "{\"key\": \"t\"}", 12, 204));
+	assert_null(request("PUT", "/api/v1/nkvm.sysrq", "{\"key\":\"7\"}", 11, 204));
+	assert_int_equal(vm.nr_sysrq, 2);
+	assert_memory_equal(vm.sysrq_keys, "t7", 2);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		expect_error("PUT", "/api/v1/nkvm.sysrq", bad[i], strlen(bad[i]), 400);
+	expect_error("PUT", "/api/v1/nkvm.sysrq", NULL, 0, 400);
+	assert_int_equal(vm.nr_sysrq, 2);
+	vm.paused = 1;
+	expect_error("PUT", "/api/v1/nkvm.sysrq", "{\"key\": \"t\"}", 12, 405);
+	assert_int_equal(vm.nr_sysrq, 2);
 }
 
 static void test_counters_group_by_vcpu(void **state)
@@ -362,6 +481,11 @@ int main(void)
 		cmocka_unit_test_setup(test_pause_then_info_says_paused_then_resume, reset),
 		cmocka_unit_test_setup(test_pause_twice_is_405_resume_running_is_405, reset),
 		cmocka_unit_test_setup(test_pause_failure_is_500_with_json, reset),
+		cmocka_unit_test_setup(test_power_button_and_shutdown_reach_the_vm, reset),
+		cmocka_unit_test_setup(test_power_button_on_paused_vm_is_405, reset),
+		cmocka_unit_test_setup(test_missing_hook_is_501, reset),
+		cmocka_unit_test_setup(test_debug_lists_each_vcpu_registers_in_hex, reset),
+		cmocka_unit_test_setup(test_sysrq_takes_one_letter_or_digit, reset),
 		cmocka_unit_test_setup(test_counters_group_by_vcpu, reset),
 		cmocka_unit_test_setup(test_unknown_paths_are_404, reset),
 		cmocka_unit_test_setup(test_wrong_methods_are_405_and_say_allow, reset),

@@ -169,6 +169,28 @@ static void test_client_sends_a_resize_body_over_socket(void **state)
 	api_server_stop(s);
 }
 
+/*
+ * The client's body reaches the handler: nkvm.sysrq with a good body gets past the body check
+ * to the missing hook (501), without one it is a 400.
+ */
+static void test_client_body_reaches_the_handler(void **state)
+{
+	struct api_server *s;
+	struct api_reply r;
+	char err[256];
+
+	assert_int_equal(api_server_start(&s, api_sock_listen(sock), &hooks), 0);
+	assert_int_equal(api_call_body(sock, "PUT", "nkvm.sysrq", "{\"key\": \"t\"}", &r, err,
+				       sizeof(err)),
+			 0);
+	assert_int_equal(r.status, 501);
+	api_reply_free(&r);
+	assert_int_equal(api_call(sock, "PUT", "nkvm.sysrq", &r, err, sizeof(err)), 0);
+	assert_int_equal(r.status, 400);
+	api_reply_free(&r);
+	api_server_stop(s);
+}
+
 static void test_huge_body_over_socket_is_413(void **state)
 {
 	size_t len = 200 * 1024;
@@ -285,6 +307,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_client_pauses_and_reads_errors_over_socket,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_sends_a_resize_body_over_socket, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_client_body_reaches_the_handler, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_huge_body_over_socket_is_413, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_http_gets_an_answer_and_server_lives,

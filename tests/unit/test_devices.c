@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* Legacy devices at register level: the 16550A, the i8042 reset path, PCI config space. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -178,6 +179,78 @@ static void test_i8042_selftest_ctr_and_reset(void **state)
 	fake_vm_free(f);
 }
 
+/* Reads what the guest's interrupt handler would: one byte per OBF, until none is left. */
+static size_t i8042_drain(struct i8042 *k, uint8_t *buf, size_t len)
+{
+	size_t n = 0;
+
+	while (n < len && (i8042_read(k, 0x64) & 1))
+		buf[n++] = i8042_read(k, 0x60);
+	return n;
+}
+
+static void test_i8042_ctrl_alt_del_types_set1_codes_in_order(void **state)
+{
+	static const uint8_t want[] = { 0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d };
+	struct fake_vm *f = fake_vm_new();
+	struct i8042 k;
+	uint8_t got[32];
+
+	f->vm.vm_fd = -1;
+	assert_int_equal(i8042_init(&k, &f->vm), 0);
+	assert_int_equal(i8042_ctrl_alt_del(&k), 0);
+	assert_int_equal(i8042_drain(&k, got, sizeof(got)), sizeof(want));
+	assert_memory_equal(got, want, sizeof(want));
+	/* Typing is no reset: the guest decides what Ctrl-Alt-Del means. */
+	assert_int_equal(atomic_load(&f->vm.stopping), 0);
+	fake_vm_free(f);
+}
+
+static void test_i8042_keys_wait_behind_controller_reply_and_disabled_keyboard(void **state)
+{
+	struct fake_vm *f = fake_vm_new();
+	struct i8042 k;
+	uint8_t got[32];
+
+	f->vm.vm_fd = -1;
+	assert_int_equal(i8042_init(&k, &f->vm), 0);
+	/* Keyboard disabled in the command byte: nothing comes until it is enabled again. */
+	i8042_write(&k, 0x64, 0x60);
+	i8042_write(&k, 0x60, 0x57);
+	i8042_write(&k, 0x64, 0xaa); /* a reply is waiting: keys must not overwrite it */
+	assert_int_equal(i8042_sysrq(&k, 'h'), 0);
+	assert_int_equal(i8042_read(&k, 0x60), 0x55);
+	assert_false(i8042_read(&k, 0x64) & 1);
+	i8042_write(&k, 0x64, 0x60);
+	i8042_write(&k, 0x60, 0x47);
+	assert_int_equal(i8042_drain(&k, got, sizeof(got)), 6);
+	assert_memory_equal(got, ((uint8_t[]){ 0x38, 0x54, 0x23, 0xa3, 0xd4, 0xb8 }), 6);
+	assert_int_equal(i8042_sysrq(&k, '!'), -EINVAL);
+	/* Untranslated (i8042.direct): set 2 would be needed, which nkvm does not type. */
+	i8042_write(&k, 0x64, 0x60);
+	i8042_write(&k, 0x60, 0x07);
+	assert_int_equal(i8042_ctrl_alt_del(&k), -EOPNOTSUPP);
+	fake_vm_free(f);
+}
+
+static void test_i8042_typing_beyond_buffer_is_enobufs(void **state)
+{
+	struct fake_vm *f = fake_vm_new();
+	struct i8042 k;
+	int err = 0, n = 0;
+
+	f->vm.vm_fd = -1;
+	assert_int_equal(i8042_init(&k, &f->vm), 0);
+	while (!err && n < 100) {
+		err = i8042_ctrl_alt_del(&k);
+		n++;
+	}
+	assert_int_equal(err, -ENOBUFS);
+	/* The first byte went to the output buffer at once, so eight fit, not more. */
+	assert_int_equal(n, I8042_KEYS_MAX / 8 + 1);
+	fake_vm_free(f);
+}
+
 static void test_pci_host_bridge_visible_and_empty_slots_absent(void **state)
 {
 	struct fake_vm *f = fake_vm_new();
@@ -312,6 +385,10 @@ int main(void)
 		cmocka_unit_test(test_uart_loopback_as_linux_probes_it),
 		cmocka_unit_test(test_uart_full_transmitter_reports_busy),
 		cmocka_unit_test(test_i8042_selftest_ctr_and_reset),
+		cmocka_unit_test(test_i8042_ctrl_alt_del_types_set1_codes_in_order),
+		cmocka_unit_test(
+			test_i8042_keys_wait_behind_controller_reply_and_disabled_keyboard),
+		cmocka_unit_test(test_i8042_typing_beyond_buffer_is_enobufs),
 		cmocka_unit_test(test_pci_host_bridge_visible_and_empty_slots_absent),
 		cmocka_unit_test(test_pci_unregistered_device_leaves_slot_empty_and_bar_silent),
 		cmocka_unit_test(test_acpi_pm1_enable_sticks_and_s5_powers_off),

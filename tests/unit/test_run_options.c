@@ -182,6 +182,19 @@ static void test_bad_names_rejected(void **state)
 	assert_int_equal(parse(&o, err, "--name", "ok.name_1", NULL), 0);
 }
 
+static void test_detach_is_off_unless_asked(void **state)
+{
+	struct run_options o;
+	char err[256];
+
+	assert_int_equal(parse(&o, err, "--name", "g", NULL), 0);
+	assert_false(o.detach);
+	assert_int_equal(parse(&o, err, "--detach", "--name", "g", "--", "true", NULL), 0);
+	assert_true(o.detach);
+	assert_string_equal(o.cmd[0], "true");
+	assert_int_equal(parse(&o, err, "--detach=1", NULL), -1);
+}
+
 static void test_disk_options(void **state)
 {
 	struct run_options o;
@@ -375,6 +388,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_option_and_missing_value),
 		cmocka_unit_test(test_stray_argument_needs_double_dash),
 		cmocka_unit_test(test_bad_names_rejected),
+		cmocka_unit_test(test_detach_is_off_unless_asked),
 		cmocka_unit_test(test_disk_options),
 		cmocka_unit_test(test_disk_format_engine_and_cache_size_are_enum_values),
 		cmocka_unit_test(test_disk_option_errors),

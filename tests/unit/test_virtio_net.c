@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "cmd/run_devices.h"
 #include "hw/pci.h"
 #include "lib/util.h"
 #include "net/backend.h"
@@ -321,6 +322,47 @@ static void test_tx_frame_reaches_backend_with_its_vnet_header(void **state)
 	assert_int_equal(stats(fx).tx_packets, 1);
 	assert_int_equal(stats(fx).tx_bytes, 100);
 	assert_int_equal(stats(fx).tx_errors, 0);
+}
+
+struct emitted {
+	char names[8][16];
+	uint64_t values[8];
+	unsigned int n;
+};
+
+static void record(void *ctx, const char *name, uint64_t value)
+{
+	struct emitted *e = ctx;
+
+	assert_true(e->n < 8);
+	snprintf(e->names[e->n], sizeof(e->names[0]), "%s", name);
+	e->values[e->n++] = value;
+}
+
+/*
+ * vm.counters' net group: the NIC type's counters hook (what run_api calls for each device)
+ * emits the device's counters under their names, after one frame sent.
+ */
+static void test_nic_type_counters_emit_the_device_stats(void **state)
+{
+	struct fx *fx = *state;
+	struct virtio_net_hdr_v1 h = { 0 };
+	struct emitted e = { 0 };
+	uint64_t gpa;
+
+	net_up(fx, 1, true, BASE_FEATURES | MRG);
+	gpa = tx_frame(fx, &h, 100, 1);
+	post(fx, 1, (struct seg[]){ { gpa, NET_HDR_LEN + 100 } }, 1);
+	assert_true(wait_used(fx, 1, 1));
+	assert_non_null(net_device_type.counters);
+	net_device_type.counters(fx->net, record, &e);
+	assert_int_equal(e.n, 7);
+	assert_string_equal(e.names[3], "tx_packets");
+	assert_int_equal(e.values[3], 1);
+	assert_string_equal(e.names[4], "tx_bytes");
+	assert_int_equal(e.values[4], 100);
+	assert_string_equal(e.names[0], "rx_packets");
+	assert_int_equal(e.values[0], 0);
 }
 
 /* A back end without the vnet header gets the bare frame, and the device offers no offload. */
@@ -765,6 +807,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		NTEST(test_tx_frame_reaches_backend_with_its_vnet_header),
+		NTEST(test_nic_type_counters_emit_the_device_stats),
 		NTEST(test_tx_frame_to_bare_backend_loses_only_the_header),
 		NTEST(test_bogus_tx_headers_are_dropped_counted_and_never_sent),
 		NTEST(test_tx_waits_for_a_full_backend_instead_of_dropping),

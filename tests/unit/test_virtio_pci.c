@@ -925,6 +925,48 @@ static void test_bar_move_keeps_kicks_reaching_the_queue(void **state)
 	reset_within_deadline(fx);
 }
 
+/* One request of type on the ring: header, data (len bytes; in: device-writable), status. */
+static void blk_request(struct fx *fx, uint32_t type, uint64_t sector, uint32_t len, bool in,
+			unsigned int n)
+{
+	struct virtio_blk_outhdr *h = guest_ptr(&fx->vm->mem, DATA_GPA, sizeof(*h));
+
+	h->type = type;
+	h->ioprio = 0;
+	h->sector = sector;
+	fx->q.desc[0] = (struct vring_desc){ DATA_GPA, sizeof(*h), VRING_DESC_F_NEXT, 1 };
+	fx->q.desc[1] = (struct vring_desc){ DATA_GPA + 0x1000, len,
+					     VRING_DESC_F_NEXT | (in ? VRING_DESC_F_WRITE : 0), 2 };
+	fx->q.desc[2] = (struct vring_desc){ DATA_GPA + 0x100, 1, VRING_DESC_F_WRITE, 0 };
+	virtio_driver_queue_add(&fx->q, 0);
+	virtio_driver_queue_publish(&fx->q);
+	virtio_driver_queue_kick(&fx->q);
+	for (uint64_t end = now_ms() + DEADLINE_MS; used_idx(fx) < n && now_ms() < end;)
+		usleep(100);
+	assert_int_equal(used_idx(fx), n);
+}
+
+/* The counters of vm.counters: a read, a write, and a read past the end (an error). */
+static void test_blk_stats_count_requests_bytes_and_errors(void **state)
+{
+	struct fx *fx = *state;
+	struct virtio_blk_stats st;
+
+	add_blk(fx, DISK_ENGINE_THREADS);
+	driver_init(fx);
+	virtio_blk_get_stats(fx->vdev, &st);
+	assert_int_equal(st.requests + st.read_bytes + st.write_bytes + st.errors, 0);
+	blk_request(fx, VIRTIO_BLK_T_IN, 0, 4096, true, 1);
+	blk_request(fx, VIRTIO_BLK_T_OUT, 8, 512, false, 2);
+	blk_request(fx, VIRTIO_BLK_T_IN, 1 * MiB / 512, 512, true, 3);
+	virtio_blk_get_stats(fx->vdev, &st);
+	assert_int_equal(st.requests, 3);
+	assert_int_equal(st.read_bytes, 4096);
+	assert_int_equal(st.write_bytes, 512);
+	assert_int_equal(st.errors, 1);
+	assert_int_equal(st.in_flight, 0);
+}
+
 #define VTEST(t) cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)
 
 static bool tdev_queue_offloaded(struct virtio_device *vdev, unsigned int q)
@@ -980,6 +1022,7 @@ int main(void)
 		VTEST(test_queue_size_refused_keeps_the_old_size),
 		VTEST(test_bar_move_keeps_kicks_reaching_the_queue),
 		VTEST(test_offloaded_queue_gets_no_thread),
+		VTEST(test_blk_stats_count_requests_bytes_and_errors),
 	};
 
 	return cmocka_run_group_tests_name("virtio_pci", tests, NULL, NULL);
