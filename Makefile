@@ -49,6 +49,9 @@ build/tests/test_qcow2_flush: LDLIBS += -Wl,--wrap=pwrite,--wrap=pwritev,--wrap=
 build/tests/test_vhost_net: LDLIBS += -Wl,--wrap=open,--wrap=ioctl \
 	-Wl,--wrap=virtio_queue_vhost_view,--wrap=virtio_memory
 
+# test_virtio_fs stands in for the FUSE server behind the device.
+build/tests/test_virtio_fs: LDLIBS += -Wl,--wrap=fuse_server_handle,--wrap=fuse_server_destroy
+
 # The fuzz targets (tests/fuzz/run) link against the whole monitor, built by clang with the
 # fuzzer's instrumentation, as an archive: each target takes only the objects it needs, and the
 # link set is the tree's own (SRCS, LDLIBS), not a list kept beside it.

@@ -23,4 +23,15 @@
 /* One module path per line (relative to /lib/modules/<version>/), dependencies first. */
 #define NKVM_MODULES_FILE "/etc/nkvm/modules"
 
+/*
+ * The host directories to mount (nkvm run --share, --root), one line each:
+ *	TAG GUESTPATH ro|rw
+ * as "src /mnt/src rw"; --root's line comes first, with GUESTPATH "/". Absent without them.
+ * The init then loads the modules of NKVM_FS_MODULES_FILE (as NKVM_MODULES_FILE), mounts the
+ * root's tag and switches into it, then mounts each share (`mount -t virtiofs TAG GUESTPATH`,
+ * making GUESTPATH when missing) before the command runs.
+ */
+#define NKVM_SHARES_FILE "/etc/nkvm/shares"
+#define NKVM_FS_MODULES_FILE "/etc/nkvm/modules-fs"
+
 #endif

@@ -2,9 +2,10 @@
 /*
  * The default guest's init, PID 1 of the initramfs that `nkvm setup` builds. It mounts the
  * usual filesystems, loads the modules nkvm's devices need, switches to a disk as the root
- * filesystem when the kernel command line has root=, runs either the command that `nkvm run`
- * put in NKVM_CMD_FILE or an interactive shell, and then powers the VM off through the exit
- * port so that the command's exit status becomes nkvm's (see abi.h).
+ * filesystem when the kernel command line has root=, or to a host directory (virtio-fs) that
+ * NKVM_SHARES_FILE names, mounts the shares that file lists, runs either the command that
+ * `nkvm run` put in NKVM_CMD_FILE or an interactive shell, and then powers the VM off through
+ * the exit port so that the command's exit status becomes nkvm's (see abi.h).
  *
  * In command mode it prints nothing unless something fails: the console is the command's.
  */
@@ -215,13 +216,14 @@ static void load_module(const char *release, const char *rel)
 		fprintf(stderr, "nkvm-init: cannot load %s: %s\n", rel, strerror(err));
 }
 
-static void load_modules(void)
+/* The modules a list file names, one a line (abi.h). */
+static void load_modules(const char *file)
 {
 	char *list, *line, *save = NULL;
 	struct utsname u;
 	size_t len;
 
-	if (read_file(NKVM_MODULES_FILE, &list, &len) < 0)
+	if (read_file(file, &list, &len) < 0)
 		return;
 	if (uname(&u) < 0)
 		fatal("uname: %s", strerror(errno));
@@ -464,10 +466,11 @@ static void delete_initramfs(void)
 }
 
 /*
- * switch_root(8): the pseudo filesystems move into the disk's tree, which then moves onto "/"
- * and becomes our root. A disk without one of their directories loses that mount.
+ * switch_root(8): the pseudo filesystems move into the new root's tree, which then moves onto
+ * "/" and becomes our root. A root without one of their directories loses that mount. what
+ * names the root in messages: "root=/dev/vda", "--root".
  */
-static void switch_root(const struct root_request *rq)
+static void switch_root(const char *what)
 {
 	char dir[PATH_MAX];
 	size_t i;
@@ -478,19 +481,77 @@ static void switch_root(const struct root_request *rq)
 			continue;
 		/* Commands expect /dev, /proc and /sys; /run and /tmp are only conveniences. */
 		if (i < 3)
-			fprintf(stderr, "nkvm-init: root=%s: no %s there (%s), so none\n", rq->dev,
+			fprintf(stderr, "nkvm-init: %s: no %s there (%s), so none\n", what,
 				moved_mounts[i], strerror(errno));
 		umount2(moved_mounts[i], MNT_DETACH);
 	}
 	if (chdir(NEW_ROOT) < 0)
-		fatal("root=%s: chdir %s: %s", rq->dev, NEW_ROOT, strerror(errno));
+		fatal("%s: chdir %s: %s", what, NEW_ROOT, strerror(errno));
 	delete_initramfs();
 	if (mount(".", "/", NULL, MS_MOVE, NULL) < 0)
-		fatal("root=%s: moving it onto /: %s", rq->dev, strerror(errno));
+		fatal("%s: moving it onto /: %s", what, strerror(errno));
 	if (chroot(".") < 0)
-		fatal("root=%s: chroot: %s", rq->dev, strerror(errno));
+		fatal("%s: chroot: %s", what, strerror(errno));
 	if (chdir("/") < 0)
-		fatal("root=%s: chdir /: %s", rq->dev, strerror(errno));
+		fatal("%s: chdir /: %s", what, strerror(errno));
+}
+
+/* One line of NKVM_SHARES_FILE: "TAG GUESTPATH ro|rw". */
+struct share {
+	const char *tag, *at;
+	bool ro;
+};
+
+/* Splits the file's text, in place, into shares; returns how many, or -1 for a bad line. */
+static int parse_shares(char *text, struct share *out, int max)
+{
+	char *line, *save = NULL, *fsave, *f[3];
+	int n = 0;
+
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		fsave = NULL;
+		for (int i = 0; i < 3; i++)
+			f[i] = strtok_r(i ? NULL : line, " \t", &fsave);
+		if (!f[2] || f[1][0] != '/' || (strcmp(f[2], "ro") && strcmp(f[2], "rw")) ||
+		    n == max) {
+			fprintf(stderr, "nkvm-init: %s: bad line '%s'\n", NKVM_SHARES_FILE, line);
+			return -1;
+		}
+		out[n++] = (struct share){ f[0], f[1], !strcmp(f[2], "ro") };
+	}
+	return n;
+}
+
+/* mkdir -p: the guest path of a share, which need not exist yet. */
+static int make_dirs(const char *path)
+{
+	char buf[PATH_MAX];
+
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return -ENAMETOOLONG;
+	for (char *p = buf + 1;; p++) {
+		if (*p != '/' && *p)
+			continue;
+		char c = *p;
+
+		*p = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		if (!c)
+			return 0;
+		*p = c;
+	}
+}
+
+/* `mount -t virtiofs TAG DIR`; the command counts on it, so a share that fails ends the boot. */
+static void mount_share(const struct share *s, const char *dir)
+{
+	int err = make_dirs(dir);
+
+	if (err)
+		fatal("share %s: mkdir %s: %s", s->tag, dir, strerror(-err));
+	if (mount(s->tag, dir, "virtiofs", MS_NODEV | (s->ro ? MS_RDONLY : 0), NULL) < 0)
+		fatal("share %s: mount -t virtiofs on %s: %s", s->tag, dir, strerror(errno));
 }
 
 /*
@@ -547,13 +608,13 @@ static char **read_command(void)
 	return argv;
 }
 
-/* root: the root= device we switched to, NULL in the initramfs. */
+/* root: the root we switched to ("root=/dev/vda", "--root"), NULL in the initramfs. */
 static _Noreturn void exec_command(char **argv, const char *root)
 {
 	execvp(argv[0], argv);
 	/* The statuses a shell uses for a command it found but could not run, or did not find. */
 	if (errno == ENOENT && root)
-		fprintf(stderr, "nkvm-init: %s: not found in root=%s\n", argv[0], root);
+		fprintf(stderr, "nkvm-init: %s: not found in %s\n", argv[0], root);
 	else
 		fprintf(stderr, "nkvm-init: %s: %s\n", argv[0], strerror(errno));
 	_exit(errno == EACCES ? 126 : 127);
@@ -705,12 +766,20 @@ static struct outcome wait_for(pid_t child, const sigset_t *set)
 	}
 }
 
+/* The shares NKVM_SHARES_FILE may list: nkvm run's --root and up to 8 --share. */
+#define MAX_SHARES 16
+
 int main(void)
 {
+	struct share shares[MAX_SHARES];
+	char **argv, *cmdline, *share_text, root_what[PATH_MAX + 8] = "";
+	const char *root = NULL;
 	struct root_request rq;
 	struct outcome end;
-	char **argv, *cmdline;
+	bool fs_root = false;
+	int nshares = 0;
 	sigset_t set;
+	size_t len;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
@@ -721,21 +790,55 @@ int main(void)
 
 	mount_all();
 	set_environment();
-	load_modules();
-	/* The command is a file of the initramfs, which a switch of root leaves behind. */
+	load_modules(NKVM_MODULES_FILE);
+	/* Like the command, a file of the initramfs, which a switch of root leaves behind. */
+	if (read_file(NKVM_SHARES_FILE, &share_text, &len) < 0)
+		share_text = NULL;
+	/* virtio-fs costs a boot without shares nothing. */
+	if (share_text) {
+		load_modules(NKVM_FS_MODULES_FILE);
+		nshares = parse_shares(share_text, shares, MAX_SHARES);
+		if (nshares < 0)
+			fatal("%s: cannot use it", NKVM_SHARES_FILE);
+	}
 	argv = read_command();
 	read_root_request(&rq, &cmdline);
-	if (rq.dev) {
+	/* nkvm run --root: a host directory is the root (its line comes first), before any root=. */
+	fs_root = nshares && !strcmp(shares[0].at, "/");
+	if (fs_root) {
+		snprintf(root_what, sizeof(root_what), "--root (tag %s)", shares[0].tag);
+		root = root_what;
+		if (mkdir(NEW_ROOT, 0755) < 0 && errno != EEXIST)
+			fatal("mkdir %s: %s", NEW_ROOT, strerror(errno));
+		mount_share(&shares[0], NEW_ROOT);
+		switch_root(root);
+	} else if (rq.dev) {
+		snprintf(root_what, sizeof(root_what), "root=%s", rq.dev);
+		root = root_what;
 		wait_for_root(rq.dev);
 		mount_root(&rq);
-		switch_root(&rq);
+		switch_root(root);
+	}
+	for (int i = fs_root ? 1 : 0; i < nshares; i++)
+		mount_share(&shares[i], shares[i].at);
+	if (root) {
 		/* Where a login shell starts, as in the initramfs. */
 		if (chdir("/root") < 0 && chdir("/") < 0)
 			fatal("chdir /: %s", strerror(errno));
 	}
-	end = wait_for(start(argv, rq.dev), &set);
-	if (rq.dev)
+	/* A host directory as root without a command boots as that system would: its own init. */
+	if (fs_root && !argv && access("/sbin/init", X_OK) == 0) {
+		char *init_argv[] = { "/sbin/init", NULL };
+
+		sigprocmask(SIG_UNBLOCK, &set, NULL);
+		execv(init_argv[0], init_argv);
+		fprintf(stderr, "nkvm-init: /sbin/init: %s; a shell instead\n", strerror(errno));
+		sigprocmask(SIG_BLOCK, &set, NULL);
+	}
+	end = wait_for(start(argv, root), &set);
+	if (root)
 		release_root();
+	free(share_text);
 	free(cmdline);
 	if (end.reboot)
 		restart();

@@ -19,6 +19,7 @@
 #include "arch/x86/cpu.h"
 #include "arch/x86/i8042.h"
 #include "cmd/cmd.h"
+#include "cmd/run_dev_fs.h"
 #include "cmd/run_devices.h"
 #include "cmd/run_options.h"
 #include "guest/abi.h"
@@ -107,31 +108,40 @@ static int resolve_guest_paths(const struct run_options *o, struct boot_files *f
 	return 0;
 }
 
-/* The guest's command goes in a tiny cpio archive, so no argument is limited or mangled. */
-static int build_command_archive(const struct run_options *o, struct cpio *c)
+/*
+ * The guest's command and the shares it mounts go in a tiny cpio archive, so no argument is
+ * limited or mangled. None when there is neither.
+ */
+static int build_extra_archive(const struct run_options *o, struct cpio *c)
 {
-	size_t len = 0;
-	char *argv_blob, *p;
+	char *argv_blob = NULL, *shares = NULL, *p;
+	size_t len = 0, shares_len = 0;
 	int err;
 
-	if (!o->cmd)
-		return 0;
-	for (char **a = o->cmd; *a; a++)
+	err = run_fs_guest_file(o, &shares, &shares_len);
+	if (err || (!o->cmd && !shares))
+		return err;
+	for (char **a = o->cmd; a && *a; a++)
 		len += strlen(*a) + 1;
 	argv_blob = malloc(len ? len : 1);
-	if (!argv_blob)
+	if (!argv_blob) {
+		free(shares);
 		return -ENOMEM;
+	}
 	p = argv_blob;
-	for (char **a = o->cmd; *a; a++)
+	for (char **a = o->cmd; a && *a; a++)
 		p = stpcpy(p, *a) + 1;
 	err = cpio_add_dir(c, "etc", 0755);
 	if (!err)
 		err = cpio_add_dir(c, "etc/nkvm", 0755);
-	if (!err)
+	if (!err && o->cmd)
 		err = cpio_add_file(c, NKVM_CMD_FILE, 0644, argv_blob, len);
+	if (!err && shares)
+		err = cpio_add_file(c, NKVM_SHARES_FILE, 0644, shares, shares_len);
 	if (!err)
 		err = cpio_finish(c);
 	free(argv_blob);
+	free(shares);
 	return err;
 }
 
@@ -198,7 +208,7 @@ static int load_boot_files(const struct run_options *o, struct boot_files *f)
 			return -1;
 		}
 	}
-	if (build_command_archive(o, &f->extra)) {
+	if (build_extra_archive(o, &f->extra)) {
 		nkvm_err("out of memory building the guest's command");
 		return -1;
 	}

@@ -14,6 +14,8 @@ const struct device_type *const device_types[] = {
 	&rng_device_type,
 	&console_device_type,
 	&disk_device_type,
+	&share_device_type,
+	&root_device_type,
 	NULL,
 };
 

@@ -55,6 +55,7 @@ struct device_type {
 
 /* The types, each defined in its run_dev_*.c. */
 extern const struct device_type rng_device_type, console_device_type, disk_device_type;
+extern const struct device_type share_device_type, root_device_type; /* run_dev_fs.c */
 
 /*
  * Every type, in creation order (hence PCI slot order). NULL-terminated. The option letter or

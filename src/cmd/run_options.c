@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cmd/run_dev_disk.h"
+#include "cmd/run_dev_fs.h"
 #include "cmd/run_options.h"
 #include "lib/util.h"
 
@@ -269,5 +270,6 @@ int run_parse_options(int argc, char **argv, struct run_options *o, char *err, s
 				    argv[optind]);
 		o->cmd = &argv[optind];
 	}
-	return 0;
+	/* Shares: default tags, and what only all of them together can say (a tag used twice). */
+	return run_fs_check(o, err, errlen) ? -1 : 0;
 }

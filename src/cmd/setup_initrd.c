@@ -27,7 +27,7 @@
 #include "lib/util.h"
 
 /* Bumped when what the initrd holds changes, so that `nkvm setup` rebuilds an older one. */
-#define INITRD_REVISION 2
+#define INITRD_REVISION 3
 
 #define BUSYBOX "/bin/busybox"
 
@@ -64,8 +64,6 @@ static const char *const guest_modules[] = {
 	"9pnet_virtio",
 	"netfs",
 	"fscache",
-	"fuse",
-	"virtiofs",
 	"overlay",
 	"ext4",
 	"jbd2",
@@ -81,6 +79,12 @@ static const char *const guest_modules[] = {
  * and the code pages of its default codepage= and iocharset= (the kernel's config).
  */
 static const char *const guest_modules_on_demand[] = { "vfat", "nls_cp437", "nls_ascii" };
+
+/*
+ * In the archive, loaded by the init only when nkvm gives the guest a share or a root directory
+ * (NKVM_SHARES_FILE): NKVM_FS_MODULES_FILE lists them, less what the boot list loaded already.
+ */
+static const char *const guest_fs_modules[] = { "fuse", "virtiofs" };
 
 /*
  * Host programs the integration tests and benchmarks run inside the guest, where busybox has
@@ -643,7 +647,10 @@ static int module_read(struct initrd *r, const char *rel, char **data, size_t *l
 	return setup_run_tool(argv, NULL, data, len);
 }
 
-/* Adds lib/modules/VERSION/rel and appends its plain name to the load list, if there is one. */
+/*
+ * Adds lib/modules/VERSION/rel and appends its plain name to the load list, if there is one;
+ * a module in the archive already is in an earlier list, so it goes in neither again.
+ */
 static int add_module(struct initrd *r, const char *rel, FILE *list)
 {
 	char name[PATH_MAX], *data;
@@ -654,8 +661,7 @@ static int add_module(struct initrd *r, const char *rel, FILE *list)
 		return report(-ENAMETOOLONG, rel);
 	prefix = strlen(name) - strlen(rel);
 	strip_compression(name);
-	/* An on-demand module that the boot list loads anyway. */
-	if (!list && initrd_has(r, name))
+	if (initrd_has(r, name))
 		return 0;
 	ret = module_read(r, rel, &data, &len);
 	if (ret)
@@ -695,7 +701,8 @@ static int add_module_indexes(struct initrd *r, char *dep, const char *builtin)
 	return report(ret, "module indexes");
 }
 
-static int add_module_list(struct initrd *r, const struct moddep_result *mods)
+/* Adds mods and the list of them to load, as file. */
+static int add_module_list(struct initrd *r, const struct moddep_result *mods, const char *file)
 {
 	char *list = NULL;
 	size_t len = 0, i;
@@ -704,15 +711,29 @@ static int add_module_list(struct initrd *r, const struct moddep_result *mods)
 
 	f = open_memstream(&list, &len);
 	if (!f)
-		return report(-ENOMEM, NKVM_MODULES_FILE);
+		return report(-ENOMEM, file);
 	for (i = 0; !ret && i < mods->n_paths; i++)
 		ret = add_module(r, mods->paths[i], f);
 	if (fclose(f) && !ret)
-		ret = report(-ENOMEM, NKVM_MODULES_FILE);
+		ret = report(-ENOMEM, file);
 	if (!ret)
-		ret = report(cpio_add_file(&r->cpio, NKVM_MODULES_FILE, 0644, list, len),
-			     NKVM_MODULES_FILE);
+		ret = report(cpio_add_file(&r->cpio, file, 0644, list, len), file);
 	free(list);
+	return ret;
+}
+
+/* guest_fs_modules with their dependencies, after the boot list has its own. */
+static int add_fs_modules(struct initrd *r, const char *dep, const char *builtin)
+{
+	struct moddep_result mods = { 0 };
+	int ret;
+
+	ret = report(moddep_resolve(dep, builtin, guest_fs_modules, ARRAY_SIZE(guest_fs_modules),
+				    &mods),
+		     "modules.dep");
+	if (!ret)
+		ret = add_module_list(r, &mods, NKVM_FS_MODULES_FILE);
+	moddep_result_free(&mods);
 	return ret;
 }
 
@@ -747,7 +768,9 @@ static int add_modules(struct initrd *r)
 					    &mods),
 			     "modules.dep");
 	if (!ret)
-		ret = add_module_list(r, &mods);
+		ret = add_module_list(r, &mods, NKVM_MODULES_FILE);
+	if (!ret)
+		ret = add_fs_modules(r, dep, builtin);
 	if (!ret)
 		ret = add_modules_on_demand(r, dep, builtin);
 	if (!ret)
