@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317 # run_nkvm, run_qemu and run_disk are called as "run_$w"
 # The measuring half of bench/share.sh; runs where /dev/kvm works.
 #   share-inside.sh TREE.tar BIG_MIB ROUNDS GUEST_DIR QEMU_INITRD
 # Each round boots three guests of the kernel and initramfs in GUEST_DIR, one after the other,
@@ -6,7 +7,8 @@
 # `--share DIR` (virtio-fs), QEMU with `-virtfs local,security_model=none` (virtio-9p; its
 # initramfs QEMU_INITRD carries the command, as bench/lib.sh's cmd_initrd makes it), and nkvm
 # with an ext4 on a virtio-blk disk (the scale). The shared directory is new and empty for each.
-# Prints every run's lines, then the table (bench/share.sh says what it holds).
+# Prints every run's lines, then the table (bench/share.sh says what it holds); exits 1 when a
+# guest did not get through every step (its row then has fewer runs, or "-").
 # Environment: BENCH_SHARE_WHO="nkvm qemu disk" (the columns to run).
 set -uo pipefail
 tree=$1 mib=$2 rounds=$3 gdir=$4 qinitrd=$5
@@ -89,7 +91,14 @@ for s in untar find-stat read-all write-big read-big delete; do
 done
 echo
 printf '%s\n' "${results[@]}"
+# The status says whether every guest got through every step.
+status=0
 for w in $who; do
 	echo "files untarred ($w): $(awk '$1 == "SHARE-FILES" { print $3 }' "$out/$w" | sort -u | tr '\n' ' ')"
-	grep -h '^SHARE-ERROR' "$out/$w" | sed "s/^/$w: /"
+	if grep -q '^SHARE-ERROR' "$out/$w"; then
+		grep -h '^SHARE-ERROR' "$out/$w" | sed "s/^/$w: /"
+		status=1
+	fi
+	[[ $(grep -c "^SHARE-STEP [a-z0-9]* delete " "$out/$w") == "$rounds" ]] || status=1
 done
+exit $status
