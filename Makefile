@@ -4,6 +4,8 @@ CC      ?= gcc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -Isrc -I.
 LDLIBS  += -lpthread -lz -lzstd -laio -luring -lslirp
+# The control socket (src/api): HTTP server, JSON, and the HTTP client of list/pause/stat.
+LDLIBS  += -lmicrohttpd -ljson-c -lcurl
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 SRCS    := $(sort $(wildcard src/*.c src/*/*.c src/*/*/*.c))
@@ -52,6 +54,9 @@ build/tests/test_vhost_net: LDLIBS += -Wl,--wrap=open,--wrap=ioctl \
 # test_virtio_fs stands in for the FUSE server behind the device.
 build/tests/test_virtio_fs: LDLIBS += -Wl,--wrap=fuse_server_handle,--wrap=fuse_server_destroy
 
+# test_fuse_server_noopenat2 runs test_fuse_server where openat2 answers ENOSYS.
+build/tests/test_fuse_server_noopenat2: LDLIBS += -Wl,--wrap=syscall
+
 # The fuzz targets (tests/fuzz/run) link against the whole monitor, built by clang with the
 # fuzzer's instrumentation, as an archive: each target takes only the objects it needs, and the
 # link set is the tree's own (SRCS, LDLIBS), not a list kept beside it.
@@ -88,8 +93,13 @@ check: deps nkvm $(UNIT)
 unit: nkvm $(UNIT)
 	@tests/run-unit $(UNIT)
 
-integration: nkvm
+integration: nkvm build/tests/fs_helper
 	@tests/integration/run
+
+# What the virtio-fs integration tests run in the test host and the guest (from a share).
+build/tests/fs_helper: tests/integration/fs_helper.c
+	@mkdir -p $(dir $@)
+	$(CC) -static -Os -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $<
 
 fuzz: deps
 	@tests/fuzz/run

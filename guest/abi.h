@@ -24,6 +24,18 @@
 #define NKVM_MODULES_FILE "/etc/nkvm/modules"
 
 /*
+ * The guest's NICs (nkvm run -n), one line each in the order given:
+ *	MAC ADDRESS/PREFIX GATEWAY DNS
+ * as "52:4b:01:02:03:00 10.0.2.15/24 10.0.2.2 10.0.2.3", "-" for what nkvm leaves alone (a
+ * tap NIC without guest_ip=: "52:4b:01:02:03:01 - - -"). Absent without -n. The init then
+ * loads the modules of NKVM_NET_MODULES_FILE (as NKVM_MODULES_FILE), brings lo up, finds each
+ * NIC by its MAC, gives it its address and brings it up, makes the first GATEWAY the default
+ * route and the DNS servers /etc/resolv.conf's, before the command runs.
+ */
+#define NKVM_NET_FILE "/etc/nkvm/net"
+#define NKVM_NET_MODULES_FILE "/etc/nkvm/modules-net"
+
+/*
  * The host directories to mount (nkvm run --share, --root), one line each:
  *	TAG GUESTPATH ro|rw
  * as "src /mnt/src rw"; --root's line comes first, with GUESTPATH "/". Absent without them.

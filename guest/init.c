@@ -3,12 +3,15 @@
  * The default guest's init, PID 1 of the initramfs that `nkvm setup` builds. It mounts the
  * usual filesystems, loads the modules nkvm's devices need, switches to a disk as the root
  * filesystem when the kernel command line has root=, or to a host directory (virtio-fs) that
- * NKVM_SHARES_FILE names, mounts the shares that file lists, runs either the command that
- * `nkvm run` put in NKVM_CMD_FILE or an interactive shell, and then powers the VM off through
- * the exit port so that the command's exit status becomes nkvm's (see abi.h).
+ * NKVM_SHARES_FILE names, mounts the shares that file lists, sets up the NICs nkvm describes in
+ * NKVM_NET_FILE, runs either the command that `nkvm run` put in NKVM_CMD_FILE or an interactive
+ * shell, and then powers the VM off through the exit port so that the command's exit status
+ * becomes nkvm's (see abi.h).
  *
  * In command mode it prints nothing unless something fails: the console is the command's.
  */
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +35,10 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/magic.h>
+#include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "abi.h"
 
@@ -67,6 +74,9 @@ static const char *const root_fstypes[] = { "ext4", "ext2", "ext3", "vfat" };
  */
 #define ROOT_WAIT_MS 5000
 #define ROOT_POLL_MS 10
+
+/* virtio_net registers its interfaces as it loads; allow for a late one all the same. */
+#define NIC_WAIT_MS 5000
 
 /* Where the disk is mounted before it becomes "/". */
 #define NEW_ROOT "/newroot"
@@ -580,6 +590,190 @@ static void set_environment(void)
 		return;
 }
 
+/* One line of NKVM_NET_FILE: "MAC ADDRESS/PREFIX GATEWAY DNS", "-" for none. */
+struct nic {
+	const char *mac;
+	struct in_addr addr, gateway, dns; /* s_addr 0: none */
+	unsigned int prefix;
+};
+
+static int parse_nic(char *line, struct nic *n)
+{
+	char *save = NULL, *f[4], *slash;
+	unsigned long prefix;
+	int i;
+
+	memset(n, 0, sizeof(*n));
+	for (i = 0; i < 4; i++) {
+		f[i] = strtok_r(i ? NULL : line, " \t", &save);
+		if (!f[i])
+			return -EINVAL;
+	}
+	n->mac = f[0];
+	if (strcmp(f[1], "-")) {
+		slash = strchr(f[1], '/');
+		if (!slash)
+			return -EINVAL;
+		*slash = '\0';
+		prefix = strtoul(slash + 1, NULL, 10);
+		if (inet_pton(AF_INET, f[1], &n->addr) != 1 || prefix > 32)
+			return -EINVAL;
+		n->prefix = prefix;
+	}
+	if (strcmp(f[2], "-") && inet_pton(AF_INET, f[2], &n->gateway) != 1)
+		return -EINVAL;
+	if (strcmp(f[3], "-") && inet_pton(AF_INET, f[3], &n->dns) != 1)
+		return -EINVAL;
+	return 0;
+}
+
+/* The interface whose address is mac, in ifname; polls up to NIC_WAIT_MS for it to appear. */
+static int find_nic(const char *mac, char ifname[IFNAMSIZ])
+{
+	long deadline = now_ms() + NIC_WAIT_MS;
+	char path[PATH_MAX], *addr;
+	struct dirent *e;
+	size_t len;
+	DIR *d;
+
+	for (;;) {
+		d = opendir("/sys/class/net");
+		while (d && (e = readdir(d))) {
+			if (e->d_name[0] == '.' || strlen(e->d_name) >= IFNAMSIZ)
+				continue;
+			snprintf(path, sizeof(path), "/sys/class/net/%s/address", e->d_name);
+			if (read_file(path, &addr, &len) < 0)
+				continue;
+			/* The kernel prints "52:4b:...\n" in lower case. */
+			if (len >= 17 && !strncasecmp(addr, mac, 17) && strlen(mac) == 17) {
+				strcpy(ifname, e->d_name);
+				free(addr);
+				closedir(d);
+				return 0;
+			}
+			free(addr);
+		}
+		if (d)
+			closedir(d);
+		if (now_ms() >= deadline)
+			return -ENODEV;
+		usleep(ROOT_POLL_MS * 1000);
+	}
+}
+
+static int if_up(int sock, const char *ifname)
+{
+	struct ifreq ifr = { 0 };
+
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	if (ioctl(sock, SIOCGIFFLAGS, &ifr) < 0)
+		return -errno;
+	ifr.ifr_flags |= IFF_UP;
+	return ioctl(sock, SIOCSIFFLAGS, &ifr) < 0 ? -errno : 0;
+}
+
+static int if_set_addr(int sock, const char *ifname, struct in_addr addr, unsigned int prefix)
+{
+	struct ifreq ifr = { 0 };
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	sin->sin_family = AF_INET;
+	sin->sin_addr = addr;
+	if (ioctl(sock, SIOCSIFADDR, &ifr) < 0)
+		return -errno;
+	sin->sin_addr.s_addr = htonl(prefix ? ~0u << (32 - prefix) : 0);
+	return ioctl(sock, SIOCSIFNETMASK, &ifr) < 0 ? -errno : 0;
+}
+
+static int route_add_default(int sock, struct in_addr gateway)
+{
+	struct rtentry rt = { 0 };
+	struct sockaddr_in *dst = (struct sockaddr_in *)&rt.rt_dst;
+	struct sockaddr_in *mask = (struct sockaddr_in *)&rt.rt_genmask;
+	struct sockaddr_in *gw = (struct sockaddr_in *)&rt.rt_gateway;
+
+	dst->sin_family = mask->sin_family = gw->sin_family = AF_INET;
+	gw->sin_addr = gateway;
+	rt.rt_flags = RTF_UP | RTF_GATEWAY;
+	return ioctl(sock, SIOCADDRT, &rt) < 0 ? -errno : 0;
+}
+
+/* One NIC: its address, up, and the default route through its gateway if none is set yet. */
+static void nic_setup(int sock, const struct nic *n, bool *have_route, FILE **resolv,
+		      bool in_initramfs)
+{
+	char ifname[IFNAMSIZ];
+	const char *what = NULL;
+	int err;
+
+	err = find_nic(n->mac, ifname);
+	if (err) {
+		fprintf(stderr, "nkvm-init: no interface has MAC %s after %d s\n", n->mac,
+			NIC_WAIT_MS / 1000);
+		return;
+	}
+	if (n->addr.s_addr) {
+		what = "setting its address";
+		err = if_set_addr(sock, ifname, n->addr, n->prefix);
+	}
+	if (!err) {
+		what = "bringing it up";
+		err = if_up(sock, ifname);
+	}
+	if (!err && n->gateway.s_addr && !*have_route) {
+		what = "adding the default route";
+		err = route_add_default(sock, n->gateway);
+		*have_route = !err;
+	}
+	if (err) {
+		fprintf(stderr, "nkvm-init: %s (%s): %s: %s\n", ifname, n->mac, what,
+			strerror(-err));
+		return;
+	}
+	if (!n->dns.s_addr || !in_initramfs)
+		return;
+	if (!*resolv)
+		*resolv = fopen("/etc/resolv.conf", "we");
+	if (*resolv)
+		fprintf(*resolv, "nameserver %s\n", inet_ntoa(n->dns));
+	else
+		fprintf(stderr, "nkvm-init: /etc/resolv.conf: %s\n", strerror(errno));
+}
+
+/*
+ * lo up, then each NIC of NKVM_NET_FILE (text, NULL: none) as it says. /etc/resolv.conf only in
+ * the initramfs: a root= disk's /etc is its owner's to configure.
+ */
+static void net_setup(char *text, bool in_initramfs)
+{
+	char *line, *save = NULL;
+	bool have_route = false;
+	FILE *resolv = NULL;
+	struct nic n;
+	int sock, err;
+
+	sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (sock < 0) {
+		fprintf(stderr, "nkvm-init: socket: %s\n", strerror(errno));
+		return;
+	}
+	err = if_up(sock, "lo");
+	if (err)
+		fprintf(stderr, "nkvm-init: lo: bringing it up: %s\n", strerror(-err));
+	for (line = text ? strtok_r(text, "\n", &save) : NULL; line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		if (parse_nic(line, &n)) {
+			fprintf(stderr, "nkvm-init: %s: bad line '%s'\n", NKVM_NET_FILE, line);
+			continue;
+		}
+		nic_setup(sock, &n, &have_route, &resolv, in_initramfs);
+	}
+	if (resolv)
+		fclose(resolv);
+	close(sock);
+}
+
 /*
  * NKVM_CMD_FILE holds argv, each argument NUL-terminated. Returns a NULL-terminated argv whose
  * strings point into one buffer, NULL when the file does not exist (interactive mode).
@@ -776,6 +970,7 @@ int main(void)
 	const char *root = NULL;
 	struct root_request rq;
 	struct outcome end;
+	char *nics;
 	bool fs_root = false;
 	int nshares = 0;
 	sigset_t set;
@@ -792,9 +987,14 @@ int main(void)
 	set_environment();
 	load_modules(NKVM_MODULES_FILE);
 	/* Like the command, a file of the initramfs, which a switch of root leaves behind. */
+	if (read_file(NKVM_NET_FILE, &nics, &len) < 0)
+		nics = NULL;
+	/* The NIC drivers cost a boot without NICs nothing. */
+	if (nics)
+		load_modules(NKVM_NET_MODULES_FILE);
 	if (read_file(NKVM_SHARES_FILE, &share_text, &len) < 0)
 		share_text = NULL;
-	/* virtio-fs costs a boot without shares nothing. */
+	/* Nor does virtio-fs a boot without shares. */
 	if (share_text) {
 		load_modules(NKVM_FS_MODULES_FILE);
 		nshares = parse_shares(share_text, shares, MAX_SHARES);
@@ -826,6 +1026,9 @@ int main(void)
 		if (chdir("/root") < 0 && chdir("/") < 0)
 			fatal("chdir /: %s", strerror(errno));
 	}
+	/* /etc/resolv.conf only in the initramfs: another root's /etc is its owner's. */
+	net_setup(nics, !root);
+	free(nics);
 	/* A host directory as root without a command boots as that system would: its own init. */
 	if (fs_root && !argv && access("/sbin/init", X_OK) == 0) {
 		char *init_argv[] = { "/sbin/init", NULL };

@@ -13,6 +13,11 @@ struct command {
 
 static const struct command commands[] = {
 	{ "run", cmd_run, "boot a Linux guest (nkvm run --help)" },
+	{ "list", cmd_list, "list running guests: NAME PID STATE CPUS MEMORY UPTIME [--json]" },
+	{ "pause", cmd_pause, "pause a running guest: nkvm pause NAME" },
+	{ "resume", cmd_resume, "resume a paused guest: nkvm resume NAME" },
+	{ "stat", cmd_stat, "a guest's state and counters: nkvm stat NAME [--json]" },
+	{ "balloon", cmd_balloon, "set a guest's memory target: nkvm balloon NAME SIZE" },
 	{ "img", cmd_img, "create, inspect and check disk images (nkvm img --help)" },
 	{ "setup", cmd_setup, "prepare the default guest: kernel and initramfs" },
 	{ "version", cmd_version, "print nkvm's version" },

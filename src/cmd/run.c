@@ -19,7 +19,9 @@
 #include "arch/x86/cpu.h"
 #include "arch/x86/i8042.h"
 #include "cmd/cmd.h"
+#include "cmd/run_api.h"
 #include "cmd/run_dev_fs.h"
+#include "cmd/run_dev_net.h"
 #include "cmd/run_devices.h"
 #include "cmd/run_options.h"
 #include "guest/abi.h"
@@ -57,6 +59,7 @@ struct machine {
 	struct loop loop;
 	struct console console;
 	struct loop_source signals;
+	struct run_api api; /* the control socket */
 };
 
 struct boot_files {
@@ -109,22 +112,27 @@ static int resolve_guest_paths(const struct run_options *o, struct boot_files *f
 }
 
 /*
- * The guest's command and the shares it mounts go in a tiny cpio archive, so no argument is
- * limited or mangled. None when there is neither.
+ * The guest's command, its NICs' set-up and the shares it mounts go in a tiny cpio archive, so
+ * no argument is limited or mangled. None when there is none of them.
  */
 static int build_extra_archive(const struct run_options *o, struct cpio *c)
 {
-	char *argv_blob = NULL, *shares = NULL, *p;
-	size_t len = 0, shares_len = 0;
+	char *argv_blob = NULL, *net = NULL, *shares = NULL, *p;
+	size_t len = 0, net_len = 0, shares_len = 0;
 	int err;
 
-	err = run_fs_guest_file(o, &shares, &shares_len);
-	if (err || (!o->cmd && !shares))
+	err = run_net_guest_file(o, &net, &net_len);
+	if (!err)
+		err = run_fs_guest_file(o, &shares, &shares_len);
+	if (err || (!o->cmd && !net && !shares)) {
+		free(net);
 		return err;
+	}
 	for (char **a = o->cmd; a && *a; a++)
 		len += strlen(*a) + 1;
 	argv_blob = malloc(len ? len : 1);
 	if (!argv_blob) {
+		free(net);
 		free(shares);
 		return -ENOMEM;
 	}
@@ -136,11 +144,14 @@ static int build_extra_archive(const struct run_options *o, struct cpio *c)
 		err = cpio_add_dir(c, "etc/nkvm", 0755);
 	if (!err && o->cmd)
 		err = cpio_add_file(c, NKVM_CMD_FILE, 0644, argv_blob, len);
+	if (!err && net)
+		err = cpio_add_file(c, NKVM_NET_FILE, 0644, net, net_len);
 	if (!err && shares)
 		err = cpio_add_file(c, NKVM_SHARES_FILE, 0644, shares, shares_len);
 	if (!err)
 		err = cpio_finish(c);
 	free(argv_blob);
+	free(net);
 	free(shares);
 	return err;
 }
@@ -254,6 +265,7 @@ static int create_devices(struct machine *m, const struct run_options *o)
 		.pci = &m->pci,
 		.irq = &m->irq,
 		.cpus = o->cpus,
+		.name = o->name,
 		.engine = o->engine,
 		.out_fd = STDOUT_FILENO,
 	};
@@ -379,6 +391,9 @@ static int run_machine(struct machine *m)
 	if (m->devctx.console_input)
 		console_set_input(&m->console, m->devctx.console_input,
 				  m->devctx.console_input_opaque);
+	/* The server's thread inherits the mask: signals stay with the loop. */
+	if (run_api_start(&m->api, &m->vm))
+		return 1;
 	term_raw(STDIN_FILENO);
 	err = vcpus_start(&m->vm);
 	if (err) {
@@ -390,6 +405,7 @@ static int run_machine(struct machine *m)
 	vcpus_stop(&m->vm);
 	report_triple_faults(&m->vm);
 	console_flush(&m->console);
+	run_api_detach_devices(&m->api);
 	/*
 	 * The guest is stopped: destroy every device, last made first. Each waits for its requests
 	 * in flight; a disk's close makes formats that keep metadata in memory (qcow2's tables and
@@ -466,7 +482,8 @@ static int boot(const struct run_options *o)
 	if (!f || !m)
 		die("out of memory");
 	f->kernel_fd = f->initrd_fd = -1;
-	if (host_ram_check(o->mem, o->mem_arg) || load_boot_files(o, f))
+	if (run_api_open(&m->api, o->name) || host_ram_check(o->mem, o->mem_arg) ||
+	    load_boot_files(o, f))
 		goto out;
 	if (bzimage_parse(f->kernel_hdr, f->hdr_len, f->kernel_len, &k, why, sizeof(why))) {
 		nkvm_err("%s: not a bootable kernel: %s", f->kernel_path, why);
@@ -488,9 +505,15 @@ static int boot(const struct run_options *o)
 	    create_vcpus(m))
 		goto out;
 	free_boot_files(f);
+	m->api.kernel = f->kernel_path;
+	m->api.initrd = f->initrd_path[0] ? f->initrd_path : NULL;
+	m->api.cmdline = f->cmdline;
+	m->api.balloon = m->devctx.balloon;
 	status = run_machine(m);
 	report_stats(&m->vm);
 out:
+	/* Also after SIGTERM, which the loop turns into an ordinary stop. */
+	run_api_close(&m->api);
 	/* Devices made before a failure: their files closed as at a normal exit. */
 	devices_destroy(&m->devices);
 	free_boot_files(f);

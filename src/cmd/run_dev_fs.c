@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "cmd/run_dev_fs.h"
@@ -43,8 +44,17 @@ static int share_create(struct device_context *ctx, const void *cfg, void **dev,
 	struct virtio_fs_options o = { .tag = s->tag, .queues = ctx->cpus };
 	struct fuse_server *srv;
 	struct virtio_fs *fs;
+	struct rlimit rl;
 	int r;
 
+	/*
+	 * Each inode the guest looks up is a descriptor here (an O_PATH one), up to the server's
+	 * bounds: the usual soft limit of 1024 would fail a guest's `find` long before them.
+	 */
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	r = fuse_server_create(&srv, &scfg, err, errlen);
 	if (r)
 		return r;

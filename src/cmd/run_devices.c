@@ -7,17 +7,23 @@
 
 /*
  * The devices `nkvm run` knows, in creation order: PCI slots are given in this order (then in
- * command-line order within a type), so rng, console and disks keep the addresses they had.
+ * command-line order within a type), so rng, console and disks keep the addresses they had;
+ * NICs and vsock come after the disks for that reason.
  * --help lists them in this order too.
  */
+/* clang-format off */
 const struct device_type *const device_types[] = {
 	&rng_device_type,
 	&console_device_type,
 	&disk_device_type,
+	&net_device_type,
+	&vsock_device_type,
 	&share_device_type,
 	&root_device_type,
+	&balloon_device_type, /* by default: last, so that it moved no other device's slot */
 	NULL,
 };
+/* clang-format on */
 
 const char *device_type_label(const struct device_type *t, char *buf, size_t len)
 {
@@ -82,7 +88,7 @@ static void type_usage(FILE *f, const struct device_type *t)
 
 		kvopt_arg_text(k, arg, sizeof(arg));
 		n = snprintf(key, sizeof(key), "%s%s%s", k->key, *arg ? "=" : "", arg);
-		if (n < KEY_COL - 1)
+		if (n < KEY_COL - 2)
 			fprintf(f, "%*s%-*s%s\n", HELP_COL + 2, "", KEY_COL - 2, key, k->help);
 		else
 			fprintf(f, "%*s%s\n%*s%s\n", HELP_COL + 2, "", key, HELP_COL + KEY_COL, "",
@@ -100,6 +106,7 @@ int devices_create(struct device_list *list, struct device_context *ctx,
 		   const struct run_device *devs, unsigned int nr, char *err, size_t errlen)
 {
 	for (const struct device_type *const *t = device_types; *t; t++) {
+		ctx->index = 0;
 		for (unsigned int i = 0; i < nr; i++) {
 			void *dev = NULL;
 			int r;
@@ -114,6 +121,7 @@ int devices_create(struct device_list *list, struct device_context *ctx,
 			r = (*t)->create(ctx, devs[i].cfg, &dev, err, errlen);
 			if (r)
 				return r;
+			ctx->index++;
 			if (dev)
 				list->devs[list->nr++] = (struct created_device){ *t, dev };
 		}

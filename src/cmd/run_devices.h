@@ -8,6 +8,7 @@
 #ifndef NKVM_CMD_RUN_DEVICES_H
 #define NKVM_CMD_RUN_DEVICES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 struct vm;
 struct pci_bus;
 struct irq_routing;
+struct virtio_balloon;
 
 /* What a device is created in and may hook into. */
 struct device_context {
@@ -25,11 +27,14 @@ struct device_context {
 	struct pci_bus *pci;
 	struct irq_routing *irq;
 	unsigned int cpus; /* -c: the default number of a device's queues */
+	const char *name; /* --name, NULL without: what a NIC's default MAC is derived from */
+	unsigned int index; /* the device's place among those of its type: 0 for eth0 */
 	enum disk_engine_kind engine; /* --engine: for disks that name none */
 	int out_fd; /* the host's console output */
 	/* Set by a device that takes host console input instead of the UART (virtio-console). */
 	size_t (*console_input)(void *opaque, const uint8_t *buf, size_t len);
 	void *console_input_opaque;
+	struct virtio_balloon *balloon; /* set by the balloon device, for the control API */
 };
 
 struct device_type {
@@ -40,6 +45,13 @@ struct device_type {
 	struct kvopt_set syntax; /* the argument; no positional and no keys: no argument */
 	size_t cfg_size; /* the struct kvopt_parse fills, one per device given */
 	unsigned int max; /* how many may be given; 1: a second replaces the first */
+	/* Made without being asked; its option (no argument: --no-balloon) leaves it out. */
+	bool by_default;
+	/*
+	 * Optional: checks what the syntax cannot say alone (a MAC's form, keys that only go
+	 * together), before any device is made. Returns 0 or -EINVAL with one line in err.
+	 */
+	int (*check)(void *cfg, char *err, size_t errlen);
 	/* Optional: kernel parameters this device needs ("console=hvc0"), or NULL. */
 	const char *(*cmdline)(const void *cfg);
 	/*
@@ -54,7 +66,9 @@ struct device_type {
 };
 
 /* The types, each defined in its run_dev_*.c. */
-extern const struct device_type rng_device_type, console_device_type, disk_device_type;
+extern const struct device_type rng_device_type, console_device_type, disk_device_type,
+	net_device_type, vsock_device_type;
+extern const struct device_type balloon_device_type;
 extern const struct device_type share_device_type, root_device_type; /* run_dev_fs.c */
 
 /*

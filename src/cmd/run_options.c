@@ -141,6 +141,8 @@ static int parse_device(const struct device_type *t, const char *arg, struct run
 	}
 	if (arg && kvopt_parse(&t->syntax, d->text, d->cfg, why, sizeof(why)))
 		goto fail;
+	if (t->check && t->check(d->cfg, why, sizeof(why)))
+		goto fail;
 	return 0;
 fail:
 	snprintf(err, errlen, "%s%s%s: %s", label, arg ? " " : "", arg ? arg : "", why);
@@ -185,10 +187,20 @@ static const struct device_type *device_of_opt(int opt)
 	return NULL;
 }
 
+static unsigned int type_index(const struct device_type *t)
+{
+	unsigned int i = 0;
+
+	while (device_types[i] != t)
+		i++;
+	return i;
+}
+
 int run_parse_options(int argc, char **argv, struct run_options *o, char *err, size_t errlen)
 {
 	struct option longopts[ARRAY_SIZE(generic_opts) + RUN_MAX_DEVICES + 1];
 	char shortopts[64] = "+:k:i:p:m:c:h";
+	bool left_out[RUN_MAX_DEVICES] = { false }; /* by type: --no-balloon */
 	unsigned int n = ARRAY_SIZE(generic_opts);
 	int opt;
 
@@ -256,6 +268,10 @@ int run_parse_options(int argc, char **argv, struct run_options *o, char *err, s
 			if (!t)
 				return fail(err, errlen, "%s: unknown option (see nkvm run --help)",
 					    argv[optind - 1]);
+			if (t->by_default) {
+				left_out[type_index(t)] = true;
+				break;
+			}
 			if (parse_device(t, optarg, o, err, errlen))
 				return -1;
 			break;
@@ -269,6 +285,14 @@ int run_parse_options(int argc, char **argv, struct run_options *o, char *err, s
 				    "%s: unexpected argument (put the guest's command after --)",
 				    argv[optind]);
 		o->cmd = &argv[optind];
+	}
+	/* The devices made by default take no argument: nothing to parse or to free. */
+	for (unsigned int i = 0; device_types[i]; i++) {
+		if (!device_types[i]->by_default || left_out[i])
+			continue;
+		if (o->nr_devices == RUN_MAX_DEVICES)
+			return fail(err, errlen, "at most %s devices", "32");
+		o->devices[o->nr_devices++] = (struct run_device){ .type = device_types[i] };
 	}
 	/* Shares: default tags, and what only all of them together can say (a tag used twice). */
 	return run_fs_check(o, err, errlen) ? -1 : 0;

@@ -27,7 +27,7 @@
 #include "lib/util.h"
 
 /* Bumped when what the initrd holds changes, so that `nkvm setup` rebuilds an older one. */
-#define INITRD_REVISION 3
+#define INITRD_REVISION 4
 
 #define BUSYBOX "/bin/busybox"
 
@@ -50,9 +50,6 @@ static const char *const guest_modules[] = {
 	"virtio_pci_modern_dev",
 	"virtio_pci_legacy_dev",
 	"virtio_blk",
-	"virtio_net",
-	"net_failover",
-	"failover",
 	"virtio_console",
 	"virtio-rng",
 	"virtio_balloon",
@@ -81,8 +78,14 @@ static const char *const guest_modules[] = {
 static const char *const guest_modules_on_demand[] = { "vfat", "nls_cp437", "nls_ascii" };
 
 /*
- * In the archive, loaded by the init only when nkvm gives the guest a share or a root directory
- * (NKVM_SHARES_FILE): NKVM_FS_MODULES_FILE lists them, less what the boot list loaded already.
+ * In the archive, loaded by the init only when nkvm gives the guest a NIC (NKVM_NET_FILE):
+ * NKVM_NET_MODULES_FILE lists them, less what the boot list loaded already.
+ */
+static const char *const guest_net_modules[] = { "virtio_net", "net_failover", "failover" };
+
+/*
+ * Likewise, only when nkvm gives the guest a share or a root directory (NKVM_SHARES_FILE):
+ * NKVM_FS_MODULES_FILE.
  */
 static const char *const guest_fs_modules[] = { "fuse", "virtiofs" };
 
@@ -106,12 +109,16 @@ static const struct guest_tool {
 	{ "mkfs.ext4", "e2fsprogs", { "mke2fs" }, false },
 	/* ...and check them after the guest wrote to them; busybox has no fsck for ext*. */
 	{ "e2fsck", "e2fsprogs", { "fsck.ext4" }, false },
+	/* The vsock tests' guest end (VSOCK-LISTEN, VSOCK-CONNECT); busybox speaks no AF_VSOCK. */
+	{ "socat", "socat", { NULL }, false },
 	/*
 	 * The block benchmarks' load generator. Debian links every engine in (no plugins to
 	 * dlopen), and with them ceph, gluster, ICU...: 84 MB of libraries, with which a 256 MiB
 	 * guest runs out of memory unpacking its initramfs.
 	 */
 	{ "fio", "fio", { NULL }, true },
+	/* The network benchmark's load generator (bench/net.sh): 0.2 MB more. */
+	{ "iperf3", "iperf3", { NULL }, true },
 };
 
 /* Where guest_tools are looked up on the host; the guest's PATH has the same directories. */
@@ -722,17 +729,19 @@ static int add_module_list(struct initrd *r, const struct moddep_result *mods, c
 	return ret;
 }
 
-/* guest_fs_modules with their dependencies, after the boot list has its own. */
-static int add_fs_modules(struct initrd *r, const char *dep, const char *builtin)
+/*
+ * names with their dependencies, after the boot list has its own, and the list of them to load
+ * as file: a group the init loads only when nkvm asks for it (guest_net_modules ...).
+ */
+static int add_module_group(struct initrd *r, const char *dep, const char *builtin,
+			    const char *const *names, size_t n, const char *file)
 {
 	struct moddep_result mods = { 0 };
 	int ret;
 
-	ret = report(moddep_resolve(dep, builtin, guest_fs_modules, ARRAY_SIZE(guest_fs_modules),
-				    &mods),
-		     "modules.dep");
+	ret = report(moddep_resolve(dep, builtin, names, n, &mods), "modules.dep");
 	if (!ret)
-		ret = add_module_list(r, &mods, NKVM_FS_MODULES_FILE);
+		ret = add_module_list(r, &mods, file);
 	moddep_result_free(&mods);
 	return ret;
 }
@@ -770,7 +779,11 @@ static int add_modules(struct initrd *r)
 	if (!ret)
 		ret = add_module_list(r, &mods, NKVM_MODULES_FILE);
 	if (!ret)
-		ret = add_fs_modules(r, dep, builtin);
+		ret = add_module_group(r, dep, builtin, guest_net_modules,
+				       ARRAY_SIZE(guest_net_modules), NKVM_NET_MODULES_FILE);
+	if (!ret)
+		ret = add_module_group(r, dep, builtin, guest_fs_modules,
+				       ARRAY_SIZE(guest_fs_modules), NKVM_FS_MODULES_FILE);
 	if (!ret)
 		ret = add_modules_on_demand(r, dep, builtin);
 	if (!ret)
@@ -850,7 +863,7 @@ static int write_full_initrd(const char *dir, struct initrd *r)
 			ret = -errno;
 		return report(ret, path);
 	}
-	printf("nkvm: building %s/%s (with fio, for `nkvm run -m 512M -i FILE`)\n", dir,
+	printf("nkvm: building %s/%s (with fio and iperf3, for `nkvm run -m 512M -i FILE`)\n", dir,
 	       SETUP_INITRD_FULL);
 	fflush(stdout);
 	ret = add_tools(r, true);

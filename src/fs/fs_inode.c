@@ -67,19 +67,31 @@ int fs_tables_init(struct fuse_server *srv, int root_fd, unsigned int max_inodes
 	srv->hash = calloc(n, sizeof(*srv->hash));
 	srv->handles = calloc(srv->max_handles, sizeof(*srv->handles));
 	srv->free_handles = calloc(srv->max_handles, sizeof(*srv->free_handles));
-	if (!srv->inodes || !srv->free_inodes || !srv->hash || !srv->handles || !srv->free_handles)
-		return -ENOMEM;
 	err = fs_stat_fd(root_fd, &st);
-	if (err)
+	if (!err && (!srv->inodes || !srv->free_inodes || !srv->hash || !srv->handles ||
+		     !srv->free_handles))
+		err = -ENOMEM;
+	if (err) {
+		free(srv->inodes);
+		free(srv->free_inodes);
+		free(srv->hash);
+		free(srv->handles);
+		free(srv->free_handles);
+		srv->inodes = NULL;
+		srv->handles = NULL;
 		return err;
+	}
 	for (unsigned int i = 0; i <= srv->max_inodes; i++)
 		srv->inodes[i].fd = -1;
 	/* Slot 1 is the root: FUSE_ROOT_ID with generation 0. Free slots pop from the end. */
 	srv->nfree_inodes = 0;
 	for (unsigned int i = srv->max_inodes; i >= 2; i--)
 		srv->free_inodes[srv->nfree_inodes++] = i;
-	srv->inodes[1] = (struct fs_inode){ .fd = root_fd, .type = st.st_mode & S_IFMT,
-					    .dev = st.st_dev, .ino = st.st_ino, .nlookup = 1 };
+	srv->inodes[1] = (struct fs_inode){ .fd = root_fd,
+					    .type = st.st_mode & S_IFMT,
+					    .dev = st.st_dev,
+					    .ino = st.st_ino,
+					    .nlookup = 1 };
 	srv->hash[hash_of(srv, st.st_dev, st.st_ino)] = 1;
 	srv->nfree_handles = 0;
 	for (unsigned int i = srv->max_handles; i-- > 0;) {
@@ -91,6 +103,7 @@ int fs_tables_init(struct fuse_server *srv, int root_fd, unsigned int max_inodes
 }
 
 static void inode_maybe_free(struct fuse_server *srv, struct fs_inode *ino);
+static void handle_maybe_free(struct fuse_server *srv, struct fs_handle *h);
 
 static void handle_close(struct fs_handle *h)
 {
@@ -110,10 +123,13 @@ void fs_tables_free(struct fuse_server *srv, bool keep_root)
 	if (srv->handles) {
 		pthread_mutex_lock(&srv->hlock);
 		for (unsigned int i = 0; i < srv->max_handles; i++) {
-			if (srv->handles[i].fd < 0)
-				continue;
-			handle_close(&srv->handles[i]);
-			srv->free_handles[srv->nfree_handles++] = i;
+			struct fs_handle *h = &srv->handles[i];
+
+			/* One a request still uses is closed by its fs_handle_put. */
+			if (h->fd >= 0 && !h->released) {
+				h->released = true;
+				handle_maybe_free(srv, h);
+			}
 		}
 		pthread_mutex_unlock(&srv->hlock);
 	}

@@ -206,8 +206,8 @@ int fs_op_write(struct fs_req *r, struct fs_inode *unused)
 		return err;
 	err = 0;
 	while (done < in.size) {
-		unsigned int n = fs_iov_slice(r->req, r->nreq, r->data_off + done,
-					      in.size - done, iov, IOV_MAX);
+		unsigned int n = fs_iov_slice(r->req, r->nreq, r->data_off + done, in.size - done,
+					      iov, IOV_MAX);
 		ssize_t put = pwritev(h->fd, iov, (int)n, (off_t)(in.offset + done));
 
 		if (put < 0 && errno == EINTR)

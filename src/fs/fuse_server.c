@@ -69,7 +69,8 @@ static const struct fs_op ops[] = {
 	[FUSE_FSYNCDIR] = { fs_op_fsyncdir, sizeof(struct fuse_fsync_in), OP_NOINODE },
 	[FUSE_ACCESS] = { fs_op_access, sizeof(struct fuse_access_in), 0 },
 	[FUSE_CREATE] = { fs_op_create, sizeof(struct fuse_create_in), OP_CHANGES },
-	[FUSE_INTERRUPT] = { op_nothing, sizeof(struct fuse_interrupt_in), OP_NOREPLY | OP_NOINODE },
+	[FUSE_INTERRUPT] = { op_nothing, sizeof(struct fuse_interrupt_in),
+			     OP_NOREPLY | OP_NOINODE },
 	[FUSE_DESTROY] = { op_destroy, 0, OP_NOINODE },
 	[FUSE_BATCH_FORGET] = { op_batch_forget, sizeof(struct fuse_batch_forget_in),
 				OP_NOREPLY | OP_NOINODE },
@@ -86,7 +87,6 @@ int fuse_server_create(struct fuse_server **out, const struct fuse_server_config
 		       size_t errlen)
 {
 	struct fuse_server *srv;
-	struct stat st;
 	int fd, ret;
 
 	*out = NULL;
@@ -120,12 +120,11 @@ int fuse_server_create(struct fuse_server **out, const struct fuse_server_config
 	srv->as_root = geteuid() == 0;
 	srv->have_openat2 = 1;
 	ret = fs_tables_init(srv, fd, cfg->max_inodes, cfg->max_handles);
-	if (ret || fstat(fd, &st)) {
-		snprintf(err, errlen, "%s: %s", cfg->root, strerror(ret ? -ret : errno));
-		if (!srv->inodes || srv->inodes[FUSE_ROOT_ID].fd != fd)
-			close(fd);
+	if (ret) {
+		snprintf(err, errlen, "%s: %s", cfg->root, strerror(-ret));
+		close(fd); /* the tables are not made: the root is not in them */
 		fuse_server_destroy(srv);
-		return ret ? ret : -EIO;
+		return ret;
 	}
 	*out = srv;
 	return 0;
@@ -353,8 +352,13 @@ size_t fuse_server_handle(struct fuse_server *srv, const struct iovec *req, unsi
 			  const struct iovec *reply, unsigned int nreply)
 {
 	uint8_t small[256] __attribute__((aligned(8)));
-	struct fs_req r = { .srv = srv, .req = req, .nreq = nreq, .reply = reply,
-			    .nreply = nreply, .out = small, .out_cap = sizeof(small) };
+	struct fs_req r = { .srv = srv,
+			    .req = req,
+			    .nreq = nreq,
+			    .reply = reply,
+			    .nreply = nreply,
+			    .out = small,
+			    .out_cap = sizeof(small) };
 	size_t total = iov_total(req, nreq), reply_cap = iov_total(reply, nreply), copy, len;
 	const struct fs_op *op = NULL;
 	struct fs_inode *ino = NULL;

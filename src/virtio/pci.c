@@ -272,6 +272,8 @@ static void vp_msix_routes_changed_locked(struct virtio_pci *vp)
 {
 	for (unsigned int v = 0; v < vp->nr_vectors; v++)
 		vp->vectors[v].route_gen++;
+	/* Committed now, not at the next message: see vp_msix_write. */
+	vp_queue_work_locked(vp, WORK_ROUTES);
 }
 
 /* --- queue I/O threads -------------------------------------------------------------------- */
@@ -845,9 +847,12 @@ static void vp_msix_read(struct virtio_pci *vp, uint64_t off, void *data, unsign
 }
 
 /*
- * A table write: the entry is recorded (a new address or data is committed at the next
- * message), and an unmask sends what waited (PCI 3.0 §6.8.2), by an irqfd write after the lock
- * is dropped.
+ * A table write: the entry is recorded, and an unmask sends what waited (PCI 3.0 §6.8.2), by an
+ * irqfd write after the lock is dropped. A new address or data goes to KVM on the worker at
+ * once rather than at the vector's next message: a vhost back end (virtio_queue_vhost_view)
+ * writes the irqfd without nkvm, and its messages would otherwise follow a route KVM never got.
+ * The worker commits routes before it starts a device, so a driver that programs its vectors
+ * before DRIVER_OK (Linux does) has them in KVM when vhost starts.
  */
 static void vp_msix_write(struct virtio_pci *vp, uint64_t off, const void *data, unsigned int len)
 {
@@ -873,6 +878,7 @@ static void vp_msix_write(struct virtio_pci *vp, uint64_t off, const void *data,
 		m->addr = addr;
 		m->data = msg;
 		m->route_gen++;
+		vp_queue_work_locked(vp, WORK_ROUTES);
 	}
 	n = vp_msix_take_pending_locked(vp, fds);
 	vp_unlock(vp);

@@ -148,6 +148,9 @@ static void *vcpu_thread(void *arg)
 		enum vcpu_exit_action action;
 		uint64_t t0 = 0;
 
+		vcpu_park_if_paused(vcpu);
+		if (atomic_load(&vm->stopping))
+			break;
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -163,7 +166,94 @@ static void *vcpu_thread(void *arg)
 		if (action != VCPU_CONTINUE)
 			break; /* kvm_run keeps the exit for run to report (a triple fault's state) */
 	}
+	vcpu_thread_exit(vcpu);
 	return NULL;
+}
+
+void vcpu_park_if_paused(struct vcpu *vcpu)
+{
+	struct vm *vm = vcpu->vm;
+
+	if (!atomic_load(&vm->pause_requested))
+		return;
+	pthread_mutex_lock(&vm->pause_lock);
+	vcpu->parked = true;
+	pthread_cond_broadcast(&vm->pause_cond);
+	while (atomic_load(&vm->pause_requested) && !atomic_load(&vm->stopping))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	vcpu->parked = false;
+	/* The pause's kick set it; left set, every KVM_RUN would return at once. */
+	vcpu->run->immediate_exit = 0;
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+void vcpu_thread_exit(struct vcpu *vcpu)
+{
+	struct vm *vm = vcpu->vm;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	vcpu->exited = true;
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+static bool all_parked(struct vm *vm)
+{
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		const struct vcpu *v = &vm->vcpus[i];
+
+		if (v->started && !v->exited && !v->parked)
+			return false;
+	}
+	return true;
+}
+
+int vcpus_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	if (vm->paused) {
+		pthread_mutex_unlock(&vm->pause_lock);
+		return -EALREADY;
+	}
+	atomic_store(&vm->pause_requested, true);
+	/* As in vcpus_stop: immediate_exit covers a kick that lands just before KVM_RUN. */
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *vcpu = &vm->vcpus[i];
+
+		if (vcpu->started && !vcpu->exited) {
+			vcpu->run->immediate_exit = 1;
+			pthread_kill(vcpu->thread, VCPU_KICK_SIGNAL);
+		}
+	}
+	while (!all_parked(vm) && !atomic_load(&vm->stopping))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	vm->paused = true;
+	pthread_mutex_unlock(&vm->pause_lock);
+	return 0;
+}
+
+int vcpus_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	if (!vm->paused) {
+		pthread_mutex_unlock(&vm->pause_lock);
+		return -EALREADY;
+	}
+	vm->paused = false;
+	atomic_store(&vm->pause_requested, false);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return 0;
+}
+
+bool vcpus_paused(struct vm *vm)
+{
+	bool p;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	p = vm->paused;
+	pthread_mutex_unlock(&vm->pause_lock);
+	return p;
 }
 
 static void vcpu_kick_handler(int sig)
@@ -192,6 +282,10 @@ int vcpus_start(struct vm *vm)
 
 void vcpus_stop(struct vm *vm)
 {
+	/* Parked vCPUs wake to see stopping set (the caller asked vm_request_stop first). */
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *vcpu = &vm->vcpus[i];
 

@@ -28,6 +28,7 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool started;
+	bool parked, exited; /* under vm->pause_lock */
 	struct vcpu_stats stats;
 };
 
@@ -50,5 +51,22 @@ enum vcpu_exit_action vcpu_handle_exit(struct vcpu *vcpu, struct kvm_run *run);
 /* Starts every vCPU thread, and stops them (kick out of KVM_RUN, join). */
 int vcpus_start(struct vm *vm);
 void vcpus_stop(struct vm *vm);
+
+/*
+ * Pause: kicks every vCPU out of KVM_RUN and returns once each running one is parked (its exit
+ * handled, so no MMIO or port access is half done). Resume lets them run on. Either returns 0,
+ * or -EALREADY when the VM is already paused (resume: not paused). Any thread but a vCPU's.
+ */
+int vcpus_pause(struct vm *vm);
+int vcpus_resume(struct vm *vm);
+bool vcpus_paused(struct vm *vm);
+
+/*
+ * Called by a vCPU's thread before each KVM_RUN: parks while a pause is asked for, until resume
+ * or stop. Marks the thread exited when it is about to end (vcpu_thread_exit), so a pause does
+ * not wait for it.
+ */
+void vcpu_park_if_paused(struct vcpu *vcpu);
+void vcpu_thread_exit(struct vcpu *vcpu);
 
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/util.h"
@@ -84,6 +85,8 @@ int vm_create(struct vm *vm, uint64_t ram_size, unsigned int nr_vcpus, char *err
 	memset(vm, 0, sizeof(*vm));
 	vm->kvm_fd = vm->vm_fd = vm->stop_fd = -1;
 	vm->nr_vcpus = nr_vcpus;
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0)
 		return err_set(err, errlen, -errno, "open /dev/kvm");
@@ -136,6 +139,37 @@ void vm_request_stop(struct vm *vm, int status)
 	/* A full eventfd counter still wakes the loop, so the result can be ignored. */
 	if (write(vm->stop_fd, &one, sizeof(one)) < 0)
 		return;
+}
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+int vm_clock_save(struct vm *vm)
+{
+	if (ioctl(vm->vm_fd, KVM_GET_CLOCK, &vm->clock) < 0)
+		return -errno;
+	vm->clock_saved_ns = monotonic_ns();
+	return 0;
+}
+
+/*
+ * The guest's TSC keeps counting while its vCPUs are parked, so kvmclock must go on with it: set
+ * back to its value at the pause, kvmclock would step back against the TSC (the jump a guest
+ * notices) and leave the guest's date behind the host's by the pause. It is set to what it read
+ * then plus the host's monotonic time since, so time in the guest passes as on the host. flags
+ * 0: no KVM_CLOCK_REALTIME adjustment on top (KVM API doc, 4.103 KVM_SET_CLOCK).
+ */
+int vm_clock_restore(struct vm *vm)
+{
+	struct kvm_clock_data c = { .clock = vm->clock.clock +
+					     (monotonic_ns() - vm->clock_saved_ns) };
+
+	return ioctl(vm->vm_fd, KVM_SET_CLOCK, &c) < 0 ? -errno : 0;
 }
 
 int vm_irq_line(struct vm *vm, unsigned int gsi, int level)

@@ -3,6 +3,8 @@
 #ifndef NKVM_VMM_VM_H
 #define NKVM_VMM_VM_H
 
+#include <linux/kvm.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -26,6 +28,17 @@ struct vm {
 	int exit_status;
 	int stop_fd;
 	bool keep_stats; /* NKVM_STATS: time each vCPU's exits (struct vcpu_stats) */
+
+	/*
+	 * Pause (vcpus_pause in vcpu.c): while pause_requested, each vCPU thread parks on
+	 * pause_cond; paused once every running one has. The lock guards the flags of both.
+	 */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;
+	atomic_bool pause_requested;
+	bool paused;
+	struct kvm_clock_data clock; /* kvmclock at pause (vm_clock_save) */
+	uint64_t clock_saved_ns; /* CLOCK_MONOTONIC then */
 };
 
 /*
@@ -51,6 +64,14 @@ static inline const struct guest_memory *vm_memory(const struct vm *vm)
 {
 	return &vm->mem;
 }
+
+/*
+ * kvmclock across a pause. Save reads it (KVM_GET_CLOCK) with the vCPUs parked; restore sets it
+ * (KVM_SET_CLOCK) before they run again, advanced by the host's monotonic time in between.
+ * Return 0 or a negative errno.
+ */
+int vm_clock_save(struct vm *vm);
+int vm_clock_restore(struct vm *vm);
 
 /* Raise or lower a GSI on the in-kernel irqchip. Returns 0 or a negative errno. */
 int vm_irq_line(struct vm *vm, unsigned int gsi, int level);

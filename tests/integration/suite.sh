@@ -799,6 +799,848 @@ test_blk_probed_raw_refuses_qcow2_header() {
 	fi
 }
 
+# --- virtio-fs (--share, --root) ----------------------------------------------------------------
+# The helper (tests/integration/fs_helper.c, static) does what busybox cannot (xattrs, mmap,
+# fsync, many opens); the guest runs it from a read-only share of its own.
+FS_HELPER=${FS_HELPER:-$(pwd)/build/tests/fs_helper}
+fs_bin_share() {
+	mkdir -p "$tmp/fsbin"
+	cp "$FS_HELPER" "$tmp/fsbin/h"
+	echo "$tmp/fsbin,tag=fsbin,at=/h,ro"
+}
+
+# One line per path under $1: type, size, mode, ids, links, mtime, sha256 or link target, and
+# its user.* xattrs. The same text runs in the test host and in the guest ($H: the helper).
+FS_MANIFEST='cd "$1" && find . | LC_ALL=C sort | while IFS= read -r f; do
+	s=$(stat -c "%F %s %a %u %g %h %Y" "$f")
+	case $s in
+	"regular file"*) h=$(sha256sum <"$f" | cut -d" " -f1) ;;
+	"symbolic link"*) h=$(readlink "$f") ;;
+	*) h=- ;;
+	esac
+	x=""
+	if [ ! -L "$f" ] && [ ! -p "$f" ]; then
+		for a in $($H listxattr "$f" | LC_ALL=C sort); do
+			case $a in user.*) x="$x$a=$($H getxattr "$f" "$a");" ;; esac
+		done
+	fi
+	echo "M|$f|$s|$h|$x"
+done'
+
+# Files, a 100 MiB file, symlinks, a hard link, a fifo, an empty dir, unicode names, xattrs;
+# then what the guest changes must be exactly what the host sees after.
+test_fs_share_tree_and_guest_changes() {
+	d=$tmp/tree
+	rm -rf "$d" && mkdir -p "$d/sub/deeper" "$d/empty" "$d/rw/olddir"
+	echo hello >"$d/a.txt"
+	printf 'x%.0s' $(seq 1 5000) >"$d/sub/deeper/5000x"
+	head -c 1048576 /dev/urandom >"$d/chunk"
+	for i in $(seq 1 100); do cat "$d/chunk"; done >"$d/big" && rm "$d/chunk"
+	ln -s a.txt "$d/rel-link"
+	ln -s /nowhere/at/all "$d/dangling"
+	ln "$d/a.txt" "$d/sub/hard"
+	mkfifo "$d/fifo"
+	echo unicode >"$d/héllo wörld ✓ 日本"
+	chmod 0640 "$d/sub/deeper/5000x"
+	"$FS_HELPER" setxattr "$d/a.txt" user.color blue
+	"$FS_HELPER" setxattr "$d/sub" user.kind dir
+	echo start >"$d/rw/app"
+	echo gone >"$d/rw/gone"
+	head -c 8192 /dev/zero >"$d/rw/mm"
+	H=$FS_HELPER sh -c "$FS_MANIFEST" sh "$d" >"$tmp/host.m"
+	run_guest "$tmp/o" -m 512M --share "$d,tag=tree" --share "$(fs_bin_share)" -- sh -c '
+		H=/h/h sh -c "$1" sh /mnt/tree
+		cd /mnt/tree/rw || exit 9
+		echo created >new.txt && mv new.txt renamed.txt &&
+		printf 0123456789 >trunc && dd if=/dev/null of=trunc bs=1 seek=4 2>/dev/null &&
+		echo more >>app && /h/h fsync renamed.txt && /h/h mmapwrite mm 4100 HELLO &&
+		rm gone && mkdir newdir && rmdir olddir && ln renamed.txt hl.txt &&
+		ln -s renamed.txt sl && echo changes-done' sh "$FS_MANIFEST"
+	grep '^M|' "$tmp/o" >"$tmp/guest.m"
+	r=$d/rw
+	if [ "$rc" -eq 0 ] && cmp -s "$tmp/host.m" "$tmp/guest.m" && has_line "$tmp/o" changes-done &&
+		[ "$(cat "$r/renamed.txt")" = created ] && [ ! -e "$r/new.txt" ] &&
+		[ "$(cat "$r/trunc")" = 0123 ] && [ "$(cat "$r/app")" = "start
+more" ] && [ "$(dd if="$r/mm" bs=1 skip=4100 count=5 2>/dev/null)" = HELLO ] &&
+		[ "$(stat -c %s "$r/mm")" = 8192 ] && [ ! -e "$r/gone" ] && [ -d "$r/newdir" ] &&
+		[ ! -e "$r/olddir" ] && [ "$(stat -c %h "$r/hl.txt")" = 2 ] &&
+		[ "$(readlink "$r/sl")" = renamed.txt ]; then
+		pass fs_share_tree_and_guest_changes
+	else
+		diff "$tmp/host.m" "$tmp/guest.m" | head -20 >"$tmp/m.diff"
+		cat "$tmp/m.diff" "$tmp/o" >"$tmp/o2"
+		ls -la "$r" >>"$tmp/o2" 2>&1
+		fail fs_share_tree_and_guest_changes "status $rc; manifest or host view differs" "$tmp/o2"
+	fi
+}
+
+# ro: the init mounts it read-only; remounted rw in the guest, the server still refuses each
+# change with EROFS, and the host directory is untouched.
+test_fs_share_ro_refuses_each_change() {
+	d=$tmp/ro
+	rm -rf "$d" && mkdir -p "$d/dir" && echo keep >"$d/f" && echo t >"$d/t"
+	H=$FS_HELPER sh -c "$FS_MANIFEST" sh "$d" >"$tmp/ro.before"
+	run_guest "$tmp/o" --share "$d,ro" --share "$(fs_bin_share)" -- sh -c '
+		grep -q " /mnt/ro virtiofs ro" /proc/mounts && echo mounted-ro
+		mount -o remount,rw /mnt/ro || echo remount-failed
+		cd /mnt/ro || exit 9
+		try() { n=$1; shift
+			if out=$("$@" 2>&1); then echo "ALLOWED $n"
+			else case $out in *"Read-only file system"*) echo "erofs $n" ;;
+				*) echo "OTHER $n: $out" ;; esac; fi; }
+		try create touch new; try append sh -c "echo x >>f"; try delete rm f
+		try mkdir mkdir d2; try rmdir rmdir dir; try rename mv f g; try symlink ln -s f s
+		try link ln f l; try chmod chmod 600 f; try truncate dd if=/dev/null of=t bs=1 seek=0
+		try setxattr /h/h setxattr f user.x y; try mmap /h/h mmapwrite f 0 Z
+		try mknod mknod p p'
+	H=$FS_HELPER sh -c "$FS_MANIFEST" sh "$d" >"$tmp/ro.after"
+	n=$(grep -c '^erofs ' "$tmp/o")
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" mounted-ro && [ "$n" -eq 13 ] &&
+		cmp -s "$tmp/ro.before" "$tmp/ro.after"; then
+		pass fs_share_ro_refuses_each_change
+	else
+		fail fs_share_ro_refuses_each_change "status $rc, $n of 13 EROFS or host changed" "$tmp/o"
+	fi
+}
+
+# --root with a minimal root made here (busybox and a script): the script runs as the command
+# and its exit status is nkvm's; nkvm run --root / runs the test host's own userland.
+test_fs_root_runs_script_and_status_returns() {
+	d=$tmp/minroot
+	rm -rf "$d" && mkdir -p "$d/bin" "$d/dev" "$d/proc" "$d/sys" "$d/run" "$d/tmp" "$d/etc"
+	# busybox sh's command -v names an applet without a path: the test host's is in /usr/bin.
+	for bb in /usr/bin/busybox /bin/busybox; do [ -x "$bb" ] && break; done
+	cp "$bb" "$d/bin/busybox"
+	ln -s busybox "$d/bin/sh"
+	echo minimal >"$d/etc/marker"
+	printf '#!/bin/sh\n/bin/busybox echo "root says $(/bin/busybox cat /etc/marker)"\n/bin/busybox test -r /proc/version && /bin/busybox echo proc-ok\n/bin/busybox echo written >/etc/from-guest\nexit 42\n' >"$d/bin/script"
+	chmod 755 "$d/bin/script"
+	run_guest "$tmp/o" --root "$d" -- /bin/script
+	rc1=$rc
+	cp "$tmp/o" "$tmp/o1"
+	run_guest "$tmp/o" --root / --share "$tmp,at=/tmp" -- sh -c 'uname -a; ls -1 /tmp/minroot/etc'
+	if [ "$rc1" -eq 42 ] && has_line "$tmp/o1" "root says minimal" && has_line "$tmp/o1" proc-ok &&
+		[ "$(cat "$d/etc/from-guest" 2>/dev/null)" = written ] && [ "$rc" -eq 0 ] &&
+		grep -q "^Linux nkvm " "$tmp/o" && has_line "$tmp/o" from-guest; then
+		pass fs_root_runs_script_and_status_returns
+	else
+		cat "$tmp/o1" >>"$tmp/o"
+		fail fs_root_runs_script_and_status_returns "status $rc1 (want 42) / $rc (want 0)" "$tmp/o"
+	fi
+}
+
+# Escapes from inside the guest fail and the host file outside the share stays untouched:
+# .. chains, absolute and relative symlinks out, /proc/self/root paths, a hard link to a file
+# outside, mknod of a block device.
+test_fs_escapes_fail_and_canary_untouched() {
+	e=$tmp/esc
+	rm -rf "$e" && mkdir -p "$e/share/sub"
+	echo canary >"$e/canary"
+	ln -s "$e/canary" "$e/share/abs"
+	ln -s /etc "$e/share/etc"
+	ln -s ../canary "$e/share/rel"
+	ln -s ../../canary "$e/share/sub/rel2"
+	ln -s "/proc/self/root$e/canary" "$e/share/pr"
+	# The race: the host swaps share/x between a directory and a symlink to the directory
+	# that holds the canary, while the guest keeps reading x/canary.
+	mkdir -p "$e/share/x" && echo inside >"$e/share/x/canary"
+	(while [ -e "$e/share/x" ] || [ -e "$e/share/x.d" ]; do
+		mv "$e/share/x" "$e/share/x.d" 2>/dev/null && ln -s "$e" "$e/share/x" &&
+			rm -f "$e/share/x" && mv "$e/share/x.d" "$e/share/x"
+		usleep 20000 2>/dev/null # leave the emulated test host's CPUs to the guest
+	done) &
+	swapper=$!
+	run_guest "$tmp/o" --share "$e/share,tag=esc" -- sh -c '
+		cd /mnt/esc || exit 9
+		for p in abs rel sub/rel2 pr ../../../../canary sub/../../canary "/proc/self/root'"$e"'/canary"; do
+			echo pwned >"$p" 2>/dev/null
+			if cat "$p" 2>/dev/null | grep -q canary; then echo "READ $p"; fi
+		done
+		if ln /etc/passwd /mnt/esc/hl 2>/dev/null; then echo "LINKED out"; fi
+		if mknod blk b 8 0 2>/dev/null; then echo "MKNOD blk"; fi
+		i=0; while [ $i -lt 300 ]; do
+			# The shell reads it itself: no fork per try, so the loop is quick.
+			if read -r l <x/canary 2>/dev/null && [ "$l" = canary ]; then echo "READ race"; fi
+			i=$((i + 1))
+		done
+		echo escapes-done'
+	kill "$swapper" 2>/dev/null
+	wait "$swapper" 2>/dev/null
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" escapes-done && ! grep -qE '^(READ|LINKED|MKNOD)' "$tmp/o" &&
+		[ "$(cat "$e/canary")" = canary ] && [ ! -e "$e/share/blk" ] && [ ! -e "$e/share/hl" ]; then
+		pass fs_escapes_fail_and_canary_untouched
+	else
+		fail fs_escapes_fail_and_canary_untouched "status $rc; an escape worked or canary changed" "$tmp/o"
+	fi
+}
+
+# A guest that opens files without closing them: nkvm's descriptors stay under the server's
+# handle bound (16384) plus its inodes; the opens past it fail, and nkvm still serves after.
+# nkvm's descriptor limit is raised well past the bound, so that the bound is what stops it.
+# 17000 opens rather than the issue's 100k: each costs about 7 ms in the emulated test host
+# (20000 took 2.5 minutes), and 616 past the bound prove as much.
+test_fs_guest_cannot_exceed_handle_bound() {
+	d=$tmp/many
+	rm -rf "$d" && mkdir -p "$d" && echo x >"$d/f"
+	(ulimit -n 65536 && exec "$NKVM" run -m 1G --share "$d,tag=many" --share "$(fs_bin_share)" -- \
+		/h/h openmany /mnt/many/f 17000 8 </dev/null >"$tmp/many.raw" 2>&1) &
+	pid=$! # nkvm itself (the subshell execs it), whose descriptors are counted
+	max=0
+	i=0
+	while kill -0 "$pid" 2>/dev/null && [ $i -lt 280 ]; do
+		n=$(ls "/proc/$pid/fd" 2>/dev/null | wc -l)
+		[ "$n" -gt "$max" ] && max=$n
+		sleep 1
+		i=$((i + 1))
+	done
+	kill "$pid" 2>/dev/null
+	wait "$pid"
+	rc=$?
+	tr -d '\r' <"$tmp/many.raw" >"$tmp/o"
+	held=$(sed -n 's/^held \([0-9]*\) failed.*/\1/p' "$tmp/o")
+	if [ "$rc" -eq 0 ] && [ -n "$held" ] && [ "$held" -le 16384 ] && [ "$held" -ge 16000 ] &&
+		[ "$max" -le 16640 ] &&
+		has_line "$tmp/o" "reopen ok"; then
+		echo "   (guest held $held handles; nkvm's descriptors peaked at $max)"
+		pass fs_guest_cannot_exceed_handle_bound
+	else
+		fail fs_guest_cannot_exceed_handle_bound "status $rc, held ${held:-?}, nkvm fds peaked at $max" "$tmp/o"
+	fi
+}
+
+# Without --share the guest never loads virtiofs; with one it does. And bad --share input
+# gets one line before any guest starts.
+test_fs_modules_on_demand_and_bad_input() {
+	run_guest "$tmp/o" -- sh -c 'grep -c "^virtiofs " /proc/modules'
+	rc1=$rc
+	cp "$tmp/o" "$tmp/o1"
+	echo f >"$tmp/afile"
+	"$NKVM" run --share "$tmp/none" -- true >"$tmp/b1" 2>&1
+	b1=$?
+	"$NKVM" run --share "$tmp/afile" -- true >"$tmp/b2" 2>&1
+	b2=$?
+	if [ "$rc1" -ne 0 ] && has_line "$tmp/o1" 0 && [ "$b1" -eq 2 ] && [ "$b2" -eq 2 ] &&
+		has_line "$tmp/b1" "nkvm: --share $tmp/none: no such directory" &&
+		has_line "$tmp/b2" "nkvm: --share $tmp/afile: not a directory"; then
+		pass fs_modules_on_demand_and_bad_input
+	else
+		cat "$tmp/b1" "$tmp/b2" >>"$tmp/o1"
+		fail fs_modules_on_demand_and_bad_input "status $rc1/$b1/$b2" "$tmp/o1"
+	fi
+}
+
+# Waits up to $2 seconds for file $1 to hold a line matching $3 (grep -E); 1 when it never did.
+wait_for_line() {
+	n=0
+	while [ "$n" -lt "$2" ]; do
+		tr -d '\r' <"$1" | grep -qE -- "$3" && return 0
+		sleep 1
+		n=$((n + 1))
+	done
+	return 1
+}
+
+# Two guests with different names at once: list shows both (and --json parses), a third with a
+# live name is refused, and their sockets are gone once they end (SIGTERM).
+test_list_shows_two_named_guests() {
+	"$NKVM" run --name it-a -- sleep 300 </dev/null >"$tmp/a" 2>&1 &
+	pa=$!
+	"$NKVM" run --name it-b -c 2 -m 128M -- sleep 300 </dev/null >"$tmp/b" 2>&1 &
+	pb=$!
+	n=0
+	while [ $n -lt 60 ]; do
+		"$NKVM" list >"$tmp/l" 2>&1
+		grep -q '^it-a ' "$tmp/l" && grep -q '^it-b ' "$tmp/l" && break
+		sleep 1
+		n=$((n + 1))
+	done
+	"$NKVM" list --json >"$tmp/j" 2>"$tmp/j.err"
+	"$NKVM" run --name it-a -- true </dev/null >"$tmp/dup" 2>&1
+	rcdup=$?
+	kill -TERM "$pa" "$pb"
+	wait "$pa"
+	wait "$pb"
+	"$NKVM" list >"$tmp/after" 2>&1
+	if ! grep -q '^it-a .* Running  *1  *256M' "$tmp/l" || ! grep -q '^it-b .* 2  *128M' "$tmp/l"; then
+		fail list_shows_two_named_guests "list did not show both" "$tmp/l"
+	elif ! jq -e 'map(.name) == ["it-a", "it-b"] and .[1].cpus == 2 and .[1].memory == 134217728' \
+		"$tmp/j" >/dev/null; then
+		fail list_shows_two_named_guests "list --json" "$tmp/j"
+	elif [ "$rcdup" -ne 1 ] || ! grep -q 'it-a: a guest of that name is running' "$tmp/dup"; then
+		fail list_shows_two_named_guests "a live name: status $rcdup, want 1" "$tmp/dup"
+	elif grep -q '^it-' "$tmp/after" || ls /run/nkvm/it-* 2>/dev/null; then
+		fail list_shows_two_named_guests "sockets left after SIGTERM" "$tmp/after"
+	else
+		pass list_shows_two_named_guests
+	fi
+}
+
+# The last "n I T" line the counting guest printed: "I T".
+last_count() {
+	tr -d '\r' <"$tmp/cnt" | sed -n 's/^n \([0-9]*\) \([0-9]*\)$/\1 \2/p' | tail -1
+}
+
+# A guest counting once a second (with its date): pause stops the count, stat says Paused,
+# resume goes on at the next number, and its date is not left behind by the 5 s pause.
+test_pause_stops_counting_and_resume_continues() {
+	"$NKVM" run --name it-count -- sh -c \
+		'i=0; while [ $i -lt 600 ]; do i=$((i + 1)); echo "n $i $(date +%s)"; sleep 1; done' \
+		</dev/null >"$tmp/cnt" 2>&1 &
+	pc=$!
+	why=""
+	wait_for_line "$tmp/cnt" 180 '^n 3 ' || why="the guest never counted to 3"
+	if [ -z "$why" ]; then
+		set -- $(last_count)
+		lag0=$(($(date +%s) - $2))
+		"$NKVM" pause it-count >"$tmp/p1" 2>&1 || why="pause: status $?"
+	fi
+	if [ -z "$why" ]; then
+		sleep 1
+		before=$(last_count)
+		"$NKVM" stat it-count >"$tmp/stat" 2>&1 || why="stat: status $?"
+		"$NKVM" stat it-count --json >"$tmp/statj" 2>&1
+		"$NKVM" pause it-count >"$tmp/p2" 2>&1
+		rc2=$?
+		sleep 5
+		during=$(last_count)
+		"$NKVM" resume it-count >"$tmp/r1" 2>&1 || why="resume: status $?"
+	fi
+	if [ -z "$why" ]; then
+		set -- $before
+		next=$(($1 + 1))
+		wait_for_line "$tmp/cnt" 60 "^n $((next + 2)) " || why="no count after resume"
+		set -- $(last_count)
+		lag1=$(($(date +%s) - $2))
+	fi
+	kill -TERM "$pc"
+	wait "$pc"
+	# Every number once, in order: nothing lost or repeated across the pause.
+	gaps=$(tr -d '\r' <"$tmp/cnt" | sed -n 's/^n \([0-9]*\) .*/\1/p' | awk 'NR != $1 { print NR; exit }')
+	if [ -n "$why" ]; then
+		fail pause_stops_counting_and_resume_continues "$why" "$tmp/cnt"
+	elif [ "$before" != "$during" ]; then
+		fail pause_stops_counting_and_resume_continues "counted while paused: $before, then $during" "$tmp/cnt"
+	elif [ -n "$gaps" ]; then
+		fail pause_stops_counting_and_resume_continues "the count skipped at line $gaps" "$tmp/cnt"
+	elif ! grep -q '^state: *Paused$' "$tmp/stat" || ! grep -q '^vcpu0: io=[1-9]' "$tmp/stat" ||
+		[ "$(jq -r .info.state "$tmp/statj")" != Paused ]; then
+		fail pause_stops_counting_and_resume_continues "stat did not show it paused" "$tmp/stat"
+	elif [ "$rc2" -ne 1 ] || ! grep -q 'already paused' "$tmp/p2"; then
+		fail pause_stops_counting_and_resume_continues "a second pause: status $rc2, want 1" "$tmp/p2"
+	else
+		pass pause_stops_counting_and_resume_continues
+	fi
+	# The guest's date against the host's, before and after: the pause must not open a gap.
+	if [ -z "$why" ] && [ $((lag1 - lag0)) -ge 3 ]; then
+		fail pause_keeps_guest_date "the guest's date fell behind by $((lag1 - lag0)) s (lag $lag0 s, then $lag1 s)" "$tmp/cnt"
+	elif [ -z "$why" ]; then
+		pass pause_keeps_guest_date
+	else
+		fail pause_keeps_guest_date "$why"
+	fi
+}
+
+# The guest's last "mem TOTAL_KB FREE_KB" line: "TOTAL_KB FREE_KB".
+last_mem() {
+	tr -d '\r' <"$tmp/bal" | sed -n 's/^mem \([0-9]*\) \([0-9]*\)$/\1 \2/p' | tail -1
+}
+
+# Waits up to $1 seconds for the guest's free memory (kB) to satisfy "test FREE $2 $3".
+wait_mem_free() {
+	n=0
+	while [ "$n" -lt "$1" ]; do
+		set -- "$1" "$2" "$3" $(last_mem)
+		[ -n "${5:-}" ] && [ "$5" "$2" "$3" ] && return 0
+		sleep 1
+		n=$((n + 1))
+	done
+	return 1
+}
+
+# A 512M guest that touched ~380M (a tmpfs filled, then emptied): `nkvm balloon NAME 128M`
+# takes about 384M from its free memory and nkvm's RSS falls from its peak by at least 80% of
+# that; stat shows the balloon's figures and the guest's own; `nkvm balloon NAME 512M` gives
+# the memory back to the guest; and a size above its memory is refused (status 1).
+test_balloon_takes_memory_and_gives_it_back() {
+	"$NKVM" run --name it-bal -m 512M -- sh -c \
+		'mkdir -p /fill && mount -t tmpfs -o size=450m none /fill &&
+		 dd if=/dev/zero of=/fill/f bs=1M count=380 2>/dev/null; rm -f /fill/f; echo FILLED
+		 i=0; while [ $i -lt 600 ]; do i=$((i + 1));
+		 echo "mem $(awk "/^MemTotal:/ { t = \$2 } /^MemFree:/ { f = \$2 } END { print t, f }" /proc/meminfo)";
+		 sleep 1; done' </dev/null >"$tmp/bal" 2>&1 &
+	pc=$!
+	why=""
+	want_kb=$((384 * 1024 * 8 / 10))
+	wait_for_line "$tmp/bal" 240 '^FILLED' && wait_for_line "$tmp/bal" 30 '^mem ' ||
+		why="the guest never filled its memory"
+	if [ -z "$why" ]; then
+		sleep 3
+		set -- $(last_mem)
+		free0=$2
+		"$NKVM" balloon it-bal 128M >"$tmp/b1" 2>&1 || why="balloon 128M: status $?"
+	fi
+	if [ -z "$why" ]; then
+		wait_mem_free 120 -le $((free0 - want_kb)) ||
+			why="the guest's free memory stayed at $(last_mem) kB (from $free0)"
+		# Until the driver says it holds all 384M (it inflates 1M at a time).
+		n=0
+		while [ $n -lt 60 ]; do
+			"$NKVM" stat it-bal --json >"$tmp/statj" 2>&1
+			jq -e '.counters.balloon.actual == 402653184' "$tmp/statj" >/dev/null && break
+			sleep 1
+			n=$((n + 1))
+		done
+		sleep 2
+		hwm=$(awk '/^VmHWM:/ { print $2 }' /proc/$pc/status)
+		rss=$(awk '/^VmRSS:/ { print $2 }' /proc/$pc/status)
+		"$NKVM" stat it-bal >"$tmp/stat" 2>&1
+		"$NKVM" stat it-bal --json >"$tmp/statj" 2>&1
+		"$NKVM" balloon it-bal 1G >"$tmp/big" 2>&1
+		rcbig=$?
+	fi
+	if [ -z "$why" ]; then
+		"$NKVM" balloon it-bal 512M >"$tmp/b2" 2>&1 || why="balloon 512M: status $?"
+		wait_mem_free 120 -ge $((free0 - (384 * 1024 - want_kb))) ||
+			why="deflating gave back too little: free $(last_mem) kB (was $free0)"
+	fi
+	kill -TERM "$pc"
+	wait "$pc"
+	tn=balloon_takes_memory_and_gives_it_back
+	if [ -n "$why" ]; then
+		fail $tn "$why" "$tmp/bal"
+	elif [ $((hwm - rss)) -lt "$want_kb" ]; then
+		fail $tn "nkvm's RSS fell by $(((hwm - rss) / 1024))M from its peak, want 80% of 384M" "$tmp/stat"
+	elif ! grep -q '^balloon: target=384M actual=384M' "$tmp/stat" || ! grep -q '^guest: .*free=' "$tmp/stat"; then
+		fail $tn "stat did not show the balloon's figures" "$tmp/stat"
+	elif ! jq -e '.counters.balloon.inflated >= 322122547 and .counters.guest_memory.total_memory > 0' \
+		"$tmp/statj" >/dev/null; then
+		fail $tn "stat --json" "$tmp/statj"
+	elif [ "$rcbig" -ne 1 ] || ! grep -q "more than the guest's memory" "$tmp/big"; then
+		fail $tn "balloon 1G on a 512M guest: status $rcbig, want 1" "$tmp/big"
+	else
+		echo "   balloon: guest free ${free0} kB -> $(last_mem); nkvm RSS peak $((hwm / 1024))M -> $((rss / 1024))M"
+		pass $tn
+	fi
+}
+
+# Commands naming no guest: status 3; a guest that died leaves a socket that is removed.
+test_control_commands_without_guest() {
+	"$NKVM" pause no-such-guest >"$tmp/o" 2>&1
+	rc=$?
+	"$NKVM" stat >"$tmp/u" 2>&1
+	rcu=$?
+	"$NKVM" run --name it-dies -- sleep 300 </dev/null >"$tmp/d" 2>&1 &
+	pd=$!
+	sleep 3 # it binds its socket first thing
+	kill -KILL "$pd"
+	wait "$pd"
+	"$NKVM" stat it-dies >"$tmp/s" 2>&1
+	rcs=$?
+	if [ "$rc" -eq 3 ] && [ "$rcu" -eq 2 ] && [ "$rcs" -eq 3 ] &&
+		grep -q 'it-dies: the guest has died; removed its stale socket' "$tmp/s" &&
+		[ ! -e /run/nkvm/it-dies.sock ]; then
+		pass control_commands_without_guest
+	else
+		fail control_commands_without_guest "status $rc, $rcu, $rcs; want 3, 2, 3" "$tmp/s"
+	fi
+}
+
+# --- networking (-n) -------------------------------------------------------------------------
+# The test host's servers listen on ports from here (different in each suite run); TAP tests use
+# this subnet, the host side given by host_ip=, the guest's by guest_ip= (set by nkvm's init).
+NET_PORT=$((20000 + $$ % 20000))
+NET_HOST=192.168.100.1
+NET_GUEST=192.168.100.2
+# MiB through the TAP each way, a multiple of 16. Issue 16 asks for 256; under the test host's
+# TCG, shared with other work, the guest moved about 1 MB/s (256 MiB in did not finish in 280 s),
+# so the suite moves 32 by default: NET_TAP_MIB=256 for the full size.
+NET_TAP_MIB=${NET_TAP_MIB:-32}
+
+# net_data FILE MIB: random bytes, made once per suite run.
+net_data() {
+	[ -s "$1" ] || head -c $(($2 * 1048576)) /dev/urandom >"$1"
+}
+
+sum_of() {
+	sha256sum "$1" | cut -d' ' -f1
+}
+
+# A FIFO nobody writes to: as nc's stdin it never ends, so nc leaves the connection open for
+# what the other side sends (busybox nc shuts down its side at the end of its input).
+net_hold() {
+	[ -p "$tmp/hold" ] || mkfifo "$tmp/hold"
+}
+
+# net_start OUT -- nkvm run arguments...: nkvm in the background ($net_pid), output to OUT.raw.
+net_start() {
+	out=$1
+	shift
+	net_started=$(date +%s)
+	timeout -k 10 300 "$NKVM" run "$@" </dev/null >"$out.raw" 2>&1 &
+	net_pid=$!
+}
+
+# net_wait: waits for net_start's nkvm; status in $rc, output (CRs stripped) in $out.
+net_wait() {
+	wait "$net_pid"
+	rc=$?
+	tr -d '\r' <"$out.raw" >"$out"
+	echo "time: $(($(date +%s) - net_started)) s"
+}
+
+# net_wait_line OUT.raw LINE SECONDS: LINE shows in nkvm's output while nkvm runs.
+net_wait_line() {
+	i=0
+	while [ $i -lt "$3" ] && kill -0 "$net_pid" 2>/dev/null; do
+		tr -d '\r' <"$1" | grep -qxF -- "$2" && return 0
+		sleep 1
+		i=$((i + 1))
+	done
+	return 1
+}
+
+# The TAP devices nkvm created (nkvmN).
+net_taps() {
+	for d in /sys/class/net/nkvm*; do
+		if [ -e "$d" ]; then echo "${d##*/}"; fi
+	done
+}
+
+test_net_bad_options() {
+	expect_error net_error_bad_mac "-n user,mac=zz: mac must be six hex bytes" -n user,mac=zz -- true
+	expect_error net_error_queues_zero "-n user,queues=0: queues must be 1 to 16" \
+		-n user,queues=0 -- true
+	expect_error net_error_hostfwd_port \
+		"-n user,hostfwd=tcp:99999-22: hostfwd port 99999 is not 1 to 65535" \
+		-n user,hostfwd=tcp:99999-22 -- true
+	expect_error net_error_tap_key_on_user "-n user,ifname=tap0: ifname is for -n tap only" \
+		-n user,ifname=tap0 -- true
+	expect_error net_error_user_key_on_tap \
+		"-n tap,hostfwd=tcp:2222-22: hostfwd is for -n user only" \
+		-n tap,hostfwd=tcp:2222-22 -- true
+	expect_error net_error_ifname_not_a_tap "-n tap: lo is not a TAP device" -n tap,ifname=lo -- true
+	# Without CAP_NET_ADMIN (as nobody, whom the test host lets use /dev/kvm for this).
+	if [ -f /etc/nested/cmd ] && command -v start-stop-daemon >/dev/null; then
+		kvm_mode=$(stat -c %a /dev/kvm)
+		chmod 666 /dev/kvm
+		# start-stop-daemon looks the IDs up; the test host has no user database of its own.
+		grep -qs '^nobody:' /etc/passwd || echo 'nobody:x:65534:65534::/:/bin/false' >>/etc/passwd
+		grep -qs '^nogroup:' /etc/group || echo 'nogroup:x:65534:' >>/etc/group
+		printf '#!/bin/sh\nexec start-stop-daemon -S -c 65534:65534 -x %s -- "$@"\n' \
+			"$(realpath "$NKVM")" >"$tmp/nobody-nkvm"
+		chmod 755 "$tmp/nobody-nkvm"
+		saved=$NKVM
+		NKVM=$tmp/nobody-nkvm
+		# The test host has no udev to make /dev/net/tun 0666: nobody cannot even open it...
+		tun_mode=$(stat -c %a /dev/net/tun)
+		chmod 600 /dev/net/tun
+		expect_error net_error_no_permission_for_tun "-n tap: /dev/net/tun: Permission denied" \
+			-n tap -- true
+		# ...and where everyone may, creating a TAP needs CAP_NET_ADMIN.
+		chmod 666 /dev/net/tun
+		expect_error net_error_no_cap_net_admin \
+			"-n tap: /dev/net/tun: cannot create a TAP: Operation not permitted" -n tap -- true
+		NKVM=$saved
+		chmod "$tun_mode" /dev/net/tun
+		chmod "$kvm_mode" /dev/kvm
+	fi
+}
+
+# No NIC: no NIC driver loaded; lo is up all the same.
+test_net_no_nic_no_driver_lo_up() {
+	run_guest "$tmp/o" -- sh -c 'test -d /sys/module/virtio_net && echo DRIVER-LOADED;
+		ip -o link show lo | grep -q "[<,]UP[,>]" && echo LO-UP;
+		ping -c 1 -W 2 127.0.0.1 >/dev/null && echo LO-PING'
+	if [ "$rc" -eq 0 ] && ! grep -q DRIVER-LOADED "$tmp/o" && has_line "$tmp/o" LO-UP &&
+		has_line "$tmp/o" LO-PING; then
+		pass net_no_nic_no_driver_lo_up
+	else
+		fail net_no_nic_no_driver_lo_up "status $rc" "$tmp/o"
+	fi
+}
+
+# -n user: the guest is set up as QEMU's (address, route, DNS) and fetches 64 MiB from a server
+# on the test host's 127.0.0.1, which it reaches as 10.0.2.2.
+test_net_user_fetches_64m_from_host() {
+	mkdir -p "$tmp/www"
+	net_data "$tmp/www/big" 64
+	want=$(sum_of "$tmp/www/big")
+	httpd -f -p "127.0.0.1:$NET_PORT" -h "$tmp/www" &
+	httpd_pid=$!
+	start=$(date +%s)
+	run_guest "$tmp/o" -n user -- sh -c 'ip -o -4 addr show; ip route; cat /etc/resolv.conf;
+		wget -q -O - "http://10.0.2.2:$1/big" | sha256sum' sh "$NET_PORT"
+	echo "time: $(($(date +%s) - start)) s"
+	kill "$httpd_pid"
+	wait "$httpd_pid" 2>/dev/null
+	if [ "$rc" -eq 0 ] && grep -q "inet 10.0.2.15/24" "$tmp/o" &&
+		grep -q "^default via 10.0.2.2 " "$tmp/o" && has_line "$tmp/o" "nameserver 10.0.2.3" &&
+		has_line "$tmp/o" "$want  -"; then
+		pass net_user_fetches_64m_from_host
+	else
+		fail net_user_fetches_64m_from_host "status $rc, want sha256 $want" "$tmp/o"
+	fi
+}
+
+# hostfwd (given twice): the host's 127.0.0.1 ports reach listeners in the guest, 4 MiB each way.
+test_net_user_hostfwd_both_ways() {
+	up=$NET_PORT
+	down=$((NET_PORT + 1))
+	net_data "$tmp/up" 4
+	net_hold
+	rm -f "$tmp/down"
+	net_start "$tmp/o" -n "user,hostfwd=tcp:$up-5555,hostfwd=tcp::$down-:5556" -- sh -c '
+		head -c 4194304 /dev/urandom >/tmp/down
+		echo "$(sha256sum </tmp/down | cut -d" " -f1) DOWN-SUM"
+		mkfifo /tmp/hold
+		nc -l -p 5555 0<>/tmp/hold | sha256sum | sed "s/ .*/ UP-SUM/" &
+		nc -l -p 5556 </tmp/down &
+		sleep 1
+		echo LISTENING
+		wait'
+	if net_wait_line "$tmp/o.raw" LISTENING 240; then
+		timeout 60 nc 127.0.0.1 "$up" <"$tmp/up"
+		timeout 60 nc 127.0.0.1 "$down" >"$tmp/down" 0<>"$tmp/hold"
+	fi
+	net_wait
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" "$(sum_of "$tmp/up") UP-SUM" &&
+		[ -s "$tmp/down" ] && has_line "$tmp/o" "$(sum_of "$tmp/down") DOWN-SUM"; then
+		pass net_user_hostfwd_both_ways
+	else
+		fail net_user_hostfwd_both_ways "status $rc, $(wc -c <"$tmp/down") bytes down" "$tmp/o"
+	fi
+}
+
+# net_tap_data FILE MIB: MIB MiB that no run of TCP segments repeats within 16 MiB, made fast
+# (the test host's /dev/urandom and sha256sum run at a few MB/s under TCG).
+net_tap_data() {
+	if [ ! -s "$1" ]; then
+		head -c 16777216 /dev/urandom >"$1.seed"
+		i=0
+		while [ $i -lt $(($2 / 16)) ]; do
+			cat "$1.seed"
+			i=$((i + 1))
+		done >"$1"
+		rm -f "$1.seed"
+	fi
+}
+
+# net_tap_traffic VHOST: ping both ways; NET_TAP_MIB from the test host into the guest's RAM and
+# back, compared byte for byte (the guest's sha256sum does 1.5 MB/s under TCG); then a
+# 1 MiB write from the guest (httpd's sendfile), which leaves it as large GSO frames: far fewer
+# frames on the TAP than the 724 of 1448 bytes it would take without offloads; and the TAP is
+# gone after exit.
+net_tap_traffic() {
+	v=$1
+	name=net_tap_vhost_$v
+	net_tap_data "$tmp/big" "$NET_TAP_MIB"
+	net_hold
+	rm -f "$tmp/recv" "$tmp/gso"
+	timeout 280 nc -l -p "$NET_PORT" <"$tmp/big" >/dev/null &
+	serve_pid=$!
+	timeout 280 nc -l -p $((NET_PORT + 1)) >"$tmp/recv" 0<>"$tmp/hold" &
+	recv_pid=$!
+	net_start "$tmp/o" -m $((2 * NET_TAP_MIB + 256))M \
+		-n "tap,host_ip=$NET_HOST/24,guest_ip=$NET_GUEST/24,vhost=$v" -- sh -c '
+		ping -c 2 -W 5 "$1" >/dev/null || exit 3
+		echo GUEST-PING-OK
+		mkfifo /tmp/hold
+		nc "$1" "$2" 0<>/tmp/hold >/tmp/data || exit 4
+		echo "RECEIVED $(wc -c </tmp/data)"
+		nc "$1" $(($2 + 1)) </tmp/data || exit 5
+		rm /tmp/data
+		mkdir /tmp/www
+		head -c 1048576 /dev/zero >/tmp/www/mib
+		httpd -p 8080 -h /tmp/www || exit 6
+		echo SERVING
+		nc -l -p $(($2 + 2)) 0<>/tmp/hold' sh "$NET_HOST" "$NET_PORT"
+	host_ping=no
+	i=0
+	while [ $i -lt 200 ] && kill -0 "$net_pid" 2>/dev/null; do
+		if ping -c 1 -W 1 "$NET_GUEST" >/dev/null 2>&1; then
+			host_ping=ok
+			break
+		fi
+		i=$((i + 1))
+	done
+	tap=$(net_taps | head -n 1)
+	wait "$serve_pid" "$recv_pid"
+	# The guest's httpd sends the MiB with one sendfile(); the frames the guest sent meanwhile.
+	frames=none
+	if [ -n "$tap" ] && net_wait_line "$tmp/o.raw" SERVING 60; then
+		rx0=$(cat "/sys/class/net/$tap/statistics/rx_packets")
+		timeout 60 wget -q -O "$tmp/gso" "http://$NET_GUEST:8080/mib"
+		rx1=$(cat "/sys/class/net/$tap/statistics/rx_packets")
+		frames=$((rx1 - rx0))
+		# Tells the guest to end.
+		timeout 10 nc "$NET_GUEST" $((NET_PORT + 2)) </dev/null
+	fi
+	net_wait
+	echo "time: $name, $frames frames for 1 MiB"
+	left=$(net_taps)
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" GUEST-PING-OK && [ "$host_ping" = ok ] &&
+		has_line "$tmp/o" "RECEIVED $((NET_TAP_MIB * 1048576))" && cmp -s "$tmp/big" "$tmp/recv" &&
+		[ "$(wc -c <"$tmp/gso")" -eq 1048576 ] && [ "$frames" -lt 180 ] && [ -z "$left" ]; then
+		pass "$name"
+	else
+		fail "$name" "status $rc, tap ${tap:-none}, host ping $host_ping, $frames frames, \
+$(wc -c <"$tmp/recv" 2>/dev/null) bytes back, TAPs left: ${left:-none}" "$tmp/o"
+	fi
+}
+
+test_net_tap_vhost_on() {
+	net_tap_traffic on
+}
+
+test_net_tap_vhost_off() {
+	net_tap_traffic off
+}
+
+# -c 2, queues=2: four connections, two sent from each vCPU; each queue's interrupt counts.
+net_tap_two_queues() {
+	v=$1
+	name=net_tap_two_queues_vhost_$v
+	net_hold
+	listeners=
+	for i in 0 1 2 3; do
+		timeout 200 nc -l -p $((NET_PORT + i)) >/dev/null 0<>"$tmp/hold" &
+		listeners="$listeners $!"
+	done
+	net_start "$tmp/o" -c 2 -n "tap,host_ip=$NET_HOST/24,guest_ip=$NET_GUEST/24,queues=2,vhost=$v" \
+		-- sh -c 'for i in 0 1 2 3; do
+			taskset $((1 << (i % 2))) sh -c "head -c 4194304 /dev/zero | nc $1 $(($2 + i))" &
+		done
+		wait
+		awk "/virtio[0-9]+-(input|output)\\.[0-9]+\$/ { print \"QUEUE\", \$NF, \$2 + \$3 }" \
+			/proc/interrupts' sh "$NET_HOST" "$NET_PORT"
+	net_wait
+	# Done with the guest, or never connected by it.
+	# shellcheck disable=SC2086 # a list of PIDs
+	kill $listeners 2>/dev/null
+	busy=$(grep -cE '^QUEUE virtio[0-9]+-(input|output)\.[01] [1-9]' "$tmp/o")
+	if [ "$rc" -eq 0 ] && [ "$busy" -eq 4 ]; then
+		pass "$name"
+	else
+		fail "$name" "status $rc, $busy of 4 queue vectors counted" "$tmp/o"
+	fi
+}
+
+test_net_tap_two_queues() {
+	net_tap_two_queues on
+	net_tap_two_queues off
+}
+
+# The TAP nkvm made goes with it, also when nkvm is killed with SIGKILL.
+test_net_tap_gone_after_kill_9() {
+	net_start "$tmp/o" -n tap -- sleep 600
+	i=0
+	while [ $i -lt 60 ] && [ -z "$(net_taps)" ] && kill -0 "$net_pid" 2>/dev/null; do
+		sleep 1
+		i=$((i + 1))
+	done
+	tap=$(net_taps)
+	kill -9 "$net_pid"
+	net_wait
+	i=0
+	while [ $i -lt 10 ] && [ -n "$(net_taps)" ]; do
+		sleep 1
+		i=$((i + 1))
+	done
+	if [ -n "$tap" ] && [ "$rc" -eq 137 ] && [ -z "$(net_taps)" ]; then
+		pass net_tap_gone_after_kill_9
+	else
+		fail net_tap_gone_after_kill_9 "status $rc, TAP ${tap:-never made}, left: $(net_taps)" \
+			"$tmp/o"
+	fi
+}
+
+# The guest's end of the vsock tests: a listener on port 5000 whose bytes it sums ("in SUM"),
+# then 300000 bytes of its own ("out SUM") sent to the host's port 6000.
+vsock_guest_script='socat -u VSOCK-LISTEN:5000 CREATE:/tmp/in & sleep 1; echo vsock-ready; wait
+echo "in $(md5sum </tmp/in | cut -d" " -f1)"
+head -c 300000 /dev/urandom >/tmp/out; echo "out $(md5sum </tmp/out | cut -d" " -f1)"
+socat -u FILE:/tmp/out VSOCK-CONNECT:2:6000 && echo sent'
+
+# Runs $1 (a command that sends $tmp/vs-send to the guest's port 5000) until it works, at most 5
+# times, once the guest listens; then waits for the guest (pid $2). Sets why: "" on success.
+vsock_host_send() {
+	why=""
+	if ! wait_for_line "$tmp/vs-guest" 240 '^vsock-ready$'; then
+		why="the guest never listened"
+		return
+	fi
+	n=0
+	until eval "$1"; do
+		n=$((n + 1))
+		if [ $n -ge 5 ]; then
+			why="could not send to the guest's port 5000"
+			return
+		fi
+		sleep 1
+	done
+	wait "$2"
+}
+
+# What the guest summed and sent, against the host's sums: "" when the bytes match both ways.
+vsock_check() {
+	want_in=$(md5sum <"$tmp/vs-send" | cut -d' ' -f1)
+	got_out=$(md5sum <"$1" 2>/dev/null | cut -d' ' -f1)
+	if ! has_line "$tmp/vs-guest" "in $want_in"; then
+		echo "host to guest: the guest's bytes differ"
+	elif ! has_line "$tmp/vs-guest" "out $got_out" || ! has_line "$tmp/vs-guest" sent; then
+		echo "guest to host: the host's bytes differ"
+	fi
+}
+
+# vhost-vsock: host `socat VSOCK-CONNECT:CID:5000` reaches a listener in the guest, and the guest's
+# VSOCK-CONNECT:2:6000 a host VSOCK-LISTEN; 200000 and 300000 bytes arrive unchanged.
+test_vsock_vhost_both_ways() {
+	head -c 200000 /dev/urandom >"$tmp/vs-send"
+	rm -f "$tmp/vs-recv"
+	: >"$tmp/vs-guest"
+	timeout 300 socat -u VSOCK-LISTEN:6000 CREATE:"$tmp/vs-recv" 2>"$tmp/vs-l.err" &
+	pl=$!
+	"$NKVM" run --vsock 7 -- sh -c "$vsock_guest_script" </dev/null >"$tmp/vs-guest" 2>&1 &
+	pg=$!
+	vsock_host_send 'timeout 30 socat -u FILE:"$tmp/vs-send" VSOCK-CONNECT:7:5000' "$pg"
+	# On a failure neither end may be left waiting for the other.
+	[ -z "$why" ] || kill "$pg" "$pl" 2>/dev/null
+	wait "$pl"
+	[ -n "$why" ] || why=$(vsock_check "$tmp/vs-recv")
+	if [ -n "$why" ]; then
+		fail vsock_vhost_both_ways "$why" "$tmp/vs-guest"
+	else
+		pass vsock_vhost_both_ways
+	fi
+}
+
+# The unix-socket back end: a host program's "CONNECT 5000" gets "OK PORT" and reaches the
+# guest's listener; the guest's connection to host port 6000 reaches the listener at PATH_6000.
+test_vsock_socket_connect_protocol_both_ways() {
+	sock=$tmp/vs.sock
+	head -c 200000 /dev/urandom >"$tmp/vs-send"
+	rm -f "$tmp/vs-recv" "$tmp/vs-ok"
+	: >"$tmp/vs-guest"
+	timeout 300 socat -u UNIX-LISTEN:"${sock}_6000" CREATE:"$tmp/vs-recv" 2>"$tmp/vs-l.err" &
+	pl=$!
+	"$NKVM" run --vsock 8,socket="$sock" -- sh -c "$vsock_guest_script" </dev/null \
+		>"$tmp/vs-guest" 2>&1 &
+	pg=$!
+	vsock_host_send '{ echo "CONNECT 5000"; cat "$tmp/vs-send"; } |
+		timeout 30 socat -t 30 - UNIX-CONNECT:"$sock" >"$tmp/vs-ok" && grep -q "^OK [0-9]" "$tmp/vs-ok"' "$pg"
+	# On a failure neither end may be left waiting for the other.
+	[ -z "$why" ] || kill "$pg" "$pl" 2>/dev/null
+	wait "$pl"
+	[ -n "$why" ] || why=$(vsock_check "$tmp/vs-recv")
+	if [ -n "$why" ]; then
+		fail vsock_socket_connect_protocol_both_ways "$why" "$tmp/vs-guest"
+	elif [ -e "$sock" ]; then
+		fail vsock_socket_connect_protocol_both_ways "$sock left after the guest ended"
+	else
+		pass vsock_socket_connect_protocol_both_ways
+	fi
+}
+
 all_tests="test_bad_input test_command_output_and_status test_command_output_is_clean \
 	test_exit_status_propagates test_missing_command_is_127 test_arguments_survive_quoting \
 	test_kernel_version test_nproc_matches_cpus test_every_cpu_online test_tsc_deadline_timer \
@@ -814,7 +1656,16 @@ all_tests="test_bad_input test_command_output_and_status test_command_output_is_
 	test_blk_ext4_made_in_guest_checks_clean_on_host test_blk_fio_verify_one_queue_per_vcpu \
 	test_blk_root_on_disk test_console_on_hvc0 test_qcow2_ext4_in_guest_checks_clean \
 	test_qcow2_overlay_on_raw_base test_qcow2_overlay_fs_over_populated_base \
-	test_engines_verify_and_discard test_enospc_reaches_guest_as_ioerr"
+	test_engines_verify_and_discard test_enospc_reaches_guest_as_ioerr \
+	test_list_shows_two_named_guests test_pause_stops_counting_and_resume_continues \
+	test_control_commands_without_guest test_balloon_takes_memory_and_gives_it_back \
+	test_net_bad_options test_net_no_nic_no_driver_lo_up test_net_user_fetches_64m_from_host \
+	test_net_user_hostfwd_both_ways test_net_tap_vhost_on test_net_tap_vhost_off \
+	test_net_tap_two_queues test_net_tap_gone_after_kill_9 \
+	test_vsock_vhost_both_ways test_vsock_socket_connect_protocol_both_ways \
+	test_fs_modules_on_demand_and_bad_input test_fs_share_tree_and_guest_changes \
+	test_fs_share_ro_refuses_each_change test_fs_root_runs_script_and_status_returns \
+	test_fs_escapes_fail_and_canary_untouched test_fs_guest_cannot_exceed_handle_bound"
 if [ "${1:-}" = --list ]; then
 	echo $all_tests
 	exit 0

@@ -126,8 +126,8 @@ static void test_devices_created_in_table_order_and_destroyed(void **state)
 	assert_int_equal(devices_create(&fx->list, &fx->ctx, fx->o.devices, fx->o.nr_devices, err,
 					sizeof(err)),
 			 0);
-	assert_int_equal(fx->list.nr, 4);
-	/* Table order, not command-line order: rng, console, then the disks as given. */
+	assert_int_equal(fx->list.nr, 5);
+	/* Table order, not command-line order: rng, console, the disks as given, the balloon. */
 	assert_int_equal(slot_id(fx, 1), 0x10441af4);
 	assert_int_equal(slot_class(fx, 1), PCI_CLASS_OTHERS);
 	assert_int_equal(slot_id(fx, 2), 0x10431af4);
@@ -135,14 +135,17 @@ static void test_devices_created_in_table_order_and_destroyed(void **state)
 	assert_int_equal(slot_id(fx, 3), 0x10421af4);
 	assert_int_equal(slot_class(fx, 3), PCI_CLASS_STORAGE_OTHER); /* the device's class */
 	assert_int_equal(slot_id(fx, 4), 0x10421af4);
-	assert_int_equal(slot_id(fx, 5), 0xffffffff);
+	/* The balloon, there without being asked, comes last: no other device moved. */
+	assert_int_equal(slot_id(fx, 5), 0x10451af4);
+	assert_non_null(fx->ctx.balloon);
+	assert_int_equal(slot_id(fx, 6), 0xffffffff);
 	/* virtio-console takes the host's input from the UART. */
 	assert_non_null(fx->ctx.console_input);
 	assert_true(image_locked(fx->a));
 
 	devices_destroy(&fx->list);
 	assert_int_equal(fx->list.nr, 0);
-	for (unsigned int s = 1; s <= 4; s++)
+	for (unsigned int s = 1; s <= 5; s++)
 		assert_int_equal(slot_id(fx, s), 0xffffffff);
 	/* Each disk was closed: its lock is gone. */
 	assert_false(image_locked(fx->a));
@@ -153,7 +156,7 @@ static void test_serial_console_makes_no_device(void **state)
 {
 	struct fx *fx = *state;
 	char err[512];
-	char *argv[] = { "run", "--console", "serial", NULL };
+	char *argv[] = { "run", "--console", "serial", "--no-balloon", NULL };
 
 	parse(fx, argv);
 	assert_int_equal(devices_create(&fx->list, &fx->ctx, fx->o.devices, fx->o.nr_devices, err,
@@ -180,6 +183,50 @@ static void test_failed_disk_says_which_and_keeps_devices_made_before(void **sta
 	assert_int_equal(fx->list.nr, 1); /* the rng; the fixture's teardown destroys it */
 }
 
+/* NICs come after the disks, whatever the command line's order, so the disks' slots stay. */
+static void test_nics_after_disks_and_failed_tap_names_its_option(void **state)
+{
+	struct fx *fx = *state;
+	char err[512];
+	char *argv[] = { "run",		  "-n", "user",		 "-d", fx->a, "-n",
+			 "user,queues=2", "-n", "tap,ifname=lo", NULL };
+
+	parse(fx, argv);
+	/* The tap NIC cannot open (lo is no TAP, or no CAP_NET_ADMIN): the others stay made. */
+	assert_int_not_equal(devices_create(&fx->list, &fx->ctx, fx->o.devices, fx->o.nr_devices,
+					    err, sizeof(err)),
+			     0);
+	assert_true(!strncmp(err, "-n tap: ", 8));
+	assert_int_equal(fx->list.nr, 3);
+	assert_int_equal(slot_id(fx, 1), 0x10421af4);
+	assert_int_equal(slot_id(fx, 2), 0x10411af4);
+	assert_int_equal(slot_class(fx, 2), 0x020000); /* an Ethernet controller */
+	assert_int_equal(slot_id(fx, 3), 0x10411af4);
+	assert_int_equal(slot_id(fx, 4), 0xffffffff);
+}
+
+/* --share and --root: a virtio-fs function each (device 26: 0x105a), after the disks. */
+static void test_share_and_root_are_virtio_fs_functions_after_disks(void **state)
+{
+	struct fx *fx = *state;
+	char err[512];
+	char *argv[] = { "run", "--root", fx->dir,	  "--share", fx->dir,
+			 "-d",	fx->a,	  "--no-balloon", NULL };
+
+	parse(fx, argv);
+	assert_int_equal(devices_create(&fx->list, &fx->ctx, fx->o.devices, fx->o.nr_devices, err,
+					sizeof(err)),
+			 0);
+	assert_int_equal(fx->list.nr, 3);
+	assert_int_equal(slot_id(fx, 1), 0x10421af4);
+	assert_int_equal(slot_id(fx, 2), 0x105a1af4);
+	assert_int_equal(slot_class(fx, 2), PCI_CLASS_STORAGE_OTHER);
+	assert_int_equal(slot_id(fx, 3), 0x105a1af4);
+	devices_destroy(&fx->list);
+	assert_int_equal(slot_id(fx, 2), 0xffffffff);
+	assert_int_equal(slot_id(fx, 3), 0xffffffff);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -189,6 +236,12 @@ int main(void)
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(
 			test_failed_disk_says_which_and_keeps_devices_made_before, fx_setup,
+			fx_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_nics_after_disks_and_failed_tap_names_its_option, fx_setup,
+			fx_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_share_and_root_are_virtio_fs_functions_after_disks, fx_setup,
 			fx_teardown),
 	};
 

@@ -304,6 +304,22 @@ static void test_console_and_rng_given_twice_keep_one_the_last(void **state)
 	run_options_free(&o);
 }
 
+static void test_balloon_is_made_unless_no_balloon(void **state)
+{
+	struct run_options o;
+	char err[256];
+
+	assert_int_equal(parse(&o, err, NULL), 0);
+	assert_int_equal(count(&o, &balloon_device_type), 1);
+	run_options_free(&o);
+	assert_int_equal(parse(&o, err, "--no-balloon", "--rng", NULL), 0);
+	assert_int_equal(count(&o, &balloon_device_type), 0);
+	assert_int_equal(count(&o, &rng_device_type), 1);
+	run_options_free(&o);
+	assert_int_equal(parse(&o, err, "--no-balloon=yes", NULL), -1);
+	run_options_free(&o);
+}
+
 static void test_help(void **state)
 {
 	struct run_options o;
@@ -341,6 +357,7 @@ static void test_help_has_every_device_option_and_key_from_the_table(void **stat
 	assert_non_null(strstr(text, "  -d, --disk FILE[,OPTION]...\n"));
 	assert_non_null(strstr(text, "      --console serial|virtio\n"));
 	assert_non_null(strstr(text, "      --rng            a virtio-rng device"));
+	assert_non_null(strstr(text, "      --no-balloon     no virtio-balloon device"));
 	assert_non_null(strstr(text, "(repeatable, up to 8). OPTIONs:"));
 	assert_non_null(strstr(text, "cache=writeback|none"));
 	free(text);
@@ -364,6 +381,7 @@ int main(void)
 		cmocka_unit_test(test_too_many_disks),
 		cmocka_unit_test(test_console_choice),
 		cmocka_unit_test(test_console_and_rng_given_twice_keep_one_the_last),
+		cmocka_unit_test(test_balloon_is_made_unless_no_balloon),
 		cmocka_unit_test(test_help),
 		cmocka_unit_test(test_help_has_every_device_option_and_key_from_the_table),
 	};

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -164,6 +165,22 @@ static void test_kernel_package_not_a_debian_name_is_einval(void **state)
 			 0);
 }
 
+/*
+ * The network benchmark runs iperf3 in the full initramfs: a host with iperf3 gets it there, and
+ * the stamp names it, so that `nkvm setup` rebuilds an initramfs made before it was installed.
+ */
+static void test_stamp_names_iperf3_when_host_has_it(void **state)
+{
+	char buf[256];
+
+	if (access("/usr/bin/iperf3", X_OK)) {
+		skip(); /* scripts/install-deps.sh installs it */
+		return;
+	}
+	assert_int_equal(setup_initrd_stamp("6.1.0-56-cloud-amd64", buf, sizeof(buf)), 0);
+	assert_non_null(strstr(buf, " iperf3"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -176,6 +193,7 @@ int main(void)
 		cmocka_unit_test(test_stamp_names_kernel_and_fits_or_fails),
 		cmocka_unit_test(test_kernel_package_guest_goes_in_its_own_cache_dir),
 		cmocka_unit_test(test_kernel_package_not_a_debian_name_is_einval),
+		cmocka_unit_test(test_stamp_names_iperf3_when_host_has_it),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
  * virtio-fs through the virtio-pci transport, driven by the in-process driver (virtio/driver.h)
- * as a guest's virtio_fs would. The FUSE server is the test's own (--wrap=fuse_server_handle,
- * fuse_server_destroy): what reaches it and what it answers is what this device is about; the
- * real server has tests of its own.
+ * as a guest's virtio_fs would. The FUSE server is mostly the test's own (--wrap=
+ * fuse_server_handle, fuse_server_destroy): what reaches it and what it answers is what this
+ * device is about. One test passes requests on to the real server over a scratch directory, as
+ * a guest mounting a share does: INIT, LOOKUP, OPEN, READ.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/fuse.h>
 #include <linux/virtio_pci.h>
 #include <pthread.h>
@@ -53,6 +55,7 @@ static struct {
 	pthread_t thread[MAX_QUEUES + 1];
 	unsigned int threads;
 	size_t answer; /* what handle returns (SIZE_MAX: the reply header's length) */
+	bool real; /* pass requests to the real server */
 } srv_log = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static struct fuse_server *const test_srv = (struct fuse_server *)&srv_log;
@@ -60,6 +63,9 @@ static struct fuse_server *const test_srv = (struct fuse_server *)&srv_log;
 size_t __wrap_fuse_server_handle(struct fuse_server *srv, const struct iovec *req,
 				 unsigned int nreq, const struct iovec *reply, unsigned int nreply);
 void __wrap_fuse_server_destroy(struct fuse_server *srv);
+size_t __real_fuse_server_handle(struct fuse_server *srv, const struct iovec *req,
+				 unsigned int nreq, const struct iovec *reply, unsigned int nreply);
+void __real_fuse_server_destroy(struct fuse_server *srv);
 
 size_t __wrap_fuse_server_handle(struct fuse_server *srv, const struct iovec *req,
 				 unsigned int nreq, const struct iovec *reply, unsigned int nreply)
@@ -88,6 +94,10 @@ size_t __wrap_fuse_server_handle(struct fuse_server *srv, const struct iovec *re
 	if (!seen && srv_log.threads < MAX_QUEUES + 1)
 		srv_log.thread[srv_log.threads++] = pthread_self();
 	answer = srv_log.answer;
+	if (srv_log.real) {
+		pthread_mutex_unlock(&srv_log.lock);
+		return __real_fuse_server_handle(srv, req, nreq, reply, nreply);
+	}
 	if (answer == SIZE_MAX) {
 		if (got >= sizeof(struct fuse_in_header))
 			out.unique = ((struct fuse_in_header *)srv_log.req)->unique;
@@ -103,6 +113,10 @@ size_t __wrap_fuse_server_handle(struct fuse_server *srv, const struct iovec *re
 
 void __wrap_fuse_server_destroy(struct fuse_server *srv)
 {
+	if (srv_log.real) {
+		__real_fuse_server_destroy(srv);
+		return;
+	}
 	assert_ptr_equal(srv, test_srv);
 	pthread_mutex_lock(&srv_log.lock);
 	srv_log.destroyed++;
@@ -161,6 +175,7 @@ static int fx_setup(void **state)
 	pthread_mutex_lock(&srv_log.lock);
 	srv_log.calls = srv_log.destroyed = srv_log.threads = 0;
 	srv_log.answer = SIZE_MAX;
+	srv_log.real = false;
 	pthread_mutex_unlock(&srv_log.lock);
 	*state = fx;
 	return 0;
@@ -179,12 +194,18 @@ static int fx_teardown(void **state)
 	return 0;
 }
 
-static void fs_make(struct fx *fx, const char *tag, unsigned int queues)
+static void fs_make_over(struct fx *fx, struct fuse_server *srv, const char *tag,
+			 unsigned int queues)
 {
 	struct virtio_fs_options o = { .tag = tag, .queues = queues };
 
-	assert_int_equal(virtio_fs_create(&fx->fs, fx->vm, fx->bus, fx->irq, test_srv, &o), 0);
+	assert_int_equal(virtio_fs_create(&fx->fs, fx->vm, fx->bus, fx->irq, srv, &o), 0);
 	assert_int_equal(virtio_driver_find(&fx->drv, fx->bus, &fx->vm->mem, VIRTIO_ID_FS), 0);
+}
+
+static void fs_make(struct fx *fx, const char *tag, unsigned int queues)
+{
+	fs_make_over(fx, test_srv, tag, queues);
 }
 
 /* Reset, then driven up to DRIVER_OK with the high-priority and `queues` request queues. */
@@ -375,7 +396,8 @@ static void test_fs_hiprio_forget_is_served_with_nothing_written(void **state)
 	fs_up(fx, 1);
 	srv_log.answer = 0;
 	post(fx, 0,
-	     (struct seg[]){ { req, sizeof(struct fuse_in_header) + sizeof(struct fuse_forget_in) } },
+	     (struct seg[]){
+		     { req, sizeof(struct fuse_in_header) + sizeof(struct fuse_forget_in) } },
 	     1);
 	assert_true(wait_used(fx, 0, 1));
 	assert_int_equal(used(fx, 0, 0).len, 0);
@@ -464,6 +486,79 @@ static void test_fs_destroy_destroys_its_server(void **state)
 	assert_int_equal(srv_log.destroyed, 1);
 }
 
+/* One request through the device and the real server: its reply in a fresh 4 KiB buffer. */
+static const uint8_t *real_request(struct fx *fx, uint32_t opcode, uint64_t nodeid, const void *arg,
+				   uint32_t arg_len, int32_t *error)
+{
+	static uint16_t done;
+	uint64_t req = galloc(fx, sizeof(struct fuse_in_header) + arg_len),
+		 reply = galloc(fx, 4096);
+	struct fuse_in_header h = {
+		.len = sizeof(h) + arg_len, .opcode = opcode, .unique = ++done, .nodeid = nodeid
+	};
+	struct fuse_out_header out;
+
+	memcpy(gp(fx, req), &h, sizeof(h));
+	memcpy(gp(fx, req + sizeof(h)), arg, arg_len);
+	post(fx, 1, (struct seg[]){ { req, h.len }, { reply, 4096, true } }, 2);
+	assert_true(wait_used(fx, 1, done));
+	memcpy(&out, gp(fx, reply), sizeof(out));
+	assert_int_equal(out.unique, done);
+	assert_int_equal(used(fx, 1, done - 1).len, out.len);
+	*error = out.error;
+	return gp(fx, reply + sizeof(out));
+}
+
+/* A guest's first requests on a share reach the real server and read a host file back. */
+static void test_fs_real_server_answers_init_lookup_open_read(void **state)
+{
+	struct fx *fx = *state;
+	char dir[] = "/var/tmp/nkvm-test-virtio-fs-XXXXXX", path[64], err[256];
+	struct fuse_server_config cfg = { .root = dir };
+	struct fuse_init_in init = { .major = FUSE_KERNEL_VERSION,
+				     .minor = 36,
+				     .max_readahead = 65536 };
+	struct fuse_read_in rd = { .size = 100 };
+	struct fuse_open_in op = { .flags = O_RDONLY };
+	struct fuse_entry_out e;
+	struct fuse_open_out o;
+	struct fuse_server *srv;
+	const uint8_t *r;
+	int32_t error;
+	FILE *f;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/hello", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("hi there", f);
+	fclose(f);
+	srv_log.real = true;
+	assert_int_equal(fuse_server_create(&srv, &cfg, err, sizeof(err)), 0);
+	fs_make_over(fx, srv, "real", 1);
+	fs_drive(fx, 1);
+	r = real_request(fx, FUSE_INIT, 0, &init, sizeof(init), &error);
+	assert_int_equal(error, 0);
+	assert_int_equal(((const struct fuse_init_out *)r)->major, FUSE_KERNEL_VERSION);
+	r = real_request(fx, FUSE_LOOKUP, FUSE_ROOT_ID, "hello", 6, &error);
+	assert_int_equal(error, 0);
+	memcpy(&e, r, sizeof(e));
+	assert_int_equal(e.attr.size, 8);
+	r = real_request(fx, FUSE_LOOKUP, FUSE_ROOT_ID, "absent", 7, &error);
+	assert_int_equal(error, -ENOENT);
+	r = real_request(fx, FUSE_OPEN, e.nodeid, &op, sizeof(op), &error);
+	assert_int_equal(error, 0);
+	memcpy(&o, r, sizeof(o));
+	rd.fh = o.fh;
+	r = real_request(fx, FUSE_READ, e.nodeid, &rd, sizeof(rd), &error);
+	assert_int_equal(error, 0);
+	assert_memory_equal(r, "hi there", 8);
+	virtio_fs_destroy(fx->fs);
+	fx->fs = NULL;
+	unlink(path);
+	rmdir(dir);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
 
 int main(void)
@@ -477,6 +572,7 @@ int main(void)
 		T(test_fs_used_len_never_exceeds_the_writable_part),
 		T(test_fs_chain_outside_ram_needs_reset_and_never_reaches_server),
 		T(test_fs_destroy_destroys_its_server),
+		T(test_fs_real_server_answers_init_lookup_open_read),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

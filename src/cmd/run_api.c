@@ -1,0 +1,232 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/socket.h"
+#include "cmd/run_api.h"
+#include "lib/log.h"
+#include "virtio/balloon.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm.h"
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static void hook_info(void *opaque, struct api_vm_info *info)
+{
+	struct run_api *a = opaque;
+
+	info->state = atomic_load(&a->vm->stopping) ? API_VM_SHUTDOWN :
+		      vcpus_paused(a->vm)	    ? API_VM_PAUSED :
+						      API_VM_RUNNING;
+	info->cpus = a->vm->nr_vcpus;
+	info->mem_bytes = a->vm->mem.ram_size;
+	info->name = a->name;
+	info->kernel = a->kernel;
+	info->initramfs = a->initrd;
+	info->cmdline = a->cmdline;
+	info->pid = getpid();
+	info->uptime_ms = (now_ns() - a->start_ns) / 1000000;
+	pthread_mutex_lock(&a->dev_lock);
+	if (a->balloon) {
+		struct virtio_balloon_info b;
+
+		virtio_balloon_info(a->balloon, &b, 0);
+		info->balloon = 1;
+		info->balloon_actual = b.actual;
+	}
+	pthread_mutex_unlock(&a->dev_lock);
+}
+
+/*
+ * How long a counters read waits for the guest's fresh memory statistics; its driver answers
+ * from a work queue, well within this. A paused guest cannot: it gets the last ones at once.
+ */
+#define BALLOON_STATS_WAIT_MS 100
+
+/* The balloon's figures and the guest's statistics, in bytes (CH's BalloonStats names). */
+static void balloon_counters(struct run_api *a, api_counter_fn emit, void *ctx)
+{
+	struct virtio_balloon_info b;
+
+	pthread_mutex_lock(&a->dev_lock);
+	if (!a->balloon) {
+		pthread_mutex_unlock(&a->dev_lock);
+		return;
+	}
+	virtio_balloon_info(a->balloon, &b, vcpus_paused(a->vm) ? 0 : BALLOON_STATS_WAIT_MS);
+	pthread_mutex_unlock(&a->dev_lock);
+	emit(ctx, "balloon", "target", b.target);
+	emit(ctx, "balloon", "actual", b.actual);
+	emit(ctx, "balloon", "inflated", b.inflated);
+	emit(ctx, "balloon", "deflated", b.deflated);
+	emit(ctx, "balloon", "returned", b.returned);
+	emit(ctx, "balloon", "reported", b.reported);
+	emit(ctx, "balloon", "bad_pfns", b.bad_pfns);
+	for (unsigned int t = 0; t < VIRTIO_BALLOON_S_NR; t++)
+		if (b.have & (1U << t))
+			emit(ctx, "guest_memory", virtio_balloon_stat_name(t), b.stats[t]);
+}
+
+/* Each vCPU's exits by kind; the vCPU threads count them, read here without stopping them. */
+static void hook_counters(void *opaque, api_counter_fn emit, void *ctx)
+{
+	static const char *const kinds[VCPU_EXIT_KINDS] = { "io", "mmio", "other" };
+	struct run_api *a = opaque;
+
+	for (unsigned int i = 0; i < a->vm->nr_vcpus; i++) {
+		char group[32];
+
+		snprintf(group, sizeof(group), "vcpu%u", i);
+		for (unsigned int k = 0; k < VCPU_EXIT_KINDS; k++)
+			emit(ctx, group, kinds[k],
+			     __atomic_load_n(&a->vm->vcpus[i].stats.exits[k], __ATOMIC_RELAXED));
+	}
+	balloon_counters(a, emit, ctx);
+}
+
+static int hook_resize_balloon(void *opaque, uint64_t bytes)
+{
+	struct run_api *a = opaque;
+	int err = -ENODEV;
+
+	pthread_mutex_lock(&a->dev_lock);
+	if (a->balloon)
+		err = virtio_balloon_set_target(a->balloon, bytes);
+	pthread_mutex_unlock(&a->dev_lock);
+	return err;
+}
+
+/* Both run on the server's one thread, so a pause and a resume never overlap. */
+static int hook_pause(void *opaque)
+{
+	struct run_api *a = opaque;
+	int err = vcpus_pause(a->vm);
+
+	if (err)
+		return err;
+	err = vm_clock_save(a->vm);
+	a->clock_saved = !err;
+	if (err)
+		nkvm_err("pause: KVM_GET_CLOCK: %s (the guest's clock is left as it runs)",
+			 strerror(-err));
+	return 0;
+}
+
+static int hook_resume(void *opaque)
+{
+	struct run_api *a = opaque;
+	int err;
+
+	if (!vcpus_paused(a->vm))
+		return -EALREADY;
+	if (a->clock_saved) {
+		err = vm_clock_restore(a->vm);
+		if (err)
+			nkvm_err("resume: KVM_SET_CLOCK: %s", strerror(-err));
+		a->clock_saved = 0;
+	}
+	return vcpus_resume(a->vm);
+}
+
+/* The directory, and for root its parent /run where a minimal system lacks it. */
+static int make_dir(const char *dir)
+{
+	char parent[sizeof(((struct run_api *)0)->path)];
+	int err = api_sock_dir_make(dir);
+
+	if (err != -ENOENT)
+		return err;
+	snprintf(parent, sizeof(parent), "%s", dir);
+	if (mkdir(dirname(parent), 0755) < 0 && errno != EEXIST)
+		return -errno;
+	return api_sock_dir_make(dir);
+}
+
+int run_api_open(struct run_api *a, const char *name)
+{
+	char dir[sizeof(a->path)], path[sizeof(a->path)] = "";
+	int err;
+
+	memset(a, 0, sizeof(*a));
+	pthread_mutex_init(&a->dev_lock, NULL);
+	a->listen_fd = -1;
+	a->start_ns = now_ns();
+	if (name)
+		snprintf(a->name, sizeof(a->name), "%s", name);
+	else
+		snprintf(a->name, sizeof(a->name), "nkvm-%d", (int)getpid());
+	err = api_sock_dir(dir, sizeof(dir));
+	if (!err)
+		err = make_dir(dir);
+	if (err) {
+		nkvm_err("%s: cannot make the control socket's directory: %s", dir,
+			 err == -EPERM ? "it is not ours, or others may enter it" : strerror(-err));
+		return -1;
+	}
+	err = api_sock_path(path, sizeof(path), dir, a->name);
+	if (!err)
+		err = api_sock_listen(path);
+	if (err == -EADDRINUSE) {
+		nkvm_err("--name %s: a guest of that name is running (%s)", a->name, path);
+		return -1;
+	}
+	if (err < 0) {
+		nkvm_err("%s: cannot make the control socket: %s", path[0] ? path : dir,
+			 strerror(-err));
+		return -1;
+	}
+	/* Only a socket of ours is removed at exit, never a live guest's. */
+	a->listen_fd = err;
+	memcpy(a->path, path, sizeof(path));
+	return 0;
+}
+
+int run_api_start(struct run_api *a, struct vm *vm)
+{
+	int err;
+
+	a->vm = vm;
+	a->hooks = (struct api_hooks){
+		.opaque = a,
+		.info = hook_info,
+		.counters = hook_counters,
+		.pause = hook_pause,
+		.resume = hook_resume,
+		.resize_balloon = hook_resize_balloon,
+	};
+	err = api_server_start(&a->server, a->listen_fd, &a->hooks);
+	a->listen_fd = -1; /* the server's now, or closed */
+	if (err)
+		nkvm_err("%s: cannot serve the control socket: %s", a->path, strerror(-err));
+	return err;
+}
+
+void run_api_detach_devices(struct run_api *a)
+{
+	pthread_mutex_lock(&a->dev_lock);
+	a->balloon = NULL;
+	pthread_mutex_unlock(&a->dev_lock);
+}
+
+void run_api_close(struct run_api *a)
+{
+	api_server_stop(a->server);
+	a->server = NULL;
+	if (a->listen_fd >= 0)
+		close(a->listen_fd);
+	a->listen_fd = -1;
+	if (a->path[0])
+		unlink(a->path);
+	a->path[0] = 0;
+}
