@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * `nkvm setup [--force] [--kernel-deb FILE.deb]`: prepares the default guest in the cache
- * directory: Debian's cloud kernel (small, made for virtual machines, modules for every virtio
- * device) and an initramfs around nkvm's own init and a static busybox (setup_initrd.c).
+ * `nkvm setup [--force] [--kernel-deb FILE.deb] [--kernel-package PKG]`: prepares the default
+ * guest in the cache directory: Debian's cloud kernel (small, made for virtual machines, modules
+ * for every virtio device) and an initramfs around nkvm's own init and a static busybox
+ * (setup_initrd.c). --kernel-package prepares the same guest around another kernel metapackage's
+ * kernel (linux-image-amd64 has 9p, which the cloud kernel lacks) in a directory of its own.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -30,6 +32,7 @@ struct setup {
 	char dir[PATH_MAX]; /* the cache directory */
 	char version[NAME_MAX + 1]; /* the guest kernel's release, "6.1.0-56-cloud-amd64" */
 	const char *kernel_deb;
+	const char *package; /* the kernel metapackage, KERNEL_METAPACKAGE unless -p */
 	bool force;
 };
 
@@ -102,10 +105,14 @@ static bool cache_has(const struct setup *s, const char *name)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: nkvm setup [--force] [--kernel-deb FILE.deb]\n"
+	fprintf(f, "usage: nkvm setup [--force] [--kernel-deb FILE.deb] [--kernel-package PKG]\n"
 		   "Prepares the default guest (kernel and initramfs) in the cache directory.\n"
 		   "  -f, --force            rebuild everything, download the kernel again\n"
-		   "  -k, --kernel-deb FILE  use this Debian linux-image .deb, do not download\n");
+		   "  -k, --kernel-deb FILE  use this Debian linux-image .deb, do not download\n"
+		   "  -p, --kernel-package PKG\n"
+		   "                         the kernel of this metapackage (linux-image-amd64),\n"
+		   "                         its guest in the cache directory's PKG/; boot it with\n"
+		   "                         nkvm run -k DIR/vmlinuz -i DIR/initrd.cpio\n");
 }
 
 /* Returns 0 to go on, 1 when --help was answered, -EINVAL on a usage error. */
@@ -114,6 +121,7 @@ static int parse_args(struct setup *s, int argc, char **argv)
 	static const struct option opts[] = {
 		{ "force", no_argument, NULL, 'f' },
 		{ "kernel-deb", required_argument, NULL, 'k' },
+		{ "kernel-package", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -121,13 +129,16 @@ static int parse_args(struct setup *s, int argc, char **argv)
 
 	/* 0 makes getopt start afresh even if main used it already. */
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "+fk:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+fk:p:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
 			s->force = true;
 			break;
 		case 'k':
 			s->kernel_deb = optarg;
+			break;
+		case 'p':
+			s->package = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -142,6 +153,25 @@ static int parse_args(struct setup *s, int argc, char **argv)
 		usage(stderr);
 		return -EINVAL;
 	}
+	return 0;
+}
+
+/*
+ * Debian Policy §5.6.1: lower case letters, digits, '+', '-' and '.', at least two characters,
+ * starting with a letter or digit; so a package name is also a safe directory name ("..": no).
+ */
+static bool package_name_valid(const char *p)
+{
+	return strlen(p) >= 2 && strchr("abcdefghijklmnopqrstuvwxyz0123456789", p[0]) &&
+	       strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789.+-") == strlen(p);
+}
+
+int setup_guest_dir(const char *base, const char *package, char *buf, size_t len)
+{
+	if (package && !package_name_valid(package))
+		return -EINVAL;
+	if (package ? file_path(buf, len, "%s/%s", base, package) : file_path(buf, len, "%s", base))
+		return -ENAMETOOLONG;
 	return 0;
 }
 
@@ -196,15 +226,11 @@ static bool initrd_ready(struct setup *s)
 	return ok;
 }
 
-static bool package_name_valid(const char *p)
-{
-	return p[0] && strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789.+-") == strlen(p);
-}
 
 /* The kernel package the metapackage depends on, from "  Depends: linux-image-6.1.0-…". */
-static int kernel_package(char *pkg, size_t len)
+static int kernel_package(const char *meta, char *pkg, size_t len)
 {
-	char *argv[] = { "apt-cache", "depends", KERNEL_METAPACKAGE, NULL };
+	char *argv[] = { "apt-cache", "depends", (char *)meta, NULL };
 	char *out, *line, *save = NULL, *name;
 	int ret;
 
@@ -227,7 +253,7 @@ static int kernel_package(char *pkg, size_t len)
 	free(out);
 	if (ret)
 		nkvm_err("apt knows no kernel for %s: run apt-get update, or use --kernel-deb FILE",
-			 KERNEL_METAPACKAGE);
+			 meta);
 	return ret;
 }
 
@@ -252,7 +278,7 @@ static int find_deb(const char *dir, char *deb, size_t len)
 	return ret;
 }
 
-static int download_kernel(const char *tmp, char *deb, size_t len)
+static int download_kernel(const struct setup *s, const char *tmp, char *deb, size_t len)
 {
 	char pkg[256];
 	char *argv[] = { "apt-get", "-q", "download", pkg, NULL };
@@ -261,7 +287,7 @@ static int download_kernel(const char *tmp, char *deb, size_t len)
 			      "download", pkg,	NULL };
 	int ret;
 
-	ret = kernel_package(pkg, sizeof(pkg));
+	ret = kernel_package(s->package, pkg, sizeof(pkg));
 	if (ret)
 		return ret;
 	printf("nkvm: downloading %s\n", pkg);
@@ -398,7 +424,7 @@ static int fetch_kernel(struct setup *s)
 		fflush(stdout);
 		ret = file_path(deb, sizeof(deb), "%s", s->kernel_deb);
 	} else {
-		ret = download_kernel(tmp, deb, sizeof(deb));
+		ret = download_kernel(s, tmp, deb, sizeof(deb));
 	}
 	if (!ret)
 		ret = file_path(root, sizeof(root), "%s/root", tmp);
@@ -413,17 +439,26 @@ static int fetch_kernel(struct setup *s)
 int cmd_setup(int argc, char **argv)
 {
 	struct setup s = { 0 };
+	char base[PATH_MAX];
 	int ret;
 
 	ret = parse_args(&s, argc, argv);
 	if (ret)
 		return ret > 0 ? 0 : 2;
-	ret = nkvm_cache_path(s.dir, sizeof(s.dir), "");
+	ret = nkvm_cache_path(base, sizeof(base), "");
 	if (ret) {
 		nkvm_err("no cache directory: %s",
 			 ret == -ENOENT ? "set HOME or XDG_CACHE_HOME" : strerror(-ret));
 		return 1;
 	}
+	ret = setup_guest_dir(base, s.package, s.dir, sizeof(s.dir));
+	if (ret) {
+		nkvm_err("--kernel-package %s: %s", s.package,
+			 ret == -EINVAL ? "not a Debian package name" : strerror(-ret));
+		return 2;
+	}
+	if (!s.package)
+		s.package = KERNEL_METAPACKAGE;
 	ret = file_mkdir_p(s.dir, 0755);
 	if (ret) {
 		nkvm_err("%s: %s", s.dir, strerror(-ret));
@@ -437,6 +472,11 @@ int cmd_setup(int argc, char **argv)
 		if (ret)
 			return 1;
 	}
-	printf("nkvm: default guest ready in %s (kernel %s)\n", s.dir, s.version);
+	if (strcmp(s.package, KERNEL_METAPACKAGE))
+		printf("nkvm: guest of %s ready in %s (kernel %s): nkvm run -k %s/%s -i %s/%s\n",
+		       s.package, s.dir, s.version, s.dir, NKVM_GUEST_KERNEL, s.dir,
+		       NKVM_GUEST_INITRD);
+	else
+		printf("nkvm: default guest ready in %s (kernel %s)\n", s.dir, s.version);
 	return 0;
 }

@@ -30,6 +30,14 @@ int setup_build_initrd(const char *dir, const char *version);
  */
 int setup_initrd_stamp(const char *version, char *buf, size_t len);
 
+/*
+ * The directory `nkvm setup` prepares a guest in: base (the cache directory) for the default
+ * kernel (package NULL), "<base>/<package>" for --kernel-package. Returns 0, -EINVAL when package
+ * is not a Debian package name (Policy §5.6.1; so "..", "a/b" or "" never leave base), or
+ * -ENAMETOOLONG.
+ */
+int setup_guest_dir(const char *base, const char *package, char *buf, size_t len);
+
 /* The files a dynamically linked program loads. */
 struct setup_libs {
 	char **paths; /* absolute, as the loader opens them; the loader included */

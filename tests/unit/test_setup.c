@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: MIT
-/* `nkvm setup`: the libraries a guest tool needs, read from ldd's output; the initrd's stamp. */
+/*
+ * `nkvm setup`: the libraries a guest tool needs, read from ldd's output; the initrd's stamp;
+ * where --kernel-package puts its guest.
+ */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -136,6 +139,32 @@ static void test_stamp_names_kernel_and_fits_or_fails(void **state)
 			 -ENAMETOOLONG);
 }
 
+/* --kernel-package PKG: the default guest's cache stays where it is, another kernel's goes in PKG/. */
+static void test_kernel_package_guest_goes_in_its_own_cache_dir(void **state)
+{
+	char buf[64];
+
+	assert_int_equal(setup_guest_dir("/c/nkvm", NULL, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "/c/nkvm");
+	assert_int_equal(setup_guest_dir("/c/nkvm", "linux-image-amd64", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "/c/nkvm/linux-image-amd64");
+	assert_int_equal(setup_guest_dir("/c/nkvm", "linux-image-amd64", buf, 20), -ENAMETOOLONG);
+}
+
+/* The name becomes a directory under the cache: "..", a path or a dotfile never does. */
+static void test_kernel_package_not_a_debian_name_is_einval(void **state)
+{
+	static const char *const bad[] = { "", "..", ".", "../linux-image-amd64", "a/b", "x",
+					   ".hidden", "Linux-Image", "-rf", "linux image" };
+	char buf[64];
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(setup_guest_dir("/c/nkvm", bad[i], buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(setup_guest_dir("/c/nkvm", "linux-image-6.1.0-57-amd64", buf, sizeof(buf)),
+			 0);
+}
+
 /*
  * The network benchmark runs iperf3 in the full initramfs: a host with iperf3 gets it there, and
  * the stamp names it, so that `nkvm setup` rebuilds an initramfs made before it was installed.
@@ -162,6 +191,8 @@ int main(void)
 		cmocka_unit_test(test_ldd_missing_library_is_enoent_with_its_name),
 		cmocka_unit_test(test_ldd_path_the_initramfs_cannot_hold_is_einval),
 		cmocka_unit_test(test_stamp_names_kernel_and_fits_or_fails),
+		cmocka_unit_test(test_kernel_package_guest_goes_in_its_own_cache_dir),
+		cmocka_unit_test(test_kernel_package_not_a_debian_name_is_einval),
 		cmocka_unit_test(test_stamp_names_iperf3_when_host_has_it),
 	};
 
