@@ -111,6 +111,8 @@ static void handle_close(struct fs_handle *h)
 		closedir(h->dir); /* closes fd too */
 	else if (h->fd >= 0)
 		close(h->fd);
+	free(h->held);
+	h->held = NULL;
 	h->dir = NULL;
 	h->fd = -1;
 	h->released = false;

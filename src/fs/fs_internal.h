@@ -8,6 +8,7 @@
 #define NKVM_FS_INTERNAL_H
 
 #include <dirent.h>
+#include <limits.h>
 #include <linux/fuse.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -43,6 +44,13 @@ struct fs_inode {
 };
 
 /* An open file or directory; fh = gen << 32 | slot. */
+struct fs_held_dirent {
+	ino_t ino;
+	off_t off;
+	unsigned char type;
+	char name[NAME_MAX + 1];
+};
+
 struct fs_handle {
 	int fd; /* -1: slot free */
 	bool released; /* RELEASE seen: closed when the last user puts it */
@@ -50,6 +58,13 @@ struct fs_handle {
 	uint32_t gen;
 	DIR *dir; /* directories: the stream READDIR continues */
 	off_t dir_off; /* the offset the stream stands at */
+	/*
+	 * The entry the last READDIR read but had no room for: the next READDIR at dir_off starts
+	 * with it. Holding it, rather than seeking the stream back to it, matters where the
+	 * directory's cookies are positions (tmpfs before Linux 6.6): after the guest unlinked the
+	 * entries it was given (rm -rf), a seek back would land past entries and skip them.
+	 */
+	struct fs_held_dirent *held;
 	pthread_mutex_t lock; /* serialises READDIR on dir */
 };
 

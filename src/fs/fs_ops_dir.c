@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -69,6 +70,8 @@ static int readdir_common(struct fs_req *r, struct fs_inode *ino, bool plus)
 	pthread_mutex_lock(&h->lock);
 	cur = h->dir_off;
 	if (cur != (off_t)in.offset) {
+		free(h->held);
+		h->held = NULL;
 		if (in.offset)
 			seekdir(h->dir, (long)in.offset);
 		else
@@ -77,21 +80,37 @@ static int readdir_common(struct fs_req *r, struct fs_inode *ino, bool plus)
 	}
 	for (;;) {
 		struct fuse_dirent *d;
-		struct dirent *de;
+		struct fs_held_dirent e, *de = &e;
+		struct dirent *rd;
 		size_t namelen, size, at;
 
-		errno = 0;
-		de = readdir(h->dir);
-		if (!de) {
-			err = errno ? -errno : 0;
-			break;
+		if (h->held) {
+			de = h->held;
+		} else {
+			errno = 0;
+			rd = readdir(h->dir);
+			if (!rd) {
+				err = errno ? -errno : 0;
+				break;
+			}
+			e.ino = rd->d_ino;
+			e.off = rd->d_off;
+			e.type = rd->d_type;
+			memcpy(e.name, rd->d_name, strlen(rd->d_name) + 1);
 		}
-		namelen = strlen(de->d_name);
+		namelen = strlen(de->name);
 		at = plus ? FUSE_NAME_OFFSET_DIRENTPLUS : FUSE_NAME_OFFSET;
 		size = FUSE_DIRENT_ALIGN(at + namelen);
 		if (size > cap - pos) {
 			/* The entry that did not fit comes first in the next READDIR. */
-			seekdir(h->dir, cur);
+			if (!h->held) {
+				h->held = malloc(sizeof(*h->held));
+				if (h->held)
+					*h->held = e;
+				else
+					seekdir(h->dir,
+						cur); /* the old way: right on most file systems */
+			}
 			break;
 		}
 		if (plus) {
@@ -102,20 +121,24 @@ static int readdir_common(struct fs_req *r, struct fs_inode *ino, bool plus)
 			 * dir.c): so for "." and "..", never looked up (".." of the root is
 			 * outside), and for a name gone since readdir saw it.
 			 */
-			if (!is_dot(de->d_name) &&
-			    fs_inode_lookup(r->srv, ino, de->d_name, &dp->entry_out))
+			if (!is_dot(de->name) &&
+			    fs_inode_lookup(r->srv, ino, de->name, &dp->entry_out))
 				memset(&dp->entry_out, 0, sizeof(dp->entry_out));
 			d = &dp->dirent;
 		} else {
 			d = (struct fuse_dirent *)(buf + pos);
 		}
-		d->ino = de->d_ino;
-		d->off = (uint64_t)de->d_off;
+		d->ino = de->ino;
+		d->off = (uint64_t)de->off;
 		d->namelen = (uint32_t)namelen;
-		d->type = de->d_type;
-		memcpy(d->name, de->d_name, namelen);
+		d->type = de->type;
+		memcpy(d->name, de->name, namelen);
 		pos += size;
-		cur = de->d_off;
+		cur = de->off;
+		if (de == h->held) {
+			free(h->held);
+			h->held = NULL;
+		}
 	}
 	h->dir_off = cur;
 	pthread_mutex_unlock(&h->lock);

@@ -660,6 +660,72 @@ static void test_readdir_and_readdirplus_pack_many_entries_across_calls(void **s
 	}
 }
 
+/* The server's seekdir calls, counted (the Makefile wraps seekdir for this test). */
+void __real_seekdir(DIR *dir, long off);
+void __wrap_seekdir(DIR *dir, long off);
+static unsigned int seekdirs;
+
+void __wrap_seekdir(DIR *dir, long off)
+{
+	seekdirs++;
+	__real_seekdir(dir, off);
+}
+
+/*
+ * rm -rf as a guest does it: READDIR a buffer's worth, UNLINK what came, READDIR on from the last
+ * offset. Every entry goes, and the server never seeks its stream back to an entry that did not
+ * fit: where the cookies are positions (tmpfs before Linux 6.6) such a seek, after the unlinks,
+ * lands past entries, which rm then never sees ("Directory not empty").
+ */
+static void test_readdir_while_unlinking_never_seeks_back(void **state)
+{
+	struct fx *f = *state;
+	enum { NFILES = 300 };
+	uint64_t d, fh, off = 0;
+	unsigned int removed = 0;
+	char name[300];
+
+	do_init(f);
+	assert_int_equal(mkdir(share_path(f, "rm"), 0755), 0);
+	for (unsigned int i = 0; i < NFILES; i++) {
+		snprintf(name, sizeof(name), "rm/entry-%u", i);
+		host_write(f, name, "");
+	}
+	d = lookup(f, FUSE_ROOT_ID, "rm", NULL);
+	fh = opendir_(f, d);
+	seekdirs = 0;
+	for (;;) {
+		struct fuse_read_in in = { .fh = fh, .offset = off, .size = 1024 };
+		char names[64][300];
+		unsigned int n = 0;
+		size_t pos = 0;
+
+		assert_int_equal(call(f, FUSE_READDIR, d, P(in), NONE, NONE), 0);
+		if (!f->bodylen)
+			break;
+		while (pos < f->bodylen) {
+			const struct fuse_dirent *de = (const void *)(f->body + pos);
+
+			assert_true(n < 64 && de->namelen < sizeof(names[0]));
+			memcpy(names[n], de->name, de->namelen);
+			names[n][de->namelen] = '\0';
+			n++;
+			off = de->off;
+			pos += FUSE_DIRENT_SIZE(de);
+		}
+		for (unsigned int i = 0; i < n; i++) {
+			if (!strcmp(names[i], ".") || !strcmp(names[i], ".."))
+				continue;
+			assert_int_equal(call(f, FUSE_UNLINK, d, S(names[i]), NONE, NONE), 0);
+			removed++;
+		}
+	}
+	release(f, fh);
+	assert_int_equal(seekdirs, 0);
+	assert_int_equal(removed, NFILES);
+	assert_int_equal(rmdir(share_path(f, "rm")), 0);
+}
+
 static void test_statfs_fallocate_lseek_fsync_flush(void **state)
 {
 	struct fx *f = *state;
@@ -1250,6 +1316,7 @@ int main(void)
 		T(test_setattr_truncates_chmods_chowns_and_sets_times),
 		T(test_xattrs_set_get_list_remove),
 		T(test_readdir_and_readdirplus_pack_many_entries_across_calls),
+		T(test_readdir_while_unlinking_never_seeks_back),
 		T(test_statfs_fallocate_lseek_fsync_flush),
 		T(test_copy_file_range_copies_between_handles),
 		T(test_ro_share_refuses_every_change_with_erofs),
