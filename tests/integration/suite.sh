@@ -1434,10 +1434,11 @@ net_tap_data() {
 net_tap_traffic() {
 	v=$1
 	name=net_tap_vhost_$v
-	net_tap_data "$tmp/big" "$NET_TAP_MIB"
+	# Its own name: $tmp is the whole suite's, and a file another test left would be reused.
+	net_tap_data "$tmp/net-tap-data" "$NET_TAP_MIB"
 	net_hold
 	rm -f "$tmp/recv" "$tmp/gso"
-	timeout 280 nc -l -p "$NET_PORT" <"$tmp/big" >/dev/null &
+	timeout 280 nc -l -p "$NET_PORT" <"$tmp/net-tap-data" >/dev/null &
 	serve_pid=$!
 	timeout 280 nc -l -p $((NET_PORT + 1)) >"$tmp/recv" 0<>"$tmp/hold" &
 	recv_pid=$!
@@ -1480,7 +1481,7 @@ net_tap_traffic() {
 	echo "time: $name, $frames frames for 1 MiB"
 	left=$(net_taps)
 	if [ "$rc" -eq 0 ] && has_line "$tmp/o" GUEST-PING-OK && [ "$host_ping" = ok ] &&
-		has_line "$tmp/o" "RECEIVED $((NET_TAP_MIB * 1048576))" && cmp -s "$tmp/big" "$tmp/recv" &&
+		has_line "$tmp/o" "RECEIVED $((NET_TAP_MIB * 1048576))" && cmp -s "$tmp/net-tap-data" "$tmp/recv" &&
 		[ "$(wc -c <"$tmp/gso")" -eq 1048576 ] && [ "$frames" -lt 180 ] && [ -z "$left" ]; then
 		pass "$name"
 	else
