@@ -89,7 +89,7 @@ deps:
 
 # Unit tests (no KVM) under ASan/UBSan, then the integration suite on a real /dev/kvm (inside the
 # nested test host when this host's KVM cannot run a standard guest).
-check: deps nkvm $(UNIT)
+check: deps nkvm $(UNIT) build/tests/fs_helper
 	@tests/run-all $(UNIT)
 
 unit: nkvm $(UNIT)
