@@ -53,11 +53,14 @@ time_cmd() {
 	done
 }
 
-# time_raw VMM METRIC ARGS...: ctl-rtt's microseconds a round, as milliseconds into runs.txt.
+# time_raw VMM "METRIC..." ARGS...: ctl-rtt's microseconds, as milliseconds into runs.txt: the
+# first METRIC is the round's, the next ones each request's.
 time_raw() {
-	local vmm=$1 metric=$2
+	local vmm=$1 metrics=$2
 	shift 2
-	"$rtt" "$@" 2>>"$out/errors" | awk -v p="$vmm $metric" '{ printf "%s %.2f\n", p, $1 / 1000 }' \
+	"$rtt" "$@" 2>>"$out/errors" | awk -v v="$vmm" -v m="$metrics" '
+		BEGIN { n = split(m, name, " ") }
+		{ for (i = 1; i <= n && i <= NF; i++) printf "%s %s %.2f\n", v, name[i], $i / 1000 }' \
 		>>"$out/runs.txt"
 }
 
@@ -66,14 +69,18 @@ curl_api() { curl -sSf --unix-socket "$1" -X "$2" "http://localhost/api/v1/$3"; 
 curl_pause_resume() { curl_api "$1" PUT vm.pause && curl_api "$1" PUT vm.resume; }
 # One QMP client process a command, as `nkvm pause` is one: the greeting and
 # qmp_capabilities, then the command; QEMU closes the connection at our end of input.
+# The replies are read whole (grep -q would end the pipe early, and pipefail fail it).
 qmp_once() {
-	printf '{"execute": "qmp_capabilities"}\n{"execute": "%s"}\n' "$2" |
-		socat - "UNIX-CONNECT:$1" | grep -q '"return": {}' || return 1
+	local r
+	r=$(printf '{"execute": "qmp_capabilities"}\n{"execute": "%s"}\n' "$2" |
+		socat - "UNIX-CONNECT:$1") && [[ $(grep -c '"return": {}' <<<"$r") == 2 ]]
 }
 qmp_stop_cont() { qmp_once "$1" stop && qmp_once "$1" cont; }
 qmp_stat() {
-	printf '{"execute": "qmp_capabilities"}\n{"execute": "query-status"}\n{"execute": "query-blockstats"}\n' |
-		socat - "UNIX-CONNECT:$1" | grep -q '"device"'
+	local r
+	r=$(printf '%s\n' '{"execute": "qmp_capabilities"}' '{"execute": "query-status"}' \
+		'{"execute": "query-blockstats"}' | socat - "UNIX-CONNECT:$1") &&
+		[[ $r == *'"status"'*'"device"'* ]]
 }
 
 # rss KEY: VmRSS or VmHWM of the VMM, in MiB.
@@ -82,10 +89,13 @@ rss() { awk -v k="$1:" '$1 == k { printf "%d", $2 / 1024 }' "/proc/$pid/status";
 # balloon_settled VMM SOCK: the balloon reached the target (nkvm: its size, the guest's memory
 # less the target; QEMU: "actual", what the guest keeps).
 balloon_settled() {
+	local r
 	if [[ $1 == nkvm ]]; then
-		./nkvm stat "$2" 2>/dev/null | grep -q "^balloon: target=$((1024 - target))M actual=$((1024 - target))M"
+		r=$(./nkvm stat "$2" 2>/dev/null)
+		[[ $r == *"balloon: target=$((1024 - target))M actual=$((1024 - target))M"* ]]
 	else
-		"$rtt" qmp-say "$2" query-balloon 2>/dev/null | grep -q "\"actual\": $((target << 20))}"
+		r=$("$rtt" qmp-say "$2" query-balloon 2>/dev/null)
+		[[ $r == *"\"actual\": $((target << 20))}"* ]]
 	fi
 }
 
@@ -121,19 +131,25 @@ run_one() {
 		if [[ $vmm == nkvm ]]; then
 			time_cmd nkvm pr_client nkvm_pause_resume "$name"
 			time_cmd nkvm stat_client ./nkvm stat "$name"
+			time_cmd nkvm start_client ./nkvm version
 			if ((have_curl)); then
 				time_cmd nkvm pr_curl curl_pause_resume "$sock"
 				time_cmd nkvm stat_curl curl_api "$sock" GET vm.counters
+				time_cmd nkvm start_curl curl --version
 			fi
-			time_raw nkvm pr_raw http "$sock" "$samples" PUT:vm.pause PUT:vm.resume
-			time_raw nkvm stat_raw http "$sock" "$samples" GET:vm.info GET:vm.counters
+			time_raw nkvm "pr_raw pause_raw resume_raw" http "$sock" "$samples" \
+				PUT:vm.pause PUT:vm.resume
+			time_raw nkvm "stat_raw info_raw counters_raw" http "$sock" "$samples" \
+				GET:vm.info GET:vm.counters
 		else
 			if ((have_socat)); then
 				time_cmd "$vmm" pr_client qmp_stop_cont "$sock"
 				time_cmd "$vmm" stat_client qmp_stat "$sock"
+				time_cmd "$vmm" start_client socat -V
 			fi
-			time_raw "$vmm" pr_raw qmp "$sock" "$samples" stop cont
-			time_raw "$vmm" stat_raw qmp "$sock" "$samples" query-status query-blockstats
+			time_raw "$vmm" "pr_raw pause_raw resume_raw" qmp "$sock" "$samples" stop cont
+			time_raw "$vmm" "stat_raw info_raw counters_raw" qmp "$sock" "$samples" \
+				query-status query-blockstats
 		fi
 		# The guest must still have been doing I/O at the end: its loop ends only on our flag.
 		grep -q CTL-IO-DONE "$log" && echo "bench: $vmm: the guest's I/O ended early" >&2
@@ -162,8 +178,8 @@ run_one() {
 				echo "$vmm rss_before_mib $before"
 				echo "$vmm rss_after_mib $after"
 				echo "$vmm returned_mib $((hwm - after))"
-				# The share of what the balloon took (the guest's memory less the target).
-				echo "$vmm returned_share $(awk -v a=$((hwm - after)) -v b=$((1024 - target)) \
+				# The share of the VMM's peak RSS given back.
+				echo "$vmm returned_share $(awk -v a=$((hwm - after)) -v b="$hwm" \
 					'BEGIN { printf "%.2f", a / b }')"
 				echo "$vmm balloon_s $s"
 			} >>"$out/runs.txt"
@@ -211,20 +227,27 @@ echo " nkvm ÷ $peer |"
 printf '|---|'
 for v in $vmms; do printf -- '---|'; done
 echo '---|'
-for m in pr_client pr_curl pr_raw stat_client stat_curl stat_raw rss_peak_mib rss_before_mib \
-	rss_after_mib returned_mib returned_share balloon_s; do
+for m in pr_client pr_curl pr_raw pause_raw resume_raw stat_client stat_curl stat_raw info_raw \
+	counters_raw start_client start_curl rss_peak_mib rss_before_mib rss_after_mib returned_mib \
+	returned_share balloon_s; do
 	case $m in
 	pr_client) what="pause → resume, client processes (nkvm pause + resume; socat QMP stop + cont)" ;;
 	pr_curl) what="pause → resume, curl PUT vm.pause + vm.resume" ;;
 	pr_raw) what="pause → resume on the socket (ctl-rtt: HTTP vm.pause + vm.resume; QMP stop + cont)" ;;
+	pause_raw) what="… of which pause (vm.pause; stop)" ;;
+	resume_raw) what="… of which resume (vm.resume; cont)" ;;
 	stat_client) what="stat, client process (nkvm stat; socat QMP query-status + query-blockstats)" ;;
 	stat_curl) what="stat, curl GET vm.counters" ;;
 	stat_raw) what="stat on the socket (ctl-rtt: vm.info + vm.counters; query-status + query-blockstats)" ;;
+	info_raw) what="… of which vm.info; query-status" ;;
+	counters_raw) what="… of which vm.counters; query-blockstats" ;;
+	start_client) what="a client process that does nothing (nkvm version; socat -V)" ;;
+	start_curl) what="curl --version" ;;
 	rss_peak_mib) what="RSS peak, MiB (VmHWM, after the fill)" ;;
 	rss_before_mib) what="RSS before ballooning, MiB" ;;
 	rss_after_mib) what="RSS after ballooning, MiB" ;;
 	returned_mib) what="RSS returned, MiB (peak − after)" ;;
-	returned_share) what="returned ÷ ballooned ($((1024 - target)) MiB)" ;;
+	returned_share) what="share of the peak RSS returned ((peak − after) ÷ peak)" ;;
 	balloon_s) what="seconds until the balloon reached the target" ;;
 	esac
 	printf '| %s |' "$what"
@@ -237,7 +260,7 @@ echo
 cat "$out/machine"
 # Issue 17's targets: pause → resume and stat answer in < 10 ms; nkvm returns at least QEMU's
 # share of the ballooned memory.
-for m in pr_client pr_raw stat_client stat_raw; do
+for m in pr_client pr_raw pause_raw resume_raw stat_client stat_raw; do
 	n=$(med nkvm "$m")
 	echo "control-target: $m nkvm=$n ms < 10: $(awk -v n="$n" 'BEGIN { print (n != "-" && n < 10) ? "met" : "not met" }')"
 done

@@ -8,7 +8,7 @@
  *                                                 qmp_capabilities first, as libvirt keeps it
  *   ctl-rtt qmp-say SOCK CMD                      one QMP command; prints its reply line
  * Each round sends every request in turn and waits for its whole reply; one line a round: the
- * round's microseconds. CMD is a command name ("stop") or a whole JSON object. Exits 1 when a
+ * round's microseconds, then each request's. CMD is a command name ("stop") or a whole JSON object. Exits 1 when a
  * request fails (a status other than 2xx, a QMP "error"), printing the reply.
  */
 #include <errno.h>
@@ -173,22 +173,28 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (argc < 5 || (strcmp(argv[1], "http") && strcmp(argv[1], "qmp")) ||
-	    (rounds = atoi(argv[3])) <= 0) {
+	    (rounds = atoi(argv[3])) <= 0 || argc - 4 > 63) {
 		fprintf(stderr, "usage: ctl-rtt http|qmp SOCK ROUNDS REQUEST... | qmp-say SOCK CMD\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "qmp"))
 		fd = qmp_open(argv[2]);
 	for (r = 0; r < rounds; r++) {
-		long long t0 = now_us();
+		long long t[64];
+		int n = argc - 4;
 
-		for (i = 4; i < argc; i++) {
+		t[0] = now_us();
+		for (i = 0; i < n; i++) {
 			if (fd < 0)
-				http_request(argv[2], argv[i]);
+				http_request(argv[2], argv[4 + i]);
 			else
-				qmp_command(fd, argv[i]);
+				qmp_command(fd, argv[4 + i]);
+			t[i + 1] = now_us();
 		}
-		printf("%lld\n", now_us() - t0);
+		printf("%lld", t[n] - t[0]);
+		for (i = 0; i < n; i++)
+			printf(" %lld", t[i + 1] - t[i]);
+		printf("\n");
 	}
 	return 0;
 }
