@@ -174,7 +174,8 @@ int main(int argc, char **argv)
 	}
 	if (argc < 5 || (strcmp(argv[1], "http") && strcmp(argv[1], "qmp")) ||
 	    (rounds = atoi(argv[3])) <= 0 || argc - 4 > 63) {
-		fprintf(stderr, "usage: ctl-rtt http|qmp SOCK ROUNDS REQUEST... | qmp-say SOCK CMD\n");
+		fprintf(stderr,
+			"usage: ctl-rtt http|qmp SOCK ROUNDS REQUEST... | qmp-say SOCK CMD\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "qmp"))
