@@ -367,6 +367,27 @@ int virtio_driver_queue_setup(struct virtio_driver *d, struct virtio_driver_queu
 	return 0;
 }
 
+uint16_t virtio_driver_queue_add_chain(struct virtio_driver_queue *q, uint16_t *next,
+				       const struct virtio_driver_seg *segs, unsigned int n)
+{
+	uint16_t head = *next;
+
+	for (unsigned int i = 0; i < n; i++) {
+		uint16_t d = (head + i) % q->size;
+
+		q->desc[d] = (struct vring_desc){
+			.addr = segs[i].gpa,
+			.len = segs[i].len,
+			.flags = (segs[i].writable ? VRING_DESC_F_WRITE : 0) |
+				 (i + 1 < n ? VRING_DESC_F_NEXT : 0),
+			.next = (d + 1) % q->size,
+		};
+	}
+	*next = (head + n) % q->size;
+	virtio_driver_queue_add(q, head);
+	return head;
+}
+
 void virtio_driver_queue_publish(struct virtio_driver_queue *q)
 {
 	/* §2.7.13.2: the ring entries before the idx that hands them over. */

@@ -135,6 +135,21 @@ static inline void virtio_driver_queue_add(struct virtio_driver_queue *q, uint16
 }
 
 /* §2.7.13.2: makes what was added visible (avail->idx). */
+/* One buffer of a chain a driver builds by hand: where, how long, and whether device-writable. */
+struct virtio_driver_seg {
+	uint64_t gpa;
+	uint32_t len;
+	bool writable;
+};
+
+/*
+ * Writes segs[0..n) as one chain into the descriptors from *next on (wrapping at the queue's
+ * size), moves *next past them and makes the chain available (virtio_driver_queue_add): the
+ * caller publishes and kicks. Returns the chain's head. For tests that lay out chains themselves.
+ */
+uint16_t virtio_driver_queue_add_chain(struct virtio_driver_queue *q, uint16_t *next,
+				       const struct virtio_driver_seg *segs, unsigned int n);
+
 void virtio_driver_queue_publish(struct virtio_driver_queue *q);
 /* §2.7.13.3-4: whether the device wants a kick for what the last publish added. */
 bool virtio_driver_queue_kick_needed(struct virtio_driver_queue *q);

@@ -138,31 +138,12 @@ static void *gp(struct fx *fx, uint64_t gpa)
 }
 
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-struct seg {
-	uint64_t gpa;
-	uint32_t len;
-	bool w; /* device-writable */
-};
-
 /* Makes a chain of the segments available on queue qi and kicks. */
-static void post(struct fx *fx, unsigned int qi, const struct seg *s, unsigned int n)
+static void post(struct fx *fx, unsigned int qi, const struct virtio_driver_seg *s, unsigned int n)
 {
 	struct virtio_driver_queue *q = &fx->q[qi];
-	uint16_t head = fx->next_desc[qi];
 
-	for (unsigned int i = 0; i < n; i++) {
-		uint16_t d = (head + i) % q->size;
-
-		q->desc[d] = (struct vring_desc){
-			.addr = s[i].gpa,
-			.len = s[i].len,
-			.flags = (s[i].w ? VRING_DESC_F_WRITE : 0) |
-				 (i + 1 < n ? VRING_DESC_F_NEXT : 0),
-			.next = (d + 1) % q->size,
-		};
-	}
-	fx->next_desc[qi] = (head + n) % q->size;
-	virtio_driver_queue_add(q, head);
+	virtio_driver_queue_add_chain(q, &fx->next_desc[qi], s, n);
 	virtio_driver_queue_publish(q);
 	virtio_driver_queue_kick(q);
 }
@@ -187,7 +168,7 @@ static void post_pfns(struct fx *fx, unsigned int qi, const uint32_t *pfns, unsi
 
 	for (unsigned int i = 0; i < n; i++)
 		p[i] = htole32(pfns[i]);
-	post(fx, qi, (struct seg[]){ { gpa, n * 4 } }, 1);
+	post(fx, qi, (struct virtio_driver_seg[]){ { gpa, n * 4 } }, 1);
 }
 
 /* Writes every page of [gpa, gpa + len) so that it is resident. */
@@ -269,7 +250,8 @@ static void test_pfns_outside_ram_are_ignored_and_counted(void **state)
 		uint32_t good = htole32((PAGES_GPA >> 12) + 1);
 
 		memcpy(gp(fx, gpa), &good, 4);
-		post(fx, INFLATEQ, (struct seg[]){ { gpa, 2 }, { gpa + 2, 2 }, { gpa + 4, 2 } }, 3);
+		post(fx, INFLATEQ,
+		     (struct virtio_driver_seg[]){ { gpa, 2 }, { gpa + 2, 2 }, { gpa + 4, 2 } }, 3);
 		assert_true(wait_used(fx, INFLATEQ, 2));
 		assert_int_equal(info(fx, 0).returned, 2 * PAGE); /* split PFN read whole */
 		assert_int_equal(info(fx, 0).bad_pfns, 4);
@@ -332,7 +314,7 @@ static void post_stats(struct fx *fx, const uint16_t *tags, const uint64_t *vals
 		s[i].tag = htole16(tags[i]);
 		s[i].val = htole64(vals[i]);
 	}
-	post(fx, STATSQ, (struct seg[]){ { gpa, n * sizeof(*s) } }, 1);
+	post(fx, STATSQ, (struct virtio_driver_seg[]){ { gpa, n * sizeof(*s) } }, 1);
 }
 
 static bool wait_stats(struct fx *fx, uint64_t updates)
@@ -422,8 +404,8 @@ static void test_reported_pages_leave_the_ram_mapping(void **state)
 	touch(fx, PAGES_GPA, 64 * PAGE);
 	/* Two ranges; the second starts and ends inside pages: only its whole pages go. */
 	post(fx, REPORTQ,
-	     (struct seg[]){ { PAGES_GPA, 16 * PAGE, true },
-			     { PAGES_GPA + 32 * PAGE + 100, 8 * PAGE, true } },
+	     (struct virtio_driver_seg[]){ { PAGES_GPA, 16 * PAGE, true },
+					   { PAGES_GPA + 32 * PAGE + 100, 8 * PAGE, true } },
 	     2);
 	assert_true(wait_used(fx, REPORTQ, 1));
 	assert_int_equal(resident(fx, PAGES_GPA, 64 * PAGE), 64 - 16 - 7);
@@ -439,7 +421,7 @@ static void test_reporting_queue_is_queue_2_without_stats(void **state)
 
 	balloon_up(fx, F(VIRTIO_F_VERSION_1) | F(VIRTIO_BALLOON_F_REPORTING), 3);
 	touch(fx, PAGES_GPA, 4 * PAGE);
-	post(fx, 2, (struct seg[]){ { PAGES_GPA, 4 * PAGE, true } }, 1);
+	post(fx, 2, (struct virtio_driver_seg[]){ { PAGES_GPA, 4 * PAGE, true } }, 1);
 	assert_true(wait_used(fx, 2, 1));
 	assert_int_equal(resident(fx, PAGES_GPA, 4 * PAGE), 0);
 	assert_int_equal(info(fx, 0).reported, 4 * PAGE);

@@ -251,31 +251,12 @@ static uint8_t *gp(struct fx *fx, uint64_t gpa)
 }
 
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-struct seg {
-	uint64_t gpa;
-	uint32_t len;
-	bool w; /* device-writable */
-};
-
 /* Makes a chain of the segments available on queue qi, and kicks if the device asks. */
-static void post(struct fx *fx, unsigned int qi, const struct seg *s, unsigned int n)
+static void post(struct fx *fx, unsigned int qi, const struct virtio_driver_seg *s, unsigned int n)
 {
 	struct virtio_driver_queue *q = &fx->q[qi];
-	uint16_t head = fx->next_desc[qi];
 
-	for (unsigned int i = 0; i < n; i++) {
-		uint16_t d = (head + i) % q->size;
-
-		q->desc[d] = (struct vring_desc){
-			.addr = s[i].gpa,
-			.len = s[i].len,
-			.flags = (s[i].w ? VRING_DESC_F_WRITE : 0) |
-				 (i + 1 < n ? VRING_DESC_F_NEXT : 0),
-			.next = (d + 1) % q->size,
-		};
-	}
-	fx->next_desc[qi] = (head + n) % q->size;
-	virtio_driver_queue_add(q, head);
+	virtio_driver_queue_add_chain(q, &fx->next_desc[qi], s, n);
 	virtio_driver_queue_flush(q);
 }
 
@@ -368,11 +349,12 @@ static void test_fs_request_reaches_server_and_used_len_is_bytes_written(void **
 
 	fs_up(fx, 1);
 	post(fx, 1,
-	     (struct seg[]){ { req, 10 },
-			     { req + 10, sizeof(struct fuse_in_header) +
-						 sizeof(struct fuse_getattr_in) - 10 },
-			     { reply, 16, true },
-			     { reply + 16, 240, true } },
+	     (struct virtio_driver_seg[]){
+		     { req, 10 },
+		     { req + 10,
+		       sizeof(struct fuse_in_header) + sizeof(struct fuse_getattr_in) - 10 },
+		     { reply, 16, true },
+		     { reply + 16, 240, true } },
 	     4);
 	assert_true(wait_used(fx, 1, 1));
 	assert_int_equal(used(fx, 1, 0).len, sizeof(out));
@@ -396,7 +378,7 @@ static void test_fs_hiprio_forget_is_served_with_nothing_written(void **state)
 	fs_up(fx, 1);
 	srv_log.answer = 0;
 	post(fx, 0,
-	     (struct seg[]){
+	     (struct virtio_driver_seg[]){
 		     { req, sizeof(struct fuse_in_header) + sizeof(struct fuse_forget_in) } },
 	     1);
 	assert_true(wait_used(fx, 0, 1));
@@ -418,8 +400,8 @@ static void test_fs_each_request_queue_is_served_on_its_own_thread(void **state)
 
 		reply[q - 1] = galloc(fx, 64);
 		post(fx, q,
-		     (struct seg[]){ { req, sizeof(struct fuse_in_header) },
-				     { reply[q - 1], 64, true } },
+		     (struct virtio_driver_seg[]){ { req, sizeof(struct fuse_in_header) },
+						   { reply[q - 1], 64, true } },
 		     2);
 	}
 	assert_true(wait_used(fx, 1, 1));
@@ -443,8 +425,9 @@ static void test_fs_used_len_never_exceeds_the_writable_part(void **state)
 	fs_up(fx, 1);
 	srv_log.answer = 1 << 20;
 	post(fx, 1,
-	     (struct seg[]){ { req, sizeof(struct fuse_in_header) + sizeof(struct fuse_read_in) },
-			     { reply, 100, true } },
+	     (struct virtio_driver_seg[]){
+		     { req, sizeof(struct fuse_in_header) + sizeof(struct fuse_read_in) },
+		     { reply, 100, true } },
 	     2);
 	assert_true(wait_used(fx, 1, 1));
 	assert_int_equal(used(fx, 1, 0).len, 100);
@@ -461,7 +444,7 @@ static void test_fs_chain_outside_ram_needs_reset_and_never_reaches_server(void 
 	uint64_t req = fuse_req(fx, FUSE_STATFS, 9, 0);
 
 	fs_up(fx, 1);
-	post(fx, 1, (struct seg[]){ { RAM_SIZE - 8, 64 }, { reply, 64, true } }, 2);
+	post(fx, 1, (struct virtio_driver_seg[]){ { RAM_SIZE - 8, 64 }, { reply, 64, true } }, 2);
 	for (uint64_t end = now_ms() + DEADLINE_MS;
 	     !(virtio_driver_status(&fx->drv) & VIRTIO_CONFIG_S_NEEDS_RESET) && now_ms() < end;)
 		usleep(200);
@@ -469,7 +452,9 @@ static void test_fs_chain_outside_ram_needs_reset_and_never_reaches_server(void 
 	assert_int_equal(srv_calls(), 0);
 	/* The same device serves again after the driver resets it. */
 	fs_drive(fx, 1);
-	post(fx, 1, (struct seg[]){ { req, sizeof(struct fuse_in_header) }, { reply, 64, true } },
+	post(fx, 1,
+	     (struct virtio_driver_seg[]){ { req, sizeof(struct fuse_in_header) },
+					   { reply, 64, true } },
 	     2);
 	assert_true(wait_used(fx, 1, 1));
 	assert_int_equal(srv_calls(), 1);
@@ -500,7 +485,7 @@ static const uint8_t *real_request(struct fx *fx, uint32_t opcode, uint64_t node
 
 	memcpy(gp(fx, req), &h, sizeof(h));
 	memcpy(gp(fx, req + sizeof(h)), arg, arg_len);
-	post(fx, 1, (struct seg[]){ { req, h.len }, { reply, 4096, true } }, 2);
+	post(fx, 1, (struct virtio_driver_seg[]){ { req, h.len }, { reply, 4096, true } }, 2);
 	assert_true(wait_used(fx, 1, done));
 	memcpy(&out, gp(fx, reply), sizeof(out));
 	assert_int_equal(out.unique, done);

@@ -210,31 +210,13 @@ static uint8_t *gp(struct fx *fx, uint64_t gpa)
 
 /* Segments read { gpa, len } or, device-writable, { gpa, len, true }. */
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-struct seg {
-	uint64_t gpa;
-	uint32_t len;
-	bool w; /* device-writable */
-};
-
 /* Makes a chain of the segments available on queue qi, and kicks if the device asks. */
-static uint16_t post(struct fx *fx, unsigned int qi, const struct seg *s, unsigned int n)
+static uint16_t post(struct fx *fx, unsigned int qi, const struct virtio_driver_seg *s,
+		     unsigned int n)
 {
 	struct virtio_driver_queue *q = &fx->q[qi];
-	uint16_t head = fx->next_desc[qi];
+	uint16_t head = virtio_driver_queue_add_chain(q, &fx->next_desc[qi], s, n);
 
-	for (unsigned int i = 0; i < n; i++) {
-		uint16_t d = (head + i) % q->size;
-
-		q->desc[d] = (struct vring_desc){
-			.addr = s[i].gpa,
-			.len = s[i].len,
-			.flags = (s[i].w ? VRING_DESC_F_WRITE : 0) |
-				 (i + 1 < n ? VRING_DESC_F_NEXT : 0),
-			.next = (d + 1) % q->size,
-		};
-	}
-	fx->next_desc[qi] = (head + n) % q->size;
-	virtio_driver_queue_add(q, head);
 	virtio_driver_queue_flush(q);
 	return head;
 }
@@ -313,7 +295,9 @@ static void test_tx_frame_reaches_backend_with_its_vnet_header(void **state)
 	net_up(fx, 1, true, BASE_FEATURES | MRG | TSO4);
 	gpa = tx_frame(fx, &h, 100, 1);
 	post(fx, 1,
-	     (struct seg[]){ { gpa, 5 }, { gpa + 5, 7 }, { gpa + 12, 50 }, { gpa + 62, 50 } }, 4);
+	     (struct virtio_driver_seg[]){
+		     { gpa, 5 }, { gpa + 5, 7 }, { gpa + 12, 50 }, { gpa + 62, 50 } },
+	     4);
 	assert_true(wait_used(fx, 1, 1));
 	assert_int_equal(used(fx, 1, 0).len, 0);
 	n = peer_recv(fx, 0, got, sizeof(got), DEADLINE_MS);
@@ -352,7 +336,7 @@ static void test_nic_type_counters_emit_the_device_stats(void **state)
 
 	net_up(fx, 1, true, BASE_FEATURES | MRG);
 	gpa = tx_frame(fx, &h, 100, 1);
-	post(fx, 1, (struct seg[]){ { gpa, NET_HDR_LEN + 100 } }, 1);
+	post(fx, 1, (struct virtio_driver_seg[]){ { gpa, NET_HDR_LEN + 100 } }, 1);
 	assert_true(wait_used(fx, 1, 1));
 	assert_non_null(net_device_type.counters);
 	net_device_type.counters(fx->net, record, &e);
@@ -376,7 +360,7 @@ static void test_tx_frame_to_bare_backend_loses_only_the_header(void **state)
 	net_up(fx, 1, false, BASE_FEATURES | MRG);
 	assert_false(virtio_driver_device_features(&fx->drv) & NET_OFFLOAD_FEATURES);
 	gpa = tx_frame(fx, &h, 100, 2);
-	post(fx, 1, (struct seg[]){ { gpa, NET_HDR_LEN + 100 } }, 1);
+	post(fx, 1, (struct virtio_driver_seg[]){ { gpa, NET_HDR_LEN + 100 } }, 1);
 	assert_int_equal(peer_recv(fx, 0, got, sizeof(got), DEADLINE_MS), 100);
 	assert_memory_equal(got, gp(fx, gpa + NET_HDR_LEN), 100);
 }
@@ -406,25 +390,26 @@ static void test_bogus_tx_headers_are_dropped_counted_and_never_sent(void **stat
 	csum.csum_start = htole16(90);
 	csum.csum_offset = htole16(9); /* the field's 2 bytes end at 101 */
 	g[0] = tx_frame(fx, &gso0, 100, 3); /* GSO with gso_size 0 */
-	post(fx, 1, (struct seg[]){ { g[0], NET_HDR_LEN + 100 } }, 1), bad++;
+	post(fx, 1, (struct virtio_driver_seg[]){ { g[0], NET_HDR_LEN + 100 } }, 1), bad++;
 	g[1] = tx_frame(fx, &hdrlen, 100, 4); /* hdr_len beyond the chain */
-	post(fx, 1, (struct seg[]){ { g[1], NET_HDR_LEN + 100 } }, 1), bad++;
+	post(fx, 1, (struct virtio_driver_seg[]){ { g[1], NET_HDR_LEN + 100 } }, 1), bad++;
 	g[2] = tx_frame(fx, &good, NET_TX_MAX + 1 - NET_HDR_LEN, 5); /* past 64 KiB */
 	post(fx, 1,
-	     (struct seg[]){ { g[2], NET_TX_MAX / 2 },
-			     { g[2] + NET_TX_MAX / 2, NET_TX_MAX + 1 - NET_TX_MAX / 2 } },
+	     (struct virtio_driver_seg[]){
+		     { g[2], NET_TX_MAX / 2 },
+		     { g[2] + NET_TX_MAX / 2, NET_TX_MAX + 1 - NET_TX_MAX / 2 } },
 	     2),
 		bad++;
 	w = galloc(fx, 64); /* an empty chain: nothing readable */
-	post(fx, 1, (struct seg[]){ { w, 64, true } }, 1), bad++;
+	post(fx, 1, (struct virtio_driver_seg[]){ { w, 64, true } }, 1), bad++;
 	g[3] = tx_frame(fx, &good, 0, 6); /* a header split short: 4 + 4 bytes */
-	post(fx, 1, (struct seg[]){ { g[3], 4 }, { g[3] + 4, 4 } }, 2), bad++;
+	post(fx, 1, (struct virtio_driver_seg[]){ { g[3], 4 }, { g[3] + 4, 4 } }, 2), bad++;
 	g[4] = tx_frame(fx, &tso6, 100, 7);
-	post(fx, 1, (struct seg[]){ { g[4], NET_HDR_LEN + 100 } }, 1), bad++;
+	post(fx, 1, (struct virtio_driver_seg[]){ { g[4], NET_HDR_LEN + 100 } }, 1), bad++;
 	g[5] = tx_frame(fx, &csum, 100, 8); /* checksum field past the frame */
-	post(fx, 1, (struct seg[]){ { g[5], NET_HDR_LEN + 100 } }, 1), bad++;
+	post(fx, 1, (struct virtio_driver_seg[]){ { g[5], NET_HDR_LEN + 100 } }, 1), bad++;
 	g[6] = tx_frame(fx, &good, 60, 9);
-	post(fx, 1, (struct seg[]){ { g[6], NET_HDR_LEN + 60 } }, 1);
+	post(fx, 1, (struct virtio_driver_seg[]){ { g[6], NET_HDR_LEN + 60 } }, 1);
 	assert_true(wait_used(fx, 1, bad + 1));
 	for (unsigned int i = 0; i < bad + 1; i++)
 		assert_int_equal(used(fx, 1, i).len, 0);
@@ -455,7 +440,7 @@ static void test_tx_waits_for_a_full_backend_instead_of_dropping(void **state)
 			 0);
 	for (unsigned int i = 0; i < n; i++) {
 		gpa = tx_frame(fx, &h, 1000, (uint8_t)i);
-		post(fx, 1, (struct seg[]){ { gpa, NET_HDR_LEN + 1000 } }, 1);
+		post(fx, 1, (struct virtio_driver_seg[]){ { gpa, NET_HDR_LEN + 1000 } }, 1);
 	}
 	usleep(100 * 1000);
 	cpu0 = cpu_ms();
@@ -485,7 +470,7 @@ static void test_rx_frame_lands_with_num_buffers(void **state)
 
 	net_up(fx, 1, true, BASE_FEATURES | MRG | F(VIRTIO_NET_F_GUEST_CSUM));
 	buf = galloc(fx, 2048);
-	post(fx, 0, (struct seg[]){ { buf, 2048, true } }, 1);
+	post(fx, 0, (struct virtio_driver_seg[]){ { buf, 2048, true } }, 1);
 	fill(frame, sizeof(frame), 11);
 	memset(frame, 0, NET_HDR_LEN);
 	frame[0] = VIRTIO_NET_HDR_F_DATA_VALID;
@@ -511,7 +496,7 @@ static void test_rx_bare_frame_gets_a_zero_header(void **state)
 	net_up(fx, 1, false, BASE_FEATURES);
 	buf = galloc(fx, 2048);
 	memset(gp(fx, buf), 0xee, 2048);
-	post(fx, 0, (struct seg[]){ { buf, 2048, true } }, 1);
+	post(fx, 0, (struct virtio_driver_seg[]){ { buf, 2048, true } }, 1);
 	fill(frame, sizeof(frame), 12);
 	peer_send(fx, 0, frame, sizeof(frame));
 	assert_true(wait_used(fx, 0, 1));
@@ -531,7 +516,7 @@ static void test_rx_frame_spreads_over_several_mergeable_buffers(void **state)
 	net_up(fx, 1, true, BASE_FEATURES | MRG);
 	for (int i = 0; i < 5; i++) {
 		buf[i] = galloc(fx, 256);
-		post(fx, 0, (struct seg[]){ { buf[i], 256, true } }, 1);
+		post(fx, 0, (struct virtio_driver_seg[]){ { buf[i], 256, true } }, 1);
 	}
 	fill(frame, sizeof(frame), 13);
 	memset(frame, 0, NET_HDR_LEN);
@@ -576,7 +561,7 @@ static void test_rx_without_buffers_leaves_the_frame_in_the_backend(void **state
 	assert_int_equal(used_idx(fx, 0), 0);
 	assert_int_equal(stats(fx).rx_dropped, 0);
 	buf = galloc(fx, 2048);
-	post(fx, 0, (struct seg[]){ { buf, 2048, true } }, 1);
+	post(fx, 0, (struct virtio_driver_seg[]){ { buf, 2048, true } }, 1);
 	assert_true(wait_used(fx, 0, 1));
 	assert_int_equal(used(fx, 0, 0).len, sizeof(frame));
 	assert_memory_equal(gp(fx, buf + NET_HDR_LEN), frame + NET_HDR_LEN, 80);
@@ -598,8 +583,9 @@ static void test_rx_buffer_shorter_than_the_header_is_returned_unwritten(void **
 	memset(gp(fx, area), 0xaa, sizeof(canary));
 	memcpy(canary, gp(fx, area), sizeof(canary));
 	good = galloc(fx, 2048);
-	post(fx, 0, (struct seg[]){ { area + 100, 4, true }, { area + 120, 4, true } }, 2);
-	post(fx, 0, (struct seg[]){ { good, 2048, true } }, 1);
+	post(fx, 0,
+	     (struct virtio_driver_seg[]){ { area + 100, 4, true }, { area + 120, 4, true } }, 2);
+	post(fx, 0, (struct virtio_driver_seg[]){ { good, 2048, true } }, 1);
 	fill(frame, sizeof(frame), 15);
 	memset(frame, 0, NET_HDR_LEN);
 	peer_send(fx, 0, frame, sizeof(frame));
@@ -626,7 +612,7 @@ static void test_rx_frame_larger_than_the_buffer_without_mrg_is_dropped(void **s
 	area = galloc(fx, sizeof(canary));
 	memset(gp(fx, area), 0xaa, sizeof(canary));
 	memcpy(canary, gp(fx, area), sizeof(canary));
-	post(fx, 0, (struct seg[]){ { area + 64, 50, true } }, 1);
+	post(fx, 0, (struct virtio_driver_seg[]){ { area + 64, 50, true } }, 1);
 	fill(big + NET_HDR_LEN, 100, 16);
 	fill(small + NET_HDR_LEN, 30, 17);
 	peer_send(fx, 0, big, sizeof(big));
@@ -650,7 +636,7 @@ static uint8_t ctrl(struct fx *fx, unsigned int qi, const void *cmd, uint32_t le
 
 	memcpy(gp(fx, c), cmd, len);
 	*gp(fx, ack) = 0xee;
-	post(fx, qi, (struct seg[]){ { c, len }, { ack, 1, true } }, 2);
+	post(fx, qi, (struct virtio_driver_seg[]){ { c, len }, { ack, 1, true } }, 2);
 	assert_true(wait_used(fx, qi, n + 1));
 	return *gp(fx, ack);
 }
@@ -680,7 +666,7 @@ static void test_mq_vq_pairs_set_accepts_1_to_max_and_refuses_the_rest(void **st
 							2)),
 			 2);
 	buf = galloc(fx, 2048);
-	post(fx, 2, (struct seg[]){ { buf, 2048, true } }, 1);
+	post(fx, 2, (struct virtio_driver_seg[]){ { buf, 2048, true } }, 1);
 	fill(frame + NET_HDR_LEN, 64, 18);
 	peer_send(fx, 1, frame, sizeof(frame));
 	usleep(100 * 1000);
@@ -797,7 +783,7 @@ static void test_vhost_auto_without_vhost_net_says_so_and_uses_userspace(void **
 				 "or directory (is the vhost_net module loaded?)); using the "
 				 "userspace data path\n");
 	gpa = tx_frame(fx, &h, 100, 19);
-	post(fx, 1, (struct seg[]){ { gpa, NET_HDR_LEN + 100 } }, 1);
+	post(fx, 1, (struct virtio_driver_seg[]){ { gpa, NET_HDR_LEN + 100 } }, 1);
 	assert_int_equal(peer_recv(fx, 0, got, sizeof(got), DEADLINE_MS), NET_HDR_LEN + 100);
 }
 

@@ -124,30 +124,12 @@ static uint8_t *gp(struct fx *fx, uint64_t gpa)
 }
 
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-struct seg {
-	uint64_t gpa;
-	uint32_t len;
-	bool w; /* device-writable */
-};
-
-static uint16_t post(struct fx *fx, unsigned int qi, const struct seg *s, unsigned int n)
+static uint16_t post(struct fx *fx, unsigned int qi, const struct virtio_driver_seg *s,
+		     unsigned int n)
 {
 	struct virtio_driver_queue *q = &fx->q[qi];
-	uint16_t head = fx->next_desc[qi];
+	uint16_t head = virtio_driver_queue_add_chain(q, &fx->next_desc[qi], s, n);
 
-	for (unsigned int i = 0; i < n; i++) {
-		uint16_t d = (head + i) % q->size;
-
-		q->desc[d] = (struct vring_desc){
-			.addr = s[i].gpa,
-			.len = s[i].len,
-			.flags = (s[i].w ? VRING_DESC_F_WRITE : 0) |
-				 (i + 1 < n ? VRING_DESC_F_NEXT : 0),
-			.next = (d + 1) % q->size,
-		};
-	}
-	fx->next_desc[qi] = (head + n) % q->size;
-	virtio_driver_queue_add(q, head);
 	virtio_driver_queue_flush(q);
 	return head;
 }
@@ -170,8 +152,8 @@ static void rx_post(struct fx *fx, unsigned int n)
 {
 	for (unsigned int i = 0; i < n; i++) {
 		uint64_t gpa = galloc(fx, RX_BUF);
-		uint16_t head =
-			post(fx, VSOCK_QUEUE_RX, (struct seg[]){ { gpa, RX_BUF, true } }, 1);
+		uint16_t head = post(fx, VSOCK_QUEUE_RX,
+				     (struct virtio_driver_seg[]){ { gpa, RX_BUF, true } }, 1);
 
 		fx->rx_gpa[head] = gpa;
 	}
@@ -250,7 +232,7 @@ static void tx(struct fx *fx, const struct pkt *p, const void *payload, uint32_t
 	hdr_put(gp(fx, gpa), p);
 	if (payload_len)
 		memcpy(gp(fx, gpa + HDR_LEN), payload, payload_len);
-	post(fx, VSOCK_QUEUE_TX, (struct seg[]){ { gpa, HDR_LEN + payload_len } }, 1);
+	post(fx, VSOCK_QUEUE_TX, (struct virtio_driver_seg[]){ { gpa, HDR_LEN + payload_len } }, 1);
 	assert_true(wait_used(fx, VSOCK_QUEUE_TX, before + 1, DEADLINE_MS));
 }
 
@@ -667,7 +649,7 @@ static void test_spoofed_cids_and_short_headers_are_dropped_unanswered(void **st
 	/* A header cut at 40 bytes. */
 	gpa = galloc(fx, HDR_LEN);
 	hdr_put(gp(fx, gpa), &w);
-	post(fx, VSOCK_QUEUE_TX, (struct seg[]){ { gpa, HDR_LEN - 4 } }, 1);
+	post(fx, VSOCK_QUEUE_TX, (struct virtio_driver_seg[]){ { gpa, HDR_LEN - 4 } }, 1);
 	assert_false(rx(fx, &p, data, sizeof(data), 300));
 	assert_false(virtio_driver_status(&fx->drv) & VIRTIO_CONFIG_S_NEEDS_RESET);
 }
@@ -683,7 +665,9 @@ static void test_header_split_over_descriptors_is_read_whole(void **state)
 	hdr_put(gp(fx, gpa), &w);
 	before = used_idx(fx, VSOCK_QUEUE_TX);
 	post(fx, VSOCK_QUEUE_TX,
-	     (struct seg[]){ { gpa, 3 }, { gpa + 3, 20 }, { gpa + 23, HDR_LEN - 23 } }, 3);
+	     (struct virtio_driver_seg[]){
+		     { gpa, 3 }, { gpa + 3, 20 }, { gpa + 23, HDR_LEN - 23 } },
+	     3);
 	assert_true(wait_used(fx, VSOCK_QUEUE_TX, before + 1, DEADLINE_MS));
 	/* No listener at PATH_12: the request, read whole, is refused for its ports. */
 	rx_expect(fx, &p, VIRTIO_VSOCK_OP_RST);
