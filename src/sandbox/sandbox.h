@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The monitor's sandbox. Once set-up is done, each thread confines itself: a seccomp allow list
+ * of the system calls its job needs (kept beside that thread's code, so that a change to what a
+ * thread calls and to its filter is one change), and Landlock, so that the process reaches only
+ * the files it was given (images, shared directories, its sockets). A thread enters the sandbox
+ * after its own set-up and before it touches guest or client bytes.
+ *
+ * seccomp filters are inherited and stack: a thread started by a sandboxed thread can never call
+ * more than its parent's filter allows. So threads are started by the main thread during set-up
+ * (or by a thread whose filter allows what its children need), and enter their own filter at
+ * their start.
+ */
+#ifndef NKVM_SANDBOX_SANDBOX_H
+#define NKVM_SANDBOX_SANDBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* An allowed system call; with nr_args > 0, allowed only when every condition holds. */
+#define SANDBOX_MAX_ARG_CONDS 3
+
+enum sandbox_cmp {
+	SANDBOX_ARG_EQ, /* args[arg] == value */
+	SANDBOX_ARG_MASKED_EQ, /* (args[arg] & mask) == value */
+};
+
+struct sandbox_arg {
+	unsigned int arg; /* 0..5 */
+	enum sandbox_cmp cmp;
+	uint64_t mask; /* SANDBOX_ARG_MASKED_EQ only */
+	uint64_t value;
+};
+
+struct sandbox_rule {
+	int nr; /* __NR_* */
+	unsigned int nr_args;
+	struct sandbox_arg args[SANDBOX_MAX_ARG_CONDS];
+};
+
+/* One thread type's allow list, defined beside that thread's code. */
+struct sandbox_filter {
+	const char *thread; /* the type, as the report names it: "vcpu", "api", "blk-queue" ... */
+	const struct sandbox_rule *rules;
+	size_t nr_rules;
+};
+
+/* A call allowed whatever its arguments. */
+#define SANDBOX_ALLOW(name) { .nr = __NR_##name }
+/* A call allowed only when argument i equals v (several such rules for one call: any may hold). */
+#define SANDBOX_ALLOW_ARG(name, i, v)                                                  \
+	{ .nr = __NR_##name, .nr_args = 1,                                                  \
+	  .args = { { .arg = (i), .cmp = SANDBOX_ARG_EQ, .value = (uint64_t)(v) } } }
+
+enum sandbox_mode {
+	SANDBOX_ON, /* the default */
+	SANDBOX_OFF, /* --sandbox=off: for debugging; said at start */
+};
+
+/*
+ * Once, on the main thread, before any thread enters: records the mode and installs the SIGSYS
+ * handler that reports a forbidden call ("nkvm: sandbox: thread vcpu made forbidden system call
+ * openat (257)") and ends the process. Returns 0 or a negative errno.
+ */
+int sandbox_init(enum sandbox_mode mode);
+
+bool sandbox_enabled(void);
+
+/*
+ * On the calling thread: sets no_new_privs, applies the Landlock ruleset (landlock.h) if one was
+ * prepared, and loads the thread's seccomp filter. Does nothing when the sandbox is off. Returns
+ * 0 or a negative errno; a caller that cannot confine itself does not run.
+ */
+int sandbox_enter(const struct sandbox_filter *f);
+
+/* The thread type the calling thread entered as, or NULL (for reports and tests). */
+const char *sandbox_thread_name(void);
+
+#endif
