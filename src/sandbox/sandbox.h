@@ -68,13 +68,31 @@ int sandbox_init(enum sandbox_mode mode);
 bool sandbox_enabled(void);
 
 /*
- * On the calling thread: sets no_new_privs, applies the Landlock ruleset (landlock.h) if one was
- * prepared, and loads the thread's seccomp filter. Does nothing when the sandbox is off. Returns
- * 0 or a negative errno; a caller that cannot confine itself does not run.
+ * On the calling thread: waits until the main thread calls sandbox_release (so that set-up,
+ * --user's privilege drop and the Landlock ruleset are done first: glibc drops privileges in
+ * every thread, which a filter would forbid), then sets no_new_privs, applies the Landlock
+ * ruleset (landlock.h) if one was prepared, and loads the thread's seccomp filter. Does nothing
+ * when the sandbox is off. Returns 0 or a negative errno; a thread that cannot confine itself
+ * does not go on to guest or client bytes.
  */
 int sandbox_enter(const struct sandbox_filter *f);
 
+/*
+ * On the main thread, once set-up is over (devices made, privileges dropped, landlock_prepare
+ * done): lets the threads waiting in sandbox_enter confine themselves and go on.
+ */
+void sandbox_release(void);
+
 /* The thread type the calling thread entered as, or NULL (for reports and tests). */
 const char *sandbox_thread_name(void);
+
+#ifdef NKVM_TEST_HOOKS
+/*
+ * Only in the test build (build/nkvm-hooks, compiled with -DNKVM_TEST_HOOKS): true when the
+ * environment variable NKVM_TEST_HOOK names this thread type and action ("vcpu:forbidden",
+ * "fs-queue:open-outside"), so that a test can make one thread type do what it must not.
+ */
+bool sandbox_test_hook(const char *thread, const char *action);
+#endif
 
 #endif
