@@ -510,13 +510,19 @@ static int run_machine(struct machine *m)
 	return m->vm.exit_status;
 }
 
-/* All vCPUs' exits by kind, and the mean time nkvm took to dispatch one of each kind. */
+/*
+ * All vCPUs' exits by kind, and the mean time nkvm took to dispatch one of each kind; then by
+ * reason, port and page.
+ */
 static void report_exits(const struct vm *vm)
 {
 	static const char *const names[VCPU_EXIT_KINDS] = { "io", "mmio", "other" };
 	uint64_t n[VCPU_EXIT_KINDS] = { 0 }, ns[VCPU_EXIT_KINDS] = { 0 };
+	struct exit_stats *by = calloc(1, sizeof(*by));
 
 	for (unsigned int i = 0; vm->vcpus && i < vm->nr_vcpus; i++) {
+		if (by)
+			exit_stats_add(by, &vm->vcpus[i].stats.by);
 		for (unsigned int k = 0; k < VCPU_EXIT_KINDS; k++) {
 			n[k] += vm->vcpus[i].stats.exits[k];
 			ns[k] += vm->vcpus[i].stats.dispatch_ns[k];
@@ -527,6 +533,9 @@ static void report_exits(const struct vm *vm)
 		fprintf(stderr, " %s=%llu %s_ns=%llu", names[k], (unsigned long long)n[k], names[k],
 			(unsigned long long)(n[k] ? ns[k] / n[k] : 0));
 	fputc('\n', stderr);
+	if (by)
+		exit_stats_print(stderr, by);
+	free(by);
 }
 
 /*

@@ -90,6 +90,7 @@ static enum vcpu_exit_kind exit_kind(const struct kvm_run *run)
 enum vcpu_exit_action vcpu_handle_exit(struct vcpu *vcpu, struct kvm_run *run)
 {
 	vcpu->stats.exits[exit_kind(run)]++;
+	exit_stats_count(&vcpu->stats.by, run, vcpu->vm->keep_stats);
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		vcpu_handle_io(vcpu, run);

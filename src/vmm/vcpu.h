@@ -7,6 +7,8 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "vmm/exit_stats.h"
+
 struct vm;
 
 enum vcpu_exit_kind { VCPU_EXIT_IO, VCPU_EXIT_MMIO, VCPU_EXIT_OTHER, VCPU_EXIT_KINDS };
@@ -14,11 +16,13 @@ enum vcpu_exit_kind { VCPU_EXIT_IO, VCPU_EXIT_MMIO, VCPU_EXIT_OTHER, VCPU_EXIT_K
 /*
  * What one vCPU's exits cost nkvm: counted always (the vCPU thread alone writes them), and
  * the time spent dispatching each (from KVM_RUN's return to the next entry) only when the VM
- * keeps stats (NKVM_STATS), since reading the clock twice per exit is not free.
+ * keeps stats (NKVM_STATS), since reading the clock twice per exit is not free. `by` counts
+ * them by reason, and with stats by port and page too.
  */
 struct vcpu_stats {
 	uint64_t exits[VCPU_EXIT_KINDS];
 	uint64_t dispatch_ns[VCPU_EXIT_KINDS];
+	struct exit_stats by;
 };
 
 struct vcpu {

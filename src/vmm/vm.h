@@ -27,7 +27,7 @@ struct vm {
 	atomic_int stopping;
 	int exit_status;
 	int stop_fd;
-	bool keep_stats; /* NKVM_STATS: time each vCPU's exits (struct vcpu_stats) */
+	bool keep_stats; /* NKVM_STATS: time each vCPU's exits, count them by port and page */
 
 	/*
 	 * Pause (vcpus_pause in vcpu.c): while pause_requested, each vCPU thread parks on

@@ -265,6 +265,103 @@ static void test_entry_failure_and_unknown_exit_fail(void **state)
 	fake_vm_free(f);
 }
 
+/* The exits of a made-up boot, counted by reason, and by port and page when stats are kept. */
+static void test_exit_stats_count_reason_port_and_page(void **state)
+{
+	struct fake_vm *f = fake_vm_new();
+	const struct exit_stats *by = &f->vcpu.stats.by;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out;
+
+	(void)state;
+	f->vm.keep_stats = true;
+	for (int i = 0; i < 3; i++) {
+		set_io(&f->run, KVM_EXIT_IO_OUT, 0x3f8, 1, 1);
+		vcpu_handle_exit(&f->vcpu, &f->run);
+	}
+	set_io(&f->run, KVM_EXIT_IO_IN, 0x3f8, 1, 1);
+	vcpu_handle_exit(&f->vcpu, &f->run);
+	set_io(&f->run, KVM_EXIT_IO_IN, 0xcfc, 4, 1);
+	vcpu_handle_exit(&f->vcpu, &f->run);
+	f->run.exit_reason = KVM_EXIT_MMIO;
+	f->run.mmio.phys_addr = 0xfebf1004;
+	f->run.mmio.len = 4;
+	f->run.mmio.is_write = 1;
+	vcpu_handle_exit(&f->vcpu, &f->run);
+	vcpu_handle_exit(&f->vcpu, &f->run);
+	f->run.exit_reason = KVM_EXIT_INTR;
+	vcpu_handle_exit(&f->vcpu, &f->run);
+
+	assert_int_equal(by->reasons[KVM_EXIT_IO], 5);
+	assert_int_equal(by->reasons[KVM_EXIT_MMIO], 2);
+	assert_int_equal(by->reasons[KVM_EXIT_INTR], 1);
+	out = open_memstream(&text, &len);
+	exit_stats_print(out, by);
+	fclose(out);
+	assert_string_equal(text, "nkvm: exit reasons: io=5 mmio=2 intr=1\n"
+				  "nkvm: exit ports: 0x3f8:out=3 0x3f8:in=1 0xcfc:in=1\n"
+				  "nkvm: exit mmio: 0xfebf1000:write=2\n");
+	free(text);
+	fake_vm_free(f);
+}
+
+/* Without NKVM_STATS only reasons are counted: the port and page tables stay empty. */
+static void test_exit_stats_sites_only_with_stats(void **state)
+{
+	struct fake_vm *f = fake_vm_new();
+
+	(void)state;
+	set_io(&f->run, KVM_EXIT_IO_OUT, 0x80, 1, 1);
+	vcpu_handle_exit(&f->vcpu, &f->run);
+	assert_int_equal(f->vcpu.stats.by.reasons[KVM_EXIT_IO], 1);
+	for (unsigned int i = 0; i < EXIT_STATS_SITES; i++)
+		assert_int_equal(f->vcpu.stats.by.io.slot[i].key, 0);
+	fake_vm_free(f);
+}
+
+/*
+ * The table is bounded: a port past the last free slot is counted as elsewhere, ports already
+ * in it go on counting; the vCPUs' tables sum into one; an unnamed reason still shows.
+ */
+static void test_exit_stats_bounded_and_summed(void **state)
+{
+	struct exit_stats *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+	struct kvm_run run = { .exit_reason = KVM_EXIT_IO };
+	uint64_t total = 0;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out;
+
+	(void)state;
+	for (unsigned int port = 0; port < EXIT_STATS_SITES + 3; port++) {
+		run.io.port = port;
+		exit_stats_count(a, &run, true);
+	}
+	assert_int_equal(a->io.elsewhere, 3);
+	run.io.port = 0;
+	exit_stats_count(a, &run, true);
+	assert_int_equal(a->io.elsewhere, 3);
+	exit_stats_count(b, &run, true);
+	run.exit_reason = 9999;
+	exit_stats_count(b, &run, true);
+	exit_stats_add(a, b);
+	assert_int_equal(a->reasons[KVM_EXIT_IO], EXIT_STATS_SITES + 5);
+	assert_int_equal(a->reasons[EXIT_STATS_REASONS], 1);
+	for (unsigned int i = 0; i < EXIT_STATS_SITES; i++)
+		total += a->io.slot[i].count;
+	assert_int_equal(total + a->io.elsewhere, EXIT_STATS_SITES + 5);
+	out = open_memstream(&text, &len);
+	exit_stats_print(out, a);
+	fclose(out);
+	assert_non_null(strstr(text, " 0:in=3 "));
+	assert_non_null(strstr(text, " elsewhere=3\n"));
+	assert_non_null(strstr(text, " reason>=40=1\n"));
+	free(text);
+	free(a);
+	free(b);
+}
+
 static void test_console_ctrl_a_x_quits_ctrl_a_twice_sends_one(void **state)
 {
 	struct term_escape esc = { 0 };
@@ -301,6 +398,9 @@ int main(void)
 		cmocka_unit_test(test_triple_fault_state_names_registers_or_amd_reset),
 		cmocka_unit_test(test_cpuid_tsc_deadline),
 		cmocka_unit_test(test_entry_failure_and_unknown_exit_fail),
+		cmocka_unit_test(test_exit_stats_count_reason_port_and_page),
+		cmocka_unit_test(test_exit_stats_sites_only_with_stats),
+		cmocka_unit_test(test_exit_stats_bounded_and_summed),
 		cmocka_unit_test(test_console_ctrl_a_x_quits_ctrl_a_twice_sends_one),
 	};
 
