@@ -540,7 +540,8 @@ static void report_exits(const struct vm *vm)
 
 /*
  * With NKVM_STATS set, one line on stderr at exit for benchmarks: the monitor's peak RSS and
- * how much of it is guest RAM the guest touched (resident pages of the RAM mapping).
+ * how much of it is guest RAM the guest touched (resident pages of the RAM mapping), and when
+ * the boot vCPU first entered the guest (wall clock, µs since the epoch).
  */
 static void report_stats(const struct vm *vm)
 {
@@ -556,9 +557,11 @@ static void report_stats(const struct vm *vm)
 		for (size_t i = 0; i < pages; i++)
 			resident += vec[i] & 1;
 	free(vec);
-	fprintf(stderr, "nkvm: stats: peak_rss_kib=%ld guest_resident_kib=%zu overhead_kib=%ld\n",
-		ru.ru_maxrss, resident * (page / 1024),
-		ru.ru_maxrss - (long)(resident * (page / 1024)));
+	fprintf(stderr,
+		"nkvm: stats: peak_rss_kib=%ld guest_resident_kib=%zu overhead_kib=%ld "
+		"entry_epoch_us=%llu\n",
+		ru.ru_maxrss, resident * (page / 1024), ru.ru_maxrss - (long)(resident * (page / 1024)),
+		(unsigned long long)(vm->vcpus ? vm->vcpus[0].stats.entry_epoch_ns / 1000 : 0));
 	report_exits(vm);
 }
 

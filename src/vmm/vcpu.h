@@ -23,6 +23,7 @@ struct vcpu_stats {
 	uint64_t exits[VCPU_EXIT_KINDS];
 	uint64_t dispatch_ns[VCPU_EXIT_KINDS];
 	struct exit_stats by;
+	uint64_t entry_epoch_ns; /* with stats: CLOCK_REALTIME at the first KVM_RUN */
 };
 
 struct vcpu {

@@ -131,6 +131,20 @@ test_tsc_deadline_timer() {
 	fi
 }
 
+# NKVM_STATS=1: the exits by reason and by port, the guest's output (UART) and its exit (0xf4).
+test_stats_count_exits_by_reason_and_port() {
+	export NKVM_STATS=1
+	run_guest "$tmp/o" -- echo counted
+	unset NKVM_STATS
+	if [ "$rc" -eq 0 ] && grep -q "^nkvm: exit reasons: io=[1-9][0-9]* " "$tmp/o" &&
+		grep "^nkvm: exit ports: " "$tmp/o" | grep -q " 0x3f8:out=[1-9]" &&
+		grep "^nkvm: exit ports: " "$tmp/o" | grep -q " 0xf4:out=1\( \|$\)"; then
+		pass stats_count_exits_by_reason_and_port
+	else
+		fail stats_count_exits_by_reason_and_port "status $rc, no counts by reason and port" "$tmp/o"
+	fi
+}
+
 # MemTotal is RAM less what the kernel keeps for itself: between 75% and 100% of -m.
 check_memtotal() {
 	mib=$1
@@ -1867,6 +1881,7 @@ test_detach_console_replays_output_and_takes_input() {
 all_tests="test_bad_input test_command_output_and_status test_command_output_is_clean \
 	test_exit_status_propagates test_missing_command_is_127 test_arguments_survive_quoting \
 	test_kernel_version test_nproc_matches_cpus test_every_cpu_online test_tsc_deadline_timer \
+	test_stats_count_exits_by_reason_and_port \
 	test_memtotal_matches_mem \
 	test_memory_above_4g test_params_reach_cmdline test_pci_host_bridge_found test_timers_tick \
 	test_stdin_reaches_guest test_reboot_ends_cleanly test_poweroff_ends_cleanly \
