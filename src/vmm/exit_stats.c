@@ -62,6 +62,7 @@ void exit_stats_add(struct exit_stats *to, const struct exit_stats *from)
 {
 	for (unsigned int r = 0; r <= EXIT_STATS_REASONS; r++)
 		to->reasons[r] += from->reasons[r];
+	to->coalesced += from->coalesced;
 	add_sites(&to->io, &from->io);
 	add_sites(&to->mmio, &from->mmio);
 }
@@ -146,6 +147,8 @@ void exit_stats_print(FILE *f, const struct exit_stats *s)
 		else
 			fprintf(f, " reason>=%u=%llu", r, (unsigned long long)s->reasons[r]);
 	}
+	if (s->coalesced)
+		fprintf(f, " coalesced_writes=%llu", (unsigned long long)s->coalesced);
 	fputc('\n', f);
 	print_sites(f, "ports", &s->io, true);
 	print_sites(f, "mmio", &s->mmio, false);

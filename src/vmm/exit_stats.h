@@ -32,6 +32,7 @@ struct exit_sites {
 
 struct exit_stats {
 	uint64_t reasons[EXIT_STATS_REASONS + 1];
+	uint64_t coalesced; /* writes KVM queued instead of exiting, replayed by this vCPU */
 	struct exit_sites io; /* by port and direction */
 	struct exit_sites mmio; /* by guest-physical page and direction */
 };
@@ -44,7 +45,7 @@ void exit_stats_add(struct exit_stats *to, const struct exit_stats *from);
 
 /*
  * Three lines on f, most frequent first, sites with no exits left out:
- *   nkvm: exit reasons: io=5012 mmio=120 system_event=1
+ *   nkvm: exit reasons: io=5012 mmio=120 system_event=1 [coalesced_writes=N]
  *   nkvm: exit ports: 0x3f8:out=4800 0x3fd:in=160 ... [elsewhere=N]
  *   nkvm: exit mmio: 0xfebf0000:write=12 ... [elsewhere=N]
  */

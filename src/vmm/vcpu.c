@@ -12,6 +12,11 @@
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
+/* The UAPI's KVM_COALESCED_MMIO_MAX counts entries in a page: x86's. */
+#ifndef PAGE_SIZE
+#define PAGE_SIZE 4096
+#endif
+
 /* Sent to a vCPU thread to make KVM_RUN return; its handler does nothing. */
 #define VCPU_KICK_SIGNAL SIGUSR1
 
@@ -47,6 +52,8 @@ int vcpu_create(struct vm *vm, struct vcpu *vcpu, unsigned int id)
 		return err;
 	}
 	vcpu->run = run;
+	if (vm->coalesced_page)
+		vcpu->coalesced = (void *)((uint8_t *)run + vm->coalesced_page * sysconf(_SC_PAGESIZE));
 	return 0;
 }
 
@@ -92,10 +99,40 @@ static enum vcpu_exit_kind exit_kind(const struct kvm_run *run)
 						   VCPU_EXIT_OTHER;
 }
 
+/*
+ * Replays on the bus, in the guest's order, the writes KVM queued instead of exiting
+ * (vm_coalesce_pio): before any exit is handled, so that what the exit reads or does sees them.
+ * KVM fills entries from `last` and publishes it after the entry; nkvm consumes from `first`.
+ * Any vCPU may drain the ring, hence the lock (taken only when it holds something).
+ */
+static void vcpu_flush_coalesced(struct vcpu *vcpu)
+{
+	struct kvm_coalesced_mmio_ring *ring = vcpu->coalesced;
+	struct vm *vm = vcpu->vm;
+	uint32_t first;
+
+	if (!ring || __atomic_load_n(&ring->first, __ATOMIC_RELAXED) ==
+			     __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE))
+		return;
+	pthread_mutex_lock(&vm->coalesced_lock);
+	first = ring->first % KVM_COALESCED_MMIO_MAX;
+	while (first != __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE)) {
+		struct kvm_coalesced_mmio e = ring->coalesced_mmio[first];
+
+		if (e.len <= sizeof(e.data))
+			bus_write(e.pio ? &vm->pio : &vm->mmio, e.phys_addr, e.data, e.len);
+		vcpu->stats.by.coalesced++;
+		first = (first + 1) % KVM_COALESCED_MMIO_MAX;
+		__atomic_store_n(&ring->first, first, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&vm->coalesced_lock);
+}
+
 enum vcpu_exit_action vcpu_handle_exit(struct vcpu *vcpu, struct kvm_run *run)
 {
 	vcpu->stats.exits[exit_kind(run)]++;
 	exit_stats_count(&vcpu->stats.by, run, vcpu->vm->keep_stats);
+	vcpu_flush_coalesced(vcpu);
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		vcpu_handle_io(vcpu, run);

@@ -31,6 +31,7 @@ struct vcpu {
 	unsigned int id;
 	int fd;
 	struct kvm_run *run;
+	struct kvm_coalesced_mmio_ring *coalesced; /* the VM's ring (vm.h), or NULL */
 	pthread_t thread;
 	bool started;
 	bool parked, exited; /* under vm->pause_lock */

@@ -87,6 +87,7 @@ int vm_create(struct vm *vm, uint64_t ram_size, unsigned int nr_vcpus, char *err
 	vm->nr_vcpus = nr_vcpus;
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->pause_cond, NULL);
+	pthread_mutex_init(&vm->coalesced_lock, NULL);
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0)
 		return err_set(err, errlen, -errno, "open /dev/kvm");
@@ -99,6 +100,10 @@ int vm_create(struct vm *vm, uint64_t ram_size, unsigned int nr_vcpus, char *err
 	if (ret <= 0)
 		return err_set(err, errlen, ret < 0 ? -errno : -EINVAL, "KVM_GET_VCPU_MMAP_SIZE");
 	vm->run_size = ret;
+	/* KVM_CAP_COALESCED_MMIO answers with the ring's page in the kvm_run mapping. */
+	ret = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_MMIO);
+	if (ret > 0 && (size_t)(ret + 1) * sysconf(_SC_PAGESIZE) <= vm->run_size)
+		vm->coalesced_page = ret;
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0)
 		return err_set(err, errlen, -errno, "KVM_CREATE_VM");
@@ -115,6 +120,17 @@ int vm_create(struct vm *vm, uint64_t ram_size, unsigned int nr_vcpus, char *err
 	if (ret)
 		err_set(err, errlen, ret, "KVM_SET_USER_MEMORY_REGION");
 	return ret;
+}
+
+int vm_coalesce_pio(struct vm *vm, uint16_t port, unsigned int len)
+{
+	struct kvm_coalesced_mmio_zone zone = { .addr = port, .size = len, .pio = 1 };
+
+	if (!vm->coalesced_page || ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO) <= 0)
+		return -ENOTSUP;
+	if (ioctl(vm->vm_fd, KVM_REGISTER_COALESCED_MMIO, &zone) < 0)
+		return -errno;
+	return 0;
 }
 
 void vm_destroy(struct vm *vm)

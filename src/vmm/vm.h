@@ -30,6 +30,15 @@ struct vm {
 	bool keep_stats; /* NKVM_STATS: time each vCPU's exits, count them by port and page */
 
 	/*
+	 * Coalesced writes (vm_coalesce_pio): KVM queues the guest's writes to the registered zones
+	 * in one ring per VM, found in every vCPU's kvm_run mapping at page coalesced_page (0: KVM
+	 * has none), instead of exiting; a vCPU replays them on the bus, under coalesced_lock, before
+	 * it handles its next exit.
+	 */
+	unsigned int coalesced_page;
+	pthread_mutex_t coalesced_lock;
+
+	/*
 	 * Pause (vcpus_pause in vcpu.c): while pause_requested, each vCPU thread parks on
 	 * pause_cond; paused once every running one has. The lock guards the flags of both.
 	 */
@@ -72,6 +81,14 @@ static inline const struct guest_memory *vm_memory(const struct vm *vm)
  */
 int vm_clock_save(struct vm *vm);
 int vm_clock_restore(struct vm *vm);
+
+/*
+ * Lets KVM queue the guest's writes to ports [port, port + len) instead of exiting for each: for
+ * registers whose writes nobody sees before the guest's next exit (a read of the register, or
+ * of the data port it selects), since every exit replays the queue first. Returns 0, -ENOTSUP
+ * where KVM cannot (KVM_CAP_COALESCED_PIO), or a negative errno.
+ */
+int vm_coalesce_pio(struct vm *vm, uint16_t port, unsigned int len);
 
 /* Raise or lower a GSI on the in-kernel irqchip. Returns 0 or a negative errno. */
 int vm_irq_line(struct vm *vm, unsigned int gsi, int level);

@@ -13,7 +13,11 @@
 
 #include "arch/x86/cpu.h"
 #include "guest/abi.h"
+/* The UAPI's KVM_COALESCED_MMIO_MAX counts entries in a page: x86's. */
+#define PAGE_SIZE 4096
+
 #include "hw/debug_exit.h"
+#include "hw/pci.h"
 #include "lib/util.h"
 #include "vmm/term.h"
 #include "vmm/vcpu.h"
@@ -265,6 +269,49 @@ static void test_entry_failure_and_unknown_exit_fail(void **state)
 	fake_vm_free(f);
 }
 
+/* queue_cf8 RING VALUE: a CONFIG_ADDRESS write as KVM queues it instead of exiting. */
+static void queue_cf8(struct kvm_coalesced_mmio_ring *ring, uint32_t value)
+{
+	struct kvm_coalesced_mmio *e = &ring->coalesced_mmio[ring->last];
+
+	*e = (struct kvm_coalesced_mmio){ .phys_addr = 0xcf8, .len = 4, .pio = 1 };
+	memcpy(e->data, &value, 4);
+	ring->last = (ring->last + 1) % KVM_COALESCED_MMIO_MAX;
+}
+
+/*
+ * The CONFIG_ADDRESS writes KVM queued are replayed, in order and around the ring's end, before
+ * the CONFIG_DATA read that follows them is handled: it reads the host bridge's IDs.
+ */
+static void test_coalesced_writes_replayed_before_exit(void **state)
+{
+	struct fake_vm *f = fake_vm_new();
+	struct kvm_coalesced_mmio_ring *ring = aligned_alloc(4096, 4096);
+	struct pci_bus *pci = calloc(1, sizeof(*pci));
+	uint32_t v;
+
+	(void)state;
+	memset(ring, 0, 4096);
+	assert_int_equal(pci_init(pci, &f->vm), 0);
+	f->vcpu.coalesced = ring;
+	ring->first = ring->last = KVM_COALESCED_MMIO_MAX - 1;
+	queue_cf8(ring, 0x80000800); /* device 1: nothing there */
+	queue_cf8(ring, 0x80000000); /* the host bridge, vendor and device ID */
+	assert_int_equal(ring->last, 1);
+	set_io(&f->run, KVM_EXIT_IO_IN, 0xcfc, 4, 1);
+	assert_int_equal(vcpu_handle_exit(&f->vcpu, &f->run), VCPU_CONTINUE);
+	memcpy(&v, f->page + 1024, 4);
+	assert_int_equal(v, 0x00081b36);
+	assert_int_equal(ring->first, ring->last);
+	assert_int_equal(f->vcpu.stats.by.coalesced, 2);
+	/* An empty ring replays nothing: the latch stays. */
+	assert_int_equal(vcpu_handle_exit(&f->vcpu, &f->run), VCPU_CONTINUE);
+	assert_int_equal(f->vcpu.stats.by.coalesced, 2);
+	free(pci);
+	free(ring);
+	fake_vm_free(f);
+}
+
 /* The exits of a made-up boot, counted by reason, and by port and page when stats are kept. */
 static void test_exit_stats_count_reason_port_and_page(void **state)
 {
@@ -399,6 +446,7 @@ int main(void)
 		cmocka_unit_test(test_cpuid_tsc_deadline),
 		cmocka_unit_test(test_entry_failure_and_unknown_exit_fail),
 		cmocka_unit_test(test_exit_stats_count_reason_port_and_page),
+		cmocka_unit_test(test_coalesced_writes_replayed_before_exit),
 		cmocka_unit_test(test_exit_stats_sites_only_with_stats),
 		cmocka_unit_test(test_exit_stats_bounded_and_summed),
 		cmocka_unit_test(test_console_ctrl_a_x_quits_ctrl_a_twice_sends_one),
