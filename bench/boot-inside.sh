@@ -1,78 +1,137 @@
 #!/usr/bin/env bash
 # The measuring half of bench/boot.sh; runs where /dev/kvm works (host or nested test host).
-# Usage: bench/boot-inside.sh RUNS INITRD
+# Usage: bench/boot-inside.sh RUNS INITRD [VMLINUX [NAME:PARAMS;...]]
 set -uo pipefail
 runs=$1
 initrd=$2
+vmlinux=${3:-}
 kernel=${XDG_CACHE_HOME:-$HOME/.cache}/nkvm/vmlinuz
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
-append=$NKVM_APPEND
+# printk.time=1: dmesg prints the timestamps the breakdown reads (the console stays quiet).
+append="$NKVM_APPEND printk.time=1"
 mem=256
 # shellcheck disable=SC2054 # the commas are inside QEMU option values
 qemu_common=(-enable-kvm -cpu host -m "$mem" -smp 1 -nographic -nodefaults -no-reboot
-	-serial stdio -kernel "$kernel" -initrd "$initrd" -append "$append"
+	-serial stdio -initrd "$initrd" -append "$append"
 	-device isa-debug-exit,iobase=0xf4,iosize=0x01)
+names=(nkvm nkvm-pvh qemu-pc qemu-pc-pvh qemu-microvm)
 declare -A cmd=(
-	[nkvm]="./nkvm run -k $kernel -i $initrd -m ${mem}M -c 1"
-	[qemu-pc]="qemu-system-x86_64 -M pc ${qemu_common[*]@Q}"
-	[qemu-microvm]="qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=off,isa-serial=on ${qemu_common[*]@Q}"
+	[nkvm]="./nkvm run -k $kernel -i $initrd -m ${mem}M -c 1 -p printk.time=1"
+	[qemu-pc]="qemu-system-x86_64 -M pc -kernel $kernel ${qemu_common[*]@Q}"
 )
+if [[ -n $vmlinux ]]; then
+	cmd[nkvm-pvh]="./nkvm run -k $vmlinux -i $initrd -m ${mem}M -c 1 -p printk.time=1"
+	cmd[qemu-pc-pvh]="qemu-system-x86_64 -M pc -kernel $vmlinux ${qemu_common[*]@Q}"
+	cmd[qemu-microvm]="qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=off,isa-serial=on -kernel $vmlinux ${qemu_common[*]@Q}"
+fi
+# Variants for measuring one change (bench/boot.sh's BENCH_BASE and BENCH_NKVM).
+if [[ -x bench/nkvm-base ]]; then
+	names+=(nkvm-base)
+	cmd[nkvm-base]="bench/nkvm-base run -k $kernel -i $initrd -m ${mem}M -c 1 -p printk.time=1"
+fi
+IFS=';' read -ra extra <<<"${4:-}"
+for e in "${extra[@]}"; do
+	names+=("nkvm-${e%%:*}")
+	cmd[nkvm-${e%%:*}]="./nkvm run -k $kernel -i $initrd -m ${mem}M -c 1 -p 'printk.time=1 ${e#*:}'"
+done
 out=$(mktemp -d)
 
-# measure NAME: one boot; appends "ready_ms exit_ms" (or "fail") to $out/NAME
+# ms T0 T1: from one $EPOCHREALTIME to another, in ms
+ms() { echo $(((${2/./} - ${1/./}) / 1000)); }
+# printk_us "[   12.345678] ...": the timestamp in µs
+printk_us() {
+	local t=${1#*[}
+	t=${t%%]*}
+	t=${t// /}
+	echo $((10#${t%.*} * 1000000 + 10#${t#*.}))
+}
+
+# measure NAME: one boot; appends to $out/NAME one line of fields in ms (see `cols`), or "fail"
 measure() {
-	local name=$1 t0 ready="" line
+	local name=$1 t0 line ready="" end="" mark="" init="" entry="-" rss=""
 	t0=$EPOCHREALTIME
 	while IFS= read -r line; do
-		if [[ -z $ready && $line == *BENCH-READY* ]]; then
-			ready=$EPOCHREALTIME
-		fi
-		[[ $line == nkvm:\ stats:* ]] && echo "${line##*overhead_kib=}" >>"$out/$name.rss"
+		line=${line%$'\r'}
+		case $line in
+		BENCH-READY) [[ -z $ready ]] && ready=$EPOCHREALTIME ;;
+		BENCH-END) end=$EPOCHREALTIME ;;
+		\[*\]\ BENCH-MARK) mark=$(printk_us "$line") ;;
+		\[*\]\ Run\ *\ as\ init\ process) init=$(printk_us "$line") ;;
+		nkvm:\ stats:*)
+			rss=${line##*overhead_kib=}
+			rss=${rss%% *}
+			[[ $line == *entry_epoch_us=* ]] && entry=${line##*entry_epoch_us=} ;;
+		nkvm:\ exit*) [[ -f $out/$name.exits ]] || echo "$line" >>"$out/$name.exits.new" ;;
+		esac
 	done < <(NKVM_STATS=1 timeout 120 bash -c "${cmd[$name]}" 2>&1 </dev/null)
 	local t1=$EPOCHREALTIME
-	if [[ -z $ready ]]; then
+	[[ -f $out/$name.exits.new ]] && mv "$out/$name.exits.new" "$out/$name.exits"
+	if [[ -z $ready || -z $mark || -z $init || -z $end ]]; then
 		echo fail >>"$out/$name"
 		return
 	fi
-	echo "$(ms "$t0" "$ready") $(ms "$t0" "$t1")" >>"$out/$name"
+	[[ -n $rss ]] && echo "$rss" >>"$out/$name.rss"
+	# The kernel's clock started at: the mark's arrival less its printk timestamp.
+	local t0us=${t0/./} zero=$((${ready/./} - mark))
+	[[ $entry != - ]] && entry=$(((entry - t0us) / 1000))
+	echo "$entry $(((zero - t0us) / 1000)) $((init / 1000)) $(((mark - init) / 1000))" \
+		"$(((zero + init - t0us) / 1000)) $(ms "$t0" "$ready") $(ms "$ready" "$t1")" \
+		"$(ms "$t0" "$t1")" >>"$out/$name"
 }
-
-ms() { echo $(( (${2/./} - ${1/./}) / 1000 )); }
-
+cols=("launch → kernel entry" "launch → printk 0" "printk 0 → init" "init → output"
+	"launch → init" "launch → output" "output → exit" "launch → exit")
 
 echo "bench: $runs boots each of ${!cmd[*]}, interleaved; kernel $(cat "${kernel%/*}/kernel-version")" >&2
-measure qemu-microvm
-if grep -q fail "$out/qemu-microvm"; then
-	echo "bench: qemu -M microvm did not reach init in 120 s; left out" >&2
-	unset 'cmd[qemu-microvm]'
-fi
-rm -f "$out/qemu-microvm"
+for name in nkvm-pvh qemu-pc-pvh qemu-microvm; do
+	[[ -n ${cmd[$name]:-} ]] || continue
+	measure "$name"
+	if grep -q fail "$out/$name"; then
+		echo "bench: $name did not reach the guest's command in 120 s; left out" >&2
+		unset "cmd[$name]"
+	fi
+	rm -f "$out/$name" "$out/$name.rss"
+done
 for ((i = 0; i < runs; i++)); do
-	for name in nkvm qemu-pc qemu-microvm; do
+	for name in "${names[@]}"; do
 		[[ -n ${cmd[$name]:-} ]] && measure "$name"
 	done
 done
 
-nkvm_ready=$(awk '$1 != "fail" { print $1 }' "$out/nkvm" | median)
-nkvm_exit=$(awk '$1 != "fail" { print $2 }' "$out/nkvm" | median)
+# col NAME N: the median of field N of NAME's boots
+col() { awk -v n="$2" '$1 != "fail" && $n != "-" { print $n }' "$out/$1" | median; }
 echo
-echo "| VMM | boots | failed | launch → init (median ms) | launch → exit (median ms) | nkvm ÷ this (init, exit) |"
-echo "|---|---|---|---|---|---|"
-for name in nkvm qemu-pc qemu-microvm; do
+echo "Medians of the boots that reached the command, ms:"
+echo
+printf '| VMM | boots | failed |'
+printf ' %s |' "${cols[@]}"
+echo
+printf '|---|---|---|'
+printf -- '---|%.0s' "${cols[@]}"
+echo
+for name in "${names[@]}"; do
 	[[ -f $out/$name ]] || continue
-	r=$(awk '$1 != "fail" { print $1 }' "$out/$name" | median)
-	e=$(awk '$1 != "fail" { print $2 }' "$out/$name" | median)
-	n=$(grep -vc fail "$out/$name")
-	f=$(grep -c fail "$out/$name")
-	ratio=$(awk -v a="$nkvm_ready" -v b="$r" -v c="$nkvm_exit" -v d="$e" \
-		'BEGIN { if (b > 0 && d > 0) printf "%.2f, %.2f", a / b, c / d; else print "-" }')
-	echo "| $name | $n | $f | $r | $e | $ratio |"
+	printf '| %s | %s | %s |' "$name" "$(grep -vc fail "$out/$name")" "$(grep -c fail "$out/$name")"
+	for ((c = 1; c <= ${#cols[@]}; c++)); do printf ' %s |' "$(col "$name" "$c")"; done
+	echo
 done
 echo
-echo "nkvm monitor overhead (peak RSS − guest RAM touched), median: $(median <"$out/nkvm.rss") KiB"
-echo "raw (ready_ms exit_ms per boot):"
-for name in nkvm qemu-pc qemu-microvm; do
+for n in "${names[@]}"; do
+	[[ $n == nkvm* && -f $out/$n ]] || continue
+	for q in qemu-pc qemu-pc-pvh qemu-microvm; do
+		[[ -f $out/$q ]] || continue
+		awk -v a="$(col "$n" 5)" -v b="$(col "$q" 5)" -v c="$(col "$n" 8)" -v d="$(col "$q" 8)" \
+			-v n="$n" -v q="$q" 'BEGIN { if (b > 0 && d > 0)
+			printf "%s ÷ %s: launch → init %.2f, launch → exit %.2f\n", n, q, a / b, c / d }'
+	done
+done
+echo
+echo "nkvm monitor overhead (peak RSS − guest RAM touched), median: $(median <"$out/nkvm.rss") KiB (target < 2048)"
+for n in "${names[@]}"; do
+	[[ -f $out/$n.exits ]] && { echo "$n, one boot (NKVM_STATS=1):"; sed 's/^/  /' "$out/$n.exits"; }
+done
+echo "raw (fields as in the table, per boot):"
+for name in "${names[@]}"; do
 	[[ -f $out/$name ]] && echo "  $name: $(tr '\n' ';' <"$out/$name")"
 done
 rm -rf "$out"

@@ -59,3 +59,31 @@ ab_median() {
 	awk -v w="$2" -v k="$3" -v f="$4=" '$1 == w && $2 == k { sub(f, "", $3); print $3 }' \
 		"$1/runs.txt" | median
 }
+
+# extract_vmlinux BZIMAGE OUT: the uncompressed ELF kernel inside a bzImage, found as the kernel's
+# scripts/extract-vmlinux does but from the header's own pointers (boot protocol 2.08+,
+# Documentation/x86/boot.rst: payload_offset at 0x248 and payload_length at 0x24c, counted from
+# the protected-mode code at (setup_sects + 1) * 512), decompressed by the tool for its magic.
+extract_vmlinux() {
+	local img=$1 out=$2 sects off len magic
+	sects=$(od -An -tu1 -j $((0x1f1)) -N1 "$img" | tr -d ' ')
+	((sects)) || sects=4
+	off=$(od -An -tu4 -j $((0x248)) -N4 "$img" | tr -d ' ')
+	len=$(od -An -tu4 -j $((0x24c)) -N4 "$img" | tr -d ' ')
+	off=$(((sects + 1) * 512 + off))
+	magic=$(od -An -tx1 -j "$off" -N4 "$img" | tr -d ' ')
+	local dec
+	case $magic in
+	02214c18) dec="lz4 -dc" ;;
+	1f8b*) dec="gzip -dc" ;;
+	fd377a58) dec="xz -dc" ;;
+	28b52ffd) dec="zstd -dc" ;;
+	*) echo "extract_vmlinux: $img: unknown payload compression (magic $magic)" >&2; return 1 ;;
+	esac
+	# The payload ends with its uncompressed size (4 bytes), which the tools take for garbage.
+	tail -c +$((off + 1)) "$img" | head -c "$len" | $dec >"$out" 2>/dev/null
+	if [[ $(od -An -tx1 -N4 "$out" | tr -d ' ') != 7f454c46 ]]; then
+		echo "extract_vmlinux: $img: the payload did not decompress to an ELF file" >&2
+		return 1
+	fi
+}

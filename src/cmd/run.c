@@ -36,6 +36,7 @@
 #include "lib/util.h"
 #include "vmm/console.h"
 #include "vmm/irq.h"
+#include "vmm/kvm_stats.h"
 #include "vmm/loop.h"
 #include "vmm/term.h"
 #include "vmm/vcpu.h"
@@ -536,6 +537,7 @@ static void report_exits(const struct vm *vm)
 	if (by)
 		exit_stats_print(stderr, by);
 	free(by);
+	kvm_stats_print(stderr, vm);
 }
 
 /*

@@ -131,14 +131,16 @@ test_tsc_deadline_timer() {
 	fi
 }
 
-# NKVM_STATS=1: the exits by reason and by port, the guest's output (UART) and its exit (0xf4).
+# NKVM_STATS=1: the exits by reason and by port, the guest's output (UART) and its exit (0xf4),
+# and KVM's own count of every exit (KVM_GET_STATS_FD).
 test_stats_count_exits_by_reason_and_port() {
 	export NKVM_STATS=1
 	run_guest "$tmp/o" -- echo counted
 	unset NKVM_STATS
 	if [ "$rc" -eq 0 ] && grep -q "^nkvm: exit reasons: io=[1-9][0-9]* " "$tmp/o" &&
 		grep "^nkvm: exit ports: " "$tmp/o" | grep -q " 0x3f8:out=[1-9]" &&
-		grep "^nkvm: exit ports: " "$tmp/o" | grep -q " 0xf4:out=1\( \|$\)"; then
+		grep "^nkvm: exit ports: " "$tmp/o" | grep -q " 0xf4:out=1\( \|$\)" &&
+		grep -q "^nkvm: kvm exits: exits=[1-9][0-9]* .*halt_exits=" "$tmp/o"; then
 		pass stats_count_exits_by_reason_and_port
 	else
 		fail stats_count_exits_by_reason_and_port "status $rc, no counts by reason and port" "$tmp/o"

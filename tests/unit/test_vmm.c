@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -19,6 +20,7 @@
 #include "hw/debug_exit.h"
 #include "hw/pci.h"
 #include "lib/util.h"
+#include "vmm/kvm_stats.h"
 #include "vmm/term.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
@@ -312,6 +314,60 @@ static void test_coalesced_writes_replayed_before_exit(void **state)
 	fake_vm_free(f);
 }
 
+/* A KVM binary statistics file as KVM_GET_STATS_FD lays it out: header, descriptors, data. */
+static int stats_file(uint32_t num_desc, uint32_t name_size)
+{
+	static const char *const names[] = { "exits", "halt_exits", "pf_taken" };
+	size_t desc_len = sizeof(struct kvm_stats_desc) + 32;
+	struct kvm_stats_header h = {
+		.name_size = name_size,
+		.num_desc = num_desc,
+		.desc_offset = sizeof(h),
+		.data_offset = sizeof(h) + 3 * desc_len,
+	};
+	uint64_t data[4] = { 6100, 900, 40, 2 }; /* pf_taken has two elements: 40 + 2 */
+	int fd = memfd_create("stats", 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, &h, sizeof(h), 0), sizeof(h));
+	for (unsigned int i = 0; i < 3; i++) {
+		uint8_t d[sizeof(struct kvm_stats_desc) + 32] = { 0 };
+		struct kvm_stats_desc *desc = (struct kvm_stats_desc *)d;
+
+		desc->size = i == 2 ? 2 : 1;
+		desc->offset = i * sizeof(uint64_t);
+		strcpy(desc->name, names[i]);
+		assert_int_equal(pwrite(fd, d, desc_len, h.desc_offset + i * desc_len), desc_len);
+	}
+	assert_int_equal(pwrite(fd, data, sizeof(data), h.data_offset), sizeof(data));
+	return fd;
+}
+
+/* KVM's own counters by name; a name it lacks reads as UINT64_MAX; a bad header is refused. */
+static void test_kvm_stats_read_by_name(void **state)
+{
+	static const char *const want[] = { "halt_exits", "no_such_stat", "exits", "pf_taken" };
+	uint64_t v[4];
+	int fd = stats_file(3, 32);
+
+	(void)state;
+	assert_int_equal(kvm_stats_read_fd(fd, want, v, 4), 0);
+	assert_int_equal(v[0], 900);
+	assert_true(v[1] == UINT64_MAX);
+	assert_int_equal(v[2], 6100);
+	assert_int_equal(v[3], 42);
+	close(fd);
+	fd = stats_file(3, 0);
+	assert_int_equal(kvm_stats_read_fd(fd, want, v, 4), -EINVAL);
+	close(fd);
+	fd = stats_file(100000, 32);
+	assert_int_equal(kvm_stats_read_fd(fd, want, v, 4), -EINVAL);
+	close(fd);
+	fd = stats_file(200, 32); /* more descriptors than the file holds */
+	assert_int_equal(kvm_stats_read_fd(fd, want, v, 4), -EINVAL);
+	close(fd);
+}
+
 /* The exits of a made-up boot, counted by reason, and by port and page when stats are kept. */
 static void test_exit_stats_count_reason_port_and_page(void **state)
 {
@@ -446,6 +502,7 @@ int main(void)
 		cmocka_unit_test(test_cpuid_tsc_deadline),
 		cmocka_unit_test(test_entry_failure_and_unknown_exit_fail),
 		cmocka_unit_test(test_exit_stats_count_reason_port_and_page),
+		cmocka_unit_test(test_kvm_stats_read_by_name),
 		cmocka_unit_test(test_coalesced_writes_replayed_before_exit),
 		cmocka_unit_test(test_exit_stats_sites_only_with_stats),
 		cmocka_unit_test(test_exit_stats_bounded_and_summed),
