@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The measuring half of bench/boot.sh; runs where /dev/kvm works (host or nested test host).
-# Usage: bench/boot-inside.sh RUNS INITRD [VMLINUX [NAME:PARAMS;...]]
+# Usage: bench/boot-inside.sh RUNS INITRD [VMLINUX [NAME:PARAMS[:OPTIONS];...]]
 set -uo pipefail
 runs=$1
 initrd=$2
@@ -32,8 +32,9 @@ if [[ -x bench/nkvm-base ]]; then
 fi
 IFS=';' read -ra extra <<<"${4:-}"
 for e in "${extra[@]}"; do
-	names+=("nkvm-${e%%:*}")
-	cmd[nkvm-${e%%:*}]="./nkvm run -k $kernel -i $initrd -m ${mem}M -c 1 -p 'printk.time=1 ${e#*:}'"
+	IFS=: read -r n params opts <<<"$e"
+	names+=("nkvm-$n")
+	cmd[nkvm-$n]="./nkvm run -k $kernel -i $initrd -m ${mem}M -c 1 -p 'printk.time=1 $params' $opts"
 done
 out=$(mktemp -d)
 
@@ -51,8 +52,10 @@ printk_us() {
 measure() {
 	local name=$1 t0 line ready="" end="" mark="" init="" entry="-" rss=""
 	t0=$EPOCHREALTIME
+	: >"$out/last"
 	while IFS= read -r line; do
 		line=${line%$'\r'}
+		echo "$line" >>"$out/last"
 		case $line in
 		BENCH-READY) [[ -z $ready ]] && ready=$EPOCHREALTIME ;;
 		BENCH-END) end=$EPOCHREALTIME ;;
@@ -64,11 +67,13 @@ measure() {
 			[[ $line == *entry_epoch_us=* ]] && entry=${line##*entry_epoch_us=} ;;
 		nkvm:\ exit*) [[ -f $out/$name.exits ]] || echo "$line" >>"$out/$name.exits.new" ;;
 		esac
-	done < <(NKVM_STATS=1 timeout 120 bash -c "${cmd[$name]}" 2>&1 </dev/null)
+	done < <(NKVM_STATS=1 timeout 300 bash -c "${cmd[$name]}" 2>&1 </dev/null)
 	local t1=$EPOCHREALTIME
 	[[ -f $out/$name.exits.new ]] && mv "$out/$name.exits.new" "$out/$name.exits"
 	if [[ -z $ready || -z $mark || -z $init || -z $end ]]; then
 		echo fail >>"$out/$name"
+		echo "bench: $name failed; its last output:" >&2
+		tail -n 5 "$out/last" | sed 's/^/bench:   /' >&2
 		return
 	fi
 	[[ -n $rss ]] && echo "$rss" >>"$out/$name.rss"
@@ -87,7 +92,7 @@ for name in nkvm-pvh qemu-pc-pvh qemu-microvm; do
 	[[ -n ${cmd[$name]:-} ]] || continue
 	measure "$name"
 	if grep -q fail "$out/$name"; then
-		echo "bench: $name did not reach the guest's command in 120 s; left out" >&2
+		echo "bench: $name did not reach the guest's command (in 300 s); left out" >&2
 		unset "cmd[$name]"
 	fi
 	rm -f "$out/$name" "$out/$name.rss"
@@ -126,7 +131,7 @@ for n in "${names[@]}"; do
 	done
 done
 echo
-echo "nkvm monitor overhead (peak RSS − guest RAM touched), median: $(median <"$out/nkvm.rss") KiB (target < 2048)"
+echo "nkvm monitor overhead (RSS − guest RAM resident, at exit), median: $(median <"$out/nkvm.rss") KiB (target < 2048)"
 for n in "${names[@]}"; do
 	[[ -f $out/$n.exits ]] && { echo "$n, one boot (NKVM_STATS=1):"; sed 's/^/  /' "$out/$n.exits"; }
 done

@@ -13,12 +13,13 @@
 #   printk 0 → init           the printk timestamp of "Run /init as init process"
 #   init → output             the guest's init (its module loads) up to the command's output
 #   output → exit             the rest of the command (a dmesg | grep) and the VMM's exit
-# plus nkvm's monitor overhead (peak RSS − guest RAM touched) and one boot's exits by reason
+# plus nkvm's monitor overhead (RSS − guest RAM resident, at exit) and one boot's exits by reason
 # and port (NKVM_STATS). Prints markdown tables of medians.
 #   bench/boot.sh [RUNS]        (default 7 runs each, interleaved)
 # To measure one change on its own, in the same run:
 #   BENCH_BASE=REV        adds nkvm-base: nkvm built from git revision REV, booting the bzImage
-#   BENCH_NKVM="NAME:PARAMS;..."  adds nkvm-NAME: this nkvm with kernel parameters PARAMS added
+#   BENCH_NKVM="NAME:PARAMS[:OPTIONS];..."  adds nkvm-NAME: this nkvm with kernel parameters
+#                         PARAMS and `nkvm run` options OPTIONS added
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-7}
