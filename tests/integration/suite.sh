@@ -132,8 +132,8 @@ test_tsc_deadline_timer() {
 }
 
 # NKVM_STATS=1: the exits by reason and by port, the guest's output (UART) and its exit (0xf4),
-# KVM's own count of every exit (KVM_GET_STATS_FD), and the monitor's overhead, which RAM the
-# balloon handed back must not inflate (it read 46 MiB when it did; the monitor is about 2 MiB).
+# KVM's own count of every exit (KVM_GET_STATS_FD), and the monitor's private memory, which RAM
+# the balloon handed back must not inflate (it read 46 MiB when it did) nor the shared libraries.
 test_stats_report_exits_and_monitor_overhead() {
 	export NKVM_STATS=1
 	run_guest "$tmp/o" -- echo counted
