@@ -40,12 +40,10 @@ out=$(mktemp -d)
 
 # ms T0 T1: from one $EPOCHREALTIME to another, in ms
 ms() { echo $(((${2/./} - ${1/./}) / 1000)); }
-# printk_us "[   12.345678] ...": the timestamp in µs
+# printk_us LINE: the µs of the printk timestamp "[   12.345678] " in LINE (after any escapes)
 printk_us() {
-	local t=${1#*[}
-	t=${t%%]*}
-	t=${t// /}
-	echo $((10#${t%.*} * 1000000 + 10#${t#*.}))
+	[[ $1 =~ \[\ *([0-9]+)\.([0-9]{6})\]\  ]] || return
+	echo $((10#${BASH_REMATCH[1]} * 1000000 + 10#${BASH_REMATCH[2]}))
 }
 
 # measure NAME: one boot; appends to $out/NAME one line of fields in ms (see `cols`), or "fail"
@@ -57,15 +55,16 @@ measure() {
 		line=${line%$'\r'}
 		echo "$line" >>"$out/last"
 		case $line in
-		BENCH-READY) [[ -z $ready ]] && ready=$EPOCHREALTIME ;;
-		BENCH-END) end=$EPOCHREALTIME ;;
-		\[*\]\ BENCH-MARK) mark=$(printk_us "$line") ;;
-		\[*\]\ Run\ *\ as\ init\ process) init=$(printk_us "$line") ;;
+		# (SeaBIOS and the kernel leave terminal escapes before the first line.)
+		*BENCH-READY) [[ -z $ready ]] && ready=$EPOCHREALTIME ;;
+		*BENCH-END) end=$EPOCHREALTIME ;;
+		*\]\ BENCH-MARK) mark=$(printk_us "$line") ;;
+		*\]\ Run\ *\ as\ init\ process) init=$(printk_us "$line") ;;
 		nkvm:\ stats:*)
 			rss=${line##*overhead_kib=}
 			rss=${rss%% *}
 			[[ $line == *entry_epoch_us=* ]] && entry=${line##*entry_epoch_us=} ;;
-		nkvm:\ exit*) [[ -f $out/$name.exits ]] || echo "$line" >>"$out/$name.exits.new" ;;
+		nkvm:\ exit* | nkvm:\ kvm\ exits:*) [[ -f $out/$name.exits ]] || echo "$line" >>"$out/$name.exits.new" ;;
 		esac
 	done < <(NKVM_STATS=1 timeout 300 bash -c "${cmd[$name]}" 2>&1 </dev/null)
 	local t1=$EPOCHREALTIME
@@ -73,7 +72,7 @@ measure() {
 	if [[ -z $ready || -z $mark || -z $init || -z $end ]]; then
 		echo fail >>"$out/$name"
 		echo "bench: $name failed; its last output:" >&2
-		tail -n 5 "$out/last" | sed 's/^/bench:   /' >&2
+		grep -E "BENCH|Run /init|panic|nkvm" "$out/last" | tail -n 8 | sed 's/^/bench:   /' >&2
 		return
 	fi
 	[[ -n $rss ]] && echo "$rss" >>"$out/$name.rss"
