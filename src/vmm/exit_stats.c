@@ -40,11 +40,15 @@ void exit_stats_count(struct exit_stats *s, const struct kvm_run *run, bool site
 	if (!sites)
 		return;
 	if (r == KVM_EXIT_IO)
-		count_site(&s->io, run->io.port |
-					   (run->io.direction == KVM_EXIT_IO_OUT ? SITE_WRITE_IO : 0), 1);
+		count_site(&s->io,
+			   run->io.port |
+				   (run->io.direction == KVM_EXIT_IO_OUT ? SITE_WRITE_IO : 0),
+			   1);
 	else if (r == KVM_EXIT_MMIO)
-		count_site(&s->mmio, (run->mmio.phys_addr >> MMIO_PAGE_SHIFT) |
-					     (run->mmio.is_write ? SITE_WRITE_MMIO : 0), 1);
+		count_site(&s->mmio,
+			   (run->mmio.phys_addr >> MMIO_PAGE_SHIFT) |
+				   (run->mmio.is_write ? SITE_WRITE_MMIO : 0),
+			   1);
 }
 
 static void add_sites(struct exit_sites *to, const struct exit_sites *from)

@@ -55,7 +55,8 @@ int kvm_stats_read_fd(int stats_fd, const char *const *names, uint64_t *values, 
 				uint64_t v;
 
 				err = pread_all(stats_fd, &v, sizeof(v),
-						(uint64_t)h.data_offset + desc->offset + e * sizeof(v));
+						(uint64_t)h.data_offset + desc->offset +
+							e * sizeof(v));
 				values[i] += err ? 0 : v;
 			}
 		}
@@ -68,9 +69,18 @@ void kvm_stats_print(FILE *f, const struct vm *vm)
 {
 	/* The exits by what caused them, as KVM counts them (x86: arch/x86/kvm/x86.c). */
 	static const char *const names[] = {
-		"exits",	     "halt_exits",	 "irq_exits",	      "io_exits",
-		"mmio_exits",	     "signal_exits",	 "irq_window_exits", "nmi_window_exits",
-		"request_irq_exits", "insn_emulation", "hypercalls",	      "pf_taken",
+		"exits",
+		"halt_exits",
+		"irq_exits",
+		"io_exits",
+		"mmio_exits",
+		"signal_exits",
+		"irq_window_exits",
+		"nmi_window_exits",
+		"request_irq_exits",
+		"insn_emulation",
+		"hypercalls",
+		"pf_taken",
 	};
 	enum { N = sizeof(names) / sizeof(names[0]) };
 	uint64_t sum[N] = { 0 }, v[N];
@@ -85,7 +95,7 @@ void kvm_stats_print(FILE *f, const struct vm *vm)
 			any = true;
 			for (unsigned int i = 0; i < N; i++)
 				sum[i] = v[i] == UINT64_MAX || sum[i] == UINT64_MAX ? UINT64_MAX :
-										     sum[i] + v[i];
+										      sum[i] + v[i];
 		}
 		close(fd);
 	}

@@ -53,7 +53,8 @@ int vcpu_create(struct vm *vm, struct vcpu *vcpu, unsigned int id)
 	}
 	vcpu->run = run;
 	if (vm->coalesced_page)
-		vcpu->coalesced = (void *)((uint8_t *)run + vm->coalesced_page * sysconf(_SC_PAGESIZE));
+		vcpu->coalesced =
+			(void *)((uint8_t *)run + vm->coalesced_page * sysconf(_SC_PAGESIZE));
 	return 0;
 }
 
