@@ -440,6 +440,7 @@ int cmd_setup(int argc, char **argv)
 {
 	struct setup s = { 0 };
 	char base[PATH_MAX];
+	bool reused;
 	int ret;
 
 	ret = parse_args(&s, argc, argv);
@@ -472,6 +473,9 @@ int cmd_setup(int argc, char **argv)
 		if (ret)
 			return 1;
 	}
+	ret = setup_vmlinux(s.dir, &reused);
+	if (ret)
+		return 1;
 	if (strcmp(s.package, KERNEL_METAPACKAGE))
 		printf("nkvm: guest of %s ready in %s (kernel %s): nkvm run -k %s/%s -i %s/%s\n",
 		       s.package, s.dir, s.version, s.dir, NKVM_GUEST_KERNEL, s.dir,
