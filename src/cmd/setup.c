@@ -106,7 +106,8 @@ static bool cache_has(const struct setup *s, const char *name)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: nkvm setup [--force] [--kernel-deb FILE.deb] [--kernel-package PKG]\n"
-		   "Prepares the default guest (kernel and initramfs) in the cache directory.\n"
+		   "Prepares the default guest (kernel and initramfs) in the cache directory, and\n"
+		   "the kernel's vmlinux beside it (for nkvm run -k DIR/vmlinux: a PVH boot).\n"
 		   "  -f, --force            rebuild everything, download the kernel again\n"
 		   "  -k, --kernel-deb FILE  use this Debian linux-image .deb, do not download\n"
 		   "  -p, --kernel-package PKG\n"
