@@ -58,8 +58,9 @@ int setup_payload_kind(const uint8_t *p, size_t len)
 
 static int gunzip(const uint8_t *in, size_t len, uint8_t *out, size_t out_len)
 {
-	z_stream z = { .next_in = (uint8_t *)in, .avail_in = len, .next_out = out,
-		       .avail_out = out_len };
+	z_stream z = {
+		.next_in = (uint8_t *)in, .avail_in = len, .next_out = out, .avail_out = out_len
+	};
 	int ret;
 
 	/* 16 + window bits: a gzip wrapper (RFC 1952), its CRC32 and ISIZE checked by zlib. */
@@ -107,8 +108,9 @@ static int unlz4(const uint8_t *in, size_t len, uint8_t *out, size_t out_len)
 		if (block > end - at || block > (uint32_t)LZ4_compressBound(LZ4_LEGACY_BLOCK))
 			return -EINVAL;
 		n = LZ4_decompress_safe((const char *)in + at, (char *)out + done, (int)block,
-					(int)(out_len - done < LZ4_LEGACY_BLOCK ? out_len - done :
-										  LZ4_LEGACY_BLOCK));
+					(int)(out_len - done < LZ4_LEGACY_BLOCK ?
+						      out_len - done :
+						      LZ4_LEGACY_BLOCK));
 		if (n <= 0)
 			return -EINVAL;
 		done += n;
@@ -117,8 +119,8 @@ static int unlz4(const uint8_t *in, size_t len, uint8_t *out, size_t out_len)
 	return done == out_len ? 0 : -EINVAL;
 }
 
-int setup_extract_vmlinux(const uint8_t *bz, size_t len, uint8_t **out, size_t *out_len,
-			  char *err, size_t errlen)
+int setup_extract_vmlinux(const uint8_t *bz, size_t len, uint8_t **out, size_t *out_len, char *err,
+			  size_t errlen)
 {
 	static int (*const decompress[])(const uint8_t *, size_t, uint8_t *, size_t) = {
 		[SETUP_PAYLOAD_GZIP] = gunzip,
@@ -163,9 +165,10 @@ int setup_extract_vmlinux(const uint8_t *bz, size_t len, uint8_t **out, size_t *
 	ret = decompress[kind](payload, k.hdr.payload_length, buf, size);
 	if (ret) {
 		free(buf);
-		return err_set(err, errlen, ret,
-			       "%s payload corrupt or truncated (does not decompress to %llu bytes)",
-			       formats[kind].name, (unsigned long long)size);
+		return err_set(
+			err, errlen, ret,
+			"%s payload corrupt or truncated (does not decompress to %llu bytes)",
+			formats[kind].name, (unsigned long long)size);
 	}
 	if (!elf_is_elf(buf, size)) {
 		free(buf);

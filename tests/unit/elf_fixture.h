@@ -61,15 +61,20 @@ static inline void ef_build(struct ef *e)
 	e->eh->e_phnum = EF_PHNUM;
 	e->load = (Elf64_Phdr *)(e->buf + sizeof(Elf64_Ehdr));
 	e->note = e->load + 1;
-	*e->load = (Elf64_Phdr){ .p_type = PT_LOAD, .p_offset = EF_TEXT_OFF,
-				 .p_vaddr = 0xffffffff81000000ULL, .p_paddr = EF_TEXT_PADDR,
-				 .p_filesz = EF_TEXT_FILESZ, .p_memsz = EF_TEXT_MEMSZ,
+	*e->load = (Elf64_Phdr){ .p_type = PT_LOAD,
+				 .p_offset = EF_TEXT_OFF,
+				 .p_vaddr = 0xffffffff81000000ULL,
+				 .p_paddr = EF_TEXT_PADDR,
+				 .p_filesz = EF_TEXT_FILESZ,
+				 .p_memsz = EF_TEXT_MEMSZ,
 				 .p_align = 0x1000 };
 	ef_note(e->buf, &at, "GNU", NT_GNU_BUILD_ID, build_id, sizeof(build_id));
 	e->entry_desc = e->buf + at + sizeof(Elf64_Nhdr) + 4;
 	ef_note(e->buf, &at, "Xen", 18, &entry, sizeof(entry));
-	*e->note = (Elf64_Phdr){ .p_type = PT_NOTE, .p_offset = EF_NOTE_OFF,
-				 .p_filesz = at - EF_NOTE_OFF, .p_memsz = at - EF_NOTE_OFF,
+	*e->note = (Elf64_Phdr){ .p_type = PT_NOTE,
+				 .p_offset = EF_NOTE_OFF,
+				 .p_filesz = at - EF_NOTE_OFF,
+				 .p_memsz = at - EF_NOTE_OFF,
 				 .p_align = 4 };
 	/* Recognisable text: the loader's copy is checked byte for byte. */
 	for (unsigned int i = 0; i < EF_TEXT_FILESZ; i++)

@@ -107,7 +107,8 @@ static void test_elf_rejects_truncated_header(void **state)
 	struct ef e;
 
 	ef_build(&e);
-	expect_parse_error(&e, sizeof(Elf64_Ehdr) - 1, "truncated: file shorter than an ELF header");
+	expect_parse_error(&e, sizeof(Elf64_Ehdr) - 1,
+			   "truncated: file shorter than an ELF header");
 	expect_parse_error(&e, 0, "truncated: file shorter than an ELF header");
 }
 
@@ -177,7 +178,8 @@ static void test_elf_rejects_absurd_note_segments(void **state)
 	expect_parse_error(&e, EF_SIZE, "ELF notes larger than 64 KiB in all");
 	ef_build(&e);
 	e.note->p_offset = EF_SIZE - 8;
-	expect_parse_error(&e, EF_SIZE, "truncated: PT_NOTE segment 1 runs past the end of the file");
+	expect_parse_error(&e, EF_SIZE,
+			   "truncated: PT_NOTE segment 1 runs past the end of the file");
 }
 
 static void test_elf_rejects_bad_entry_notes(void **state)
@@ -265,7 +267,8 @@ static void test_elf_real_vmlinux_has_pvh_entry_in_text(void **state)
 	assert_true(k.nr_load >= 2);
 	/* Linux links itself at LOAD_PHYSICAL_ADDR, 16 MiB; the entry is in its text. */
 	assert_int_equal(k.load[0].paddr, 16 * MiB);
-	assert_true(k.pvh_entry > k.load[0].paddr && k.pvh_entry < k.load[0].paddr + k.load[0].filesz);
+	assert_true(k.pvh_entry > k.load[0].paddr &&
+		    k.pvh_entry < k.load[0].paddr + k.load[0].filesz);
 	free(data);
 }
 
@@ -423,12 +426,14 @@ static void test_pvh_rejects_segment_over_nkvm_boot_data(void **state)
 		uint64_t paddr;
 		const char *want;
 	} cases[] = {
-		{ 0xe0000, "PT_LOAD segment [0xe0000, 0xe5000) overlaps nkvm's ACPI tables at 0xe0000" },
+		{ 0xe0000,
+		  "PT_LOAD segment [0xe0000, 0xe5000) overlaps nkvm's ACPI tables at 0xe0000" },
 		{ 0x5000, "PT_LOAD segment [0x5000, 0xa000) overlaps nkvm's start_info at 0x6000" },
 		{ 0x1c000,
 		  "PT_LOAD segment [0x1c000, 0x21000) overlaps nkvm's command line at 0x20000" },
 		{ 0, "PT_LOAD segment [0, 0x5000) overlaps nkvm's GDT at 0x500" },
-		{ 0xe000, "PT_LOAD segment [0xe000, 0x13000) overlaps nkvm's page tables at 0x9000" },
+		{ 0xe000,
+		  "PT_LOAD segment [0xe000, 0x13000) overlaps nkvm's page tables at 0x9000" },
 	};
 	struct loaded *l = *state;
 	char why[256];

@@ -65,8 +65,9 @@ static struct blob compress_as(int kind, const uint8_t *in, size_t len)
 	assert_non_null(out);
 	switch (kind) {
 	case SETUP_PAYLOAD_GZIP: { /* gzip -9: the stream ends with ISIZE itself */
-		z_stream z = { .next_in = (uint8_t *)in, .avail_in = len, .next_out = out,
-			       .avail_out = cap };
+		z_stream z = {
+			.next_in = (uint8_t *)in, .avail_in = len, .next_out = out, .avail_out = cap
+		};
 
 		assert_int_equal(deflateInit2(&z, 9, Z_DEFLATED, 16 + MAX_WBITS, 8,
 					      Z_DEFAULT_STRATEGY),
@@ -78,8 +79,8 @@ static struct blob compress_as(int kind, const uint8_t *in, size_t len)
 		break;
 	}
 	case SETUP_PAYLOAD_XZ: /* scripts/xz_wrap.sh: CRC32 check */
-		assert_int_equal(lzma_easy_buffer_encode(6, LZMA_CHECK_CRC32, NULL, in, len, out, &n,
-							 cap),
+		assert_int_equal(lzma_easy_buffer_encode(6, LZMA_CHECK_CRC32, NULL, in, len, out,
+							 &n, cap),
 				 LZMA_OK);
 		blob_add(&b, out, n);
 		blob_add_le32(&b, len);
@@ -233,7 +234,8 @@ static void test_extract_rejects_truncated_payloads(void **state)
 
 	ef_build(&e);
 	for (int kind = SETUP_PAYLOAD_GZIP; kind <= SETUP_PAYLOAD_LZ4; kind++) {
-		struct blob c = compress_as(kind, e.buf, sizeof(e.buf)), cut = { 0 }, bz, out = { 0 };
+		struct blob c = compress_as(kind, e.buf, sizeof(e.buf)), cut = { 0 }, bz,
+			    out = { 0 };
 		char why[256], want[128];
 
 		/* The stream cut at half, its size bytes still at the end (gzip: its ISIZE). */
@@ -293,7 +295,8 @@ static void test_extract_rejects_unknown_compression_and_absurd_sizes(void **sta
 	p = payload_of(&bz);
 	put_le(p + ((struct setup_header *)(bz.p + 0x1f1))->payload_length - 4, 0xffffffff, 4);
 	assert_int_equal(extract(&bz, &out, why, sizeof(why)), -EINVAL);
-	assert_string_equal(why, "lz4 payload says it holds 4294967295 bytes (want 64 B to 512 MiB)");
+	assert_string_equal(why,
+			    "lz4 payload says it holds 4294967295 bytes (want 64 B to 512 MiB)");
 	free(bz.p);
 }
 
@@ -335,9 +338,8 @@ static void write_kernel(const struct dir *d, int kind, const uint8_t *elf, size
 {
 	struct blob bz = bzimage_of(kind, elf, len);
 
-	assert_int_equal(file_write_atomic(fx_dir_path(d->path, NKVM_GUEST_KERNEL), bz.p, bz.len,
-					   0644),
-			 0);
+	assert_int_equal(
+		file_write_atomic(fx_dir_path(d->path, NKVM_GUEST_KERNEL), bz.p, bz.len, 0644), 0);
 	free(bz.p);
 }
 
@@ -397,9 +399,8 @@ static void test_setup_vmlinux_corrupt_kernel_fails_and_leaves_no_vmlinux(void *
 	assert_int_equal(setup_vmlinux(d->path, &reused), 0);
 	bz = bzimage_of(SETUP_PAYLOAD_XZ, e.buf, sizeof(e.buf));
 	payload_of(&bz)[24] ^= 0x55;
-	assert_int_equal(file_write_atomic(fx_dir_path(d->path, NKVM_GUEST_KERNEL), bz.p, bz.len,
-					   0644),
-			 0);
+	assert_int_equal(
+		file_write_atomic(fx_dir_path(d->path, NKVM_GUEST_KERNEL), bz.p, bz.len, 0644), 0);
 	free(bz.p);
 	assert_int_equal(setup_vmlinux(d->path, &reused), -EINVAL);
 	assert_int_not_equal(access(fx_dir_path(d->path, NKVM_GUEST_VMLINUX), F_OK), 0);

@@ -49,8 +49,8 @@ static bool in_file(uint64_t off, uint64_t len, uint64_t size)
  * Walks one PT_NOTE segment's notes; sets *entry and *found on the PVH entry note. Returns 0 or
  * -EINVAL with the reason in err.
  */
-static int parse_notes(const uint8_t *notes, uint64_t len, uint32_t *entry, bool *found,
-		       char *err, size_t errlen)
+static int parse_notes(const uint8_t *notes, uint64_t len, uint32_t *entry, bool *found, char *err,
+		       size_t errlen)
 {
 	uint64_t at = 0;
 
@@ -63,8 +63,9 @@ static int parse_notes(const uint8_t *notes, uint64_t len, uint32_t *entry, bool
 		desc_at = name_at + NOTE_ALIGN(n.n_namesz);
 		if (NOTE_ALIGN(n.n_namesz) > len - name_at ||
 		    NOTE_ALIGN(n.n_descsz) > len - desc_at)
-			return err_set(err, errlen, -EINVAL,
-				       "malformed ELF note: its sizes run past its PT_NOTE segment");
+			return err_set(
+				err, errlen, -EINVAL,
+				"malformed ELF note: its sizes run past its PT_NOTE segment");
 		if (n.n_namesz == sizeof(XEN_NOTE_NAME) &&
 		    !memcmp(notes + name_at, XEN_NOTE_NAME, sizeof(XEN_NOTE_NAME)) &&
 		    n.n_type == XEN_ELFNOTE_PHYS32_ENTRY) {
@@ -176,8 +177,9 @@ int elf_parse_kernel(const struct elf_source *src, struct elf_kernel *k, char *e
 	if (!k->nr_load)
 		return err_set(err, errlen, -EINVAL, "no PT_LOAD segment");
 	if (!found)
-		return err_set(err, errlen, -EINVAL,
-			       "no XEN_ELFNOTE_PHYS32_ENTRY note: the kernel has no PVH entry point");
+		return err_set(
+			err, errlen, -EINVAL,
+			"no XEN_ELFNOTE_PHYS32_ENTRY note: the kernel has no PVH entry point");
 	for (unsigned int i = 0; i < k->nr_load; i++) {
 		const struct elf_segment *s = &k->load[i];
 
@@ -185,5 +187,6 @@ int elf_parse_kernel(const struct elf_source *src, struct elf_kernel *k, char *e
 			return 0;
 	}
 	return err_set(err, errlen, -EINVAL,
-		       "PVH entry point %#x is outside the kernel's PT_LOAD segments", k->pvh_entry);
+		       "PVH entry point %#x is outside the kernel's PT_LOAD segments",
+		       k->pvh_entry);
 }

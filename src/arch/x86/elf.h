@@ -40,8 +40,7 @@ bool elf_is_elf(const uint8_t *data, size_t len);
  * bounded by the file) and finds its PT_LOAD segments and PVH entry point. Returns 0, or
  * -EINVAL (-EIO when a read failed) with a one-line reason in err.
  */
-int elf_parse_kernel(const struct elf_source *src, struct elf_kernel *k, char *err,
-		     size_t errlen);
+int elf_parse_kernel(const struct elf_source *src, struct elf_kernel *k, char *err, size_t errlen);
 
 /* Reads len bytes at off of the source into buf. Returns 0, -EIO past the end, or -errno. */
 int elf_read(const struct elf_source *src, void *buf, size_t len, uint64_t off);

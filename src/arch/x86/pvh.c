@@ -106,12 +106,12 @@ int pvh_check_segments(const struct elf_kernel *k, const struct guest_memory *me
 				       "PT_LOAD segment [%#llx, %#llx) is outside guest RAM", a, b);
 		if (layout->initrd_size &&
 		    overlaps(s->paddr, s->memsz, layout->initrd_addr, layout->initrd_size))
-			return err_set(err, errlen, -EINVAL,
-				       "PT_LOAD segment [%#llx, %#llx) overlaps the initrd at "
-				       "[%#llx, %#llx)",
-				       a, b, (unsigned long long)layout->initrd_addr,
-				       (unsigned long long)(layout->initrd_addr +
-							    layout->initrd_size));
+			return err_set(
+				err, errlen, -EINVAL,
+				"PT_LOAD segment [%#llx, %#llx) overlaps the initrd at "
+				"[%#llx, %#llx)",
+				a, b, (unsigned long long)layout->initrd_addr,
+				(unsigned long long)(layout->initrd_addr + layout->initrd_size));
 	}
 	return 0;
 }
