@@ -4,6 +4,8 @@ CC      ?= gcc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -Isrc -I.
 LDLIBS  += -lpthread -lz -lzstd -laio -luring -lslirp
+# `nkvm setup` decompresses the bzImage's vmlinux: LZ4 (Debian's kernels) and xz besides the above.
+LDLIBS  += -llz4 -llzma
 # The control socket (src/api): HTTP server, JSON, and the HTTP client of list/pause/stat.
 LDLIBS  += -lmicrohttpd -ljson-c -lcurl
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

@@ -19,6 +19,7 @@
 #include "arch/x86/boot.h"
 #include "arch/x86/cpu.h"
 #include "arch/x86/i8042.h"
+#include "arch/x86/pvh.h"
 #include "cmd/cmd.h"
 #include "cmd/run_api.h"
 #include "cmd/run_dev_fs.h"
@@ -79,6 +80,8 @@ struct boot_files {
 	struct cpio extra; /* the command for the guest's init, appended to the initrd */
 	char cmdline[BOOT_CMDLINE_MAX];
 	char kernel_path[4096], initrd_path[4096];
+	bool pvh; /* an ELF vmlinux, booted through PVH; else a bzImage */
+	struct elf_kernel elf;
 };
 
 static int host_ram_check(uint64_t mem, const char *arg)
@@ -302,8 +305,15 @@ static int load_guest(struct machine *m, const struct bzimage *k, struct boot_fi
 		nkvm_err("cannot write ACPI tables or boot page tables");
 		return -1;
 	}
-	err = boot_load(&m->vm.mem, k, f->cmdline, parts, ARRAY_SIZE(parts), BOOT_ACPI_ADDR, why,
-			sizeof(why));
+	if (f->pvh) {
+		struct elf_source src = { .fd = f->kernel_fd, .size = f->kernel_len };
+
+		err = pvh_load(&m->vm.mem, &f->elf, &src, f->cmdline, parts, ARRAY_SIZE(parts),
+			       BOOT_ACPI_ADDR, why, sizeof(why));
+	} else {
+		err = boot_load(&m->vm.mem, k, f->cmdline, parts, ARRAY_SIZE(parts),
+				BOOT_ACPI_ADDR, why, sizeof(why));
+	}
 	if (err) {
 		nkvm_err("%s: %s", f->kernel_path, why);
 		return -1;
@@ -311,7 +321,7 @@ static int load_guest(struct machine *m, const struct bzimage *k, struct boot_fi
 	return 0;
 }
 
-static int create_vcpus(struct machine *m)
+static int create_vcpus(struct machine *m, const struct boot_files *f)
 {
 	struct vm *vm = &m->vm;
 	struct kvm_cpuid2 *cpuid = cpu_supported_cpuid(vm->kvm_fd);
@@ -327,7 +337,10 @@ static int create_vcpus(struct machine *m)
 		if (!err)
 			err = cpu_init_vcpu(&vm->vcpus[i], cpuid, vm->nr_vcpus, why, sizeof(why));
 	}
-	if (!err)
+	if (!err && f->pvh)
+		err = cpu_set_pvh_boot_state(&vm->vcpus[0], f->elf.pvh_entry, PVH_INFO_ADDR, why,
+					     sizeof(why));
+	else if (!err)
 		err = cpu_set_boot_state(&vm->vcpus[0], BOOT_KERNEL_ENTRY64, BOOT_PARAMS_ADDR, why,
 					 sizeof(why));
 	free(cpuid);
@@ -604,7 +617,7 @@ static int boot(const struct run_options *o)
 	struct machine *m = calloc(1, sizeof(*m));
 	const char *unusable;
 	char why[128];
-	struct bzimage k;
+	struct bzimage k = { .fd = -1 };
 	int status = 1, err;
 
 	if (!f || !m)
@@ -614,7 +627,15 @@ static int boot(const struct run_options *o)
 	if (run_api_open(&m->api, o->name) || host_ram_check(o->mem, o->mem_arg) ||
 	    load_boot_files(o, f))
 		goto out;
-	if (bzimage_parse(f->kernel_hdr, f->hdr_len, f->kernel_len, &k, why, sizeof(why))) {
+	f->pvh = elf_is_elf(f->kernel_hdr, f->hdr_len);
+	if (f->pvh) {
+		struct elf_source src = { .fd = f->kernel_fd, .size = f->kernel_len };
+
+		err = elf_parse_kernel(&src, &f->elf, why, sizeof(why));
+	} else {
+		err = bzimage_parse(f->kernel_hdr, f->hdr_len, f->kernel_len, &k, why, sizeof(why));
+	}
+	if (err) {
 		nkvm_err("%s: not a bootable kernel: %s", f->kernel_path, why);
 		goto out;
 	}
@@ -639,7 +660,7 @@ static int boot(const struct run_options *o)
 		goto out;
 	}
 	if (check_vcpus(&m->vm, o) || create_devices(m, o) || load_guest(m, &k, f) ||
-	    create_vcpus(m))
+	    create_vcpus(m, f))
 		goto out;
 	free_boot_files(f);
 	m->api.kernel = f->kernel_path;

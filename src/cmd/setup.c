@@ -106,7 +106,8 @@ static bool cache_has(const struct setup *s, const char *name)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: nkvm setup [--force] [--kernel-deb FILE.deb] [--kernel-package PKG]\n"
-		   "Prepares the default guest (kernel and initramfs) in the cache directory.\n"
+		   "Prepares the default guest (kernel and initramfs) in the cache directory, and\n"
+		   "the kernel's vmlinux beside it (for nkvm run -k DIR/vmlinux: a PVH boot).\n"
 		   "  -f, --force            rebuild everything, download the kernel again\n"
 		   "  -k, --kernel-deb FILE  use this Debian linux-image .deb, do not download\n"
 		   "  -p, --kernel-package PKG\n"
@@ -440,6 +441,7 @@ int cmd_setup(int argc, char **argv)
 {
 	struct setup s = { 0 };
 	char base[PATH_MAX];
+	bool reused;
 	int ret;
 
 	ret = parse_args(&s, argc, argv);
@@ -472,6 +474,9 @@ int cmd_setup(int argc, char **argv)
 		if (ret)
 			return 1;
 	}
+	ret = setup_vmlinux(s.dir, &reused);
+	if (ret)
+		return 1;
 	if (strcmp(s.package, KERNEL_METAPACKAGE))
 		printf("nkvm: guest of %s ready in %s (kernel %s): nkvm run -k %s/%s -i %s/%s\n",
 		       s.package, s.dir, s.version, s.dir, NKVM_GUEST_KERNEL, s.dir,

@@ -3,7 +3,9 @@
 #ifndef NKVM_CMD_SETUP_H
 #define NKVM_CMD_SETUP_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Cache files beside NKVM_GUEST_KERNEL and NKVM_GUEST_INITRD (lib/paths.h). */
 #define SETUP_KERNEL_TREE "kernel" /* the unpacked kernel package */
@@ -11,6 +13,39 @@
 #define SETUP_INITRD_STAMP "initrd.stamp" /* what the initrd was built from */
 /* The default initramfs plus tools too big for it (fio), when the host has them. */
 #define SETUP_INITRD_FULL "initrd-full.cpio"
+
+/* What the cached vmlinux (NKVM_GUEST_VMLINUX) was extracted from: the bzImage's checksum. */
+#define SETUP_VMLINUX_STAMP "vmlinux.stamp"
+
+/* The compressions of a bzImage payload that setup decompresses, by magic. */
+enum setup_payload {
+	SETUP_PAYLOAD_GZIP,
+	SETUP_PAYLOAD_XZ,
+	SETUP_PAYLOAD_ZSTD,
+	SETUP_PAYLOAD_LZ4,
+};
+
+/* The payload's compression from its first len bytes: an enum setup_payload, or -1. */
+int setup_payload_kind(const uint8_t *p, size_t len);
+
+/*
+ * Decompresses the vmlinux ELF out of the bzImage bz (len bytes) into *out (malloc'ed, *out_len
+ * bytes). Returns 0; -ENOTSUP for a compression setup does not handle; -EINVAL for a bzImage or
+ * payload that is not well-formed, truncated or corrupt; -ENOMEM. A one-line reason goes in err.
+ */
+int setup_extract_vmlinux(const uint8_t *bz, size_t len, uint8_t **out, size_t *out_len,
+			  char *err, size_t errlen);
+
+/* The stamp line of a vmlinux extracted from bz: its CRC-32 and size. 0 or -ENAMETOOLONG. */
+int setup_vmlinux_stamp(const uint8_t *bz, size_t len, char *buf, size_t buflen);
+
+/*
+ * Makes <dir>/vmlinux from <dir>/vmlinuz unless its stamp says it was made from this very
+ * vmlinuz (then *reused). A kernel whose payload setup cannot unpack, or without a PVH entry,
+ * gets no vmlinux (a line says so; the default guest boots the bzImage) and returns 0. Any stale
+ * vmlinux is removed first. Prints one line on failure. Returns 0 or a negative errno.
+ */
+int setup_vmlinux(const char *dir, bool *reused);
 
 /*
  * spawn_run() that explains itself: when the program is missing or fails, prints one line

@@ -8,6 +8,8 @@
 /* Files of the default guest, relative to the cache directory. */
 #define NKVM_GUEST_KERNEL "vmlinuz"
 #define NKVM_GUEST_INITRD "initrd.cpio"
+/* The ELF kernel inside NKVM_GUEST_KERNEL, extracted by `nkvm setup` for the PVH boot. */
+#define NKVM_GUEST_VMLINUX "vmlinux"
 
 /*
  * Writes "<cache dir>/<name>" (name may be "" for the directory itself) into buf.

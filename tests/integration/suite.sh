@@ -581,6 +581,65 @@ test_bad_input() {
 	expect_error error_unknown_option "unknown option" --frobnicate -- true
 }
 
+# The boot loader type the guest's kernel was given (boot_params.hdr.type_of_loader, at 0x210 of
+# /sys/kernel/boot_params/data): ff from nkvm's bzImage loader; Linux's PVH entry sets its own.
+LOADER_TYPE='od -An -tx1 -j 528 -N 1 /sys/kernel/boot_params/data | tr -d " "'
+
+# What the bzImage tests check, on the vmlinux `nkvm setup` extracted, booted through PVH: 2 vCPUs
+# in /proc/cpuinfo, -m in /proc/meminfo, -p in /proc/cmdline, the initrd's init running the
+# command (from /etc/nkvm/cmd, in the initrd nkvm extends), and its exit status.
+test_pvh_vmlinux_smp_memory_cmdline_initrd_status() {
+	cache="${XDG_CACHE_HOME:-$HOME/.cache}/nkvm"
+	if [ ! -r "$cache/vmlinux" ]; then
+		fail pvh_vmlinux_smp_memory_cmdline_initrd_status "no $cache/vmlinux (nkvm setup makes it)"
+		return
+	fi
+	run_guest "$tmp/o" -k "$cache/vmlinux" -i "$cache/initrd.cpio" -c 2 -m 512M -p nkvm.pvh=yes -- \
+		sh -c 'echo cpus=$(grep -c ^processor /proc/cpuinfo); grep MemTotal /proc/meminfo
+			cat /proc/cmdline; echo loader=$('"$LOADER_TYPE"'); exit 5'
+	kb=$(sed -n 's/^MemTotal: *\([0-9]*\) kB$/\1/p' "$tmp/o")
+	if [ "$rc" -ne 5 ]; then
+		fail pvh_vmlinux_smp_memory_cmdline_initrd_status "status $rc, want 5" "$tmp/o"
+	elif ! has_line "$tmp/o" "cpus=2"; then
+		fail pvh_vmlinux_smp_memory_cmdline_initrd_status "want 2 CPUs in /proc/cpuinfo" "$tmp/o"
+	elif [ -z "$kb" ] || [ "$kb" -gt $((512 * 1024)) ] || [ "$kb" -lt $((384 * 1024)) ]; then
+		fail pvh_vmlinux_smp_memory_cmdline_initrd_status "MemTotal ${kb:-none} kB for 512M" "$tmp/o"
+	elif ! grep -q "nkvm.pvh=yes" "$tmp/o"; then
+		fail pvh_vmlinux_smp_memory_cmdline_initrd_status "-p not on /proc/cmdline" "$tmp/o"
+	elif ! grep -q '^loader=' "$tmp/o" || has_line "$tmp/o" "loader=ff"; then
+		fail pvh_vmlinux_smp_memory_cmdline_initrd_status "not booted through PVH" "$tmp/o"
+	else
+		pass pvh_vmlinux_smp_memory_cmdline_initrd_status
+	fi
+}
+
+# -k with the bzImage still boots it the bzImage way (nkvm's loader type, ff).
+test_bzimage_with_k_boots_as_bzimage() {
+	cache="${XDG_CACHE_HOME:-$HOME/.cache}/nkvm"
+	run_guest "$tmp/o" -k "$cache/vmlinuz" -i "$cache/initrd.cpio" -c 2 -- \
+		sh -c 'echo loader=$('"$LOADER_TYPE"'); nproc'
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" "loader=ff" && has_line "$tmp/o" "2"; then
+		pass bzimage_with_k_boots_as_bzimage
+	else
+		fail bzimage_with_k_boots_as_bzimage "status $rc, want loader=ff and nproc 2" "$tmp/o"
+	fi
+}
+
+# Malformed ELF kernels: one line each, no guest.
+test_pvh_bad_elf_kernels() {
+	cache="${XDG_CACHE_HOME:-$HOME/.cache}/nkvm"
+	head -c 4194304 "$cache/vmlinux" >"$tmp/vmlinux-cut"
+	head -c 40 "$cache/vmlinux" >"$tmp/vmlinux-tiny"
+	# A static executable without the note (busybox sh's `command -v` names the applet only).
+	bb=/usr/bin/busybox
+	[ -f "$bb" ] || bb=/bin/busybox
+	expect_error error_pvh_no_note "no XEN_ELFNOTE_PHYS32_ENTRY note" -k "$bb" -- true
+	expect_error error_pvh_truncated "truncated: PT_LOAD segment 0 runs past the end of the file" \
+		-k "$tmp/vmlinux-cut" -- true
+	expect_error error_pvh_tiny "truncated: file shorter than an ELF header" -k "$tmp/vmlinux-tiny" -- true
+	expect_error error_pvh_outside_ram "is outside guest RAM" -k "$cache/vmlinux" -m 32M -- true
+}
+
 # need TOOL NAME: fails test NAME when TOOL is missing; the runner copies them into the test host.
 need() {
 	command -v "$1" >/dev/null && return 0
@@ -1912,7 +1971,9 @@ all_tests="test_bad_input test_command_output_and_status test_command_output_is_
 	test_fs_escapes_fail_and_canary_untouched test_fs_guest_cannot_exceed_handle_bound \
 	test_stop_powers_off_and_qcow2_checks_clean \
 	test_stop_force_ends_guest_ignoring_power_button test_stat_disk_counters_move_after_guest_io \
-	test_debug_prints_registers_and_sends_sysrq test_detach_console_replays_output_and_takes_input"
+	test_debug_prints_registers_and_sends_sysrq test_detach_console_replays_output_and_takes_input \
+	test_pvh_vmlinux_smp_memory_cmdline_initrd_status test_bzimage_with_k_boots_as_bzimage \
+	test_pvh_bad_elf_kernels"
 if [ "${1:-}" = --list ]; then
 	echo $all_tests
 	exit 0

@@ -12,8 +12,6 @@
 #define BOOT_FLAG 0xaa55
 #define MIN_BOOT_VERSION 0x020c /* 2.12: xloadflags, so XLF_KERNEL_64 can be checked */
 #define LOADER_UNDEFINED 0xff
-#define E820_TYPE_RAM 1
-#define E820_TYPE_RESERVED 2
 
 int bzimage_parse(const uint8_t *data, size_t len, uint64_t file_size, struct bzimage *k, char *err,
 		  size_t errlen)
@@ -53,25 +51,34 @@ int bzimage_parse(const uint8_t *data, size_t len, uint64_t file_size, struct bz
 	return 0;
 }
 
-static void e820_add(struct boot_params *bp, uint64_t addr, uint64_t size, uint32_t type)
+static void e820_add(struct boot_e820_entry *e, unsigned int *n, unsigned int max, uint64_t addr,
+		     uint64_t size, uint32_t type)
 {
-	if (!size || bp->e820_entries >= E820_MAX_ENTRIES_ZEROPAGE)
+	if (!size || *n >= max)
 		return;
-	bp->e820_table[bp->e820_entries++] =
-		(struct boot_e820_entry){ .addr = addr, .size = size, .type = type };
+	e[(*n)++] = (struct boot_e820_entry){ .addr = addr, .size = size, .type = type };
+}
+
+unsigned int boot_e820_layout(struct boot_e820_entry *e, unsigned int max,
+			      const struct guest_memory *mem)
+{
+	uint64_t low = memory_low_end(mem);
+	unsigned int n = 0;
+
+	e820_add(e, &n, max, 0, BOOT_EBDA_START, BOOT_E820_TYPE_RAM);
+	e820_add(e, &n, max, BOOT_EBDA_START, BOOT_KERNEL_ADDR - BOOT_EBDA_START,
+		 BOOT_E820_TYPE_RESERVED);
+	if (low > BOOT_KERNEL_ADDR)
+		e820_add(e, &n, max, BOOT_KERNEL_ADDR, low - BOOT_KERNEL_ADDR, BOOT_E820_TYPE_RAM);
+	for (unsigned int i = 1; i < mem->nr_regions; i++)
+		e820_add(e, &n, max, mem->regions[i].gpa, mem->regions[i].size,
+			 BOOT_E820_TYPE_RAM);
+	return n;
 }
 
 void boot_build_e820(struct boot_params *bp, const struct guest_memory *mem)
 {
-	uint64_t low = memory_low_end(mem);
-
-	bp->e820_entries = 0;
-	e820_add(bp, 0, BOOT_EBDA_START, E820_TYPE_RAM);
-	e820_add(bp, BOOT_EBDA_START, BOOT_KERNEL_ADDR - BOOT_EBDA_START, E820_TYPE_RESERVED);
-	if (low > BOOT_KERNEL_ADDR)
-		e820_add(bp, BOOT_KERNEL_ADDR, low - BOOT_KERNEL_ADDR, E820_TYPE_RAM);
-	for (unsigned int i = 1; i < mem->nr_regions; i++)
-		e820_add(bp, mem->regions[i].gpa, mem->regions[i].size, E820_TYPE_RAM);
+	bp->e820_entries = boot_e820_layout(bp->e820_table, E820_MAX_ENTRIES_ZEROPAGE, mem);
 }
 
 void boot_build_params(struct boot_params *bp, const struct bzimage *k,

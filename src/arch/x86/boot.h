@@ -11,8 +11,10 @@
 
 /* Where boot data goes in guest memory (all below 1 MiB, clear of the kernel). */
 #define BOOT_GDT_ADDR 0x500
+#define BOOT_GDT_SIZE (8 * 8)
 #define BOOT_PARAMS_ADDR 0x7000
 #define BOOT_PML4_ADDR 0x9000 /* then PDPT at +0x1000 and 4 PDs: identity map of 4 GiB */
+#define BOOT_PAGE_TABLES_SIZE (6 * 4096)
 #define BOOT_CMDLINE_ADDR 0x20000
 #define BOOT_CMDLINE_MAX 0x10000
 #define BOOT_EBDA_START 0x9fc00 /* reserved from here to 1 MiB: EBDA, ACPI tables, "BIOS" */
@@ -41,6 +43,15 @@ struct bzimage {
 #define BZIMAGE_HEADER_MAX ((255 + 1) * 512)
 int bzimage_parse(const uint8_t *data, size_t len, uint64_t file_size, struct bzimage *k, char *err,
 		  size_t errlen);
+
+/*
+ * The guest's memory map (RAM, and the BIOS area from the EBDA to 1 MiB reserved) into e, at
+ * most max entries. Returns how many it wrote. The bzImage's e820 and PVH's memmap both are it.
+ */
+unsigned int boot_e820_layout(struct boot_e820_entry *e, unsigned int max,
+			      const struct guest_memory *mem);
+#define BOOT_E820_TYPE_RAM 1
+#define BOOT_E820_TYPE_RESERVED 2
 
 /* Fills the e820 map of bp from the memory layout. */
 void boot_build_e820(struct boot_params *bp, const struct guest_memory *mem);

@@ -38,7 +38,11 @@
 #define APIC_MODE_NMI 0x4
 #define APIC_MODE_EXTINT 0x7
 
-/* Boot protocol: __BOOT_CS = 0x10, __BOOT_DS = 0x18; a TSS so that TR is valid for VMX. */
+/*
+ * Boot protocol: __BOOT_CS = 0x10, __BOOT_DS = 0x18; a TSS so that TR is valid for VMX. The PVH
+ * entry's 32-bit code segment (any selector will do, pvh.pandoc) is 0x08.
+ */
+#define GDT_CODE32 1
 #define GDT_CODE 2
 #define GDT_DATA 3
 #define GDT_TSS 4
@@ -138,19 +142,20 @@ static uint64_t gdt_entry(uint16_t flags, uint32_t base, uint32_t limit)
 
 int cpu_write_boot_tables(struct guest_memory *mem)
 {
-	uint64_t *gdt = guest_ptr(mem, BOOT_GDT_ADDR, 8 * sizeof(uint64_t));
-	uint64_t *pml4 = guest_ptr(mem, BOOT_PML4_ADDR, 6 * 4096);
+	uint64_t *gdt = guest_ptr(mem, BOOT_GDT_ADDR, BOOT_GDT_SIZE);
+	uint64_t *pml4 = guest_ptr(mem, BOOT_PML4_ADDR, BOOT_PAGE_TABLES_SIZE);
 	uint64_t *pdpt, *pd;
 
 	if (!gdt || !pml4)
 		return -ENOSPC;
-	memset(gdt, 0, 8 * sizeof(uint64_t));
+	memset(gdt, 0, BOOT_GDT_SIZE);
+	gdt[GDT_CODE32] = gdt_entry(0xc09b, 0, 0xfffff); /* 32-bit code, 4 GiB */
 	gdt[GDT_CODE] = gdt_entry(0xa09b, 0, 0xfffff); /* 64-bit code, present, readable */
 	gdt[GDT_DATA] = gdt_entry(0xc093, 0, 0xfffff); /* data, writable */
 	gdt[GDT_TSS] = gdt_entry(0x008b, 0, 0x67); /* busy 32/64-bit TSS */
 
 	/* Identity-map the first 4 GiB with 2 MiB pages: kernel, boot data, initrd, MMIO. */
-	memset(pml4, 0, 6 * 4096);
+	memset(pml4, 0, BOOT_PAGE_TABLES_SIZE);
 	pdpt = pml4 + 512;
 	pd = pdpt + 512;
 	pml4[0] = (BOOT_PML4_ADDR + 0x1000) | 0x3;
@@ -187,7 +192,7 @@ int cpu_set_boot_state(struct vcpu *vcpu, uint64_t entry, uint64_t boot_params, 
 	if (ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) < 0)
 		return err_set(err, errlen, -errno, "KVM_GET_SREGS");
 	sregs.gdt.base = BOOT_GDT_ADDR;
-	sregs.gdt.limit = 8 * sizeof(uint64_t) - 1;
+	sregs.gdt.limit = BOOT_GDT_SIZE - 1;
 	sregs.cs = segment(GDT_CODE, 0xb, 1);
 	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
 	sregs.tr = segment(GDT_TSS, 0xb, 0);
@@ -198,6 +203,46 @@ int cpu_set_boot_state(struct vcpu *vcpu, uint64_t entry, uint64_t boot_params, 
 	sregs.cr4 = X86_CR4_PAE;
 	sregs.cr0 = X86_CR0_PE | X86_CR0_ET | X86_CR0_PG;
 	sregs.efer = EFER_LME | EFER_LMA;
+	if (ioctl(vcpu->fd, KVM_SET_SREGS, &sregs) < 0)
+		return err_set(err, errlen, -errno, "KVM_SET_SREGS");
+	if (ioctl(vcpu->fd, KVM_SET_REGS, &regs) < 0)
+		return err_set(err, errlen, -errno, "KVM_SET_REGS");
+	return 0;
+}
+
+void cpu_pvh_sregs(struct kvm_sregs *sregs)
+{
+	struct kvm_segment data = segment(GDT_DATA, 0x3, 0);
+
+	/*
+	 * pvh.pandoc: CR0 with PE and no other writable bit (ET is fixed at 1), CR4 0, paging and
+	 * long mode off; CS 32-bit execute/read and DS, ES 32-bit read/write, base 0, limit 4 GiB;
+	 * TR a 32-bit TSS, base 0, limit 0x67.
+	 */
+	sregs->gdt.base = BOOT_GDT_ADDR;
+	sregs->gdt.limit = BOOT_GDT_SIZE - 1;
+	sregs->cs = segment(GDT_CODE32, 0xb, 0);
+	sregs->ds = sregs->es = sregs->fs = sregs->gs = sregs->ss = data;
+	sregs->tr = segment(GDT_TSS, 0xb, 0);
+	sregs->tr.s = 0;
+	sregs->tr.limit = 0x67;
+	sregs->tr.g = 0;
+	sregs->cr0 = X86_CR0_PE | X86_CR0_ET;
+	sregs->cr3 = 0;
+	sregs->cr4 = 0;
+	sregs->efer = 0;
+}
+
+int cpu_set_pvh_boot_state(struct vcpu *vcpu, uint32_t entry, uint32_t start_info, char *err,
+			   size_t errlen)
+{
+	struct kvm_sregs sregs;
+	/* pvh.pandoc: EBX = the start_info; EFLAGS with VM, IF and TF clear. */
+	struct kvm_regs regs = { .rflags = 0x2, .rip = entry, .rbx = start_info };
+
+	if (ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) < 0)
+		return err_set(err, errlen, -errno, "KVM_GET_SREGS");
+	cpu_pvh_sregs(&sregs);
 	if (ioctl(vcpu->fd, KVM_SET_SREGS, &sregs) < 0)
 		return err_set(err, errlen, -errno, "KVM_SET_SREGS");
 	if (ioctl(vcpu->fd, KVM_SET_REGS, &regs) < 0)

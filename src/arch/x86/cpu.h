@@ -49,6 +49,17 @@ int cpu_set_boot_state(struct vcpu *vcpu, uint64_t entry, uint64_t boot_params, 
 		       size_t errlen);
 
 /*
+ * Puts the boot vCPU at a PVH kernel's 32-bit entry (xen docs/misc/pvh.pandoc): protected mode,
+ * paging off, flat 4 GiB segments, EBX = the hvm_start_info's address. Returns 0 or a negative
+ * errno with the failed ioctl's name in err.
+ */
+int cpu_set_pvh_boot_state(struct vcpu *vcpu, uint32_t entry, uint32_t start_info, char *err,
+			   size_t errlen);
+
+/* The special registers of that entry, on a KVM_GET_SREGS result. Pure. */
+void cpu_pvh_sregs(struct kvm_sregs *sregs);
+
+/*
  * One line of the vCPU's registers as a crash leaves them (rip, rsp, rflags, cr0, cr2, cr3, cr4,
  * efer, and the IDT and TSS a double fault goes through), for the report of a triple fault; or
  * that they are gone, where KVM reset the vCPU on the shutdown (AMD). Returns 0 or a negative
