@@ -49,6 +49,9 @@ build/tests/%: tests/unit/%.c tests/unit/fixture.c $(SANOBJS)
 build/tests/test_qcow2_flush: LDLIBS += -Wl,--wrap=pwrite,--wrap=pwritev,--wrap=fallocate \
 	-Wl,--wrap=ftruncate,--wrap=fdatasync,--wrap=fsync
 
+# test_qcow2_alloc holds and fails chosen data writes: it wraps pwritev.
+build/tests/test_qcow2_alloc: LDLIBS += -Wl,--wrap=pwritev
+
 # test_vhost_net stands in for /dev/vhost-net and the transport's view of the queues.
 build/tests/test_vhost_net: LDLIBS += -Wl,--wrap=open,--wrap=ioctl \
 	-Wl,--wrap=virtio_queue_vhost_view,--wrap=virtio_memory

@@ -540,13 +540,20 @@ static int qcow2_queue_submit(struct disk *d, struct io_queue *q, struct disk_re
 
 /* The worker */
 
+void qcow2_request_done(struct qcow2 *s, struct disk_request *req, int status)
+{
+	/* done may submit again, and free req. */
+	req->done(req, status);
+	request_finished(s, -1);
+}
+
 static int worker_do(struct qcow2 *s, struct disk_request *req)
 {
 	switch (req->op) {
 	case DISK_READ:
 		return qcow2_do_read(s, req);
 	case DISK_WRITE:
-		return qcow2_do_write(s, req);
+		return qcow2_write_start(s, req);
 	case DISK_FLUSH:
 		return qcow2_flush_metadata(s);
 	case DISK_DISCARD:
@@ -556,15 +563,95 @@ static int worker_do(struct qcow2 *s, struct disk_request *req)
 	return -EOPNOTSUPP;
 }
 
+/* The guest clusters a request changes: false for one that changes none (read, flush). */
+static bool request_clusters(const struct qcow2 *s, const struct disk_request *req,
+			     uint64_t *first, uint64_t *last)
+{
+	uint64_t len = req->len;
+
+	if (req->op == DISK_READ || req->op == DISK_FLUSH)
+		return false;
+	if (req->op == DISK_WRITE) {
+		len = 0;
+		for (unsigned int i = 0; i < req->iovcnt; i++)
+			len += req->iov[i].iov_len;
+	}
+	if (!len)
+		return false;
+	*first = req->offset >> s->cluster_bits;
+	*last = (req->offset + len - 1) >> s->cluster_bits;
+	return true;
+}
+
+/*
+ * Whether req must wait: it changes a guest cluster that a write in flight covers, or that a
+ * request waiting before it (up to stop) changes, so that requests on one cluster keep their
+ * order and only one of them allocates it.
+ */
+static bool must_wait(const struct qcow2 *s, const struct disk_request *req,
+		      const struct disk_request *stop)
+{
+	uint64_t first, last, f, l;
+
+	if (!request_clusters(s, req, &first, &last))
+		return false;
+	if (qcow2_writes_busy(s, first, last))
+		return true;
+	for (const struct disk_request *r = s->deferred; r != stop; r = r->next) {
+		if (request_clusters(s, r, &f, &l) && f <= last && first <= l)
+			return true;
+	}
+	return false;
+}
+
+static void worker_start(struct qcow2 *s, struct disk_request *req)
+{
+	int ret = worker_do(s, req);
+
+	if (ret != IO_QUEUED)
+		qcow2_request_done(s, req, ret);
+}
+
+/* Starts the waiting requests that no longer must, in order. */
+static void worker_run_deferred(struct qcow2 *s)
+{
+	struct disk_request **p = &s->deferred, *prev = NULL;
+
+	while (*p && s->nr_running < QCOW2_MAX_WRITES) {
+		struct disk_request *req = *p;
+
+		if (must_wait(s, req, req)) {
+			prev = req;
+			p = &req->next;
+			continue;
+		}
+		*p = req->next;
+		if (s->deferred_tail == req)
+			s->deferred_tail = prev;
+		worker_start(s, req);
+	}
+}
+
 void *qcow2_worker(void *arg)
 {
 	struct qcow2 *s = arg;
 	struct disk_request *req;
+	struct qcow2_chunk *written;
 
 	pthread_mutex_lock(&s->qlock);
 	for (;;) {
-		while (!s->qhead && !s->stopping)
+		while (!s->written && !(s->qhead && s->nr_running < QCOW2_MAX_WRITES) &&
+		       !(s->stopping && !s->qhead))
 			pthread_cond_wait(&s->qcond, &s->qlock);
+		written = s->written;
+		s->written = NULL;
+		if (written) {
+			pthread_mutex_unlock(&s->qlock);
+			qcow2_writes_complete(s, written);
+			worker_run_deferred(s);
+			pthread_mutex_lock(&s->qlock);
+			continue;
+		}
 		req = s->qhead;
 		if (!req)
 			break;
@@ -572,9 +659,16 @@ void *qcow2_worker(void *arg)
 		if (!s->qhead)
 			s->qtail = NULL;
 		pthread_mutex_unlock(&s->qlock);
-		/* done may submit again, and free req. */
-		req->done(req, worker_do(s, req));
-		request_finished(s, -1);
+		if (must_wait(s, req, NULL)) {
+			req->next = NULL;
+			if (s->deferred_tail)
+				s->deferred_tail->next = req;
+			else
+				s->deferred = req;
+			s->deferred_tail = req;
+		} else {
+			worker_start(s, req);
+		}
 		pthread_mutex_lock(&s->qlock);
 	}
 	pthread_mutex_unlock(&s->qlock);

@@ -12,6 +12,14 @@
  * synchronous I/O. Only the worker writes metadata, so it reads it without the lock; it takes
  * the lock to change what the fast path reads (L1, table contents, the cache's index, file_end).
  *
+ * Writes in flight (issue 22). A write the worker takes is mapped and its clusters allocated at
+ * once, but its data writes go to the engine and the worker goes on with the next request: the
+ * data of several allocating writes is in flight together. Their completions come back to the
+ * worker (s->written), which then publishes each new cluster's L2 entry: as before, an entry
+ * never points at data not yet written. Until then the request's guest clusters are busy (on
+ * s->running): a write, discard or write-zeroes touching one waits (s->deferred, in order) so
+ * that two requests never both allocate one guest cluster, nor copy one over the other's data.
+ *
  * Ordering (docs/interop/qcow2.txt leaves it to the writer). Metadata is written back lazily by
  * qcow2_flush_metadata(): data, fdatasync, refcount blocks, fdatasync, L2 tables, fdatasync, L1,
  * fdatasync. So on disk a refcount never trails a reference, and a table never points at data
@@ -41,8 +49,12 @@
 #define QCOW2_CACHE_MAX_TABLES (1U << 21)
 /* The fast path splits a request into at most this many extents, else the worker takes it. */
 #define QCOW2_FAST_MAX_EXTENTS 32
+/* Write requests the worker has in flight at most; more wait in its queue. */
+#define QCOW2_MAX_WRITES 64
 
 struct qcow2_cache;
+struct qcow2_write;
+struct qcow2_chunk;
 
 /* What an L2 entry says about a guest cluster. */
 enum qcow2_kind {
@@ -107,6 +119,11 @@ struct qcow2 {
 	pthread_cond_t qcond;
 	struct disk_request *qhead, *qtail;
 	bool stopping;
+	/* Writes in flight (above); the worker's, but written, which engine threads add to. */
+	struct qcow2_write *running;
+	unsigned int nr_running;
+	struct disk_request *deferred, *deferred_tail; /* linked through req->next */
+	struct qcow2_chunk *written; /* under qlock */
 	uint8_t *buf; /* a cluster, aligned for dfd: the cluster being built */
 	uint8_t *cbuf; /* compressed bytes, up to 2 clusters */
 	uint8_t *zbuf; /* the last decompressed cluster */
@@ -125,6 +142,8 @@ void qcow2_close(struct disk *d);
 /* qcow2.c */
 int qcow2_submit(struct disk *d, struct disk_request *req);
 void *qcow2_worker(void *arg);
+/* A request the worker took is done: done runs, then close may go on. */
+void qcow2_request_done(struct qcow2 *s, struct disk_request *req, int status);
 /* Logs corruption once per disk ("nkvm: PATH: WHAT") and returns -EIO for the request. */
 int qcow2_corrupt(struct qcow2 *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int qcow2_pread(struct qcow2 *s, int fd, void *buf, size_t len, uint64_t off);
@@ -178,7 +197,16 @@ bool qcow2_metadata_dirty(const struct qcow2 *s);
 
 /* qcow2_cluster.c (worker) */
 int qcow2_do_read(struct qcow2 *s, struct disk_request *req);
-int qcow2_do_write(struct qcow2 *s, struct disk_request *req);
+/*
+ * Starts a write: maps and allocates its clusters and hands their data writes to the engine.
+ * Returns IO_QUEUED (qcow2_request_done follows, from qcow2_writes_complete) or the status of
+ * a request that did not start.
+ */
+int qcow2_write_start(struct qcow2 *s, struct disk_request *req);
+/* Publishes what the data writes on list (taken from s->written) wrote; finishes requests. */
+void qcow2_writes_complete(struct qcow2 *s, struct qcow2_chunk *list);
+/* Whether a write in flight covers any of guest clusters first to last. */
+bool qcow2_writes_busy(const struct qcow2 *s, uint64_t first, uint64_t last);
 int qcow2_do_zero(struct qcow2 *s, struct disk_request *req);
 
 /* qcow2_compress.c */

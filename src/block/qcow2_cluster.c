@@ -5,12 +5,15 @@
  * zeroing. Order within a write: the new cluster's data (guest bytes plus what it keeps of the
  * old content, or zeroes left as a hole past the old end of the file) is written before its L2
  * entry is published, and the old cluster's refcount drops only after a flush made the new entry
- * durable (qcow2_free_later).
+ * durable (qcow2_free_later). Writes go on asynchronously: their data writes are in flight while
+ * the worker takes other requests, and the entries are published when they come back.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "block/engine.h"
 #include "block/qcow2.h"
 
 static uint64_t l2_index(const struct qcow2 *s, uint64_t gc)
@@ -240,12 +243,12 @@ static bool reads_zero(const struct qcow2 *s, const struct qcow2_map *m)
 }
 
 /*
- * Writes n bytes at in of guest cluster gc: the next n bytes of it, or zeroes without it.
- * In place when the cluster is this image's alone (COPIED); else into a new cluster that also
- * receives what the guest cluster held outside the range.
+ * Zeroes n bytes at in of guest cluster gc, synchronously (write-zeroes of part of a cluster,
+ * and of whole ones in version 2 images over a backing file). In place when the cluster is this
+ * image's alone (COPIED); else into a new cluster that also receives what the guest cluster held
+ * outside the range.
  */
-static int write_chunk(struct qcow2 *s, uint64_t gc, uint64_t in, uint64_t n, struct qcow2_iter *it,
-		       struct iovec *slice, unsigned int max)
+static int zero_chunk(struct qcow2 *s, uint64_t gc, uint64_t in, uint64_t n)
 {
 	struct qcow2_map m;
 	uint8_t *t;
@@ -262,8 +265,6 @@ static int write_chunk(struct qcow2 *s, uint64_t gc, uint64_t in, uint64_t n, st
 	}
 	if (m.kind == QCOW2_NORMAL && m.copied && !m.partial) {
 		qcow2_cache_put(s->l2_cache, t);
-		if (it)
-			return rw_iter(s, DISK_WRITE, it, n, m.host + in, slice, max);
 		memset(s->buf, 0, n);
 		return qcow2_pwrite(s, s->dfd, s->buf, n, m.host + in);
 	}
@@ -277,27 +278,16 @@ static int write_chunk(struct qcow2 *s, uint64_t gc, uint64_t in, uint64_t n, st
 		err = qcow2_alloc_cluster(s, &host);
 		if (err)
 			goto out;
-		/*
-		 * A new cluster past the old end of the file is a hole, which reads as zeroes: where
-		 * the guest cluster read as zeroes too, only the guest's bytes need writing, from its
-		 * buffers, not a whole cluster of padding (a 4k first write is then 4k, not 64k).
-		 */
-		if (host >= old_end && reads_zero(s, &m)) {
-			if (it)
-				err = rw_iter(s, DISK_WRITE, it, n, host + in, slice, max);
+		/* A new cluster past the old end of the file is a hole: zeroes already. */
+		if (host >= old_end && reads_zero(s, &m))
 			goto written;
-		}
 	}
 	if (in || n != s->cluster_size)
 		err = cluster_content(s, gc, &m, s->buf);
 	if (!err) {
-		if (it)
-			qcow2_iter_to_buf(it, s->buf + in, n);
-		else
-			memset(s->buf + in, 0, n);
-	}
-	if (!err)
+		memset(s->buf + in, 0, n);
 		err = qcow2_pwrite(s, s->dfd, s->buf, s->cluster_size, host);
+	}
 written:
 	if (err && !reuse)
 		qcow2_free_later(s, host, s->cluster_size);
@@ -315,25 +305,247 @@ out:
 	return 0;
 }
 
-int qcow2_do_write(struct qcow2 *s, struct disk_request *req)
+/*
+ * Writes in flight (qcow2.h). A write request is a qcow2_write with one chunk per guest cluster;
+ * each chunk's data write goes to the engine, and its completion comes back to the worker on
+ * s->written, which publishes the chunk's L2 entry. The request stays on s->running, its guest
+ * clusters busy, until every chunk is back.
+ */
+struct qcow2_chunk {
+	struct disk_request io; /* first: the engine's done hands it back */
+	struct qcow2_write *w;
+	struct qcow2_chunk *next; /* on s->written */
+	uint64_t gc;
+	uint64_t host; /* the cluster written */
+	struct qcow2_map old; /* what the L2 entry said before */
+	bool publish; /* a new or rewritten cluster: its L2 entry is set once the data is written */
+	bool fresh; /* allocated for this write: given back if it fails */
+	uint8_t *buf; /* the whole cluster built here (copy-on-write, padding), or NULL */
+	struct iovec one;
+	int status;
+};
+
+struct qcow2_write {
+	struct qcow2 *s;
+	struct disk_request *req;
+	struct qcow2_write *next; /* on s->running */
+	uint64_t first, last; /* guest clusters */
+	unsigned int pending; /* chunks in flight, and one while starting */
+	int status;
+	struct iovec *iov; /* the chunks' slices of the request's buffers */
+	struct qcow2_chunk chunk[];
+};
+
+bool qcow2_writes_busy(const struct qcow2 *s, uint64_t first, uint64_t last)
+{
+	for (const struct qcow2_write *w = s->running; w; w = w->next) {
+		if (w->first <= last && first <= w->last)
+			return true;
+	}
+	return false;
+}
+
+/* Engine thread: back to the worker, which alone touches metadata. */
+static void chunk_written(struct disk_request *io, int status)
+{
+	struct qcow2_chunk *c = (struct qcow2_chunk *)io;
+	struct qcow2 *s = c->w->s;
+
+	c->status = status;
+	pthread_mutex_lock(&s->qlock);
+	c->next = s->written;
+	s->written = c;
+	pthread_cond_signal(&s->qcond);
+	pthread_mutex_unlock(&s->qlock);
+}
+
+static void write_put(struct qcow2 *s, struct qcow2_write *w)
+{
+	struct qcow2_write **p = &s->running;
+
+	if (--w->pending)
+		return;
+	while (*p != w)
+		p = &(*p)->next;
+	*p = w->next;
+	s->nr_running--;
+	qcow2_request_done(s, w->req, w->status);
+	free(w->iov);
+	free(w);
+}
+
+/*
+ * Maps guest cluster gc for a write of n bytes at in (the next n bytes of it) and starts the data
+ * write: in place when the cluster is this image's alone (COPIED), else into a new cluster (or an
+ * allocated zero cluster of ours, rewritten where it is) that also receives what the guest
+ * cluster held outside the range. *iov has room for the slice of the request's buffers.
+ */
+static int chunk_start(struct qcow2 *s, struct qcow2_chunk *c, uint64_t gc, uint64_t in,
+		       uint64_t n, struct qcow2_iter *it, struct iovec **iov, unsigned int room)
+{
+	size_t align = s->d->dio_mem_align > 4096 ? s->d->dio_mem_align : 4096;
+	struct qcow2_map m;
+	uint64_t e, host;
+	unsigned int cnt;
+	uint8_t *t;
+	int err = l2_table(s, gc, true, &t);
+
+	if (err)
+		return err;
+	e = qcow2_be64(t + 8 * l2_index(s, gc));
+	qcow2_cache_put(s->l2_cache, t);
+	if (qcow2_l2e_decode(s, e, &m))
+		return entry_corrupt(s, gc, e);
+	c->gc = gc;
+	c->old = m;
+	host = m.host;
+	if (!(m.kind == QCOW2_NORMAL && m.copied && !m.partial)) {
+		bool hole = false;
+
+		c->publish = true;
+		if (!(m.kind == QCOW2_ZERO && m.host && m.copied && !m.partial)) {
+			uint64_t old_end = s->file_end;
+
+			err = qcow2_alloc_cluster(s, &host);
+			if (err)
+				return err;
+			c->fresh = true;
+			/*
+			 * A new cluster past the old end of the file is a hole, which reads as
+			 * zeroes: where the guest cluster read as zeroes too, only the guest's bytes
+			 * are written, from its buffers (a 4k first write is then 4k, not 64k).
+			 */
+			hole = host >= old_end && reads_zero(s, &m);
+		}
+		/* Part of a cluster that must hold the rest too: built whole in a buffer. */
+		if (!hole && n != s->cluster_size) {
+			if (posix_memalign((void **)&c->buf, align, s->cluster_size)) {
+				c->buf = NULL;
+				err = -ENOMEM;
+			} else {
+				err = cluster_content(s, gc, &m, c->buf);
+			}
+			if (err) {
+				free(c->buf);
+				c->buf = NULL;
+				if (c->fresh)
+					qcow2_free_later(s, host, s->cluster_size);
+				return err;
+			}
+			qcow2_iter_to_buf(it, c->buf + in, n);
+			in = 0;
+			n = s->cluster_size;
+		}
+	}
+	c->host = host;
+	if (c->buf) {
+		c->one = (struct iovec){ c->buf, s->cluster_size };
+		c->io.iov = &c->one;
+		cnt = 1;
+	} else {
+		cnt = qcow2_iter_slice(it, n, *iov, room);
+		qcow2_iter_advance(it, n);
+		c->io.iov = *iov;
+		*iov += cnt;
+	}
+	c->io.op = DISK_WRITE;
+	c->io.offset = host + in;
+	c->io.iovcnt = cnt;
+	c->io.done = chunk_written;
+	c->w->pending++;
+	err = s->engine_ops->submit(s->engine, &c->io);
+	if (err != IO_QUEUED)
+		chunk_written(&c->io, err);
+	return 0;
+}
+
+int qcow2_write_start(struct qcow2 *s, struct disk_request *req)
 {
 	struct qcow2_iter it = { req->iov, req->iovcnt, 0 };
-	uint64_t off = req->offset, len = request_len(req);
-	struct iovec *slice = malloc((req->iovcnt + 1) * sizeof(*slice));
+	uint64_t off = req->offset, len = request_len(req), nr;
+	struct qcow2_write *w;
+	struct iovec *iov;
+	unsigned int room;
 	int err = 0;
 
-	if (!slice)
+	if (!len)
+		return 0;
+	nr = ((off + len - 1) >> s->cluster_bits) - (off >> s->cluster_bits) + 1;
+	/* Each cluster's slice adds at most one segment to the request's (a cut one). */
+	room = req->iovcnt + (unsigned int)nr;
+	w = calloc(1, sizeof(*w) + nr * sizeof(w->chunk[0]));
+	iov = w ? malloc(room * sizeof(*iov)) : NULL;
+	if (!iov) {
+		free(w);
 		return -ENOMEM;
-	while (len && !err) {
+	}
+	w->s = s;
+	w->req = req;
+	w->iov = iov;
+	w->first = off >> s->cluster_bits;
+	w->last = w->first + nr - 1;
+	w->pending = 1;
+	w->next = s->running;
+	s->running = w;
+	s->nr_running++;
+	for (uint64_t i = 0; i < nr && !err; i++) {
 		uint64_t gc = off >> s->cluster_bits, in = off & (s->cluster_size - 1);
 		uint64_t n = s->cluster_size - in < len ? s->cluster_size - in : len;
+		struct iovec *before = iov;
 
-		err = write_chunk(s, gc, in, n, &it, slice, req->iovcnt + 1);
+		w->chunk[i].w = w;
+		err = chunk_start(s, &w->chunk[i], gc, in, n, &it, &iov, room);
+		room -= (unsigned int)(iov - before);
 		off += n;
 		len -= n;
 	}
-	free(slice);
-	return err;
+	/* A cluster that did not start fails the request; those started still complete. */
+	w->status = err;
+	write_put(s, w);
+	return IO_QUEUED;
+}
+
+/*
+ * A chunk's data is written (or failed): its new L2 entry goes in, and the old cluster's
+ * refcount drops after the next flush. A fresh cluster whose data did not make it is given back.
+ */
+static void chunk_finish(struct qcow2 *s, struct qcow2_chunk *c)
+{
+	int err = c->status;
+	uint8_t *t;
+
+	if (!err && c->publish) {
+		err = l2_table(s, c->gc, true, &t);
+		if (!err) {
+			l2_set(s, t, c->gc, c->host | QCOW2_OFLAG_COPIED);
+			qcow2_cache_put(s->l2_cache, t);
+		}
+	}
+	if (err) {
+		if (c->fresh)
+			qcow2_free_later(s, c->host, s->cluster_size);
+		if (!c->w->status)
+			c->w->status = err;
+	} else if (c->fresh) {
+		/* The old reference is gone (in memory): its refcount drops after the flush. */
+		if (c->old.kind == QCOW2_COMPRESSED)
+			qcow2_free_later(s, c->old.host, c->old.csize);
+		else if (c->old.host)
+			qcow2_free_later(s, c->old.host, s->cluster_size);
+	}
+	free(c->buf);
+	c->buf = NULL;
+}
+
+void qcow2_writes_complete(struct qcow2 *s, struct qcow2_chunk *list)
+{
+	while (list) {
+		struct qcow2_chunk *c = list;
+
+		list = c->next;
+		chunk_finish(s, c);
+		write_put(s, c->w);
+	}
 }
 
 /*
@@ -355,7 +567,7 @@ static int zero_cluster(struct qcow2 *s, uint64_t gc, enum disk_op op)
 	if (s->h.version < 3 && s->backing) {
 		if (op == DISK_DISCARD)
 			return 0;
-		return write_chunk(s, gc, 0, s->cluster_size, NULL, NULL, 0);
+		return zero_chunk(s, gc, 0, s->cluster_size);
 	}
 	err = l2_table(s, gc, true, &t);
 	if (err)
@@ -392,7 +604,7 @@ int qcow2_do_zero(struct qcow2 *s, struct disk_request *req)
 		} else if (req->op == DISK_WRITE_ZEROES) {
 			err = map_cluster(s, gc, &m);
 			if (!err && !reads_zero(s, &m))
-				err = write_chunk(s, gc, in, n, NULL, NULL, 0);
+				err = zero_chunk(s, gc, in, n);
 		}
 		off += n;
 		len -= n;
