@@ -59,7 +59,7 @@ measure() {
 		"nkvm-init: modules loaded at "*) loaded=${line#nkvm-init: modules loaded at } loaded=${loaded% s} ;;
 		"nkvm-init: module "*)
 			line=${line#nkvm-init: module }
-			echo "${line%%:*} $(awk '{ print $2 }' <<<"${line#*:}")" >>"$out/$name.mods"
+			echo "${line%%:*} $(awk '{ print $1 }' <<<"${line#*:}")" >>"$out/$name.mods"
 			n=$((n + 1))
 			;;
 		esac
