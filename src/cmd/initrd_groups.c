@@ -51,8 +51,8 @@ static const struct initrd_group fs = {
 static const struct initrd_group vsock = {
 	.name = "vsock",
 	.devices = DEVICES(&vsock_device_type),
-	.modules = NAMES("vmw_vsock_virtio_transport", "vmw_vsock_virtio_transport_common",
-			 "vsock"),
+	.modules =
+		NAMES("vmw_vsock_virtio_transport", "vmw_vsock_virtio_transport_common", "vsock"),
 	.on_demand = NONE,
 };
 
@@ -106,7 +106,8 @@ size_t initrd_groups_select(const struct device_list *list, const struct initrd_
 
 	for (size_t g = 0; initrd_groups[g] && n < max; g++) {
 		for (unsigned int d = 0; d < list->nr; d++) {
-			if (list->devs[d].dev && group_serves(initrd_groups[g], list->devs[d].type)) {
+			if (list->devs[d].dev &&
+			    group_serves(initrd_groups[g], list->devs[d].type)) {
 				out[n++] = initrd_groups[g];
 				break;
 			}

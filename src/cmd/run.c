@@ -298,7 +298,7 @@ static int initrd_parts(struct machine *m, struct boot_files *f, struct boot_blo
 	const struct initrd_group *want[INITRD_GROUPS_MAX];
 	char why[PATH_MAX + 128];
 	unsigned int n = 0;
-	size_t i;
+	size_t i, pad;
 
 	if (f->initrd_fd >= 0 &&
 	    initrd_groups_open(f->kernel_path, want,
@@ -308,9 +308,9 @@ static int initrd_parts(struct machine *m, struct boot_files *f, struct boot_blo
 		return -1;
 	}
 	parts[n++] = (struct boot_blob){ NULL, f->initrd_len, f->initrd_fd };
+	pad = ALIGN_UP(f->initrd_len, 4) - f->initrd_len;
 	if (f->groups.n || f->extra.len)
-		parts[n++] = (struct boot_blob){ zeros, ALIGN_UP(f->initrd_len, 4) - f->initrd_len,
-						 -1 };
+		parts[n++] = (struct boot_blob){ zeros, pad, -1 };
 	for (i = 0; i < f->groups.n; i++)
 		parts[n++] = (struct boot_blob){ NULL, f->groups.lens[i], f->groups.fds[i] };
 	parts[n++] = (struct boot_blob){ f->extra.buf, f->extra.len, -1 };

@@ -557,18 +557,25 @@ static int add_tool(struct initrd *r, const struct guest_tool *t)
 	return ret;
 }
 
+/* Whether t goes in a group's archive (NULL: the base one), or with full_only the full one. */
+static bool tool_wanted(const struct guest_tool *t, bool full_only, const char *group)
+{
+	if (t->full_only || full_only)
+		return t->full_only && full_only;
+	if (!group || !t->group)
+		return group == t->group;
+	return !strcmp(group, t->group);
+}
+
 /* The tools of a group (NULL: the base archive), or with full_only those of the full one. */
 static int add_tools(struct initrd *r, bool full_only, const char *group)
 {
-	const struct guest_tool *t;
 	size_t i;
 	int ret = 0;
 
 	for (i = 0; !ret && i < ARRAY_SIZE(guest_tools); i++) {
-		t = &guest_tools[i];
-		if (t->full_only == full_only &&
-		    (full_only || (group && t->group ? !strcmp(group, t->group) : group == t->group)))
-			ret = add_tool(r, t);
+		if (tool_wanted(&guest_tools[i], full_only, group))
+			ret = add_tool(r, &guest_tools[i]);
 	}
 	return ret;
 }
@@ -888,8 +895,7 @@ static int write_groups(const char *dir, const struct initrd *base, const char *
 		ret = file_mkdir_p(gdir, 0755);
 	if (ret)
 		return report(ret, gdir);
-	printf("nkvm: building %s/*.cpio (a device's modules and tools, appended per run)\n",
-	       gdir);
+	printf("nkvm: building %s/*.cpio (a device's modules and tools, appended per run)\n", gdir);
 	fflush(stdout);
 	for (i = 0; !ret && initrd_groups[i]; i++)
 		ret = write_group(gdir, base, dep, builtin, base_mods, initrd_groups[i]);

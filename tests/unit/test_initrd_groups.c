@@ -82,9 +82,9 @@ static void test_groups_each_kind_once_in_table_order(void **state)
 /* `--console serial` is in the list but made no device: no virtio_console. */
 static void test_groups_serial_console_needs_none(void **state)
 {
-	struct device_list l = { .nr = 2,
-				 .devs = { { &console_device_type, NULL },
-					   { &balloon_device_type, MADE } } };
+	struct device_list l = {
+		.nr = 2, .devs = { { &console_device_type, NULL }, { &balloon_device_type, MADE } }
+	};
 	const char *names[8];
 
 	assert_int_equal(select_names(&l, names, 8), 1);
@@ -93,9 +93,9 @@ static void test_groups_serial_console_needs_none(void **state)
 
 static void test_groups_select_stops_at_max(void **state)
 {
-	struct device_list l = { .nr = 2,
-				 .devs = { { &disk_device_type, MADE },
-					   { &net_device_type, MADE } } };
+	struct device_list l = {
+		.nr = 2, .devs = { { &disk_device_type, MADE }, { &net_device_type, MADE } }
+	};
 	const struct initrd_group *g[1];
 
 	assert_int_equal(initrd_groups_select(&l, g, 1), 1);
@@ -167,9 +167,8 @@ static void test_group_resolve_leaves_out_base_modules(void **state)
 	struct moddep_result base, r;
 
 	resolve_base(&base);
-	assert_int_equal(initrd_group_resolve(dep, builtin, initrd_group_find("net"), false, &base,
-					      &r),
-			 0);
+	assert_int_equal(
+		initrd_group_resolve(dep, builtin, initrd_group_find("net"), false, &base, &r), 0);
 	assert_int_equal(r.n_paths, 3);
 	assert_string_equal(r.paths[0], "kernel/net/core/failover.ko");
 	assert_string_equal(r.paths[1], "kernel/drivers/net/net_failover.ko");
@@ -184,18 +183,16 @@ static void test_group_resolve_skips_builtin_and_on_demand(void **state)
 	struct moddep_result base, r;
 
 	resolve_base(&base);
-	assert_int_equal(initrd_group_resolve(dep, builtin, initrd_group_find("disk"), false,
-					      &base, &r),
-			 0);
+	assert_int_equal(
+		initrd_group_resolve(dep, builtin, initrd_group_find("disk"), false, &base, &r), 0);
 	assert_true(has(&r, "kernel/drivers/block/virtio_blk.ko"));
 	assert_false(has(&r, "kernel/drivers/virtio/virtio.ko"));
 	assert_false(has(&r, "kernel/fs/fat/vfat.ko"));
 	moddep_result_free(&r);
 
 	/* The on-demand ones (a vfat root= disk), with their dependencies. */
-	assert_int_equal(initrd_group_resolve(dep, builtin, initrd_group_find("disk"), true,
-					      &base, &r),
-			 0);
+	assert_int_equal(
+		initrd_group_resolve(dep, builtin, initrd_group_find("disk"), true, &base, &r), 0);
 	assert_true(has(&r, "kernel/fs/fat/vfat.ko"));
 	assert_true(has(&r, "kernel/fs/fat/fat.ko"));
 	assert_true(has(&r, "kernel/fs/nls/nls_cp437.ko"));
@@ -270,8 +267,9 @@ static void test_groups_open_the_wanted_archives(void **state)
 	struct initrd_group_files f;
 	char err[256] = "";
 
-	fx_sh(fx->dir, "mkdir %s && printf 1234 >%s/disk.cpio && printf 12345678 >%s/net.cpio "
-		       "&& printf x >%s/rng.cpio",
+	fx_sh(fx->dir,
+	      "mkdir %s && printf 1234 >%s/disk.cpio && printf 12345678 >%s/net.cpio "
+	      "&& printf x >%s/rng.cpio",
 	      INITRD_GROUPS_DIR, INITRD_GROUPS_DIR, INITRD_GROUPS_DIR, INITRD_GROUPS_DIR);
 	assert_int_equal(initrd_groups_open(fx->kernel, g, 2, &f, err, sizeof(err)), 0);
 	assert_int_equal(f.n, 2);
