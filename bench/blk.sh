@@ -32,7 +32,7 @@ make -s nkvm
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 # The guest runs the job script from its command line: it has no other way to get it.
-cmd_initrd bench/blk-initrd.cpio "$NKVM_INITRD_FULL" sh -c "$(cat bench/blk-jobs.sh)" sh /dev/vda \
+NKVM_GROUPS=disk cmd_initrd bench/blk-initrd.cpio "$NKVM_INITRD_FULL" sh -c "$(cat bench/blk-jobs.sh)" sh /dev/vda \
 	"$secs" 1
 trap 'rm -f bench/blk-initrd.cpio' EXIT
 if tests/nested/needed; then

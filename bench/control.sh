@@ -35,7 +35,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cc -O2 -std=gnu11 -Wall -Wextra -Werror -o "$work/ctl-rtt" bench/ctl-rtt.c
 # QEMU's guest finds its command where nkvm's init looks for it.
-cmd_initrd "$work/qemu.cpio" "$NKVM_INITRD" sh -c "$(cat bench/control-guest.sh)" sh "$fill"
+NKVM_GROUPS="disk balloon" cmd_initrd "$work/qemu.cpio" "$NKVM_INITRD" sh -c "$(cat bench/control-guest.sh)" sh "$fill"
 read -ra v <<<"${BENCH_VMMS:-nkvm qemu}"
 inside=(bash bench/control-inside.sh "$samples" "$rounds")
 env=(BENCH_VMMS="${BENCH_VMMS:-nkvm qemu}" BENCH_LOG="${BENCH_LOG:-0}")

@@ -1,6 +1,8 @@
 # shellcheck shell=bash
 # Shared by the benchmarks (sourced by bash scripts).
 
+# NKVM_GROUPS="disk balloon" cmd_initrd ...: for another VMM's guest, also the module groups of
+# its devices (initrd-modules/NAME.cpio beside BASE), which `nkvm run` appends for its own.
 # cmd_initrd OUT BASE ARG...: initramfs BASE with the command ARG... appended as /etc/nkvm/cmd,
 # exactly as `nkvm run -i BASE -- ARG...` does it, so that another VMM boots the same.
 cmd_initrd() {
@@ -13,6 +15,7 @@ cmd_initrd() {
 	{
 		cat "$base"
 		head -c $(((4 - size % 4) % 4)) /dev/zero
+		for g in ${NKVM_GROUPS:-}; do cat "$(dirname "$base")/initrd-modules/$g.cpio"; done
 		(cd "$dir" && find etc | cpio -o -H newc --quiet)
 	} >"$out"
 	rm -rf "$dir"

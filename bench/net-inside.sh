@@ -33,13 +33,15 @@ trap cleanup EXIT
 [[ -c /dev/net/tun ]] || die "no /dev/net/tun (modprobe tun)"
 [[ -c /dev/vhost-net ]] || die "no /dev/vhost-net (modprobe vhost_net)"
 
-# qemu_initrd OUT TAIL: the full initramfs with TAIL appended at a 4-byte boundary, as cmd_initrd.
+# qemu_initrd OUT TAIL: the full initramfs with TAIL appended at a 4-byte boundary, as cmd_initrd,
+# and the NIC's module group between them (nkvm run appends it for its own guest).
 qemu_initrd() {
 	local size
 	size=$(stat -c %s "$NKVM_INITRD_FULL")
 	{
 		cat "$NKVM_INITRD_FULL"
 		head -c $(((4 - size % 4) % 4)) /dev/zero
+		cat "$(dirname "$NKVM_INITRD_FULL")/initrd-modules/net.cpio"
 		cat "$2"
 	} >"$1"
 }

@@ -53,6 +53,7 @@ if tests/nested/needed; then
 		--file /usr/share/seabios --file /usr/lib/ipxe/qemu \
 		--file "$gdir/vmlinuz:/cache/guest/vmlinuz" \
 		--file "$gdir/initrd.cpio:/cache/guest/initrd.cpio" \
+		--file "$gdir/initrd-modules:/cache/guest/initrd-modules" \
 		--file "$work/tree.tar:/tmp/tree.tar" --file "$work/qemu.cpio:/tmp/qemu.cpio" \
 		-- env BENCH_SHARE_WHO="${BENCH_SHARE_WHO:-nkvm qemu disk}" "${inside[@]}"
 else

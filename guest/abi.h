@@ -24,26 +24,37 @@
 #define NKVM_MODULES_FILE "/etc/nkvm/modules"
 
 /*
+ * The load lists of the module groups `nkvm run` appended for the machine's devices (one
+ * archive per group: src/cmd/initrd_groups.h), one file per group in the form of
+ * NKVM_MODULES_FILE. The init loads NKVM_MODULES_FILE, then every file here in name order.
+ */
+#define NKVM_MODULES_DIR "/etc/nkvm/modules.d"
+
+/*
+ * On the kernel command line (nkvm run -p nkvm.modtimes): the init prints when it started
+ * and how long each module took to load, for bench/lean.sh.
+ */
+#define NKVM_MODTIMES_PARAM "nkvm.modtimes"
+
+/*
  * The guest's NICs (nkvm run -n), one line each in the order given:
  *	MAC ADDRESS/PREFIX GATEWAY DNS
  * as "52:4b:01:02:03:00 10.0.2.15/24 10.0.2.2 10.0.2.3", "-" for what nkvm leaves alone (a
  * tap NIC without guest_ip=: "52:4b:01:02:03:01 - - -"). Absent without -n. The init then
- * loads the modules of NKVM_NET_MODULES_FILE (as NKVM_MODULES_FILE), brings lo up, finds each
- * NIC by its MAC, gives it its address and brings it up, makes the first GATEWAY the default
- * route and the DNS servers /etc/resolv.conf's, before the command runs.
+ * (virtio_net came in the "net" module group) brings lo up, finds each NIC by its MAC, gives
+ * it its address and brings it up, makes the first GATEWAY the default route and the DNS
+ * servers /etc/resolv.conf's, before the command runs.
  */
 #define NKVM_NET_FILE "/etc/nkvm/net"
-#define NKVM_NET_MODULES_FILE "/etc/nkvm/modules-net"
 
 /*
  * The host directories to mount (nkvm run --share, --root), one line each:
  *	TAG GUESTPATH ro|rw
  * as "src /mnt/src rw"; --root's line comes first, with GUESTPATH "/". Absent without them.
- * The init then loads the modules of NKVM_FS_MODULES_FILE (as NKVM_MODULES_FILE), mounts the
- * root's tag and switches into it, then mounts each share (`mount -t virtiofs TAG GUESTPATH`,
- * making GUESTPATH when missing) before the command runs.
+ * The init then (virtiofs came in the "fs" module group) mounts the root's tag and switches
+ * into it, then mounts each share (`mount -t virtiofs TAG GUESTPATH`, making GUESTPATH when
+ * missing) before the command runs.
  */
 #define NKVM_SHARES_FILE "/etc/nkvm/shares"
-#define NKVM_FS_MODULES_FILE "/etc/nkvm/modules-fs"
 
 #endif

@@ -226,9 +226,22 @@ out:
 	return err;
 }
 
+/* With NKVM_MODTIMES_PARAM: how long each load took, for bench/lean.sh. */
+static bool modtimes;
+
+/* Seconds since the kernel started: comparable with its printk times. */
+static double boot_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 static void load_module(const char *release, const char *rel)
 {
 	char path[PATH_MAX];
+	double t0 = modtimes ? boot_seconds() : 0;
 	int fd, err = 0;
 
 	if (snprintf(path, sizeof(path), "/lib/modules/%s/%s", release, rel) >= (int)sizeof(path)) {
@@ -245,6 +258,9 @@ static void load_module(const char *release, const char *rel)
 	/* One module missing costs only its device; the guest is still worth booting. */
 	if (err)
 		fprintf(stderr, "nkvm-init: cannot load %s: %s\n", rel, strerror(err));
+	else if (modtimes)
+		fprintf(stderr, "nkvm-init: module %s: %.0f us\n", rel,
+			(boot_seconds() - t0) * 1e6);
 }
 
 /* The modules a list file names, one a line (abi.h). */
@@ -261,6 +277,42 @@ static void load_modules(const char *file)
 	for (line = strtok_r(list, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
 		load_module(u.release, line);
 	free(list);
+}
+
+/* The base archive's list, then those of the groups nkvm run appended, in name order. */
+static void load_all_modules(void)
+{
+	char path[PATH_MAX];
+	struct dirent **names;
+	int n;
+
+	load_modules(NKVM_MODULES_FILE);
+	n = scandir(NKVM_MODULES_DIR, &names, NULL, alphasort);
+	for (int i = 0; i < n; i++) {
+		if (names[i]->d_name[0] != '.' &&
+		    snprintf(path, sizeof(path), "%s/%s", NKVM_MODULES_DIR, names[i]->d_name) <
+			    (int)sizeof(path))
+			load_modules(path);
+		free(names[i]);
+	}
+	if (n >= 0)
+		free(names);
+}
+
+/* Whether the kernel command line has word as a parameter of its own. */
+static bool cmdline_has(const char *word)
+{
+	char *text, *p;
+	size_t len, n = strlen(word);
+	bool found = false;
+
+	if (read_file("/proc/cmdline", &text, &len) < 0)
+		return false;
+	for (p = text; !found && (p = strstr(p, word)); p += n)
+		found = (p == text || isspace((unsigned char)p[-1])) &&
+			(!p[n] || isspace((unsigned char)p[n]));
+	free(text);
+	return found;
 }
 
 /*
@@ -1066,18 +1118,19 @@ int main(void)
 	mount_all();
 	enable_sysrq();
 	set_environment();
-	load_modules(NKVM_MODULES_FILE);
+	modtimes = cmdline_has(NKVM_MODTIMES_PARAM);
+	if (modtimes)
+		fprintf(stderr, "nkvm-init: started at %.6f s\n", boot_seconds());
+	/* Only the groups of the devices this machine has are here (initrd_groups.h). */
+	load_all_modules();
+	if (modtimes)
+		fprintf(stderr, "nkvm-init: modules loaded at %.6f s\n", boot_seconds());
 	/* Like the command, a file of the initramfs, which a switch of root leaves behind. */
 	if (read_file(NKVM_NET_FILE, &nics, &len) < 0)
 		nics = NULL;
-	/* The NIC drivers cost a boot without NICs nothing. */
-	if (nics)
-		load_modules(NKVM_NET_MODULES_FILE);
 	if (read_file(NKVM_SHARES_FILE, &share_text, &len) < 0)
 		share_text = NULL;
-	/* Nor does virtio-fs a boot without shares. */
 	if (share_text) {
-		load_modules(NKVM_FS_MODULES_FILE);
 		nshares = parse_shares(share_text, shares, MAX_SHARES);
 		if (nshares < 0)
 			fatal("%s: cannot use it", NKVM_SHARES_FILE);

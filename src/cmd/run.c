@@ -2,6 +2,7 @@
 /* `nkvm run`: build the machine, boot the kernel, run until the guest stops. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 #include "arch/x86/i8042.h"
 #include "arch/x86/pvh.h"
 #include "cmd/cmd.h"
+#include "cmd/initrd_groups.h"
 #include "cmd/run_api.h"
 #include "cmd/run_dev_fs.h"
 #include "cmd/run_console.h"
@@ -78,6 +80,7 @@ struct boot_files {
 	uint64_t kernel_len, initrd_len;
 	size_t hdr_len;
 	struct cpio extra; /* the command for the guest's init, appended to the initrd */
+	struct initrd_group_files groups; /* the devices' module groups, appended before extra */
 	char cmdline[BOOT_CMDLINE_MAX];
 	char kernel_path[4096], initrd_path[4096];
 	bool pvh; /* an ELF vmlinux, booted through PVH; else a bzImage */
@@ -250,6 +253,7 @@ static void free_boot_files(struct boot_files *f)
 		close(f->initrd_fd);
 	f->kernel_fd = f->initrd_fd = -1;
 	cpio_free(&f->extra);
+	initrd_groups_close(&f->groups);
 }
 
 static int create_devices(struct machine *m, const struct run_options *o)
@@ -287,18 +291,46 @@ static int create_devices(struct machine *m, const struct run_options *o)
 	return err;
 }
 
-static int load_guest(struct machine *m, const struct bzimage *k, struct boot_files *f)
+/*
+ * The initrd, then the archives of the module groups the devices made need (found beside the
+ * kernel: initrd_groups.h; none without an initrd), then ours; archives must start 4-byte
+ * aligned, so the initrd is padded (the groups' lengths are multiples of 4).
+ */
+static int initrd_parts(struct machine *m, struct boot_files *f, struct boot_blob *parts)
 {
 	static const uint8_t zeros[4];
-	/* Archives must start 4-byte aligned, so pad the initrd before appending ours. */
-	struct boot_blob parts[] = {
-		{ NULL, f->initrd_len, f->initrd_fd },
-		{ zeros, f->extra.len ? ALIGN_UP(f->initrd_len, 4) - f->initrd_len : 0, -1 },
-		{ f->extra.buf, f->extra.len, -1 },
-	};
+	const struct initrd_group *want[INITRD_GROUPS_MAX];
+	char why[PATH_MAX + 128];
+	unsigned int n = 0;
+	size_t i, pad;
+
+	if (f->initrd_fd >= 0 &&
+	    initrd_groups_open(f->kernel_path, want,
+			       initrd_groups_select(&m->devices, want, INITRD_GROUPS_MAX),
+			       &f->groups, why, sizeof(why))) {
+		nkvm_err("%s", why);
+		return -1;
+	}
+	parts[n++] = (struct boot_blob){ NULL, f->initrd_len, f->initrd_fd };
+	pad = ALIGN_UP(f->initrd_len, 4) - f->initrd_len;
+	if (f->groups.n || f->extra.len)
+		parts[n++] = (struct boot_blob){ zeros, pad, -1 };
+	for (i = 0; i < f->groups.n; i++)
+		parts[n++] = (struct boot_blob){ NULL, f->groups.lens[i], f->groups.fds[i] };
+	parts[n++] = (struct boot_blob){ f->extra.buf, f->extra.len, -1 };
+	return n;
+}
+
+static int load_guest(struct machine *m, const struct bzimage *k, struct boot_files *f)
+{
+	struct boot_blob parts[3 + INITRD_GROUPS_MAX];
 	uint8_t *acpi = guest_ptr(&m->vm.mem, BOOT_ACPI_ADDR, BOOT_ACPI_SIZE);
+	int nr_parts = initrd_parts(m, f, parts);
 	char why[128];
 	int err;
+
+	if (nr_parts < 0)
+		return -1;
 
 	if (!acpi || acpi_build_tables(acpi, BOOT_ACPI_SIZE, BOOT_ACPI_ADDR, m->vm.nr_vcpus) < 0 ||
 	    cpu_write_boot_tables(&m->vm.mem)) {
@@ -308,10 +340,10 @@ static int load_guest(struct machine *m, const struct bzimage *k, struct boot_fi
 	if (f->pvh) {
 		struct elf_source src = { .fd = f->kernel_fd, .size = f->kernel_len };
 
-		err = pvh_load(&m->vm.mem, &f->elf, &src, f->cmdline, parts, ARRAY_SIZE(parts),
+		err = pvh_load(&m->vm.mem, &f->elf, &src, f->cmdline, parts, nr_parts,
 			       BOOT_ACPI_ADDR, why, sizeof(why));
 	} else {
-		err = boot_load(&m->vm.mem, k, f->cmdline, parts, ARRAY_SIZE(parts),
+		err = boot_load(&m->vm.mem, k, f->cmdline, parts, nr_parts,
 				BOOT_ACPI_ADDR, why, sizeof(why));
 	}
 	if (err) {

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cmd/cmd.h"
+#include "cmd/initrd_groups.h"
 #include "cmd/setup.h"
 #include "lib/file.h"
 #include "lib/log.h"
@@ -224,6 +225,12 @@ static bool initrd_ready(struct setup *s)
 		return false;
 	ok = !strcmp(have, want);
 	free(have);
+	/* Without its groups the lean base would boot devices that have no driver. */
+	for (size_t i = 0; ok && initrd_groups[i]; i++) {
+		ok = !file_path(path, sizeof(path), "%s/%s.cpio", INITRD_GROUPS_DIR,
+				initrd_groups[i]->name) &&
+		     cache_has(s, path);
+	}
 	return ok;
 }
 

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
  * The default guest's initramfs: nkvm's own init as /init, a static busybox for everything a
- * shell user expects, the host's copies of a few tools busybox lacks (with their shared
- * libraries), and the kernel modules for nkvm's devices with the order to load them in.
- * The kernel unpacks it into a tmpfs that stays the root filesystem (unless root= names a disk).
+ * shell user expects, and the kernel modules every guest needs (the virtio PCI transport) with
+ * the order to load them in. What only one kind of device needs (its driver, and the host's
+ * copies of the tools busybox lacks that work with it, with their shared libraries) goes into
+ * a small archive per group (initrd_groups.h) that `nkvm run` appends for the devices it made.
+ * The kernel unpacks them into a tmpfs that stays the root filesystem (unless root= names a
+ * disk).
  */
 #include <elf.h>
 #include <errno.h>
@@ -16,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cmd/initrd_groups.h"
 #include "cmd/setup.h"
 #include "guest/abi.h"
 #include "lib/cpio.h"
@@ -27,7 +31,7 @@
 #include "lib/util.h"
 
 /* Bumped when what the initrd holds changes, so that `nkvm setup` rebuilds an older one. */
-#define INITRD_REVISION 4
+#define INITRD_REVISION 5
 
 #define BUSYBOX "/bin/busybox"
 
@@ -40,54 +44,25 @@ struct initrd {
 	size_t n_names;
 	const char *version;
 	char moddir[PATH_MAX]; /* the host's copy of /lib/modules/VERSION */
+	/* A group's archive: what the base archive has is unpacked already, so it is left out. */
+	const struct initrd *base;
 };
 
-/* The drivers of the devices nkvm offers, and what they need. Absent ones are skipped. */
+/*
+ * What every nkvm device sits on: the virtio PCI transport. The devices' own drivers are in
+ * their groups (initrd_groups.c). Absent ones are skipped.
+ */
 static const char *const guest_modules[] = {
-	"virtio",
-	"virtio_ring",
-	"virtio_pci",
-	"virtio_pci_modern_dev",
-	"virtio_pci_legacy_dev",
-	"virtio_blk",
-	"virtio_console",
-	"virtio-rng",
-	"virtio_balloon",
-	"vmw_vsock_virtio_transport",
-	"vmw_vsock_virtio_transport_common",
-	"vsock",
-	"9p",
-	"9pnet",
-	"9pnet_virtio",
-	"netfs",
-	"fscache",
-	"overlay",
-	"ext4",
-	"jbd2",
-	"mbcache",
-	"crc16",
-	"crc32c_generic",
-	"libcrc32c",
+	"virtio", "virtio_ring", "virtio_pci", "virtio_pci_modern_dev", "virtio_pci_legacy_dev",
 };
 
 /*
- * In the archive but not loaded at boot: the kernel asks busybox modprobe for them (through
- * modules.alias) on first use, so they cost a boot nothing. A vfat root= disk needs the driver
- * and the code pages of its default codepage= and iocharset= (the kernel's config).
+ * In the base archive but not loaded at boot: the kernel asks busybox modprobe for them
+ * (through modules.alias) on first use, so they cost a boot only their unpacking. 9p for other
+ * VMMs booting this guest (bench/share.sh: QEMU's virtio-9p; only linux-image-amd64 has it),
+ * overlay for whoever wants a writable layer over a read-only share.
  */
-static const char *const guest_modules_on_demand[] = { "vfat", "nls_cp437", "nls_ascii" };
-
-/*
- * In the archive, loaded by the init only when nkvm gives the guest a NIC (NKVM_NET_FILE):
- * NKVM_NET_MODULES_FILE lists them, less what the boot list loaded already.
- */
-static const char *const guest_net_modules[] = { "virtio_net", "net_failover", "failover" };
-
-/*
- * Likewise, only when nkvm gives the guest a share or a root directory (NKVM_SHARES_FILE):
- * NKVM_FS_MODULES_FILE.
- */
-static const char *const guest_fs_modules[] = { "fuse", "virtiofs" };
+static const char *const guest_modules_on_demand[] = { "9p", "9pnet", "9pnet_virtio", "overlay" };
 
 /*
  * Host programs the integration tests and benchmarks run inside the guest, where busybox has
@@ -104,21 +79,31 @@ static const struct guest_tool {
 	 * big for the default guest, whose initramfs every boot unpacks into RAM.
 	 */
 	bool full_only;
+	/* The module group whose archive holds it (initrd_groups.h); NULL: the base archive. */
+	const char *group;
 } guest_tools[] = {
-	/* Disk tests format their disks; busybox's mke2fs makes only ext2, without a journal. */
-	{ "mkfs.ext4", "e2fsprogs", { "mke2fs" }, false },
+	/*
+	 * Disk tests format their disks; busybox's mke2fs makes only ext2, without a journal.
+	 * With libc and the libraries of e2fsprogs: 1.3 MB (1.9 MB of libc more) every boot
+	 * without a disk need not unpack.
+	 */
+	{ "mkfs.ext4", "e2fsprogs", { "mke2fs" }, false, "disk" },
 	/* ...and check them after the guest wrote to them; busybox has no fsck for ext*. */
-	{ "e2fsck", "e2fsprogs", { "fsck.ext4" }, false },
-	/* The vsock tests' guest end (VSOCK-LISTEN, VSOCK-CONNECT); busybox speaks no AF_VSOCK. */
-	{ "socat", "socat", { NULL }, false },
+	{ "e2fsck", "e2fsprogs", { "fsck.ext4" }, false, "disk" },
+	/*
+	 * The vsock tests' guest end (VSOCK-LISTEN, VSOCK-CONNECT); busybox speaks no AF_VSOCK.
+	 * Debian's links OpenSSL, Kerberos, libwrap and libtirpc: 7.7 MB, which every boot
+	 * unpacked while it was in the base archive (8.9 -> 16.6 MB).
+	 */
+	{ "socat", "socat", { NULL }, false, "vsock" },
 	/*
 	 * The block benchmarks' load generator. Debian links every engine in (no plugins to
 	 * dlopen), and with them ceph, gluster, ICU...: 84 MB of libraries, with which a 256 MiB
 	 * guest runs out of memory unpacking its initramfs.
 	 */
-	{ "fio", "fio", { NULL }, true },
+	{ "fio", "fio", { NULL }, true, NULL },
 	/* The network benchmark's load generator (bench/net.sh): 0.2 MB more. */
-	{ "iperf3", "iperf3", { NULL }, true },
+	{ "iperf3", "iperf3", { NULL }, true, NULL },
 };
 
 /* Where guest_tools are looked up on the host; the guest's PATH has the same directories. */
@@ -168,7 +153,7 @@ static bool initrd_has(const struct initrd *r, const char *name)
 		if (!strcmp(r->names[i], name))
 			return true;
 	}
-	return false;
+	return r->base && initrd_has(r->base, name);
 }
 
 /* The kernel's unpacker fails on a second entry of the same name, so each is noted once added. */
@@ -572,14 +557,24 @@ static int add_tool(struct initrd *r, const struct guest_tool *t)
 	return ret;
 }
 
-/* The tools of the default initramfs (full_only false), or those only the full one has. */
-static int add_tools(struct initrd *r, bool full_only)
+/* Whether t goes in a group's archive (NULL: the base one), or with full_only the full one. */
+static bool tool_wanted(const struct guest_tool *t, bool full_only, const char *group)
+{
+	if (t->full_only || full_only)
+		return t->full_only && full_only;
+	if (!group || !t->group)
+		return group == t->group;
+	return !strcmp(group, t->group);
+}
+
+/* The tools of a group (NULL: the base archive), or with full_only those of the full one. */
+static int add_tools(struct initrd *r, bool full_only, const char *group)
 {
 	size_t i;
 	int ret = 0;
 
 	for (i = 0; !ret && i < ARRAY_SIZE(guest_tools); i++) {
-		if (guest_tools[i].full_only == full_only)
+		if (tool_wanted(&guest_tools[i], full_only, group))
 			ret = add_tool(r, &guest_tools[i]);
 	}
 	return ret;
@@ -724,25 +719,8 @@ static int add_module_list(struct initrd *r, const struct moddep_result *mods, c
 	if (fclose(f) && !ret)
 		ret = report(-ENOMEM, file);
 	if (!ret)
-		ret = report(cpio_add_file(&r->cpio, file, 0644, list, len), file);
+		ret = report(initrd_file(r, file + (file[0] == '/'), 0644, list, len), file);
 	free(list);
-	return ret;
-}
-
-/*
- * names with their dependencies, after the boot list has its own, and the list of them to load
- * as file: a group the init loads only when nkvm asks for it (guest_net_modules ...).
- */
-static int add_module_group(struct initrd *r, const char *dep, const char *builtin,
-			    const char *const *names, size_t n, const char *file)
-{
-	struct moddep_result mods = { 0 };
-	int ret;
-
-	ret = report(moddep_resolve(dep, builtin, names, n, &mods), "modules.dep");
-	if (!ret)
-		ret = add_module_list(r, &mods, file);
-	moddep_result_free(&mods);
 	return ret;
 }
 
@@ -762,35 +740,30 @@ static int add_modules_on_demand(struct initrd *r, const char *dep, const char *
 	return ret;
 }
 
-static int add_modules(struct initrd *r)
+/* The base archive's modules: guest_modules (their paths in *mods) and the on-demand ones. */
+static int add_modules(struct initrd *r, const char *dep, const char *builtin,
+		       struct moddep_result *mods)
 {
-	struct moddep_result mods = { 0 };
-	char *dep = NULL, *builtin = NULL;
 	int ret;
 
-	ret = report(moddir_read(r, "modules.dep", &dep, NULL), "modules.dep");
-	/* Some kernels have no built-in modules worth listing, and no modules.builtin. */
-	if (!ret && moddir_read(r, "modules.builtin", &builtin, NULL))
-		builtin = NULL;
+	ret = report(moddep_resolve(dep, builtin, guest_modules, ARRAY_SIZE(guest_modules), mods),
+		     "modules.dep");
 	if (!ret)
-		ret = report(moddep_resolve(dep, builtin, guest_modules, ARRAY_SIZE(guest_modules),
-					    &mods),
-			     "modules.dep");
-	if (!ret)
-		ret = add_module_list(r, &mods, NKVM_MODULES_FILE);
-	if (!ret)
-		ret = add_module_group(r, dep, builtin, guest_net_modules,
-				       ARRAY_SIZE(guest_net_modules), NKVM_NET_MODULES_FILE);
-	if (!ret)
-		ret = add_module_group(r, dep, builtin, guest_fs_modules,
-				       ARRAY_SIZE(guest_fs_modules), NKVM_FS_MODULES_FILE);
+		ret = add_module_list(r, mods, NKVM_MODULES_FILE);
 	if (!ret)
 		ret = add_modules_on_demand(r, dep, builtin);
-	if (!ret)
-		ret = add_module_indexes(r, dep, builtin);
-	moddep_result_free(&mods);
-	free(dep);
-	free(builtin);
+	return ret;
+}
+
+/* modules.dep and (when the kernel has one) modules.builtin, as the host's tree has them. */
+static int read_module_texts(struct initrd *r, char **dep, char **builtin)
+{
+	int ret;
+
+	ret = report(moddir_read(r, "modules.dep", dep, NULL), "modules.dep");
+	/* Some kernels have no built-in modules worth listing, and no modules.builtin. */
+	if (!ret && moddir_read(r, "modules.builtin", builtin, NULL))
+		*builtin = NULL;
 	return ret;
 }
 
@@ -866,17 +839,85 @@ static int write_full_initrd(const char *dir, struct initrd *r)
 	printf("nkvm: building %s/%s (with fio and iperf3, for `nkvm run -m 512M -i FILE`)\n", dir,
 	       SETUP_INITRD_FULL);
 	fflush(stdout);
-	ret = add_tools(r, true);
+	ret = add_tools(r, true, NULL);
 	return ret ? ret : write_archive(dir, SETUP_INITRD_FULL, &r->cpio);
 }
 
-/* The stamp goes last: an initrd without a matching one is rebuilt by the next setup. */
-static int write_initrd(const char *dir, struct initrd *r)
+/*
+ * One group's archive, gdir/NAME.cpio: its modules with their load list, its on-demand ones,
+ * its tools; none of what base holds. An empty group (a kernel without those modules, or with
+ * them built in) still gets one, so that run finds every group it looks for.
+ */
+static int write_group(const char *gdir, const struct initrd *base, const char *dep,
+		       const char *builtin, const struct moddep_result *base_mods,
+		       const struct initrd_group *g)
+{
+	struct initrd r = { .version = base->version, .base = base };
+	struct moddep_result mods = { 0 };
+	char list[PATH_MAX], name[NAME_MAX];
+	size_t i;
+	int ret;
+
+	memcpy(r.moddir, base->moddir, sizeof(r.moddir));
+	if (file_path(list, sizeof(list), "%s/%s", NKVM_MODULES_DIR, g->name) ||
+	    file_path(name, sizeof(name), "%s.cpio", g->name))
+		return report(-ENAMETOOLONG, g->name);
+	ret = report(initrd_group_resolve(dep, builtin, g, false, base_mods, &mods), "modules.dep");
+	if (!ret)
+		ret = add_module_list(&r, &mods, list);
+	moddep_result_free(&mods);
+	if (!ret)
+		ret = report(initrd_group_resolve(dep, builtin, g, true, base_mods, &mods),
+			     "modules.dep");
+	for (i = 0; !ret && i < mods.n_paths; i++)
+		ret = add_module(&r, mods.paths[i], NULL);
+	moddep_result_free(&mods);
+	if (!ret)
+		ret = add_tools(&r, false, g->name);
+	if (!ret)
+		ret = write_archive(gdir, name, &r.cpio);
+	initrd_free(&r);
+	return ret;
+}
+
+/* Every group's archive, in a directory made afresh: a group nkvm no longer has goes. */
+static int write_groups(const char *dir, const struct initrd *base, const char *dep,
+			const char *builtin, const struct moddep_result *base_mods)
+{
+	char gdir[PATH_MAX];
+	size_t i;
+	int ret;
+
+	ret = file_path(gdir, sizeof(gdir), "%s/%s", dir, INITRD_GROUPS_DIR);
+	if (!ret)
+		ret = file_remove_tree(gdir);
+	if (!ret)
+		ret = file_mkdir_p(gdir, 0755);
+	if (ret)
+		return report(ret, gdir);
+	printf("nkvm: building %s/*.cpio (a device's modules and tools, appended per run)\n", gdir);
+	fflush(stdout);
+	for (i = 0; !ret && initrd_groups[i]; i++)
+		ret = write_group(gdir, base, dep, builtin, base_mods, initrd_groups[i]);
+	return ret;
+}
+
+/*
+ * The base archive, then the groups (which leave out what it holds), the full one and, last,
+ * the stamp: an initrd without a matching one is rebuilt by the next setup.
+ */
+static int write_initrd(const char *dir, struct initrd *r, char *dep, const char *builtin,
+			const struct moddep_result *base_mods)
 {
 	char stamp[PATH_MAX];
 	int ret;
 
-	ret = write_archive(dir, NKVM_GUEST_INITRD, &r->cpio);
+	ret = write_groups(dir, r, dep, builtin, base_mods);
+	/* After the groups: it strips compression suffixes from dep in place. */
+	if (!ret)
+		ret = add_module_indexes(r, dep, builtin);
+	if (!ret)
+		ret = write_archive(dir, NKVM_GUEST_INITRD, &r->cpio);
 	if (!ret)
 		ret = write_full_initrd(dir, r);
 	if (!ret)
@@ -889,6 +930,8 @@ static int write_initrd(const char *dir, struct initrd *r)
 int setup_build_initrd(const char *dir, const char *version)
 {
 	struct initrd r = { .version = version };
+	struct moddep_result base_mods = { 0 };
+	char *dep = NULL, *builtin = NULL;
 	int ret;
 
 	if (file_path(r.moddir, sizeof(r.moddir), "%s/%s/lib/modules/%s", dir, SETUP_KERNEL_TREE,
@@ -899,13 +942,18 @@ int setup_build_initrd(const char *dir, const char *version)
 	ret = report(add_skeleton(&r), "initramfs");
 	/* Before busybox: where an applet has a tool's name, the tool wins. */
 	if (!ret)
-		ret = add_tools(&r, false);
+		ret = add_tools(&r, false, NULL);
 	if (!ret)
 		ret = add_busybox(&r);
 	if (!ret)
-		ret = add_modules(&r);
+		ret = read_module_texts(&r, &dep, &builtin);
 	if (!ret)
-		ret = write_initrd(dir, &r);
+		ret = add_modules(&r, dep, builtin, &base_mods);
+	if (!ret)
+		ret = write_initrd(dir, &r, dep, builtin, &base_mods);
+	moddep_result_free(&base_mods);
+	free(dep);
+	free(builtin);
 	initrd_free(&r);
 	return ret;
 }

@@ -549,6 +549,55 @@ test_console_on_hvc0() {
 	fi
 }
 
+# --- the lean initramfs: each device's modules only with the device (issue 20) ---------------
+# The guest's loaded modules (a name a line) and whether it has socat and mkfs.ext4.
+lean_probe='cut -d" " -f1 /proc/modules; for t in socat mkfs.ext4; do command -v $t >/dev/null && echo "tool-$t"; done; true'
+
+# lean_has FILE NAME...: each NAME is a line of FILE; lean_lacks: none is.
+lean_has() {
+	f=$1
+	shift
+	for m; do has_line "$f" "$m" || return 1; done
+}
+lean_lacks() {
+	f=$1
+	shift
+	for m; do ! has_line "$f" "$m" || return 1; done
+}
+
+# No disk: no virtio_blk (nor any other device's driver, nor the disk's and vsock's tools);
+# with -d: virtio_blk and mkfs.ext4, still no NIC driver; the balloon's by default.
+test_lean_disk_driver_only_with_a_disk() {
+	run_guest "$tmp/lean1" --no-balloon -- sh -c "$lean_probe"
+	rc1=$rc
+	truncate -s 16M "$tmp/lean.img"
+	run_guest "$tmp/lean2" -d "$tmp/lean.img" -- sh -c "$lean_probe"
+	if [ "$rc1" -eq 0 ] && lean_has "$tmp/lean1" virtio_pci &&
+		lean_lacks "$tmp/lean1" virtio_blk virtio_net virtiofs vmw_vsock_virtio_transport \
+			virtio_balloon virtio_console virtio_rng tool-socat tool-mkfs.ext4 &&
+		[ "$rc" -eq 0 ] && lean_has "$tmp/lean2" virtio_blk virtio_balloon tool-mkfs.ext4 &&
+		lean_lacks "$tmp/lean2" virtio_net virtiofs tool-socat; then
+		pass lean_disk_driver_only_with_a_disk
+	else
+		cat "$tmp/lean2" >>"$tmp/lean1"
+		fail lean_disk_driver_only_with_a_disk "status $rc1/$rc" "$tmp/lean1"
+	fi
+}
+
+# -n, --share, --vsock, --rng and --console virtio: each gets its driver (and vsock socat).
+test_lean_each_device_gets_its_modules() {
+	mkdir -p "$tmp/lean-share"
+	run_guest "$tmp/lean3" -n user --share "$tmp/lean-share,at=/lean" --vsock 11 --rng \
+		--console virtio -- sh -c "$lean_probe"
+	if [ "$rc" -eq 0 ] && lean_has "$tmp/lean3" virtio_net virtiofs vmw_vsock_virtio_transport \
+		virtio_rng virtio_console virtio_balloon tool-socat &&
+		lean_lacks "$tmp/lean3" virtio_blk tool-mkfs.ext4; then
+		pass lean_each_device_gets_its_modules
+	else
+		fail lean_each_device_gets_its_modules "status $rc" "$tmp/lean3"
+	fi
+}
+
 # One line on stderr starting "nkvm:", a status that is not 0 and not a signal, no stdout.
 expect_error() {
 	name=$1
@@ -1973,7 +2022,8 @@ all_tests="test_bad_input test_command_output_and_status test_command_output_is_
 	test_stop_force_ends_guest_ignoring_power_button test_stat_disk_counters_move_after_guest_io \
 	test_debug_prints_registers_and_sends_sysrq test_detach_console_replays_output_and_takes_input \
 	test_pvh_vmlinux_smp_memory_cmdline_initrd_status test_bzimage_with_k_boots_as_bzimage \
-	test_pvh_bad_elf_kernels"
+	test_pvh_bad_elf_kernels \
+	test_lean_disk_driver_only_with_a_disk test_lean_each_device_gets_its_modules"
 if [ "${1:-}" = --list ]; then
 	echo $all_tests
 	exit 0
