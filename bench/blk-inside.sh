@@ -83,7 +83,8 @@ fi
 guest_img=$img
 [[ $format == qcow2 ]] && guest_img=$img.qcow2
 # Lines are picked out by their shape: QEMU's firmware leaves escape codes in front of the first.
-pick() { tr -d '\r' | grep -oE '(randread|randwrite|seqread|seqwrite)[a-z0-9-]* [0-9]+ [0-9]+$'; }
+# Guests add the virtio-blk interrupts taken during the job as a fourth number.
+pick() { tr -d '\r' | grep -oE '(randread|randwrite|seqread|seqwrite)[a-z0-9-]* [0-9]+ [0-9]+( [0-9]+)?$'; }
 
 for ((r = 1; r <= rounds; r++)); do
 	echo "bench: round $r of $rounds: cache=$cache, $format image on $where: host fio on $img" \
@@ -109,12 +110,15 @@ for ((r = 1; r <= rounds; r++)); do
 	done
 done
 
-# Every round's IOPS, for targets that hold "every round".
+# Every round's IOPS, for targets that hold "every round", and the guest's virtio-blk
+# interrupts per I/O (over the job and its 1 s ramp, so slightly high).
 echo
-echo "IOPS per round (in the order run):"
+echo "IOPS per round (in the order run), then interrupts per I/O:"
 for c in $(cd "$out" && ls); do
 	for job in $rows; do
-		echo "$c $job $(awk -v j="$job" '$1 == j { printf "%s ", $2 }' "$out/$c")"
+		echo "$c $job $(awk -v j="$job" -v s="$secs" '$1 == j { printf "%s ", $2 }
+			$1 == j && NF > 3 && $2 > 0 { r = r sprintf("%.3f ", $4 / ($2 * (s + 1))) }
+			END { if (r != "") printf "/ %s", r }' "$out/$c")"
 	done
 done
 # med WHO JOB FIELD: median over the rounds (field 2 IOPS, 3 KiB/s)
