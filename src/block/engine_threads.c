@@ -286,8 +286,9 @@ static unsigned int threads_enqueue_locked(struct io_engine *e, struct disk_requ
 	 * yet, so the rule alone would start them all at once.
 	 */
 	for (unsigned int i = 0; i < n; i++) {
-		grow = e->nr_threads < e->depth_threads ? e->queued > e->idle :
-							  e->queued > e->nr_threads + e->depth_threads;
+		grow = e->nr_threads < e->depth_threads ?
+			       e->queued > e->idle :
+			       e->queued > e->nr_threads + e->depth_threads;
 		if (!grow || e->nr_threads >= e->max_threads ||
 		    io_thread_start(&e->threads[e->nr_threads], threads_worker, e, "nkvm-disk-io"))
 			break;
