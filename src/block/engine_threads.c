@@ -545,9 +545,9 @@ static void threads_queue_close(struct io_queue *q)
 	struct pollfd p = { .fd = q->efd, .events = POLLIN };
 
 	threads_queue_poll(q);
+	/* Requests in flight still point at q: a failed poll only makes this loop spin. */
 	while (q->inflight) {
-		if (poll(&p, 1, -1) < 0 && errno != EINTR)
-			break;
+		poll(&p, 1, -1);
 		threads_queue_poll(q);
 	}
 	/* The workers are done with it: each wrote the eventfd, if at all, under q->lock. */
