@@ -8,7 +8,9 @@
 # BENCH_ENGINES="threads aio io_uring" (nkvm's engines to run, each a column; default threads),
 # BENCH_QEMU_AIO="threads io_uring" (QEMU's aio= modes, each a column; default threads; native
 # needs BENCH_CACHE=none), BENCH_CACHE=writeback|none (the disks' cache mode for nkvm and QEMU,
-# default writeback). With none everything is O_DIRECT (host fio direct=1 too), so the engines
+# default writeback), BENCH_JOBS=issue3|issue22 (the fio jobs, see bench/blk-jobs.sh; issue22 on a
+# 256 MiB image, default issue3), BENCH_BASE=REV (also nkvm built from git revision REV, run right
+# before this tree's in every round, columns "base-ENGINE": before and after in one run). With none everything is O_DIRECT (host fio direct=1 too), so the engines
 # differ for real (aio falls back to threads without O_DIRECT); in the nested test host the
 # image then goes on an ext4 on a loop device, since the test host's tmpfs refuses O_DIRECT.
 # Outside it, TMPDIR must be on a file system that takes O_DIRECT; the run stops if it is not.
@@ -32,9 +34,21 @@ make -s nkvm
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 # The guest runs the job script from its command line: it has no other way to get it.
+jobs=${BENCH_JOBS:-issue3}
 NKVM_GROUPS=disk cmd_initrd bench/blk-initrd.cpio "$NKVM_INITRD_FULL" sh -c "$(cat bench/blk-jobs.sh)" sh /dev/vda \
-	"$secs" 1
-trap 'rm -f bench/blk-initrd.cpio' EXIT
+	"$secs" 1 "$jobs"
+base=
+trap 'rm -f bench/blk-initrd.cpio; [[ -z $base ]] || rm -rf "$base"' EXIT
+base_bin=
+if [[ -n ${BENCH_BASE:-} ]]; then
+	base=$(mktemp -d)
+	git archive "$BENCH_BASE" | tar -x -C "$base"
+	make -s -C "$base" nkvm
+	# Inside the repo's directory, where the nested test host's /repo finds it too.
+	base_bin=build/nkvm-base
+	mkdir -p build
+	cp "$base/nkvm" "$base_bin"
+fi
 if tests/nested/needed; then
 	echo "bench: measuring inside the nested test host, cache=$cache" >&2
 	# cache=none needs O_DIRECT, which the test host's tmpfs (kernel 6.1) refuses: blk-inside.sh
@@ -47,14 +61,19 @@ if tests/nested/needed; then
 	# and its 5 jobs) and 600 s for the rest. Three engines and two QEMU modes take nearly twice.
 	read -ra e <<<"${BENCH_ENGINES:-threads}"
 	read -ra a <<<"${BENCH_QEMU_AIO:-threads}"
-	limit=$((600 + rounds * (1 + ${#e[@]} + ${#a[@]}) * (250 + 5 * (secs + 1))))
+	nb=1
+	[[ -n $base_bin ]] && nb=2
+	limit=$((600 + rounds * (1 + ${#e[@]} * nb + ${#a[@]}) * (250 + 5 * (secs + 1))))
+	base_file=()
+	[[ -n $base_bin ]] && base_file=(--file "$base_bin:$base_bin")
 	tests/nested/run --mem 6144 --timeout "$limit" --bin "$(command -v qemu-system-x86_64)" \
 		--bin "$(command -v fio)" --bin "$(command -v qemu-img)" --file "$NKVM_INITRD_FULL:/cache/nkvm/initrd-full.cpio" \
-		--file /usr/share/qemu --file /usr/share/seabios --file /usr/lib/ipxe/qemu "${ext4[@]}" \
+		--file /usr/share/qemu --file /usr/share/seabios --file /usr/lib/ipxe/qemu "${ext4[@]}" "${base_file[@]}" \
 		-- env BENCH_FORMAT="${BENCH_FORMAT:-raw}" BENCH_ENGINES="${BENCH_ENGINES:-threads}" \
-		BENCH_QEMU_AIO="${BENCH_QEMU_AIO:-threads}" BENCH_CACHE="$cache" \
+		BENCH_QEMU_AIO="${BENCH_QEMU_AIO:-threads}" BENCH_CACHE="$cache" BENCH_JOBS="$jobs" \
+		BENCH_BASE_NKVM="$base_bin" \
 		BENCH_LOOP_EXT4="$([[ $cache == none ]] && echo 1 || echo 0)" \
 		bash bench/blk-inside.sh "$secs" "$rounds"
 else
-	bash bench/blk-inside.sh "$secs" "$rounds"
+	BENCH_JOBS=$jobs BENCH_BASE_NKVM=$base_bin bash bench/blk-inside.sh "$secs" "$rounds"
 fi

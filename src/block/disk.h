@@ -21,6 +21,7 @@ enum disk_op {
 };
 
 struct disk_request;
+struct io_queue;
 /*
  * Called exactly once per request, with status 0 or a negative errno. Accepted requests
  * complete on an engine thread, possibly before disk_submit returns, and the done callbacks of
@@ -49,6 +50,9 @@ struct disk_request {
 	 */
 	bool may_wait;
 	struct disk_request *next; /* engine-private queue link */
+	/* Engine-private: the queue context a worker hands the request back to, and its status. */
+	struct io_queue *engine_queue;
+	int engine_status;
 };
 
 /* The image format: probed from the file's first bytes unless the user names one. */

@@ -73,9 +73,10 @@ struct io_engine_ops {
 	/*
 	 * Optional per-queue contexts, for engines that can submit and reap on the thread that
 	 * owns a device queue (NULL in engines without them). queue_open runs on that owner thread
-	 * and creates a context (or returns a negative errno with a reason in err); *poll_fd is a
-	 * descriptor that becomes readable when queue_poll has work. Only the owner calls
-	 * queue_submit, queue_poll and queue_close.
+	 * and creates a context (or returns a negative errno with a reason in err), or returns 0
+	 * with *q NULL where the engine keeps this file on its shared path (the threads engine with
+	 * O_DIRECT); *poll_fd is a descriptor that becomes readable when queue_poll has work. Only
+	 * the owner calls queue_submit, queue_poll and queue_close.
 	 *
 	 * queue_submit has the contract of submit, except that done runs on the owner thread,
 	 * inside queue_submit or queue_poll, and that a queued request may wait to be started

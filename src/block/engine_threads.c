@@ -3,15 +3,21 @@
  * The thread-pool engine: a FIFO of requests under a mutex, and worker threads that each take
  * one, perform it with blocking system calls and call its done. Also io_execute, the blocking
  * body of every operation, which later engines reuse for what they cannot do asynchronously.
+ *
+ * Through the page cache, a virtqueue's thread may open a queue context (engine.h queue_open):
+ * it gives the pool what it popped in one batch, and the workers hand finished requests back to
+ * it, so that their done callbacks run there, in one batch per wakeup (see threads_queue_open).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -35,7 +41,23 @@ struct io_engine {
 	unsigned int depth_threads; /* up to this many, a worker per waiting request */
 	unsigned int max_threads; /* the limit; beyond depth_threads, see submit */
 	bool run_waited; /* may_wait requests run on their submitter */
+	bool queues; /* queue_open gives contexts (not with O_DIRECT: see threads_queue_open) */
 	pthread_t threads[];
+};
+
+/*
+ * A queue context: requests its owner submitted, started in a batch at its next queue_poll, and
+ * requests the workers finished, completed by the owner.
+ */
+struct io_queue {
+	struct io_engine *e;
+	int efd; /* readable while finished requests wait on done */
+	/* Owner only: submitted and not yet given to the pool, in order. */
+	struct disk_request *pending, *pending_last;
+	unsigned int npending;
+	unsigned int inflight; /* owner only: given to the pool, not yet completed */
+	pthread_mutex_t lock;
+	struct disk_request *done; /* under lock: finished (status in engine_status), newest first */
 };
 
 /*
@@ -185,6 +207,31 @@ int io_execute(struct io_file *f, const struct disk_request *req)
 	return -EOPNOTSUPP;
 }
 
+/*
+ * A worker's finished request: its done, or, from a queue context, the owner's done list. The
+ * eventfd is written only when the list was empty (the owner reads it before taking the list,
+ * so a later push finds the list empty again), and under the lock: once the owner sees its last
+ * request it may close the eventfd.
+ */
+static void threads_finish(struct disk_request *req, int status)
+{
+	struct io_queue *q = req->engine_queue;
+	bool first;
+
+	if (!q) {
+		req->done(req, status);
+		return;
+	}
+	req->engine_status = status;
+	pthread_mutex_lock(&q->lock);
+	first = !q->done;
+	req->next = q->done;
+	q->done = req;
+	if (first)
+		eventfd_signal(q->efd);
+	pthread_mutex_unlock(&q->lock);
+}
+
 static void *threads_worker(void *arg)
 {
 	struct io_engine *e = arg;
@@ -207,47 +254,69 @@ static void *threads_worker(void *arg)
 		e->queued--;
 		pthread_mutex_unlock(&e->lock);
 		/* Unlocked, as done may submit again; done may also free req: not used after. */
-		req->done(req, io_execute(e->file, req));
+		threads_finish(req, io_execute(e->file, req));
 		pthread_mutex_lock(&e->lock);
 	}
 	pthread_mutex_unlock(&e->lock);
 	return NULL;
 }
 
-static int threads_submit(struct io_engine *e, struct disk_request *req)
+/*
+ * Appends the n requests linked from first to last to the FIFO and grows the pool for them;
+ * returns how many idle workers to wake (at most one per request). Called with e->lock held.
+ */
+static unsigned int threads_enqueue_locked(struct io_engine *e, struct disk_request *first,
+					   struct disk_request *last, unsigned int n)
 {
-	bool grow, wake;
+	bool grow;
 
-	/* A submitter that only waits for this one request (a virtqueue at depth 1): see create. */
-	if (req->may_wait && e->run_waited)
-		return io_execute(e->file, req);
-	req->next = NULL;
-	pthread_mutex_lock(&e->lock);
+	last->next = NULL;
 	if (e->tail)
-		e->tail->next = req;
+		e->tail->next = first;
 	else
-		e->head = req;
-	e->tail = req;
-	e->queued++;
+		e->head = first;
+	e->tail = last;
+	e->queued += n;
 	/*
 	 * Up to depth_threads, the pool grows to the depth the guest keeps in flight: one more
 	 * worker whenever a request waits with no idle worker for it. Beyond, only while the
 	 * requests waiting outnumber the workers by more than depth_threads (see
-	 * THREADS_MAX_DIRECT). A failed start only leaves the pool as it is.
+	 * THREADS_MAX_DIRECT). A failed start only leaves the pool as it is. At most one new
+	 * worker per request, as when they come one at a time: a worker just started is not idle
+	 * yet, so the rule alone would start them all at once.
 	 */
-	grow = e->nr_threads < e->depth_threads ? e->queued > e->idle :
-						  e->queued > e->nr_threads + e->depth_threads;
-	if (grow && e->nr_threads < e->max_threads &&
-	    !io_thread_start(&e->threads[e->nr_threads], threads_worker, e, "nkvm-disk-io"))
+	for (unsigned int i = 0; i < n; i++) {
+		grow = e->nr_threads < e->depth_threads ?
+			       e->queued > e->idle :
+			       e->queued > e->nr_threads + e->depth_threads;
+		if (!grow || e->nr_threads >= e->max_threads ||
+		    io_thread_start(&e->threads[e->nr_threads], threads_worker, e, "nkvm-disk-io"))
+			break;
 		e->nr_threads++;
-	/*
-	 * Only an idle worker needs waking: a busy one looks at the FIFO before it sleeps. And
-	 * after unlocking, or the woken worker only blocks on the lock we hold.
-	 */
-	wake = e->idle > 0;
-	pthread_mutex_unlock(&e->lock);
-	if (wake)
+	}
+	/* Only an idle worker needs waking: a busy one looks at the FIFO before it sleeps. */
+	return n < e->idle ? n : e->idle;
+}
+
+/* After unlocking, or the woken workers only block on the lock we held. */
+static void threads_wake(struct io_engine *e, unsigned int n)
+{
+	while (n--)
 		pthread_cond_signal(&e->wake);
+}
+
+static int threads_submit(struct io_engine *e, struct disk_request *req)
+{
+	unsigned int wake;
+
+	/* A submitter that only waits for this one request (a virtqueue at depth 1): see create. */
+	if (req->may_wait && e->run_waited)
+		return io_execute(e->file, req);
+	req->engine_queue = NULL;
+	pthread_mutex_lock(&e->lock);
+	wake = threads_enqueue_locked(e, req, req, 1);
+	pthread_mutex_unlock(&e->lock);
+	threads_wake(e, wake);
 	return IO_QUEUED;
 }
 
@@ -322,6 +391,7 @@ static int threads_create(struct io_engine **ep, struct io_file *f,
 	 * the pool there. NKVM_THREADS_HANDOFF=1 does that with O_DIRECT too (for measuring).
 	 */
 	e->run_waited = io_file_direct(f) && !io_env_set("NKVM_THREADS_HANDOFF");
+	e->queues = !io_file_direct(f);
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->wake, NULL);
 
@@ -340,9 +410,160 @@ static int threads_create(struct io_engine **ep, struct io_file *f,
 	return 0;
 }
 
+/* --- queue contexts ------------------------------------------------------------------------- */
+
+/*
+ * Through the page cache a request is a copy that takes microseconds, and what a guest pays for
+ * is around it: the hand-off to a worker, and an interrupt per completion that finds the driver
+ * waiting. With a context, the queue's thread gives the pool all it popped in one go (one lock,
+ * one wakeup per idle worker), and the workers hand finished requests back to it, so that it
+ * pushes them to the used ring together and interrupts once per batch, as the io_uring and aio
+ * contexts do and as QEMU's main loop does with its pool's completions. Measured in
+ * docs/performance.md ("Block, round two (issue 22)"). With O_DIRECT there is no context (the
+ * queue keeps the shared path, where a lone request runs on the queue's thread: run_waited).
+ */
+static int threads_queue_open(struct io_engine *e, struct io_queue **qp, int *poll_fd, char *err,
+			      size_t errlen)
+{
+	struct io_queue *q;
+	int ret;
+
+	*qp = NULL;
+	*poll_fd = -1;
+	if (!e->queues)
+		return 0;
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return err_set(err, errlen, -ENOMEM, "out of memory");
+	q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (q->efd < 0) {
+		ret = -errno;
+		free(q);
+		return err_set(err, errlen, ret, "cannot create an eventfd");
+	}
+	q->e = e;
+	pthread_mutex_init(&q->lock, NULL);
+	*qp = q;
+	*poll_fd = q->efd;
+	return 0;
+}
+
+/* Started at the owner's next queue_poll, with whatever else it submits until then. */
+static int threads_queue_submit(struct io_queue *q, struct disk_request *req)
+{
+	req->engine_queue = q;
+	req->next = NULL;
+	if (q->pending_last)
+		q->pending_last->next = req;
+	else
+		q->pending = req;
+	q->pending_last = req;
+	q->npending++;
+	return IO_QUEUED;
+}
+
+/* Gives the pool what waits, in one batch; or performs a lone read or write here. */
+static void threads_queue_start(struct io_queue *q)
+{
+	struct io_engine *e = q->e;
+	struct disk_request *req = q->pending;
+	unsigned int wake;
+
+	if (!req)
+		return;
+	/*
+	 * Nothing else of the queue in flight or waiting: a copy from or to the page cache, which
+	 * takes less here than waking a worker and being woken by it for the hand-back (4k reads
+	 * at depth 1 ran at half the speed through the pool: docs/performance.md). Flushes and
+	 * the other operations, which may take long, still go to the pool, so that what the guest
+	 * sends meanwhile is not held up behind them.
+	 */
+	if (q->npending == 1 && !q->inflight && (req->op == DISK_READ || req->op == DISK_WRITE)) {
+		q->pending = q->pending_last = NULL;
+		q->npending = 0;
+		req->done(req, io_execute(e->file, req));
+		return;
+	}
+	pthread_mutex_lock(&e->lock);
+	wake = threads_enqueue_locked(e, q->pending, q->pending_last, q->npending);
+	pthread_mutex_unlock(&e->lock);
+	threads_wake(e, wake);
+	q->inflight += q->npending;
+	q->pending = q->pending_last = NULL;
+	q->npending = 0;
+}
+
+/* Completes what the workers handed back, in the order they finished it. */
+static void threads_queue_reap(struct io_queue *q)
+{
+	struct disk_request *list, *req, *order = NULL;
+
+	pthread_mutex_lock(&q->lock);
+	list = q->done;
+	q->done = NULL;
+	pthread_mutex_unlock(&q->lock);
+	while (list) {
+		req = list;
+		list = req->next;
+		req->next = order;
+		order = req;
+	}
+	while (order) {
+		req = order;
+		order = req->next; /* done may free or resubmit req */
+		q->inflight--;
+		req->done(req, req->engine_status);
+	}
+}
+
+static void threads_queue_poll(struct io_queue *q)
+{
+	uint64_t count;
+
+	/*
+	 * Cleared before looking, so that what a worker hands back meanwhile makes it readable
+	 * again (threads_finish writes it when the list was empty). A failed read changes
+	 * nothing: the list is looked at anyway.
+	 */
+	if (read(q->efd, &count, sizeof(count)) < 0) {
+		/* EAGAIN: nothing was handed back since the last look. */
+	}
+	do {
+		threads_queue_start(q);
+		threads_queue_reap(q);
+		/* done callbacks above may have submitted more. */
+	} while (q->pending);
+}
+
+static bool threads_queue_ready(struct io_queue *q)
+{
+	return q->pending || __atomic_load_n(&q->done, __ATOMIC_RELAXED);
+}
+
+static void threads_queue_close(struct io_queue *q)
+{
+	struct pollfd p = { .fd = q->efd, .events = POLLIN };
+
+	threads_queue_poll(q);
+	/* Requests in flight still point at q: a failed poll only makes this loop spin. */
+	while (q->inflight) {
+		poll(&p, 1, -1);
+		threads_queue_poll(q);
+	}
+	/* The workers are done with it: each wrote the eventfd, if at all, under q->lock. */
+	close(q->efd);
+	pthread_mutex_destroy(&q->lock);
+	free(q);
+}
+
 const struct io_engine_ops io_engine_threads = {
 	.name = "threads",
 	.create = threads_create,
 	.submit = threads_submit,
 	.destroy = threads_destroy,
+	.queue_open = threads_queue_open,
+	.queue_submit = threads_queue_submit,
+	.queue_poll = threads_queue_poll,
+	.queue_ready = threads_queue_ready,
+	.queue_close = threads_queue_close,
 };

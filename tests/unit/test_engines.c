@@ -8,6 +8,7 @@
  * runs as root: tmpfs (ENOSPC), ext4 on a loop device (flushes reaching the device, I/O errors
  * after a forced shutdown). Where that is not possible they skip and say why.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -65,6 +66,7 @@ static const struct variant variants[] = {
 	{ "threads", DISK_ENGINE_THREADS, false, VIA_DISK },
 	{ "threads, O_DIRECT", DISK_ENGINE_THREADS, true, VIA_DISK },
 	{ "threads, queue context", DISK_ENGINE_THREADS, false, VIA_QUEUE },
+	{ "threads, O_DIRECT, queue context", DISK_ENGINE_THREADS, true, VIA_QUEUE },
 	{ "aio engine on a buffered file", DISK_ENGINE_AIO, false, VIA_ENGINE },
 	{ "aio, O_DIRECT", DISK_ENGINE_AIO, true, VIA_DISK },
 	{ "aio, O_DIRECT, queue context", DISK_ENGINE_AIO, true, VIA_QUEUE },
@@ -532,10 +534,10 @@ static void ctx_open(struct ctx *c, struct tgt *t)
 		fail_msg("disk_queue_open: %s: %s", why, strerror(-err));
 	assert_non_null(c->q);
 	/*
-	 * io_uring has a ring per context, aio a kernel AIO context; the threads engine passes
-	 * requests to disk_submit.
+	 * io_uring has a ring per context, aio a kernel AIO context, the threads engine through
+	 * the page cache a hand-back list; with O_DIRECT it passes requests to disk_submit.
 	 */
-	if (t->v->engine != DISK_ENGINE_THREADS)
+	if (t->v->engine != DISK_ENGINE_THREADS || !t->v->direct)
 		assert_true(c->fd >= 0);
 	else
 		assert_int_equal(c->fd, -1);
@@ -1100,15 +1102,16 @@ static void test_engine_done_submits_next(void **state)
 /*
  * Requests marked may_wait (a virtqueue's lone request): each engine completes them correctly.
  * The threads engine performs them on the submitting thread with O_DIRECT, so done has run,
- * there, by the time the submission returns; through the page cache it still hands them to a
- * worker. Engines that never hand a request to another thread ignore the mark.
+ * there, by the time the submission returns; through the page cache, on its shared path, it
+ * still hands them to a worker (a queue context completes everything on its owner). Engines
+ * that never hand a request to another thread ignore the mark.
  */
 static void test_engine_may_wait_requests(void **state)
 {
 	enum { N = 16, BS = 4096 };
 	struct fx *fx = *state;
 	uint8_t *data = fx_alloc(fx, N * BS), *back = fx_alloc(fx, N * BS);
-	bool threads = fx->v->engine == DISK_ENGINE_THREADS && fx->v->via != VIA_ENGINE;
+	bool threads = fx->v->engine == DISK_ENGINE_THREADS && fx->v->via == VIA_DISK;
 	bool here = threads && fx->v->direct;
 	char path[PATH_MAX];
 	struct tally ty;
@@ -1568,6 +1571,80 @@ static void test_queue_wait_wakes_on_fd_and_completions(void **state)
 	check_aio_wait_refused(fx, &v, &o);
 }
 
+/* Workers of this process's disk pools, by their thread name. */
+static unsigned int io_workers_now(void)
+{
+	DIR *dir = opendir("/proc/self/task");
+	struct dirent *e;
+	unsigned int n = 0;
+
+	assert_non_null(dir);
+	while ((e = readdir(dir))) {
+		char p[PATH_MAX], comm[32] = "";
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "/proc/self/task/%s/comm", e->d_name);
+		f = fopen(p, "re");
+		if (!f)
+			continue; /* a thread that just exited */
+		if (fgets(comm, sizeof(comm), f) && !strcmp(comm, "nkvm-disk-io\n"))
+			n++;
+		fclose(f);
+	}
+	closedir(dir);
+	return n;
+}
+
+/*
+ * The threads engine's queue context through the page cache: what the owner submits waits for
+ * its next disk_queue_poll and then goes to the pool as one batch, which grows the pool to its
+ * limit (3 here) and never past it; every done runs once, on the owner; the data is in the file.
+ */
+static void test_threads_queue_batches_and_completes_on_owner(void **state)
+{
+	enum { N = 64, BS = 4096 };
+	struct fx *fx = *state;
+	struct disk_options o = { .engine = DISK_ENGINE_THREADS, .threads = 3 };
+	struct variant v = { "threads, queue context", DISK_ENGINE_THREADS, false, VIA_QUEUE };
+	uint8_t *data = fx_alloc(fx, N * BS);
+	struct io *ios = fx_alloc(fx, N * sizeof(*ios));
+	unsigned int base = io_workers_now();
+	char path[PATH_MAX];
+	struct tally ty;
+	struct tgt t;
+
+	img_make(fx_path(fx, "batch.img", path), N * BS, NULL);
+	o.path = path;
+	tgt_open_disk(&t, fx, &v, &o, v.name);
+	assert_true(t.main.fd >= 0);
+	assert_int_equal(io_workers_now(), base + 2); /* the pool starts with two */
+	fill(data, N * BS, 57);
+	tally_init(&ty);
+	for (int i = 0; i < N; i++) {
+		io_init(&ios[i], &ty, DISK_WRITE, (uint64_t)(N - 1 - i) * BS, 0);
+		io_buf(&ios[i], data + (N - 1 - i) * BS, BS);
+		disk_queue_submit(t.main.q, &ios[i].req);
+	}
+	/* Nothing has started: no done, and the pool as it was. */
+	assert_true(disk_queue_ready(t.main.q));
+	assert_int_equal(tally_count(&ty), 0);
+	assert_int_equal(io_workers_now(), base + 2);
+	ctx_wait(&t.main, &ty, N);
+	assert_int_equal(io_workers_now(), base + 3);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(atomic_load(&ios[i].calls), 1);
+		assert_int_equal(ios[i].status, 0);
+		assert_true(pthread_equal(ios[i].thread, pthread_self()));
+	}
+	assert_false(disk_queue_ready(t.main.q));
+	tgt_close(&t);
+	assert_int_equal(tally_count(&ty), N);
+	img_assert_equals(path, data, N * BS);
+	tally_destroy(&ty);
+}
+
 /* Resuming after a short transfer: inside a segment, at a segment's start, past empty ones. */
 static void test_io_rest_resumes_where_transfer_stopped(void **state)
 {
@@ -1713,6 +1790,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_queue_context_checks_requests, fx_setup,
 						fx_teardown),
 		cmocka_unit_test(test_io_rest_resumes_where_transfer_stopped),
+		cmocka_unit_test_setup_teardown(test_threads_queue_batches_and_completes_on_owner,
+						fx_setup, fx_teardown),
 	};
 	size_t n = ARRAY_SIZE(once) + ARRAY_SIZE(per_variant) * ARRAY_SIZE(variants), k = 0;
 	struct CMUnitTest *tests = calloc(n, sizeof(*tests));
