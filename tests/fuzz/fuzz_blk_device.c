@@ -46,7 +46,7 @@
 #define QSIZE 128
 #define MAX_RECORDS 32 /* at most 4 descriptors each: a queue's table never wraps onto itself */
 #define DISK_SIZE (256 << 10)
-#define DEADLINE_MS 5000
+#define DEADLINE_MS 3000
 
 /* On tmpfs: a FLUSH's fdatasync of a disk file costs tens of milliseconds each time. */
 static char dir[] = "/dev/shm/nkvm-fuzz-blk-XXXXXX", img[64];
