@@ -45,7 +45,7 @@
 #define QSIZE 64
 #define MAX_RECORDS 32 /* two descriptors each at most: a queue's table never wraps onto itself */
 #define MAX_LEN 4096
-#define DEADLINE_MS 2000
+#define DEADLINE_MS 3000
 
 /* Without KVM there is no irqchip: the INTx line goes nowhere. */
 int vm_irq_line(struct vm *vm, unsigned int gsi, int level)

@@ -51,7 +51,7 @@
 #define QSIZE 128
 #define MAX_RECORDS 24 /* at most 5 descriptors each: a queue's table never wraps onto itself */
 #define MAX_QUEUES 5
-#define DEADLINE_MS 2000
+#define DEADLINE_MS 3000
 
 /* Without KVM there is no irqchip: the INTx line goes nowhere. */
 int vm_irq_line(struct vm *vm, unsigned int gsi, int level)
