@@ -273,7 +273,7 @@ static bool net_rx_deliver(struct virtio_net *net, struct net_queue *nq)
 
 	while (nq->copied < nq->frame_len) {
 		struct virtq_chain *c = &nq->chain;
-		const struct iovec *in = &c->iov[c->nr_out];
+		const struct iovec *in;
 		size_t want = nq->frame_len - nq->copied, n;
 
 		if (nq->nused == ARRAY_SIZE(nq->used)) {
@@ -288,6 +288,8 @@ static bool net_rx_deliver(struct virtio_net *net, struct net_queue *nq)
 			}
 			return false;
 		}
+		/* The writable segments of the chain just taken, not of the one before it. */
+		in = &c->iov[c->nr_out];
 		/*
 		 * §5.1.6.3.1: each buffer is at least the header's size. One that is not is given
 		 * back empty, and nothing is written to it.

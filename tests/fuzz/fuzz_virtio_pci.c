@@ -9,7 +9,8 @@
  * reached too. Each input gets a fresh transport, freed at its end (a reset: threads joined).
  *
  * Input: records of 11 bytes: u8 op, le16 a, le64 v. op & 3 is the kind: 0 a BAR write of v at
- * offset a % 32 KiB, 1 a BAR read there, 2 a config space write of v at a % 256, 3 eight bytes
+ * offset a % 32 KiB, 1 a BAR read there, 2 a config space write of v at a % 256 (with op bit
+ * 4 a read there instead, twice: the two must agree, reads have no side effects), 3 eight bytes
  * v into guest RAM at (8 * a) % RAM_SIZE; (op >> 2) & 3 gives the length, 1 << n bytes (at
  * most 4 for config space). Kind 3 with length code 0 is a pause of 50 us instead, which lets
  * the queue threads take what the kicks before it announced (a guest's vCPU waits so too).
@@ -167,6 +168,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					kind == 0);
 			break;
 		case 2:
+			if (op & 0x10) {
+				uint32_t r1 = pci_config_read(&bus, cfg_addr | (a % PCI_CFG_SIZE),
+							      len > 4 ? 4 : len);
+
+				if (pci_config_read(&bus, cfg_addr | (a % PCI_CFG_SIZE),
+						    len > 4 ? 4 : len) != r1)
+					abort(); /* config space has no read side effects */
+				break;
+			}
 			pci_config_write(&bus, cfg_addr | (a % PCI_CFG_SIZE), (uint32_t)v,
 					 len > 4 ? 4 : len);
 			break;

@@ -6,8 +6,9 @@
  * chain. Guest RAM is a heap block here (not memory_init's mapping) so that ASan sees any access
  * past its ends.
  *
- * Input: u8 features (bit 0 EVENT_IDX, bit 1 INDIRECT_DESC), le16 starting index (to reach the
- * 16-bit wrap), then the RAM image.
+ * Input: u8 features (bit 0 EVENT_IDX, bit 1 INDIRECT_DESC, bits 2-4 the queue size: 16, 1, 2,
+ * 4, 8, 64, 256 or 1024, so that the rings overlap each other at the larger ones), le16 starting
+ * index (to reach the 16-bit wrap), then the RAM image.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,20 +17,19 @@
 #include "virtio/queue.h"
 
 #define RAM_SIZE 0x10000
-#define QSIZE 16
 #define DESC_GPA 0x0
 #define AVAIL_GPA 0x100
 #define USED_GPA 0x200
 #define HEADER 3
 
 /* Uses a chain as a device would, and checks what virtq_pop promised about it. */
-static void use_chain(const struct virtq_chain *c)
+static void use_chain(const struct virtq_chain *c, unsigned int qsize)
 {
 	static volatile uint8_t sink;
 	const struct iovec *iov = c->iov;
 	uint64_t out = 0, in = 0;
 
-	if (c->head >= QSIZE || c->nr_out + c->nr_in > VIRTQ_MAX_SEGS)
+	if (c->head >= qsize || c->nr_out + c->nr_in > VIRTQ_MAX_SEGS)
 		abort();
 	/* The first and last byte of each segment: one heap block, so the ends prove the rest. */
 	for (unsigned int i = 0; i < c->nr_out; i++) {
@@ -53,7 +53,9 @@ static void use_chain(const struct virtq_chain *c)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct guest_memory mem;
+	static const unsigned int sizes[] = { 16, 1, 2, 4, 8, 64, 256, 1024 };
 	static struct virtq_chain c;
+	unsigned int qsize;
 	struct virtq q;
 	uint16_t start;
 	size_t n;
@@ -71,23 +73,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	n = size - HEADER < RAM_SIZE ? size - HEADER : RAM_SIZE;
 	memcpy(mem.base, data + HEADER, n);
 	memset(mem.base + n, 0, RAM_SIZE - n);
-	if (virtq_init(&q, &mem, QSIZE, DESC_GPA, AVAIL_GPA, USED_GPA, data[0] & 1, data[0] & 2))
+	qsize = sizes[(data[0] >> 2) & 7];
+	if (virtq_init(&q, &mem, qsize, DESC_GPA, AVAIL_GPA, USED_GPA, data[0] & 1, data[0] & 2))
 		abort();
 	start = data[1] | data[2] << 8;
 	q.last_avail = q.used_idx = start;
 
 	virtq_set_notify(&q, false);
-	for (int i = 0; i < 4 * QSIZE; i++) {
+	for (unsigned int i = 0; i < 4 * qsize; i++) {
 		ret = virtq_pop(&q, &c);
 		if (ret == 0)
 			break;
 		/* After an error, a head that could be read is failed alone, as a device would. */
 		if (ret < 0) {
-			if (c.head < QSIZE)
+			if (c.head < qsize)
 				virtq_push(&q, c.head, 0);
 			break;
 		}
-		use_chain(&c);
+		use_chain(&c, qsize);
 		virtq_push(&q, c.head, (uint32_t)c.in_len);
 		/* Each call after the first compares with used_event (EVENT_IDX). */
 		virtq_need_notify(&q);

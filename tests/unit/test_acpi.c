@@ -181,6 +181,21 @@ static void test_build_reports_too_small_buffer(void **state)
 	assert_int_equal(acpi_build_tables(buf, 10, GPA, 1), -ENOSPC);
 }
 
+/*
+ * xAPIC IDs are one byte and 0xff is the broadcast ID; the IOAPIC takes the one after the last
+ * vCPU's. Past 254 vCPUs two would share an ID (found by fuzz_boot): refused instead.
+ */
+static void test_build_refuses_cpu_counts_apic_ids_cannot_hold(void **state)
+{
+	static uint8_t buf[0x20000]; /* BOOT_ACPI_SIZE */
+
+	assert_int_equal(acpi_build_tables(buf, sizeof(buf), GPA, 0), -EINVAL);
+	assert_int_equal(acpi_build_tables(buf, sizeof(buf), GPA, 255), -EINVAL);
+	assert_int_equal(acpi_build_tables(buf, sizeof(buf), GPA, 256), -EINVAL);
+	assert_int_equal(acpi_build_tables(buf, sizeof(buf), GPA, 510), -EINVAL);
+	assert_true(acpi_build_tables(buf, sizeof(buf), GPA, 254) > 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -190,6 +205,7 @@ int main(void)
 		cmocka_unit_test(test_fadt_points_to_dsdt_and_pm1_blocks),
 		cmocka_unit_test(test_dsdt_has_pci_host_bridge_and_s5),
 		cmocka_unit_test(test_build_reports_too_small_buffer),
+		cmocka_unit_test(test_build_refuses_cpu_counts_apic_ids_cannot_hold),
 	};
 
 	return cmocka_run_group_tests_name("acpi", tests, NULL, NULL);

@@ -599,6 +599,43 @@ static void test_rx_buffer_shorter_than_the_header_is_returned_unwritten(void **
 }
 
 /*
+ * A frame over several mergeable buffers goes into each one's own writable segments, whatever
+ * readable segments the one before had (found by fuzz_net_device: the device took the next
+ * buffer's segments at the last one's count of readable ones, wrote into a readable segment or
+ * the last buffer again, and with none to reuse wrote num_buffers through a NULL pointer).
+ */
+static void test_rx_frame_goes_to_each_buffers_own_writable_segments(void **state)
+{
+	struct fx *fx = *state;
+	uint8_t frame[NET_HDR_LEN + 600], canary[16];
+	uint64_t a, ro, b, c;
+
+	net_up(fx, 1, true, BASE_FEATURES | MRG);
+	a = galloc(fx, 256);
+	ro = galloc(fx, sizeof(canary));
+	b = galloc(fx, 256);
+	c = galloc(fx, 256);
+	memset(gp(fx, ro), 0xaa, sizeof(canary));
+	memcpy(canary, gp(fx, ro), sizeof(canary));
+	post(fx, 0, (struct virtio_driver_seg[]){ { a, 256, true } }, 1);
+	post(fx, 0, (struct virtio_driver_seg[]){ { ro, sizeof(canary) }, { b, 256, true } }, 2);
+	post(fx, 0, (struct virtio_driver_seg[]){ { c, 256, true } }, 1);
+	fill(frame, sizeof(frame), 16);
+	memset(frame, 0, NET_HDR_LEN);
+	peer_send(fx, 0, frame, sizeof(frame));
+	assert_true(wait_used(fx, 0, 3));
+	assert_int_equal(used(fx, 0, 0).len, 256);
+	assert_int_equal(used(fx, 0, 1).len, 256);
+	assert_int_equal(used(fx, 0, 2).len, sizeof(frame) - 512);
+	assert_int_equal(le16toh(((struct virtio_net_hdr_v1 *)gp(fx, a))->num_buffers), 3);
+	assert_memory_equal(gp(fx, a + NET_HDR_LEN), frame + NET_HDR_LEN, 256 - NET_HDR_LEN);
+	assert_memory_equal(gp(fx, b), frame + 256, 256);
+	assert_memory_equal(gp(fx, c), frame + 512, sizeof(frame) - 512);
+	assert_memory_equal(gp(fx, ro), canary, sizeof(canary));
+	assert_int_equal(stats(fx).rx_packets, 1);
+}
+
+/*
  * Without MRG_RXBUF a frame larger than the buffer is dropped and counted, nothing written
  * past the buffer, and the buffer takes the next frame that fits.
  */
@@ -803,6 +840,7 @@ int main(void)
 		NTEST(test_rx_without_buffers_leaves_the_frame_in_the_backend),
 		NTEST(test_rx_buffer_shorter_than_the_header_is_returned_unwritten),
 		NTEST(test_rx_frame_larger_than_the_buffer_without_mrg_is_dropped),
+		NTEST(test_rx_frame_goes_to_each_buffers_own_writable_segments),
 		NTEST(test_mq_vq_pairs_set_accepts_1_to_max_and_refuses_the_rest),
 		NTEST(test_without_mq_the_control_queue_is_queue_2),
 		NTEST(test_start_hands_the_negotiated_features_to_the_backend),

@@ -269,6 +269,12 @@ long acpi_build_tables(uint8_t *buf, size_t size, uint64_t gpa, unsigned int nr_
 	size_t xsdt, madt, fadt, dsdt;
 	uint8_t *entry;
 
+	/*
+	 * ACPI §5.2.12.2: an xAPIC ID is one byte, and 0xff is the broadcast ID; the IOAPIC takes
+	 * the ID after the last vCPU's. More vCPUs would share IDs.
+	 */
+	if (!nr_cpus || nr_cpus > ACPI_MAX_CPUS)
+		return -EINVAL;
 	if (!rsdp)
 		return -ENOSPC;
 	acpi_align(&b);

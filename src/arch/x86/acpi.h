@@ -27,8 +27,10 @@ struct vm;
 
 /*
  * Builds RSDP (at offset 0), XSDT, FADT, DSDT and MADT in buf, which the guest will see at guest address
- * gpa. Returns the bytes used, or -ENOSPC when buf is too small.
+ * gpa. Returns the bytes used, -ENOSPC when buf is too small, or -EINVAL for 0 vCPUs or more
+ * than ACPI_MAX_CPUS (their xAPIC IDs and the IOAPIC's must fit one byte below 0xff).
  */
+#define ACPI_MAX_CPUS 254
 long acpi_build_tables(uint8_t *buf, size_t size, uint64_t gpa, unsigned int nr_cpus);
 
 /* ACPI checksum: the byte that makes the sum of len bytes zero. */
