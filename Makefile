@@ -54,6 +54,9 @@ build/tests/test_vhost_net: LDLIBS += -Wl,--wrap=open,--wrap=ioctl \
 # test_virtio_fs stands in for the FUSE server behind the device.
 build/tests/test_virtio_fs: LDLIBS += -Wl,--wrap=fuse_server_handle,--wrap=fuse_server_destroy
 
+# test_landlock_abi answers Landlock's ABI query itself (none, or an older kernel's).
+build/tests/test_landlock_abi: LDLIBS += -Wl,--wrap=syscall
+
 # test_fuse_server_noopenat2 runs test_fuse_server where openat2 answers ENOSYS.
 build/tests/test_fuse_server_noopenat2: LDLIBS += -Wl,--wrap=syscall
 # Both count the server's seekdir calls (READDIR never seeks back while a guest reads on).
