@@ -34,6 +34,7 @@
 #include "lib/log.h"
 #include "lib/paths.h"
 #include "lib/util.h"
+#include "sandbox/sandbox.h"
 #include "vmm/console.h"
 #include "vmm/irq.h"
 #include "vmm/loop.h"
@@ -489,6 +490,12 @@ static int run_machine(struct machine *m)
 	else
 		term_raw(STDIN_FILENO);
 	err = vcpus_start(&m->vm);
+	/*
+	 * Every thread is made (they wait in sandbox_enter). Here, before the release: --user's
+	 * privilege drop and landlock_prepare (glibc's setuid reaches every thread, which their
+	 * filters would forbid). Then the threads confine themselves, and so does this one.
+	 */
+	sandbox_release();
 	if (err) {
 		nkvm_err("cannot start vCPU threads: %s", strerror(-err));
 		vm_request_stop(&m->vm, 1);
@@ -577,6 +584,13 @@ static int boot(const struct run_options *o)
 		die("out of memory");
 	f->kernel_fd = f->initrd_fd = -1;
 	m->ready_fd = -1;
+	err = sandbox_init(o->sandbox);
+	if (err) {
+		nkvm_err("sandbox: cannot install the SIGSYS handler: %s", strerror(-err));
+		goto out;
+	}
+	if (o->sandbox == SANDBOX_OFF)
+		nkvm_err("sandbox: off (--sandbox=off): no thread has a seccomp filter or Landlock");
 	if (run_api_open(&m->api, o->name) || host_ram_check(o->mem, o->mem_arg) ||
 	    load_boot_files(o, f))
 		goto out;
@@ -615,6 +629,8 @@ static int boot(const struct run_options *o)
 	status = run_machine(m);
 	report_stats(&m->vm);
 out:
+	/* Threads made before a failure wait in sandbox_enter: let them go, so they can end. */
+	sandbox_release();
 	/* Also after SIGTERM, which the loop turns into an ordinary stop. */
 	run_api_close(&m->api);
 	/* Devices made before a failure: their files closed as at a normal exit. */

@@ -9,6 +9,7 @@
 
 #include "block/disk.h"
 #include "cmd/run_devices.h"
+#include "sandbox/sandbox.h"
 
 #define RUN_DEFAULT_MEM (256ULL << 20)
 #define RUN_MIN_MEM (32ULL << 20)
@@ -31,6 +32,7 @@ struct run_options {
 	char **cmd; /* NULL-terminated, or NULL for an interactive shell */
 	int help;
 	int detach; /* --detach: in the background, the console kept for nkvm console */
+	enum sandbox_mode sandbox; /* --sandbox=on|off: each thread's seccomp filter, Landlock */
 };
 
 /*

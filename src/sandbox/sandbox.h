@@ -53,6 +53,9 @@ struct sandbox_filter {
 	{ .nr = __NR_##name, .nr_args = 1,                                                  \
 	  .args = { { .arg = (i), .cmp = SANDBOX_ARG_EQ, .value = (uint64_t)(v) } } }
 
+/* How nkvm ends after a forbidden call: as a shell reports a death by SIGSYS (128 + 31). */
+#define SANDBOX_EXIT_STATUS 159
+
 enum sandbox_mode {
 	SANDBOX_ON, /* the default */
 	SANDBOX_OFF, /* --sandbox=off: for debugging; said at start */

@@ -195,6 +195,21 @@ static void test_detach_is_off_unless_asked(void **state)
 	assert_int_equal(parse(&o, err, "--detach=1", NULL), -1);
 }
 
+static void test_sandbox_is_on_unless_turned_off(void **state)
+{
+	struct run_options o;
+	char err[256];
+
+	assert_int_equal(parse(&o, err, "--", "true", NULL), 0);
+	assert_int_equal(o.sandbox, SANDBOX_ON);
+	assert_int_equal(parse(&o, err, "--sandbox=off", NULL), 0);
+	assert_int_equal(o.sandbox, SANDBOX_OFF);
+	assert_int_equal(parse(&o, err, "--sandbox", "on", NULL), 0);
+	assert_int_equal(o.sandbox, SANDBOX_ON);
+	assert_int_equal(parse(&o, err, "--sandbox=maybe", NULL), -1);
+	assert_string_equal(err, "--sandbox maybe: say on or off");
+}
+
 static void test_disk_options(void **state)
 {
 	struct run_options o;
@@ -389,6 +404,7 @@ int main(void)
 		cmocka_unit_test(test_stray_argument_needs_double_dash),
 		cmocka_unit_test(test_bad_names_rejected),
 		cmocka_unit_test(test_detach_is_off_unless_asked),
+		cmocka_unit_test(test_sandbox_is_on_unless_turned_off),
 		cmocka_unit_test(test_disk_options),
 		cmocka_unit_test(test_disk_format_engine_and_cache_size_are_enum_values),
 		cmocka_unit_test(test_disk_option_errors),
