@@ -34,6 +34,8 @@
 #include "lib/log.h"
 #include "lib/paths.h"
 #include "lib/util.h"
+#include "sandbox/landlock.h"
+#include "sandbox/privs.h"
 #include "sandbox/sandbox.h"
 #include "vmm/console.h"
 #include "vmm/irq.h"
@@ -69,6 +71,8 @@ struct machine {
 	bool detached;
 	struct run_console detached_console;
 	int ready_fd;
+	const struct privs_user *user; /* --user: whom nkvm becomes once set-up is done; or NULL */
+	const char *user_arg;
 };
 
 struct boot_files {
@@ -277,6 +281,7 @@ static int create_devices(struct machine *m, const struct run_options *o)
 		.name = o->name,
 		.engine = o->engine,
 		.out_fd = STDOUT_FILENO,
+		.user = m->user,
 	};
 	err = devices_create(&m->devices, &m->devctx, o->devices, o->nr_devices, why, sizeof(why));
 	if (err)
@@ -437,9 +442,44 @@ static int open_detached_console(struct machine *m)
 
 	if (!err)
 		err = run_console_open(&m->detached_console, path, &m->console, &m->loop);
+	/* --user: nkvm console, run by that user, connects to it, and nkvm unlinks it at exit. */
+	if (!err && m->user && lchown(path, m->user->uid, m->user->gid) < 0)
+		err = -errno;
 	if (err)
 		nkvm_err("%s: cannot make the console socket: %s", path, strerror(-err));
 	return err;
+}
+
+/*
+ * Before any thread confines itself (sandbox_release): --user's drop, now that all that needed
+ * root is open (/dev/kvm, TAPs, /dev/vhost-*, the sockets handed to the user), then the
+ * Landlock ruleset from the paths set-up named (landlock_allow). Says why it failed.
+ */
+static int drop_and_restrict(struct machine *m)
+{
+	char why[160];
+	int err;
+
+	if (m->user) {
+		err = privs_drop(m->user, why, sizeof(why));
+		if (err) {
+			nkvm_err("--user %s: cannot drop privileges: %s", m->user_arg, why);
+			return -1;
+		}
+	}
+	if (!sandbox_enabled())
+		return 0;
+	err = landlock_prepare();
+	if (err == -EOPNOTSUPP) {
+		nkvm_err("sandbox: this kernel has no Landlock (Linux 5.13+, in lsm=): files stay "
+			 "reachable as the user's");
+		return 0;
+	}
+	if (err) {
+		nkvm_err("sandbox: cannot build the Landlock ruleset: %s", strerror(-err));
+		return -1;
+	}
+	return 0;
 }
 
 static int run_machine(struct machine *m)
@@ -485,15 +525,19 @@ static int run_machine(struct machine *m)
 		return 1;
 	if (m->detached && open_detached_console(m))
 		return 1;
+	/* While the terminal still hears us (--detach lets the parent go next). */
+	if (drop_and_restrict(m))
+		return 1;
 	if (m->detached)
 		detach_ready(&m->ready_fd);
 	else
 		term_raw(STDIN_FILENO);
 	err = vcpus_start(&m->vm);
 	/*
-	 * Every thread is made (they wait in sandbox_enter). Here, before the release: --user's
-	 * privilege drop and landlock_prepare (glibc's setuid reaches every thread, which their
-	 * filters would forbid). Then the threads confine themselves, and so does this one.
+	 * Every thread is made (they wait in sandbox_enter); --user's privilege drop and
+	 * landlock_prepare came before (drop_and_restrict: glibc's setuid reaches every thread,
+	 * which their filters would forbid). Now the threads confine themselves, and so does this
+	 * one.
 	 */
 	sandbox_release();
 	if (err) {
@@ -591,7 +635,9 @@ static int boot(const struct run_options *o)
 	}
 	if (o->sandbox == SANDBOX_OFF)
 		nkvm_err("sandbox: off (--sandbox=off): no thread has a seccomp filter or Landlock");
-	if (run_api_open(&m->api, o->name) || host_ram_check(o->mem, o->mem_arg) ||
+	m->user = o->user_arg ? &o->user : NULL;
+	m->user_arg = o->user_arg;
+	if (run_api_open_as(&m->api, o->name, m->user) || host_ram_check(o->mem, o->mem_arg) ||
 	    load_boot_files(o, f))
 		goto out;
 	if (bzimage_parse(f->kernel_hdr, f->hdr_len, f->kernel_len, &k, why, sizeof(why))) {
@@ -656,6 +702,13 @@ int cmd_run(int argc, char **argv)
 		run_usage(stdout);
 		run_options_free(&o);
 		return 0;
+	}
+	/* Dropping needs root; an ordinary user has nothing to drop. */
+	if (o.user_arg && geteuid() != 0) {
+		nkvm_err("--user %s: only root can change to another user (nkvm runs as uid %u)",
+			 o.user_arg, (unsigned int)geteuid());
+		run_options_free(&o);
+		return 2;
 	}
 	status = boot(&o);
 	run_options_free(&o);

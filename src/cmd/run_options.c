@@ -26,7 +26,9 @@ static const char usage_head[] =
 	"      --engine threads|aio|io_uring\n"
 	"                       the I/O engine of disks that name none\n"
 	"      --sandbox on|off confine each thread to the system calls its job needs (default on;\n"
-	"                       off is for debugging)\n";
+	"                       off is for debugging)\n"
+	"      --user USER      started as root (for /dev/kvm, a TAP, vhost): run as USER, a name\n"
+	"                       or UID:GID, once they are open\n";
 
 static const char usage_tail[] =
 	"  -h, --help           this text\n"
@@ -171,6 +173,7 @@ static const struct option generic_opts[] = {
 	{ "cpus", required_argument, NULL, 'c' },   { "name", required_argument, NULL, 'N' },
 	{ "engine", required_argument, NULL, 'E' }, { "help", no_argument, NULL, 'h' },
 	{ "detach", no_argument, NULL, 'D' },      { "sandbox", required_argument, NULL, 'S' },
+	{ "user", required_argument, NULL, 'U' },
 };
 /* clang-format on */
 
@@ -267,6 +270,11 @@ int run_parse_options(int argc, char **argv, struct run_options *o, char *err, s
 				o->sandbox = SANDBOX_OFF;
 			else
 				return fail(err, errlen, "--sandbox %s: say on or off", optarg);
+			break;
+		case 'U':
+			if (privs_parse_user(optarg, &o->user, err, errlen))
+				return -1;
+			o->user_arg = optarg;
 			break;
 		case 'E':
 			if (parse_engine(optarg, o, err, errlen))

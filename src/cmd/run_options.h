@@ -9,6 +9,7 @@
 
 #include "block/disk.h"
 #include "cmd/run_devices.h"
+#include "sandbox/privs.h"
 #include "sandbox/sandbox.h"
 
 #define RUN_DEFAULT_MEM (256ULL << 20)
@@ -33,6 +34,8 @@ struct run_options {
 	int help;
 	int detach; /* --detach: in the background, the console kept for nkvm console */
 	enum sandbox_mode sandbox; /* --sandbox=on|off: each thread's seccomp filter, Landlock */
+	const char *user_arg; /* --user USER as given, NULL without; its ids in user */
+	struct privs_user user;
 };
 
 /*
