@@ -1864,6 +1864,99 @@ test_detach_console_replays_output_and_takes_input() {
 	fi
 }
 
+# --- Landlock and --user (issue 19) ---
+NKVM_HOOKS=${NKVM_HOOKS:-$(pwd)/build/nkvm-hooks}
+
+# The test build's FUSE server opens "/" on a LOOKUP of open-outside (src/fs/fs_ops_entry.c):
+# with the sandbox on, Landlock refuses it (EACCES reaches the guest's cat) and the guest goes
+# on reading the share; with it off, the open works and the lookup says ENOENT.
+test_landlock_open_outside_is_eacces_guest_runs_on() {
+	d=$tmp/ll
+	rm -rf "$d" && mkdir -p "$d" && echo inside >"$d/in.txt"
+	save=$NKVM
+	NKVM=$NKVM_HOOKS
+	export NKVM_TEST_HOOK=fs-queue:open-outside
+	run_guest "$tmp/ll-on" --share "$d,tag=ll" -- sh -c \
+		'cat /mnt/ll/open-outside; echo "after: $(cat /mnt/ll/in.txt)"'
+	rc_on=$rc
+	run_guest "$tmp/ll-off" --sandbox=off --share "$d,tag=ll" -- sh -c \
+		'cat /mnt/ll/open-outside; echo "after: $(cat /mnt/ll/in.txt)"'
+	rc_off=$rc
+	unset NKVM_TEST_HOOK
+	NKVM=$save
+	if [ ! -x "$NKVM_HOOKS" ]; then
+		fail landlock_open_outside_is_eacces_guest_runs_on "no $NKVM_HOOKS (make build/nkvm-hooks)"
+	elif [ "$rc_on" -ne 0 ] || ! grep -q 'open-outside.*Permission denied' "$tmp/ll-on" ||
+		! has_line "$tmp/ll-on" "after: inside"; then
+		fail landlock_open_outside_is_eacces_guest_runs_on "sandbox on: status $rc_on" "$tmp/ll-on"
+	elif [ "$rc_off" -ne 0 ] || ! grep -q 'open-outside.*No such file' "$tmp/ll-off" ||
+		! has_line "$tmp/ll-off" "after: inside"; then
+		fail landlock_open_outside_is_eacces_guest_runs_on "sandbox off: status $rc_off" "$tmp/ll-off"
+	else
+		pass landlock_open_outside_is_eacces_guest_runs_on
+	fi
+}
+
+# --user without root, and a user that does not exist: one line each, status 2.
+test_user_refused_without_root_or_unknown() {
+	"$FS_HELPER" runas 65534:65534 "$NKVM" run --user 1:1 -- true </dev/null >"$tmp/ur.out" \
+		2>"$tmp/ur.err"
+	rc_nr=$?
+	"$NKVM" run --user no-such-user-nkvm -- true </dev/null >"$tmp/uu.out" 2>"$tmp/uu.err"
+	rc_nu=$?
+	if [ "$rc_nr" -ne 2 ] || [ "$(wc -l <"$tmp/ur.err")" -ne 1 ] ||
+		! grep -q '^nkvm: --user 1:1: only root can change to another user' "$tmp/ur.err"; then
+		fail user_refused_without_root_or_unknown "not root: status $rc_nr" "$tmp/ur.err"
+	elif [ "$rc_nu" -ne 2 ] || [ "$(wc -l <"$tmp/uu.err")" -ne 1 ] ||
+		! grep -q '^nkvm: --user no-such-user-nkvm: no such user' "$tmp/uu.err"; then
+		fail user_refused_without_root_or_unknown "unknown user: status $rc_nu" "$tmp/uu.err"
+	else
+		pass user_refused_without_root_or_unknown
+	fi
+}
+
+# Root starts a guest with a TAP NIC (vhost-net where the test host has it) and a share, and
+# --user 65534:65534: the running nkvm has that uid and no capability, the guest's file in the
+# share is the user's, vm.info answers root (through its link in /run/nkvm) and the user (nkvm
+# list as the user), the user's nkvm stop ends it, and nothing is left behind.
+test_user_runs_guest_as_that_user() {
+	u=65534
+	d=$tmp/user-share
+	rm -rf "$d" && mkdir -p "$d" && chown "$u:$u" "$d"
+	net_start "$tmp/user" --user "$u:$u" --name it-user \
+		-n "tap,host_ip=$NET_HOST/24,guest_ip=$NET_GUEST/24" --share "$d,tag=us" -- sh -c \
+		'echo written >/mnt/us/by-guest && echo WROTE; ip link show eth0 | grep -q UP &&
+		echo NIC-UP; sleep 600'
+	why=
+	net_wait_line "$tmp/user.raw" WROTE 240 || why="the guest did not write its file"
+	pid=$("$NKVM" list --json 2>/dev/null | jq -r '.[] | select(.name == "it-user") | .pid')
+	status=$(cat "/proc/${pid:-0}/status" 2>/dev/null)
+	ids=$(printf '%s\n' "$status" | sed -n 's/^Uid:[[:space:]]*//p' | tr -s '\t ' ' ')
+	cap=$(printf '%s\n' "$status" | sed -n 's/^CapEff:[[:space:]]*//p')
+	"$NKVM" stat it-user >"$tmp/user.stat" 2>&1 || why=${why:-"root's nkvm stat: status $?"}
+	env -u XDG_RUNTIME_DIR "$FS_HELPER" runas "$u:$u" "$NKVM" list >"$tmp/user.list" 2>&1
+	grep -q '^it-user ' "$tmp/user.list" || why=${why:-"the user's nkvm list lacks it-user"}
+	env -u XDG_RUNTIME_DIR "$FS_HELPER" runas "$u:$u" "$NKVM" stop it-user \
+		>"$tmp/user.stop" 2>&1 || why=${why:-"the user's nkvm stop: status $?"}
+	net_wait
+	"$NKVM" list >"$tmp/user.after" 2>&1
+	owner=$(stat -c %u:%g "$d/by-guest" 2>/dev/null)
+	if [ -n "$why" ]; then
+		cat "$tmp/user.stat" "$tmp/user.list" "$tmp/user.stop" >>"$tmp/user"
+		fail user_runs_guest_as_that_user "$why" "$tmp/user"
+	elif [ "$ids" != "$u $u $u $u" ] || [ "$cap" != 0000000000000000 ]; then
+		fail user_runs_guest_as_that_user "pid ${pid:-none}: Uid $ids, CapEff $cap" "$tmp/user"
+	elif [ "$owner" != "$u:$u" ] || ! has_line "$tmp/user" NIC-UP; then
+		fail user_runs_guest_as_that_user "share file owner ${owner:-none}, or no NIC" "$tmp/user"
+	elif [ "$rc" -ne 0 ] || grep -q '^it-user ' "$tmp/user.after" || [ -e "/tmp/nkvm-$u/it-user.sock" ] ||
+		[ -L /run/nkvm/it-user.sock ] || [ -n "$(net_taps)" ]; then
+		fail user_runs_guest_as_that_user "after stop: status $rc, or a socket, link or TAP left" \
+			"$tmp/user"
+	else
+		pass user_runs_guest_as_that_user
+	fi
+}
+
 all_tests="test_bad_input test_command_output_and_status test_command_output_is_clean \
 	test_exit_status_propagates test_missing_command_is_127 test_arguments_survive_quoting \
 	test_kernel_version test_nproc_matches_cpus test_every_cpu_online test_tsc_deadline_timer \
@@ -1891,7 +1984,9 @@ all_tests="test_bad_input test_command_output_and_status test_command_output_is_
 	test_fs_escapes_fail_and_canary_untouched test_fs_guest_cannot_exceed_handle_bound \
 	test_stop_powers_off_and_qcow2_checks_clean \
 	test_stop_force_ends_guest_ignoring_power_button test_stat_disk_counters_move_after_guest_io \
-	test_debug_prints_registers_and_sends_sysrq test_detach_console_replays_output_and_takes_input"
+	test_debug_prints_registers_and_sends_sysrq test_detach_console_replays_output_and_takes_input \
+	test_landlock_open_outside_is_eacces_guest_runs_on test_user_refused_without_root_or_unknown \
+	test_user_runs_guest_as_that_user"
 if [ "${1:-}" = --list ]; then
 	echo $all_tests
 	exit 0
