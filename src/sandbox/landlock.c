@@ -35,15 +35,14 @@
 #define FS_READ (LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR)
 #define FS_READ_WRITE (FS_READ | LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_TRUNCATE)
 /*
- * A share: what a guest's file system calls can ask (FUSE MKNOD may make fifos, sockets and, as
- * root, device nodes; the guest's own checks decide). Never EXECUTE (nkvm runs nothing from a
- * share) nor IOCTL_DEV (the server makes no ioctl on a guest's device node).
+ * A share: what the FUSE server does for a guest (files, directories, symlinks, hard links,
+ * fifos and sockets; renames across directories: REFER). Never a device node (its MKNOD of one
+ * is EPERM anyway), EXECUTE (nkvm runs nothing from a share) or IOCTL_DEV.
  */
 #define FS_TREE                                                                           \
 	(FS_READ_WRITE | LANDLOCK_ACCESS_FS_REMOVE_DIR | LANDLOCK_ACCESS_FS_REMOVE_FILE | \
-	 LANDLOCK_ACCESS_FS_MAKE_CHAR | LANDLOCK_ACCESS_FS_MAKE_DIR |                     \
-	 LANDLOCK_ACCESS_FS_MAKE_REG | LANDLOCK_ACCESS_FS_MAKE_SOCK |                     \
-	 LANDLOCK_ACCESS_FS_MAKE_FIFO | LANDLOCK_ACCESS_FS_MAKE_BLOCK |                   \
+	 LANDLOCK_ACCESS_FS_MAKE_DIR | LANDLOCK_ACCESS_FS_MAKE_REG |                      \
+	 LANDLOCK_ACCESS_FS_MAKE_SOCK | LANDLOCK_ACCESS_FS_MAKE_FIFO |                    \
 	 LANDLOCK_ACCESS_FS_MAKE_SYM | LANDLOCK_ACCESS_FS_REFER)
 #define FS_SOCKETS (LANDLOCK_ACCESS_FS_MAKE_SOCK | LANDLOCK_ACCESS_FS_REMOVE_FILE)
 

@@ -17,6 +17,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -176,6 +177,8 @@ static void tree_rule(const struct fx *f)
 	CHECK(unlink(in_path(f, "s")) == 0);
 	CHECK(rmdir(in_path(f, "d")) == 0);
 	CHECK(mkfifo(in_path(f, "p"), 0600) == 0);
+	/* Never a device node, even as root (CAP_MKNOD): the server refuses them to guests. */
+	CHECK(mknod(in_path(f, "null"), S_IFCHR | 0600, makedev(1, 3)) < 0 && errno == EACCES);
 	/* Nothing leaves the tree, nor comes into it (EACCES: out/ lacks MAKE_REG, not only REFER). */
 	CHECK(rename(in_path(f, "f"), out_path(f, "f")) < 0 && errno == EACCES);
 	CHECK(try_open(out_path(f, "new"), O_WRONLY | O_CREAT) == -EACCES);
