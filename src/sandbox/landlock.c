@@ -48,6 +48,8 @@
 
 struct landlock_path {
 	int fd; /* O_PATH: the object named at landlock_allow, whatever the path names later */
+	dev_t dev; /* the object's identity, so that naming it again adds no descriptor */
+	ino_t ino;
 	uint64_t access;
 };
 
@@ -116,13 +118,23 @@ int landlock_allow(const char *path, enum landlock_access access)
 	}
 	if (!S_ISDIR(st.st_mode))
 		rights &= FS_FILE_RIGHTS;
+	/* Two shares of one directory, two NICs' resolv.conf: one rule with both's rights. */
+	for (unsigned int i = 0; i < ll.nr; i++) {
+		if (ll.paths[i].dev == st.st_dev && ll.paths[i].ino == st.st_ino) {
+			ll.paths[i].access |= rights;
+			close(fd);
+			return 0;
+		}
+	}
 	p = realloc(ll.paths, (ll.nr + 1) * sizeof(*p));
 	if (!p) {
 		close(fd);
 		return -ENOMEM;
 	}
 	ll.paths = p;
-	ll.paths[ll.nr++] = (struct landlock_path){ .fd = fd, .access = rights };
+	ll.paths[ll.nr++] = (struct landlock_path){
+		.fd = fd, .dev = st.st_dev, .ino = st.st_ino, .access = rights
+	};
 	return 0;
 }
 

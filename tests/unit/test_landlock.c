@@ -344,6 +344,27 @@ static void test_allow_of_a_missing_path_fails_with_enoent(void **state)
 	assert_int_equal(landlock_allow(in_path(f, "missing"), LANDLOCK_READ), -ENOENT);
 }
 
+/* Named twice (two shares of one directory): one descriptor held, with both rules' rights. */
+static void named_twice(const struct fx *f)
+{
+	int before = dup(0), after;
+
+	close(before);
+	CHECK(landlock_allow(f->in, LANDLOCK_READ) == 0);
+	CHECK(landlock_allow(f->in, LANDLOCK_SOCKETS) == 0);
+	after = dup(0);
+	close(after);
+	CHECK(after == before + 1);
+	confine(NULL, LANDLOCK_READ);
+	CHECK(try_open(in_path(f, "f"), O_RDONLY) == 0);
+	CHECK(bind_unix(in_path(f, "s")) >= 0);
+}
+
+static void test_a_path_named_twice_is_one_rule_with_both_rights(void **state)
+{
+	in_child(*state, named_twice);
+}
+
 static void test_this_kernel_offers_an_abi(void **state)
 {
 	/* Landlock came in 5.13 with ABI 1; Debian 12's kernel (6.1) offers 2. */
@@ -368,6 +389,7 @@ int main(void)
 		T(test_rule_follows_the_directory_opened_at_allow_not_its_name),
 		T(test_rule_on_a_file_allows_that_file),
 		T(test_enter_without_prepare_confines_nothing),
+		T(test_a_path_named_twice_is_one_rule_with_both_rights),
 		T(test_allow_of_a_missing_path_fails_with_enoent),
 	};
 
