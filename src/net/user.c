@@ -27,6 +27,7 @@
 #include "lib/util.h"
 #include "net/backend.h"
 #include "net/user.h"
+#include "sandbox/landlock.h"
 
 /*
  * Socket buffers of each pair: a burst of frames either way (a TCP window from the stack, a TX
@@ -49,6 +50,8 @@
 #define USER_HOST 0x0a000202u /* 10.0.2.2 */
 #define USER_DHCP_START 0x0a00020fu /* 10.0.2.15 */
 #define USER_DNS 0x0a000203u /* 10.0.2.3 */
+/* Where libslirp finds the host's resolver (its get_dns_addr), for DNS relayed from USER_DNS. */
+#define USER_RESOLV_CONF "/etc/resolv.conf"
 
 struct user_timer {
 	struct user_timer *next;
@@ -396,6 +399,7 @@ static struct in_addr user_addr(uint32_t host_order)
 static int user_start_slirp(struct net_user *u, const struct net_user_config *cfg, char *err,
 			    size_t errlen)
 {
+	int r;
 	SlirpConfig sc = {
 		.version = SLIRP_CONFIG_VERSION_MAX,
 		.restricted = 0,
@@ -417,6 +421,15 @@ static int user_start_slirp(struct net_user *u, const struct net_user_config *cf
 	u->slirp = slirp_new(&sc, &user_callbacks, u);
 	if (!u->slirp)
 		return err_set(err, errlen, -ENOMEM, "cannot start the user-mode network stack");
+	/*
+	 * libslirp reads the host's resolver from /etc/resolv.conf when the guest's first DNS
+	 * query comes (and again when the file changes), long after set-up: Landlock must allow
+	 * it. The rule holds the file it names now; one replaced by a rename later is refused.
+	 */
+	r = landlock_allow(USER_RESOLV_CONF, LANDLOCK_READ);
+	if (r && r != -ENOENT)
+		return err_set(err, errlen, r, USER_RESOLV_CONF ": cannot name it to Landlock: %s",
+			       strerror(-r));
 
 	for (unsigned int i = 0; i < cfg->nr_hostfwd; i++) {
 		const struct net_user_hostfwd *fwd = &cfg->hostfwd[i];
