@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -482,6 +483,46 @@ static int drop_and_restrict(struct machine *m)
 	return 0;
 }
 
+/*
+ * The main thread once the guest runs: its loop (epoll, signals, the console on stdin/stdout or
+ * the detached console's socket), then the end: the vCPUs stopped (their kick signal), the
+ * terminal restored, every device destroyed (threads joined, a disk's metadata written back and
+ * synced, files closed, sockets unlinked), the statistics, and the process's exit.
+ */
+static const struct sandbox_rule main_rules[] = {
+	SANDBOX_ALLOW(epoll_wait),
+	SANDBOX_ALLOW(epoll_ctl),
+	SANDBOX_ALLOW(read),
+	SANDBOX_ALLOW(write),
+	SANDBOX_ALLOW(accept4), /* nkvm console, when detached */
+	SANDBOX_ALLOW(sendto),
+	SANDBOX_ALLOW(close),
+	SANDBOX_ALLOW(shutdown),
+	SANDBOX_ALLOW(unlink),
+	SANDBOX_ALLOW(clock_gettime),
+	SANDBOX_ALLOW(getpid), /* pthread_kill */
+	SANDBOX_ALLOW(tgkill),
+	SANDBOX_ALLOW_ARG(ioctl, 1, TCSETSF), /* term_restore */
+	SANDBOX_ALLOW(pread64), /* a disk's metadata, at its close */
+	SANDBOX_ALLOW(pwrite64),
+	SANDBOX_ALLOW(pwritev),
+	SANDBOX_ALLOW(ftruncate),
+	SANDBOX_ALLOW(fallocate),
+	SANDBOX_ALLOW(fdatasync),
+	SANDBOX_ALLOW(fsync),
+	SANDBOX_ALLOW(io_destroy),
+	SANDBOX_ALLOW(getrusage), /* NKVM_STATS */
+	SANDBOX_ALLOW(mincore),
+	SANDBOX_ALLOW(brk),
+	SANDBOX_ALLOW_THREAD_BASICS,
+};
+
+const struct sandbox_filter main_filter = {
+	.thread = "main",
+	.rules = main_rules,
+	.nr_rules = ARRAY_SIZE(main_rules),
+};
+
 static int run_machine(struct machine *m)
 {
 	struct loop_source stop_src = { .fd = m->vm.stop_fd, .fn = on_stop, .opaque = m };
@@ -543,7 +584,14 @@ static int run_machine(struct machine *m)
 	if (err) {
 		nkvm_err("cannot start vCPU threads: %s", strerror(-err));
 		vm_request_stop(&m->vm, 1);
+	} else if ((err = sandbox_enter(&main_filter))) {
+		nkvm_err("sandbox: the main thread cannot confine itself: %s", strerror(-err));
+		vm_request_stop(&m->vm, 1);
 	} else {
+#ifdef NKVM_TEST_HOOKS
+		if (sandbox_test_hook("main", "forbidden"))
+			sandbox_test_forbidden_call();
+#endif
 		loop_run(&m->loop, &m->vm.stopping);
 	}
 	vcpus_stop(&m->vm);
