@@ -103,6 +103,9 @@ int sandbox_enter(const struct sandbox_filter *f);
  */
 void sandbox_release(void);
 
+/* How many distinct system calls f allows, the two every filter adds (the report's) included. */
+size_t sandbox_filter_nr_calls(const struct sandbox_filter *f);
+
 /* The thread type the calling thread entered as, or NULL (for reports and tests). */
 const char *sandbox_thread_name(void);
 

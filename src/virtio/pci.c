@@ -352,7 +352,7 @@ static const struct sandbox_rule vp_queue_rules[] = {
 	SANDBOX_ALLOW(exit),
 };
 
-static const struct sandbox_filter vp_queue_filter = {
+const struct sandbox_filter vp_queue_filter = {
 	.thread = "virtio-queue",
 	.rules = vp_queue_rules,
 	.nr_rules = ARRAY_SIZE(vp_queue_rules),
@@ -668,7 +668,7 @@ static const struct sandbox_rule vp_worker_rules[] = {
 	SANDBOX_ALLOW(exit),
 };
 
-static const struct sandbox_filter vp_worker_filter = {
+const struct sandbox_filter vp_worker_filter = {
 	.thread = "virtio-worker",
 	.rules = vp_worker_rules,
 	.nr_rules = ARRAY_SIZE(vp_worker_rules),

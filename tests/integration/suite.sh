@@ -1864,9 +1864,7 @@ test_detach_console_replays_output_and_takes_input() {
 	fi
 }
 
-# --- Landlock and --user (issue 19) ---
-NKVM_HOOKS=${NKVM_HOOKS:-$(pwd)/build/nkvm-hooks}
-
+# --- Landlock and --user (issue 19; NKVM_HOOKS is set with the sandbox tests below) ---
 # The test build's FUSE server opens "/" on a LOOKUP of open-outside (src/fs/fs_ops_entry.c):
 # with the sandbox on, Landlock refuses it (EACCES reaches the guest's cat) and the guest goes
 # on reading the share; with it off, the open works and the lookup says ENOENT.
@@ -1957,6 +1955,129 @@ test_user_runs_guest_as_that_user() {
 	fi
 }
 
+# --- the sandbox (issue 19): each thread type's filter traps what its list does not allow ---
+
+# The test build (make build/nkvm-hooks): NKVM_TEST_HOOK=TYPE:forbidden makes one thread of that
+# type make a call outside its list (ptrace) once it is confined.
+NKVM_HOOKS=${NKVM_HOOKS:-build/nkvm-hooks}
+SANDBOX_REPORT="made forbidden system call ptrace (101)"
+
+# sandbox_case NAME TYPE [run arguments]: with the hook in TYPE, nkvm ends with status 159 and
+# one report line naming TYPE and ptrace; with --sandbox=off the same run survives (the guest's
+# command runs, its status 0 returns) and nkvm says the sandbox is off.
+sandbox_case() {
+	name=$1
+	type=$2
+	shift 2
+	[ -x "$NKVM_HOOKS" ] || {
+		fail "$name" "no $NKVM_HOOKS: make build/nkvm-hooks"
+		return
+	}
+	saved_nkvm=$NKVM
+	NKVM=$NKVM_HOOKS
+	export NKVM_TEST_HOOK="$type:forbidden"
+	run_guest "$tmp/sb-on" "$@" -- sh -c 'echo sandbox-guest-ran'
+	rc_on=$rc
+	run_guest "$tmp/sb-off" --sandbox=off "$@" -- sh -c 'echo sandbox-guest-ran'
+	rc_off=$rc
+	unset NKVM_TEST_HOOK
+	NKVM=$saved_nkvm
+	if [ "$rc_on" -ne 159 ] || ! has_line "$tmp/sb-on" "nkvm: sandbox: thread $type $SANDBOX_REPORT"; then
+		fail "$name" "sandbox on: status $rc_on (want 159) or no report naming $type" "$tmp/sb-on"
+	elif [ "$rc_off" -ne 0 ] || ! has_line "$tmp/sb-off" sandbox-guest-ran ||
+		! grep -q '^nkvm: sandbox: off' "$tmp/sb-off"; then
+		fail "$name" "--sandbox=off: status $rc_off, or the guest did not run" "$tmp/sb-off"
+	else
+		pass "$name"
+	fi
+}
+
+test_sandbox_vcpu_forbidden_call_ends_nkvm() {
+	sandbox_case sandbox_vcpu_forbidden_call_ends_nkvm vcpu
+}
+
+test_sandbox_main_forbidden_call_ends_nkvm() {
+	sandbox_case sandbox_main_forbidden_call_ends_nkvm main
+}
+
+# The default balloon's DRIVER_OK and MSI-X routes are the transport worker's work.
+test_sandbox_virtio_worker_forbidden_call_ends_nkvm() {
+	sandbox_case sandbox_virtio_worker_forbidden_call_ends_nkvm virtio-worker
+}
+
+test_sandbox_balloon_queue_forbidden_call_ends_nkvm() {
+	sandbox_case sandbox_balloon_queue_forbidden_call_ends_nkvm balloon-queue
+}
+
+test_sandbox_rng_queue_forbidden_call_ends_nkvm() {
+	sandbox_case sandbox_rng_queue_forbidden_call_ends_nkvm rng-queue --rng
+}
+
+test_sandbox_console_queue_forbidden_call_ends_nkvm() {
+	sandbox_case sandbox_console_queue_forbidden_call_ends_nkvm console-queue --console virtio
+}
+
+test_sandbox_blk_threads_forbidden_calls_end_nkvm() {
+	truncate -s 16M "$tmp/sb.raw"
+	sandbox_case sandbox_blk_queue_forbidden_call_ends_nkvm blk-queue -d "$tmp/sb.raw"
+	sandbox_case sandbox_blk_threads_forbidden_call_ends_nkvm blk-threads \
+		-d "$tmp/sb.raw,engine=threads"
+	sandbox_case sandbox_blk_aio_forbidden_call_ends_nkvm blk-aio \
+		-d "$tmp/sb.raw,engine=aio,cache=none"
+	sandbox_case sandbox_blk_uring_forbidden_call_ends_nkvm blk-uring \
+		-d "$tmp/sb.raw,engine=io_uring"
+}
+
+test_sandbox_net_threads_forbidden_calls_end_nkvm() {
+	sandbox_case sandbox_net_queue_forbidden_call_ends_nkvm net-queue -n user
+	sandbox_case sandbox_net_user_forbidden_call_ends_nkvm net-user -n user
+}
+
+test_sandbox_fs_queue_forbidden_call_ends_nkvm() {
+	mkdir -p "$tmp/sb-share"
+	sandbox_case sandbox_fs_queue_forbidden_call_ends_nkvm fs-queue --share "$tmp/sb-share,tag=sb"
+}
+
+test_sandbox_vsock_threads_forbidden_calls_end_nkvm() {
+	sandbox_case sandbox_vsock_forbidden_call_ends_nkvm vsock --vsock 9,socket="$tmp/sb-vs.sock"
+	sandbox_case sandbox_vsock_queue_forbidden_call_ends_nkvm vsock-queue \
+		--vsock 9,socket="$tmp/sb-vs.sock"
+}
+
+# The API's thread confines itself at its first connection: `nkvm stat` is one.
+sandbox_api_run() {
+	out=$1
+	shift
+	"$NKVM_HOOKS" run --name it-sb-api "$@" -- sh -c \
+		'echo guest-up; sleep 20; echo sandbox-guest-ran' </dev/null >"$out.raw" 2>&1 &
+	pa=$!
+	wait_for_line "$out.raw" 180 '^guest-up' && "$NKVM" stat it-sb-api >"$out.stat" 2>&1
+	wait "$pa"
+	rc=$?
+	tr -d '\r' <"$out.raw" >"$out"
+}
+
+test_sandbox_api_forbidden_call_ends_nkvm() {
+	[ -x "$NKVM_HOOKS" ] || {
+		fail sandbox_api_forbidden_call_ends_nkvm "no $NKVM_HOOKS: make build/nkvm-hooks"
+		return
+	}
+	export NKVM_TEST_HOOK=api:forbidden
+	sandbox_api_run "$tmp/sba-on"
+	rc_on=$rc
+	sandbox_api_run "$tmp/sba-off" --sandbox=off
+	rc_off=$rc
+	unset NKVM_TEST_HOOK
+	if [ "$rc_on" -ne 159 ] || ! has_line "$tmp/sba-on" "nkvm: sandbox: thread api $SANDBOX_REPORT"; then
+		fail sandbox_api_forbidden_call_ends_nkvm "sandbox on: status $rc_on (want 159)" "$tmp/sba-on"
+	elif [ "$rc_off" -ne 0 ] || ! has_line "$tmp/sba-off" sandbox-guest-ran ||
+		! grep -q '^state:' "$tmp/sba-off.stat"; then
+		fail sandbox_api_forbidden_call_ends_nkvm "--sandbox=off: status $rc_off" "$tmp/sba-off"
+	else
+		pass sandbox_api_forbidden_call_ends_nkvm
+	fi
+}
+
 all_tests="test_bad_input test_command_output_and_status test_command_output_is_clean \
 	test_exit_status_propagates test_missing_command_is_127 test_arguments_survive_quoting \
 	test_kernel_version test_nproc_matches_cpus test_every_cpu_online test_tsc_deadline_timer \
@@ -1986,7 +2107,13 @@ all_tests="test_bad_input test_command_output_and_status test_command_output_is_
 	test_stop_force_ends_guest_ignoring_power_button test_stat_disk_counters_move_after_guest_io \
 	test_debug_prints_registers_and_sends_sysrq test_detach_console_replays_output_and_takes_input \
 	test_landlock_open_outside_is_eacces_guest_runs_on test_user_refused_without_root_or_unknown \
-	test_user_runs_guest_as_that_user"
+	test_user_runs_guest_as_that_user \
+	test_sandbox_vcpu_forbidden_call_ends_nkvm test_sandbox_main_forbidden_call_ends_nkvm \
+	test_sandbox_virtio_worker_forbidden_call_ends_nkvm \
+	test_sandbox_balloon_queue_forbidden_call_ends_nkvm test_sandbox_rng_queue_forbidden_call_ends_nkvm \
+	test_sandbox_console_queue_forbidden_call_ends_nkvm test_sandbox_blk_threads_forbidden_calls_end_nkvm \
+	test_sandbox_net_threads_forbidden_calls_end_nkvm test_sandbox_fs_queue_forbidden_call_ends_nkvm \
+	test_sandbox_vsock_threads_forbidden_calls_end_nkvm test_sandbox_api_forbidden_call_ends_nkvm"
 if [ "${1:-}" = --list ]; then
 	echo $all_tests
 	exit 0
