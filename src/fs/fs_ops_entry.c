@@ -93,7 +93,8 @@ int fs_op_lookup(struct fs_req *r, struct fs_inode *dir)
 	 * and fails with what open said (EACCES once the thread is confined; without Landlock the
 	 * open works and the lookup goes on: ENOENT).
 	 */
-	if (!err && !strcmp(name, "open-outside") && sandbox_test_hook("fs-queue", "open-outside")) {
+	if (!err && !strcmp(name, "open-outside") &&
+	    sandbox_test_hook("fs-queue", "open-outside")) {
 		int fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 		if (fd < 0)
