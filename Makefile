@@ -8,6 +8,8 @@ LDLIBS  += -lpthread -lz -lzstd -laio -luring -lslirp
 LDLIBS  += -llz4 -llzma
 # The control socket (src/api): HTTP server, JSON, and the HTTP client of list/pause/stat.
 LDLIBS  += -lmicrohttpd -ljson-c -lcurl
+# The sandbox (src/sandbox): each thread's seccomp filter.
+LDLIBS  += -lseccomp
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 SRCS    := $(sort $(wildcard src/*.c src/*/*.c src/*/*/*.c))
@@ -28,6 +30,17 @@ nkvm: $(OBJS)
 build/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+# The test build: the same monitor with sandbox_test_hook (-DNKVM_TEST_HOOKS), so that the
+# integration tests can make one thread type do what its filter forbids. Objects of its own.
+HOOKOBJS := $(SRCS:%.c=build/hooks/%.o) build/src/guest_blob.o
+
+build/nkvm-hooks: $(HOOKOBJS)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+build/hooks/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DNKVM_TEST_HOOKS -MMD -MP -c -o $@ $<
 
 build/san/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -58,6 +71,9 @@ build/tests/test_vhost_net: LDLIBS += -Wl,--wrap=open,--wrap=ioctl \
 
 # test_virtio_fs stands in for the FUSE server behind the device.
 build/tests/test_virtio_fs: LDLIBS += -Wl,--wrap=fuse_server_handle,--wrap=fuse_server_destroy
+
+# test_landlock_abi answers Landlock's ABI query itself (none, or an older kernel's).
+build/tests/test_landlock_abi: LDLIBS += -Wl,--wrap=syscall
 
 # test_fuse_server_noopenat2 runs test_fuse_server where openat2 answers ENOSYS.
 build/tests/test_fuse_server_noopenat2: LDLIBS += -Wl,--wrap=syscall
@@ -94,13 +110,13 @@ deps:
 
 # Unit tests (no KVM) under ASan/UBSan, then the integration suite on a real /dev/kvm (inside the
 # nested test host when this host's KVM cannot run a standard guest).
-check: deps nkvm $(UNIT) build/tests/fs_helper
+check: deps nkvm build/nkvm-hooks $(UNIT) build/tests/fs_helper
 	@tests/run-all $(UNIT)
 
 unit: nkvm $(UNIT)
 	@tests/run-unit $(UNIT)
 
-integration: nkvm build/tests/fs_helper
+integration: nkvm build/nkvm-hooks build/tests/fs_helper
 	@tests/integration/run
 
 # What the virtio-fs integration tests run in the test host and the guest (from a share).

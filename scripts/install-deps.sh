@@ -16,9 +16,10 @@ set -eu
 # HTTP server, its JSON, and the HTTP client of `nkvm list/pause/stat`. jq: the tests read --json.
 # socat: the vsock tests, in the guest and on its test host. liblz4-dev liblzma-dev: `nkvm setup`
 # decompresses the kernel's vmlinux for the PVH boot (LZ4 for Debian's, xz; gzip and zstd above).
+# libseccomp-dev: the sandbox's per-thread seccomp filters.
 PACKAGES="gcc make libcmocka-dev busybox-static kmod cpio qemu-system-x86 qemu-utils fio clang
 libclang-rt-14-dev clang-format libslirp-dev iperf3
-libmicrohttpd-dev libjson-c-dev libcurl4-openssl-dev jq socat
+libmicrohttpd-dev libjson-c-dev libcurl4-openssl-dev jq socat libseccomp-dev
 zstd xz-utils e2fsprogs strace zlib1g-dev libzstd-dev libaio-dev liburing-dev gnuplot-nox
 liblz4-dev liblzma-dev"
 

@@ -1,16 +1,75 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
+#include <linux/kvm.h>
 #include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "api/server.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "sandbox/sandbox.h"
 
 struct api_server {
 	struct MHD_Daemon *daemon;
 	const struct api_hooks *hooks;
+	int sandbox_err; /* the polling thread's sandbox_enter, once it tried; it serves only on 0 */
 };
+
+/*
+ * The control API's thread (libmicrohttpd's polling thread): its epoll, the clients' sockets,
+ * and what the requests do: pause and resume (the vCPUs' kick signal, the guest's clock), a
+ * stop (the i8042's interrupt, the stop eventfd), the balloon (its statistics' timed wait).
+ */
+static const struct sandbox_rule api_rules[] = {
+	SANDBOX_ALLOW(epoll_wait),
+	SANDBOX_ALLOW(epoll_ctl),
+	SANDBOX_ALLOW(accept4),
+	SANDBOX_ALLOW(recvfrom),
+	SANDBOX_ALLOW(sendto),
+	SANDBOX_ALLOW(sendmsg),
+	SANDBOX_ALLOW(read), /* MHD's inter-thread eventfd */
+	SANDBOX_ALLOW(write), /* that eventfd, irqfds, the stop eventfd */
+	SANDBOX_ALLOW(shutdown),
+	SANDBOX_ALLOW(close),
+	SANDBOX_ALLOW(clock_gettime),
+	SANDBOX_ALLOW(getpid), /* pthread_kill */
+	SANDBOX_ALLOW(tgkill),
+	SANDBOX_ALLOW_ARG(ioctl, 1, KVM_GET_CLOCK),
+	SANDBOX_ALLOW_ARG(ioctl, 1, KVM_SET_CLOCK),
+	SANDBOX_ALLOW_ARG(ioctl, 1, KVM_IRQ_LINE),
+	SANDBOX_ALLOW_ARG(ioctl, 1, KVM_GET_REGS), /* a paused guest's registers */
+	SANDBOX_ALLOW_ARG(ioctl, 1, KVM_GET_SREGS),
+	SANDBOX_ALLOW_THREAD_BASICS,
+};
+
+const struct sandbox_filter api_filter = {
+	.thread = "api",
+	.rules = api_rules,
+	.nr_rules = ARRAY_SIZE(api_rules),
+};
+
+/*
+ * libmicrohttpd has no thread-start hook: its polling thread confines itself when the first
+ * connection starts, after accept4 and before it reads a byte of a request. Until then it has
+ * only waited in epoll_wait. A connection before sandbox_release waits there for set-up.
+ */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	struct api_server *s = cls;
+
+	if (toe != MHD_CONNECTION_NOTIFY_STARTED || sandbox_thread_name())
+		return;
+	s->sandbox_err = sandbox_enter(&api_filter);
+	if (s->sandbox_err)
+		nkvm_err("api: cannot enter the sandbox: %s", strerror(-s->sandbox_err));
+#ifdef NKVM_TEST_HOOKS
+	if (!s->sandbox_err && sandbox_test_hook("api", "forbidden"))
+		sandbox_test_forbidden_call();
+#endif
+}
 
 /* One request's body, kept up to one byte past API_BODY_MAX so the handler can refuse it. */
 struct request_body {
@@ -46,6 +105,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	struct api_response r;
 	enum MHD_Result ret;
 
+	/* Unconfined, the thread reads no request. */
+	if (s->sandbox_err)
+		return MHD_NO;
 	if (!b) {
 		/* MHD calls first with the headers alone: set up the body. */
 		b = calloc(1, sizeof(*b));
@@ -106,7 +168,7 @@ int api_server_start(struct api_server **out, int listen_fd, const struct api_ho
 				     (MHD_socket)listen_fd, MHD_OPTION_CONNECTION_TIMEOUT,
 				     (unsigned int)API_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
 				     (unsigned int)64, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-				     MHD_OPTION_END);
+				     MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
 	if (!s->daemon) {
 		free(s);
 		close(listen_fd);

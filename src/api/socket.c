@@ -41,6 +41,67 @@ int api_sock_dir_make(const char *dir)
 	return 0;
 }
 
+int api_sock_dir_for(char *buf, size_t len, uid_t uid)
+{
+	struct stat st;
+	char run[64];
+	int n;
+
+	snprintf(run, sizeof(run), "/run/user/%u", (unsigned int)uid);
+	if (lstat(run, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == uid)
+		n = snprintf(buf, len, "%s/nkvm", run);
+	else
+		n = snprintf(buf, len, "/tmp/nkvm-%u", (unsigned int)uid);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+int api_sock_dir_make_for(const char *dir, uid_t uid, gid_t gid)
+{
+	struct stat st;
+
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	if (lstat(dir, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+	/* Ours (root's) is handed over; lchown: dir is no symlink (lstat said so). */
+	if (st.st_uid == geteuid() && st.st_uid != uid) {
+		if (lchown(dir, uid, gid) < 0)
+			return -errno;
+		st.st_uid = uid;
+	}
+	if (st.st_uid != uid || (st.st_mode & 077))
+		return -EPERM;
+	return 0;
+}
+
+int api_sock_link(const char *link, const char *target)
+{
+	struct stat st;
+	int c;
+
+	if (symlink(target, link) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return -errno;
+	if (lstat(link, &st) < 0)
+		return -errno;
+	if (!S_ISSOCK(st.st_mode) && !S_ISLNK(st.st_mode))
+		return -EEXIST;
+	/* As api_sock_listen: someone answering holds the name; nobody (or no socket): stale. */
+	c = api_sock_connect(link);
+	if (c >= 0) {
+		close(c);
+		return -EADDRINUSE;
+	}
+	if (c != -ECONNREFUSED && c != -ENOENT)
+		return c;
+	if (unlink(link) < 0 && errno != ENOENT)
+		return -errno;
+	return symlink(target, link) < 0 ? -errno : 0;
+}
+
 int api_sock_path(char *buf, size_t len, const char *dir, const char *name)
 {
 	int n = snprintf(buf, len, "%s/%s" API_SOCK_SUFFIX, dir, name);
@@ -95,7 +156,8 @@ int api_sock_listen(const char *path)
 		err = -errno;
 		if (err != -EADDRINUSE)
 			goto fail;
-		if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+		/* A symlink is api_sock_link's, to a --user guest's socket. */
+		if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode) && !S_ISLNK(st.st_mode)) {
 			err = -EEXIST;
 			goto fail;
 		}
@@ -105,7 +167,7 @@ int api_sock_listen(const char *path)
 			close(c);
 			goto fail;
 		}
-		if (c != -ECONNREFUSED) {
+		if (c != -ECONNREFUSED && !(c == -ENOENT && S_ISLNK(st.st_mode))) {
 			err = c;
 			goto fail;
 		}

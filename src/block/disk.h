@@ -7,6 +7,7 @@
 #ifndef NKVM_BLOCK_DISK_H
 #define NKVM_BLOCK_DISK_H
 
+#include <linux/fs.h> /* BLKDISCARD, BLKZEROOUT, for IO_EXECUTE_RULES */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -188,5 +189,24 @@ bool disk_queue_ready(struct disk_queue *q);
  */
 int disk_queue_wait(struct disk_queue *q, int fd);
 void disk_queue_close(struct disk_queue *q);
+
+/*
+ * The system calls of io_execute (engine_threads.c), which every engine's threads run: for the
+ * allow lists of each engine's threads (sandbox.h).
+ */
+#define IO_EXECUTE_RULES                                                                         \
+	SANDBOX_ALLOW(pread64), SANDBOX_ALLOW(pwrite64), SANDBOX_ALLOW(preadv),                  \
+		SANDBOX_ALLOW(pwritev), SANDBOX_ALLOW(fdatasync), SANDBOX_ALLOW(fallocate),      \
+		SANDBOX_ALLOW_ARG(ioctl, 1, BLKDISCARD), SANDBOX_ALLOW_ARG(ioctl, 1, BLKZEROOUT)
+/*
+ * What a queue thread calls when it submits to a disk, whatever its engine: io_execute's calls
+ * (a format's metadata, read and written in place, and the threads engine's inline work), and
+ * its own aio or io_uring context, made by disk_queue_open on that thread and ended there.
+ */
+#define DISK_QUEUE_RULES                                                                   \
+	IO_EXECUTE_RULES, SANDBOX_ALLOW(ftruncate), SANDBOX_ALLOW(ppoll), SANDBOX_ALLOW(eventfd2), \
+		SANDBOX_ALLOW(io_setup), SANDBOX_ALLOW(io_destroy), SANDBOX_ALLOW(io_submit),      \
+		SANDBOX_ALLOW(io_getevents), SANDBOX_ALLOW(io_uring_setup),                        \
+		SANDBOX_ALLOW(io_uring_enter), SANDBOX_ALLOW(io_uring_register), SANDBOX_ALLOW(close)
 
 #endif

@@ -35,7 +35,9 @@
 
 #include "block/engine.h"
 #include "block/engine_helpers.h"
+#include "lib/log.h"
 #include "lib/util.h"
+#include "sandbox/sandbox.h"
 
 #define AIO_SLOTS 128
 #define AIO_CTX_IOCBS (AIO_SLOTS + 2) /* the slots' and queue_wait's two polls */
@@ -404,12 +406,41 @@ static int ctx_submit(struct aio_ctx *c, struct disk_request *req)
 
 /* --- the engine's context and its reaper ------------------------------------------------------ */
 
+/*
+ * The aio engine's reaper (eventfd, io_getevents, completions) and its helpers (io_execute:
+ * what AIO cannot do). A queue thread's own context is the blk-queue filter's.
+ */
+static const struct sandbox_rule blk_aio_rules[] = {
+	IO_EXECUTE_RULES,
+	IO_COMPLETION_RULES,
+	SANDBOX_ALLOW(read),
+	SANDBOX_ALLOW(io_getevents),
+	SANDBOX_ALLOW(io_submit),
+	SANDBOX_ALLOW_THREAD_BASICS,
+};
+
+const struct sandbox_filter blk_aio_filter = {
+	.thread = "blk-aio",
+	.rules = blk_aio_rules,
+	.nr_rules = ARRAY_SIZE(blk_aio_rules),
+};
+
 static void *aio_reaper(void *arg)
 {
 	struct io_engine *e = arg;
 	struct aio_ctx *c = &e->shared;
 	uint64_t count;
 	bool stop;
+	int err = sandbox_enter(&blk_aio_filter);
+
+	if (err) {
+		nkvm_err("blk-aio: cannot enter the sandbox: %s", strerror(-err));
+		return NULL;
+	}
+#ifdef NKVM_TEST_HOOKS
+	if (sandbox_test_hook("blk-aio", "forbidden"))
+		sandbox_test_forbidden_call();
+#endif
 
 	for (;;) {
 		/* Read first, then reap: a completion after the read counts towards the next. */
@@ -467,7 +498,7 @@ static int aio_create(struct io_engine **ep, struct io_file *f, const struct io_
 		goto fail;
 	/* Helpers do flushes, discards, write-zeroes; on a buffered file every request. */
 	helpers = cfg->threads ? cfg->threads : e->direct ? 2 : 4;
-	ret = io_helpers_create(&e->helpers, helpers, "nkvm-disk-aio", err, errlen);
+	ret = io_helpers_create(&e->helpers, helpers, "nkvm-disk-aio", &blk_aio_filter, err, errlen);
 	if (ret)
 		goto fail;
 	ret = io_thread_start(&e->reaper, aio_reaper, e, "nkvm-disk-aio");

@@ -12,13 +12,16 @@
 #include <string.h>
 
 #include "block/engine_helpers.h"
+#include "lib/log.h"
 #include "lib/util.h"
+#include "sandbox/sandbox.h"
 
 struct io_helpers {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	struct io_helper_job *head, *tail;
 	bool stopping;
+	const struct sandbox_filter *filter; /* the engine's: each helper enters it */
 	unsigned int nr_threads;
 	pthread_t threads[];
 };
@@ -27,7 +30,17 @@ static void *helpers_worker(void *arg)
 {
 	struct io_helpers *h = arg;
 	struct io_helper_job *job;
+	int err = sandbox_enter(h->filter);
 
+	/* Unconfined, it runs no job: they wait for io_helpers_destroy, which ends no job. */
+	if (err) {
+		nkvm_err("%s: cannot enter the sandbox: %s", h->filter->thread, strerror(-err));
+		return NULL;
+	}
+#ifdef NKVM_TEST_HOOKS
+	if (sandbox_test_hook(h->filter->thread, "forbidden"))
+		sandbox_test_forbidden_call();
+#endif
 	pthread_mutex_lock(&h->lock);
 	for (;;) {
 		while (!h->head && !h->stopping)
@@ -96,8 +109,8 @@ void io_helpers_destroy(struct io_helpers *h)
 	free(h);
 }
 
-int io_helpers_create(struct io_helpers **hp, unsigned int threads, const char *name, char *err,
-		      size_t errlen)
+int io_helpers_create(struct io_helpers **hp, unsigned int threads, const char *name,
+		      const struct sandbox_filter *filter, char *err, size_t errlen)
 {
 	struct io_helpers *h;
 	int ret = 0;
@@ -108,6 +121,7 @@ int io_helpers_create(struct io_helpers **hp, unsigned int threads, const char *
 		return err_set(err, errlen, -ENOMEM, "out of memory");
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->wake, NULL);
+	h->filter = filter;
 	for (; h->nr_threads < threads; h->nr_threads++) {
 		ret = io_thread_start(&h->threads[h->nr_threads], helpers_worker, h, name);
 		if (ret)

@@ -7,6 +7,7 @@
 #ifndef NKVM_BLOCK_ENGINE_HELPERS_H
 #define NKVM_BLOCK_ENGINE_HELPERS_H
 
+#include <linux/kvm.h> /* KVM_IRQ_LINE */
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -21,13 +22,20 @@ struct io_helper_job {
 };
 
 struct io_helpers;
+struct sandbox_filter;
+
+/*
+ * A completion's way to the guest: an irqfd write (MSI-X), or the INTx line; a queue thread's
+ * wake-up is an eventfd write too.
+ */
+#define IO_COMPLETION_RULES SANDBOX_ALLOW(write), SANDBOX_ALLOW_ARG(ioctl, 1, KVM_IRQ_LINE)
 
 /*
  * Starts threads (named name) that run queued jobs. Returns 0 or a negative errno with a reason
  * in err.
  */
-int io_helpers_create(struct io_helpers **h, unsigned int threads, const char *name, char *err,
-		      size_t errlen);
+int io_helpers_create(struct io_helpers **h, unsigned int threads, const char *name,
+		      const struct sandbox_filter *filter, char *err, size_t errlen);
 /* Queues job; a helper thread calls job->run(job). Safe from any thread, jobs included. */
 void io_helpers_queue(struct io_helpers *h, struct io_helper_job *job);
 /* Runs every queued job, and the jobs those queue, then stops the threads and frees h. */

@@ -24,7 +24,9 @@
 
 #include "block/engine.h"
 #include "block/engine_helpers.h"
+#include "lib/log.h"
 #include "lib/util.h"
+#include "sandbox/sandbox.h"
 
 /* Written zeroes go out in pieces of this size, from a buffer on the worker's stack. */
 #define ZERO_CHUNK (64 * KiB)
@@ -207,6 +209,19 @@ int io_execute(struct io_file *f, const struct disk_request *req)
 	return -EOPNOTSUPP;
 }
 
+/* The threads engine's workers: io_execute, and the completion on the same thread. */
+static const struct sandbox_rule blk_threads_rules[] = {
+	IO_EXECUTE_RULES,
+	IO_COMPLETION_RULES,
+	SANDBOX_ALLOW_THREAD_BASICS,
+};
+
+const struct sandbox_filter blk_threads_filter = {
+	.thread = "blk-threads",
+	.rules = blk_threads_rules,
+	.nr_rules = ARRAY_SIZE(blk_threads_rules),
+};
+
 /*
  * A worker's finished request: its done, or, from a queue context, the owner's done list. The
  * eventfd is written only when the list was empty (the owner reads it before taking the list,
@@ -236,7 +251,17 @@ static void *threads_worker(void *arg)
 {
 	struct io_engine *e = arg;
 	struct disk_request *req;
+	int err = sandbox_enter(&blk_threads_filter);
 
+	/* Unconfined, it takes no request. */
+	if (err) {
+		nkvm_err("blk-threads: cannot enter the sandbox: %s", strerror(-err));
+		return NULL;
+	}
+#ifdef NKVM_TEST_HOOKS
+	if (sandbox_test_hook("blk-threads", "forbidden"))
+		sandbox_test_forbidden_call();
+#endif
 	pthread_mutex_lock(&e->lock);
 	for (;;) {
 		while (!e->head && !e->stopping) {

@@ -41,7 +41,9 @@
 
 #include "block/engine.h"
 #include "block/engine_helpers.h"
+#include "lib/log.h"
 #include "lib/util.h"
+#include "sandbox/sandbox.h"
 
 #define URING_SLOTS 128
 #define URING_SQ_ENTRIES (2 * URING_SLOTS) /* a place per slot, and queue_wait's two */
@@ -485,6 +487,27 @@ static void ring_poll(struct uring_ring *r)
 
 /* --- the shared ring and its thread ----------------------------------------------------------- */
 
+/*
+ * The io_uring engine's ring thread (submissions and completions on its shared ring, the ring's
+ * end) and its helpers (io_execute: what the ring cannot do). The thread sets its ring up
+ * before it enters: the engine's creation waits for that, on the main thread, before release.
+ */
+static const struct sandbox_rule blk_uring_rules[] = {
+	IO_EXECUTE_RULES,
+	IO_COMPLETION_RULES,
+	SANDBOX_ALLOW(read),
+	SANDBOX_ALLOW(io_uring_enter),
+	SANDBOX_ALLOW(io_uring_register), /* the ring's end: files and eventfd unregistered */
+	SANDBOX_ALLOW(close),
+	SANDBOX_ALLOW_THREAD_BASICS,
+};
+
+const struct sandbox_filter blk_uring_filter = {
+	.thread = "blk-uring",
+	.rules = blk_uring_rules,
+	.nr_rules = ARRAY_SIZE(blk_uring_rules),
+};
+
 static void *uring_thread(void *arg)
 {
 	struct io_engine *e = arg;
@@ -507,6 +530,16 @@ static void *uring_thread(void *arg)
 	e->started = true;
 	pthread_cond_broadcast(&e->started_cond);
 	pthread_mutex_unlock(&e->lock);
+	if (!err) {
+		err = sandbox_enter(&blk_uring_filter);
+		/* Unconfined, it starts no request: they fail when the engine stops. */
+		if (err)
+			nkvm_err("blk-uring: cannot enter the sandbox: %s", strerror(-err));
+	}
+#ifdef NKVM_TEST_HOOKS
+	if (!err && sandbox_test_hook("blk-uring", "forbidden"))
+		sandbox_test_forbidden_call();
+#endif
 
 	while (!err) {
 		pthread_mutex_lock(&e->lock);
@@ -587,7 +620,7 @@ static int uring_create(struct io_engine **ep, struct io_file *f,
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->started_cond, NULL);
 	ret = io_helpers_create(&e->helpers, cfg->threads ? cfg->threads : URING_HELPERS,
-				"nkvm-disk-help", err, errlen);
+				"nkvm-disk-help", &blk_uring_filter, err, errlen);
 	if (ret)
 		goto fail;
 	ret = io_thread_start(&e->thread, uring_thread, e, "nkvm-disk-uring");

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "api/socket.h"
@@ -20,6 +21,13 @@ int ctl_valid_name(const char *s)
 		      (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' || *s == '.'))
 			return 0;
 	return 1;
+}
+
+int ctl_is_link(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0 && S_ISLNK(st.st_mode);
 }
 
 void ctl_remove_stale(const char *name, const char *path)
@@ -47,6 +55,10 @@ int ctl_call_body(const char *name, const char *method, const char *endpoint, co
 		return CTL_NO_GUEST;
 	}
 	ret = api_call_body(path, method, endpoint, body, r, err, sizeof(err));
+	if (ret == -ENOENT && ctl_is_link(path)) {
+		ctl_remove_stale(name, path);
+		return CTL_NO_GUEST;
+	}
 	if (ret == -ENOENT) {
 		nkvm_err("%s: no such guest (see nkvm list)", name);
 		return CTL_NO_GUEST;

@@ -18,8 +18,14 @@ int ctl_call(const char *name, const char *method, const char *endpoint, struct 
 int ctl_call_body(const char *name, const char *method, const char *endpoint, const char *body,
 		  struct api_reply *r);
 
-/* Removes a stale socket (after api_call said -ECONNREFUSED) and says so on stderr. */
+/*
+ * Removes a stale socket (after api_call said -ECONNREFUSED, or -ENOENT through a symlink whose
+ * --user guest ended) and says so on stderr.
+ */
 void ctl_remove_stale(const char *name, const char *path);
+
+/* True when path is a symlink: root's way to a --user guest's socket (api_sock_link). */
+int ctl_is_link(const char *path);
 
 /* Is s a guest name nkvm run accepts (letters, digits, '-', '_', '.'; not starting with '.')? */
 int ctl_valid_name(const char *s);

@@ -71,7 +71,7 @@ static int collect(struct guest_row **rows, size_t *n)
 		if (!ctl_valid_name(g.name) || api_sock_path(path, sizeof(path), dir, g.name))
 			continue;
 		ret = api_call(path, "GET", "vm.info", &r, err, sizeof(err));
-		if (ret == -ECONNREFUSED) {
+		if (ret == -ECONNREFUSED || (ret == -ENOENT && ctl_is_link(path))) {
 			ctl_remove_stale(g.name, path);
 			continue;
 		}

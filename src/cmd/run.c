@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -37,6 +38,9 @@
 #include "lib/log.h"
 #include "lib/paths.h"
 #include "lib/util.h"
+#include "sandbox/landlock.h"
+#include "sandbox/privs.h"
+#include "sandbox/sandbox.h"
 #include "vmm/console.h"
 #include "vmm/irq.h"
 #include "vmm/kvm_stats.h"
@@ -72,6 +76,8 @@ struct machine {
 	bool detached;
 	struct run_console detached_console;
 	int ready_fd;
+	const struct privs_user *user; /* --user: whom nkvm becomes once set-up is done; or NULL */
+	const char *user_arg;
 };
 
 struct boot_files {
@@ -284,6 +290,7 @@ static int create_devices(struct machine *m, const struct run_options *o)
 		.name = o->name,
 		.engine = o->engine,
 		.out_fd = STDOUT_FILENO,
+		.user = m->user,
 	};
 	err = devices_create(&m->devices, &m->devctx, o->devices, o->nr_devices, why, sizeof(why));
 	if (err)
@@ -482,10 +489,85 @@ static int open_detached_console(struct machine *m)
 
 	if (!err)
 		err = run_console_open(&m->detached_console, path, &m->console, &m->loop);
+	/* --user: nkvm console, run by that user, connects to it, and nkvm unlinks it at exit. */
+	if (!err && m->user && lchown(path, m->user->uid, m->user->gid) < 0)
+		err = -errno;
 	if (err)
 		nkvm_err("%s: cannot make the console socket: %s", path, strerror(-err));
 	return err;
 }
+
+/*
+ * Before any thread confines itself (sandbox_release): --user's drop, now that all that needed
+ * root is open (/dev/kvm, TAPs, /dev/vhost-*, the sockets handed to the user), then the
+ * Landlock ruleset from the paths set-up named (landlock_allow). Says why it failed.
+ */
+static int drop_and_restrict(struct machine *m)
+{
+	char why[160];
+	int err;
+
+	if (m->user) {
+		err = privs_drop(m->user, why, sizeof(why));
+		if (err) {
+			nkvm_err("--user %s: cannot drop privileges: %s", m->user_arg, why);
+			return -1;
+		}
+	}
+	if (!sandbox_enabled())
+		return 0;
+	err = landlock_prepare();
+	if (err == -EOPNOTSUPP) {
+		nkvm_err("sandbox: this kernel has no Landlock (Linux 5.13+, in lsm=): files stay "
+			 "reachable as the user's");
+		return 0;
+	}
+	if (err) {
+		nkvm_err("sandbox: cannot build the Landlock ruleset: %s", strerror(-err));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The main thread once the guest runs: its loop (epoll, signals, the console on stdin/stdout or
+ * the detached console's socket), then the end: the vCPUs stopped (their kick signal), the
+ * terminal restored, every device destroyed (threads joined, a disk's metadata written back and
+ * synced, files closed, sockets unlinked), the statistics, and the process's exit.
+ */
+static const struct sandbox_rule main_rules[] = {
+	SANDBOX_ALLOW(epoll_wait),
+	SANDBOX_ALLOW(epoll_ctl),
+	SANDBOX_ALLOW(read),
+	SANDBOX_ALLOW(write),
+	SANDBOX_ALLOW(accept4), /* nkvm console, when detached */
+	SANDBOX_ALLOW(sendto),
+	SANDBOX_ALLOW(close),
+	SANDBOX_ALLOW(shutdown),
+	SANDBOX_ALLOW(unlink),
+	SANDBOX_ALLOW(clock_gettime),
+	SANDBOX_ALLOW(getpid), /* pthread_kill */
+	SANDBOX_ALLOW(tgkill),
+	SANDBOX_ALLOW_ARG(ioctl, 1, TCSETSF), /* term_restore */
+	SANDBOX_ALLOW(pread64), /* a disk's metadata, at its close */
+	SANDBOX_ALLOW(pwrite64),
+	SANDBOX_ALLOW(pwritev),
+	SANDBOX_ALLOW(ftruncate),
+	SANDBOX_ALLOW(fallocate),
+	SANDBOX_ALLOW(fdatasync),
+	SANDBOX_ALLOW(fsync),
+	SANDBOX_ALLOW(io_destroy),
+	SANDBOX_ALLOW(getrusage), /* NKVM_STATS */
+	SANDBOX_ALLOW(mincore),
+	SANDBOX_ALLOW(brk),
+	SANDBOX_ALLOW_THREAD_BASICS,
+};
+
+const struct sandbox_filter main_filter = {
+	.thread = "main",
+	.rules = main_rules,
+	.nr_rules = ARRAY_SIZE(main_rules),
+};
 
 static int run_machine(struct machine *m)
 {
@@ -530,15 +612,32 @@ static int run_machine(struct machine *m)
 		return 1;
 	if (m->detached && open_detached_console(m))
 		return 1;
+	/* While the terminal still hears us (--detach lets the parent go next). */
+	if (drop_and_restrict(m))
+		return 1;
 	if (m->detached)
 		detach_ready(&m->ready_fd);
 	else
 		term_raw(STDIN_FILENO);
 	err = vcpus_start(&m->vm);
+	/*
+	 * Every thread is made (they wait in sandbox_enter); --user's privilege drop and
+	 * landlock_prepare came before (drop_and_restrict: glibc's setuid reaches every thread,
+	 * which their filters would forbid). Now the threads confine themselves, and so does this
+	 * one.
+	 */
+	sandbox_release();
 	if (err) {
 		nkvm_err("cannot start vCPU threads: %s", strerror(-err));
 		vm_request_stop(&m->vm, 1);
+	} else if ((err = sandbox_enter(&main_filter))) {
+		nkvm_err("sandbox: the main thread cannot confine itself: %s", strerror(-err));
+		vm_request_stop(&m->vm, 1);
 	} else {
+#ifdef NKVM_TEST_HOOKS
+		if (sandbox_test_hook("main", "forbidden"))
+			sandbox_test_forbidden_call();
+#endif
 		loop_run(&m->loop, &m->vm.stopping);
 	}
 	vcpus_stop(&m->vm);
@@ -656,7 +755,16 @@ static int boot(const struct run_options *o)
 		die("out of memory");
 	f->kernel_fd = f->initrd_fd = -1;
 	m->ready_fd = -1;
-	if (run_api_open(&m->api, o->name) || host_ram_check(o->mem, o->mem_arg) ||
+	err = sandbox_init(o->sandbox);
+	if (err) {
+		nkvm_err("sandbox: cannot install the SIGSYS handler: %s", strerror(-err));
+		goto out;
+	}
+	if (o->sandbox == SANDBOX_OFF)
+		nkvm_err("sandbox: off (--sandbox=off): no thread has a seccomp filter or Landlock");
+	m->user = o->user_arg ? &o->user : NULL;
+	m->user_arg = o->user_arg;
+	if (run_api_open_as(&m->api, o->name, m->user) || host_ram_check(o->mem, o->mem_arg) ||
 	    load_boot_files(o, f))
 		goto out;
 	f->pvh = elf_is_elf(f->kernel_hdr, f->hdr_len);
@@ -702,6 +810,8 @@ static int boot(const struct run_options *o)
 	status = run_machine(m);
 	report_stats(&m->vm);
 out:
+	/* Threads made before a failure wait in sandbox_enter: let them go, so they can end. */
+	sandbox_release();
 	/* Also after SIGTERM, which the loop turns into an ordinary stop. */
 	run_api_close(&m->api);
 	/* Devices made before a failure: their files closed as at a normal exit. */
@@ -727,6 +837,13 @@ int cmd_run(int argc, char **argv)
 		run_usage(stdout);
 		run_options_free(&o);
 		return 0;
+	}
+	/* Dropping needs root; an ordinary user has nothing to drop. */
+	if (o.user_arg && geteuid() != 0) {
+		nkvm_err("--user %s: only root can change to another user (nkvm runs as uid %u)",
+			 o.user_arg, (unsigned int)geteuid());
+		run_options_free(&o);
+		return 2;
 	}
 	status = boot(&o);
 	run_options_free(&o);

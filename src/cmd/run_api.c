@@ -13,6 +13,7 @@
 #include "cmd/run_api.h"
 #include "cmd/run_devices.h"
 #include "lib/log.h"
+#include "sandbox/landlock.h"
 #include "virtio/balloon.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
@@ -265,7 +266,53 @@ static int make_dir(const char *dir)
 	return api_sock_dir_make(dir);
 }
 
-int run_api_open(struct run_api *a, const char *name)
+/*
+ * --user: the socket goes where the user's own nkvm looks, made and handed over by root now,
+ * and root's directory gets a symlink to it, so that `nkvm list` and `nkvm stop` find the guest
+ * whoever runs them.
+ */
+static int open_for_user(struct run_api *a, const struct privs_user *u, char *path, size_t len)
+{
+	char dir[sizeof(a->path)], rdir[sizeof(a->path)], link[sizeof(a->path)];
+	int err = api_sock_dir_for(dir, sizeof(dir), u->uid);
+
+	if (!err)
+		err = api_sock_dir_make_for(dir, u->uid, u->gid);
+	if (err) {
+		nkvm_err("%s: cannot make the control socket's directory for --user: %s", dir,
+			 err == -EPERM ? "another user owns it, or others may enter it" :
+					 strerror(-err));
+		return -1;
+	}
+	err = api_sock_dir(rdir, sizeof(rdir));
+	if (!err)
+		err = make_dir(rdir);
+	if (!err)
+		err = api_sock_path(link, sizeof(link), rdir, a->name);
+	if (!err)
+		err = api_sock_path(path, len, dir, a->name);
+	if (!err)
+		err = api_sock_link(link, path);
+	if (err == -EADDRINUSE) {
+		nkvm_err("--name %s: a guest of that name is running (%s)", a->name, link);
+		return -1;
+	}
+	if (err) {
+		nkvm_err("%s: cannot link root's directory to the control socket: %s", rdir,
+			 strerror(-err));
+		return -1;
+	}
+	memcpy(a->link, link, sizeof(link));
+	err = api_sock_listen(path);
+	if (err >= 0 && lchown(path, u->uid, u->gid) < 0) {
+		close(err);
+		unlink(path);
+		err = -errno;
+	}
+	return err;
+}
+
+int run_api_open_as(struct run_api *a, const char *name, const struct privs_user *u)
 {
 	char dir[sizeof(a->path)], path[sizeof(a->path)] = "";
 	int err;
@@ -278,6 +325,12 @@ int run_api_open(struct run_api *a, const char *name)
 		snprintf(a->name, sizeof(a->name), "%s", name);
 	else
 		snprintf(a->name, sizeof(a->name), "nkvm-%d", (int)getpid());
+	if (u) {
+		err = open_for_user(a, u, path, sizeof(path));
+		if (err == -1)
+			return -1;
+		goto bound;
+	}
 	err = api_sock_dir(dir, sizeof(dir));
 	if (!err)
 		err = make_dir(dir);
@@ -289,19 +342,32 @@ int run_api_open(struct run_api *a, const char *name)
 	err = api_sock_path(path, sizeof(path), dir, a->name);
 	if (!err)
 		err = api_sock_listen(path);
+bound:
 	if (err == -EADDRINUSE) {
 		nkvm_err("--name %s: a guest of that name is running (%s)", a->name, path);
 		return -1;
 	}
 	if (err < 0) {
-		nkvm_err("%s: cannot make the control socket: %s", path[0] ? path : dir,
+		nkvm_err("%s: cannot make the control socket: %s", path[0] ? path : "(none)",
 			 strerror(-err));
 		return -1;
 	}
 	/* Only a socket of ours is removed at exit, never a live guest's. */
 	a->listen_fd = err;
 	memcpy(a->path, path, sizeof(path));
+	/* Landlock: the socket is unlinked at exit, the console's made there with --detach. */
+	snprintf(dir, sizeof(dir), "%s", path);
+	err = landlock_allow(dirname(dir), LANDLOCK_SOCKETS);
+	if (err) {
+		nkvm_err("%s: cannot name it to Landlock: %s", path, strerror(-err));
+		return -1;
+	}
 	return 0;
+}
+
+int run_api_open(struct run_api *a, const char *name)
+{
+	return run_api_open_as(a, name, NULL);
 }
 
 int run_api_start(struct run_api *a, struct vm *vm)
@@ -338,4 +404,8 @@ void run_api_close(struct run_api *a)
 	if (a->path[0])
 		unlink(a->path);
 	a->path[0] = 0;
+	/* Root's link: gone only if root still runs this (else nkvm list/stop/run clear it). */
+	if (a->link[0])
+		unlink(a->link);
+	a->link[0] = 0;
 }

@@ -12,6 +12,7 @@
 
 #include "api/handler.h"
 #include "api/server.h"
+#include "sandbox/privs.h"
 
 struct vm;
 struct virtio_balloon;
@@ -24,6 +25,7 @@ struct device_list;
 struct run_api {
 	char name[80];
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char link[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* --user: root's symlink to path */
 	int listen_fd; /* until the server takes it */
 	struct api_server *server;
 	struct api_hooks hooks;
@@ -47,6 +49,12 @@ struct run_api {
  * second guest of a live name stops here. Prints why it failed; returns 0 or -1.
  */
 int run_api_open(struct run_api *a, const char *name);
+
+/*
+ * run_api_open for a guest that will drop to u (--user; NULL: none): the socket in u's own
+ * directory (api_sock_dir_for), owned by u, and a symlink to it in root's.
+ */
+int run_api_open_as(struct run_api *a, const char *name, const struct privs_user *u);
 
 /* Once the vCPUs exist (and signals are blocked): serves the socket on its own thread. */
 int run_api_start(struct run_api *a, struct vm *vm);

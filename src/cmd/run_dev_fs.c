@@ -12,6 +12,7 @@
 #include "cmd/run_devices.h"
 #include "cmd/run_options.h"
 #include "fs/fuse_server.h"
+#include "sandbox/landlock.h"
 
 static const struct kvopt_spec share_path = {
 	"host directory",
@@ -88,6 +89,16 @@ static int share_create(struct device_context *ctx, const void *cfg, void **dev,
 	r = fuse_server_create(&srv, &scfg, err, errlen);
 	if (r)
 		return r;
+	/*
+	 * Landlock: the server works beneath the share's root all along (lookups, creates,
+	 * renames, reopening through /proc/self/fd); ro only reads.
+	 */
+	r = landlock_allow(s->path, s->readonly ? LANDLOCK_READ : LANDLOCK_TREE);
+	if (r) {
+		snprintf(err, errlen, "%s: cannot name it to Landlock: %s", s->path, strerror(-r));
+		fuse_server_destroy(srv);
+		return r;
+	}
 	r = virtio_fs_create(&fs, ctx->vm, ctx->pci, ctx->irq, srv, &o);
 	if (r) {
 		snprintf(err, errlen, "%s: cannot create its virtio-fs device: %s", s->path,

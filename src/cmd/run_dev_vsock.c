@@ -1,9 +1,16 @@
 // SPDX-License-Identifier: MIT
 /* --vsock CID[,socket=PATH] in the device table: virtio-vsock over vhost-vsock or a unix socket. */
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
 #include <linux/vm_sockets.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd/run_devices.h"
+#include "sandbox/landlock.h"
+#include "sandbox/privs.h"
 #include "virtio/vsock.h"
 
 struct run_vsock {
@@ -35,10 +42,32 @@ static int vsock_create(struct device_context *ctx, const void *cfg, void **dev,
 	struct virtio_vsock *vs;
 	int r = virtio_vsock_create(&vs, ctx->vm, ctx->pci, ctx->irq, &o, err, errlen);
 
+	char dir[PATH_MAX];
+
 	if (r)
 		return r;
 	*dev = vs;
-	return 0;
+	if (!v->socket)
+		return 0;
+	/*
+	 * The listener is unlinked at exit, which Landlock must allow in its directory; a guest's
+	 * connection to PATH_PORT needs no rule (Landlock does not govern connect).
+	 */
+	snprintf(dir, sizeof(dir), "%s", v->socket);
+	r = landlock_allow(dirname(dir), LANDLOCK_SOCKETS);
+	if (r)
+		snprintf(err, errlen, "%s: cannot name its directory to Landlock: %s", v->socket,
+			 strerror(-r));
+	/* --user: the socket is the user's (whose programs connect to it, who unlinks it). */
+	if (!r && ctx->user && lchown(v->socket, ctx->user->uid, ctx->user->gid) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "%s: cannot hand it to --user: %s", v->socket, strerror(-r));
+	}
+	if (r) {
+		virtio_vsock_destroy(vs);
+		*dev = NULL;
+	}
+	return r;
 }
 
 static void vsock_destroy(void *dev)

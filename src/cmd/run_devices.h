@@ -22,6 +22,8 @@ struct irq_routing;
 struct virtio_balloon;
 
 /* What a device is created in and may hook into. */
+struct privs_user;
+
 struct device_context {
 	struct vm *vm;
 	struct pci_bus *pci;
@@ -35,6 +37,7 @@ struct device_context {
 	size_t (*console_input)(void *opaque, const uint8_t *buf, size_t len);
 	void *console_input_opaque;
 	struct virtio_balloon *balloon; /* set by the balloon device, for the control API */
+	const struct privs_user *user; /* --user: who must own what a device makes; or NULL */
 };
 
 struct device_type {

@@ -26,7 +26,11 @@ static const char usage_head[] =
 	"      --name NAME      name of this guest\n"
 	"      --detach         run in the background, print the name; see nkvm console\n"
 	"      --engine threads|aio|io_uring\n"
-	"                       the I/O engine of disks that name none\n";
+	"                       the I/O engine of disks that name none\n"
+	"      --sandbox on|off confine each thread to the system calls its job needs (default on;\n"
+	"                       off is for debugging)\n"
+	"      --user USER      started as root (for /dev/kvm, a TAP, vhost): run as USER, a name\n"
+	"                       or UID:GID, once they are open\n";
 
 static const char usage_tail[] =
 	"  -h, --help           this text\n"
@@ -170,7 +174,8 @@ static const struct option generic_opts[] = {
 	{ "params", required_argument, NULL, 'p' }, { "mem", required_argument, NULL, 'm' },
 	{ "cpus", required_argument, NULL, 'c' },   { "name", required_argument, NULL, 'N' },
 	{ "engine", required_argument, NULL, 'E' }, { "help", no_argument, NULL, 'h' },
-	{ "detach", no_argument, NULL, 'D' },
+	{ "detach", no_argument, NULL, 'D' },      { "sandbox", required_argument, NULL, 'S' },
+	{ "user", required_argument, NULL, 'U' },
 };
 /* clang-format on */
 
@@ -259,6 +264,19 @@ int run_parse_options(int argc, char **argv, struct run_options *o, char *err, s
 			break;
 		case 'D':
 			o->detach = 1;
+			break;
+		case 'S':
+			if (!strcmp(optarg, "on"))
+				o->sandbox = SANDBOX_ON;
+			else if (!strcmp(optarg, "off"))
+				o->sandbox = SANDBOX_OFF;
+			else
+				return fail(err, errlen, "--sandbox %s: say on or off", optarg);
+			break;
+		case 'U':
+			if (privs_parse_user(optarg, &o->user, err, errlen))
+				return -1;
+			o->user_arg = optarg;
 			break;
 		case 'E':
 			if (parse_engine(optarg, o, err, errlen))

@@ -9,6 +9,8 @@
 
 #include "block/disk.h"
 #include "cmd/run_devices.h"
+#include "sandbox/privs.h"
+#include "sandbox/sandbox.h"
 
 #define RUN_DEFAULT_MEM (256ULL << 20)
 #define RUN_MIN_MEM (32ULL << 20)
@@ -31,6 +33,9 @@ struct run_options {
 	char **cmd; /* NULL-terminated, or NULL for an interactive shell */
 	int help;
 	int detach; /* --detach: in the background, the console kept for nkvm console */
+	enum sandbox_mode sandbox; /* --sandbox=on|off: each thread's seccomp filter, Landlock */
+	const char *user_arg; /* --user USER as given, NULL without; its ids in user */
+	struct privs_user user;
 };
 
 /*

@@ -16,6 +16,11 @@ enum landlock_access {
 	LANDLOCK_READ, /* read files (and list directories) beneath the path */
 	LANDLOCK_READ_WRITE, /* read and write files beneath the path */
 	LANDLOCK_TREE, /* everything beneath a directory: create, remove, rename, link (a share) */
+	/*
+	 * Only make and remove UNIX sockets in a directory (a listener bound later, a socket
+	 * unlinked at exit), without the right to read, write or create any other file there.
+	 */
+	LANDLOCK_SOCKETS,
 };
 
 /* Set-up only: allow access beneath path. Returns 0 or a negative errno (no such path, ...). */

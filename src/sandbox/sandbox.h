@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/syscall.h> /* __NR_*, for SANDBOX_ALLOW */
 
 /* An allowed system call; with nr_args > 0, allowed only when every condition holds. */
 #define SANDBOX_MAX_ARG_CONDS 3
@@ -53,6 +54,25 @@ struct sandbox_filter {
 	{ .nr = __NR_##name, .nr_args = 1,                                                  \
 	  .args = { { .arg = (i), .cmp = SANDBOX_ARG_EQ, .value = (uint64_t)(v) } } }
 
+/* How nkvm ends after a forbidden call: as a shell reports a death by SIGSYS (128 + 31). */
+#define SANDBOX_EXIT_STATUS 159
+
+/* A call allowed only when (argument i & mask) == v. */
+#define SANDBOX_ALLOW_MASKED(name, i, m, v)                                             \
+	{ .nr = __NR_##name, .nr_args = 1,                                                  \
+	  .args = { { .arg = (i), .cmp = SANDBOX_ARG_MASKED_EQ, .mask = (m),                 \
+		      .value = (uint64_t)(v) } } }
+
+/*
+ * What any thread does beside its job, through glibc: mutexes and condition variables (futex),
+ * malloc's arenas (mmap, munmap, mprotect, madvise; never executable: PROT_EXEC is 4), and
+ * its end (rt_sigprocmask, exit). Seven calls.
+ */
+#define SANDBOX_ALLOW_THREAD_BASICS                                                     \
+	SANDBOX_ALLOW(futex), SANDBOX_ALLOW_MASKED(mmap, 2, 4, 0), SANDBOX_ALLOW(munmap),   \
+		SANDBOX_ALLOW_MASKED(mprotect, 2, 4, 0), SANDBOX_ALLOW(madvise),            \
+		SANDBOX_ALLOW(rt_sigprocmask), SANDBOX_ALLOW(exit)
+
 enum sandbox_mode {
 	SANDBOX_ON, /* the default */
 	SANDBOX_OFF, /* --sandbox=off: for debugging; said at start */
@@ -83,6 +103,9 @@ int sandbox_enter(const struct sandbox_filter *f);
  */
 void sandbox_release(void);
 
+/* How many distinct system calls f allows, the two every filter adds (the report's) included. */
+size_t sandbox_filter_nr_calls(const struct sandbox_filter *f);
+
 /* The thread type the calling thread entered as, or NULL (for reports and tests). */
 const char *sandbox_thread_name(void);
 
@@ -93,6 +116,8 @@ const char *sandbox_thread_name(void);
  * "fs-queue:open-outside"), so that a test can make one thread type do what it must not.
  */
 bool sandbox_test_hook(const char *thread, const char *action);
+/* A call no thread's list allows (ptrace), for the hooks' "forbidden" action. */
+void sandbox_test_forbidden_call(void);
 #endif
 
 #endif

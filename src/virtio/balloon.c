@@ -13,6 +13,8 @@
 #include "virtio/pci.h"
 #include "vmm/memory.h"
 #include "vmm/vm.h"
+#include "lib/util.h"
+#include "sandbox/sandbox.h"
 
 #define BALLOON_QUEUE_SIZE 128
 #define BALLOON_PAGE (1ULL << VIRTIO_BALLOON_PFN_SHIFT)
@@ -52,6 +54,19 @@ struct seg_reader {
 	const struct virtq_chain *c;
 	unsigned int i;
 	size_t off;
+};
+
+/* virtio-balloon's queue threads: an inflated page goes back to the host with madvise (one of the thread basics). */
+static const struct sandbox_rule balloon_queue_rules[] = {
+	VIRTIO_QUEUE_RULES,
+
+	SANDBOX_ALLOW_THREAD_BASICS,
+};
+
+const struct sandbox_filter balloon_queue_filter = {
+	.thread = "balloon-queue",
+	.rules = balloon_queue_rules,
+	.nr_rules = ARRAY_SIZE(balloon_queue_rules),
 };
 
 static bool seg_read(struct seg_reader *r, void *dst, size_t len)
@@ -288,6 +303,7 @@ int virtio_balloon_create(struct virtio_balloon **out, struct vm *vm, struct pci
 		return -ENOMEM;
 	b->vdev = (struct virtio_device){
 		.ops = &balloon_ops,
+		.queue_filter = &balloon_queue_filter,
 		.name = "virtio-balloon",
 		.device_id = VIRTIO_ID_BALLOON,
 		.host_features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |

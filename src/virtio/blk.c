@@ -14,6 +14,7 @@
 #include "virtio/blk_request.h"
 #include "virtio/device.h"
 #include "virtio/pci.h"
+#include "sandbox/sandbox.h"
 
 #define BLK_QUEUE_SIZE 256
 _Static_assert(VIRTIO_BLK_MAX_QUEUES == VIRTIO_MAX_QUEUES - 1, "blk.h's queue limit");
@@ -72,6 +73,19 @@ struct blk_request {
  * Per thread, since done runs on whichever thread the engine completes on.
  */
 static _Thread_local struct blk_queue *blk_batch;
+
+/* virtio-blk's queue threads: requests go to the disk's engine (engine.h), whose per-queue context (aio, io_uring) lives on this thread. */
+static const struct sandbox_rule blk_queue_rules[] = {
+	VIRTIO_QUEUE_RULES,
+	DISK_QUEUE_RULES,
+	SANDBOX_ALLOW_THREAD_BASICS,
+};
+
+const struct sandbox_filter blk_queue_filter = {
+	.thread = "blk-queue",
+	.rules = blk_queue_rules,
+	.nr_rules = ARRAY_SIZE(blk_queue_rules),
+};
 
 static void blk_batch_begin(struct virtio_blk *blk, unsigned int q)
 {
@@ -408,6 +422,7 @@ int virtio_blk_create(struct virtio_device **vdev, struct vm *vm, struct pci_bus
 	blk_fill_config(blk, queues);
 	blk->vdev = (struct virtio_device){
 		.ops = &blk_ops,
+		.queue_filter = &blk_queue_filter,
 		.name = "virtio-blk",
 		.device_id = VIRTIO_ID_BLOCK,
 		.pci_class = PCI_CLASS_STORAGE_OTHER,

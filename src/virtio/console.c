@@ -9,6 +9,7 @@
 #include "virtio/console.h"
 #include "virtio/device.h"
 #include "virtio/pci.h"
+#include "sandbox/sandbox.h"
 
 #define CONSOLE_RXQ 0
 #define CONSOLE_TXQ 1
@@ -22,6 +23,19 @@ struct virtio_console {
 	struct virtq_chain tx_chain; /* the transmit queue's thread only */
 	pthread_mutex_t rx_lock; /* the main loop offers input; the chain is shared state */
 	struct virtq_chain rx_chain;
+};
+
+/* virtio-console's queue threads: the guest's output is written to out_fd (a write). */
+static const struct sandbox_rule console_queue_rules[] = {
+	VIRTIO_QUEUE_RULES,
+
+	SANDBOX_ALLOW_THREAD_BASICS,
+};
+
+const struct sandbox_filter console_queue_filter = {
+	.thread = "console-queue",
+	.rules = console_queue_rules,
+	.nr_rules = ARRAY_SIZE(console_queue_rules),
 };
 
 static void console_tx_kick(struct virtio_console *con)
@@ -92,6 +106,7 @@ int virtio_console_create(struct virtio_console **out, struct vm *vm, struct pci
 	pthread_mutex_init(&con->rx_lock, NULL);
 	con->vdev = (struct virtio_device){
 		.ops = &console_ops,
+		.queue_filter = &console_queue_filter,
 		.name = "virtio-console",
 		.device_id = VIRTIO_ID_CONSOLE,
 		.host_features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |

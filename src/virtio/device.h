@@ -7,6 +7,7 @@
 #ifndef NKVM_VIRTIO_DEVICE_H
 #define NKVM_VIRTIO_DEVICE_H
 
+#include <linux/kvm.h> /* KVM_IRQ_LINE, for VIRTIO_QUEUE_RULES */
 #include <linux/virtio_config.h> /* VIRTIO_F_*, VIRTIO_CONFIG_S_*: §6, §2.1 */
 #include <linux/virtio_ids.h> /* VIRTIO_ID_*: §5 */
 #include <linux/virtio_ring.h> /* VIRTIO_RING_F_*: §6 */
@@ -14,6 +15,17 @@
 #include <stdint.h>
 
 #include "virtio/queue.h"
+
+/*
+ * What every queue thread does (pci.c's vp_queue_thread): waits for kicks (poll, read of the
+ * kick eventfd) and interrupts the driver (an irqfd write, or the INTx line). For each device's
+ * queue_filter (sandbox.h), beside the thread basics and the device's own calls.
+ */
+#define VIRTIO_QUEUE_RULES                                                               \
+	SANDBOX_ALLOW(poll), SANDBOX_ALLOW(read), SANDBOX_ALLOW(write),                  \
+		SANDBOX_ALLOW_ARG(ioctl, 1, KVM_IRQ_LINE)
+
+struct sandbox_filter;
 
 #define VIRTIO_MAX_QUEUES 64
 
@@ -66,6 +78,8 @@ struct virtio_device {
 	uint16_t queue_max_size;
 	uint32_t config_size;
 	struct virtio_pci *transport; /* set by virtio_pci_create */
+	/* What the queue threads may call (sandbox.h), beside the device's code; NULL: generic. */
+	const struct sandbox_filter *queue_filter;
 };
 
 /*

@@ -15,6 +15,7 @@
 #include "virtio/device.h"
 #include "virtio/fs.h"
 #include "virtio/pci.h"
+#include "sandbox/sandbox.h"
 
 _Static_assert(VIRTIO_FS_MAX_REQUEST_QUEUES == VIRTIO_MAX_QUEUES - 1, "fs.h's queue limit");
 /*
@@ -45,6 +46,48 @@ struct virtio_fs {
  * virtio_pop checked against guest RAM. The hiprio queue (§5.11.6.1: FORGET, BATCH_FORGET and
  * INTERRUPT, which have no reply) is served the same way.
  */
+/* virtio-fs's queue threads run the FUSE server (src/fs): every file operation on the share, by *at() calls relative to the inodes' O_PATH descriptors, and xattrs through /proc/self/fd/N. */
+static const struct sandbox_rule fs_queue_rules[] = {
+	VIRTIO_QUEUE_RULES,
+	SANDBOX_ALLOW(openat2) /* RESOLVE_BENEATH: its flags are in struct open_how, which seccomp cannot read */,
+	SANDBOX_ALLOW(openat) /* where openat2 is missing, and /proc/self/fd/N reopened for I/O */,
+	SANDBOX_ALLOW(close),
+	SANDBOX_ALLOW(newfstatat),
+	SANDBOX_ALLOW(fstatfs),
+	SANDBOX_ALLOW(getdents64),
+	SANDBOX_ALLOW(lseek),
+	SANDBOX_ALLOW(preadv),
+	SANDBOX_ALLOW(pwritev),
+	SANDBOX_ALLOW(copy_file_range),
+	SANDBOX_ALLOW(ftruncate),
+	SANDBOX_ALLOW(fallocate),
+	SANDBOX_ALLOW(fsync),
+	SANDBOX_ALLOW(fdatasync),
+	SANDBOX_ALLOW(mkdirat),
+	SANDBOX_ALLOW(mknodat),
+	SANDBOX_ALLOW(symlinkat),
+	SANDBOX_ALLOW(linkat),
+	SANDBOX_ALLOW(unlinkat),
+	SANDBOX_ALLOW(renameat2),
+	SANDBOX_ALLOW(readlinkat),
+	SANDBOX_ALLOW(faccessat),
+	SANDBOX_ALLOW(faccessat2),
+	SANDBOX_ALLOW(fchmodat),
+	SANDBOX_ALLOW(fchownat),
+	SANDBOX_ALLOW(utimensat),
+	SANDBOX_ALLOW(getxattr),
+	SANDBOX_ALLOW(setxattr),
+	SANDBOX_ALLOW(listxattr),
+	SANDBOX_ALLOW(removexattr),
+	SANDBOX_ALLOW_THREAD_BASICS,
+};
+
+const struct sandbox_filter fs_queue_filter = {
+	.thread = "fs-queue",
+	.rules = fs_queue_rules,
+	.nr_rules = ARRAY_SIZE(fs_queue_rules),
+};
+
 static uint32_t fs_serve(struct virtio_fs *fs, const struct virtq_chain *c)
 {
 	size_t done = fuse_server_handle(fs->srv, c->iov, c->nr_out, c->iov + c->nr_out, c->nr_in);
@@ -103,6 +146,7 @@ int virtio_fs_create(struct virtio_fs **out, struct vm *vm, struct pci_bus *bus,
 	snprintf(fs->name, sizeof(fs->name), "virtio-fs (%s)", o->tag);
 	fs->vdev = (struct virtio_device){
 		.ops = &fs_ops,
+		.queue_filter = &fs_queue_filter,
 		.name = fs->name,
 		.device_id = VIRTIO_ID_FS,
 		.pci_class = PCI_CLASS_STORAGE_OTHER,

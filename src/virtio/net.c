@@ -27,6 +27,7 @@
 #include "virtio/net.h"
 #include "virtio/net_hdr.h"
 #include "virtio/pci.h"
+#include "sandbox/sandbox.h"
 
 #define F(bit) (1ULL << (bit))
 #define NET_QUEUE_SIZE 256
@@ -82,6 +83,20 @@ struct virtio_net {
 	/* Counters: relaxed atomics, read while the device runs. */
 	atomic_uint_least64_t rx_packets, rx_bytes, rx_dropped;
 	atomic_uint_least64_t tx_packets, tx_bytes, tx_dropped, tx_errors;
+};
+
+/* virtio-net's queue threads: frames to and from the back end's descriptors (a TAP, or the user-mode stack's socket pair); no socket is made here. */
+static const struct sandbox_rule net_queue_rules[] = {
+	VIRTIO_QUEUE_RULES,
+	SANDBOX_ALLOW(writev) /* a frame to the TAP */,
+	SANDBOX_ALLOW(sendto) /* or to the user-mode stack's socket pair */,
+	SANDBOX_ALLOW_THREAD_BASICS,
+};
+
+const struct sandbox_filter net_queue_filter = {
+	.thread = "net-queue",
+	.rules = net_queue_rules,
+	.nr_rules = ARRAY_SIZE(net_queue_rules),
 };
 
 static void count(atomic_uint_least64_t *c, uint64_t n)
@@ -744,6 +759,7 @@ int virtio_net_create(struct virtio_net **out, struct vm *vm, struct pci_bus *bu
 	atomic_init(&net->active_pairs, 1);
 	net->vdev = (struct virtio_device){
 		.ops = &net_ops,
+		.queue_filter = &net_queue_filter,
 		.name = net->name,
 		.device_id = VIRTIO_ID_NET,
 		.pci_class = PCI_CLASS_NETWORK_ETHERNET,

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 /* virtio 1.2 §4.1: the modern virtio-pci transport. */
 #include <errno.h>
+#include <linux/if_tun.h>
 #include <linux/kvm.h>
+#include <linux/vhost.h>
 #include <linux/virtio_pci.h>
 #include <poll.h>
 #include <pthread.h>
@@ -16,6 +18,7 @@
 #include "hw/pci.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "sandbox/sandbox.h"
 #include "virtio/device.h"
 #include "virtio/pci.h"
 #include "vmm/irq.h"
@@ -52,8 +55,18 @@ struct vp_queue {
 	/* The kick path: an ioeventfd on the notify address, read by the queue's thread. */
 	int kick_fd;
 	uint64_t ioeventfd_addr; /* 0 when not registered */
+	/*
+	 * The queue's I/O thread, made with the device (on the main thread, during set-up) so that
+	 * it runs under its device type's filter alone, never under the worker's: filters stack
+	 * and are inherited. It parks until the worker starts the queue (run), serves it until
+	 * stop, then parks again for the next DRIVER_OK after a reset; quit ends it.
+	 */
 	pthread_t thread;
-	bool thread_running;
+	bool thread_made;
+	pthread_mutex_t park_lock;
+	pthread_cond_t park_cond; /* run or quit set, or run cleared (served to the end) */
+	bool run, quit;
+	bool thread_running; /* the worker asked it to serve and has not stopped it yet */
 	atomic_bool stop;
 };
 
@@ -284,9 +297,10 @@ static void vp_msix_routes_changed_locked(struct virtio_pci *vp)
  * the device wait for both itself (queue_wait), where one system call then sleeps, submits
  * and reaps.
  */
-static void *vp_queue_thread(void *arg)
+static void vp_needs_reset(struct virtio_pci *vp, const char *why);
+
+static void vp_queue_serve(struct vp_queue *q)
 {
-	struct vp_queue *q = arg;
 	struct virtio_device *vdev = q->vp->vdev;
 	struct pollfd pfd[2] = {
 		{ .fd = q->kick_fd, .events = POLLIN },
@@ -328,7 +342,64 @@ static void *vp_queue_thread(void *arg)
 	}
 	if (vdev->ops->queue_stop)
 		vdev->ops->queue_stop(vdev, q->index);
+}
+
+/* What a queue thread runs under when its device names no filter of its own. */
+static const struct sandbox_rule vp_queue_rules[] = {
+	SANDBOX_ALLOW(poll),  SANDBOX_ALLOW(ppoll),   SANDBOX_ALLOW(read),
+	SANDBOX_ALLOW(write), SANDBOX_ALLOW(futex),   SANDBOX_ALLOW(madvise),
+	SANDBOX_ALLOW(mmap),  SANDBOX_ALLOW(munmap),  SANDBOX_ALLOW(rt_sigprocmask),
+	SANDBOX_ALLOW(exit),
+};
+
+const struct sandbox_filter vp_queue_filter = {
+	.thread = "virtio-queue",
+	.rules = vp_queue_rules,
+	.nr_rules = ARRAY_SIZE(vp_queue_rules),
+};
+
+static void *vp_queue_thread(void *arg)
+{
+	struct vp_queue *q = arg;
+	struct virtio_device *vdev = q->vp->vdev;
+	int err = sandbox_enter(vdev->queue_filter ? vdev->queue_filter : &vp_queue_filter);
+
+	if (err)
+		nkvm_err("%s: queue %u: cannot enter the sandbox: %s", vdev->name, q->index,
+			 strerror(-err));
+	pthread_mutex_lock(&q->park_lock);
+	for (;;) {
+		while (!q->run && !q->quit)
+			pthread_cond_wait(&q->park_cond, &q->park_lock);
+		if (q->quit)
+			break;
+		pthread_mutex_unlock(&q->park_lock);
+#ifdef NKVM_TEST_HOOKS
+		if (sandbox_test_hook(sandbox_thread_name(), "forbidden"))
+			sandbox_test_forbidden_call();
+#endif
+		/* Unconfined, it must not touch the guest's rings. */
+		if (err)
+			vp_needs_reset(q->vp, "a queue thread could not enter its sandbox");
+		else
+			vp_queue_serve(q);
+		pthread_mutex_lock(&q->park_lock);
+		q->run = false;
+		pthread_cond_broadcast(&q->park_cond);
+	}
+	pthread_mutex_unlock(&q->park_lock);
 	return NULL;
+}
+
+/* On the worker: the parked thread serves q until vp_stop_queue_threads. */
+static void vp_start_queue_thread(struct vp_queue *q)
+{
+	atomic_store(&q->stop, false);
+	pthread_mutex_lock(&q->park_lock);
+	q->run = true;
+	pthread_cond_broadcast(&q->park_cond);
+	pthread_mutex_unlock(&q->park_lock);
+	q->thread_running = true;
 }
 
 static void vp_stop_queue_threads(struct virtio_pci *vp)
@@ -343,7 +414,10 @@ static void vp_stop_queue_threads(struct virtio_pci *vp)
 		atomic_store(&q->stop, true);
 		if (write(q->kick_fd, &one, sizeof(one)) < 0)
 			nkvm_err("%s: cannot wake queue %u", vp->vdev->name, i);
-		pthread_join(q->thread, NULL);
+		pthread_mutex_lock(&q->park_lock);
+		while (q->run)
+			pthread_cond_wait(&q->park_cond, &q->park_lock);
+		pthread_mutex_unlock(&q->park_lock);
 		q->thread_running = false;
 	}
 }
@@ -501,10 +575,7 @@ static void vp_do_start(struct virtio_pci *vp)
 		if (!q->ready ||
 		    (vdev->ops->queue_offloaded && vdev->ops->queue_offloaded(vdev, i)))
 			continue;
-		atomic_store(&q->stop, false);
-		q->thread_running = pthread_create(&q->thread, NULL, vp_queue_thread, q) == 0;
-		if (!q->thread_running)
-			vp_needs_reset(vp, "cannot start a queue thread");
+		vp_start_queue_thread(q);
 	}
 }
 
@@ -566,11 +637,53 @@ static void vp_do_routes(struct virtio_pci *vp)
 	vp_signal(vp, fds, nfds);
 }
 
+/*
+ * The worker: routes and ioeventfds (KVM on the VM's fd), and each device's start and reset,
+ * which hand a TAP its offloads and vhost its rings (vhost.c, vhost_net.c, vsock.c), and wait
+ * for requests in flight. Interrupts are irqfd writes.
+ */
+static const struct sandbox_rule vp_worker_rules[] = {
+	SANDBOX_ALLOW_ARG(ioctl, 1, KVM_IOEVENTFD),
+	SANDBOX_ALLOW_ARG(ioctl, 1, KVM_SET_GSI_ROUTING),
+	SANDBOX_ALLOW_ARG(ioctl, 1, KVM_IRQ_LINE),
+	SANDBOX_ALLOW_ARG(ioctl, 1, TUNSETOFFLOAD),
+	SANDBOX_ALLOW_ARG(ioctl, 1, VHOST_SET_FEATURES),
+	SANDBOX_ALLOW_ARG(ioctl, 1, VHOST_SET_MEM_TABLE),
+	SANDBOX_ALLOW_ARG(ioctl, 1, VHOST_SET_VRING_NUM),
+	SANDBOX_ALLOW_ARG(ioctl, 1, VHOST_SET_VRING_BASE),
+	SANDBOX_ALLOW_ARG(ioctl, 1, VHOST_SET_VRING_ADDR),
+	SANDBOX_ALLOW_ARG(ioctl, 1, VHOST_SET_VRING_KICK),
+	SANDBOX_ALLOW_ARG(ioctl, 1, VHOST_SET_VRING_CALL),
+	SANDBOX_ALLOW_ARG(ioctl, 1, VHOST_GET_VRING_BASE),
+	SANDBOX_ALLOW_ARG(ioctl, 1, VHOST_NET_SET_BACKEND),
+	SANDBOX_ALLOW_ARG(ioctl, 1, VHOST_VSOCK_SET_RUNNING),
+	SANDBOX_ALLOW(write), /* irqfds, a queue's kick_fd at its stop */
+	SANDBOX_ALLOW(read),
+	SANDBOX_ALLOW(futex),
+	SANDBOX_ALLOW(mmap), /* malloc */
+	SANDBOX_ALLOW(munmap),
+	SANDBOX_ALLOW(mprotect),
+	SANDBOX_ALLOW(madvise),
+	SANDBOX_ALLOW(rt_sigprocmask), /* the thread's end */
+	SANDBOX_ALLOW(exit),
+};
+
+const struct sandbox_filter vp_worker_filter = {
+	.thread = "virtio-worker",
+	.rules = vp_worker_rules,
+	.nr_rules = ARRAY_SIZE(vp_worker_rules),
+};
+
 static void *vp_worker(void *arg)
 {
 	struct virtio_pci *vp = arg;
 	unsigned int work;
+	int err = sandbox_enter(&vp_worker_filter);
 
+	/* Unconfined, it does no work for the guest: the device never starts. */
+	if (err)
+		nkvm_err("%s: the transport's worker cannot enter the sandbox: %s", vp->vdev->name,
+			 strerror(-err));
 	pthread_mutex_lock(&vp->lock);
 	for (;;) {
 		while (!vp->work && !vp->worker_stop)
@@ -581,6 +694,12 @@ static void *vp_worker(void *arg)
 		vp->work = 0;
 		vp->worker_busy = true;
 		pthread_mutex_unlock(&vp->lock);
+#ifdef NKVM_TEST_HOOKS
+		if (sandbox_test_hook("virtio-worker", "forbidden"))
+			sandbox_test_forbidden_call();
+#endif
+		if (err)
+			work &= WORK_RESET;
 		if (work & WORK_ROUTES)
 			vp_do_routes(vp);
 		if (work & WORK_IOEVENTFD)
@@ -1153,6 +1272,23 @@ static int vp_add_msix(struct virtio_pci *vp)
 	return 0;
 }
 
+/* The queue threads are parked (the worker's last reset stopped them): they end. */
+static void vp_end_queue_threads(struct virtio_pci *vp)
+{
+	for (unsigned int i = 0; i < vp->vdev->nr_queues; i++) {
+		struct vp_queue *q = &vp->queues[i];
+
+		if (!q->thread_made)
+			continue;
+		pthread_mutex_lock(&q->park_lock);
+		q->quit = true;
+		pthread_cond_broadcast(&q->park_cond);
+		pthread_mutex_unlock(&q->park_lock);
+		pthread_join(q->thread, NULL);
+		q->thread_made = false;
+	}
+}
+
 int virtio_pci_create(struct virtio_pci **out, struct vm *vm, struct pci_bus *bus,
 		      struct irq_routing *irq, struct virtio_device *vdev)
 {
@@ -1203,6 +1339,8 @@ int virtio_pci_create(struct virtio_pci **out, struct vm *vm, struct pci_bus *bu
 		pthread_mutex_init(&q->lock, NULL);
 		q->size = vdev->queue_max_size;
 		q->msix_vector = VIRTIO_MSI_NO_VECTOR;
+		pthread_mutex_init(&q->park_lock, NULL);
+		pthread_cond_init(&q->park_cond, NULL);
 		q->kick_fd = eventfd(0, EFD_CLOEXEC);
 		if (q->kick_fd < 0)
 			return -errno;
@@ -1211,9 +1349,16 @@ int virtio_pci_create(struct virtio_pci **out, struct vm *vm, struct pci_bus *bu
 	if (err)
 		return err;
 	vp->worker_running = true;
-	err = pci_register_device(bus, &vp->pci);
-	if (err < 0)
+	for (unsigned int i = 0; i < vdev->nr_queues && !err; i++) {
+		err = -pthread_create(&vp->queues[i].thread, NULL, vp_queue_thread, &vp->queues[i]);
+		vp->queues[i].thread_made = !err;
+	}
+	if (!err)
+		err = pci_register_device(bus, &vp->pci);
+	if (err < 0) {
+		vp_end_queue_threads(vp);
 		return err;
+	}
 	*out = vp;
 	return 0;
 }
@@ -1238,6 +1383,7 @@ void virtio_pci_destroy(struct virtio_pci *vp)
 	pthread_mutex_unlock(&vp->lock);
 	pthread_join(vp->worker, NULL);
 	vp->worker_running = false;
+	vp_end_queue_threads(vp);
 }
 
 void virtio_pci_settle(struct virtio_pci *vp)
@@ -1274,6 +1420,8 @@ void virtio_pci_free(struct virtio_pci *vp)
 		if (vp->queues[i].kick_fd >= 0)
 			close(vp->queues[i].kick_fd);
 		pthread_mutex_destroy(&vp->queues[i].lock);
+		pthread_mutex_destroy(&vp->queues[i].park_lock);
+		pthread_cond_destroy(&vp->queues[i].park_cond);
 	}
 	pthread_mutex_destroy(&vp->lock);
 	pthread_mutex_destroy(&vp->intx_lock);

@@ -5,6 +5,8 @@
 
 #include "virtio/device.h"
 #include "virtio/pci.h"
+#include "lib/util.h"
+#include "sandbox/sandbox.h"
 #include "virtio/rng.h"
 
 #define RNG_QUEUE_SIZE 64
@@ -15,6 +17,19 @@ struct virtio_rng {
 	struct virtio_device vdev;
 	struct virtio_pci *transport;
 	struct virtq_chain chain;
+};
+
+/* virtio-rng's queue thread: getrandom fills the guest's buffers. */
+static const struct sandbox_rule rng_queue_rules[] = {
+	VIRTIO_QUEUE_RULES,
+	SANDBOX_ALLOW(getrandom),
+	SANDBOX_ALLOW_THREAD_BASICS,
+};
+
+const struct sandbox_filter rng_queue_filter = {
+	.thread = "rng-queue",
+	.rules = rng_queue_rules,
+	.nr_rules = ARRAY_SIZE(rng_queue_rules),
 };
 
 static uint32_t rng_fill(const struct virtq_chain *c)
@@ -60,6 +75,7 @@ int virtio_rng_create(struct virtio_rng **out, struct vm *vm, struct pci_bus *bu
 		return -ENOMEM;
 	rng->vdev = (struct virtio_device){
 		.ops = &rng_ops,
+		.queue_filter = &rng_queue_filter,
 		.name = "virtio-rng",
 		.device_id = VIRTIO_ID_RNG,
 		.host_features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |

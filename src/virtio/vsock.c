@@ -27,6 +27,7 @@
 #include "virtio/device.h"
 #include "virtio/pci.h"
 #include "virtio/vhost.h"
+#include "sandbox/sandbox.h"
 #include "virtio/vsock.h"
 #include "virtio/vsock_pkt.h"
 
@@ -87,10 +88,17 @@ struct virtio_vsock {
 	char *path;
 	int listen_fd, wake_fd;
 	bool bound; /* path is our socket, to remove at the end */
+	/*
+	 * The hybrid back end's thread, made with the device (on the main thread, during set-up)
+	 * so that it runs under its own filter, never under the transport worker's that starts
+	 * the device: it parks until vsock_start sets run, serves until stop, and parks again
+	 * (run cleared) for the next start after a reset; quit ends it.
+	 */
 	pthread_t thread;
-	bool thread_running;
+	bool thread_made, thread_running;
 	pthread_mutex_t lock;
-	bool stop;
+	pthread_cond_t park_cond;
+	bool stop, run, quit;
 	struct vsock_conn conns[VSOCK_MAX_CONNS];
 	struct vsock_rst rsts[VSOCK_RST_QUEUE];
 	unsigned int nr_rsts;
@@ -102,6 +110,33 @@ struct virtio_vsock {
 };
 
 /* --- connections ---------------------------------------------------------------------------- */
+
+/*
+ * The back end's calls, on the transmit queue's thread (a guest's connect: a socket to a
+ * socket=PATH_PORT listener, AF_UNIX only; its bytes, its shutdown) and on the device's own
+ * thread (accepting host connections, their bytes both ways, and waking on its eventfd).
+ */
+#define VSOCK_BACKEND_RULES                                                                  \
+	VIRTIO_QUEUE_RULES, SANDBOX_ALLOW_ARG(socket, 0, AF_UNIX), SANDBOX_ALLOW(connect),   \
+		SANDBOX_ALLOW(accept4), SANDBOX_ALLOW(sendmsg), SANDBOX_ALLOW(sendto),       \
+		SANDBOX_ALLOW(recvfrom), SANDBOX_ALLOW(shutdown), SANDBOX_ALLOW(close),      \
+		SANDBOX_ALLOW_THREAD_BASICS
+
+static const struct sandbox_rule vsock_rules[] = {
+	VSOCK_BACKEND_RULES,
+};
+
+const struct sandbox_filter vsock_queue_filter = {
+	.thread = "vsock-queue",
+	.rules = vsock_rules,
+	.nr_rules = ARRAY_SIZE(vsock_rules),
+};
+
+const struct sandbox_filter vsock_filter = {
+	.thread = "vsock",
+	.rules = vsock_rules,
+	.nr_rules = ARRAY_SIZE(vsock_rules),
+};
 
 static struct vsock_conn *conn_find(struct virtio_vsock *vs, uint32_t local, uint32_t peer)
 {
@@ -559,14 +594,13 @@ static bool vsock_control_ready(struct virtio_vsock *vs)
 	return any && rx_take(vs);
 }
 
-static void *vsock_thread(void *arg)
+/* The hybrid back end's work from a start to a reset (vs->stop). Called with vs->lock held. */
+static void vsock_serve_locked(struct virtio_vsock *vs)
 {
-	struct virtio_vsock *vs = arg;
 	struct pollfd pfd[2 + VSOCK_MAX_CONNS];
 	uint64_t count;
 	int timeout;
 
-	pthread_mutex_lock(&vs->lock);
 	while (!vs->stop) {
 		vsock_pump(vs);
 		pfd[0] = (struct pollfd){ .fd = vs->wake_fd, .events = POLLIN };
@@ -587,6 +621,31 @@ static void *vsock_thread(void *arg)
 			/* EAGAIN: another reader took it; nothing else can fail on our eventfd. */
 		}
 		pthread_mutex_lock(&vs->lock);
+	}
+}
+
+static void *vsock_thread(void *arg)
+{
+	struct virtio_vsock *vs = arg;
+	int err = sandbox_enter(&vsock_filter);
+
+	if (err)
+		nkvm_err("%s: cannot enter the sandbox: %s", vs->vdev.name, strerror(-err));
+#ifdef NKVM_TEST_HOOKS
+	if (!err && sandbox_test_hook("vsock", "forbidden"))
+		sandbox_test_forbidden_call();
+#endif
+	pthread_mutex_lock(&vs->lock);
+	for (;;) {
+		while (!vs->run && !vs->quit)
+			pthread_cond_wait(&vs->park_cond, &vs->lock);
+		if (vs->quit)
+			break;
+		/* Unconfined, it touches no guest packet. */
+		if (!err)
+			vsock_serve_locked(vs);
+		vs->run = false;
+		pthread_cond_broadcast(&vs->park_cond);
 	}
 	pthread_mutex_unlock(&vs->lock);
 	return NULL;
@@ -647,16 +706,16 @@ static int vsock_start_vhost(struct virtio_vsock *vs)
 static int vsock_start(struct virtio_device *vdev)
 {
 	struct virtio_vsock *vs = (struct virtio_vsock *)vdev;
-	int r;
 
 	if (vs->vhost_fd >= 0)
 		return vsock_start_vhost(vs);
+	if (!vs->thread_made)
+		return -ESRCH;
+	pthread_mutex_lock(&vs->lock);
 	vs->stop = false;
-	r = pthread_create(&vs->thread, NULL, vsock_thread, vs);
-	if (r) {
-		nkvm_err("%s: cannot start its thread: %s", vdev->name, strerror(r));
-		return -r;
-	}
+	vs->run = true;
+	pthread_cond_broadcast(&vs->park_cond);
+	pthread_mutex_unlock(&vs->lock);
 	vs->thread_running = true;
 	return 0;
 }
@@ -683,7 +742,10 @@ static void vsock_reset(struct virtio_device *vdev)
 		vs->stop = true;
 		pthread_mutex_unlock(&vs->lock);
 		eventfd_signal(vs->wake_fd);
-		pthread_join(vs->thread, NULL);
+		pthread_mutex_lock(&vs->lock);
+		while (vs->run)
+			pthread_cond_wait(&vs->park_cond, &vs->lock);
+		pthread_mutex_unlock(&vs->lock);
 		vs->thread_running = false;
 	}
 	for (unsigned int i = 0; i < VSOCK_MAX_CONNS; i++)
@@ -797,8 +859,10 @@ int virtio_vsock_create(struct virtio_vsock **out, struct vm *vm, struct pci_bus
 	for (unsigned int i = 0; i < VSOCK_MAX_CONNS; i++)
 		vs->conns[i].fd = -1;
 	pthread_mutex_init(&vs->lock, NULL);
+	pthread_cond_init(&vs->park_cond, NULL);
 	vs->vdev = (struct virtio_device){
 		.ops = &vsock_ops,
+		.queue_filter = &vsock_queue_filter,
 		.name = "virtio-vsock",
 		.device_id = VIRTIO_ID_VSOCK,
 		.host_features = VSOCK_FEATURES,
@@ -814,6 +878,12 @@ int virtio_vsock_create(struct virtio_vsock **out, struct vm *vm, struct pci_bus
 		vs->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (vs->wake_fd < 0)
 			r = err_set(err, errlen, -errno, "eventfd: %s", strerror(errno));
+	}
+	if (!r && vs->vhost_fd < 0) {
+		r = -pthread_create(&vs->thread, NULL, vsock_thread, vs);
+		vs->thread_made = !r;
+		if (r)
+			err_set(err, errlen, r, "cannot start its thread: %s", strerror(-r));
 	}
 	if (!r) {
 		r = virtio_pci_create(&vs->transport, vm, bus, irq, &vs->vdev);
@@ -836,6 +906,13 @@ void virtio_vsock_destroy(struct virtio_vsock *vs)
 	/* The transport resets the device (our reset stops the thread) and takes it off the bus. */
 	virtio_pci_free(vs->transport);
 	vsock_reset(&vs->vdev);
+	if (vs->thread_made) {
+		pthread_mutex_lock(&vs->lock);
+		vs->quit = true;
+		pthread_cond_broadcast(&vs->park_cond);
+		pthread_mutex_unlock(&vs->lock);
+		pthread_join(vs->thread, NULL);
+	}
 	if (vs->bound)
 		unlink(vs->path);
 	if (vs->listen_fd >= 0)
@@ -846,5 +923,6 @@ void virtio_vsock_destroy(struct virtio_vsock *vs)
 		close(vs->wake_fd);
 	free(vs->path);
 	pthread_mutex_destroy(&vs->lock);
+	pthread_cond_destroy(&vs->park_cond);
 	free(vs);
 }

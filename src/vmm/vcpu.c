@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "lib/util.h"
 #include "vmm/vcpu.h"
+#include "sandbox/sandbox.h"
 #include "vmm/vm.h"
 
 /* The UAPI's KVM_COALESCED_MMIO_MAX counts entries in a page: x86's. */
@@ -178,11 +180,44 @@ enum vcpu_exit_action vcpu_handle_exit(struct vcpu *vcpu, struct kvm_run *run)
 	}
 }
 
+/*
+ * KVM_RUN and what the exit path's devices do: an interrupt line (KVM_IRQ_LINE: the UART, INTx),
+ * eventfd and irqfd writes (kicks without an ioeventfd, MSI-X, the UART's output and a stop for
+ * the main loop), waking the virtio-pci worker; the kick signal's return; the stats' clock.
+ */
+static const struct sandbox_rule vcpu_rules[] = {
+	SANDBOX_ALLOW_ARG(ioctl, 1, KVM_RUN),
+	SANDBOX_ALLOW_ARG(ioctl, 1, KVM_IRQ_LINE),
+	SANDBOX_ALLOW(write),
+	SANDBOX_ALLOW(rt_sigreturn),
+	SANDBOX_ALLOW(clock_gettime),
+	SANDBOX_ALLOW_THREAD_BASICS,
+};
+
+const struct sandbox_filter vcpu_filter = {
+	.thread = "vcpu",
+	.rules = vcpu_rules,
+	.nr_rules = ARRAY_SIZE(vcpu_rules),
+};
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
 	struct vm *vm = vcpu->vm;
 	sigset_t kick;
+	int err = sandbox_enter(&vcpu_filter);
+
+	/* Unconfined, it does not run the guest. */
+	if (err) {
+		nkvm_err("vcpu %u: cannot enter the sandbox: %s", vcpu->id, strerror(-err));
+		vm_request_stop(vm, 1);
+		vcpu_thread_exit(vcpu);
+		return NULL;
+	}
+#ifdef NKVM_TEST_HOOKS
+	if (sandbox_test_hook("vcpu", "forbidden"))
+		sandbox_test_forbidden_call();
+#endif
 
 	sigemptyset(&kick);
 	sigaddset(&kick, VCPU_KICK_SIGNAL);

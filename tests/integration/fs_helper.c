@@ -8,10 +8,14 @@
  *   fs_helper openmany PATH N SECONDS     (opens PATH N times and holds them, printing
  *                                           "held K failed F" first; then closes all and
  *                                           opens it once more: "reopen ok")
+ *   fs_helper runas UID:GID PROG ARGS...   (no groups, that gid and uid, then PROG: the --user
+ *                                           tests' unprivileged client; busybox has no setpriv
+ *                                           --reuid)
  * Exit status 0, or 1 with the errno's text on stderr.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,9 +112,19 @@ int main(int argc, char **argv)
 			return fail(argv[2]);
 		return close(fd) < 0 ? fail(argv[2]) : 0;
 	}
+	if (argc >= 4 && !strcmp(argv[1], "runas")) {
+		unsigned int uid, gid;
+
+		if (sscanf(argv[2], "%u:%u", &uid, &gid) != 2)
+			return fail("runas: UID:GID");
+		if (setgroups(0, NULL) || setgid(gid) || setuid(uid))
+			return fail("runas");
+		execvp(argv[3], argv + 3);
+		return fail(argv[3]);
+	}
 	if (argc == 5 && !strcmp(argv[1], "openmany"))
 		return openmany(argv[2], atol(argv[3]), atoi(argv[4]));
 	fprintf(stderr,
-		"usage: fs_helper setxattr|getxattr|listxattr|mmapwrite|fsync|openmany ...\n");
+		"usage: fs_helper setxattr|getxattr|listxattr|mmapwrite|fsync|openmany|runas ...\n");
 	return 2;
 }

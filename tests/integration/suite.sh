@@ -1992,6 +1992,220 @@ test_detach_console_replays_output_and_takes_input() {
 	fi
 }
 
+# --- Landlock and --user (issue 19; NKVM_HOOKS is set with the sandbox tests below) ---
+# The test build's FUSE server opens "/" on a LOOKUP of open-outside (src/fs/fs_ops_entry.c):
+# with the sandbox on, Landlock refuses it (EACCES reaches the guest's cat) and the guest goes
+# on reading the share; with it off, the open works and the lookup says ENOENT.
+test_landlock_open_outside_is_eacces_guest_runs_on() {
+	d=$tmp/ll
+	rm -rf "$d" && mkdir -p "$d" && echo inside >"$d/in.txt"
+	save=$NKVM
+	NKVM=$NKVM_HOOKS
+	export NKVM_TEST_HOOK=fs-queue:open-outside
+	run_guest "$tmp/ll-on" --share "$d,tag=ll" -- sh -c \
+		'cat /mnt/ll/open-outside; echo "after: $(cat /mnt/ll/in.txt)"'
+	rc_on=$rc
+	run_guest "$tmp/ll-off" --sandbox=off --share "$d,tag=ll" -- sh -c \
+		'cat /mnt/ll/open-outside; echo "after: $(cat /mnt/ll/in.txt)"'
+	rc_off=$rc
+	unset NKVM_TEST_HOOK
+	NKVM=$save
+	if [ ! -x "$NKVM_HOOKS" ]; then
+		fail landlock_open_outside_is_eacces_guest_runs_on "no $NKVM_HOOKS (make build/nkvm-hooks)"
+	elif [ "$rc_on" -ne 0 ] || ! grep -q 'open-outside.*Permission denied' "$tmp/ll-on" ||
+		! has_line "$tmp/ll-on" "after: inside"; then
+		fail landlock_open_outside_is_eacces_guest_runs_on "sandbox on: status $rc_on" "$tmp/ll-on"
+	elif [ "$rc_off" -ne 0 ] || ! grep -q 'open-outside.*No such file' "$tmp/ll-off" ||
+		! has_line "$tmp/ll-off" "after: inside"; then
+		fail landlock_open_outside_is_eacces_guest_runs_on "sandbox off: status $rc_off" "$tmp/ll-off"
+	else
+		pass landlock_open_outside_is_eacces_guest_runs_on
+	fi
+}
+
+# --user without root, and a user that does not exist: one line each, status 2.
+test_user_refused_without_root_or_unknown() {
+	"$FS_HELPER" runas 65534:65534 "$NKVM" run --user 1:1 -- true </dev/null >"$tmp/ur.out" \
+		2>"$tmp/ur.err"
+	rc_nr=$?
+	"$NKVM" run --user no-such-user-nkvm -- true </dev/null >"$tmp/uu.out" 2>"$tmp/uu.err"
+	rc_nu=$?
+	if [ "$rc_nr" -ne 2 ] || [ "$(wc -l <"$tmp/ur.err")" -ne 1 ] ||
+		! grep -q '^nkvm: --user 1:1: only root can change to another user' "$tmp/ur.err"; then
+		fail user_refused_without_root_or_unknown "not root: status $rc_nr" "$tmp/ur.err"
+	elif [ "$rc_nu" -ne 2 ] || [ "$(wc -l <"$tmp/uu.err")" -ne 1 ] ||
+		! grep -q '^nkvm: --user no-such-user-nkvm: no such user' "$tmp/uu.err"; then
+		fail user_refused_without_root_or_unknown "unknown user: status $rc_nu" "$tmp/uu.err"
+	else
+		pass user_refused_without_root_or_unknown
+	fi
+}
+
+# Root starts a guest with a TAP NIC (vhost-net where the test host has it) and a share, and
+# --user 65534:65534: the running nkvm has that uid and no capability, the guest's file in the
+# share is the user's, vm.info answers root (through its link in /run/nkvm) and the user (nkvm
+# list as the user), the user's nkvm stop ends it, and nothing is left behind.
+test_user_runs_guest_as_that_user() {
+	u=65534
+	d=$tmp/user-share
+	rm -rf "$d" && mkdir -p "$d" && chown "$u:$u" "$d"
+	net_start "$tmp/user" --user "$u:$u" --name it-user \
+		-n "tap,host_ip=$NET_HOST/24,guest_ip=$NET_GUEST/24" --share "$d,tag=us" -- sh -c \
+		'echo written >/mnt/us/by-guest && echo WROTE; ip link show eth0 | grep -q UP &&
+		echo NIC-UP; sleep 600'
+	why=
+	net_wait_line "$tmp/user.raw" WROTE 240 || why="the guest did not write its file"
+	pid=$("$NKVM" list --json 2>/dev/null | jq -r '.[] | select(.name == "it-user") | .pid')
+	status=$(cat "/proc/${pid:-0}/status" 2>/dev/null)
+	ids=$(printf '%s\n' "$status" | sed -n 's/^Uid:[[:space:]]*//p' | tr -s '\t ' ' ')
+	cap=$(printf '%s\n' "$status" | sed -n 's/^CapEff:[[:space:]]*//p')
+	"$NKVM" stat it-user >"$tmp/user.stat" 2>&1 || why=${why:-"root's nkvm stat: status $?"}
+	env -u XDG_RUNTIME_DIR "$FS_HELPER" runas "$u:$u" "$NKVM" list >"$tmp/user.list" 2>&1
+	grep -q '^it-user ' "$tmp/user.list" || why=${why:-"the user's nkvm list lacks it-user"}
+	env -u XDG_RUNTIME_DIR "$FS_HELPER" runas "$u:$u" "$NKVM" stop it-user \
+		>"$tmp/user.stop" 2>&1 || why=${why:-"the user's nkvm stop: status $?"}
+	net_wait
+	"$NKVM" list >"$tmp/user.after" 2>&1
+	owner=$(stat -c %u:%g "$d/by-guest" 2>/dev/null)
+	if [ -n "$why" ]; then
+		cat "$tmp/user.stat" "$tmp/user.list" "$tmp/user.stop" >>"$tmp/user"
+		fail user_runs_guest_as_that_user "$why" "$tmp/user"
+	elif [ "$ids" != "$u $u $u $u" ] || [ "$cap" != 0000000000000000 ]; then
+		fail user_runs_guest_as_that_user "pid ${pid:-none}: Uid $ids, CapEff $cap" "$tmp/user"
+	elif [ "$owner" != "$u:$u" ] || ! has_line "$tmp/user" NIC-UP; then
+		fail user_runs_guest_as_that_user "share file owner ${owner:-none}, or no NIC" "$tmp/user"
+	elif [ "$rc" -ne 0 ] || grep -q '^it-user ' "$tmp/user.after" || [ -e "/tmp/nkvm-$u/it-user.sock" ] ||
+		[ -L /run/nkvm/it-user.sock ] || [ -n "$(net_taps)" ]; then
+		fail user_runs_guest_as_that_user "after stop: status $rc, or a socket, link or TAP left" \
+			"$tmp/user"
+	else
+		pass user_runs_guest_as_that_user
+	fi
+}
+
+# --- the sandbox (issue 19): each thread type's filter traps what its list does not allow ---
+
+# The test build (make build/nkvm-hooks): NKVM_TEST_HOOK=TYPE:forbidden makes one thread of that
+# type make a call outside its list (ptrace) once it is confined.
+NKVM_HOOKS=${NKVM_HOOKS:-build/nkvm-hooks}
+SANDBOX_REPORT="made forbidden system call ptrace (101)"
+
+# sandbox_case NAME TYPE [run arguments]: with the hook in TYPE, nkvm ends with status 159 and
+# one report line naming TYPE and ptrace; with --sandbox=off the same run survives (the guest's
+# command runs, its status 0 returns) and nkvm says the sandbox is off.
+sandbox_case() {
+	name=$1
+	type=$2
+	shift 2
+	[ -x "$NKVM_HOOKS" ] || {
+		fail "$name" "no $NKVM_HOOKS: make build/nkvm-hooks"
+		return
+	}
+	saved_nkvm=$NKVM
+	NKVM=$NKVM_HOOKS
+	export NKVM_TEST_HOOK="$type:forbidden"
+	run_guest "$tmp/sb-on" "$@" -- sh -c 'echo sandbox-guest-ran'
+	rc_on=$rc
+	run_guest "$tmp/sb-off" --sandbox=off "$@" -- sh -c 'echo sandbox-guest-ran'
+	rc_off=$rc
+	unset NKVM_TEST_HOOK
+	NKVM=$saved_nkvm
+	if [ "$rc_on" -ne 159 ] || ! has_line "$tmp/sb-on" "nkvm: sandbox: thread $type $SANDBOX_REPORT"; then
+		fail "$name" "sandbox on: status $rc_on (want 159) or no report naming $type" "$tmp/sb-on"
+	elif [ "$rc_off" -ne 0 ] || ! has_line "$tmp/sb-off" sandbox-guest-ran ||
+		! grep -q '^nkvm: sandbox: off' "$tmp/sb-off"; then
+		fail "$name" "--sandbox=off: status $rc_off, or the guest did not run" "$tmp/sb-off"
+	else
+		pass "$name"
+	fi
+}
+
+test_sandbox_vcpu_forbidden_call_ends_nkvm() {
+	sandbox_case sandbox_vcpu_forbidden_call_ends_nkvm vcpu
+}
+
+test_sandbox_main_forbidden_call_ends_nkvm() {
+	sandbox_case sandbox_main_forbidden_call_ends_nkvm main
+}
+
+# The default balloon's DRIVER_OK and MSI-X routes are the transport worker's work.
+test_sandbox_virtio_worker_forbidden_call_ends_nkvm() {
+	sandbox_case sandbox_virtio_worker_forbidden_call_ends_nkvm virtio-worker
+}
+
+test_sandbox_balloon_queue_forbidden_call_ends_nkvm() {
+	sandbox_case sandbox_balloon_queue_forbidden_call_ends_nkvm balloon-queue
+}
+
+test_sandbox_rng_queue_forbidden_call_ends_nkvm() {
+	sandbox_case sandbox_rng_queue_forbidden_call_ends_nkvm rng-queue --rng
+}
+
+test_sandbox_console_queue_forbidden_call_ends_nkvm() {
+	sandbox_case sandbox_console_queue_forbidden_call_ends_nkvm console-queue --console virtio
+}
+
+test_sandbox_blk_threads_forbidden_calls_end_nkvm() {
+	truncate -s 16M "$tmp/sb.raw"
+	sandbox_case sandbox_blk_queue_forbidden_call_ends_nkvm blk-queue -d "$tmp/sb.raw"
+	sandbox_case sandbox_blk_threads_forbidden_call_ends_nkvm blk-threads \
+		-d "$tmp/sb.raw,engine=threads"
+	sandbox_case sandbox_blk_aio_forbidden_call_ends_nkvm blk-aio \
+		-d "$tmp/sb.raw,engine=aio,cache=none"
+	sandbox_case sandbox_blk_uring_forbidden_call_ends_nkvm blk-uring \
+		-d "$tmp/sb.raw,engine=io_uring"
+}
+
+test_sandbox_net_threads_forbidden_calls_end_nkvm() {
+	sandbox_case sandbox_net_queue_forbidden_call_ends_nkvm net-queue -n user
+	sandbox_case sandbox_net_user_forbidden_call_ends_nkvm net-user -n user
+}
+
+test_sandbox_fs_queue_forbidden_call_ends_nkvm() {
+	mkdir -p "$tmp/sb-share"
+	sandbox_case sandbox_fs_queue_forbidden_call_ends_nkvm fs-queue --share "$tmp/sb-share,tag=sb"
+}
+
+test_sandbox_vsock_threads_forbidden_calls_end_nkvm() {
+	sandbox_case sandbox_vsock_forbidden_call_ends_nkvm vsock --vsock 9,socket="$tmp/sb-vs.sock"
+	sandbox_case sandbox_vsock_queue_forbidden_call_ends_nkvm vsock-queue \
+		--vsock 9,socket="$tmp/sb-vs.sock"
+}
+
+# The API's thread confines itself at its first connection: `nkvm stat` is one.
+sandbox_api_run() {
+	out=$1
+	shift
+	"$NKVM_HOOKS" run --name it-sb-api "$@" -- sh -c \
+		'echo guest-up; sleep 20; echo sandbox-guest-ran' </dev/null >"$out.raw" 2>&1 &
+	pa=$!
+	wait_for_line "$out.raw" 180 '^guest-up' && "$NKVM" stat it-sb-api >"$out.stat" 2>&1
+	wait "$pa"
+	rc=$?
+	tr -d '\r' <"$out.raw" >"$out"
+}
+
+test_sandbox_api_forbidden_call_ends_nkvm() {
+	[ -x "$NKVM_HOOKS" ] || {
+		fail sandbox_api_forbidden_call_ends_nkvm "no $NKVM_HOOKS: make build/nkvm-hooks"
+		return
+	}
+	export NKVM_TEST_HOOK=api:forbidden
+	sandbox_api_run "$tmp/sba-on"
+	rc_on=$rc
+	sandbox_api_run "$tmp/sba-off" --sandbox=off
+	rc_off=$rc
+	unset NKVM_TEST_HOOK
+	if [ "$rc_on" -ne 159 ] || ! has_line "$tmp/sba-on" "nkvm: sandbox: thread api $SANDBOX_REPORT"; then
+		fail sandbox_api_forbidden_call_ends_nkvm "sandbox on: status $rc_on (want 159)" "$tmp/sba-on"
+	elif [ "$rc_off" -ne 0 ] || ! has_line "$tmp/sba-off" sandbox-guest-ran ||
+		! grep -q '^state:' "$tmp/sba-off.stat"; then
+		fail sandbox_api_forbidden_call_ends_nkvm "--sandbox=off: status $rc_off" "$tmp/sba-off"
+	else
+		pass sandbox_api_forbidden_call_ends_nkvm
+	fi
+}
+
 all_tests="test_bad_input test_command_output_and_status test_command_output_is_clean \
 	test_exit_status_propagates test_missing_command_is_127 test_arguments_survive_quoting \
 	test_kernel_version test_nproc_matches_cpus test_every_cpu_online test_tsc_deadline_timer \
@@ -2023,7 +2237,15 @@ all_tests="test_bad_input test_command_output_and_status test_command_output_is_
 	test_debug_prints_registers_and_sends_sysrq test_detach_console_replays_output_and_takes_input \
 	test_pvh_vmlinux_smp_memory_cmdline_initrd_status test_bzimage_with_k_boots_as_bzimage \
 	test_pvh_bad_elf_kernels \
-	test_lean_disk_driver_only_with_a_disk test_lean_each_device_gets_its_modules"
+	test_lean_disk_driver_only_with_a_disk test_lean_each_device_gets_its_modules \
+	test_landlock_open_outside_is_eacces_guest_runs_on test_user_refused_without_root_or_unknown \
+	test_user_runs_guest_as_that_user \
+	test_sandbox_vcpu_forbidden_call_ends_nkvm test_sandbox_main_forbidden_call_ends_nkvm \
+	test_sandbox_virtio_worker_forbidden_call_ends_nkvm \
+	test_sandbox_balloon_queue_forbidden_call_ends_nkvm test_sandbox_rng_queue_forbidden_call_ends_nkvm \
+	test_sandbox_console_queue_forbidden_call_ends_nkvm test_sandbox_blk_threads_forbidden_calls_end_nkvm \
+	test_sandbox_net_threads_forbidden_calls_end_nkvm test_sandbox_fs_queue_forbidden_call_ends_nkvm \
+	test_sandbox_vsock_threads_forbidden_calls_end_nkvm test_sandbox_api_forbidden_call_ends_nkvm"
 if [ "${1:-}" = --list ]; then
 	echo $all_tests
 	exit 0

@@ -299,6 +299,50 @@ static void test_missing_socket_is_enoent(void **state)
 	assert_int_equal(api_call(sock, "GET", "vm.info", &r, err, sizeof(err)), -ENOENT);
 }
 
+/* --user: root's symlink reaches the user's socket; one left by an ended guest is replaced. */
+static void test_root_link_reaches_a_live_guest_and_a_stale_one_is_replaced(void **state)
+{
+	char target[300], other[300];
+	int fd, c;
+
+	snprintf(target, sizeof(target), "%s/user.sock", dir);
+	snprintf(other, sizeof(other), "%s/other.sock", dir);
+	fd = api_sock_listen(target);
+	assert_true(fd >= 0);
+	assert_int_equal(api_sock_link(sock, target), 0);
+	c = api_sock_connect(sock);
+	assert_true(c >= 0);
+	close(c);
+	/* Live: the name is taken, for a link as for a socket. */
+	assert_int_equal(api_sock_link(sock, other), -EADDRINUSE);
+	assert_int_equal(api_sock_listen(sock), -EADDRINUSE);
+	close(fd);
+	unlink(target); /* the guest ended; root's link dangles */
+	assert_int_equal(api_sock_link(sock, other), 0);
+	/* And a root guest may take the name over a dangling link. */
+	fd = api_sock_listen(sock);
+	assert_true(fd >= 0);
+	close(fd);
+}
+
+static void test_dir_made_for_a_user_is_handed_over_and_anothers_refused(void **state)
+{
+	const char *d = fx_dir_path(dir, "user");
+	struct stat st;
+
+	if (geteuid() != 0)
+		skip();
+	assert_int_equal(api_sock_dir_make_for(d, 65534, 65534), 0);
+	assert_int_equal(lstat(d, &st), 0);
+	assert_int_equal(st.st_uid, 65534);
+	assert_int_equal(st.st_gid, 65534);
+	assert_int_equal(st.st_mode & 0777, 0700);
+	assert_int_equal(api_sock_dir_make_for(d, 65534, 65534), 0);
+	/* Another user's directory is never taken over. */
+	assert_int_equal(api_sock_dir_make_for(d, 4242, 4242), -EPERM);
+	rmdir(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -321,6 +365,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dir_made_0700_and_open_dir_refused, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_missing_socket_is_enoent, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_root_link_reaches_a_live_guest_and_a_stale_one_is_replaced, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_dir_made_for_a_user_is_handed_over_and_anothers_refused, setup,
+			teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

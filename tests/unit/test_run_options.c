@@ -195,6 +195,51 @@ static void test_detach_is_off_unless_asked(void **state)
 	assert_int_equal(parse(&o, err, "--detach=1", NULL), -1);
 }
 
+/* --user: none by default; a name's ids from passwd; UID:GID as given. */
+static void test_user_takes_a_name_or_uid_gid(void **state)
+{
+	struct run_options o;
+	char err[256];
+
+	assert_int_equal(parse(&o, err, NULL), 0);
+	assert_null(o.user_arg);
+	assert_int_equal(parse(&o, err, "--user", "nobody", NULL), 0);
+	assert_string_equal(o.user_arg, "nobody");
+	assert_int_equal(o.user.uid, 65534);
+	assert_int_equal(o.user.gid, 65534);
+	assert_int_equal(parse(&o, err, "--user=1000:100", NULL), 0);
+	assert_int_equal(o.user.uid, 1000);
+	assert_int_equal(o.user.gid, 100);
+}
+
+/* Refused while parsing, so `nkvm run` says it in one line and exits 2 before opening anything. */
+static void test_unknown_user_is_a_one_line_error(void **state)
+{
+	struct run_options o;
+	char err[256];
+
+	assert_int_equal(parse(&o, err, "--user", "no-such-user-nkvm", NULL), -1);
+	assert_string_equal(err, "--user no-such-user-nkvm: no such user (give a name or UID:GID)");
+	assert_int_equal(parse(&o, err, "--user", "12:", NULL), -1);
+	assert_string_equal(err, "--user 12:: give a user name or UID:GID");
+	assert_int_equal(parse(&o, err, "--user", "root", NULL), -1);
+}
+
+static void test_sandbox_is_on_unless_turned_off(void **state)
+{
+	struct run_options o;
+	char err[256];
+
+	assert_int_equal(parse(&o, err, "--", "true", NULL), 0);
+	assert_int_equal(o.sandbox, SANDBOX_ON);
+	assert_int_equal(parse(&o, err, "--sandbox=off", NULL), 0);
+	assert_int_equal(o.sandbox, SANDBOX_OFF);
+	assert_int_equal(parse(&o, err, "--sandbox", "on", NULL), 0);
+	assert_int_equal(o.sandbox, SANDBOX_ON);
+	assert_int_equal(parse(&o, err, "--sandbox=maybe", NULL), -1);
+	assert_string_equal(err, "--sandbox maybe: say on or off");
+}
+
 static void test_disk_options(void **state)
 {
 	struct run_options o;
@@ -389,6 +434,9 @@ int main(void)
 		cmocka_unit_test(test_stray_argument_needs_double_dash),
 		cmocka_unit_test(test_bad_names_rejected),
 		cmocka_unit_test(test_detach_is_off_unless_asked),
+		cmocka_unit_test(test_sandbox_is_on_unless_turned_off),
+		cmocka_unit_test(test_user_takes_a_name_or_uid_gid),
+		cmocka_unit_test(test_unknown_user_is_a_one_line_error),
 		cmocka_unit_test(test_disk_options),
 		cmocka_unit_test(test_disk_format_engine_and_cache_size_are_enum_values),
 		cmocka_unit_test(test_disk_option_errors),
