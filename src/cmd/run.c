@@ -463,6 +463,8 @@ static const struct sandbox_rule main_rules[] = {
 	SANDBOX_ALLOW(getpid), /* pthread_kill */
 	SANDBOX_ALLOW(tgkill),
 	SANDBOX_ALLOW_ARG(ioctl, 1, TCSETSF), /* term_restore */
+	SANDBOX_ALLOW_ARG(ioctl, 1, KVM_GET_REGS), /* a vCPU's state after a triple fault */
+	SANDBOX_ALLOW_ARG(ioctl, 1, KVM_GET_SREGS),
 	SANDBOX_ALLOW(pread64), /* a disk's metadata, at its close */
 	SANDBOX_ALLOW(pwrite64),
 	SANDBOX_ALLOW(pwritev),
@@ -537,6 +539,7 @@ static int run_machine(struct machine *m)
 	 * filters would forbid). Then the threads confine themselves, and so does this one.
 	 */
 	sandbox_release();
+	run_api_confine(&m->api);
 	if (err) {
 		nkvm_err("cannot start vCPU threads: %s", strerror(-err));
 		vm_request_stop(&m->vm, 1);
