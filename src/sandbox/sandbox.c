@@ -154,6 +154,7 @@ static int add_rules(scmp_filter_ctx ctx, const struct sandbox_rule *rules, size
 int sandbox_enter(const struct sandbox_filter *f)
 {
 	scmp_filter_ctx ctx;
+	sigset_t sys;
 	int err;
 
 	thread_name = f->thread;
@@ -163,6 +164,13 @@ int sandbox_enter(const struct sandbox_filter *f)
 	while (!released)
 		pthread_cond_wait(&release_cond, &release_lock);
 	pthread_mutex_unlock(&release_lock);
+	/*
+	 * A trap's SIGSYS must reach the handler: blocked (as in the I/O engines' threads, which
+	 * block nearly every signal), the kernel would kill the process without the report.
+	 */
+	sigemptyset(&sys);
+	sigaddset(&sys, SIGSYS);
+	pthread_sigmask(SIG_UNBLOCK, &sys, NULL);
 	/* Landlock and an unprivileged seccomp filter both need it; it holds for the process. */
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return -errno;
