@@ -1958,6 +1958,7 @@ test_sandbox_vsock_threads_forbidden_calls_end_nkvm() {
 sandbox_api_run() {
 	out=$1
 	shift
+	: >"$out.raw"
 	"$NKVM_HOOKS" run --name it-sb-api "$@" -- sh -c \
 		'echo guest-up; sleep 20; echo sandbox-guest-ran' </dev/null >"$out.raw" 2>&1 &
 	pa=$!
