@@ -463,7 +463,8 @@ static const struct sandbox_rule main_rules[] = {
 	SANDBOX_ALLOW(getpid), /* pthread_kill */
 	SANDBOX_ALLOW(tgkill),
 	SANDBOX_ALLOW_ARG(ioctl, 1, KVM_IRQ_LINE), /* input for the UART (or virtio-console) */
-	SANDBOX_ALLOW_ARG(ioctl, 1, TCSETSF), /* term_restore */
+	SANDBOX_ALLOW_ARG(ioctl, 1, TCGETS), /* term_restore: glibc's tcsetattr reads first */
+	SANDBOX_ALLOW_ARG(ioctl, 1, TCSETSF),
 	SANDBOX_ALLOW_ARG(ioctl, 1, KVM_GET_REGS), /* a vCPU's state after a triple fault */
 	SANDBOX_ALLOW_ARG(ioctl, 1, KVM_GET_SREGS),
 	SANDBOX_ALLOW(pread64), /* a disk's metadata, at its close */
