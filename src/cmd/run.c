@@ -2,6 +2,7 @@
 /* `nkvm run`: build the machine, boot the kernel, run until the guest stops. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/vhost.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -467,6 +468,7 @@ static const struct sandbox_rule main_rules[] = {
 	SANDBOX_ALLOW_ARG(ioctl, 1, TCSETSF),
 	SANDBOX_ALLOW_ARG(ioctl, 1, KVM_GET_REGS), /* a vCPU's state after a triple fault */
 	SANDBOX_ALLOW_ARG(ioctl, 1, KVM_GET_SREGS),
+	SANDBOX_ALLOW_ARG(ioctl, 1, VHOST_NET_SET_BACKEND), /* vhost-net's rings let go, at the end */
 	SANDBOX_ALLOW(pread64), /* a disk's metadata, at its close */
 	SANDBOX_ALLOW(pwrite64),
 	SANDBOX_ALLOW(pwritev),
@@ -477,7 +479,6 @@ static const struct sandbox_rule main_rules[] = {
 	SANDBOX_ALLOW(io_destroy),
 	SANDBOX_ALLOW(getrusage), /* NKVM_STATS */
 	SANDBOX_ALLOW(mincore),
-	SANDBOX_ALLOW(brk),
 	SANDBOX_ALLOW_THREAD_BASICS,
 };
 

@@ -70,6 +70,7 @@ static const struct sandbox_rule fs_queue_rules[] = {
 	SANDBOX_ALLOW(linkat),
 	SANDBOX_ALLOW(unlinkat),
 	SANDBOX_ALLOW(renameat2),
+	SANDBOX_ALLOW(renameat), /* glibc's renameat2 without flags */
 	SANDBOX_ALLOW(readlinkat),
 	SANDBOX_ALLOW(faccessat),
 	SANDBOX_ALLOW(faccessat2),
