@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <linux/audit.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -14,6 +15,7 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/util.h"
@@ -97,6 +99,14 @@ int sandbox_init(enum sandbox_mode mode)
 	if (getenv("NKVM_SANDBOX_LOG"))
 		default_action = SCMP_ACT_LOG;
 #endif
+	/*
+	 * What glibc would load later, from whichever thread first needs it, by opening a file a
+	 * confined thread may not: the time zone (/etc/localtime, for libmicrohttpd's dates), and
+	 * malloc's arena limit (/sys/devices/system/cpu/online, at a thread's first new arena;
+	 * seen: 'thread api made forbidden system call openat'). The limit set is glibc's default.
+	 */
+	tzset();
+	mallopt(M_ARENA_MAX, 8 * (int)sysconf(_SC_NPROCESSORS_ONLN));
 	for (int nr = 0; nr < SANDBOX_MAX_NR; nr++)
 		if (!syscall_names[nr])
 			syscall_names[nr] = seccomp_syscall_resolve_num_arch(SCMP_ARCH_X86_64, nr);
