@@ -207,6 +207,7 @@ void disk_queue_close(struct disk_queue *q);
 	IO_EXECUTE_RULES, SANDBOX_ALLOW(ftruncate), SANDBOX_ALLOW(ppoll), SANDBOX_ALLOW(eventfd2), \
 		SANDBOX_ALLOW(io_setup), SANDBOX_ALLOW(io_destroy), SANDBOX_ALLOW(io_submit),      \
 		SANDBOX_ALLOW(io_getevents), SANDBOX_ALLOW(io_uring_setup),                        \
-		SANDBOX_ALLOW(io_uring_enter), SANDBOX_ALLOW(io_uring_register), SANDBOX_ALLOW(close)
+		SANDBOX_ALLOW(io_uring_enter), SANDBOX_ALLOW(io_uring_register), SANDBOX_ALLOW(close),  \
+		SANDBOX_ALLOW(clock_nanosleep)
 
 #endif

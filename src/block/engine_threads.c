@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -31,6 +32,11 @@
 /* Written zeroes go out in pieces of this size, from a buffer on the worker's stack. */
 #define ZERO_CHUNK (64 * KiB)
 
+struct threads_worker {
+	struct io_engine *e;
+	unsigned int index; /* workers below e->nr_threads are active, the rest parked */
+};
+
 struct io_engine {
 	struct io_file *file;
 	pthread_mutex_t lock;
@@ -39,7 +45,17 @@ struct io_engine {
 	unsigned int queued; /* requests on the FIFO */
 	unsigned int idle; /* workers waiting for one */
 	bool stopping;
-	unsigned int nr_threads;
+	/*
+	 * Every worker the pool may grow to is made at create, on the main thread during set-up,
+	 * and those beyond nr_threads are parked (grow): a thread made later by a submitter (a
+	 * queue thread) would inherit that thread's seccomp filter, and it would need clone.
+	 */
+	pthread_cond_t grow; /* nr_threads grew: a parked worker's turn */
+	pthread_cond_t grown; /* nr_named grew */
+	struct threads_worker *workers;
+	unsigned int nr_made, nr_start; /* made; made active (the rest made parked) */
+	unsigned int nr_threads; /* active: growing wakes a parked worker */
+	unsigned int nr_named; /* active workers named nkvm-disk-io (the parked: nkvm-disk-park) */
 	unsigned int depth_threads; /* up to this many, a worker per waiting request */
 	unsigned int max_threads; /* the limit; beyond depth_threads, see submit */
 	bool run_waited; /* may_wait requests run on their submitter */
@@ -213,6 +229,7 @@ int io_execute(struct io_file *f, const struct disk_request *req)
 static const struct sandbox_rule blk_threads_rules[] = {
 	IO_EXECUTE_RULES,
 	IO_COMPLETION_RULES,
+	SANDBOX_ALLOW_ARG(prctl, 0, PR_SET_NAME), /* a parked worker made active names itself */
 	SANDBOX_ALLOW_THREAD_BASICS,
 };
 
@@ -249,20 +266,36 @@ static void threads_finish(struct disk_request *req, int status)
 
 static void *threads_worker(void *arg)
 {
-	struct io_engine *e = arg;
+	struct threads_worker *w = arg;
+	struct io_engine *e = w->e;
 	struct disk_request *req;
 	int err = sandbox_enter(&blk_threads_filter);
 
-	/* Unconfined, it takes no request. */
-	if (err) {
+	if (err)
 		nkvm_err("blk-threads: cannot enter the sandbox: %s", strerror(-err));
-		return NULL;
-	}
 #ifdef NKVM_TEST_HOOKS
-	if (sandbox_test_hook("blk-threads", "forbidden"))
+	if (!err && sandbox_test_hook("blk-threads", "forbidden"))
 		sandbox_test_forbidden_call();
 #endif
 	pthread_mutex_lock(&e->lock);
+	/* Made parked (named so): whenever it starts, it counts once it is woken and renamed. */
+	if (w->index >= e->nr_start) {
+		while (w->index >= e->nr_threads && !e->stopping)
+			pthread_cond_wait(&e->grow, &e->lock);
+		/* Active: named as such, then the submitter that woke it goes on (threads_submit). */
+		if (!e->stopping) {
+			pthread_mutex_unlock(&e->lock);
+			pthread_setname_np(pthread_self(), "nkvm-disk-io");
+			pthread_mutex_lock(&e->lock);
+		}
+		e->nr_named++;
+		pthread_cond_broadcast(&e->grown);
+	}
+	/* Unconfined, it takes no request. */
+	if (err) {
+		pthread_mutex_unlock(&e->lock);
+		return NULL;
+	}
 	for (;;) {
 		while (!e->head && !e->stopping) {
 			e->idle++;
@@ -314,10 +347,14 @@ static unsigned int threads_enqueue_locked(struct io_engine *e, struct disk_requ
 		grow = e->nr_threads < e->depth_threads ?
 			       e->queued > e->idle :
 			       e->queued > e->nr_threads + e->depth_threads;
-		if (!grow || e->nr_threads >= e->max_threads ||
-		    io_thread_start(&e->threads[e->nr_threads], threads_worker, e, "nkvm-disk-io"))
+		/* The workers were made parked at create (a confined submitter cannot start one). */
+		if (!grow || e->nr_threads >= e->nr_made)
 			break;
 		e->nr_threads++;
+		pthread_cond_broadcast(&e->grow);
+		/* As pthread_create would: the pool has grown when submit returns. */
+		while (e->nr_named < e->nr_threads && !e->stopping)
+			pthread_cond_wait(&e->grown, &e->lock);
 	}
 	/* Only an idle worker needs waking: a busy one looks at the FIFO before it sleeps. */
 	return n < e->idle ? n : e->idle;
@@ -350,10 +387,14 @@ static void threads_destroy(struct io_engine *e)
 	pthread_mutex_lock(&e->lock);
 	e->stopping = true;
 	pthread_cond_broadcast(&e->wake);
+	pthread_cond_broadcast(&e->grow);
 	pthread_mutex_unlock(&e->lock);
-	for (unsigned int i = 0; i < e->nr_threads; i++)
+	for (unsigned int i = 0; i < e->nr_made; i++)
 		pthread_join(e->threads[i], NULL);
+	pthread_cond_destroy(&e->grown);
+	pthread_cond_destroy(&e->grow);
 	pthread_cond_destroy(&e->wake);
+	free(e->workers);
 	pthread_mutex_destroy(&e->lock);
 	free(e);
 }
@@ -419,10 +460,18 @@ static int threads_create(struct io_engine **ep, struct io_file *f,
 	e->queues = !io_file_direct(f);
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->wake, NULL);
+	pthread_cond_init(&e->grow, NULL);
+	pthread_cond_init(&e->grown, NULL);
+	e->nr_threads = e->nr_named = e->nr_start = n;
+	e->workers = calloc(max, sizeof(*e->workers));
+	if (!e->workers)
+		ret = -ENOMEM;
+	for (; !ret && e->nr_made < max; e->nr_made++) {
+		struct threads_worker *w = &e->workers[e->nr_made];
 
-	for (; e->nr_threads < n; e->nr_threads++) {
-		ret = io_thread_start(&e->threads[e->nr_threads], threads_worker, e,
-				      "nkvm-disk-io");
+		*w = (struct threads_worker){ .e = e, .index = e->nr_made };
+		ret = io_thread_start(&e->threads[e->nr_made], threads_worker, w,
+				      w->index < n ? "nkvm-disk-io" : "nkvm-disk-park");
 		if (ret)
 			break;
 	}

@@ -499,6 +499,7 @@ static const struct sandbox_rule blk_uring_rules[] = {
 	SANDBOX_ALLOW(io_uring_enter),
 	SANDBOX_ALLOW(io_uring_register), /* the ring's end: files and eventfd unregistered */
 	SANDBOX_ALLOW(close),
+	SANDBOX_ALLOW(clock_nanosleep), /* usleep while the ring is short of room */
 	SANDBOX_ALLOW_THREAD_BASICS,
 };
 

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/vhost.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -548,7 +549,12 @@ static const struct sandbox_rule main_rules[] = {
 	SANDBOX_ALLOW(clock_gettime),
 	SANDBOX_ALLOW(getpid), /* pthread_kill */
 	SANDBOX_ALLOW(tgkill),
-	SANDBOX_ALLOW_ARG(ioctl, 1, TCSETSF), /* term_restore */
+	SANDBOX_ALLOW_ARG(ioctl, 1, KVM_IRQ_LINE), /* input for the UART (or virtio-console) */
+	SANDBOX_ALLOW_ARG(ioctl, 1, TCGETS), /* term_restore: glibc's tcsetattr reads first */
+	SANDBOX_ALLOW_ARG(ioctl, 1, TCSETSF),
+	SANDBOX_ALLOW_ARG(ioctl, 1, KVM_GET_REGS), /* a vCPU's state after a triple fault */
+	SANDBOX_ALLOW_ARG(ioctl, 1, KVM_GET_SREGS),
+	SANDBOX_ALLOW_ARG(ioctl, 1, VHOST_NET_SET_BACKEND), /* vhost-net's rings let go, at the end */
 	SANDBOX_ALLOW(pread64), /* a disk's metadata, at its close */
 	SANDBOX_ALLOW(pwrite64),
 	SANDBOX_ALLOW(pwritev),
@@ -559,7 +565,6 @@ static const struct sandbox_rule main_rules[] = {
 	SANDBOX_ALLOW(io_destroy),
 	SANDBOX_ALLOW(getrusage), /* NKVM_STATS */
 	SANDBOX_ALLOW(mincore),
-	SANDBOX_ALLOW(brk),
 	SANDBOX_ALLOW_THREAD_BASICS,
 };
 
@@ -627,6 +632,7 @@ static int run_machine(struct machine *m)
 	 * one.
 	 */
 	sandbox_release();
+	run_api_confine(&m->api);
 	if (err) {
 		nkvm_err("cannot start vCPU threads: %s", strerror(-err));
 		vm_request_stop(&m->vm, 1);

@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -392,6 +394,27 @@ int run_api_start(struct run_api *a, struct vm *vm)
 	if (err)
 		nkvm_err("%s: cannot serve the control socket: %s", a->path, strerror(-err));
 	return err;
+}
+
+/*
+ * libmicrohttpd's thread confines itself at its first connection (api/server.c): one from us,
+ * right after the release, so that it does not wait unconfined for a client.
+ */
+void run_api_confine(struct run_api *a)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (!a->server)
+		return;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	memcpy(sa.sun_path, a->path, sizeof(sa.sun_path));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		/* Nothing to say: the thread then confines itself at a client's connection. */
+	}
+	close(fd);
 }
 
 void run_api_close(struct run_api *a)

@@ -66,6 +66,9 @@ int run_api_start(struct run_api *a, struct vm *vm);
 void run_api_forget_devices(struct run_api *a);
 
 /* Stops serving and removes the socket. Safe after a failed or no open. */
+/* After sandbox_release: makes the server's thread confine itself now (one connection). */
+void run_api_confine(struct run_api *a);
+
 void run_api_close(struct run_api *a);
 
 #endif

@@ -305,6 +305,7 @@ static const struct sandbox_rule net_user_rules[] = {
 	SANDBOX_ALLOW_ARG(socket, 0, AF_INET),
 	SANDBOX_ALLOW_ARG(socket, 0, AF_INET6),
 	SANDBOX_ALLOW(connect),
+	SANDBOX_ALLOW(accept), /* hostfwd's listeners */
 	SANDBOX_ALLOW(accept4),
 	SANDBOX_ALLOW(bind),
 	SANDBOX_ALLOW(listen),
@@ -318,6 +319,9 @@ static const struct sandbox_rule net_user_rules[] = {
 	SANDBOX_ALLOW_ARG(ioctl, 1, FIONBIO),
 	SANDBOX_ALLOW(close),
 	SANDBOX_ALLOW(clock_gettime),
+	/* libslirp reads /etc/resolv.conf again when it changes: read-only opens, and its stat. */
+	SANDBOX_ALLOW_MASKED(openat, 2, O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND, O_RDONLY),
+	SANDBOX_ALLOW(newfstatat),
 	SANDBOX_ALLOW_THREAD_BASICS,
 };
 

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <linux/audit.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -14,6 +15,7 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/util.h"
@@ -97,6 +99,14 @@ int sandbox_init(enum sandbox_mode mode)
 	if (getenv("NKVM_SANDBOX_LOG"))
 		default_action = SCMP_ACT_LOG;
 #endif
+	/*
+	 * What glibc would load later, from whichever thread first needs it, by opening a file a
+	 * confined thread may not: the time zone (/etc/localtime, for libmicrohttpd's dates), and
+	 * malloc's arena limit (/sys/devices/system/cpu/online, at a thread's first new arena;
+	 * seen: 'thread api made forbidden system call openat'). The limit set is glibc's default.
+	 */
+	tzset();
+	mallopt(M_ARENA_MAX, 8 * (int)sysconf(_SC_NPROCESSORS_ONLN));
 	for (int nr = 0; nr < SANDBOX_MAX_NR; nr++)
 		if (!syscall_names[nr])
 			syscall_names[nr] = seccomp_syscall_resolve_num_arch(SCMP_ARCH_X86_64, nr);
@@ -154,6 +164,7 @@ static int add_rules(scmp_filter_ctx ctx, const struct sandbox_rule *rules, size
 int sandbox_enter(const struct sandbox_filter *f)
 {
 	scmp_filter_ctx ctx;
+	sigset_t sys;
 	int err;
 
 	thread_name = f->thread;
@@ -163,6 +174,13 @@ int sandbox_enter(const struct sandbox_filter *f)
 	while (!released)
 		pthread_cond_wait(&release_cond, &release_lock);
 	pthread_mutex_unlock(&release_lock);
+	/*
+	 * A trap's SIGSYS must reach the handler: blocked (as in the I/O engines' threads, which
+	 * block nearly every signal), the kernel would kill the process without the report.
+	 */
+	sigemptyset(&sys);
+	sigaddset(&sys, SIGSYS);
+	pthread_sigmask(SIG_UNBLOCK, &sys, NULL);
 	/* Landlock and an unprivileged seccomp filter both need it; it holds for the process. */
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return -errno;

@@ -65,13 +65,13 @@ struct sandbox_filter {
 
 /*
  * What any thread does beside its job, through glibc: mutexes and condition variables (futex),
- * malloc's arenas (mmap, munmap, mprotect, madvise; never executable: PROT_EXEC is 4), and
- * its end (rt_sigprocmask, exit). Seven calls.
+ * malloc's arenas (mmap, munmap, mprotect, madvise; never executable: PROT_EXEC is 4; and brk,
+ * when a thread shares the main arena), and its end (rt_sigprocmask, exit). Eight calls.
  */
 #define SANDBOX_ALLOW_THREAD_BASICS                                                     \
 	SANDBOX_ALLOW(futex), SANDBOX_ALLOW_MASKED(mmap, 2, 4, 0), SANDBOX_ALLOW(munmap),   \
 		SANDBOX_ALLOW_MASKED(mprotect, 2, 4, 0), SANDBOX_ALLOW(madvise),            \
-		SANDBOX_ALLOW(rt_sigprocmask), SANDBOX_ALLOW(exit)
+		SANDBOX_ALLOW(brk), SANDBOX_ALLOW(rt_sigprocmask), SANDBOX_ALLOW(exit)
 
 enum sandbox_mode {
 	SANDBOX_ON, /* the default */

@@ -55,6 +55,7 @@ static const struct sandbox_rule fs_queue_rules[] = {
 	SANDBOX_ALLOW(newfstatat),
 	SANDBOX_ALLOW(fstatfs),
 	SANDBOX_ALLOW(getdents64),
+	SANDBOX_ALLOW(fcntl), /* fdopendir checks the descriptor's flags */
 	SANDBOX_ALLOW(lseek),
 	SANDBOX_ALLOW(preadv),
 	SANDBOX_ALLOW(pwritev),
@@ -69,6 +70,7 @@ static const struct sandbox_rule fs_queue_rules[] = {
 	SANDBOX_ALLOW(linkat),
 	SANDBOX_ALLOW(unlinkat),
 	SANDBOX_ALLOW(renameat2),
+	SANDBOX_ALLOW(renameat), /* glibc's renameat2 without flags */
 	SANDBOX_ALLOW(readlinkat),
 	SANDBOX_ALLOW(faccessat),
 	SANDBOX_ALLOW(faccessat2),

@@ -346,10 +346,8 @@ static void vp_queue_serve(struct vp_queue *q)
 
 /* What a queue thread runs under when its device names no filter of its own. */
 static const struct sandbox_rule vp_queue_rules[] = {
-	SANDBOX_ALLOW(poll),  SANDBOX_ALLOW(ppoll),   SANDBOX_ALLOW(read),
-	SANDBOX_ALLOW(write), SANDBOX_ALLOW(futex),   SANDBOX_ALLOW(madvise),
-	SANDBOX_ALLOW(mmap),  SANDBOX_ALLOW(munmap),  SANDBOX_ALLOW(rt_sigprocmask),
-	SANDBOX_ALLOW(exit),
+	VIRTIO_QUEUE_RULES,
+	SANDBOX_ALLOW_THREAD_BASICS,
 };
 
 const struct sandbox_filter vp_queue_filter = {
@@ -659,13 +657,7 @@ static const struct sandbox_rule vp_worker_rules[] = {
 	SANDBOX_ALLOW_ARG(ioctl, 1, VHOST_VSOCK_SET_RUNNING),
 	SANDBOX_ALLOW(write), /* irqfds, a queue's kick_fd at its stop */
 	SANDBOX_ALLOW(read),
-	SANDBOX_ALLOW(futex),
-	SANDBOX_ALLOW(mmap), /* malloc */
-	SANDBOX_ALLOW(munmap),
-	SANDBOX_ALLOW(mprotect),
-	SANDBOX_ALLOW(madvise),
-	SANDBOX_ALLOW(rt_sigprocmask), /* the thread's end */
-	SANDBOX_ALLOW(exit),
+	SANDBOX_ALLOW_THREAD_BASICS,
 };
 
 const struct sandbox_filter vp_worker_filter = {

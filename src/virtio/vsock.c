@@ -119,7 +119,8 @@ struct virtio_vsock {
 #define VSOCK_BACKEND_RULES                                                                  \
 	VIRTIO_QUEUE_RULES, SANDBOX_ALLOW_ARG(socket, 0, AF_UNIX), SANDBOX_ALLOW(connect),   \
 		SANDBOX_ALLOW(accept4), SANDBOX_ALLOW(sendmsg), SANDBOX_ALLOW(sendto),       \
-		SANDBOX_ALLOW(recvfrom), SANDBOX_ALLOW(shutdown), SANDBOX_ALLOW(close),      \
+		SANDBOX_ALLOW(recvfrom), SANDBOX_ALLOW(readv), SANDBOX_ALLOW(shutdown),      \
+		SANDBOX_ALLOW(close),                                                        \
 		SANDBOX_ALLOW_THREAD_BASICS
 
 static const struct sandbox_rule vsock_rules[] = {

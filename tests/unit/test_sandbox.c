@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -55,6 +56,9 @@ struct outcome {
 	char err[512]; /* what the child wrote on stderr */
 };
 
+/* Set for a child that blocks every signal before it enters, as the I/O engines' threads do. */
+static bool block_signals_first;
+
 static void run_child(enum sandbox_mode mode, child_fn fn, struct outcome *out)
 {
 	int p[2], st;
@@ -67,6 +71,12 @@ static void run_child(enum sandbox_mode mode, child_fn fn, struct outcome *out)
 	if (pid == 0) {
 		close(p[0]);
 		dup2(p[1], STDERR_FILENO);
+		if (block_signals_first) {
+			sigset_t all;
+
+			sigfillset(&all);
+			pthread_sigmask(SIG_BLOCK, &all, NULL);
+		}
 		if (sandbox_init(mode) || (sandbox_release(), sandbox_enter(&tester)))
 			_exit(99);
 		fn();
@@ -99,6 +109,18 @@ static void test_forbidden_call_reports_thread_and_call_and_ends_process(void **
 	struct outcome o;
 
 	run_child(SANDBOX_ON, call_getpid_then_getppid, &o);
+	assert_int_equal(o.status, SANDBOX_EXIT_STATUS);
+	assert_string_equal(o.err,
+			    "nkvm: sandbox: thread tester made forbidden system call getppid (110)\n");
+}
+
+static void test_thread_with_signals_blocked_still_reports(void **state)
+{
+	struct outcome o;
+
+	block_signals_first = true;
+	run_child(SANDBOX_ON, call_getpid_then_getppid, &o);
+	block_signals_first = false;
 	assert_int_equal(o.status, SANDBOX_EXIT_STATUS);
 	assert_string_equal(o.err,
 			    "nkvm: sandbox: thread tester made forbidden system call getppid (110)\n");
@@ -224,6 +246,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_forbidden_call_reports_thread_and_call_and_ends_process),
+		cmocka_unit_test(test_thread_with_signals_blocked_still_reports),
 		cmocka_unit_test(test_allowed_call_goes_through),
 		cmocka_unit_test(test_ioctl_number_filter_allows_only_listed_numbers),
 		cmocka_unit_test(test_masked_flag_filter_allows_read_only_opens),
