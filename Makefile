@@ -101,7 +101,7 @@ print-ldlibs:
 	@echo $(LDLIBS)
 
 # The crash-consistency writer (tests/crash/run): the block layer as nkvm builds it, no sanitizers.
-build/tests/crash_writer: tests/crash/writer.c $(filter build/src/block/% build/src/lib/%,$(OBJS))
+build/tests/crash_writer: tests/crash/writer.c $(filter build/src/block/% build/src/lib/% build/src/sandbox/%,$(OBJS))
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 

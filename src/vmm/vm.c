@@ -122,18 +122,6 @@ int vm_create(struct vm *vm, uint64_t ram_size, unsigned int nr_vcpus, char *err
 	return ret;
 }
 
-int vm_coalesce_pio(struct vm *vm, uint16_t port, unsigned int len)
-{
-	struct kvm_coalesced_mmio_zone zone = { .addr = port, .size = len, .pio = 1 };
-
-	if (!vm->coalesced_page ||
-	    ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO) <= 0)
-		return -ENOTSUP;
-	if (ioctl(vm->vm_fd, KVM_REGISTER_COALESCED_MMIO, &zone) < 0)
-		return -errno;
-	return 0;
-}
-
 void vm_destroy(struct vm *vm)
 {
 	memory_free(&vm->mem);

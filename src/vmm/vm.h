@@ -3,12 +3,14 @@
 #ifndef NKVM_VMM_VM_H
 #define NKVM_VMM_VM_H
 
+#include <errno.h>
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/ioctl.h>
 
 #include "vmm/bus.h"
 #include "vmm/memory.h"
@@ -86,9 +88,21 @@ int vm_clock_restore(struct vm *vm);
  * Lets KVM queue the guest's writes to ports [port, port + len) instead of exiting for each: for
  * registers whose writes nobody sees before the guest's next exit (a read of the register, or
  * of the data port it selects), since every exit replays the queue first. Returns 0, -ENOTSUP
- * where KVM cannot (KVM_CAP_COALESCED_PIO), or a negative errno.
+ * where KVM cannot (KVM_CAP_COALESCED_PIO), or a negative errno. Inline, so that the PCI host
+ * bridge that calls it links without the rest of vm.c (the fuzz targets give their own
+ * vm_irq_line).
  */
-int vm_coalesce_pio(struct vm *vm, uint16_t port, unsigned int len);
+static inline int vm_coalesce_pio(struct vm *vm, uint16_t port, unsigned int len)
+{
+	struct kvm_coalesced_mmio_zone zone = { .addr = port, .size = len, .pio = 1 };
+
+	if (!vm->coalesced_page ||
+	    ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO) <= 0)
+		return -ENOTSUP;
+	if (ioctl(vm->vm_fd, KVM_REGISTER_COALESCED_MMIO, &zone) < 0)
+		return -errno;
+	return 0;
+}
 
 /* Raise or lower a GSI on the in-kernel irqchip. Returns 0 or a negative errno. */
 int vm_irq_line(struct vm *vm, unsigned int gsi, int level);
