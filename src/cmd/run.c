@@ -351,8 +351,8 @@ static int load_guest(struct machine *m, const struct bzimage *k, struct boot_fi
 		err = pvh_load(&m->vm.mem, &f->elf, &src, f->cmdline, parts, nr_parts,
 			       BOOT_ACPI_ADDR, why, sizeof(why));
 	} else {
-		err = boot_load(&m->vm.mem, k, f->cmdline, parts, nr_parts,
-				BOOT_ACPI_ADDR, why, sizeof(why));
+		err = boot_load(&m->vm.mem, k, f->cmdline, parts, nr_parts, BOOT_ACPI_ADDR, why,
+				sizeof(why));
 	}
 	if (err) {
 		nkvm_err("%s: %s", f->kernel_path, why);
@@ -554,7 +554,8 @@ static const struct sandbox_rule main_rules[] = {
 	SANDBOX_ALLOW_ARG(ioctl, 1, TCSETSF),
 	SANDBOX_ALLOW_ARG(ioctl, 1, KVM_GET_REGS), /* a vCPU's state after a triple fault */
 	SANDBOX_ALLOW_ARG(ioctl, 1, KVM_GET_SREGS),
-	SANDBOX_ALLOW_ARG(ioctl, 1, VHOST_NET_SET_BACKEND), /* vhost-net's rings let go, at the end */
+	SANDBOX_ALLOW_ARG(ioctl, 1,
+			  VHOST_NET_SET_BACKEND), /* vhost-net's rings let go, at the end */
 	SANDBOX_ALLOW(pread64), /* a disk's metadata, at its close */
 	SANDBOX_ALLOW(pwrite64),
 	SANDBOX_ALLOW(pwritev),
@@ -727,7 +728,8 @@ static void report_stats(const struct vm *vm)
 	/* proc(5): RssAnon, RssFile and RssShmem in /proc/self/status, in kB. */
 	n = stats_status_fd < 0 ? -1 : pread(stats_status_fd, text, sizeof(text) - 1, 0);
 	text[n > 0 ? n : 0] = '\0';
-	for (char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+	for (char *line = text; line && *line;
+	     line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
 		if (sscanf(line, "RssAnon: %ld", &v) == 1)
 			anon = v;
 		else if (sscanf(line, "RssFile: %ld", &v) == 1)
@@ -773,7 +775,8 @@ static int boot(const struct run_options *o)
 		goto out;
 	}
 	if (o->sandbox == SANDBOX_OFF)
-		nkvm_err("sandbox: off (--sandbox=off): no thread has a seccomp filter or Landlock");
+		nkvm_err(
+			"sandbox: off (--sandbox=off): no thread has a seccomp filter or Landlock");
 	m->user = o->user_arg ? &o->user : NULL;
 	m->user_arg = o->user_arg;
 	if (run_api_open_as(&m->api, o->name, m->user) || host_ram_check(o->mem, o->mem_arg) ||
