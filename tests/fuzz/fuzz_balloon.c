@@ -36,6 +36,7 @@
 #include "vmm/irq.h"
 #include "vmm/memory.h"
 #include "vmm/vm.h"
+#include "tests/fuzz/fuzz_device.h"
 
 #define F(bit) (1ULL << (bit))
 #define RAM_SIZE (4 * MiB)
@@ -46,36 +47,6 @@
 #define MAX_RECORDS 32 /* two descriptors each at most: a queue's table never wraps onto itself */
 #define MAX_LEN 4096
 #define DEADLINE_MS 3000
-
-/* Without KVM there is no irqchip: the INTx line goes nowhere. */
-int vm_irq_line(struct vm *vm, unsigned int gsi, int level)
-{
-	return 0;
-}
-
-/* Messages are formatted (a bad format would show) but not printed: they would flood. */
-void nkvm_err(const char *fmt, ...)
-{
-	char buf[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000ULL + ts.tv_nsec / 1000000;
-}
-
-static uint16_t used_idx(const struct virtio_driver_queue *q)
-{
-	return __atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE);
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

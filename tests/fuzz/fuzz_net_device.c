@@ -42,6 +42,7 @@
 #include "vmm/irq.h"
 #include "vmm/memory.h"
 #include "vmm/vm.h"
+#include "tests/fuzz/fuzz_device.h"
 
 #define F(bit) (1ULL << (bit))
 #define RAM_SIZE (8 * MiB)
@@ -52,12 +53,6 @@
 #define MAX_RECORDS 24 /* at most 5 descriptors each: a queue's table never wraps onto itself */
 #define MAX_QUEUES 5
 #define DEADLINE_MS 3000
-
-/* Without KVM there is no irqchip: the INTx line goes nowhere. */
-int vm_irq_line(struct vm *vm, unsigned int gsi, int level)
-{
-	return 0;
-}
 
 static int fbe_set_offloads(struct net_backend *be, uint64_t features)
 {
@@ -75,30 +70,6 @@ static const struct net_backend_ops fbe_ops = {
 	.set_offloads = fbe_set_offloads,
 	.destroy = fbe_destroy,
 };
-
-/* Messages are formatted (a bad format would show) but not printed: they would flood. */
-void nkvm_err(const char *fmt, ...)
-{
-	char buf[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000ULL + ts.tv_nsec / 1000000;
-}
-
-static uint16_t used_idx(const struct virtio_driver_queue *q)
-{
-	return __atomic_load_n(&q->used->idx, __ATOMIC_ACQUIRE);
-}
 
 /* Takes what the device sent to the network: each frame at most NET_TX_MAX bytes. */
 static void drain(const int *peer, unsigned int pairs)

@@ -26,15 +26,10 @@
 #include "vmm/board.h"
 #include "vmm/irq.h"
 #include "vmm/vm.h"
+#include "tests/fuzz/fuzz_device.h"
 
 #define RECORD 7
 #define SLOTS 4
-
-/* Without KVM there is no irqchip: the INTx line goes nowhere. */
-int vm_irq_line(struct vm *vm, unsigned int gsi, int level)
-{
-	return 0;
-}
 
 static struct pci_device bare;
 static const uint64_t bare_bars[PCI_MAX_BARS] = { 4096, 0, 1 << 20, 0, 16 << 20, 0 };

@@ -29,29 +29,13 @@
 #include "vmm/irq.h"
 #include "vmm/memory.h"
 #include "vmm/vm.h"
+#include "tests/fuzz/fuzz_device.h"
 
 #define RAM_SIZE 0x10000
 #define BAR_SIZE 0x8000
 #define RECORD 11
 #define QSIZE 16
 #define CONFIG_SIZE 8
-
-/* Without KVM there is no irqchip: the INTx line goes nowhere. */
-int vm_irq_line(struct vm *vm, unsigned int gsi, int level)
-{
-	return 0;
-}
-
-/* Messages are formatted (a bad format would show) but not printed: they would flood. */
-void nkvm_err(const char *fmt, ...)
-{
-	char buf[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-}
 
 struct fdev {
 	struct virtio_device vdev;
