@@ -47,6 +47,9 @@ fail() {
 	failures="$failures $1"
 	echo "FAIL $1: $2"
 	if [ -n "${3:-}" ] && [ -f "$3" ]; then
+		# nkvm's own reports (a sandbox kill names the thread and call) may sit above the tail.
+		[ "$(wc -l <"$3")" -le 30 ] || grep '^nkvm: ' "$3" | grep -v 'format probed' |
+			sed 's/^/    | /' | head -n 10
 		sed 's/^/    | /' "$3" | tail -n 30
 	fi
 }

@@ -56,6 +56,9 @@ struct outcome {
 	char err[512]; /* what the child wrote on stderr */
 };
 
+/* The filter the child enters. */
+static const struct sandbox_filter *child_filter = &tester;
+
 /* Set for a child that blocks every signal before it enters, as the I/O engines' threads do. */
 static bool block_signals_first;
 
@@ -77,7 +80,7 @@ static void run_child(enum sandbox_mode mode, child_fn fn, struct outcome *out)
 			sigfillset(&all);
 			pthread_sigmask(SIG_BLOCK, &all, NULL);
 		}
-		if (sandbox_init(mode) || (sandbox_release(), sandbox_enter(&tester)))
+		if (sandbox_init(mode) || (sandbox_release(), sandbox_enter(child_filter)))
 			_exit(99);
 		fn();
 		_exit(0);
@@ -180,8 +183,54 @@ static void test_masked_flag_filter_allows_read_only_opens(void **state)
 	assert_int_equal(o.status, 0);
 	run_child(SANDBOX_ON, open_for_writing, &o);
 	assert_int_equal(o.status, SANDBOX_EXIT_STATUS);
-	assert_string_equal(o.err,
-			    "nkvm: sandbox: thread tester made forbidden system call openat (257)\n");
+	assert_string_equal(
+		o.err,
+		"nkvm: sandbox: thread tester made forbidden system call openat (257) of /nonexistent-nkvm\n");
+}
+
+/* tester's list without openat, as most threads' lists are */
+static const struct sandbox_rule opens_nothing_rules[] = {
+	SANDBOX_ALLOW(getpid),	 SANDBOX_ALLOW(sigaltstack), SANDBOX_ALLOW(exit),
+	SANDBOX_ALLOW(mmap),	 SANDBOX_ALLOW(rt_sigprocmask), SANDBOX_ALLOW(munmap),
+	SANDBOX_ALLOW(madvise), SANDBOX_ALLOW(futex),
+};
+
+static const struct sandbox_filter opens_nothing = {
+	.thread = "opens-nothing",
+	.rules = opens_nothing_rules,
+	.nr_rules = sizeof(opens_nothing_rules) / sizeof(opens_nothing_rules[0]),
+};
+
+/* What glibc's malloc does the first time a thread's heap shrinks. */
+static void open_overcommit_setting(void)
+{
+	if (syscall(SYS_openat, AT_FDCWD, "/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC) !=
+		    -1 ||
+	    errno != EACCES)
+		_exit(3);
+}
+
+static void open_overcommit_setting_for_writing(void)
+{
+	syscall(SYS_openat, AT_FDCWD, "/proc/sys/vm/overcommit_memory", O_WRONLY | O_CLOEXEC);
+}
+
+/*
+ * A thread that opens nothing gets EACCES for a read-only open (glibc's own, which it lives
+ * without) and goes on; any other open still ends the process.
+ */
+static void test_thread_without_opens_gets_eacces_for_read_only_open(void **state)
+{
+	struct outcome o;
+
+	child_filter = &opens_nothing;
+	run_child(SANDBOX_ON, open_overcommit_setting, &o);
+	assert_int_equal(o.status, 0);
+	run_child(SANDBOX_ON, open_overcommit_setting_for_writing, &o);
+	child_filter = &tester;
+	assert_int_equal(o.status, SANDBOX_EXIT_STATUS);
+	assert_string_equal(o.err, "nkvm: sandbox: thread opens-nothing made forbidden system call "
+				   "openat (257) of /proc/sys/vm/overcommit_memory\n");
 }
 
 static void test_sandbox_off_loads_no_filter(void **state)
@@ -250,6 +299,7 @@ int main(void)
 		cmocka_unit_test(test_allowed_call_goes_through),
 		cmocka_unit_test(test_ioctl_number_filter_allows_only_listed_numbers),
 		cmocka_unit_test(test_masked_flag_filter_allows_read_only_opens),
+		cmocka_unit_test(test_thread_without_opens_gets_eacces_for_read_only_open),
 		cmocka_unit_test(test_sandbox_off_loads_no_filter),
 		cmocka_unit_test(test_threads_wait_in_enter_until_release),
 		cmocka_unit_test(test_thread_name_is_the_type_entered),
