@@ -624,8 +624,8 @@ static int run_machine(struct machine *m)
 		return 1;
 	if (m->detached)
 		detach_ready(&m->ready_fd);
-	else
-		term_raw(STDIN_FILENO);
+	else if (!term_raw(STDIN_FILENO))
+		sandbox_set_kill_hook(term_restore); /* a kill leaves the terminal as it found it */
 	err = vcpus_start(&m->vm);
 	/*
 	 * Every thread is made (they wait in sandbox_enter); --user's privilege drop and

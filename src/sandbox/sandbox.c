@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -42,7 +43,17 @@ static const char *syscall_names[SANDBOX_MAX_NR];
 static const struct sandbox_rule base_rules[] = {
 	SANDBOX_ALLOW_ARG(write, 0, STDERR_FILENO),
 	SANDBOX_ALLOW(exit_group),
+	/* the kill hook's term_restore: glibc's tcsetattr sets, then reads back */
+	SANDBOX_ALLOW_ARG(ioctl, 1, TCSETSF),
+	SANDBOX_ALLOW_ARG(ioctl, 1, TCGETS),
 };
+
+static void (*volatile kill_hook)(void);
+
+void sandbox_set_kill_hook(void (*fn)(void))
+{
+	kill_hook = fn;
+}
 
 static char *put_str(char *p, const char *s)
 {
@@ -95,6 +106,8 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
 	if (write(STDERR_FILENO, line, p - line) < 0) {
 		/* Nobody to tell: the status still says why. */
 	}
+	if (kill_hook)
+		kill_hook();
 	syscall(SYS_exit_group, SANDBOX_EXIT_STATUS);
 }
 

@@ -103,7 +103,14 @@ int sandbox_enter(const struct sandbox_filter *f);
  */
 void sandbox_release(void);
 
-/* How many distinct system calls f allows, the two every filter adds (the report's) included. */
+/*
+ * What the SIGSYS handler calls after its report line and before the process ends: fn must be
+ * async-signal-safe and make only calls every filter allows (ioctl TCGETS and TCSETSF, for the
+ * terminal). run sets term_restore, so that a sandbox kill leaves the terminal as it found it.
+ */
+void sandbox_set_kill_hook(void (*fn)(void));
+
+/* How many distinct system calls f allows, those every filter adds (the report's and the kill hook's) included. */
 size_t sandbox_filter_nr_calls(const struct sandbox_filter *f);
 
 /* The thread type the calling thread entered as, or NULL (for reports and tests). */

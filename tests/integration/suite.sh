@@ -2123,6 +2123,26 @@ sandbox_case() {
 	fi
 }
 
+# A sandbox kill on a terminal: the report, status 159, and the terminal cooked again (the
+# SIGSYS handler's kill hook, term_restore), as after a normal exit.
+test_sandbox_kill_restores_terminal() {
+	[ -x "$NKVM_HOOKS" ] || {
+		fail sandbox_kill_restores_terminal "no $NKVM_HOOKS: make build/nkvm-hooks"
+		return
+	}
+	(sleep 30) | NKVM_TEST_HOOK=vcpu:forbidden timeout 300 script -qec \
+		"$NKVM_HOOKS run -- sleep 600; echo nkvm-status=\$?; stty -a" /dev/null >"$tmp/o.raw" 2>&1
+	rc=$?
+	tr -d '\r' <"$tmp/o.raw" >"$tmp/o"
+	if [ "$rc" -eq 0 ] && has_line "$tmp/o" nkvm-status=159 &&
+		grep -q "nkvm: sandbox: thread vcpu $SANDBOX_REPORT" "$tmp/o" &&
+		grep -q -- " icanon" "$tmp/o" && grep -q -- " echo " "$tmp/o" && ! grep -q -- "-icanon" "$tmp/o"; then
+		pass sandbox_kill_restores_terminal
+	else
+		fail sandbox_kill_restores_terminal "status $rc: want nkvm's 159, its report, a cooked terminal" "$tmp/o"
+	fi
+}
+
 test_sandbox_vcpu_forbidden_call_ends_nkvm() {
 	sandbox_case sandbox_vcpu_forbidden_call_ends_nkvm vcpu
 }
@@ -2246,7 +2266,8 @@ all_tests="test_bad_input test_command_output_and_status test_command_output_is_
 	test_lean_disk_driver_only_with_a_disk test_lean_each_device_gets_its_modules \
 	test_landlock_open_outside_is_eacces_guest_runs_on test_user_refused_without_root_or_unknown \
 	test_user_runs_guest_as_that_user \
-	test_sandbox_vcpu_forbidden_call_ends_nkvm test_sandbox_main_forbidden_call_ends_nkvm \
+	test_sandbox_vcpu_forbidden_call_ends_nkvm test_sandbox_kill_restores_terminal \
+	test_sandbox_main_forbidden_call_ends_nkvm \
 	test_sandbox_virtio_worker_forbidden_call_ends_nkvm \
 	test_sandbox_balloon_queue_forbidden_call_ends_nkvm test_sandbox_rng_queue_forbidden_call_ends_nkvm \
 	test_sandbox_console_queue_forbidden_call_ends_nkvm test_sandbox_blk_threads_forbidden_calls_end_nkvm \

@@ -117,6 +117,31 @@ static void test_forbidden_call_reports_thread_and_call_and_ends_process(void **
 			    "nkvm: sandbox: thread tester made forbidden system call getppid (110)\n");
 }
 
+static void say_hook_ran(void)
+{
+	static const char msg[] = "hook ran\n";
+
+	if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0)
+		_exit(4);
+}
+
+static void set_hook_then_call_getppid(void)
+{
+	sandbox_set_kill_hook(say_hook_ran);
+	syscall(SYS_getppid);
+}
+
+/* run's term_restore comes back this way: after the report, before the end. */
+static void test_kill_hook_runs_after_the_report(void **state)
+{
+	struct outcome o;
+
+	run_child(SANDBOX_ON, set_hook_then_call_getppid, &o);
+	assert_int_equal(o.status, SANDBOX_EXIT_STATUS);
+	assert_string_equal(
+		o.err, "nkvm: sandbox: thread tester made forbidden system call getppid (110)\nhook ran\n");
+}
+
 static void test_thread_with_signals_blocked_still_reports(void **state)
 {
 	struct outcome o;
@@ -296,6 +321,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_forbidden_call_reports_thread_and_call_and_ends_process),
 		cmocka_unit_test(test_thread_with_signals_blocked_still_reports),
+		cmocka_unit_test(test_kill_hook_runs_after_the_report),
 		cmocka_unit_test(test_allowed_call_goes_through),
 		cmocka_unit_test(test_ioctl_number_filter_allows_only_listed_numbers),
 		cmocka_unit_test(test_masked_flag_filter_allows_read_only_opens),
