@@ -56,6 +56,8 @@ static int body_is_json(const char *body, size_t len)
 
 	if (!tok)
 		return 0;
+	/* json-c's default also takes what RFC 8259 does not: 02, a trailing comma. */
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
 	o = json_tokener_parse_ex(tok, body, (int)len);
 	ok = o && json_tokener_get_error(tok) == json_tokener_success;
 	used = ok ? json_tokener_get_parse_end(tok) : 0;

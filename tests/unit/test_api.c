@@ -358,6 +358,8 @@ static void test_bad_json_bodies_are_400(void **state)
 	static const char *const bad[] = {
 		"{",	 "}",	   "{\"a\":}", "[1,2",	"nul", "{\"a\":1} x",
 		"\"abc", "{\"a\"", "\x01",     "{} {}", "-",
+		/* what json-c takes by default and RFC 8259 does not */
+		"{\"a\":02}", "{\"a\":1,}", "[1,2,]",
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
