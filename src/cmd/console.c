@@ -14,6 +14,7 @@
 #include "api/socket.h"
 #include "cmd/cmd.h"
 #include "cmd/ctl.h"
+#include "cmd/run_options.h"
 #include "cmd/run_console.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -57,7 +58,7 @@ static int connect_console(const char *name, int *status)
 	int fd, alive;
 
 	*status = CTL_NO_GUEST;
-	if (!ctl_valid_name(name) || api_sock_dir(dir, sizeof(dir)) ||
+	if (!run_valid_name(name) || api_sock_dir(dir, sizeof(dir)) ||
 	    api_sock_path(api, sizeof(api), dir, name) ||
 	    run_console_path(path, sizeof(path), api)) {
 		nkvm_err("%s: no such guest", name);

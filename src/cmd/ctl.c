@@ -10,19 +10,6 @@
 #include "cmd/run_options.h"
 #include "lib/log.h"
 
-int ctl_valid_name(const char *s)
-{
-	size_t len = strlen(s);
-
-	if (!len || len > RUN_NAME_MAX || s[0] == '.' || s[0] == '-')
-		return 0;
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' || *s == '.'))
-			return 0;
-	return 1;
-}
-
 int ctl_is_link(const char *path)
 {
 	struct stat st;
@@ -49,7 +36,7 @@ int ctl_call_body(const char *name, const char *method, const char *endpoint, co
 	int ret;
 
 	memset(r, 0, sizeof(*r));
-	if (!ctl_valid_name(name) || api_sock_dir(dir, sizeof(dir)) ||
+	if (!run_valid_name(name) || api_sock_dir(dir, sizeof(dir)) ||
 	    api_sock_path(path, sizeof(path), dir, name)) {
 		nkvm_err("%s: no such guest", name);
 		return CTL_NO_GUEST;

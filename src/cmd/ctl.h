@@ -27,7 +27,4 @@ void ctl_remove_stale(const char *name, const char *path);
 /* True when path is a symlink: root's way to a --user guest's socket (api_sock_link). */
 int ctl_is_link(const char *path);
 
-/* Is s a guest name nkvm run accepts (letters, digits, '-', '_', '.'; not starting with '.')? */
-int ctl_valid_name(const char *s);
-
 #endif

@@ -9,6 +9,7 @@
 #include "api/socket.h"
 #include "cmd/cmd.h"
 #include "cmd/ctl.h"
+#include "cmd/run_options.h"
 #include "lib/log.h"
 
 struct guest_row {
@@ -68,7 +69,7 @@ static int collect(struct guest_row **rows, size_t *n)
 		    len - sl >= sizeof(g.name))
 			continue;
 		memcpy(g.name, e->d_name, len - sl);
-		if (!ctl_valid_name(g.name) || api_sock_path(path, sizeof(path), dir, g.name))
+		if (!run_valid_name(g.name) || api_sock_path(path, sizeof(path), dir, g.name))
 			continue;
 		ret = api_call(path, "GET", "vm.info", &r, err, sizeof(err));
 		if (ret == -ECONNREFUSED || (ret == -ENOENT && ctl_is_link(path))) {

@@ -50,7 +50,7 @@ static int fail(char *err, size_t errlen, const char *fmt, const char *arg)
 	return -1;
 }
 
-static int valid_name(const char *s)
+int run_valid_name(const char *s)
 {
 	size_t len = strlen(s);
 
@@ -255,7 +255,7 @@ int run_parse_options(int argc, char **argv, struct run_options *o, char *err, s
 				return -1;
 			break;
 		case 'N':
-			if (!valid_name(optarg))
+			if (!run_valid_name(optarg))
 				return fail(
 					err, errlen,
 					"--name %s: use up to 64 letters, digits, '-', '_', '.'",

@@ -50,4 +50,7 @@ void run_options_free(struct run_options *o);
 /* The usage text of `nkvm run`: the generic options, then each device type's lines. */
 void run_usage(FILE *f);
 
+/* Is s a guest name --name takes (letters, digits, '-', '_', '.'; not starting with '.' or '-')? */
+int run_valid_name(const char *s);
+
 #endif

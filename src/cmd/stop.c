@@ -15,6 +15,7 @@
 #include "api/socket.h"
 #include "cmd/cmd.h"
 #include "cmd/ctl.h"
+#include "cmd/run_options.h"
 #include "lib/log.h"
 
 #define STOP_DEFAULT_TIMEOUT_S 30
@@ -105,7 +106,7 @@ int cmd_stop(int argc, char **argv)
 	}
 	if (!name)
 		return usage_error();
-	if (!ctl_valid_name(name) || api_sock_dir(dir, sizeof(dir)) ||
+	if (!run_valid_name(name) || api_sock_dir(dir, sizeof(dir)) ||
 	    api_sock_path(path, sizeof(path), dir, name)) {
 		nkvm_err("%s: no such guest", name);
 		return CTL_NO_GUEST;
