@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "arch/x86/acpi.h"
 #include "block/disk.h"
 #include "cmd/run_devices.h"
 #include "sandbox/privs.h"
@@ -14,7 +15,7 @@
 
 #define RUN_DEFAULT_MEM (256ULL << 20)
 #define RUN_MIN_MEM (32ULL << 20)
-#define RUN_MAX_CPUS 254 /* xAPIC IDs in the MADT, one left for the IOAPIC */
+#define RUN_MAX_CPUS ACPI_MAX_CPUS /* xAPIC IDs in the MADT, one left for the IOAPIC */
 #define RUN_NAME_MAX 64
 #define RUN_MAX_DEVICES 32 /* PCI slots */
 
