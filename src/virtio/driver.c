@@ -175,6 +175,15 @@ int virtio_driver_reset(struct virtio_driver *d, unsigned int timeout_ms)
 	return 0;
 }
 
+int virtio_driver_begin(struct virtio_driver *d, unsigned int timeout_ms)
+{
+	int err = virtio_driver_reset(d, timeout_ms);
+
+	if (!err)
+		virtio_driver_set_status(d, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+	return err;
+}
+
 void virtio_driver_settle(struct virtio_driver *d)
 {
 	virtio_pci_settle(d->vdev->transport);
@@ -364,6 +373,21 @@ int virtio_driver_queue_setup(struct virtio_driver *d, struct virtio_driver_queu
 		if (q->irq_fd < 0)
 			return -ENOSPC;
 	}
+	return 0;
+}
+
+int virtio_driver_start(struct virtio_driver *d, uint64_t features, struct virtio_driver_queue *q,
+			unsigned int nq, uint16_t size, uint64_t gpa, uint64_t stride)
+{
+	int err = virtio_driver_features_ok(d, features);
+
+	for (unsigned int i = 0; !err && i < nq; i++)
+		err = virtio_driver_queue_setup(d, &q[i], i, size, gpa + i * stride,
+						VIRTIO_MSI_NO_VECTOR);
+	if (err)
+		return err;
+	virtio_driver_set_status(d, virtio_driver_status(d) | VIRTIO_CONFIG_S_DRIVER_OK);
+	virtio_driver_settle(d);
 	return 0;
 }
 

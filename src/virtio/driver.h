@@ -78,6 +78,8 @@ void virtio_driver_set_status(struct virtio_driver *d, uint8_t status);
  * worker thread, after requests in flight finished). 0, or -ETIMEDOUT after timeout_ms.
  */
 int virtio_driver_reset(struct virtio_driver *d, unsigned int timeout_ms);
+/* §3.1.1 steps 1-3: virtio_driver_reset, then ACKNOWLEDGE and DRIVER. 0, or -ETIMEDOUT. */
+int virtio_driver_begin(struct virtio_driver *d, unsigned int timeout_ms);
 /* Waits until the transport's worker did what the register writes so far asked. */
 void virtio_driver_settle(struct virtio_driver *d);
 
@@ -120,6 +122,13 @@ uint64_t virtio_driver_queue_bytes(uint16_t size);
  */
 int virtio_driver_queue_setup(struct virtio_driver *d, struct virtio_driver_queue *q,
 			      unsigned int index, uint16_t size, uint64_t gpa, uint16_t vector);
+/*
+ * §3.1.1 steps 5-8 for a driver that polls its queues: virtio_driver_features_ok, queues
+ * 0 .. nq-1 of size entries into q[], their rings from gpa on, stride bytes apart, without an
+ * MSI-X vector; then DRIVER_OK, settled. 0, or the failed step's negative errno.
+ */
+int virtio_driver_start(struct virtio_driver *d, uint64_t features, struct virtio_driver_queue *q,
+			unsigned int nq, uint16_t size, uint64_t gpa, uint64_t stride);
 /* Sets queue index's MSI-X vector; returns the vector the device then reports. */
 uint16_t virtio_driver_queue_vector(struct virtio_driver *d, unsigned int index, uint16_t vector);
 

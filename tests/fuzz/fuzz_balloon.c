@@ -82,17 +82,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		nq++;
 	}
 	if (virtio_driver_find(&drv, &bus, &vm.mem, VIRTIO_ID_BALLOON) ||
-	    virtio_driver_reset(&drv, DEADLINE_MS))
+	    virtio_driver_begin(&drv, DEADLINE_MS))
 		abort();
-	virtio_driver_set_status(&drv, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
-	if (virtio_driver_features_ok(&drv, features))
+	if (virtio_driver_start(&drv, features, q, nq, QSIZE, RINGS_GPA, RING_STRIDE))
 		abort();
-	for (unsigned int i = 0; i < nq; i++)
-		if (virtio_driver_queue_setup(&drv, &q[i], i, QSIZE, RINGS_GPA + i * RING_STRIDE,
-					      VIRTIO_MSI_NO_VECTOR))
-			abort();
-	virtio_driver_set_status(&drv, virtio_driver_status(&drv) | VIRTIO_CONFIG_S_DRIVER_OK);
-	virtio_driver_settle(&drv);
 
 	while (at + 3 <= size && records++ < MAX_RECORDS) {
 		uint8_t op = data[at];

@@ -126,9 +126,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (virtio_net_create(&net, &vm, &bus, &irq, be, &opts, err, sizeof(err)) ||
 	    virtio_driver_find(&drv, &bus, &vm.mem, VIRTIO_ID_NET) ||
-	    virtio_driver_reset(&drv, DEADLINE_MS))
+	    virtio_driver_begin(&drv, DEADLINE_MS))
 		abort();
-	virtio_driver_set_status(&drv, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
 	features = F(VIRTIO_F_VERSION_1) | F(VIRTIO_NET_F_MAC) | F(VIRTIO_NET_F_STATUS) |
 		   F(VIRTIO_NET_F_MTU) | F(VIRTIO_NET_F_CTRL_VQ) | F(VIRTIO_NET_F_CTRL_RX) |
 		   F(VIRTIO_RING_F_INDIRECT_DESC);
@@ -143,16 +142,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 							   F(VIRTIO_NET_F_CTRL_VLAN) |
 							   F(VIRTIO_NET_F_GUEST_ANNOUNCE) |
 							   F(VIRTIO_NET_F_CTRL_MAC_ADDR));
-	if (virtio_driver_features_ok(&drv, features))
-		abort();
 	nq = 2 * pairs + 1;
 	ctrlq = 2 * pairs;
-	for (unsigned int i = 0; i < nq; i++)
-		if (virtio_driver_queue_setup(&drv, &q[i], i, QSIZE, RINGS_GPA + i * RING_STRIDE,
-					      VIRTIO_MSI_NO_VECTOR))
-			abort();
-	virtio_driver_set_status(&drv, virtio_driver_status(&drv) | VIRTIO_CONFIG_S_DRIVER_OK);
-	virtio_driver_settle(&drv);
+	if (virtio_driver_start(&drv, features, q, nq, QSIZE, RINGS_GPA, RING_STRIDE))
+		abort();
 
 	while (at + 3 <= size && records++ < MAX_RECORDS) {
 		uint8_t op = data[at];

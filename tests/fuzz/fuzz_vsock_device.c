@@ -122,18 +122,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    pci_init(&bus, &vm) || virtio_vsock_create(&vs, &vm, &bus, &irq, &o, err, sizeof(err)))
 		abort();
 	if (virtio_driver_find(&drv, &bus, &vm.mem, VIRTIO_ID_VSOCK) ||
-	    virtio_driver_reset(&drv, DEADLINE_MS))
+	    virtio_driver_begin(&drv, DEADLINE_MS))
 		abort();
-	virtio_driver_set_status(&drv, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
 	features = F(VIRTIO_F_VERSION_1) | (data[0] & 1 ? F(VIRTIO_RING_F_EVENT_IDX) : 0);
-	if (virtio_driver_features_ok(&drv, features))
+	if (virtio_driver_start(&drv, features, q, VSOCK_QUEUES, QSIZE, RINGS_GPA, RING_STRIDE))
 		abort();
-	for (unsigned int i = 0; i < VSOCK_QUEUES; i++)
-		if (virtio_driver_queue_setup(&drv, &q[i], i, QSIZE, RINGS_GPA + i * RING_STRIDE,
-					      VIRTIO_MSI_NO_VECTOR))
-			abort();
-	virtio_driver_set_status(&drv, virtio_driver_status(&drv) | VIRTIO_CONFIG_S_DRIVER_OK);
-	virtio_driver_settle(&drv);
 
 	while (at + 3 <= size && records++ < MAX_RECORDS) {
 		uint8_t op = data[at];
