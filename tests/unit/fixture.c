@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <setjmp.h>
@@ -7,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <cmocka.h>
 
@@ -75,4 +77,29 @@ void fx_sh(const char *dir, const char *fmt, ...)
 		return;
 	file_read_text(fx_dir_path(dir, FX_SH_LOG), &out, NULL);
 	fail_msg("command failed (status %d): %s\n%s", st, cmd, out ? out : "");
+}
+
+unsigned int fx_disk_io_threads(void)
+{
+	DIR *dir = opendir("/proc/self/task");
+	struct dirent *e;
+	unsigned int n = 0;
+
+	assert_non_null(dir);
+	while ((e = readdir(dir))) {
+		char p[PATH_MAX], comm[32] = "";
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "/proc/self/task/%s/comm", e->d_name);
+		f = fopen(p, "re");
+		if (!f)
+			continue; /* a thread that just exited */
+		if (fgets(comm, sizeof(comm), f) && !strcmp(comm, "nkvm-disk-io\n"))
+			n++;
+		fclose(f);
+	}
+	closedir(dir);
+	return n;
 }

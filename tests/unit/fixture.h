@@ -33,4 +33,7 @@ int fx_sh_status(const char *dir, const char *fmt, ...) __attribute__((format(pr
 /* fx_sh_status, failing the test with the command and its output when the status is not 0. */
 void fx_sh(const char *dir, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Threads of this process named as disk pool workers (nkvm-disk-io), from /proc/self/task. */
+unsigned int fx_disk_io_threads(void);
+
 #endif

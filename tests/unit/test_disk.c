@@ -1020,37 +1020,12 @@ static void test_disk_read_past_shrunk_file_is_eio(void **state)
 	disk_close(d);
 }
 
-static unsigned int io_threads_now(void)
-{
-	DIR *dir = opendir("/proc/self/task");
-	struct dirent *e;
-	unsigned int n = 0;
-
-	assert_non_null(dir);
-	while ((e = readdir(dir))) {
-		char p[PATH_MAX], comm[32] = "";
-		FILE *f;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(p, sizeof(p), "/proc/self/task/%s/comm", e->d_name);
-		f = fopen(p, "re");
-		if (!f)
-			continue; /* a thread that just exited */
-		if (fgets(comm, sizeof(comm), f) && !strcmp(comm, "nkvm-disk-io\n"))
-			n++;
-		fclose(f);
-	}
-	closedir(dir);
-	return n;
-}
-
 /* A joined thread can linger in /proc for an instant after pthread_join returns. */
 static unsigned int io_threads_settle(unsigned int want)
 {
 	unsigned int n;
 
-	for (int i = 0; i < 200 && (n = io_threads_now()) != want; i++)
+	for (int i = 0; i < 200 && (n = fx_disk_io_threads()) != want; i++)
 		usleep(10 * 1000);
 	return n;
 }
@@ -1062,7 +1037,7 @@ static unsigned int io_threads_settle(unsigned int want)
  */
 static void test_disk_each_disk_has_its_own_pool(void **state)
 {
-	unsigned int base = io_threads_now();
+	unsigned int base = fx_disk_io_threads();
 	char pa[PATH_MAX], pb[PATH_MAX];
 	uint8_t x[4096], y[4096];
 	sigset_t none, after;
@@ -1074,9 +1049,9 @@ static void test_disk_each_disk_has_its_own_pool(void **state)
 	sigemptyset(&none);
 	pthread_sigmask(SIG_SETMASK, &none, NULL);
 	a = t_open(pa, false, false, 1);
-	assert_int_equal(io_threads_now(), base + 1);
+	assert_int_equal(fx_disk_io_threads(), base + 1);
 	b = t_open(pb, false, false, 5);
-	assert_int_equal(io_threads_now(), base + 3);
+	assert_int_equal(fx_disk_io_threads(), base + 3);
 	/* Starting workers leaves the caller's own signal mask as it was. */
 	pthread_sigmask(SIG_BLOCK, NULL, &after);
 	assert_false(sigismember(&after, SIGINT));
@@ -1111,7 +1086,7 @@ static void test_disk_each_disk_has_its_own_pool(void **state)
 	assert_int_equal(io_threads_settle(base), base);
 
 	c = t_open(pa, false, false, 0);
-	assert_int_equal(io_threads_now(), base + 2);
+	assert_int_equal(fx_disk_io_threads(), base + 2);
 	disk_close(c);
 	assert_int_equal(io_threads_settle(base), base);
 	pthread_cond_destroy(&io.cond);
@@ -1124,14 +1099,14 @@ static void test_disk_each_disk_has_its_own_pool(void **state)
  */
 static void test_disk_pool_grows_to_its_limit(void **state)
 {
-	unsigned int base = io_threads_now();
+	unsigned int base = fx_disk_io_threads();
 	struct io ios[64];
 	char path[PATH_MAX];
 	struct disk *d;
 
 	img_make(fx_path(*state, "grow.img", path), 64 * KiB, 0);
 	d = t_open(path, false, false, 4);
-	assert_int_equal(io_threads_now(), base + 2);
+	assert_int_equal(fx_disk_io_threads(), base + 2);
 	for (int i = 0; i < 64; i++) {
 		memset(&ios[i], 0, sizeof(ios[i]));
 		ios[i].req = (struct disk_request){ .op = DISK_FLUSH,
@@ -1148,7 +1123,7 @@ static void test_disk_pool_grows_to_its_limit(void **state)
 		pthread_mutex_unlock(&ios[i].lock);
 		assert_int_equal(ios[i].status, 0);
 	}
-	assert_int_equal(io_threads_now(), base + 4);
+	assert_int_equal(fx_disk_io_threads(), base + 4);
 	disk_close(d);
 	assert_int_equal(io_threads_settle(base), base);
 	for (int i = 0; i < 64; i++) {
@@ -1189,7 +1164,7 @@ static void test_disk_pool_beyond_depth_for_a_deep_queue(void **state)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned int depth = cpus * 8 < 16 ? 16 : cpus * 8 > 64 ? 64 : (unsigned int)cpus * 8;
-	unsigned int base = io_threads_now(), done = 0, n;
+	unsigned int base = fx_disk_io_threads(), done = 0, n;
 	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 	pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
 	struct disk_options o = { .direct = true, .engine = DISK_ENGINE_THREADS };
@@ -1222,11 +1197,11 @@ static void test_disk_pool_beyond_depth_for_a_deep_queue(void **state)
 		if (i + 1 == 2 * depth) {
 			/* Let the workers take what they can: each then holds one. */
 			usleep(100 * 1000);
-			assert_int_equal(io_threads_now(), base + depth);
+			assert_int_equal(fx_disk_io_threads(), base + depth);
 		}
 	}
 	usleep(100 * 1000);
-	n = io_threads_now() - base;
+	n = fx_disk_io_threads() - base;
 	if (depth < 64)
 		assert_true(n > depth);
 	assert_true(n <= 64);

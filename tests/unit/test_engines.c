@@ -1571,32 +1571,6 @@ static void test_queue_wait_wakes_on_fd_and_completions(void **state)
 	check_aio_wait_refused(fx, &v, &o);
 }
 
-/* Workers of this process's disk pools, by their thread name. */
-static unsigned int io_workers_now(void)
-{
-	DIR *dir = opendir("/proc/self/task");
-	struct dirent *e;
-	unsigned int n = 0;
-
-	assert_non_null(dir);
-	while ((e = readdir(dir))) {
-		char p[PATH_MAX], comm[32] = "";
-		FILE *f;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(p, sizeof(p), "/proc/self/task/%s/comm", e->d_name);
-		f = fopen(p, "re");
-		if (!f)
-			continue; /* a thread that just exited */
-		if (fgets(comm, sizeof(comm), f) && !strcmp(comm, "nkvm-disk-io\n"))
-			n++;
-		fclose(f);
-	}
-	closedir(dir);
-	return n;
-}
-
 /*
  * The threads engine's queue context through the page cache: what the owner submits waits for
  * its next disk_queue_poll and then goes to the pool as one batch, which grows the pool to its
@@ -1610,7 +1584,7 @@ static void test_threads_queue_batches_and_completes_on_owner(void **state)
 	struct variant v = { "threads, queue context", DISK_ENGINE_THREADS, false, VIA_QUEUE };
 	uint8_t *data = fx_alloc(fx, N * BS);
 	struct io *ios = fx_alloc(fx, N * sizeof(*ios));
-	unsigned int base = io_workers_now();
+	unsigned int base = fx_disk_io_threads();
 	char path[PATH_MAX];
 	struct tally ty;
 	struct tgt t;
@@ -1619,7 +1593,7 @@ static void test_threads_queue_batches_and_completes_on_owner(void **state)
 	o.path = path;
 	tgt_open_disk(&t, fx, &v, &o, v.name);
 	assert_true(t.main.fd >= 0);
-	assert_int_equal(io_workers_now(), base + 2); /* the pool starts with two */
+	assert_int_equal(fx_disk_io_threads(), base + 2); /* the pool starts with two */
 	fill(data, N * BS, 57);
 	tally_init(&ty);
 	for (int i = 0; i < N; i++) {
@@ -1630,9 +1604,9 @@ static void test_threads_queue_batches_and_completes_on_owner(void **state)
 	/* Nothing has started: no done, and the pool as it was. */
 	assert_true(disk_queue_ready(t.main.q));
 	assert_int_equal(tally_count(&ty), 0);
-	assert_int_equal(io_workers_now(), base + 2);
+	assert_int_equal(fx_disk_io_threads(), base + 2);
 	ctx_wait(&t.main, &ty, N);
-	assert_int_equal(io_workers_now(), base + 3);
+	assert_int_equal(fx_disk_io_threads(), base + 3);
 	for (int i = 0; i < N; i++) {
 		assert_int_equal(atomic_load(&ios[i].calls), 1);
 		assert_int_equal(ios[i].status, 0);
